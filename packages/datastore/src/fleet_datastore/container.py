@@ -1,0 +1,128 @@
+"""``Container``: the public handle on one container, validating before any provider call."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .backend import Backend, PreparedOp
+from .batch import (
+    MAX_BATCH_OPERATIONS,
+    BatchOp,
+    CreateOp,
+    DeleteOp,
+    PatchOp,
+    ReadOp,
+    ReplaceOp,
+    UpsertOp,
+)
+from .continuation import encode
+from .documents import check_id, check_partition_key, prepare, validate_patch
+from .errors import InvalidRequestError
+from .model import ContainerSpec, Document, Patch, UpdateResult
+from .query import Page, Query, plan_query
+
+__all__ = ["Container"]
+
+
+def _check_etag(etag: Any) -> str | None:
+    if etag is not None and (not isinstance(etag, str) or not etag):
+        raise InvalidRequestError("etag must be a non-empty string or None")
+    return etag
+
+
+class Container:
+    """A container of JSON documents in one store. Methods follow the Azure SDK verbs."""
+
+    def __init__(self, backend: Backend, spec: ContainerSpec) -> None:
+        self._backend = backend
+        self.spec = spec
+
+    @property
+    def name(self) -> str:
+        """The container's name."""
+        return self.spec.name
+
+    async def create(self, body: Mapping[str, Any]) -> Document:
+        """Insert a new document; AlreadyExistsError if its id exists in its partition."""
+        return await self._backend.create(self.spec, prepare(self.spec, body))
+
+    async def get(self, doc_id: str, partition_key: str) -> Document:
+        """Read a document; NotFoundError if it does not exist."""
+        check_id(doc_id)
+        check_partition_key(partition_key)
+        return await self._backend.get(self.spec, doc_id, partition_key)
+
+    async def replace(self, body: Mapping[str, Any], *, etag: str | None = None) -> Document:
+        """Overwrite an existing document, only if its etag still matches when ``etag`` is given."""
+        return await self._backend.replace(self.spec, prepare(self.spec, body), _check_etag(etag))
+
+    async def upsert(self, body: Mapping[str, Any]) -> Document:
+        """Insert or overwrite a document."""
+        return await self._backend.upsert(self.spec, prepare(self.spec, body))
+
+    async def delete(self, doc_id: str, partition_key: str, *, etag: str | None = None) -> bool:
+        """Remove a document; True if it existed. Idempotent without ``etag``."""
+        check_id(doc_id)
+        check_partition_key(partition_key)
+        return await self._backend.delete(self.spec, doc_id, partition_key, _check_etag(etag))
+
+    async def update_if_match(
+        self, doc_id: str, partition_key: str, expected: Document, patch: Patch
+    ) -> UpdateResult:
+        """Apply ``patch`` only if the stored etag is still ``expected.etag``.
+
+        Returns ok(document), conflict (someone else wrote first) or not_found.
+        Exactly one of any number of racing callers holding the same etag wins.
+        """
+        check_id(doc_id)
+        check_partition_key(partition_key)
+        if not isinstance(expected, Document) or not expected.etag:
+            raise InvalidRequestError("expected must be a Document with an etag")
+        validate_patch(self.spec, patch)
+        return await self._backend.update_if_match(
+            self.spec, doc_id, partition_key, expected, patch
+        )
+
+    async def batch(self, partition_key: str, ops: Sequence[BatchOp]) -> list[Document | None]:
+        """Run up to 100 operations on one partition atomically: all take effect or none does.
+
+        Returns one entry per operation: the document written or read, None for a delete.
+        """
+        check_partition_key(partition_key)
+        if not isinstance(ops, Sequence) or not 1 <= len(ops) <= MAX_BATCH_OPERATIONS:
+            raise InvalidRequestError(f"a batch holds 1..{MAX_BATCH_OPERATIONS} operations")
+        prepared: list[PreparedOp] = []
+        for op in ops:
+            if isinstance(op, CreateOp | ReplaceOp | UpsertOp):
+                doc = prepare(self.spec, op.body)
+                if doc.partition_key != partition_key:
+                    raise InvalidRequestError("every batch document must be in the batch partition")
+                if isinstance(op, ReplaceOp):
+                    _check_etag(op.etag)
+                prepared.append((op, doc))
+            elif isinstance(op, DeleteOp | PatchOp | ReadOp):
+                check_id(op.id)
+                if isinstance(op, PatchOp):
+                    validate_patch(self.spec, op.patch)
+                if isinstance(op, DeleteOp | PatchOp):
+                    _check_etag(op.etag)
+                prepared.append((op, None))
+            else:
+                raise InvalidRequestError(f"not a batch operation: {op!r}")
+        return await self._backend.batch(self.spec, partition_key, prepared)
+
+    async def query(self, query: Query) -> Page:
+        """One page of matching documents and a continuation token for the next, if any."""
+        plan = plan_query(self.spec, query)
+        docs = await self._backend.query(self.spec, plan)
+        if plan.limit is not None and len(docs) > plan.limit:
+            docs = docs[: plan.limit]
+            return Page(docs, encode(plan, docs[-1].body))
+        return Page(docs, None)
+
+    async def count(self, query: Query | None = None) -> int:
+        """How many documents match the query's filters (order, limit and continuation ignored)."""
+        q = query or Query()
+        plan = plan_query(self.spec, Query(where=q.where, partition_key=q.partition_key))
+        return await self._backend.count(self.spec, plan)

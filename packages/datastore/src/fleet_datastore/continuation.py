@@ -1,0 +1,85 @@
+"""Continuation tokens: opaque keyset positions bound to the query that made them.
+
+A token is base64url(JSON ``{"s": shape, "k": [sort values of the last item]}``).
+Keyset positions, unlike offsets, stay correct while documents are written
+between pages, and every provider can resume from one with a plain range filter.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from .documents import get_path
+from .errors import InvalidContinuationError
+from .model import FieldType
+
+if TYPE_CHECKING:
+    from .query import QueryPlan
+
+__all__ = ["decode", "encode", "shape_of"]
+
+_MAX_TOKEN = 16_384
+
+
+def shape_of(plan: QueryPlan) -> str:
+    """A short digest of what a token may resume: container, filters, order, partition."""
+    text = json.dumps(
+        [
+            plan.container,
+            [
+                [f.field, f.op, list(f.value) if isinstance(f.value, tuple) else f.value]
+                for f in plan.where
+            ],
+            plan.sort,
+            plan.partition_key,
+        ],
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def encode(plan: QueryPlan, body: dict[str, Any]) -> str:
+    """The token that resumes ``plan`` after the document ``body``."""
+    key = [get_path(body, name) for name, _ in plan.sort]
+    raw = json.dumps({"s": plan.shape, "k": key}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _fits(kind: FieldType, value: Any) -> bool:
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind == "int":
+        return isinstance(value, int)
+    return isinstance(value, int | float)
+
+
+def decode(token: str, shape: str, kinds: Sequence[FieldType]) -> tuple[Any, ...]:
+    """The keyset position in ``token``; raises when it is malformed or from another query."""
+    if not isinstance(token, str) or not token or len(token) > _MAX_TOKEN:
+        raise InvalidContinuationError("continuation token is empty or too long")
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise InvalidContinuationError("continuation token is malformed") from exc
+    if not isinstance(data, dict) or set(data) != {"s", "k"}:
+        raise InvalidContinuationError("continuation token is malformed")
+    if data["s"] != shape:
+        raise InvalidContinuationError("continuation token belongs to another query")
+    key = data["k"]
+    if not isinstance(key, list) or len(key) != len(kinds):
+        raise InvalidContinuationError("continuation token is malformed")
+    for kind, value in zip(kinds, key, strict=True):
+        if not _fits(kind, value):
+            raise InvalidContinuationError("continuation token is malformed")
+    return tuple(key)

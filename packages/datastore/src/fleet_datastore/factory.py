@@ -1,0 +1,64 @@
+"""``open_store(url)``: pick a provider by URL scheme, importing it only when used."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .errors import InvalidRequestError
+from .store import DocumentStore
+
+__all__ = ["CosmosConfig", "store_from_url"]
+
+
+@dataclass(frozen=True)
+class CosmosConfig:
+    """Where the Cosmos provider connects: endpoint, key, database."""
+
+    endpoint: str
+    key: str
+    database: str = "fleet"
+
+    def __repr__(self) -> str:
+        return f"CosmosConfig(endpoint={self.endpoint!r}, database={self.database!r}, key=***)"
+
+    @classmethod
+    def from_env(cls) -> CosmosConfig:
+        """Read ``FLEET_COSMOS_ENDPOINT``, ``FLEET_COSMOS_KEY`` and ``FLEET_COSMOS_DATABASE``."""
+        endpoint = os.environ.get("FLEET_COSMOS_ENDPOINT", "")
+        key = os.environ.get("FLEET_COSMOS_KEY", "")
+        if not endpoint or not key:
+            raise InvalidRequestError(
+                "cosmos:// needs FLEET_COSMOS_ENDPOINT and FLEET_COSMOS_KEY to be set"
+            )
+        return cls(endpoint, key, os.environ.get("FLEET_COSMOS_DATABASE", "fleet"))
+
+
+def store_from_url(url: str, *, cosmos: CosmosConfig | None = None) -> DocumentStore:
+    """A store for ``memory://``, ``sqlite:///path/to/file.db`` or ``cosmos://``; not yet open.
+
+    ``cosmos://`` takes its endpoint, key and database from ``cosmos`` or else
+    from the ``FLEET_COSMOS_*`` environment variables.
+    """
+    scheme = urlsplit(url).scheme if isinstance(url, str) else ""
+    if scheme == "memory":
+        from .providers.memory import MemoryBackend
+
+        return DocumentStore(MemoryBackend(), url)
+    if scheme == "sqlite":
+        from .providers.sqlite import SqliteBackend
+
+        path = url[len("sqlite://") :]
+        if path.startswith("/") and not path.startswith("//"):
+            path = path[1:]  # sqlite:///rel/x.db -> rel/x.db; sqlite:////abs/x.db -> /abs/x.db
+        elif path.startswith("//"):
+            path = path[1:]
+        if not path or path.endswith("/"):
+            raise InvalidRequestError(f"sqlite URL needs a file path: {url!r}")
+        return DocumentStore(SqliteBackend(path), url)
+    if scheme == "cosmos":
+        from .providers.cosmos import CosmosBackend
+
+        return DocumentStore(CosmosBackend(cosmos or CosmosConfig.from_env()), url)
+    raise InvalidRequestError(f"unknown store URL scheme in {url!r}: use memory, sqlite or cosmos")

@@ -1,0 +1,160 @@
+"""Documents, container specs, patches and write results: the nouns of the store."""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "ASC",
+    "DESC",
+    "Direction",
+    "Document",
+    "FieldType",
+    "Index",
+    "ContainerSpec",
+    "Outcome",
+    "Patch",
+    "UpdateResult",
+    "MAX_DOCUMENT_BYTES",
+]
+
+Direction = Literal["asc", "desc"]
+ASC: Direction = "asc"
+DESC: Direction = "desc"
+
+FieldType = Literal["str", "int", "float", "bool"]
+"""The type a declared field holds; ``float`` fields accept any JSON number."""
+
+MAX_DOCUMENT_BYTES = 2 * 1024 * 1024
+"""Cosmos DB's item size limit, applied by every provider for portability."""
+
+_FIELD_PATH = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*$")
+_CONTAINER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One stored JSON document: its body (which holds ``id`` and the partition key) and etag."""
+
+    id: str
+    partition_key: str
+    etag: str
+    body: dict[str, Any]
+
+
+def _parse_key(spec: str) -> tuple[str, Direction]:
+    if spec.startswith("-"):
+        return spec[1:], DESC
+    return spec, ASC
+
+
+@dataclass(frozen=True, slots=True)
+class Index:
+    """An ordered composite index: ``Index.of("queue", "-priority", "created_at")``.
+
+    Equality filters on a prefix of the fields followed by an ``order_by`` on the
+    rest is the query shape an index serves without scanning.
+    """
+
+    fields: tuple[tuple[str, Direction], ...]
+
+    @classmethod
+    def of(cls, *specs: str) -> Index:
+        """Build an index from field names, ``-name`` meaning descending."""
+        return cls(tuple(_parse_key(s) for s in specs))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The field paths of the index, in order."""
+        return tuple(name for name, _ in self.fields)
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerSpec:
+    """Declares a container: its partition key field, the typed fields queries use, its indexes.
+
+    Only declared fields (and ``id``) may be filtered or sorted on, and a declared
+    field, when present in a document, must hold a value of its declared type:
+    that is what lets every provider evaluate a query identically.
+    """
+
+    name: str
+    partition_key: str = "pk"
+    fields: Mapping[str, FieldType] = field(default_factory=dict)
+    indexes: tuple[Index, ...] = ()
+    max_document_bytes: int = MAX_DOCUMENT_BYTES
+
+    def __post_init__(self) -> None:
+        from .errors import InvalidRequestError
+
+        if not _CONTAINER_NAME.match(self.name):
+            raise InvalidRequestError(f"invalid container name {self.name!r}")
+        if not _FIELD_PATH.match(self.partition_key) or "." in self.partition_key:
+            raise InvalidRequestError("partition_key must be a top-level field name")
+        if self.partition_key == "id":
+            raise InvalidRequestError("partition_key cannot be 'id'")
+        for path, kind in self.fields.items():
+            if not _FIELD_PATH.match(path):
+                raise InvalidRequestError(f"invalid field path {path!r}")
+            if kind not in ("str", "int", "float", "bool"):
+                raise InvalidRequestError(f"field {path!r}: unknown type {kind!r}")
+            if path in ("id", self.partition_key) and kind != "str":
+                raise InvalidRequestError(f"field {path!r} is always a string")
+        for index in self.indexes:
+            if not index.fields:
+                raise InvalidRequestError("an index needs at least one field")
+            for name, direction in index.fields:
+                if self.field_type(name) is None:
+                    raise InvalidRequestError(f"index field {name!r} is not declared")
+                if direction not in (ASC, DESC):
+                    raise InvalidRequestError(f"index field {name!r}: bad direction")
+            if len(set(index.names)) != len(index.names):
+                raise InvalidRequestError("an index names a field twice")
+
+    def field_type(self, path: str) -> FieldType | None:
+        """The declared type of a field path, or None when it is not declared."""
+        if path == "id" or path == self.partition_key:
+            return "str"
+        return self.fields.get(path)
+
+
+@dataclass(frozen=True, slots=True)
+class Patch:
+    """A partial update: top-level fields to set and to remove; nothing else changes."""
+
+    set: Mapping[str, Any] = field(default_factory=dict)
+    remove: tuple[str, ...] = ()
+
+
+class Outcome(enum.Enum):
+    """What a conditional update did."""
+
+    OK = "ok"
+    CONFLICT = "conflict"
+    NOT_FOUND = "not_found"
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateResult:
+    """The result of ``update_if_match``: ok with the new document, conflict, or not_found."""
+
+    outcome: Outcome
+    document: Document | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when this writer won and ``document`` holds the stored result."""
+        return self.outcome is Outcome.OK
+
+    @classmethod
+    def won(cls, document: Document) -> UpdateResult:
+        """The write happened."""
+        return cls(Outcome.OK, document)
+
+
+CONFLICT = UpdateResult(Outcome.CONFLICT)
+NOT_FOUND = UpdateResult(Outcome.NOT_FOUND)

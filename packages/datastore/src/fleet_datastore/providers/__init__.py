@@ -1,0 +1,1 @@
+"""Storage providers; each is imported only when its URL scheme is used."""

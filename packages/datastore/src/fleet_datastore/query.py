@@ -1,0 +1,226 @@
+"""The portable query: filters, ordering, limit and continuation, checked against a spec.
+
+Every provider evaluates a query the same way:
+
+- filters and sort keys use declared fields only (and ``id``), so each has one type;
+- a document lacking a filtered field never matches; a document lacking a sort
+  field is left out of an ordered query;
+- ``order_by`` is a suffix of a declared index (or the exact reverse of one), and
+  ``id`` breaks ties (ascending, or descending for a reversed index), so pages
+  are deterministic and continuations are keyset positions, not offsets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .errors import InvalidRequestError
+from .model import ASC, DESC, ContainerSpec, Direction, Document, FieldType
+
+__all__ = [
+    "Filter",
+    "Op",
+    "Page",
+    "Query",
+    "QueryPlan",
+    "Scalar",
+    "eq",
+    "ge",
+    "gt",
+    "in_",
+    "le",
+    "lt",
+    "plan_query",
+    "MAX_IN_VALUES",
+    "MAX_LIMIT",
+]
+
+Scalar = str | int | float | bool
+Op = Literal["eq", "in", "lt", "le", "gt", "ge"]
+MAX_IN_VALUES = 256
+MAX_LIMIT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """One condition on a declared field."""
+
+    field: str
+    op: Op
+    value: Scalar | tuple[Scalar, ...]
+
+
+def eq(path: str, value: Scalar) -> Filter:
+    """``path == value``."""
+    return Filter(path, "eq", value)
+
+
+def in_(path: str, values: Iterable[Scalar]) -> Filter:
+    """``path`` equals one of ``values``."""
+    return Filter(path, "in", tuple(values))
+
+
+def lt(path: str, value: Scalar) -> Filter:
+    """``path < value``."""
+    return Filter(path, "lt", value)
+
+
+def le(path: str, value: Scalar) -> Filter:
+    """``path <= value``."""
+    return Filter(path, "le", value)
+
+
+def gt(path: str, value: Scalar) -> Filter:
+    """``path > value``."""
+    return Filter(path, "gt", value)
+
+
+def ge(path: str, value: Scalar) -> Filter:
+    """``path >= value``."""
+    return Filter(path, "ge", value)
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A portable query: ``Query(where=[eq("status", "queued")], order_by=["-priority"])``."""
+
+    where: Sequence[Filter] = ()
+    order_by: Sequence[str] = ()
+    limit: int | None = None
+    partition_key: str | None = None
+    continuation: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of results; ``continuation`` is None when there are no more."""
+
+    items: list[Document]
+    continuation: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueryPlan:
+    """A validated query as providers receive it.
+
+    ``sort`` is the full ordering including the ``id`` tie-breaker; ``after`` is the
+    keyset position decoded from the continuation (values in ``sort`` order);
+    ``fetch`` is how many documents to return at most (limit + 1, to learn whether
+    another page exists), or None for all.
+    """
+
+    container: str
+    where: tuple[Filter, ...]
+    sort: tuple[tuple[str, Direction], ...]
+    partition_key: str | None
+    limit: int | None
+    after: tuple[Any, ...] | None = None
+    explicit_order: bool = False
+    shape: str = field(default="", compare=False)
+
+    @property
+    def fetch(self) -> int | None:
+        """Documents to read: one more than the limit, to know if a next page exists."""
+        return None if self.limit is None else self.limit + 1
+
+
+def _check_value(path: str, kind: FieldType, value: Any) -> None:
+    ok: bool
+    if kind == "str":
+        ok = isinstance(value, str)
+    elif kind == "bool":
+        ok = isinstance(value, bool)
+    elif kind == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok and value != value:  # NaN compares unequal to itself and to everything
+            ok = False
+    if not ok:
+        raise InvalidRequestError(f"filter on {path!r} needs a {kind} value, got {value!r}")
+
+
+def _sort_for(spec: ContainerSpec, order_by: Sequence[str]) -> tuple[tuple[str, Direction], ...]:
+    keys: list[tuple[str, Direction]] = []
+    for item in order_by:
+        if not isinstance(item, str) or not item.lstrip("-"):
+            raise InvalidRequestError(f"bad order_by entry {item!r}")
+        keys.append((item[1:], DESC) if item.startswith("-") else (item, ASC))
+    for name, _ in keys:
+        if spec.field_type(name) is None:
+            raise InvalidRequestError(f"cannot order by undeclared field {name!r}")
+    if len({name for name, _ in keys}) != len(keys):
+        raise InvalidRequestError("order_by names a field twice")
+    if not keys:
+        return (("id", ASC),)
+    if keys[-1][0] == "id":
+        return tuple(keys)
+    wanted = tuple(keys)
+    flipped = tuple((n, DESC if d == ASC else ASC) for n, d in keys)
+    # Cosmos serves ORDER BY a, b, id only from a composite index on exactly those
+    # paths (or their exact reverse), so the portable rule is the same everywhere.
+    for index in spec.indexes:
+        for start in range(len(index.fields)):
+            suffix = index.fields[start:]
+            if suffix == wanted:
+                return (*wanted, ("id", ASC))
+            if suffix == flipped:
+                return (*wanted, ("id", DESC))
+    raise InvalidRequestError(
+        f"order_by {list(order_by)} is not a suffix of a declared index of {spec.name!r}"
+    )
+
+
+def plan_query(spec: ContainerSpec, query: Query) -> QueryPlan:
+    """Validate ``query`` against ``spec`` and resolve its ordering and continuation."""
+    from .continuation import decode, shape_of
+
+    where = tuple(query.where)
+    for f in where:
+        if not isinstance(f, Filter):
+            raise InvalidRequestError(f"not a filter: {f!r}")
+        kind = spec.field_type(f.field)
+        if kind is None:
+            raise InvalidRequestError(f"cannot filter on undeclared field {f.field!r}")
+        if f.op == "in":
+            if not isinstance(f.value, tuple) or not 1 <= len(f.value) <= MAX_IN_VALUES:
+                raise InvalidRequestError(f"'in' on {f.field!r} needs 1..{MAX_IN_VALUES} values")
+            for v in f.value:
+                _check_value(f.field, kind, v)
+        elif f.op in ("eq", "lt", "le", "gt", "ge"):
+            _check_value(f.field, kind, f.value)
+        else:
+            raise InvalidRequestError(f"unknown filter operator {f.op!r}")
+    limit = query.limit
+    if limit is not None and (
+        isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT
+    ):
+        raise InvalidRequestError(f"limit must be 1..{MAX_LIMIT} or None")
+    pk = query.partition_key
+    if pk is not None and (not isinstance(pk, str) or not pk):
+        raise InvalidRequestError("partition_key must be a non-empty string")
+    sort = _sort_for(spec, query.order_by)
+    plan = QueryPlan(
+        container=spec.name,
+        where=where,
+        sort=sort,
+        partition_key=pk,
+        limit=limit,
+        explicit_order=bool(query.order_by),
+    )
+    shape = shape_of(plan)
+    after = None
+    if query.continuation is not None:
+        after = decode(query.continuation, shape, [spec.field_type(n) or "str" for n, _ in sort])
+    return QueryPlan(
+        container=plan.container,
+        where=plan.where,
+        sort=plan.sort,
+        partition_key=plan.partition_key,
+        limit=plan.limit,
+        after=after,
+        explicit_order=plan.explicit_order,
+        shape=shape,
+    )
