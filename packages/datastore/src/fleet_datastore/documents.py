@@ -158,6 +158,13 @@ def validate_patch(spec: ContainerSpec, patch: Any) -> None:
         if name.startswith("_"):
             raise InvalidRequestError(f"patch field {name!r} may not start with '_'")
     dumps(dict(patch.set))
+    # A declared field inside a value the patch sets must keep its declared type,
+    # so that no provider needs to re-read the document to validate it.
+    _check_declared(spec, {k: v for k, v in patch.set.items() if _declares(spec, k)})
+
+
+def _declares(spec: ContainerSpec, name: str) -> bool:
+    return any(path == name or path.startswith(name + ".") for path in spec.fields)
 
 
 def apply_patch(spec: ContainerSpec, body: Mapping[str, Any], patch: Patch) -> PreparedDocument:

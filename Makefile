@@ -1,0 +1,45 @@
+# Fleet Coordinator — developer entry points. `make help` lists them.
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+UV ?= uv
+COSMOS_DIR := infra/cosmos-local
+
+.PHONY: help setup deps lint format style typecheck test verify bench cosmos-up cosmos-down clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+setup: deps ## install Python (uv) and Node (npm) dependencies
+deps:
+	$(UV) sync --all-packages --frozen
+	cd $(COSMOS_DIR) && npm ci --no-audit --no-fund --loglevel=error
+
+lint: ## ruff lint + format check
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+
+format: ## apply ruff formatting and autofixes
+	$(UV) run ruff format .
+	$(UV) run ruff check --fix .
+
+typecheck: ## mypy --strict
+	$(UV) run mypy
+
+style: lint typecheck ## lint, format check and type check
+
+test: ## all tests (the Cosmos-protocol server is started by the fixtures)
+	$(UV) run pytest -q
+
+verify: setup style test ## what CI runs: setup, lint, format check, mypy strict, all tests
+
+bench: setup ## benchmarks; prints ratios measured in one run
+	$(UV) run python -m bench
+
+cosmos-up: ## start the local Cosmos-protocol server in the background (see docs/datastore.md)
+	$(COSMOS_DIR)/cosmos-local up
+
+cosmos-down: ## stop it
+	$(COSMOS_DIR)/cosmos-local down
+
+clean: ## remove caches and local state
+	rm -rf .mypy_cache .ruff_cache .pytest_cache .hypothesis var
