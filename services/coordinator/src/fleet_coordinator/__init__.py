@@ -1,0 +1,3 @@
+"""Fleet Coordinator: a stateless job coordinator with fenced leases over a document store."""
+
+__all__: list[str] = []
