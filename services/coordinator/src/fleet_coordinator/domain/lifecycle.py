@@ -1,0 +1,103 @@
+"""Admin-side transitions: enqueue a new job, cancel it, retry it.
+
+Like the agent-side transitions these are pure: they return a new ``JobState``
+or a ``Rejected`` and never mutate their input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ._changes import moved
+from .clock import Timestamp
+from .job import JobState
+from .rejections import Rejected, Rejection
+from .statuses import JobStatus
+
+__all__ = ["cancel", "enqueue", "retry"]
+
+
+def enqueue(
+    *,
+    job_id: str,
+    kind: str,
+    payload: Mapping[str, Any],
+    now: Timestamp,
+    queue: str = "default",
+    priority: int = 0,
+    max_attempts: int = 3,
+    lease_seconds: float = 60.0,
+    timeout_seconds: float | None = None,
+    run_after: Timestamp | None = None,
+    requires: Mapping[str, str] | None = None,
+    idempotency_key: str | None = None,
+) -> JobState:
+    """Build a new queued job, due at ``run_after`` (default: ``now``).
+
+    Raises ``ValueError`` for impossible settings; the HTTP layer validates
+    input first, so reaching that is a bug rather than a user error.
+    """
+    if max_attempts < 1:
+        raise ValueError("max_attempts must be at least 1")
+    if lease_seconds <= 0:
+        raise ValueError("lease_seconds must be positive")
+    if timeout_seconds is not None and timeout_seconds <= 0:
+        raise ValueError("timeout_seconds must be positive")
+    return JobState(
+        id=job_id,
+        queue=queue,
+        kind=kind,
+        # Copies, so a caller who later mutates its dicts cannot change this value.
+        payload=dict(payload),
+        priority=priority,
+        status=JobStatus.QUEUED,
+        max_attempts=max_attempts,
+        lease_seconds=lease_seconds,
+        timeout_seconds=timeout_seconds,
+        run_after=now if run_after is None else run_after,
+        requires=dict(requires or {}),
+        idempotency_key=idempotency_key,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def cancel(job: JobState, now: Timestamp) -> JobState | Rejected:
+    """Cancel a queued job, or ask the holder of a leased job to stop.
+
+    A queued job becomes ``cancelled``; a leased job gets ``cancel_requested`` and
+    becomes ``cancelled`` when its lease ends (release, fail, expiry or timeout),
+    unless the agent completes it first. A terminal job is refused and unchanged.
+    Asking again for a leased job returns ``job`` itself: there is nothing to write.
+    """
+    if job.is_terminal:
+        return Rejected(Rejection.ALREADY_TERMINAL, f"job is already {job.status.value}")
+    if job.status is JobStatus.QUEUED:
+        return moved(job, JobStatus.CANCELLED, now, cancel_requested=False)
+    if job.cancel_requested:
+        return job
+    return moved(job, JobStatus.LEASED, now, cancel_requested=True)
+
+
+def retry(job: JobState, now: Timestamp) -> JobState | Rejected:
+    """Requeue a failed or cancelled job with a fresh attempt budget, due now.
+
+    The fencing epoch and the run history carry on, so a late call from a run
+    before the retry still meets ``lease_lost``.
+    """
+    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        return Rejected(
+            Rejection.INVALID_TRANSITION,
+            f"only failed or cancelled jobs can be retried; job is {job.status.value}",
+        )
+    return moved(
+        job,
+        JobStatus.QUEUED,
+        now,
+        attempts=0,
+        cancel_requested=False,
+        result=None,
+        run_after=now,
+        lease=None,
+    )
