@@ -7,10 +7,13 @@ written nothing, on any provider.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from .errors import DocumentTooLargeError, InvalidRequestError
 from .model import ContainerSpec, FieldType, Patch
@@ -22,6 +25,7 @@ __all__ = [
     "check_partition_key",
     "dumps",
     "get_path",
+    "loads",
     "prepare",
     "validate_patch",
 ]
@@ -41,12 +45,32 @@ class PreparedDocument:
     raw: str
 
 
-def dumps(body: Mapping[str, Any]) -> str:
-    """Compact JSON text of a body; raises InvalidRequestError if it is not JSON."""
+def _encode(value: Any) -> bytes:
     try:
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as exc:
+        raw = orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError) as exc:
         raise InvalidRequestError(f"document is not JSON-serialisable: {exc}") from exc
+    # orjson writes NaN and infinities as null; only then pay for the strict check.
+    if b"null" in raw:
+        try:
+            json.dumps(value, allow_nan=False)
+        except ValueError as exc:
+            raise InvalidRequestError(f"document is not JSON-serialisable: {exc}") from exc
+    return raw
+
+
+def dumps(body: Mapping[str, Any]) -> str:
+    """Compact JSON text of a body; raises InvalidRequestError if it is not strict JSON.
+
+    Strict means: string keys, finite numbers, integers within 64 bits, and only
+    JSON types (dict, list, str, int, float, bool, None).
+    """
+    return _encode(dict(body)).decode()
+
+
+def loads(raw: str | bytes) -> Any:
+    """Parse JSON text produced by ``dumps`` into fresh objects."""
+    return orjson.loads(raw)
 
 
 def check_id(doc_id: Any) -> str:
@@ -131,46 +155,100 @@ def prepare(spec: ContainerSpec, body: Any) -> PreparedDocument:
     pk = check_partition_key(body.get(spec.partition_key))
     _check_keys(body)
     _check_declared(spec, body)
-    raw = dumps(body)
-    if len(raw.encode()) > spec.max_document_bytes:
+    return _finish(spec, doc_id, pk, _encode(dict(body)))
+
+
+def _finish(spec: ContainerSpec, doc_id: str, pk: str, raw: bytes) -> PreparedDocument:
+    if len(raw) > spec.max_document_bytes:
         raise DocumentTooLargeError(
             f"document {doc_id!r} is larger than {spec.max_document_bytes} bytes"
         )
-    return PreparedDocument(doc_id, pk, json.loads(raw), raw)
+    return PreparedDocument(doc_id, pk, orjson.loads(raw), raw.decode())
+
+
+_INT64 = 2**63
+
+
+def _plain_scalar(value: Any) -> bool:
+    """True for a JSON scalar that needs no serialisation to validate (the common case)."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        if not -_INT64 <= value < _INT64:
+            raise InvalidRequestError("integers must fit in 64 bits")
+        return True
+    if kind is float:
+        if value != value or value in (math.inf, -math.inf):
+            raise InvalidRequestError("numbers must be finite")
+        return True
+    return False
+
+
+def _owned(sets: Mapping[str, Any]) -> dict[str, Any]:
+    """The patch values as objects the store may keep: containers are copied."""
+    out = dict(sets)
+    for name, value in out.items():
+        if isinstance(value, dict | list | tuple):
+            out[name] = orjson.loads(orjson.dumps(value))
+    return out
+
+
+def _check_patch_name(spec: ContainerSpec, name: Any) -> None:
+    if not isinstance(name, str) or not name or "." in name or "/" in name:
+        raise InvalidRequestError(f"patch field {name!r} must be a top-level name")
+    if name == "id" or name == spec.partition_key:
+        raise InvalidRequestError(f"patch may not change {name!r}")
+    if name[0] == "_":
+        raise InvalidRequestError(f"patch field {name!r} may not start with '_'")
 
 
 def validate_patch(spec: ContainerSpec, patch: Any) -> None:
     """Check a patch on its own: top-level names, no id or partition key, declared types."""
     if not isinstance(patch, Patch):
         raise InvalidRequestError("patch must be a Patch")
-    if not isinstance(patch.set, Mapping) or not isinstance(patch.remove, tuple):
+    sets, removes = patch.set, patch.remove
+    if not isinstance(sets, Mapping) or not isinstance(removes, tuple):
         raise InvalidRequestError("patch.set must be a mapping and patch.remove a tuple")
-    if not patch.set and not patch.remove:
+    if not sets and not removes:
         raise InvalidRequestError("patch changes nothing")
-    names = list(patch.set) + list(patch.remove)
-    if len(set(names)) != len(names):
-        raise InvalidRequestError("patch names a field twice")
-    for name in names:
-        if not isinstance(name, str) or not name or "." in name or "/" in name:
-            raise InvalidRequestError(f"patch field {name!r} must be a top-level name")
-        if name in ("id", spec.partition_key):
-            raise InvalidRequestError(f"patch may not change {name!r}")
-        if name.startswith("_"):
-            raise InvalidRequestError(f"patch field {name!r} may not start with '_'")
-    dumps(dict(patch.set))
+    nested = False
+    for name, value in sets.items():
+        _check_patch_name(spec, name)
+        nested = nested or not _plain_scalar(value)
+    for name in removes:
+        _check_patch_name(spec, name)
+        if name in sets:
+            raise InvalidRequestError(f"patch both sets and removes {name!r}")
+    if len(set(removes)) != len(removes):
+        raise InvalidRequestError("patch removes a field twice")
+    if nested:
+        _encode(dict(sets))
     # A declared field inside a value the patch sets must keep its declared type,
     # so that no provider needs to re-read the document to validate it.
-    _check_declared(spec, {k: v for k, v in patch.set.items() if _declares(spec, k)})
-
-
-def _declares(spec: ContainerSpec, name: str) -> bool:
-    return any(path == name or path.startswith(name + ".") for path in spec.fields)
+    roots = spec.declared_roots
+    if roots and not roots.isdisjoint(sets):
+        _check_declared(spec, {k: v for k, v in sets.items() if k in roots})
 
 
 def apply_patch(spec: ContainerSpec, body: Mapping[str, Any], patch: Patch) -> PreparedDocument:
-    """The document ``body`` becomes under ``patch``, validated and serialised."""
+    """The document a stored ``body`` becomes under a validated ``patch``, serialised.
+
+    The stored body was validated when written and the patch by ``validate_patch``,
+    so only the size of the result is left to check. The result shares nested
+    values with ``body``: stores never mutate a stored body in place.
+    """
     new = dict(body)
     for name in patch.remove:
         new.pop(name, None)
-    new.update(patch.set)
-    return prepare(spec, new)
+    new.update(_owned(patch.set))
+    try:
+        raw = orjson.dumps(new)
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise InvalidRequestError(f"document is not JSON-serialisable: {exc}") from exc
+    doc_id, pk = new["id"], new[spec.partition_key]
+    if len(raw) > spec.max_document_bytes:
+        raise DocumentTooLargeError(
+            f"document {doc_id!r} is larger than {spec.max_document_bytes} bytes"
+        )
+    return PreparedDocument(doc_id, pk, new, raw.decode())

@@ -87,10 +87,13 @@ class ContainerSpec:
     fields: Mapping[str, FieldType] = field(default_factory=dict)
     indexes: tuple[Index, ...] = ()
     max_document_bytes: int = MAX_DOCUMENT_BYTES
+    declared_roots: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         from .errors import InvalidRequestError
 
+        roots = frozenset(path.split(".", 1)[0] for path in self.fields)
+        object.__setattr__(self, "declared_roots", roots)
         if not _CONTAINER_NAME.match(self.name):
             raise InvalidRequestError(f"invalid container name {self.name!r}")
         if not _FIELD_PATH.match(self.partition_key) or "." in self.partition_key:

@@ -153,10 +153,11 @@ def _sort_for(spec: ContainerSpec, order_by: Sequence[str]) -> tuple[tuple[str, 
             raise InvalidRequestError(f"cannot order by undeclared field {name!r}")
     if len({name for name, _ in keys}) != len(keys):
         raise InvalidRequestError("order_by names a field twice")
+    id_dir: Direction | None = None
+    if keys and keys[-1][0] == "id":
+        id_dir = keys.pop()[1]
     if not keys:
-        return (("id", ASC),)
-    if keys[-1][0] == "id":
-        return tuple(keys)
+        return (("id", id_dir or ASC),)
     wanted = tuple(keys)
     flipped = tuple((n, DESC if d == ASC else ASC) for n, d in keys)
     # Cosmos serves ORDER BY a, b, id only from a composite index on exactly those
@@ -164,9 +165,9 @@ def _sort_for(spec: ContainerSpec, order_by: Sequence[str]) -> tuple[tuple[str, 
     for index in spec.indexes:
         for start in range(len(index.fields)):
             suffix = index.fields[start:]
-            if suffix == wanted:
+            if suffix == wanted and id_dir in (None, ASC):
                 return (*wanted, ("id", ASC))
-            if suffix == flipped:
+            if suffix == flipped and id_dir in (None, DESC):
                 return (*wanted, ("id", DESC))
     raise InvalidRequestError(
         f"order_by {list(order_by)} is not a suffix of a declared index of {spec.name!r}"

@@ -1,0 +1,425 @@
+"""The memory provider (``memory://``): a product, not a test double.
+
+- Every operation runs under one ``threading.Lock`` and contains no ``await``, so a
+  compare-and-set is atomic across coroutines and threads alike.
+- Documents are stored as private parsed bodies plus their JSON text; callers get
+  fresh copies (``json.loads``), so nothing they hold can change stored state.
+- Each declared index is a ``SortedList`` of entry tuples (see ``memory_index``), so a
+  query whose equality filters cover an index prefix and whose order is the rest
+  bisects to its first match instead of scanning the container.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sortedcontainers import SortedList
+
+from ..backend import PreparedOp
+from ..batch import CreateOp, DeleteOp, PatchOp, ReadOp, ReplaceOp, UpsertOp
+from ..documents import PreparedDocument, apply_patch, get_path, loads
+from ..errors import (
+    AlreadyExistsError,
+    BatchError,
+    DatastoreError,
+    NotFoundError,
+    PreconditionFailedError,
+    UnknownContainerError,
+)
+from ..model import (
+    ASC,
+    CONFLICT,
+    NOT_FOUND,
+    ContainerSpec,
+    Direction,
+    Document,
+    Patch,
+    UpdateResult,
+)
+from ..query import QueryPlan
+from .memory_index import TOP, entry_key, field_key, has_fields, matches, prefix_keys
+
+__all__ = ["MemoryBackend"]
+
+_etags = itertools.count(1)
+
+
+@dataclass(slots=True)
+class _Stored:
+    body: dict[str, Any]
+    raw: str
+    etag: str
+
+
+@dataclass(slots=True)
+class _Table:
+    spec: ContainerSpec
+    docs: dict[tuple[str, str], _Stored] = field(default_factory=dict)
+    by_id: SortedList = field(default_factory=SortedList)  # (id, pk)
+    indexes: list[tuple[tuple[tuple[str, Direction], ...], SortedList]] = field(
+        default_factory=list
+    )
+
+    def index(self, key: tuple[str, str], old: _Stored | None, new: _Stored | None) -> None:
+        """Move the document's index entries from its old body to its new one."""
+        pk, doc_id = key
+        if old is None and new is not None:
+            self.by_id.add((doc_id, pk))
+        elif old is not None and new is None:
+            self.by_id.remove((doc_id, pk))
+        for fields, entries in self.indexes:
+            before = entry_key(fields, old.body, doc_id, pk) if old else None
+            after = entry_key(fields, new.body, doc_id, pk) if new else None
+            if before == after:
+                continue
+            if before is not None:
+                entries.remove(before)
+            if after is not None:
+                entries.add(after)
+
+
+def _out(key: tuple[str, str], stored: _Stored) -> Document:
+    return Document(key[1], key[0], stored.etag, loads(stored.raw))
+
+
+def _stored(doc: PreparedDocument) -> _Stored:
+    return _Stored(doc.body, doc.raw, f'"m{next(_etags):x}"')
+
+
+class MemoryBackend:
+    """Process-local containers; atomic across coroutines and threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tables: dict[str, _Table] = {}
+
+    async def open(self) -> None:
+        """Nothing to connect to."""
+
+    async def close(self) -> None:
+        """Nothing to release; the data lives as long as this object."""
+
+    async def ping(self) -> None:
+        """Always answers."""
+
+    async def ensure_container(self, spec: ContainerSpec) -> None:
+        """Create the container and its indexes if missing."""
+        with self._lock:
+            if spec.name in self._tables:
+                return
+            table = _Table(spec)
+            for index in spec.indexes:
+                table.indexes.append((index.fields, SortedList()))
+            self._tables[spec.name] = table
+
+    def _table(self, spec: ContainerSpec) -> _Table:
+        try:
+            return self._tables[spec.name]
+        except KeyError:
+            raise UnknownContainerError(f"container {spec.name!r} does not exist") from None
+
+    # -- single-document operations; each one body under the lock, no await ------
+
+    def _create(self, table: _Table, doc: PreparedDocument) -> Document:
+        key = (doc.partition_key, doc.id)
+        if key in table.docs:
+            raise AlreadyExistsError(f"document {doc.id!r} already exists")
+        new = table.docs[key] = _stored(doc)
+        table.index(key, None, new)
+        return _out(key, new)
+
+    def _read(self, table: _Table, doc_id: str, pk: str) -> Document:
+        key = (pk, doc_id)
+        stored = table.docs.get(key)
+        if stored is None:
+            raise NotFoundError(f"document {doc_id!r} not found")
+        return _out(key, stored)
+
+    def _replace(self, table: _Table, doc: PreparedDocument, etag: str | None) -> Document:
+        key = (doc.partition_key, doc.id)
+        old = table.docs.get(key)
+        if old is None:
+            raise NotFoundError(f"document {doc.id!r} not found")
+        if etag is not None and etag != old.etag:
+            raise PreconditionFailedError(f"document {doc.id!r} changed since etag {etag}")
+        new = table.docs[key] = _stored(doc)
+        table.index(key, old, new)
+        return _out(key, new)
+
+    def _upsert(self, table: _Table, doc: PreparedDocument) -> Document:
+        key = (doc.partition_key, doc.id)
+        old = table.docs.get(key)
+        new = table.docs[key] = _stored(doc)
+        table.index(key, old, new)
+        return _out(key, new)
+
+    def _delete(self, table: _Table, doc_id: str, pk: str, etag: str | None) -> bool:
+        key = (pk, doc_id)
+        old = table.docs.get(key)
+        if old is None:
+            return False
+        if etag is not None and etag != old.etag:
+            raise PreconditionFailedError(f"document {doc_id!r} changed since etag {etag}")
+        del table.docs[key]
+        table.index(key, old, None)
+        return True
+
+    def _patch(
+        self, table: _Table, doc_id: str, pk: str, etag: str | None, patch: Patch
+    ) -> Document:
+        key = (pk, doc_id)
+        old = table.docs.get(key)
+        if old is None:
+            raise NotFoundError(f"document {doc_id!r} not found")
+        if etag is not None and etag != old.etag:
+            raise PreconditionFailedError(f"document {doc_id!r} changed since etag {etag}")
+        new = table.docs[key] = _stored(apply_patch(table.spec, old.body, patch))
+        table.index(key, old, new)
+        return _out(key, new)
+
+    async def create(self, spec: ContainerSpec, doc: PreparedDocument) -> Document:
+        """Insert; AlreadyExistsError if the id exists in that partition."""
+        with self._lock:
+            return self._create(self._table(spec), doc)
+
+    async def get(self, spec: ContainerSpec, doc_id: str, partition_key: str) -> Document:
+        """Read; NotFoundError if missing."""
+        with self._lock:
+            return self._read(self._table(spec), doc_id, partition_key)
+
+    async def replace(
+        self, spec: ContainerSpec, doc: PreparedDocument, etag: str | None
+    ) -> Document:
+        """Overwrite; NotFoundError if missing, PreconditionFailedError on etag mismatch."""
+        with self._lock:
+            return self._replace(self._table(spec), doc, etag)
+
+    async def upsert(self, spec: ContainerSpec, doc: PreparedDocument) -> Document:
+        """Insert or overwrite."""
+        with self._lock:
+            return self._upsert(self._table(spec), doc)
+
+    async def delete(
+        self, spec: ContainerSpec, doc_id: str, partition_key: str, etag: str | None
+    ) -> bool:
+        """Remove; False if it was missing."""
+        with self._lock:
+            return self._delete(self._table(spec), doc_id, partition_key, etag)
+
+    async def update_if_match(
+        self,
+        spec: ContainerSpec,
+        doc_id: str,
+        partition_key: str,
+        expected: Document,
+        patch: Patch,
+    ) -> UpdateResult:
+        """Compare and set under the lock: the etag check and the write are one step."""
+        with self._lock:
+            table = self._table(spec)
+            key = (partition_key, doc_id)
+            old = table.docs.get(key)
+            if old is None:
+                return NOT_FOUND
+            if old.etag != expected.etag:
+                return CONFLICT
+            new = table.docs[key] = _stored(apply_patch(spec, old.body, patch))
+            table.index(key, old, new)
+        return UpdateResult.won(_out(key, new))
+
+    async def batch(
+        self, spec: ContainerSpec, partition_key: str, ops: Sequence[PreparedOp]
+    ) -> list[Document | None]:
+        """Run every operation, undoing the applied ones if any fails."""
+        with self._lock:
+            table = self._table(spec)
+            undo: list[tuple[tuple[str, str], _Stored | None]] = []
+            results: list[Document | None] = []
+            for i, (op, doc) in enumerate(ops):
+                key = (partition_key, doc.id if doc else op.id)  # type: ignore[union-attr]
+                before = table.docs.get(key)
+                try:
+                    results.append(self._apply(table, partition_key, op, doc))
+                except DatastoreError as exc:
+                    for k, prior in reversed(undo):
+                        current = table.docs.get(k)
+                        if prior is None:
+                            table.docs.pop(k, None)
+                        else:
+                            table.docs[k] = prior
+                        table.index(k, current, prior)
+                    raise BatchError(i, exc) from exc
+                if not isinstance(op, ReadOp):
+                    undo.append((key, before))
+            return results
+
+    def _apply(
+        self, table: _Table, pk: str, op: Any, doc: PreparedDocument | None
+    ) -> Document | None:
+        if isinstance(op, CreateOp) and doc:
+            return self._create(table, doc)
+        if isinstance(op, ReplaceOp) and doc:
+            return self._replace(table, doc, op.etag)
+        if isinstance(op, UpsertOp) and doc:
+            return self._upsert(table, doc)
+        if isinstance(op, DeleteOp):
+            if not self._delete(table, op.id, pk, op.etag):
+                raise NotFoundError(f"document {op.id!r} not found")
+            return None
+        if isinstance(op, PatchOp):
+            return self._patch(table, op.id, pk, op.etag, op.patch)
+        if isinstance(op, ReadOp):
+            return self._read(table, op.id, pk)
+        raise AssertionError(f"unprepared batch operation {op!r}")
+
+    # -- queries -----------------------------------------------------------------
+
+    async def query(self, spec: ContainerSpec, plan: QueryPlan) -> list[Document]:
+        """Walk the best index (or scan and sort when none fits), keeping the first matches."""
+        with self._lock:
+            table = self._table(spec)
+            out: list[Document] = []
+            for key in self._candidates(table, plan):
+                if plan.fetch is not None and len(out) >= plan.fetch:
+                    break
+                out.append(_out(key, table.docs[key]))
+            return out
+
+    async def count(self, spec: ContainerSpec, plan: QueryPlan) -> int:
+        """Count matches; bisects when equality filters alone cover an index prefix."""
+        with self._lock:
+            table = self._table(spec)
+            fast = self._count_by_bisect(table, plan)
+            if fast is not None:
+                return fast
+            return sum(1 for _ in self._candidates(table, plan))
+
+    def _keep(self, table: _Table, plan: QueryPlan, key: tuple[str, str]) -> bool:
+        if plan.partition_key is not None and key[0] != plan.partition_key:
+            return False
+        body = table.docs[key].body
+        if plan.explicit_order and not has_fields(body, tuple(n for n, _ in plan.sort)):
+            return False
+        return matches(body, plan.where)
+
+    def _candidates(self, table: _Table, plan: QueryPlan) -> Iterator[tuple[str, str]]:
+        """Matching (pk, id) keys in plan order, after the keyset position."""
+        if plan.sort in ((("id", ASC),), (("id", "desc"),)):
+            rows = self._walk_ids(table, plan)
+        else:
+            walked = self._walk_index(table, plan)
+            rows = walked if walked is not None else self._scan_sorted(table, plan)
+        return (key for key in rows if self._keep(table, plan, key))
+
+    def _walk_ids(self, table: _Table, plan: QueryPlan) -> Iterator[tuple[str, str]]:
+        reverse = plan.sort[0][1] != ASC
+        lo: tuple[Any, ...] | None = None
+        hi: tuple[Any, ...] | None = None
+        if plan.after is not None:
+            if reverse:
+                hi = (plan.after[0],)
+            else:
+                lo = (plan.after[0], TOP)
+        for doc_id, pk in table.by_id.irange(lo, hi, (False, False), reverse=reverse):
+            yield pk, doc_id
+
+    def _walk_index(self, table: _Table, plan: QueryPlan) -> Iterator[tuple[str, str]] | None:
+        wanted = plan.sort[:-1]
+        flipped = tuple((n, ASC if d != ASC else "desc") for n, d in wanted)
+        equal = {f.field: f for f in plan.where if f.op in ("eq", "in")}
+        for fields, entries in table.indexes:
+            start = len(fields) - len(wanted)
+            if start < 0 or fields[start:] not in (wanted, flipped):
+                continue
+            prefix_fields = fields[:start]
+            if not all(name in equal for name, _ in prefix_fields):
+                continue
+            reverse = fields[start:] != wanted
+            if reverse != (plan.sort[-1][1] != ASC):
+                continue  # this orientation would break id ties the other way
+            return self._walk_prefixes(plan, fields, start, entries, equal, reverse)
+        return None
+
+    def _walk_prefixes(
+        self,
+        plan: QueryPlan,
+        fields: tuple[tuple[str, Direction], ...],
+        start: int,
+        entries: SortedList,
+        equal: dict[str, Any],
+        reverse: bool,
+    ) -> Iterator[tuple[str, str]]:
+        ranges = []
+        for prefix in prefix_keys(fields[:start], equal):
+            lo, hi = self._bounds(plan, fields, start, prefix, reverse)
+            ranges.append(entries.irange(lo, hi, (True, True), reverse=reverse))
+        merged = ranges[0] if len(ranges) == 1 else heapq.merge(*ranges, reverse=reverse)
+        for entry in merged:
+            yield entry[-1], entry[-2]
+
+    def _bounds(
+        self,
+        plan: QueryPlan,
+        fields: tuple[tuple[str, Direction], ...],
+        start: int,
+        prefix: tuple[Any, ...],
+        reverse: bool,
+    ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        """Index-order bounds: the equality prefix, narrowed by the keyset position.
+
+        Range filters are left to ``matches``; the keyset bound is what keeps paging
+        through a large result from re-reading earlier pages.
+        """
+        lo: tuple[Any, ...] = prefix
+        hi: tuple[Any, ...] = (*prefix, TOP)
+        if plan.after is not None:
+            names = fields[start:]
+            position = (
+                *prefix,
+                *(field_key(v, d) for v, (_, d) in zip(plan.after[:-1], names, strict=True)),
+                plan.after[-1],
+            )
+            if reverse:
+                hi = position
+            else:
+                lo = (*position, TOP)
+        return lo, hi
+
+    def _scan_sorted(self, table: _Table, plan: QueryPlan) -> Iterator[tuple[str, str]]:
+        """No index fits: sort the matching documents (O(n log n)); documented as a scan."""
+        keys = [k for k in table.docs if self._keep(table, plan, k)]
+
+        def order(k: tuple[str, str]) -> tuple[Any, ...]:
+            body = table.docs[k].body
+            return tuple(field_key(get_path(body, n), d) for n, d in plan.sort)
+
+        keys.sort(key=order)
+        if plan.after is not None:
+            after = tuple(field_key(v, d) for v, (_, d) in zip(plan.after, plan.sort, strict=True))
+            keys = [k for k in keys if order(k) > after]
+        return iter(keys)
+
+    def _count_by_bisect(self, table: _Table, plan: QueryPlan) -> int | None:
+        if plan.partition_key is not None or not plan.where:
+            return len(table.docs) if plan.partition_key is None and not plan.where else None
+        if any(f.op not in ("eq", "in") for f in plan.where):
+            return None
+        by_field = {f.field: f for f in plan.where}
+        if len(by_field) != len(plan.where):
+            return None
+        for fields, entries in table.indexes:
+            names = [n for n, _ in fields[: len(by_field)]]
+            if set(names) != set(by_field):
+                continue
+            return int(
+                sum(
+                    entries.bisect_left((*prefix, TOP)) - entries.bisect_left(prefix)
+                    for prefix in prefix_keys(fields[: len(by_field)], by_field)
+                )
+            )
+        return None
