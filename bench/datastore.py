@@ -1,0 +1,221 @@
+"""Datastore benchmarks: CAS throughput, contention, and indexed query scaling.
+
+Every figure is printed beside a ratio measured in the same run, because these
+machines are noisy: absolute numbers move between runs, ratios much less.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+from fleet_datastore import (
+    Container,
+    ContainerSpec,
+    CosmosConfig,
+    DocumentStore,
+    Index,
+    Patch,
+    Query,
+    UpsertOp,
+    eq,
+    store_from_url,
+)
+
+SPEC = ContainerSpec(
+    "bench",
+    fields={"queue": "str", "status": "str", "priority": "int", "created_at": "float"},
+    indexes=(Index.of("queue", "status", "-priority", "created_at"),),
+)
+
+
+def log(message: str) -> None:
+    """Progress and results go to stdout as they happen."""
+    print(message, flush=True)
+
+
+@contextlib.contextmanager
+def cosmos_config() -> Iterator[CosmosConfig]:
+    """The local Cosmos-protocol server (or the account named by FLEET_COSMOS_*)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.support.cosmos_local import cosmos_endpoint
+
+    with cosmos_endpoint() as cfg:
+        yield cfg
+
+
+@contextlib.asynccontextmanager
+async def open_store(
+    provider: str, workdir: Path, cosmos: CosmosConfig | None
+) -> AsyncIterator[DocumentStore]:
+    """An open store of the named provider, fresh for each benchmark."""
+    if provider == "memory":
+        store = store_from_url("memory://")
+    elif provider == "sqlite":
+        path = workdir / f"bench-{time.monotonic_ns()}.db"
+        store = store_from_url(f"sqlite:///{path}")  # an absolute path gives four slashes
+    else:
+        assert cosmos is not None
+        cfg = CosmosConfig(cosmos.endpoint, cosmos.key, f"bench{time.monotonic_ns()}")
+        store = store_from_url("cosmos://", cosmos=cfg)
+    async with store:
+        yield store
+
+
+def doc(i: int, pk: str = "p0") -> dict[str, Any]:
+    """A small job-like document."""
+    return {
+        "id": f"d{i:08d}",
+        "pk": pk,
+        "queue": f"q{i % 10}",
+        "status": "queued" if i % 3 else "leased",
+        "priority": i % 5,
+        "created_at": float(i),
+        "payload": {"kind": "noop", "args": [i]},
+    }
+
+
+def dict_ceiling(n: int) -> float:
+    """Ops/s of a bare dict compare-and-assign loop: the ceiling for an in-process CAS."""
+    table: dict[str, dict[str, Any]] = {"a": {"etag": 0, "n": 0}}
+    start = time.perf_counter()
+    for i in range(n):
+        current = table["a"]
+        if current["etag"] == i:
+            table["a"] = {"etag": i + 1, "n": i}
+    return n / (time.perf_counter() - start)
+
+
+async def cas_throughput(container: Container, n: int) -> float:
+    """Sequential update_if_match ops/s on one document, each chained on the last etag."""
+    current = await container.create(doc(0))
+    start = time.perf_counter()
+    for i in range(n):
+        result = await container.update_if_match(
+            current.id, current.partition_key, current, Patch(set={"priority": i % 5})
+        )
+        assert result.document is not None
+        current = result.document
+    return n / (time.perf_counter() - start)
+
+
+async def contention(container: Container, racers: int, writes: int) -> float:
+    """Attempts per successful write when ``racers`` CAS loops increment one counter."""
+    first = await container.create({"id": f"c{racers}", "pk": "p0", "n": 0})
+    attempts = 0
+    done = 0
+
+    async def racer() -> None:
+        nonlocal attempts, done
+        while done < writes:
+            current = await container.get(first.id, "p0")
+            attempts += 1
+            # A real caller does work between its read and its write; yielding here
+            # lets the other racers read the same etag, as they would across replicas.
+            await asyncio.sleep(0)
+            result = await container.update_if_match(
+                first.id, "p0", current, Patch(set={"n": current.body["n"] + 1})
+            )
+            if result.ok:
+                done += 1
+
+    await asyncio.gather(*(racer() for _ in range(racers)))
+    final = await container.get(first.id, "p0")
+    assert final.body["n"] == done, "lost update: the counter disagrees with the successes"
+    return attempts / done
+
+
+async def load(container: Container, count: int, start: int = 0) -> None:
+    """Insert documents in transactional batches of 100, with progress for large loads."""
+    step = 100
+    for base in range(start, start + count, step):
+        ops = [UpsertOp(doc(i)) for i in range(base, min(base + step, start + count))]
+        await container.batch("p0", ops)
+        done = base + len(ops) - start
+        if count >= 100_000 and done % 100_000 == 0:
+            log(f"    loaded {done:,}/{count:,}")
+
+
+async def top10_latency(container: Container, rounds: int) -> float:
+    """Median seconds of the claim-shaped query: queue+status, by priority then age, top 10."""
+    query = Query(
+        where=[eq("queue", "q3"), eq("status", "queued")],
+        order_by=["-priority", "created_at"],
+        limit=10,
+        partition_key="p0",
+    )
+    samples = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        page = await container.query(query)
+        samples.append(time.perf_counter() - t)
+        assert len(page.items) == 10
+    return statistics.median(samples)
+
+
+async def run(
+    providers: list[str], big: int, cas_ops: int, workdir: Path, cosmos: CosmosConfig | None
+) -> None:
+    """Run every datastore benchmark for the named providers."""
+    log("== datastore: update_if_match throughput (one document, sequential) ==")
+    ceiling = dict_ceiling(1_000_000)
+    log(f"  bare dict compare-and-assign loop: {ceiling:>12,.0f} ops/s (ceiling)")
+    for provider in providers:
+        n = cas_ops if provider != "cosmos" else max(cas_ops // 50, 200)
+        async with open_store(provider, workdir, cosmos) as store:
+            c = await store.create_container_if_not_exists(SPEC)
+            rate = await cas_throughput(c, n)
+        log(
+            f"  {provider:<7} update_if_match: {rate:>12,.0f} ops/s"
+            f"   = {rate / ceiling:.3f} x dict ceiling"
+        )
+
+    log("== datastore: attempts per successful write as racers grow ==")
+    for provider in providers:
+        cells = []
+        for racers in (1, 4, 16, 64, 256):
+            writes = 200 if provider != "cosmos" else 50
+            async with open_store(provider, workdir, cosmos) as store:
+                c = await store.create_container_if_not_exists(SPEC)
+                cells.append(f"{racers}:{await contention(c, racers, writes):.2f}")
+        log(f"  {provider:<7} racers:attempts/write  " + "  ".join(cells))
+
+    log(f"== datastore: indexed top-10 query, 1,000 vs {big:,} documents ==")
+    for provider in [p for p in providers if p != "cosmos"]:
+        async with open_store(provider, workdir, cosmos) as store:
+            c = await store.create_container_if_not_exists(SPEC)
+            await load(c, 1_000)
+            small = await top10_latency(c, 300)
+            log(f"  {provider:<7} loading {big - 1_000:,} more documents ...")
+            t = time.perf_counter()
+            await load(c, big - 1_000, start=1_000)
+            log(f"  {provider:<7} loaded in {time.perf_counter() - t:.1f}s")
+            large = await top10_latency(c, 300)
+        log(
+            f"  {provider:<7} p50 at 1k: {small * 1e6:8.1f} us   at {big:,}: {large * 1e6:8.1f} us"
+            f"   ratio {large / small:.2f}x (target <= 1.5x)"
+        )
+
+
+def main(argv: list[str]) -> None:
+    """Entry point for ``python -m bench datastore``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="bench datastore")
+    parser.add_argument("--providers", default="memory,sqlite,cosmos")
+    parser.add_argument(
+        "--docs", type=int, default=1_000_000, help="documents for the large query test"
+    )
+    parser.add_argument("--cas-ops", type=int, default=50_000)
+    args = parser.parse_args(argv)
+    providers = args.providers.split(",")
+    with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp, contextlib.ExitStack() as stack:
+        cosmos = stack.enter_context(cosmos_config()) if "cosmos" in providers else None
+        asyncio.run(run(providers, args.docs, args.cas_ops, Path(tmp), cosmos))
