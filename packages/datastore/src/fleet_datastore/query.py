@@ -6,8 +6,9 @@ Every provider evaluates a query the same way:
 - a document lacking a filtered field never matches; a document lacking a sort
   field is left out of an ordered query;
 - ``order_by`` is a suffix of a declared index (or the exact reverse of one), and
-  ``id`` breaks ties (ascending, or descending for a reversed index), so pages
-  are deterministic and continuations are keyset positions, not offsets.
+  ``id`` then the partition key break ties (ascending, or descending for a
+  reversed index), so the order is total, pages are deterministic and
+  continuations are keyset positions, not offsets.
 """
 
 from __future__ import annotations
@@ -105,7 +106,8 @@ class Page:
 class QueryPlan:
     """A validated query as providers receive it.
 
-    ``sort`` is the full ordering including the ``id`` tie-breaker; ``after`` is the
+    ``sort`` is the full ordering ending with ``ties`` tie-breakers: ``id``, then
+    the partition key unless the order already names it; ``after`` is the
     keyset position decoded from the continuation (values in ``sort`` order);
     ``fetch`` is how many documents to return at most (limit + 1, to learn whether
     another page exists), or None for all.
@@ -119,6 +121,12 @@ class QueryPlan:
     after: tuple[Any, ...] | None = None
     explicit_order: bool = False
     shape: str = field(default="", compare=False)
+
+    @property
+    def ties(self) -> int:
+        """How many trailing entries of ``sort`` are tie-breakers (1 or 2)."""
+        names = [name for name, _ in self.sort]
+        return len(names) - names.index("id")
 
     @property
     def fetch(self) -> int | None:
@@ -153,11 +161,12 @@ def _sort_for(spec: ContainerSpec, order_by: Sequence[str]) -> tuple[tuple[str, 
             raise InvalidRequestError(f"cannot order by undeclared field {name!r}")
     if len({name for name, _ in keys}) != len(keys):
         raise InvalidRequestError("order_by names a field twice")
+    pk = spec.partition_key
     id_dir: Direction | None = None
     if keys and keys[-1][0] == "id":
         id_dir = keys.pop()[1]
     if not keys:
-        return (("id", id_dir or ASC),)
+        return (("id", id_dir or ASC), (pk, id_dir or ASC))
     wanted = tuple(keys)
     flipped = tuple((n, DESC if d == ASC else ASC) for n, d in keys)
     # Cosmos serves ORDER BY a, b, id only from a composite index on exactly those
@@ -165,10 +174,11 @@ def _sort_for(spec: ContainerSpec, order_by: Sequence[str]) -> tuple[tuple[str, 
     for index in spec.indexes:
         for start in range(len(index.fields)):
             suffix = index.fields[start:]
-            if suffix == wanted and id_dir in (None, ASC):
-                return (*wanted, ("id", ASC))
-            if suffix == flipped and id_dir in (None, DESC):
-                return (*wanted, ("id", DESC))
+            suffix_names = {name for name, _ in suffix}
+            for order, tie in ((wanted, ASC), (flipped, DESC)):
+                if suffix == order and id_dir in (None, tie):
+                    ties = (("id", tie),) if pk in suffix_names else (("id", tie), (pk, tie))
+                    return (*wanted, *ties)
     raise InvalidRequestError(
         f"order_by {list(order_by)} is not a suffix of a declared index of {spec.name!r}"
     )

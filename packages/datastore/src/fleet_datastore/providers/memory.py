@@ -309,7 +309,7 @@ class MemoryBackend:
 
     def _candidates(self, table: _Table, plan: QueryPlan) -> Iterator[tuple[str, str]]:
         """Matching (pk, id) keys in plan order, after the keyset position."""
-        if plan.sort in ((("id", ASC),), (("id", "desc"),)):
+        if len(plan.sort) == plan.ties:  # nothing but the tie-breakers
             rows = self._walk_ids(table, plan)
         else:
             walked = self._walk_index(table, plan)
@@ -322,14 +322,14 @@ class MemoryBackend:
         hi: tuple[Any, ...] | None = None
         if plan.after is not None:
             if reverse:
-                hi = (plan.after[0],)
+                hi = tuple(plan.after)
             else:
-                lo = (plan.after[0], TOP)
+                lo = tuple(plan.after)
         for doc_id, pk in table.by_id.irange(lo, hi, (False, False), reverse=reverse):
             yield pk, doc_id
 
     def _walk_index(self, table: _Table, plan: QueryPlan) -> Iterator[tuple[str, str]] | None:
-        wanted = plan.sort[:-1]
+        wanted = plan.sort[: -plan.ties]
         flipped = tuple((n, ASC if d != ASC else "desc") for n, d in wanted)
         equal = {f.field: f for f in plan.where if f.op in ("eq", "in")}
         for fields, entries in table.indexes:
@@ -356,8 +356,8 @@ class MemoryBackend:
     ) -> Iterator[tuple[str, str]]:
         ranges = []
         for prefix in prefix_keys(fields[:start], equal):
-            lo, hi = self._bounds(plan, fields, start, prefix, reverse)
-            ranges.append(entries.irange(lo, hi, (True, True), reverse=reverse))
+            lo, hi, inclusive = self._bounds(plan, fields, start, prefix, reverse)
+            ranges.append(entries.irange(lo, hi, inclusive, reverse=reverse))
         merged = ranges[0] if len(ranges) == 1 else heapq.merge(*ranges, reverse=reverse)
         for entry in merged:
             yield entry[-1], entry[-2]
@@ -369,26 +369,28 @@ class MemoryBackend:
         start: int,
         prefix: tuple[Any, ...],
         reverse: bool,
-    ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    ) -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[bool, bool]]:
         """Index-order bounds: the equality prefix, narrowed by the keyset position.
 
         Range filters are left to ``matches``; the keyset bound is what keeps paging
-        through a large result from re-reading earlier pages.
+        through a large result from re-reading earlier pages. An entry is
+        ``(*prefix, *sort values, id, pk)``; a keyset position has that shape, or
+        stops at the id when the order already holds the partition key.
         """
-        lo: tuple[Any, ...] = prefix
-        hi: tuple[Any, ...] = (*prefix, TOP)
-        if plan.after is not None:
-            names = fields[start:]
-            position = (
-                *prefix,
-                *(field_key(v, d) for v, (_, d) in zip(plan.after[:-1], names, strict=True)),
-                plan.after[-1],
-            )
-            if reverse:
-                hi = position
-            else:
-                lo = (*position, TOP)
-        return lo, hi
+        if plan.after is None:
+            return prefix, (*prefix, TOP), (True, True)
+        names = fields[start:]
+        values = plan.after[: -plan.ties]
+        position = (
+            *prefix,
+            *(field_key(v, d) for v, (_, d) in zip(values, names, strict=True)),
+            *plan.after[-plan.ties :],
+        )
+        if reverse:
+            return prefix, position, (True, False)
+        # TOP also skips the entry when the order names the partition key, so the
+        # position stops at the id and is a strict prefix of the entry it names.
+        return (*position, TOP), (*prefix, TOP), (True, True)
 
     def _scan_sorted(self, table: _Table, plan: QueryPlan) -> Iterator[tuple[str, str]]:
         """No index fits: sort the matching documents (O(n log n)); documented as a scan."""
