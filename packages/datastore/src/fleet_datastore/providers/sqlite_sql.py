@@ -109,7 +109,7 @@ def sql_patchable(patch: Patch) -> bool:
 
 
 @lru_cache(maxsize=256)
-def _patch_text(spec: ContainerSpec, n_set: int, n_remove: int, with_etag: bool) -> str:
+def _patch_text(name: str, n_set: int, n_remove: int, with_etag: bool) -> str:
     new = "body"
     if n_remove:
         new = f"json_remove({new}{', ?' * n_remove})"
@@ -119,7 +119,7 @@ def _patch_text(spec: ContainerSpec, n_set: int, n_remove: int, with_etag: bool)
     # The new body is computed twice (SET and the size guard) so that an oversized
     # result writes nothing in one statement; that costs less than a transaction.
     return (
-        f"UPDATE {table(spec)} SET body = {new}, etag = ? "
+        f"UPDATE {name} SET body = {new}, etag = ? "
         f"WHERE pk = ? AND id = ?{cond} AND length(CAST({new} AS BLOB)) <= ? "
         "RETURNING body"
     )
@@ -141,7 +141,7 @@ def patch_sql(
     if expected_etag is not None:
         params.append(expected_etag)
     params += [*new_params, spec.max_document_bytes]
-    sql = _patch_text(spec, len(patch.set), len(patch.remove), expected_etag is not None)
+    sql = _patch_text(table(spec), len(patch.set), len(patch.remove), expected_etag is not None)
     return Compiled(sql, tuple(params))
 
 

@@ -1,0 +1,266 @@
+"""Statements of the SQLite provider, each run on one connection inside a worker thread.
+
+These functions are synchronous and take the connection first; ``sqlite.py``
+runs them off the event loop and translates driver errors around every call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from ..backend import PreparedOp
+from ..batch import CreateOp, DeleteOp, PatchOp, ReadOp, ReplaceOp, UpsertOp
+from ..documents import PreparedDocument, apply_patch
+from ..errors import (
+    AlreadyExistsError,
+    BatchError,
+    DatastoreError,
+    DocumentTooLargeError,
+    InvalidRequestError,
+    NotFoundError,
+    PreconditionFailedError,
+)
+from ..model import CONFLICT, NOT_FOUND, ContainerSpec, Document, Patch, UpdateResult
+from ..query import QueryPlan
+from .sqlite_sql import count_sql, patch_sql, query_branches, schema_sql, sql_patchable, table
+
+__all__ = [
+    "batch",
+    "count",
+    "delete",
+    "ensure",
+    "get",
+    "insert",
+    "patch_document",
+    "query",
+    "replace",
+    "update_if_match",
+    "upsert",
+]
+
+
+def _etag() -> str:
+    return os.urandom(8).hex()
+
+
+@contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE … COMMIT: take the write lock up front, ROLLBACK on any error."""
+    # IMMEDIATE, not DEFERRED: a deferred transaction that reads and then writes
+    # fails at once (SQLITE_BUSY_SNAPSHOT) if another process wrote in between.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:  # SQLite may already have rolled back (I/O error, full disk)
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _document(doc_id: str, pk: str, etag: str, body: str) -> Document:
+    return Document(doc_id, pk, etag, json.loads(body))
+
+
+def get(conn: sqlite3.Connection, spec: ContainerSpec, doc_id: str, pk: str) -> Document:
+    """Read one document; NotFoundError if missing."""
+    sql = f"SELECT etag, body FROM {table(spec)} WHERE pk = ? AND id = ?"
+    rows = conn.execute(sql, (pk, doc_id)).fetchall()
+    if not rows:
+        raise NotFoundError(f"document {doc_id!r} not found in partition {pk!r}")
+    return _document(doc_id, pk, rows[0][0], rows[0][1])
+
+
+def _etag_of(conn: sqlite3.Connection, spec: ContainerSpec, doc_id: str, pk: str) -> str | None:
+    sql = f"SELECT etag FROM {table(spec)} WHERE pk = ? AND id = ?"
+    rows = conn.execute(sql, (pk, doc_id)).fetchall()
+    return str(rows[0][0]) if rows else None
+
+
+def insert(conn: sqlite3.Connection, spec: ContainerSpec, doc: PreparedDocument) -> Document:
+    """Insert a new document; AlreadyExistsError if its id is taken in its partition."""
+    etag = _etag()
+    sql = (
+        f"INSERT INTO {table(spec)} (pk, id, etag, body) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
+    )
+    if conn.execute(sql, (doc.partition_key, doc.id, etag, doc.raw)).rowcount == 0:
+        raise AlreadyExistsError(f"document {doc.id!r} already exists")
+    return Document(doc.id, doc.partition_key, etag, doc.body)
+
+
+def upsert(conn: sqlite3.Connection, spec: ContainerSpec, doc: PreparedDocument) -> Document:
+    """Insert or overwrite a document."""
+    etag = _etag()
+    sql = (
+        f"INSERT INTO {table(spec)} (pk, id, etag, body) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (pk, id) DO UPDATE SET etag = excluded.etag, body = excluded.body"
+    )
+    conn.execute(sql, (doc.partition_key, doc.id, etag, doc.raw))
+    return Document(doc.id, doc.partition_key, etag, doc.body)
+
+
+def _mismatch(
+    conn: sqlite3.Connection, spec: ContainerSpec, doc_id: str, pk: str, etag: str | None
+) -> DatastoreError:
+    """Why a conditional statement matched no row: missing, or the etag moved on."""
+    current = _etag_of(conn, spec, doc_id, pk)
+    if current is None:
+        return NotFoundError(f"document {doc_id!r} not found in partition {pk!r}")
+    if etag is not None and current != etag:
+        return PreconditionFailedError(f"document {doc_id!r} has changed (etag mismatch)")
+    return DocumentTooLargeError(f"patched document {doc_id!r} exceeds the size limit")
+
+
+def replace(
+    conn: sqlite3.Connection, spec: ContainerSpec, doc: PreparedDocument, etag: str | None
+) -> Document:
+    """Overwrite a document (if its etag is ``etag``, when given); raise why not."""
+    new_etag = _etag()
+    sql = f"UPDATE {table(spec)} SET body = ?, etag = ? WHERE pk = ? AND id = ?"
+    params: tuple[str, ...] = (doc.raw, new_etag, doc.partition_key, doc.id)
+    if etag is not None:
+        sql, params = sql + " AND etag = ?", (*params, etag)
+    if conn.execute(sql, params).rowcount == 0:
+        raise _mismatch(conn, spec, doc.id, doc.partition_key, etag)
+    return Document(doc.id, doc.partition_key, new_etag, doc.body)
+
+
+def delete(
+    conn: sqlite3.Connection, spec: ContainerSpec, doc_id: str, pk: str, etag: str | None
+) -> bool:
+    """Delete a document; False if missing, PreconditionFailedError on etag mismatch."""
+    sql = f"DELETE FROM {table(spec)} WHERE pk = ? AND id = ?"
+    params: tuple[str, ...] = (pk, doc_id)
+    if etag is not None:
+        sql, params = sql + " AND etag = ?", (*params, etag)
+    if conn.execute(sql, params).rowcount:
+        return True
+    error = _mismatch(conn, spec, doc_id, pk, etag)
+    if isinstance(error, PreconditionFailedError):
+        raise error
+    return False
+
+
+def patch_document(
+    conn: sqlite3.Connection,
+    spec: ContainerSpec,
+    doc_id: str,
+    pk: str,
+    etag: str | None,
+    patch: Patch,
+) -> Document:
+    """Apply ``patch`` if the stored etag is ``etag`` (any etag when None); raise why not."""
+    new_etag = _etag()
+    if not sql_patchable(patch):
+        return _patch_in_python(conn, spec, doc_id, pk, etag, patch, new_etag)
+    compiled = patch_sql(spec, doc_id, pk, etag, patch, new_etag)
+    rows = conn.execute(compiled.sql, compiled.params).fetchall()
+    if not rows:
+        raise _mismatch(conn, spec, doc_id, pk, etag)
+    return _document(doc_id, pk, new_etag, rows[0][0])
+
+
+def _patch_in_python(
+    conn: sqlite3.Connection,
+    spec: ContainerSpec,
+    doc_id: str,
+    pk: str,
+    etag: str | None,
+    patch: Patch,
+    new_etag: str,
+) -> Document:
+    """Read, patch in Python, write; under the write lock, for names a JSON path can't spell."""
+    if not conn.in_transaction:
+        with _immediate(conn):  # the read and the write must see one version
+            return _patch_in_python(conn, spec, doc_id, pk, etag, patch, new_etag)
+    current = get(conn, spec, doc_id, pk)
+    if etag is not None and current.etag != etag:
+        raise PreconditionFailedError(f"document {doc_id!r} has changed (etag mismatch)")
+    new = apply_patch(spec, current.body, patch)
+    sql = f"UPDATE {table(spec)} SET body = ?, etag = ? WHERE pk = ? AND id = ?"
+    conn.execute(sql, (new.raw, new_etag, pk, doc_id))
+    return Document(doc_id, pk, new_etag, new.body)
+
+
+def update_if_match(
+    conn: sqlite3.Connection,
+    spec: ContainerSpec,
+    doc_id: str,
+    pk: str,
+    etag: str,
+    patch: Patch,
+) -> UpdateResult:
+    """``patch_document`` with the etag condition, its failures returned as outcomes."""
+    try:
+        return UpdateResult.won(patch_document(conn, spec, doc_id, pk, etag, patch))
+    except NotFoundError:
+        return NOT_FOUND
+    except PreconditionFailedError:
+        return CONFLICT
+
+
+def _batch_op(
+    conn: sqlite3.Connection, spec: ContainerSpec, pk: str, op: Any, doc: PreparedDocument | None
+) -> Document | None:
+    if isinstance(op, CreateOp) and doc is not None:
+        return insert(conn, spec, doc)
+    if isinstance(op, ReplaceOp) and doc is not None:
+        return replace(conn, spec, doc, op.etag)
+    if isinstance(op, UpsertOp) and doc is not None:
+        return upsert(conn, spec, doc)
+    if isinstance(op, DeleteOp):
+        if not delete(conn, spec, op.id, pk, op.etag):
+            raise NotFoundError(f"document {op.id!r} not found in partition {pk!r}")
+        return None
+    if isinstance(op, PatchOp):
+        return patch_document(conn, spec, op.id, pk, op.etag, op.patch)
+    if isinstance(op, ReadOp):
+        return get(conn, spec, op.id, pk)
+    raise InvalidRequestError(f"not a batch operation: {op!r}")
+
+
+def batch(
+    conn: sqlite3.Connection, spec: ContainerSpec, pk: str, ops: Sequence[PreparedOp]
+) -> list[Document | None]:
+    """Run every operation in one IMMEDIATE transaction; on failure BatchError, nothing written."""
+    results: list[Document | None] = []
+    with _immediate(conn):
+        for index, (op, doc) in enumerate(ops):
+            try:
+                results.append(_batch_op(conn, spec, pk, op, doc))
+            except DatastoreError as exc:
+                raise BatchError(index, exc) from exc
+    return results
+
+
+def query(conn: sqlite3.Connection, spec: ContainerSpec, plan: QueryPlan) -> list[Document]:
+    """Run the plan's branches in order until ``plan.fetch`` documents are found."""
+    docs: list[Document] = []
+    for branch in query_branches(spec, plan):
+        params = branch.params
+        if plan.fetch is not None:
+            params = (*params[:-1], plan.fetch - len(docs))
+        docs += [_document(*row) for row in conn.execute(branch.sql, params).fetchall()]
+        if plan.fetch is not None and len(docs) >= plan.fetch:
+            break
+    return docs
+
+
+def count(conn: sqlite3.Connection, spec: ContainerSpec, plan: QueryPlan) -> int:
+    """Count the documents matching the plan's filters and partition."""
+    compiled = count_sql(spec, plan)
+    return int(conn.execute(compiled.sql, compiled.params).fetchall()[0][0])
+
+
+def ensure(conn: sqlite3.Connection, spec: ContainerSpec) -> None:
+    """Create the container's table and indexes if missing, under the write lock."""
+    # Two processes declaring the same container at once take turns on the write
+    # lock, and IF NOT EXISTS makes the second a no-op.
+    with _immediate(conn):
+        for statement in schema_sql(spec):
+            conn.execute(statement)
