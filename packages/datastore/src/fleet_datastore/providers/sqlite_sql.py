@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from ..model import ContainerSpec, Direction, Patch
+from ..model import ContainerSpec, Patch
 from ..query import Filter, QueryPlan
 
 __all__ = [
@@ -38,6 +38,8 @@ _CMP = {"eq": "=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 # Keys SQLite 3.40's JSON path can address exactly: printable ASCII without the
 # quote and backslash, whose JSON text is the key itself (no escapes to mismatch).
 _PLAIN_KEY = re.compile(r"^[\x20-\x21\x23-\x5b\x5d-\x7e]+$")
+# The same text documents.dumps makes; one encoder, not one per json.dumps call.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +138,7 @@ def patch_sql(
     """One UPDATE applying ``patch`` inside SQLite: no read, and atomic by construction."""
     new_params: list[Any] = [f'$."{k}"' for k in patch.remove]
     for key, value in patch.set.items():
-        new_params += [f'$."{key}"', json.dumps(value, separators=(",", ":"), ensure_ascii=False)]
+        new_params += [f'$."{key}"', _ENCODE(value)]
     params: list[Any] = [*new_params, new_etag, partition_key, doc_id]
     if expected_etag is not None:
         params.append(expected_etag)
@@ -170,12 +172,13 @@ def _filter(spec: ContainerSpec, f: Filter, params: list[Any]) -> str:
     return f"{col} {_CMP[f.op]} ?"
 
 
-def _order(spec: ContainerSpec, sort: Sequence[tuple[str, Direction]]) -> str:
-    terms = [f"{column(spec, n)} {d.upper()}" for n, d in sort]
-    if all(n != spec.partition_key for n, _ in sort):
-        # Ids repeat across partitions; pk makes the order total and deterministic.
-        terms.append(f"pk {sort[-1][1].upper()}")
-    return ", ".join(terms)
+def _order(plan: QueryPlan, spec: ContainerSpec, depth: int = 0) -> str:
+    # ORDER BY only what equalities leave open: SQLite does not see that
+    # `json_extract(...) = ?` makes a sort term constant, and would sort the matches.
+    fixed = {f.field for f in plan.where if f.op == "eq"}
+    fixed.update(name for name, _ in plan.sort[:depth])
+    terms = [f"{column(spec, n)} {d.upper()}" for n, d in plan.sort if n not in fixed]
+    return ", ".join(terms) or "id"
 
 
 def count_sql(spec: ContainerSpec, plan: QueryPlan) -> Compiled:
@@ -189,28 +192,29 @@ def query_branches(spec: ContainerSpec, plan: QueryPlan) -> list[Compiled]:
     """The SELECTs whose results, concatenated in order, are the plan's answer.
 
     Without a continuation that is one ordered SELECT. With one, the keyset
-    condition "strictly after (v0, v1, ..., id)" in mixed directions is split into
-    disjoint ranges, deepest first: (= v0, = v1, ..., > id), ..., (> v0). Each is a
-    plain index seek, unlike one OR-expanded condition, which SQLite could only
-    answer by walking from the start of the range; and the ranges follow each
-    other in sort order, so the caller concatenates them and stops at ``fetch``.
+    condition "strictly after (v0, v1, ..., id, pk)" in mixed directions is split
+    into disjoint ranges, deepest first: (= v0, = v1, ..., = id, > pk), ...,
+    (> v0). Each is a plain index seek, unlike one OR-expanded condition, which
+    SQLite could only answer by walking from the start of the range; and the
+    ranges follow each other in sort order, so the caller concatenates them and
+    stops at ``fetch``.
     """
     base, base_params = _where(spec, plan)
     head = f"SELECT id, pk, etag, body FROM {table(spec)}"
-    tail = f" ORDER BY {_order(spec, plan.sort)}" + (" LIMIT ?" if plan.fetch else "")
-    limit = [plan.fetch] if plan.fetch else []
+    limit, limit_params = (" LIMIT ?", (plan.fetch,)) if plan.fetch else ("", ())
     if plan.after is None:
         where = f" WHERE {' AND '.join(base)}" if base else ""
-        return [Compiled(head + where + tail, (*base_params, *limit))]
+        sql = f"{head}{where} ORDER BY {_order(plan, spec)}{limit}"
+        return [Compiled(sql, (*base_params, *limit_params))]
     branches: list[Compiled] = []
     for depth in range(len(plan.sort) - 1, -1, -1):
-        conds = list(base)
-        params = list(base_params)
+        conds, params = list(base), list(base_params)
         for (name, _), value in zip(plan.sort[:depth], plan.after, strict=False):
             conds.append(f"{column(spec, name)} = ?")
             params.append(bind(value))
         name, direction = plan.sort[depth]
         conds.append(f"{column(spec, name)} {'>' if direction == 'asc' else '<'} ?")
         params.append(bind(plan.after[depth]))
-        branches.append(Compiled(f"{head} WHERE {' AND '.join(conds)}{tail}", (*params, *limit)))
+        sql = f"{head} WHERE {' AND '.join(conds)} ORDER BY {_order(plan, spec, depth)}{limit}"
+        branches.append(Compiled(sql, (*params, *limit_params)))
     return branches

@@ -1,0 +1,480 @@
+"""What only the SQLite provider promises: a durable file, shared safely by processes.
+
+The provider-agnostic behaviour is in the contract suite; these tests cover the
+file (WAL, reopening, the synchronous level), the multi-process race, index use
+seen through EXPLAIN QUERY PLAN, the in-SQL patch and its size guard, and the
+translation of driver errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fleet_datastore import (
+    BatchError,
+    Container,
+    ContainerSpec,
+    DatastoreError,
+    DocumentStore,
+    DocumentTooLargeError,
+    Index,
+    InvalidRequestError,
+    Outcome,
+    Patch,
+    PatchOp,
+    Query,
+    StoreUnavailableError,
+    UnknownContainerError,
+    UpsertOp,
+    eq,
+    lt,
+    store_from_url,
+)
+from fleet_datastore.documents import apply_patch, dumps
+from fleet_datastore.providers import sqlite as sqlite_provider
+from fleet_datastore.providers.sqlite import SqliteBackend, translated
+from fleet_datastore.providers.sqlite_sql import query_branches
+from fleet_datastore.query import plan_query
+
+from .sqlite_race_worker import RaceConfig, run_race
+
+TASKS = ContainerSpec(
+    name="tasks",
+    partition_key="tenant",
+    fields={"status": "str", "priority": "int", "created_at": "float", "lease.at": "float"},
+    indexes=(
+        Index.of("status", "-priority", "created_at"),
+        Index.of("status", "lease.at"),
+        Index.of("tenant", "created_at"),
+    ),
+)
+
+
+def _url(path: Path, options: str = "") -> str:
+    return f"sqlite:///{path}{options}"  # tmp paths are absolute: sqlite:////tmp/...
+
+
+def _task(i: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": f"t{i:04d}",
+        "tenant": f"tenant{i % 3}",
+        "status": "queued" if i % 2 else "leased",
+        "priority": i % 5,
+        "created_at": float(i),
+        "lease": {"at": float(1000 - i)},
+        **extra,
+    }
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """A database file path inside directories that do not exist yet."""
+    return tmp_path / "nested" / "dir" / "fleet.db"
+
+
+@pytest.fixture
+async def store(db_path: Path) -> AsyncIterator[DocumentStore]:
+    """An open SQLite store on a fresh file."""
+    async with store_from_url(_url(db_path)) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def tasks(store: DocumentStore) -> Container:
+    """The ``tasks`` container holding 300 documents over three tenants."""
+    container = await store.create_container_if_not_exists(TASKS)
+    for i in range(300):
+        await container.create(_task(i))
+    return container
+
+
+async def _pragma(store: DocumentStore, name: str) -> Any:
+    backend = store.backend
+    assert isinstance(backend, SqliteBackend)
+    return await backend._w.run(lambda conn: conn.execute(f"PRAGMA {name}").fetchone()[0])
+
+
+def _journal_mode_on_disk(path: Path) -> str:
+    assert path.is_file()
+    with sqlite3.connect(path) as conn:
+        return str(conn.execute("PRAGMA journal_mode").fetchone()[0])
+
+
+# --- the file ---------------------------------------------------------------------------
+
+
+async def test_file_is_created_with_its_directories_in_wal_mode(
+    store: DocumentStore, db_path: Path
+) -> None:
+    """Opening creates the parent directories and the file, and the journal is WAL."""
+    assert await _pragma(store, "journal_mode") == "wal"
+    assert _journal_mode_on_disk(db_path) == "wal"
+
+
+async def test_synchronous_is_normal_by_default_and_full_on_request(db_path: Path) -> None:
+    """``synchronous`` is NORMAL unless the URL asks for ``?synchronous=full``."""
+    async with store_from_url(_url(db_path)) as default:
+        assert await _pragma(default, "synchronous") == 1
+    async with store_from_url(_url(db_path, "?synchronous=full")) as full:
+        assert await _pragma(full, "synchronous") == 2
+
+
+@pytest.mark.parametrize("options", ["?synchronous=off", "?journal=delete", "?synchronous"])
+def test_unknown_url_options_are_rejected(db_path: Path, options: str) -> None:
+    """Only synchronous=normal|full|extra may follow the path; anything else is bad input."""
+    with pytest.raises(InvalidRequestError):
+        store_from_url(_url(db_path, options))
+
+
+async def test_a_reopened_file_holds_the_same_documents_and_etags(db_path: Path) -> None:
+    """What one store wrote, a new store on the same file reads back unchanged."""
+    async with store_from_url(_url(db_path)) as first:
+        written = await (await first.create_container_if_not_exists(TASKS)).create(_task(7))
+    async with store_from_url(_url(db_path)) as second:
+        again = await second.create_container_if_not_exists(TASKS)
+        assert await again.get("t0007", "tenant1") == written
+        assert await again.count() == 1
+
+
+async def test_two_stores_on_one_file_see_each_others_writes(db_path: Path) -> None:
+    """Two backends on one file: a write by one is a conflict for the other's stale etag."""
+    async with store_from_url(_url(db_path)) as a, store_from_url(_url(db_path)) as b:
+        in_a = await a.create_container_if_not_exists(TASKS)
+        in_b = await b.create_container_if_not_exists(TASKS)
+        created = await in_a.create(_task(1))
+        seen_by_b = await in_b.get("t0001", "tenant1")
+        assert seen_by_b == created
+        won = await in_a.update_if_match("t0001", "tenant1", created, Patch(set={"status": "x"}))
+        assert won.ok
+        lost = await in_b.update_if_match("t0001", "tenant1", seen_by_b, Patch(set={"n": 1}))
+        assert lost.outcome is Outcome.CONFLICT
+        assert await in_b.get("t0001", "tenant1") == won.document
+
+
+async def test_in_memory_database_works_on_one_connection() -> None:
+    """``sqlite:///:memory:`` works: reads share the writer's connection and database."""
+    async with store_from_url("sqlite:///:memory:") as store:
+        container = await store.create_container_if_not_exists(TASKS)
+        await container.create(_task(3))
+        assert (await container.get("t0003", "tenant0")).body["priority"] == 3
+
+
+# --- processes --------------------------------------------------------------------------
+
+
+def test_four_processes_racing_on_one_file_have_exactly_one_winner_per_round(
+    tmp_path: Path,
+) -> None:
+    """4 processes x 32 racers, 200 rounds, all holding one etag per round: one winner each.
+
+    The processes also open the fresh file and declare the container at the same
+    instant, so concurrent WAL setup and ``ensure_container`` are exercised too.
+    """
+    winners = run_race(RaceConfig(str(tmp_path / "race.db"), processes=4, racers=32, rounds=200))
+    assert len(winners) == 200
+    assert [i for i, n in enumerate(winners) if n != 1] == []
+
+
+# --- indexes ----------------------------------------------------------------------------
+
+
+def _explain(db_path: Path, plan_sql: list[tuple[str, tuple[Any, ...]]]) -> list[str]:
+    with sqlite3.connect(db_path) as conn:
+        return [
+            " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+            for sql, params in plan_sql
+        ]
+
+
+async def _branch_plans(tasks: Container, db_path: Path, query: Query) -> list[str]:
+    plan = plan_query(TASKS, query)
+    return _explain(db_path, [(b.sql, b.params) for b in query_branches(TASKS, plan)])
+
+
+QUERIES = {
+    "eq prefix, order by the rest": Query(
+        where=[eq("status", "queued")], order_by=["-priority", "created_at"], limit=10
+    ),
+    "reversed order": Query(
+        where=[eq("status", "queued")], order_by=["priority", "-created_at"], limit=10
+    ),
+    "eq and range on a nested field": Query(
+        where=[eq("status", "leased"), lt("lease.at", 900.0)], order_by=["lease.at"], limit=10
+    ),
+    "in one partition": Query(
+        where=[eq("status", "queued")],
+        order_by=["-priority", "created_at"],
+        limit=10,
+        partition_key="tenant1",
+    ),
+    "partition-led index": Query(where=[eq("tenant", "tenant2")], order_by=["created_at"]),
+    "default order": Query(limit=10),
+}
+
+
+@pytest.mark.parametrize("shape", list(QUERIES))
+async def test_indexed_queries_seek_an_index_and_never_sort(
+    tasks: Container, db_path: Path, shape: str
+) -> None:
+    """Each query shape an index serves is an index SEARCH with no sort, on every page."""
+    query = QUERIES[shape]
+    first = await tasks.query(query)
+    assert first.continuation is not None or query.limit is None
+    pages = [query]
+    if first.continuation is not None:
+        pages.append(
+            Query(
+                where=query.where,
+                order_by=query.order_by,
+                limit=query.limit,
+                partition_key=query.partition_key,
+                continuation=first.continuation,
+            )
+        )
+    for page in pages:
+        for detail in await _branch_plans(tasks, db_path, page):
+            assert "USING INDEX" in detail, detail
+            assert "TEMP B-TREE" not in detail, detail
+            if shape != "default order":  # an unfiltered top-k walks the (id, pk) index
+                assert detail.startswith("SEARCH"), detail
+
+
+async def test_a_partition_query_uses_the_partition_led_copy_of_the_index(
+    tasks: Container, db_path: Path
+) -> None:
+    """With a partition key, the index seek starts at (pk, status), not at status alone."""
+    (detail,) = await _branch_plans(tasks, db_path, QUERIES["in one partition"])
+    assert "_p_" in detail, detail
+    assert "pk=? AND <expr>=?" in detail, detail
+
+
+async def test_pages_of_an_indexed_query_concatenate_to_the_full_ordered_answer(
+    tasks: Container,
+) -> None:
+    """Paging 7 at a time over an index returns every match once, in index order."""
+    query = QUERIES["eq prefix, order by the rest"]
+    everything = await tasks.query(Query(where=query.where, order_by=query.order_by))
+    expected = sorted(
+        (d for d in (_task(i) for i in range(300)) if d["status"] == "queued"),
+        key=lambda d: (-d["priority"], d["created_at"], d["id"]),
+    )
+    assert [d.id for d in everything.items] == [d["id"] for d in expected]
+    paged: list[str] = []
+    token: str | None = None
+    while True:
+        page = await tasks.query(
+            Query(where=query.where, order_by=query.order_by, limit=7, continuation=token)
+        )
+        paged += [d.id for d in page.items]
+        token = page.continuation
+        if token is None:
+            break
+    assert paged == [d["id"] for d in expected]
+
+
+# --- patches ----------------------------------------------------------------------------
+
+ODD_NAMES = ['quo"te', "back\\slash", "new\nline", "café", "tab\there", "[0]", "$x", " "]
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        Patch(set={"status": "leased", "extra": {"nested": [1, None, "é"]}}),
+        Patch(remove=("priority", "absent")),
+        Patch(set={"lease": {"at": 5.5}, "big": 2**60, "f": 1e16}, remove=("created_at",)),
+        Patch(set={"s": "\u2028 ok \x01 \u00e9 \U0001f600", "z": None, "b": False}),
+        *(Patch(set={name: name}, remove=("status",)) for name in ODD_NAMES),
+    ],
+    ids=lambda p: repr(p)[:60],
+)
+async def test_patch_result_equals_the_reference_patch(tasks: Container, patch: Patch) -> None:
+    """The stored body is exactly what ``apply_patch`` gives, whichever path SQLite took."""
+    before = await tasks.get("t0005", "tenant2")
+    expected = apply_patch(TASKS, before.body, patch)
+    result = await tasks.update_if_match("t0005", "tenant2", before, patch)
+    assert result.ok
+    assert result.document is not None
+    assert result.document.body == expected.body
+    stored = await tasks.get("t0005", "tenant2")
+    assert stored.body == expected.body
+    assert stored.etag == result.document.etag != before.etag
+
+
+@pytest.mark.parametrize("name", ["plain", 'quo"te'])
+async def test_patch_size_limit_is_exact_in_utf8_bytes(store: DocumentStore, name: str) -> None:
+    """A patch landing exactly on the limit is written; one byte more is refused, unwritten."""
+    body = {"id": "d", "tenant": "t", "text": "é" * 40}
+    patch = Patch(set={name: "ü" * 30})
+    size = len(dumps({**body, **patch.set}).encode())
+    exact = await store.create_container_if_not_exists(
+        ContainerSpec("exact", partition_key="tenant", max_document_bytes=size)
+    )
+    doc = await exact.create(body)
+    assert (await exact.update_if_match("d", "t", doc, patch)).ok
+    short = await store.create_container_if_not_exists(
+        ContainerSpec("short", partition_key="tenant", max_document_bytes=size - 1)
+    )
+    doc = await short.create(body)
+    with pytest.raises(DocumentTooLargeError):
+        await short.update_if_match("d", "t", doc, patch)
+    assert await short.get("d", "t") == doc
+
+
+async def test_an_oversized_patch_fails_its_batch_and_nothing_is_written(
+    store: DocumentStore,
+) -> None:
+    """A batch whose patch would exceed the limit raises BatchError and leaves no trace."""
+    small = await store.create_container_if_not_exists(
+        ContainerSpec("small", partition_key="tenant", max_document_bytes=200)
+    )
+    doc = await small.create({"id": "d", "tenant": "t"})
+    with pytest.raises(BatchError) as info:
+        await small.batch(
+            "t",
+            [
+                UpsertOp({"id": "other", "tenant": "t"}),
+                PatchOp("d", Patch(set={"blob": "x" * 300})),
+            ],
+        )
+    assert info.value.index == 1
+    assert isinstance(info.value.cause, DocumentTooLargeError)
+    assert await small.get("d", "t") == doc
+    assert await small.count() == 1
+
+
+# --- errors -----------------------------------------------------------------------------
+
+
+async def test_a_path_below_a_regular_file_is_store_unavailable(tmp_path: Path) -> None:
+    """A directory that cannot be created raises StoreUnavailableError, not OSError."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreUnavailableError):
+        await store_from_url(_url(blocker / "db.sqlite")).open()
+
+
+async def test_a_directory_as_the_database_is_store_unavailable(tmp_path: Path) -> None:
+    """A path naming a directory cannot be opened: StoreUnavailableError."""
+    with pytest.raises(StoreUnavailableError):
+        await store_from_url(_url(tmp_path)).open()
+
+
+async def test_a_file_that_is_not_a_database_is_store_unavailable(tmp_path: Path) -> None:
+    """Garbage where the database should be raises StoreUnavailableError, not sqlite3 errors."""
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not an SQLite database, not even close" * 100)
+    with pytest.raises(StoreUnavailableError):
+        await store_from_url(_url(garbage)).open()
+
+
+async def test_a_write_lock_held_past_the_busy_timeout_is_store_unavailable(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process holding the write lock too long gives StoreUnavailableError."""
+    monkeypatch.setattr(sqlite_provider, "BUSY_TIMEOUT_SECONDS", 0.2)
+    async with store_from_url(_url(db_path)) as store:
+        container = await store.create_container_if_not_exists(TASKS)
+        doc = await container.create(_task(1))
+        holder = sqlite3.connect(db_path, isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+            with pytest.raises(StoreUnavailableError, match="locked"):
+                await container.update_if_match("t0001", "tenant1", doc, Patch(set={"n": 1}))
+            with pytest.raises(StoreUnavailableError, match="locked"):
+                await container.batch("tenant1", [PatchOp("t0001", Patch(set={"n": 2}))])
+        finally:
+            holder.close()
+        assert (await container.update_if_match("t0001", "tenant1", doc, Patch(set={"n": 3}))).ok
+
+
+async def test_waiting_for_the_write_lock_does_not_block_the_event_loop(
+    db_path: Path,
+) -> None:
+    """While a write waits for another connection's lock, other coroutines keep running."""
+    async with store_from_url(_url(db_path)) as store:
+        container = await store.create_container_if_not_exists(TASKS)
+        doc = await container.create(_task(1))
+        holder = sqlite3.connect(db_path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        write = asyncio.create_task(
+            container.update_if_match("t0001", "tenant1", doc, Patch(set={"n": 1}))
+        )
+        ticks = 0
+        while ticks < 20:  # the loop turns while the write is parked on the lock
+            await asyncio.sleep(0.005)
+            ticks += 1
+            assert not write.done()
+        holder.execute("COMMIT")
+        holder.close()
+        assert (await write).ok
+
+
+async def test_a_dropped_table_is_an_unknown_container(store: DocumentStore, db_path: Path) -> None:
+    """If another process drops a container's table, calls raise UnknownContainerError."""
+    container = await store.create_container_if_not_exists(TASKS)
+    with sqlite3.connect(db_path) as conn:
+        conn.execute('DROP TABLE "doc_tasks"')
+    with pytest.raises(UnknownContainerError):
+        await container.get("x", "tenant0")
+
+
+async def test_a_closed_store_is_unavailable(db_path: Path) -> None:
+    """Calls after close raise StoreUnavailableError; closing twice is harmless."""
+    store = await store_from_url(_url(db_path)).open()
+    container = await store.create_container_if_not_exists(TASKS)
+    await store.close()
+    await store.close()
+    with pytest.raises(StoreUnavailableError):
+        await container.get("x", "tenant0")
+    with pytest.raises(StoreUnavailableError):
+        await store.ping()
+
+
+def _raising(exc: BaseException) -> Any:
+    def action() -> None:
+        raise exc
+
+    return action
+
+
+@pytest.mark.parametrize(
+    ("action", "expected"),
+    [
+        (_raising(sqlite3.OperationalError("database is locked")), StoreUnavailableError),
+        (_raising(sqlite3.OperationalError("disk I/O error")), StoreUnavailableError),
+        (_raising(sqlite3.OperationalError("no such table: doc_x")), UnknownContainerError),
+        (_raising(sqlite3.DatabaseError("file is not a database")), StoreUnavailableError),
+        (_raising(sqlite3.IntegrityError("UNIQUE constraint failed")), DatastoreError),
+        (
+            _raising(sqlite3.ProgrammingError("Cannot operate on a closed database.")),
+            DatastoreError,
+        ),
+        (_raising(PermissionError("read-only file system")), StoreUnavailableError),
+        ("\ud800".encode, InvalidRequestError),
+    ],
+)
+def test_driver_errors_are_translated_at_one_boundary(
+    action: Any, expected: type[DatastoreError]
+) -> None:
+    """Each sqlite3 (or OS, or encoding) error becomes the most specific DatastoreError."""
+    with pytest.raises(expected) as info, translated():
+        action()
+    assert not isinstance(info.value, sqlite3.Error)
+    assert info.value.__cause__ is not None
+
+
+async def test_bodies_are_stored_as_compact_json_text(tasks: Container, db_path: Path) -> None:
+    """The body column holds the same compact JSON the core serialises, keyed by (pk, id)."""
+    with sqlite3.connect(db_path) as conn:
+        (raw,) = conn.execute(
+            "SELECT body FROM doc_tasks WHERE pk = ? AND id = ?", ("tenant0", "t0003")
+        ).fetchone()
+    assert raw == dumps(_task(3))
+    assert json.loads(raw) == (await tasks.get("t0003", "tenant0")).body
