@@ -106,14 +106,14 @@ def upsert(conn: sqlite3.Connection, spec: ContainerSpec, doc: PreparedDocument)
 
 def _mismatch(
     conn: sqlite3.Connection, spec: ContainerSpec, doc_id: str, pk: str, etag: str | None
-) -> DatastoreError:
-    """Why a conditional statement matched no row: missing, or the etag moved on."""
+) -> DatastoreError | None:
+    """Why a conditional statement matched no row: missing, the etag moved on, or neither."""
     current = _etag_of(conn, spec, doc_id, pk)
     if current is None:
         return NotFoundError(f"document {doc_id!r} not found in partition {pk!r}")
     if etag is not None and current != etag:
         return PreconditionFailedError(f"document {doc_id!r} has changed (etag mismatch)")
-    return DocumentTooLargeError(f"patched document {doc_id!r} exceeds the size limit")
+    return None
 
 
 def replace(
@@ -126,7 +126,10 @@ def replace(
     if etag is not None:
         sql, params = sql + " AND etag = ?", (*params, etag)
     if conn.execute(sql, params).rowcount == 0:
-        raise _mismatch(conn, spec, doc.id, doc.partition_key, etag)
+        # Matching now but not then: it was created since; missing is the honest answer.
+        raise _mismatch(conn, spec, doc.id, doc.partition_key, etag) or NotFoundError(
+            f"document {doc.id!r} not found in partition {doc.partition_key!r}"
+        )
     return Document(doc.id, doc.partition_key, new_etag, doc.body)
 
 
@@ -140,7 +143,7 @@ def delete(
         sql, params = sql + " AND etag = ?", (*params, etag)
     if conn.execute(sql, params).rowcount:
         return True
-    error = _mismatch(conn, spec, doc_id, pk, etag)
+    error = None if etag is None else _mismatch(conn, spec, doc_id, pk, etag)
     if isinstance(error, PreconditionFailedError):
         raise error
     return False
@@ -161,7 +164,10 @@ def patch_document(
     compiled = patch_sql(spec, doc_id, pk, etag, patch, new_etag)
     rows = conn.execute(compiled.sql, compiled.params).fetchall()
     if not rows:
-        raise _mismatch(conn, spec, doc_id, pk, etag)
+        # The etag still matches (etags are random, never reused): the size guard held it.
+        raise _mismatch(conn, spec, doc_id, pk, etag) or DocumentTooLargeError(
+            f"patched document {doc_id!r} would exceed {spec.max_document_bytes} bytes"
+        )
     return _document(doc_id, pk, new_etag, rows[0][0])
 
 
