@@ -188,8 +188,10 @@ def _patch_in_python(
     if etag is not None and current.etag != etag:
         raise PreconditionFailedError(f"document {doc_id!r} has changed (etag mismatch)")
     new = apply_patch(spec, current.body, patch)
-    sql = f"UPDATE {table(spec)} SET body = ?, etag = ? WHERE pk = ? AND id = ?"
-    conn.execute(sql, (new.raw, new_etag, pk, doc_id))
+    # The write lock makes the read and this write one step; the etag check is a backstop.
+    sql = f"UPDATE {table(spec)} SET body = ?, etag = ? WHERE pk = ? AND id = ? AND etag = ?"
+    if conn.execute(sql, (new.raw, new_etag, pk, doc_id, current.etag)).rowcount != 1:
+        raise PreconditionFailedError(f"document {doc_id!r} has changed (etag mismatch)")
     return Document(doc_id, pk, new_etag, new.body)
 
 
