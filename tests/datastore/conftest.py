@@ -87,26 +87,45 @@ def cosmos_server() -> Iterator[CosmosConfig]:
         yield cfg
 
 
+@pytest.fixture(scope="session")
+def cosmos_config(request: pytest.FixtureRequest) -> Callable[[], CosmosConfig]:
+    """Returns the Cosmos endpoint, starting the server on first use only."""
+
+    def get() -> CosmosConfig:
+        config: CosmosConfig = request.getfixturevalue("cosmos_server")
+        return config
+
+    return get
+
+
+async def open_provider(
+    name: str, *, directory: Path, cosmos: Callable[[], CosmosConfig]
+) -> DocumentStore:
+    """Open a fresh, empty store of provider ``name``: a new SQLite file, a new Cosmos database."""
+    if name == "memory":
+        store = store_from_url("memory://")
+    elif name == "sqlite":
+        assert directory.is_absolute()
+        store = store_from_url(f"sqlite:///{directory}/{uuid.uuid4().hex}.db")
+    elif name == "cosmos":
+        cfg = cosmos()
+        database = f"t{uuid.uuid4().hex[:16]}"
+        store = store_from_url(
+            "cosmos://", cosmos=CosmosConfig(cfg.endpoint, cfg.key, database=database)
+        )
+    else:
+        raise AssertionError(f"unknown provider {name!r}")
+    await store.open()
+    return store
+
+
 @pytest.fixture
 async def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreOpener]:
     """A function opening a fresh, empty store of a provider; every store is closed afterwards."""
     opened: list[DocumentStore] = []
 
     async def _open(name: str) -> DocumentStore:
-        if name == "memory":
-            store = store_from_url("memory://")
-        elif name == "sqlite":
-            assert tmp_path.is_absolute()
-            store = store_from_url(f"sqlite:///{tmp_path}/{uuid.uuid4().hex}.db")
-        elif name == "cosmos":
-            cfg: CosmosConfig = request.getfixturevalue("cosmos_server")
-            database = f"t{uuid.uuid4().hex[:16]}"
-            store = store_from_url(
-                "cosmos://", cosmos=CosmosConfig(cfg.endpoint, cfg.key, database=database)
-            )
-        else:
-            raise AssertionError(f"unknown provider {name!r}")
-        await store.open()
+        store = await open_provider(name, directory=tmp_path, cosmos=cosmos_config)
         opened.append(store)
         return store
 
