@@ -1,4 +1,4 @@
-"""Processes racing ``update_if_match`` on one SQLite file, round by round.
+"""Processes racing ``update_if_match`` on one SQLite file, round by round; and one killed.
 
 Used by ``test_sqlite_provider.py``; also runnable by hand to see a broken
 compare-and-swap lose the single-winner property::
@@ -124,6 +124,23 @@ def run_race(cfg: RaceConfig, timeout: float = 120.0) -> list[int]:
     if errors:
         raise AssertionError(f"racing processes failed: {errors}")
     return [sum(rounds) for rounds in zip(*reports.values(), strict=True)]
+
+
+async def _count_up(path: str, acks: Any) -> None:
+    async with store_from_url(f"sqlite:///{path}") as store:
+        container = await store.create_container_if_not_exists(SPEC)
+        current = await container.upsert({"id": DOC_ID, "pk": PK, "round": 0})
+        while True:
+            n = current.body["round"] + 1
+            result = await container.update_if_match(DOC_ID, PK, current, Patch(set={"round": n}))
+            assert result.document is not None
+            current = result.document
+            acks.send(n)  # acknowledged only after update_if_match returned
+
+
+def counting_main(path: str, acks: Any) -> None:
+    """Entry point of a process that counts up forever, acknowledging each committed value."""
+    asyncio.run(_count_up(path, acks))
 
 
 def main(argv: list[str] | None = None) -> int:

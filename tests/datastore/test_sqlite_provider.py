@@ -9,7 +9,11 @@ translation of driver errors.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import multiprocessing
+import os
+import signal
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -42,7 +46,7 @@ from fleet_datastore.providers.sqlite import SqliteBackend, translated
 from fleet_datastore.providers.sqlite_sql import query_branches
 from fleet_datastore.query import plan_query
 
-from .sqlite_race_worker import RaceConfig, run_race
+from .sqlite_race_worker import DOC_ID, PK, SPEC, RaceConfig, counting_main, run_race
 
 TASKS = ContainerSpec(
     name="tasks",
@@ -179,6 +183,36 @@ def test_four_processes_racing_on_one_file_have_exactly_one_winner_per_round(
     winners = run_race(RaceConfig(str(tmp_path / "race.db"), processes=4, racers=32, rounds=200))
     assert len(winners) == 200
     assert [i for i, n in enumerate(winners) if n != 1] == []
+
+
+def test_every_acknowledged_write_survives_a_sigkill(tmp_path: Path) -> None:
+    """A process killed mid-stream loses no write it was told had committed (WAL, NORMAL)."""
+    path = tmp_path / "killed.db"
+    ctx = multiprocessing.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=counting_main, args=(str(path), send), daemon=True)
+    proc.start()
+    send.close()
+    acked = 0
+    try:
+        while acked < 300:
+            assert receive.poll(60), "the counting process stopped acknowledging"
+            acked = receive.recv()
+    finally:
+        os.kill(proc.pid or 0, signal.SIGKILL)
+        proc.join(10)
+    with contextlib.suppress(EOFError):  # acknowledgements sent before the kill count too
+        while receive.poll(0):
+            acked = receive.recv()
+    assert proc.exitcode == -signal.SIGKILL
+    stored = asyncio.run(_read_back(path))
+    assert stored in (acked, acked + 1)  # at most the one write it had no time to acknowledge
+
+
+async def _read_back(path: Path) -> int:
+    async with store_from_url(_url(path)) as store:
+        container = await store.create_container_if_not_exists(SPEC)
+        return int((await container.get(DOC_ID, PK)).body["round"])
 
 
 # --- indexes ----------------------------------------------------------------------------
