@@ -312,6 +312,12 @@ async def test_pages_of_an_indexed_query_concatenate_to_the_full_ordered_answer(
     assert paged == [d["id"] for d in expected]
 
 
+def _raw_body(db_path: Path, pk: str, doc_id: str) -> str:
+    with sqlite3.connect(db_path) as conn:
+        sql = "SELECT body FROM doc_tasks WHERE pk = ? AND id = ?"
+        return str(conn.execute(sql, (pk, doc_id)).fetchone()[0])
+
+
 # --- patches ----------------------------------------------------------------------------
 
 ODD_NAMES = ['quo"te', "back\\slash", "new\nline", "café", "tab\there", "[0]", "$x", " "]
@@ -328,8 +334,10 @@ ODD_NAMES = ['quo"te', "back\\slash", "new\nline", "café", "tab\there", "[0]", 
     ],
     ids=lambda p: repr(p)[:60],
 )
-async def test_patch_result_equals_the_reference_patch(tasks: Container, patch: Patch) -> None:
-    """The stored body is exactly what ``apply_patch`` gives, whichever path SQLite took."""
+async def test_patch_result_equals_the_reference_patch(
+    tasks: Container, db_path: Path, patch: Patch
+) -> None:
+    """The stored JSON text is byte for byte what ``apply_patch`` makes, whichever path ran."""
     before = await tasks.get("t0005", "tenant2")
     expected = apply_patch(TASKS, before.body, patch)
     result = await tasks.update_if_match("t0005", "tenant2", before, patch)
@@ -339,6 +347,18 @@ async def test_patch_result_equals_the_reference_patch(tasks: Container, patch: 
     stored = await tasks.get("t0005", "tenant2")
     assert stored.body == expected.body
     assert stored.etag == result.document.etag != before.etag
+    assert _raw_body(db_path, "tenant2", "t0005") == expected.raw  # so sizes agree exactly
+
+
+async def test_a_patch_value_that_is_not_utf8_is_invalid_and_writes_nothing(
+    tasks: Container,
+) -> None:
+    """A lone surrogate in a patched string is InvalidRequestError on either patch path."""
+    before = await tasks.get("t0005", "tenant2")
+    for name in ("plain", 'quo"te'):
+        with pytest.raises(InvalidRequestError):
+            await tasks.update_if_match("t0005", "tenant2", before, Patch(set={name: "\ud800"}))
+    assert await tasks.get("t0005", "tenant2") == before
 
 
 @pytest.mark.parametrize("name", ["plain", 'quo"te'])
@@ -506,9 +526,6 @@ def test_driver_errors_are_translated_at_one_boundary(
 
 async def test_bodies_are_stored_as_compact_json_text(tasks: Container, db_path: Path) -> None:
     """The body column holds the same compact JSON the core serialises, keyed by (pk, id)."""
-    with sqlite3.connect(db_path) as conn:
-        (raw,) = conn.execute(
-            "SELECT body FROM doc_tasks WHERE pk = ? AND id = ?", ("tenant0", "t0003")
-        ).fetchone()
+    raw = _raw_body(db_path, "tenant0", "t0003")
     assert raw == dumps(_task(3))
     assert json.loads(raw) == (await tasks.get("t0003", "tenant0")).body

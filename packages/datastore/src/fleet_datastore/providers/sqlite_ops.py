@@ -6,7 +6,6 @@ runs them off the event loop and translates driver errors around every call.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -15,7 +14,7 @@ from typing import Any
 
 from ..backend import PreparedOp
 from ..batch import CreateOp, DeleteOp, PatchOp, ReadOp, ReplaceOp, UpsertOp
-from ..documents import PreparedDocument, apply_patch
+from ..documents import PreparedDocument, apply_patch, loads
 from ..errors import (
     AlreadyExistsError,
     BatchError,
@@ -64,7 +63,7 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
 
 
 def _document(doc_id: str, pk: str, etag: str, body: str) -> Document:
-    return Document(doc_id, pk, etag, json.loads(body))
+    return Document(doc_id, pk, etag, loads(body))
 
 
 def get(conn: sqlite3.Connection, spec: ContainerSpec, doc_id: str, pk: str) -> Document:

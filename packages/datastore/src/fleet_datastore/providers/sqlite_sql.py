@@ -13,13 +13,15 @@ embedding them as SQL literals is safe; values are always bound.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import orjson
+
+from ..errors import InvalidRequestError
 from ..model import ContainerSpec, Patch
 from ..query import Filter, QueryPlan
 
@@ -38,8 +40,6 @@ _CMP = {"eq": "=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 # Keys SQLite 3.40's JSON path can address exactly: printable ASCII without the
 # quote and backslash, whose JSON text is the key itself (no escapes to mismatch).
 _PLAIN_KEY = re.compile(r"^[\x20-\x21\x23-\x5b\x5d-\x7e]+$")
-# The same text documents.dumps makes; one encoder, not one per json.dumps call.
-_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,13 +138,22 @@ def patch_sql(
     """One UPDATE applying ``patch`` inside SQLite: no read, and atomic by construction."""
     new_params: list[Any] = [f'$."{k}"' for k in patch.remove]
     for key, value in patch.set.items():
-        new_params += [f'$."{key}"', _ENCODE(value)]
+        new_params += [f'$."{key}"', _json(value)]
     params: list[Any] = [*new_params, new_etag, partition_key, doc_id]
     if expected_etag is not None:
         params.append(expected_etag)
     params += [*new_params, spec.max_document_bytes]
     sql = _patch_text(table(spec), len(patch.set), len(patch.remove), expected_etag is not None)
     return Compiled(sql, tuple(params))
+
+
+def _json(value: Any) -> str:
+    # orjson, like documents.dumps, so the patched text (and its size) is the same
+    # byte for byte as the body apply_patch would make.
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError as exc:  # e.g. a lone surrogate in a plain string
+        raise InvalidRequestError(f"patch value is not JSON-serialisable: {exc}") from exc
 
 
 def _where(spec: ContainerSpec, plan: QueryPlan) -> tuple[list[str], list[Any]]:
