@@ -121,10 +121,12 @@ async def test_file_is_created_with_its_directories_in_wal_mode(
     assert _journal_mode_on_disk(db_path) == "wal"
 
 
-async def test_synchronous_is_normal_by_default_and_full_on_request(db_path: Path) -> None:
-    """``synchronous`` is NORMAL unless the URL asks for ``?synchronous=full``."""
+async def test_connections_are_set_up_for_sharing_and_durability(db_path: Path) -> None:
+    """30 s busy timeout, sparser checkpoints, synchronous NORMAL unless ``?synchronous=full``."""
     async with store_from_url(_url(db_path)) as default:
         assert await _pragma(default, "synchronous") == 1
+        assert await _pragma(default, "busy_timeout") == 30_000
+        assert await _pragma(default, "wal_autocheckpoint") == 4000
     async with store_from_url(_url(db_path, "?synchronous=full")) as full:
         assert await _pragma(full, "synchronous") == 2
 

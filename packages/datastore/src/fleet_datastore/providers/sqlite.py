@@ -41,10 +41,13 @@ from ..model import ContainerSpec, Document, Patch, UpdateResult
 from ..query import QueryPlan
 from . import sqlite_ops as stmt
 
-__all__ = ["BUSY_TIMEOUT_SECONDS", "SqliteBackend", "translated"]
+__all__ = ["BUSY_TIMEOUT_SECONDS", "WAL_CHECKPOINT_PAGES", "SqliteBackend", "translated"]
 
 BUSY_TIMEOUT_SECONDS = 30.0
 """How long a statement waits for another connection's write lock before failing."""
+
+WAL_CHECKPOINT_PAGES = 4000
+"""WAL pages between automatic checkpoints (SQLite's default is 1000)."""
 
 _SYNCHRONOUS = ("normal", "full", "extra")
 T = TypeVar("T")
@@ -190,6 +193,9 @@ class SqliteBackend:
         try:
             _enable_wal(conn)
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            # A checkpoint costs two fsyncs under NORMAL; every 4000 pages (~16 MB of
+            # WAL) instead of SQLite's 1000 makes them a quarter as frequent per write.
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
         except BaseException:
             conn.close()
             raise
