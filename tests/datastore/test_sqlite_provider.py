@@ -40,7 +40,7 @@ from fleet_datastore import (
     lt,
     store_from_url,
 )
-from fleet_datastore.documents import apply_patch, dumps
+from fleet_datastore.documents import apply_patch, dumps, loads
 from fleet_datastore.providers import sqlite as sqlite_provider
 from fleet_datastore.providers.sqlite import SqliteBackend, translated
 from fleet_datastore.providers.sqlite_sql import query_branches
@@ -514,6 +514,7 @@ def _raising(exc: BaseException) -> Any:
         ),
         (_raising(PermissionError("read-only file system")), StoreUnavailableError),
         ("\ud800".encode, InvalidRequestError),
+        (lambda: loads("{not json"), DatastoreError),
     ],
 )
 def test_driver_errors_are_translated_at_one_boundary(

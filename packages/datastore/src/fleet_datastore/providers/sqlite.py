@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
+import orjson
+
 from ..backend import PreparedOp
 from ..documents import PreparedDocument
 from ..errors import (
@@ -75,6 +77,8 @@ def translated() -> Iterator[None]:
         raise StoreUnavailableError(f"sqlite: {exc}") from exc
     except UnicodeEncodeError as exc:  # a lone surrogate in a bound string
         raise InvalidRequestError(f"text is not encodable as UTF-8: {exc}") from exc
+    except orjson.JSONDecodeError as exc:  # a body damaged by something other than us
+        raise DatastoreError(f"sqlite: a stored document is not valid JSON: {exc}") from exc
 
 
 def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
