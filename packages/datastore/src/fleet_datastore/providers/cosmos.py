@@ -10,6 +10,7 @@ in ``cosmos_errors.translated`` only.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -90,6 +91,11 @@ class CosmosBackend:
 
     async def open(self) -> None:
         """Create the client and the database if it does not exist."""
+        try:
+            base64.b64decode(self._config.key, validate=True)
+        except ValueError:
+            # The SDK would raise binascii.Error while signing the first request.
+            raise InvalidRequestError("the Cosmos DB key is not a base64 account key") from None
         client = CosmosClient(self._config.endpoint, credential=self._config.key, **self._options)
         try:
             with translated():
