@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["CosmosBackend", "indexing_policy"]
 
 _IF_MATCH = MatchConditions.IfNotModified
+_MAX_PAGE = 1000
 
 
 def _condition(etag: str | None) -> dict[str, Any]:
@@ -310,7 +311,8 @@ class CosmosBackend:
         if plan.partition_key is not None:
             scope["partition_key"] = plan.partition_key
         if plan.fetch is not None:
-            scope["max_item_count"] = plan.fetch
+            # One page when it fits; larger answers follow the server's continuations.
+            scope["max_item_count"] = min(plan.fetch, _MAX_PAGE)
         out: list[Document] = []
         with translated():
             items = self._container(spec).query_items(query=sql, parameters=params, **scope)
