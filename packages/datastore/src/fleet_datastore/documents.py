@@ -47,7 +47,7 @@ class PreparedDocument:
 
 def _encode(value: Any) -> bytes:
     try:
-        raw = orjson.dumps(value)
+        raw = orjson.dumps(value, option=orjson.OPT_STRICT_INTEGER)
     except (TypeError, orjson.JSONEncodeError) as exc:
         raise InvalidRequestError(f"document is not JSON-serialisable: {exc}") from exc
     # orjson writes NaN and infinities as null; only then pay for the strict check.
@@ -62,8 +62,9 @@ def _encode(value: Any) -> bytes:
 def dumps(body: Mapping[str, Any]) -> str:
     """Compact JSON text of a body; raises InvalidRequestError if it is not strict JSON.
 
-    Strict means: string keys, finite numbers, integers within 64 bits, and only
-    JSON types (dict, list, str, int, float, bool, None).
+    Strict means: string keys, finite numbers, integers within ±(2**53 - 1) (Cosmos
+    stores numbers as doubles), and only JSON types (dict, list, str, int, float,
+    bool, None).
     """
     return _encode(dict(body)).decode()
 
@@ -166,17 +167,14 @@ def _finish(spec: ContainerSpec, doc_id: str, pk: str, raw: bytes) -> PreparedDo
     return PreparedDocument(doc_id, pk, orjson.loads(raw), raw.decode())
 
 
-_INT64 = 2**63
-
-
 def _plain_scalar(value: Any) -> bool:
     """True for a JSON scalar that needs no serialisation to validate (the common case)."""
     kind = type(value)
     if kind is str or kind is bool or value is None:
         return True
     if kind is int:
-        if not -_INT64 <= value < _INT64:
-            raise InvalidRequestError("integers must fit in 64 bits")
+        if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+            raise InvalidRequestError("integers must be within ±(2**53 - 1)")
         return True
     if kind is float:
         if value != value or value in (math.inf, -math.inf):
@@ -243,7 +241,7 @@ def apply_patch(spec: ContainerSpec, body: Mapping[str, Any], patch: Patch) -> P
         new.pop(name, None)
     new.update(_owned(patch.set))
     try:
-        raw = orjson.dumps(new)
+        raw = orjson.dumps(new, option=orjson.OPT_STRICT_INTEGER)
     except (TypeError, orjson.JSONEncodeError) as exc:
         raise InvalidRequestError(f"document is not JSON-serialisable: {exc}") from exc
     doc_id, pk = new["id"], new[spec.partition_key]
