@@ -120,7 +120,9 @@ async def open_provider(
 
 
 @pytest.fixture
-async def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreOpener]:
+async def open_store(
+    cosmos_config: Callable[[], CosmosConfig], tmp_path: Path
+) -> AsyncIterator[StoreOpener]:
     """A function opening a fresh, empty store of a provider; every store is closed afterwards."""
     opened: list[DocumentStore] = []
 
