@@ -37,12 +37,12 @@ STATUSES = ("", "a", "b", "B", "aa", "ab", "a b", "queued", "leased")
 INTS = (-(2**53 - 1), -1, 0, 1, 2**53 - 1)
 FLOATS = (-1e300, -1, 0.0, 0.5, 1, 2.5, 1e300)
 
-# Every valid ordering of job_spec(), with the direction of its id tie-break
-# (descending for the exact reverse of a declared index); None: the order names id.
-ORDERINGS: dict[tuple[str, ...], bool | None] = {
+# Every valid ordering of job_spec(), with the direction of its tie-breakers: id,
+# then the partition key; descending for the exact reverse of a declared index.
+ORDERINGS: dict[tuple[str, ...], bool] = {
     (): False,
-    ("id",): None,
-    ("-id",): None,
+    ("id",): False,
+    ("-id",): True,
     ("queue", "-priority", "created_at"): False,
     ("-queue", "priority", "-created_at"): True,
     ("-priority", "created_at"): False,
@@ -57,7 +57,8 @@ ORDERINGS: dict[tuple[str, ...], bool | None] = {
     ("-score",): True,
     ("flag", "-score"): False,
     ("-flag", "score"): True,
-    ("-priority", "created_at", "id"): None,
+    ("-priority", "created_at", "id"): False,
+    ("priority", "-created_at", "-id"): True,
 }
 
 # No surrounding spaces: ids must not start or end with one.
@@ -83,12 +84,15 @@ def _maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 
 @st.composite
 def documents(draw: st.DrawFn) -> list[dict[str, Any]]:
-    """0 to 24 job documents with unique ids, any declared field possibly absent."""
+    """0 to 24 job documents, unique by (queue, id), any declared field possibly absent."""
     size = draw(st.sampled_from([12, 16, 20, 24, 0, 1, 3, 8]))
-    doc_ids = draw(st.lists(ids, min_size=size, max_size=size, unique=True))
+    # Ids come from a pool smaller than the documents, so one id often appears in
+    # several partitions and the partition-key tie-break gets exercised.
+    pool = draw(st.lists(ids, min_size=1, max_size=max(1, size * 2 // 3), unique=True))
+    keys = draw(st.permutations(list(itertools.product(pool, QUEUES))))[:size]
     docs = []
-    for doc_id in doc_ids:
-        body: dict[str, Any] = {"id": doc_id, "queue": draw(VALUES["queue"])}
+    for doc_id, queue in keys:
+        body: dict[str, Any] = {"id": doc_id, "queue": queue}
         for name in ("status", "priority", "created_at", "score", "flag"):
             value = draw(_maybe(VALUES[name]))
             if value is not None:
@@ -163,9 +167,12 @@ def _where_holds(body: dict[str, Any], query: Query) -> bool:
 def expected_ids(docs: Sequence[dict[str, Any]], query: Query) -> list[tuple[str, str]]:
     """What every provider must answer: (partition key, id) of the matches, in order."""
     keys = [(k[1:], True) if k.startswith("-") else (k, False) for k in query.order_by]
-    tie_break = ORDERINGS[tuple(query.order_by)]
-    if tie_break is not None:
-        keys.append(("id", tie_break))
+    if keys and keys[-1][0] == "id":
+        keys.pop()
+    descending = ORDERINGS[tuple(query.order_by)]
+    keys.append(("id", descending))
+    if "queue" not in {name for name, _ in keys}:
+        keys.append(("queue", descending))
     hits = [
         d
         for d in docs

@@ -165,6 +165,7 @@ async def test_documents_missing_a_filtered_field_never_match(seeded: Container)
         pytest.param(["id"], "abcdefg", id="id"),
         pytest.param(["-id"], "gfedcba", id="id-desc"),
         pytest.param(["-priority", "created_at", "id"], "dbafce", id="explicit-id-tiebreak"),
+        pytest.param(["priority", "-created_at", "-id"], "ecfabd", id="reversed-explicit-id"),
     ],
 )
 async def test_ordering_follows_the_index_with_id_breaking_ties(
@@ -172,6 +173,29 @@ async def test_ordering_follows_the_index_with_id_breaking_ties(
 ) -> None:
     """order_by sorts by each key in turn, ties broken by id, documents lacking a key left out."""
     assert await ids(seeded, Query(order_by=order_by)) == list(expected)
+
+
+@pytest.mark.parametrize(
+    ("order_by", "expected"),
+    [
+        pytest.param([], ["q1", "q2", "q3"], id="by-id"),
+        pytest.param(["id"], ["q1", "q2", "q3"], id="id"),
+        pytest.param(["-id"], ["q3", "q2", "q1"], id="id-desc"),
+        pytest.param(["created_at"], ["q1", "q2", "q3"], id="index"),
+        pytest.param(["-created_at"], ["q3", "q2", "q1"], id="reversed-index"),
+        pytest.param(["-priority", "created_at", "id"], ["q1", "q2", "q3"], id="explicit-id"),
+    ],
+)
+async def test_ties_on_every_key_and_id_are_broken_by_partition_key(
+    jobs: Container, order_by: list[str], expected: list[str]
+) -> None:
+    """Documents equal in every sort key and in id come in partition-key order (or its reverse)."""
+    for queue in ("q2", "q3", "q1"):
+        await jobs.create(job("same", queue, priority=1, created_at=1.0))
+    page = await jobs.query(Query(order_by=order_by))
+    assert [d.partition_key for d in page.items] == expected
+    pages = await all_pages(jobs, Query(order_by=order_by, limit=1))
+    assert [d.partition_key for p in pages for d in p.items] == expected
 
 
 async def test_reversed_order_is_the_exact_reverse(seeded: Container) -> None:
