@@ -13,6 +13,7 @@ from fleet_datastore import (
     Patch,
     PreconditionFailedError,
     Query,
+    ReadOp,
 )
 
 from .conftest import job, job_spec, snapshot
@@ -201,6 +202,14 @@ async def test_delete_with_stale_etag_raises_precondition_failed_and_keeps_it(
     assert await jobs.get("j1", "q1") == current
 
 
+async def test_delete_with_an_etag_of_a_missing_document_returns_false(jobs: Container) -> None:
+    """A conditional delete of a document that is already gone reports False, like a plain one."""
+    doc = await jobs.create(job("j1"))
+    assert await jobs.delete("j1", "q1") is True
+    assert await jobs.delete("j1", "q1", etag=doc.etag) is False
+    assert await jobs.count() == 0
+
+
 async def test_delete_only_touches_its_partition(jobs: Container) -> None:
     """delete() of an id in one partition leaves the same id in another partition."""
     await jobs.create(job("j1", "q1"))
@@ -296,6 +305,10 @@ async def test_mutating_returned_documents_does_not_change_the_store(jobs: Conta
     stored = await jobs.get("j1", "q1")
     assert stored.body == expected_body
     result.document.body.setdefault("tag", {"deep": []})["deep"].append(2)
+    assert (await jobs.get("j1", "q1")).body == expected_body
+    (read,) = await jobs.batch("q1", [ReadOp("j1")])
+    assert read is not None
+    read.body["tag"]["deep"].append(3)
     assert (await jobs.get("j1", "q1")).body == expected_body
 
 

@@ -61,6 +61,15 @@ async def test_update_in_the_wrong_partition_is_not_found(jobs: Container) -> No
     assert await jobs.get("j1", "q1") == doc
 
 
+async def test_update_with_the_etag_of_another_document_is_a_conflict(jobs: Container) -> None:
+    """The expected etag is compared with the addressed document's own etag only."""
+    other = await jobs.create(job("other"))
+    target = await jobs.create(job("target"))
+    result = await jobs.update_if_match("target", "q1", other, Patch(set={"status": "x"}))
+    assert result.outcome is Outcome.CONFLICT
+    assert await jobs.get("target", "q1") == target
+
+
 async def test_second_update_with_the_same_etag_is_a_conflict(jobs: Container) -> None:
     """An etag is good for one write: reusing it after a successful update is a conflict."""
     doc = await jobs.create(job("j1"))
