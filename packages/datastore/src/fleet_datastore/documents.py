@@ -10,8 +10,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -31,12 +30,11 @@ __all__ = [
 ]
 
 MAX_ID_LENGTH = 255
-_BAD_ID = re.compile(r"[/\\?#]")
+_BAD_ID = re.compile(r"[/\\?#\x00-\x1f]")
 MAX_SAFE_INT = 2**53 - 1  # Cosmos stores numbers as IEEE doubles
 
 
-@dataclass(frozen=True, slots=True)
-class PreparedDocument:
+class PreparedDocument(NamedTuple):
     """A validated body with its id, partition key and compact JSON text."""
 
     id: str
@@ -80,10 +78,13 @@ def check_id(doc_id: Any) -> str:
         raise InvalidRequestError("id must be a non-empty string")
     if len(doc_id) > MAX_ID_LENGTH:
         raise InvalidRequestError(f"id is longer than {MAX_ID_LENGTH} characters")
-    if _BAD_ID.search(doc_id):
-        raise InvalidRequestError("id may not contain '/', '\\', '?' or '#'")
-    if doc_id != doc_id.strip() or any(ord(ch) < 32 for ch in doc_id):
-        raise InvalidRequestError("id may not have surrounding spaces or control characters")
+    bad = _BAD_ID.search(doc_id)
+    if bad is not None:
+        if bad.group() in "/\\?#":
+            raise InvalidRequestError("id may not contain '/', '\\', '?' or '#'")
+        raise InvalidRequestError("id may not contain control characters")
+    if doc_id != doc_id.strip():
+        raise InvalidRequestError("id may not have surrounding spaces")
     return doc_id
 
 

@@ -83,6 +83,11 @@ class _Table:
                 entries.add(after)
 
 
+def _touches_index(spec: ContainerSpec, patch: Patch) -> bool:
+    roots = spec.declared_roots
+    return not (roots.isdisjoint(patch.set) and roots.isdisjoint(patch.remove))
+
+
 def _out(key: tuple[str, str], stored: _Stored) -> Document:
     return Document(key[1], key[0], stored.etag, loads(stored.raw))
 
@@ -229,7 +234,8 @@ class MemoryBackend:
             if old.etag != expected.etag:
                 return CONFLICT
             new = table.docs[key] = _stored(apply_patch(spec, old.body, patch))
-            table.index(key, old, new)
+            if table.indexes and _touches_index(spec, patch):
+                table.index(key, old, new)
         return UpdateResult.won(_out(key, new))
 
     async def batch(

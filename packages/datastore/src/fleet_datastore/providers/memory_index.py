@@ -1,8 +1,8 @@
 """Sorted index keys for the memory provider: direction wrappers, sentinels and matching.
 
-An index entry is the tuple ``(k1, …, kn, id, pk)`` where ``ki`` is a field's value,
-wrapped in ``Rev`` for a descending field, or ``MISSING`` when the document lacks
-it (sorting first, like Cosmos's ``undefined``). Tuples compare element-wise, so
+An index entry is the tuple ``(k1, …, kn, id, pk)`` where ``ki`` is a field's value
+(``field_key``: negated or wrapped in ``Rev`` for a descending field, a sentinel
+when the document lacks it). Tuples compare element-wise, so
 one ``SortedList`` of entries serves equality prefixes, ranges on the next field
 and keyset continuations with plain bisection.
 """
@@ -18,6 +18,7 @@ from ..query import Filter
 
 __all__ = [
     "MISSING",
+    "MISSING_LAST",
     "TOP",
     "Rev",
     "entry_key",
@@ -29,7 +30,7 @@ __all__ = [
 
 
 class _Sentinel:
-    """A value below (MISSING) or above (TOP) every stored value."""
+    """A value below (MISSING) or above (MISSING_LAST, then TOP) every stored value."""
 
     __slots__ = ("name", "rank")
 
@@ -63,8 +64,9 @@ class _Sentinel:
         return self == other or self > other
 
 
-MISSING = _Sentinel(-1, "MISSING")
-TOP = _Sentinel(1, "TOP")
+MISSING = _Sentinel(-2, "MISSING")
+MISSING_LAST = _Sentinel(1, "MISSING_LAST")
+TOP = _Sentinel(2, "TOP")
 
 
 class Rev:
@@ -87,12 +89,12 @@ class Rev:
     def __lt__(self, other: object) -> bool:
         if isinstance(other, Rev):
             return bool(other.v < self.v)
-        return other is TOP
+        return isinstance(other, _Sentinel) and other.rank > 0
 
     def __gt__(self, other: object) -> bool:
         if isinstance(other, Rev):
             return bool(other.v > self.v)
-        return False
+        return isinstance(other, _Sentinel) and other.rank < 0
 
     def __le__(self, other: object) -> bool:
         return self == other or self < other
@@ -101,10 +103,24 @@ class Rev:
         return self == other or self > other
 
 
+_NUMBERS = (int, float, bool)
+
+
 def field_key(value: Any, direction: Direction) -> Any:
-    """The index form of one field value (None meaning absent)."""
-    v = MISSING if value is None else value
-    return Rev(v) if direction == DESC else v
+    """The index form of one field value (None meaning absent).
+
+    Descending numbers are negated rather than wrapped, so that tuples of them
+    compare in C; a field holds one declared type, so a position never mixes the
+    two forms. An absent value sorts below every value: first ascending, last
+    descending.
+    """
+    if direction != DESC:
+        return MISSING if value is None else value
+    if value is None:
+        return MISSING_LAST
+    if type(value) in _NUMBERS:
+        return -value
+    return Rev(value)
 
 
 def entry_key(
