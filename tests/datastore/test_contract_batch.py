@@ -210,11 +210,12 @@ async def test_batch_mixing_partitions_is_invalid_and_writes_nothing(
     existing = await jobs.create(job("x", "q2"))
     before = await snapshot(jobs)
     foreign = job("x", "q2", status="foreign")
-    op: BatchOp = {
+    ops: dict[str, BatchOp] = {
         "create": CreateOp(foreign),
         "replace": ReplaceOp(foreign, etag=existing.etag),
         "upsert": UpsertOp(foreign),
-    }[kind]
+    }
+    op = ops[kind]
     with pytest.raises(InvalidRequestError):
         await jobs.batch("q1", [CreateOp(job("a", "q1")), op])
     assert await snapshot(jobs) == before
@@ -228,7 +229,7 @@ async def test_batch_mixing_partitions_is_invalid_and_writes_nothing(
         pytest.param(ReadOp(""), id="empty-read-id"),
         pytest.param(PatchOp("a", Patch(set={"id": "b"})), id="patch-id"),
         pytest.param(PatchOp("a", Patch()), id="empty-patch"),
-        pytest.param(CreateOp(job("b", priority="high")), id="wrong-type"),
+        pytest.param(CreateOp({**job("b"), "priority": "high"}), id="wrong-type"),
         pytest.param(UpsertOp(job("b", extra={1, 2})), id="not-json"),
         pytest.param(ReplaceOp(job("a"), etag=""), id="empty-etag"),
         pytest.param("create a", id="not-an-op"),

@@ -163,7 +163,7 @@ async def test_bodies_that_are_not_json_are_refused_and_nothing_is_written(
         pytest.param({"id": "x"}, id="no-partition-key"),
         pytest.param({**job("x"), "_rid": "r"}, id="underscore-field"),
         pytest.param({**job("x"), "_etag": "e"}, id="etag-field"),
-        pytest.param({**job("x"), 5: "int-key"}, id="int-top-level-key"),
+        pytest.param({**job("x"), 5: "int-key"}, id="int-top-level-key"),  # type: ignore[misc]
     ],
 )
 async def test_malformed_bodies_are_refused_and_nothing_is_written(
@@ -270,7 +270,10 @@ async def test_redeclaring_a_container_differently_is_refused(store: DocumentSto
         pytest.param(lambda: ContainerSpec(name="a/b"), id="slash-name"),
         pytest.param(lambda: ContainerSpec(name="x", partition_key="id"), id="pk-is-id"),
         pytest.param(lambda: ContainerSpec(name="x", partition_key="a.b"), id="nested-pk"),
-        pytest.param(lambda: ContainerSpec(name="x", fields={"n": "decimal"}), id="bad-type"),
+        pytest.param(
+            lambda: ContainerSpec(name="x", fields={"n": "decimal"}),  # type: ignore[dict-item]
+            id="bad-type",
+        ),
         pytest.param(
             lambda: ContainerSpec(name="x", indexes=(Index.of("u"),)),
             id="index-undeclared",

@@ -181,7 +181,7 @@ async def test_patch_removing_a_declared_field_takes_it_out_of_queries(jobs: Con
 
 async def test_patch_with_many_fields_is_applied_whole(jobs: Container) -> None:
     """A patch with more fields than one provider round trip may carry is still all or nothing."""
-    doc = await jobs.create(job("j1", **{f"r{i}": i for i in range(8)}))
+    doc = await jobs.create({**job("j1"), **{f"r{i}": i for i in range(8)}})
     patch = Patch(
         set={f"s{i}": i for i in range(12)} | {"status": "leased"},
         remove=tuple(f"r{i}" for i in range(8)),
