@@ -226,17 +226,21 @@ async def test_a_document_just_under_the_limit_is_accepted(jobs: Container) -> N
     assert (await jobs.get("j1", "q1")).body["blob"] == blob
 
 
-async def test_large_integers_outside_declared_fields_round_trip_exactly_or_are_refused(
+async def test_integers_beyond_2_53_are_refused_everywhere_and_nothing_is_written(
     jobs: Container,
 ) -> None:
-    """An integer beyond 2**53 is either stored exactly or refused, never silently rounded."""
-    value = 2**53 + 1
-    try:
-        await jobs.create(job("j1", big=value))
-    except InvalidRequestError:
-        assert await jobs.count() == 0
-        return
-    assert (await jobs.get("j1", "q1")).body["big"] == value
+    """An integer beyond ±(2**53 - 1) anywhere in a body is refused, so no provider rounds it."""
+    for value in (2**53, -(2**53), 2**60):
+        with pytest.raises(InvalidRequestError):
+            await jobs.create(job("j1", big=value))
+        with pytest.raises(InvalidRequestError):
+            await jobs.create(job("j1", nested={"deep": [value]}))
+    assert await jobs.count() == 0
+    edge = await jobs.create(job("j1", big=2**53 - 1, small=-(2**53 - 1)))
+    assert (await jobs.get("j1", "q1")).body["big"] == edge.body["big"] == 2**53 - 1
+    with pytest.raises(InvalidRequestError):
+        await jobs.update_if_match("j1", "q1", edge, Patch(set={"big": 2**53}))
+    assert (await jobs.get("j1", "q1")).etag == edge.etag
 
 
 # -- containers -------------------------------------------------------------------------
