@@ -1,0 +1,88 @@
+"""``create_app(settings)``: the FastAPI app, its lifespan (store, reaper) and its routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fleet_datastore import DocumentStore, store_from_url
+
+from .api import agents_router, install_error_handlers, jobs_router, leases_router, ops_router
+from .domain import Clock, SystemClock
+from .metrics import Metrics
+from .services import Coordinator, run_reaper
+from .settings import Settings
+from .store import open_containers
+
+__all__ = ["create_app"]
+
+_BATCH_BODY_LIMIT = 64 * 1024 * 1024
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    store: DocumentStore | None = None,
+) -> FastAPI:
+    """Build the app; the store opens and the reaper starts in the lifespan."""
+    settings = settings or Settings()
+    settings.ensure_admin_token()
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        opened = store or store_from_url(settings.store_url, cosmos=settings.cosmos_config())
+        await opened.open()
+        try:
+            containers = await open_containers(opened)
+            co = Coordinator(
+                settings=settings,
+                containers=containers,
+                clock=clock or SystemClock(),
+                metrics=metrics,
+            )
+            app.state.coordinator = co
+            reaper = asyncio.create_task(run_reaper(co)) if settings.reaper_enabled else None
+            co.log.info("coordinator.started", store=opened.url.split("?")[0])
+            try:
+                yield
+            finally:
+                if reaper is not None:
+                    reaper.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await reaper
+        finally:
+            await opened.close()
+
+    app = FastAPI(
+        title="Fleet Coordinator",
+        version="1",
+        lifespan=lifespan,
+        description="A job coordinator with fenced leases; see SPEC.md.",
+    )
+
+    def body_limit(path: str) -> int:
+        if path.endswith("/jobs/batch"):
+            return _BATCH_BODY_LIMIT
+        return 2 * settings.max_payload_bytes + 64 * 1024
+
+    install_error_handlers(app, body_limit)
+
+    @app.middleware("http")
+    async def timed(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        name = getattr(route, "path", "unmatched")
+        metrics.latency.labels(request.method, name).observe(time.perf_counter() - start)
+        return response
+
+    for router in (jobs_router, agents_router, leases_router, ops_router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,61 @@
+"""``Coordinator``: what every service function needs, built once per app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from dataclasses import dataclass, field
+
+import structlog
+
+from ..domain import DEFAULT_BACKOFF, BackoffPolicy, Clock, SystemClock
+from ..metrics import Metrics
+from ..settings import Settings
+from ..store import Containers
+
+__all__ = ["MAX_CAS_ATTEMPTS", "Coordinator", "Notifier"]
+
+MAX_CAS_ATTEMPTS = 8
+"""How often a compare-and-swap loop re-reads after losing a race before giving up (503)."""
+
+
+class Notifier:
+    """Wakes long-polling claimers in this replica when jobs are enqueued here."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        """Wake every current waiter."""
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, seconds: float) -> None:
+        """Wait until the next ``notify`` or ``seconds``, whichever comes first."""
+        event = self._event
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)
+
+
+@dataclass
+class Coordinator:
+    """The service layer's context: settings, containers, clock, metrics, log, notifier."""
+
+    settings: Settings
+    containers: Containers
+    clock: Clock = field(default_factory=SystemClock)
+    metrics: Metrics = field(default_factory=Metrics)
+    backoff: BackoffPolicy = DEFAULT_BACKOFF
+    rng: random.Random = field(default_factory=random.Random)
+    notifier: Notifier = field(default_factory=Notifier)
+    log: structlog.typing.FilteringBoundLogger = field(
+        default_factory=lambda: structlog.get_logger("fleet_coordinator")
+    )
+    known_queues: set[str] = field(default_factory=set)
+
+    def shard(self, job_id: str) -> str:
+        """The partition of a job id."""
+        from ..store import shard_of
+
+        return shard_of(job_id, self.settings.job_shards)
