@@ -53,10 +53,11 @@ async def transition(
         # 3. Conditional write on the etag read in step 1: a writer that raced us in
         #    between makes this a conflict instead of a lost update.
         body = job_to_doc(new, shard, str(doc.body.get("request_hash", "")))
+        patch = patch_between(doc.body, body)
+        if not patch.set and not patch.remove:
+            return old, new  # e.g. a heartbeat at the same instant: the read state stands
         with translate_store_errors():
-            result = await co.containers.jobs.update_if_match(
-                job_id, shard, doc, patch_between(doc.body, body)
-            )
+            result = await co.containers.jobs.update_if_match(job_id, shard, doc, patch)
         if result.ok:
             return old, new
         if result.outcome is Outcome.NOT_FOUND:
