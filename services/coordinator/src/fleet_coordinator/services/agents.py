@@ -174,9 +174,6 @@ async def drain_agent(co: Coordinator, agent_id: str) -> dict[str, Any]:
 
 async def forget_lease(co: Coordinator, agent_id: str, job_id: str) -> None:
     """Drop a job from an agent's held-lease ledger once its lease has ended."""
-    doc = await read_agent(co, agent_id)
-    if doc is None:
-        return
 
     def change(body: dict[str, Any]) -> Patch | None:
         held = dict(body.get("held") or {})
@@ -184,7 +181,10 @@ async def forget_lease(co: Coordinator, agent_id: str, job_id: str) -> None:
             return None
         return Patch(set={"held": held})
 
-    await update_agent(co, doc, change, "agent.forget")
+    async with co.agent_lock(agent_id):
+        doc = await read_agent(co, agent_id)
+        if doc is not None:
+            await update_agent(co, doc, change, "agent.forget")
 
 
 async def delete_agent(co: Coordinator, agent_id: str) -> dict[str, Any]:

@@ -154,6 +154,23 @@ async def claim_jobs(
     co: Coordinator, agent: Document, queues: list[str] | None, max_jobs: int
 ) -> list[JobState]:
     """Lease up to ``max_jobs`` claimable jobs to ``agent`` (possibly none)."""
+    lock = co.agent_lock(agent.id)
+    contended = lock.locked()
+    async with lock:
+        if contended:
+            # Another claim of this agent ran meanwhile and changed its ledger: re-read.
+            # (Uncontended, the document authentication read is fresh enough; a stale
+            # one only costs a conflict and a re-read in the ledger write.)
+            fresh = await read_agent(co, agent.id)
+            if fresh is None:
+                return []
+            agent = fresh
+        return await _claim_locked(co, agent, queues, max_jobs)
+
+
+async def _claim_locked(
+    co: Coordinator, agent: Document, queues: list[str] | None, max_jobs: int
+) -> list[JobState]:
     body = agent.body
     if body.get("draining"):
         return []  # SPEC 4: a draining agent gets no new claims.

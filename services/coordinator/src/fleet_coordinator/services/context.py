@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import weakref
 from dataclasses import dataclass, field
 
 import structlog
@@ -53,6 +54,21 @@ class Coordinator:
         default_factory=lambda: structlog.get_logger("fleet_coordinator")
     )
     known_queues: set[str] = field(default_factory=set)
+    agent_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(
+        default_factory=weakref.WeakValueDictionary
+    )
+
+    def agent_lock(self, agent_id: str) -> asyncio.Lock:
+        """The lock serialising this replica's writes to one agent's ledger.
+
+        Claims of one agent coalesce here instead of racing on its document;
+        the conditional writes still guard against other replicas.
+        """
+        lock = self.agent_locks.get(agent_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self.agent_locks[agent_id] = lock
+        return lock
 
     def shard(self, job_id: str) -> str:
         """The partition of a job id."""
