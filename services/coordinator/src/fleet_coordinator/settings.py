@@ -31,6 +31,14 @@ class Settings(BaseSettings):
     long_poll_interval_seconds: float = Field(default=0.25, gt=0, le=5)
     """How often a long-polling claim re-queries for jobs enqueued on other replicas."""
     reaper_enabled: bool = True
+    agent_cache_seconds: float = Field(default=2.0, ge=0, le=60)
+    """How long a replica trusts a cached agent document for authentication.
+
+    A token revoked on another replica keeps working for heartbeats for at most
+    this long (claims check the stored document with a conditional write).
+    """
+    job_cache_size: int = Field(default=10_000, ge=0, le=1_000_000)
+    """Job documents a replica remembers to skip the read before a conditional write."""
 
     def ensure_admin_token(self) -> bool:
         """Generate an admin token if none was configured; True when one was generated."""

@@ -76,20 +76,28 @@ async def create_agent(
     }
     with translate_store_errors():
         doc = await co.containers.agents.create(body)
+    co.agent_cache.put(doc)
     co.log.info("coordinator.agent.created", agent_id=agent_id, capacity=capacity)
     return doc.body, token
 
 
-async def read_agent(co: Coordinator, agent_id: str) -> Document | None:
-    """The agent document, or None if unknown or deleted."""
+async def read_agent(co: Coordinator, agent_id: str, *, fresh: bool = False) -> Document | None:
+    """The agent document, or None if unknown or deleted; ``fresh`` skips the cache."""
     if not is_valid_id(agent_id):
         return None
+    cached = None if fresh else co.agent_cache.get(agent_id)
+    if cached is not None:
+        return cached
     with translate_store_errors():
         try:
             doc = await co.containers.agents.get(agent_id, agent_id)
         except NotFoundError:
+            co.agent_cache.evict(agent_id)
             return None
-    return doc if doc.body.get("kind") == "agent" else None
+    if doc.body.get("kind") != "agent":
+        return None
+    co.agent_cache.put(doc)
+    return doc
 
 
 async def authenticate(co: Coordinator, token: str) -> Document | None:
@@ -107,7 +115,7 @@ async def authenticate(co: Coordinator, token: str) -> Document | None:
 
 async def get_agent(co: Coordinator, agent_id: str) -> Document:
     """One agent document; 404 if unknown or deleted."""
-    doc = await read_agent(co, agent_id)
+    doc = await read_agent(co, agent_id, fresh=True)
     if doc is None:
         raise AgentNotFoundError(f"no agent {agent_id!r}", agent_id=agent_id)
     return doc
@@ -145,15 +153,17 @@ async def update_agent(co: Coordinator, doc: Document, change: Any, op: str) -> 
         with translate_store_errors():
             result = await co.containers.agents.update_if_match(agent_id, agent_id, doc, patch)
         if result.ok and result.document is not None:
+            co.agent_cache.put(result.document)
             return result.document
         if result.outcome is Outcome.NOT_FOUND:
+            co.agent_cache.evict(agent_id)
             return None
         # 3. Lost the race: re-read and decide again.
         co.metrics.conflicts.labels(op).inc()
-        fresh = await read_agent(co, agent_id)
-        if fresh is None:
+        latest = await read_agent(co, agent_id, fresh=True)
+        if latest is None:
             return None
-        doc = fresh
+        doc = latest
     raise UnavailableError("the agent kept changing under this request; retry")
 
 
@@ -198,6 +208,8 @@ async def delete_agent(co: Coordinator, agent_id: str) -> dict[str, Any]:
                 await co.containers.agents.delete(agent_id, agent_id, etag=doc.etag)
             except PreconditionFailedError:
                 continue
+            finally:
+                co.agent_cache.evict(agent_id)
         co.log.info("coordinator.agent.deleted", agent_id=agent_id)
         return doc.body
     raise UnavailableError("the agent kept changing under this request; retry")

@@ -142,9 +142,10 @@ async def _lease(co: Coordinator, agent: Document, doc: Document) -> JobState | 
         result = await co.containers.jobs.update_if_match(
             doc.id, doc.partition_key, doc, patch_between(doc.body, body)
         )
-    if result.outcome is not Outcome.OK:
+    if result.outcome is not Outcome.OK or result.document is None:
         co.metrics.conflicts.labels("claim").inc()
         return None
+    co.job_cache.put(result.document)
     co.metrics.claims.labels(new.queue).inc()
     co.log.info("coordinator.job.claimed", job_id=new.id, agent_id=agent.id, epoch=new.epoch)
     return new
@@ -161,7 +162,7 @@ async def claim_jobs(
             # Another claim of this agent ran meanwhile and changed its ledger: re-read.
             # (Uncontended, the document authentication read is fresh enough; a stale
             # one only costs a conflict and a re-read in the ledger write.)
-            fresh = await read_agent(co, agent.id)
+            fresh = await read_agent(co, agent.id, fresh=True)
             if fresh is None:
                 return []
             agent = fresh

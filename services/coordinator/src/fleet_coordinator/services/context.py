@@ -14,6 +14,7 @@ from ..domain import DEFAULT_BACKOFF, BackoffPolicy, Clock, SystemClock
 from ..metrics import Metrics
 from ..settings import Settings
 from ..store import Containers
+from .cache import DocCache
 
 __all__ = ["MAX_CAS_ATTEMPTS", "Coordinator", "Notifier"]
 
@@ -54,9 +55,15 @@ class Coordinator:
         default_factory=lambda: structlog.get_logger("fleet_coordinator")
     )
     known_queues: set[str] = field(default_factory=set)
+    agent_cache: DocCache = field(init=False)
+    job_cache: DocCache = field(init=False)
     agent_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(
         default_factory=weakref.WeakValueDictionary
     )
+
+    def __post_init__(self) -> None:
+        self.agent_cache = DocCache(10_000, self.settings.agent_cache_seconds)
+        self.job_cache = DocCache(self.settings.job_cache_size)
 
     def agent_lock(self, agent_id: str) -> asyncio.Lock:
         """The lock serialising this replica's writes to one agent's ledger.

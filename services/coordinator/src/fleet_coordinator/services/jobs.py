@@ -97,7 +97,7 @@ async def enqueue(co: Coordinator, new: NewJob) -> tuple[JobState, bool]:
     state, body = _build(co, new, now)
     with translate_store_errors():
         try:
-            await co.containers.jobs.create(body)
+            co.job_cache.put(await co.containers.jobs.create(body))
         except AlreadyExistsError:
             return await _replay(co, state, new.request_hash), False
     co.metrics.enqueued.labels(state.queue).inc()

@@ -53,9 +53,10 @@ async def reap_once(co: Coordinator) -> int:
                 result = await co.containers.jobs.update_if_match(
                     doc.id, doc.partition_key, doc, patch_between(doc.body, body)
                 )
-            if result.outcome is not Outcome.OK:
+            if result.outcome is not Outcome.OK or result.document is None:
                 co.metrics.conflicts.labels("reap").inc()
                 continue
+            co.job_cache.put(result.document)
             changed += 1
             outcome = new.runs[-1].outcome.value if new.runs else "unknown"
             co.metrics.expiries.labels(outcome).inc()

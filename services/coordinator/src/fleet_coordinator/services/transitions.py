@@ -14,6 +14,11 @@ from .context import MAX_CAS_ATTEMPTS, Coordinator
 
 __all__ = ["Decide", "read_job", "transition"]
 
+
+def _hash_of(doc: Document) -> str:
+    return str(doc.body.get("request_hash", ""))
+
+
 Decide = Callable[[JobState, Timestamp], JobState | Rejected]
 """A pure domain transition with its inputs bound: ``(job, now) -> new job or Rejected``."""
 
@@ -25,9 +30,12 @@ async def read_job(co: Coordinator, job_id: str) -> Document:
         raise JobNotFoundError(f"no job {job_id!r}", job_id=job_id)
     with translate_store_errors():
         try:
-            return await co.containers.jobs.get(job_id, co.shard(job_id))
+            doc = await co.containers.jobs.get(job_id, co.shard(job_id))
         except NotFoundError:
+            co.job_cache.evict(job_id)
             raise JobNotFoundError(f"no job {job_id!r}", job_id=job_id) from None
+    co.job_cache.put(doc)
+    return doc
 
 
 async def transition(
@@ -39,29 +47,36 @@ async def transition(
     its code and writes nothing.
     """
     shard = co.shard(job_id)
+    cached = co.job_cache.get(job_id) if is_valid_id(job_id) else None
     for _ in range(MAX_CAS_ATTEMPTS):
-        # 1. Read the job and its etag.
-        doc = await read_job(co, job_id)
+        # 1. Read the job and its etag; the first pass may start from this replica's
+        #    cached copy, which step 3's condition makes safe.
+        doc = cached or await read_job(co, job_id)
+        from_cache, cached = cached is not None, None
         old = job_from_doc(doc.body)
         # 2. Decide with the coordinator's clock: liveness and expiry are judged here,
         #    never from a timestamp a client sent.
         new = decide(old, co.clock.now())
+        body = None if isinstance(new, Rejected) else job_to_doc(new, shard, _hash_of(doc))
+        patch = None if body is None else patch_between(doc.body, body)
+        writes = patch is not None and bool(patch.set or patch.remove)
+        if not writes and from_cache:
+            continue  # answers that write nothing are given only from a fresh read
         if isinstance(new, Rejected):
             raise ConflictError(new.message, code=new.reason.value, job_id=job_id)
-        if new is old:
-            return old, old  # nothing changes (e.g. a repeated cancel request)
+        if patch is None or not writes:
+            return old, new  # nothing changes (a repeated cancel, a same-instant heartbeat)
         # 3. Conditional write on the etag read in step 1: a writer that raced us in
         #    between makes this a conflict instead of a lost update.
-        body = job_to_doc(new, shard, str(doc.body.get("request_hash", "")))
-        patch = patch_between(doc.body, body)
-        if not patch.set and not patch.remove:
-            return old, new  # e.g. a heartbeat at the same instant: the read state stands
         with translate_store_errors():
             result = await co.containers.jobs.update_if_match(job_id, shard, doc, patch)
-        if result.ok:
+        if result.ok and result.document is not None:
+            co.job_cache.put(result.document)
             return old, new
+        co.job_cache.evict(job_id)
         if result.outcome is Outcome.NOT_FOUND:
             raise JobNotFoundError(f"no job {job_id!r}", job_id=job_id)
         # 4. Lost the race: re-read and decide again on the newer state (bounded).
-        co.metrics.conflicts.labels(op).inc()
+        if not from_cache:
+            co.metrics.conflicts.labels(op).inc()
     raise UnavailableError("the job kept changing under this request; retry", job_id=job_id)

@@ -1,0 +1,52 @@
+"""Store requests per job lifecycle, counted on the containers the app uses."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from .conftest import Api
+
+_METHODS = ("create", "get", "update_if_match", "query", "count", "batch", "delete")
+
+
+def count_requests(api: Api, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Wrap every container method of the app so each call is counted by name."""
+    calls: Counter[str] = Counter()
+    for container in (api.co.containers.jobs, api.co.containers.agents):
+        for name in _METHODS:
+            original: Callable[..., Awaitable[Any]] = getattr(container, name)
+
+            async def counted(
+                *args: Any, _name: str = name, _orig: Any = original, **kw: Any
+            ) -> Any:
+                calls[f"{container.name}.{_name}"] += 1
+                return await _orig(*args, **kw)
+
+            monkeypatch.setattr(container, name, counted)
+    return calls
+
+
+async def test_enqueue_claim_complete_costs_six_store_requests(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Enqueue 1, claim 3 (query, ledger, job) and complete 2 (job, ledger) requests."""
+    _, headers = await api.agent()
+    await api.enqueue()  # the first job of a queue also writes the queue's marker
+    calls = count_requests(api, monkeypatch)
+    job = await api.enqueue()
+    assert sum(calls.values()) == 1
+    calls.clear()
+    [lease] = await api.claim(headers)
+    assert lease["job"]["id"] is not None
+    assert sum(calls.values()) == 3, calls
+    calls.clear()
+    r = await api.client.post(
+        f"/v1/jobs/{lease['job']['id']}/complete", json={"epoch": 1}, headers=headers
+    )
+    assert r.status_code == 200
+    assert sum(calls.values()) == 2, calls
+    assert job["id"]
