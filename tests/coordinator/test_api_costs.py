@@ -21,9 +21,9 @@ def count_requests(api: Api, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
             original: Callable[..., Awaitable[Any]] = getattr(container, name)
 
             async def counted(
-                *args: Any, _name: str = name, _orig: Any = original, **kw: Any
+                *args: Any, _key: str = f"{container.name}.{name}", _orig: Any = original, **kw: Any
             ) -> Any:
-                calls[f"{container.name}.{_name}"] += 1
+                calls[_key] += 1
                 return await _orig(*args, **kw)
 
             monkeypatch.setattr(container, name, counted)
