@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,21 @@ from fastapi import FastAPI
 from fleet_coordinator import Settings, create_app
 from fleet_coordinator.domain import ManualClock
 from fleet_coordinator.services import Coordinator
+from fleet_datastore import CosmosConfig
 
 ADMIN = "admin-token-for-tests"
-API_PROVIDERS = ("memory", "sqlite")
+API_PROVIDERS = ("memory", "sqlite", "cosmos")
+"""Providers every API test runs on (a module may narrow them with ``PROVIDERS = (...)``).
+
+Cosmos runs against the local Cosmos-protocol server; failing to start it fails the tests.
+"""
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run each test taking ``api`` once per provider its module asks for."""
+    if "api" in metafunc.fixturenames:
+        providers = getattr(metafunc.module, "PROVIDERS", API_PROVIDERS)
+        metafunc.parametrize("api", providers, indirect=True)
 
 
 @dataclass
@@ -68,12 +81,36 @@ class Api:
         return data
 
 
-@pytest.fixture(params=API_PROVIDERS)
+@pytest.fixture(scope="session")
+def cosmos_server() -> Iterator[CosmosConfig]:
+    """The local Cosmos-protocol server (or a real account), started once per session."""
+    from tests.support.cosmos_local import cosmos_endpoint
+
+    with cosmos_endpoint() as cfg:
+        yield cfg
+
+
+def _store_settings(
+    provider: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> dict[str, str]:
+    if provider == "memory":
+        return {"store_url": "memory://"}
+    if provider == "sqlite":
+        return {"store_url": f"sqlite:///{tmp_path}/fleet.db"}
+    cfg: CosmosConfig = request.getfixturevalue("cosmos_server")
+    return {
+        "store_url": "cosmos://",
+        "cosmos_endpoint": cfg.endpoint,
+        "cosmos_key": cfg.key,
+        "cosmos_database": f"t{uuid.uuid4().hex[:16]}",
+    }
+
+
+@pytest.fixture
 async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
     """A running app on each provider, with a manual clock and the reaper task off."""
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path}/fleet.db"
     settings = Settings(
-        store_url=url,
+        **_store_settings(str(request.param), tmp_path, request),
         admin_token=ADMIN,
         reaper_enabled=False,
         max_payload_bytes=4096,
