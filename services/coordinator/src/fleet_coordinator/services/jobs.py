@@ -90,16 +90,22 @@ async def _replay(co: Coordinator, state: JobState, request_hash: str) -> JobSta
     return job_from_doc(stored)
 
 
-async def enqueue(co: Coordinator, new: NewJob) -> tuple[JobState, bool]:
-    """Enqueue one job (one store request); return it and whether it was created now."""
-    now = co.clock.now()
-    await _remember_queue(co, new.queue, now)
-    state, body = _build(co, new, now)
+async def _create(co: Coordinator, state: JobState, body: dict[str, Any]) -> tuple[JobState, bool]:
     with translate_store_errors():
         try:
             co.job_cache.put(await co.containers.jobs.create(body))
         except AlreadyExistsError:
-            return await _replay(co, state, new.request_hash), False
+            return await _replay(co, state, str(body["request_hash"])), False
+    return state, True
+
+
+async def enqueue(co: Coordinator, new: NewJob) -> tuple[JobState, bool]:
+    """Enqueue one job (one store request); return it and whether it was created now."""
+    now = co.clock.now()
+    await _remember_queue(co, new.queue, now)
+    state, created = await _create(co, *_build(co, new, now))
+    if not created:
+        return state, False
     co.metrics.enqueued.labels(state.queue).inc()
     co.log.info("coordinator.job.enqueued", job_id=state.id, queue=state.queue)
     co.notifier.notify()
@@ -124,6 +130,7 @@ async def enqueue_batch(co: Coordinator, jobs: Sequence[NewJob]) -> list[JobStat
     for i, (_, body, _) in enumerate(built):
         by_shard[body["pk"]].append(i)
     result: list[JobState] = [b[0] for b in built]
+    created = [True] * len(built)
     for shard, indexes in by_shard.items():
         for start in range(0, len(indexes), _BATCH_CHUNK):
             chunk = indexes[start : start + _BATCH_CHUNK]
@@ -136,10 +143,11 @@ async def enqueue_batch(co: Coordinator, jobs: Sequence[NewJob]) -> list[JobStat
                         raise
             # Some ids exist already (a retried batch): create the rest one by one.
             for i in chunk:
-                result[i], _ = await enqueue(co, built[i][2])
-    for state in result:
-        co.metrics.enqueued.labels(state.queue).inc()
-    co.log.info("coordinator.job.batch_enqueued", count=len(result))
+                result[i], created[i] = await _create(co, built[i][0], built[i][1])
+    for state, fresh in zip(result, created, strict=True):
+        if fresh:
+            co.metrics.enqueued.labels(state.queue).inc()
+    co.log.info("coordinator.job.batch_enqueued", count=len(result), created=sum(created))
     co.notifier.notify()
     return result
 
@@ -159,13 +167,11 @@ async def list_jobs(
     if status is not None:
         where.append(eq("status", status))
     query = Query(where=where, order_by=["created_at"], limit=limit, continuation=cursor)
-    try:
-        with translate_store_errors():
+    with translate_store_errors():
+        try:
             page = await co.containers.jobs.query(query)
-    except Exception as exc:
-        if isinstance(exc.__cause__, InvalidContinuationError):
+        except InvalidContinuationError as exc:
             raise BadRequestError("cursor is not valid for this query", code="bad_cursor") from exc
-        raise
     return [job_from_doc(d.body) for d in page.items], page.continuation
 
 
