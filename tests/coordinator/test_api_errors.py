@@ -132,3 +132,21 @@ async def test_operations_endpoints_answer(api: Api) -> None:
     assert 'fleet_queue_depth{queue="m",status="queued"} 1.0' in metrics.text
     assert "fleet_jobs_enqueued_total" in metrics.text
     assert (await api.client.get("/openapi.json")).json()["info"]["title"] == "Fleet Coordinator"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"kind":"k","payload":{"x":NaN}}',
+        b'{"kind":"k","payload":{"x":1e400}}',
+        b'{"kind":"k","payload":{"x":123456789012345678901234567890}}',
+        b'{"kind":"k","run_after":"0001-01-01T00:00:00+14:00"}',
+        b'{"kind":"k","run_after":"9999-12-31T23:59:59Z"}',
+    ],
+)
+async def test_values_no_store_can_keep_are_422(api: Api, raw: bytes) -> None:
+    """Non-finite numbers, huge integers and out-of-range times answer 422, never 5xx."""
+    headers = {**api.admin, "Content-Type": "application/json"}
+    r = await api.client.post("/v1/jobs", content=raw, headers=headers)
+    assert r.status_code == 422, r.text
+    assert_error(r.json(), "validation_error")

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 __all__ = [
     "AgentCreate",
@@ -34,6 +41,8 @@ __all__ = [
     "RunOut",
 ]
 
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9999, 12, 30, tzinfo=UTC)
 QueueName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=63)]
 LabelValue = Annotated[str, StringConstraints(max_length=255)]
@@ -58,6 +67,13 @@ class JobCreate(_In):
     run_after: AwareDatetime | None = None
     requires: Labels = Field(default_factory=dict)
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+
+    @field_validator("run_after")
+    @classmethod
+    def _in_range(cls, value: datetime | None) -> datetime | None:
+        if value is not None and not _EARLIEST <= value <= _LATEST:
+            raise ValueError("run_after must be between 1970 and 9999 (UTC)")
+        return value
 
 
 class BatchCreate(_In):

@@ -30,9 +30,31 @@ __all__ = ["check_size", "router"]
 router = APIRouter(prefix="/v1", dependencies=[AdminAuth], tags=["admin"])
 
 
+_MAX_INT = 2**53 - 1
+
+
+def _has_huge_int(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return abs(value) > _MAX_INT
+    if isinstance(value, dict):
+        return any(_has_huge_int(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_huge_int(v) for v in value)
+    return False
+
+
 def check_size(co: Coordinator, value: Any, what: str) -> None:
-    """413 when ``value`` serialises to more than ``max_payload_bytes``."""
-    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    """422 for values JSON cannot carry portably, 413 above ``max_payload_bytes``."""
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError as exc:  # NaN or Infinity: not JSON, and no store keeps them
+        raise ValidationFailedError(f"{what} holds a non-finite number", field=what) from exc
+    if _has_huge_int(value):
+        # Cosmos stores numbers as doubles: larger integers would silently change.
+        raise ValidationFailedError(f"{what} holds an integer beyond ±(2**53-1)", field=what)
+    size = len(text.encode())
     if size > co.settings.max_payload_bytes:
         raise PayloadTooLargeError(
             f"{what} is {size} bytes; the limit is {co.settings.max_payload_bytes}",

@@ -41,6 +41,7 @@ async def claim(body: ClaimRequest, agent: AgentAuth, co: Co) -> ClaimOut:
 @router.post("/jobs/{job_id}/heartbeat")
 async def heartbeat(job_id: str, body: HeartbeatRequest, agent: AgentAuth, co: Co) -> HeartbeatOut:
     """Renew the lease; 409 ``lease_lost`` if the caller no longer holds that epoch."""
+    check_size(co, body.progress, "progress")
     job = await heartbeat_job(co, agent.id, job_id, body.epoch)
     lease = lease_out(job)
     if lease is None:  # heartbeat keeps a job leased; this guards the type only
