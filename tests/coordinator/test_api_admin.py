@@ -89,3 +89,11 @@ async def test_deleting_an_agent_revokes_its_token_and_releases_its_leases(api: 
     stored = await api.job(job["id"])
     assert stored["status"] == "queued"
     assert stored["runs"][-1]["outcome"] == "released"
+
+
+async def test_an_idle_claim_updates_last_seen(api: Api) -> None:
+    """A claim that finds nothing still records when the agent was last seen."""
+    agent_id, headers = await api.agent()
+    assert await api.claim(headers) == []
+    agent = (await api.client.get(f"/v1/agents/{agent_id}", headers=api.admin)).json()
+    assert agent["last_seen"] is not None

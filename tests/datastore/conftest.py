@@ -123,9 +123,11 @@ async def open_provider(
 async def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreOpener]:
     """A function opening a fresh, empty store of a provider; every store is closed afterwards."""
     opened: list[DocumentStore] = []
+    # The fixture's value (a lazy getter), not the fixture function itself.
+    cosmos: Callable[[], CosmosConfig] = request.getfixturevalue("cosmos_config")
 
     async def _open(name: str) -> DocumentStore:
-        store = await open_provider(name, directory=tmp_path, cosmos=cosmos_config)
+        store = await open_provider(name, directory=tmp_path, cosmos=cosmos)
         opened.append(store)
         return store
 

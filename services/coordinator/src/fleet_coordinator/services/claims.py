@@ -36,6 +36,8 @@ _ROUNDS = 4
 """Rounds of query → reserve → lease before a claim gives up on a contended queue."""
 _PAGES = 3
 """Candidate pages one round reads past jobs this agent cannot take (labels)."""
+_SEEN_EVERY = 10.0
+"""Seconds between last-seen updates from claims that lease nothing."""
 _RESERVATION_GRACE = 30.0
 """Seconds a reservation whose job is still queued counts as an in-flight claim."""
 
@@ -211,7 +213,24 @@ async def _claim_locked(
                 won.append(job)
         if lost:
             current = await _unreserve(co, current, set(lost))
+    if not won and current is not None:
+        await _touch(co, current)
     return won
+
+
+async def _touch(co: Coordinator, agent: Document) -> None:
+    # A claim that leased nothing still shows the agent is alive; written at most
+    # every _SEEN_EVERY seconds so idle polling costs almost no writes.
+    now = co.clock.now()
+    last = agent.body.get("last_seen")
+    if last is not None and now - float(last) < _SEEN_EVERY:
+        return
+    with translate_store_errors():
+        result = await co.containers.agents.update_if_match(
+            agent.id, agent.id, agent, Patch(set={"last_seen": now})
+        )
+    if result.ok and result.document is not None:
+        co.agent_cache.put(result.document)
 
 
 async def wait_and_claim(
