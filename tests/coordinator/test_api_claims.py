@@ -121,3 +121,15 @@ async def test_long_poll_returns_empty_when_the_wait_ends(api: Api) -> None:
     """A waiting claim with nothing to claim answers an empty list."""
     _, headers = await api.agent()
     assert await api.claim(headers, wait_seconds=0.1) == []
+
+
+async def test_many_concurrent_claimers_drain_as_many_jobs(api: Api) -> None:
+    """32 agents claiming 32 queued jobs at once each get a distinct job."""
+    agents = [await api.agent(name=f"a{i}") for i in range(32)]
+    for i in range(32):
+        await api.enqueue(payload={"i": i})
+        api.clock.advance(0.001)
+    results = await asyncio.gather(*(api.claim(headers) for _, headers in agents))
+    ids = [lease["job"]["id"] for result in results for lease in result]
+    assert len(ids) == 32
+    assert len(set(ids)) == 32

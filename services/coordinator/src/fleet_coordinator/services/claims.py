@@ -197,7 +197,10 @@ async def _claim_locked(
         if need <= 0:
             break
         skip = tried | set(current.body.get("held") or {})
-        picks = (await _candidates(co, queues, labels, need, skip))[:need]
+        picks, more = await co.candidates.take(co, queues, labels, need, skip)
+        if not picks and more:
+            # The shared page held nothing this agent may take (labels): read further.
+            picks = (await _candidates(co, queues, labels, need, skip))[:need]
         if not picks:
             break
         current, granted = await _reserve(co, current, picks)

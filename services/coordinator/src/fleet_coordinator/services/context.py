@@ -7,6 +7,7 @@ import contextlib
 import random
 import weakref
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -15,6 +16,9 @@ from ..metrics import Metrics
 from ..settings import Settings
 from ..store import Containers
 from .cache import DocCache
+
+if TYPE_CHECKING:
+    from .candidates import CandidatePool
 
 __all__ = ["MAX_CAS_ATTEMPTS", "Coordinator", "Notifier"]
 
@@ -40,6 +44,12 @@ class Notifier:
             await asyncio.wait_for(event.wait(), seconds)
 
 
+def _pool() -> CandidatePool:
+    from .candidates import CandidatePool
+
+    return CandidatePool()
+
+
 @dataclass
 class Coordinator:
     """The service layer's context: settings, containers, clock, metrics, log, notifier."""
@@ -55,6 +65,7 @@ class Coordinator:
         default_factory=lambda: structlog.get_logger("fleet_coordinator")
     )
     known_queues: set[str] = field(default_factory=set)
+    candidates: CandidatePool = field(default_factory=lambda: _pool())
     agent_cache: DocCache = field(init=False)
     job_cache: DocCache = field(init=False)
     agent_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(
