@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fleet_datastore import DocumentStore, store_from_url
 
 from .api import agents_router, install_error_handlers, jobs_router, leases_router, ops_router
+from .api.models import ErrorOut
 from .domain import Clock, SystemClock
 from .metrics import Metrics
 from .services import Coordinator, run_reaper
@@ -20,6 +22,19 @@ from .store import open_containers
 __all__ = ["create_app"]
 
 _BATCH_BODY_LIMIT = 64 * 1024 * 1024
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut, "description": text}
+    for status, text in (
+        (400, "malformed request"),
+        (401, "missing or unknown token"),
+        (403, "wrong role for this endpoint"),
+        (404, "unknown resource"),
+        (409, "state conflict (lease_lost, already_terminal, idempotency_conflict, …)"),
+        (413, "payload too large"),
+        (422, "validation error"),
+        (503, "store unavailable"),
+    )
+}
 
 
 def create_app(
@@ -83,6 +98,7 @@ def create_app(
         metrics.latency.labels(request.method, name).observe(time.perf_counter() - start)
         return response
 
-    for router in (jobs_router, agents_router, leases_router, ops_router):
-        app.include_router(router)
+    for router in (jobs_router, agents_router, leases_router):
+        app.include_router(router, responses=_ERROR_RESPONSES)
+    app.include_router(ops_router)
     return app
