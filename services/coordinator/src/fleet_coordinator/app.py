@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fleet_datastore import DocumentStore, store_from_url
 
 from .api import agents_router, install_error_handlers, jobs_router, leases_router, ops_router
+from .api.middleware import GuardMiddleware
 from .api.models import ErrorOut
 from .domain import Clock, SystemClock
 from .metrics import Metrics
@@ -85,18 +85,8 @@ def create_app(
             return _BATCH_BODY_LIMIT
         return 2 * settings.max_payload_bytes + 64 * 1024
 
-    install_error_handlers(app, body_limit)
-
-    @app.middleware("http")
-    async def timed(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        name = getattr(route, "path", "unmatched")
-        metrics.latency.labels(request.method, name).observe(time.perf_counter() - start)
-        return response
+    install_error_handlers(app)
+    app.add_middleware(GuardMiddleware, body_limit=body_limit, metrics=metrics)
 
     for router in (jobs_router, agents_router, leases_router):
         app.include_router(router, responses=_ERROR_RESPONSES)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -61,29 +59,8 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, str(exc.detail))
 
 
-def install_error_handlers(app: FastAPI, max_body_bytes: Callable[[str], int]) -> None:
-    """Map every error to the SPEC shape, and refuse oversized bodies before reading them."""
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every error FastAPI or the services raise to the SPEC shape."""
     app.add_exception_handler(CoordinatorError, _on_coordinator_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    log = structlog.get_logger("fleet_coordinator")
-
-    @app.middleware("http")
-    async def guard(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None:
-            if not length.isdigit():
-                return error_response(400, "bad_request", "invalid Content-Length")
-            limit = max_body_bytes(request.url.path)
-            if int(length) > limit:
-                return error_response(
-                    413, "payload_too_large", "the request body is too large", {"limit": limit}
-                )
-        try:
-            return await call_next(request)
-        except Exception as exc:
-            # Last resort: an unexpected error is a bug; log it, never answer 500.
-            log.exception("coordinator.request.crashed", path=request.url.path)
-            return error_response(503, "internal_error", f"unexpected {type(exc).__name__}")
