@@ -76,3 +76,20 @@ async def test_state_changes_are_logged_with_ids_but_no_payloads_or_tokens(api: 
     text = repr(logs)
     assert "s3cr3t" not in text
     assert headers["Authorization"].split()[1] not in text
+
+
+async def test_an_unexpected_crash_answers_503_not_500(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug inside a handler is logged and answered 503 internal_error in the error shape."""
+    from fleet_coordinator.api import routes_jobs
+
+    async def crash(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(routes_jobs, "get_job", crash)
+    with capture_logs() as logs:
+        r = await api.client.get("/v1/jobs/0123456789abcdef", headers=api.admin)
+    assert r.status_code == 503
+    assert r.json()["error"]["code"] == "internal_error"
+    assert [e["event"] for e in logs] == ["coordinator.request.crashed"]
