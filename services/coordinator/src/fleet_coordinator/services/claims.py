@@ -185,7 +185,9 @@ async def _claim_locked(
     labels: dict[str, str] = dict(body.get("labels") or {})
     capacity = int(body.get("capacity", 1))
     current: Document | None = agent
-    if capacity - len(body.get("held") or {}) < max_jobs:
+    if capacity - len(body.get("held") or {}) <= 0:
+        # Entries normally leave the ledger when a lease ends (agents' calls, the
+        # reaper); only a full ledger is worth checking for leftovers, one read each.
         current = await _prune(co, agent)
     won: list[JobState] = []
     tried: set[str] = set()
