@@ -37,8 +37,12 @@ class Settings(BaseSettings):
     A token revoked on another replica keeps working for heartbeats for at most
     this long (claims check the stored document with a conditional write).
     """
-    job_cache_size: int = Field(default=10_000, ge=0, le=1_000_000)
-    """Job documents a replica remembers to skip the read before a conditional write."""
+    job_cache_size: int = Field(default=2_000, ge=0, le=1_000_000)
+    """Job documents a replica remembers to skip the read before a conditional write.
+
+    Memory is bounded by this times the largest document (payloads are limited by
+    ``max_payload_bytes``); 0 turns the cache off.
+    """
 
     def ensure_admin_token(self) -> bool:
         """Generate an admin token if none was configured; True when one was generated."""
