@@ -245,12 +245,15 @@ async def wait_and_claim(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
     while True:
+        generation = co.notifier.generation
         won = await claim_jobs(co, agent, queues, max_jobs)
         remaining = deadline - loop.time()
         if won or remaining <= 0:
             return won
-        # Woken at once by an enqueue in this replica, else re-polled for other replicas'.
-        await co.notifier.wait(min(remaining, co.settings.long_poll_interval_seconds))
+        # Woken at once by an enqueue in this replica (even one that came while we
+        # were claiming), else re-polled for other replicas' enqueues.
+        wait = min(remaining, co.settings.long_poll_interval_seconds)
+        await co.notifier.wait(wait, generation)
         fresh = await read_agent(co, agent.id)
         if fresh is None:
             return []

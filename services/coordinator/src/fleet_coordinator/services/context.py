@@ -31,14 +31,19 @@ class Notifier:
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self.generation = 0
+        """Counts notifications, so a waiter can tell it missed one while it was busy."""
 
     def notify(self) -> None:
         """Wake every current waiter."""
+        self.generation += 1
         self._event.set()
         self._event = asyncio.Event()
 
-    async def wait(self, seconds: float) -> None:
-        """Wait until the next ``notify`` or ``seconds``, whichever comes first."""
+    async def wait(self, seconds: float, since: int) -> None:
+        """Wait for a notification after generation ``since``, at most ``seconds``."""
+        if self.generation != since:
+            return  # one came while the caller was claiming: do not sleep through it
         event = self._event
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), seconds)
