@@ -50,3 +50,28 @@ async def test_enqueue_claim_complete_costs_six_store_requests(
     assert r.status_code == 200
     assert sum(calls.values()) == 2, calls
     assert job["id"]
+
+
+async def test_batched_lifecycle_costs_at_most_three_and_a_half_requests_per_job(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batch enqueue, claims of 10 and completes cost ≤ 3.5 store requests per job."""
+    _, headers = await api.agent(capacity=10)
+    await api.enqueue()  # the queue marker, and a job for the count below
+    calls = count_requests(api, monkeypatch)
+    jobs = [{"kind": "k"} for _ in range(99)]
+    r = await api.client.post("/v1/jobs/batch", json={"jobs": jobs}, headers=api.admin)
+    assert r.status_code == 201
+    done = 0
+    while done < 100:
+        leases = await api.claim(headers, max_jobs=10)
+        assert leases
+        for lease in leases:
+            r = await api.client.post(
+                f"/v1/jobs/{lease['job']['id']}/complete",
+                json={"epoch": lease["lease"]["epoch"]},
+                headers=headers,
+            )
+            assert r.status_code == 200
+        done += len(leases)
+    assert sum(calls.values()) / 100 <= 3.5, calls

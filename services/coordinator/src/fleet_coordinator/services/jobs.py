@@ -47,19 +47,23 @@ class NewJob:
     request_hash: str = ""
 
 
-def _build(co: Coordinator, new: NewJob, now: float) -> tuple[JobState, dict[str, Any]]:
+def _build(
+    co: Coordinator, new: NewJob, now: float, order: int = 0
+) -> tuple[JobState, dict[str, Any]]:
     job_id = job_id_for_key(new.idempotency_key) if new.idempotency_key else new_id()
     state = domain.enqueue(
         job_id=job_id,
         kind=new.kind,
         payload=new.payload,
-        now=now,
+        # A microsecond per position keeps a batch FIFO for claimers; run_after
+        # stays ``now`` so no job of the batch is due later than the request.
+        now=now + order * 1e-6,
         queue=new.queue,
         priority=new.priority,
         max_attempts=new.max_attempts,
         lease_seconds=new.lease_seconds or co.settings.default_lease_seconds,
         timeout_seconds=new.timeout_seconds,
-        run_after=new.run_after,
+        run_after=now if new.run_after is None else new.run_after,
         requires=new.requires,
         idempotency_key=new.idempotency_key,
     )
@@ -123,8 +127,7 @@ async def enqueue_batch(co: Coordinator, jobs: Sequence[NewJob]) -> list[JobStat
         await _remember_queue(co, queue, now)
     built: list[tuple[JobState, dict[str, Any], NewJob]] = []
     for i, new in enumerate(jobs):
-        # A microsecond apart keeps FIFO order within the batch for claimers.
-        state, body = _build(co, new, now + i * 1e-6)
+        state, body = _build(co, new, now, i)
         built.append((state, body, new))
     by_shard: dict[str, list[int]] = defaultdict(list)
     for i, (_, body, _) in enumerate(built):
