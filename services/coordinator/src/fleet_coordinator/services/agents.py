@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fleet_datastore import (
@@ -42,6 +42,10 @@ __all__ = [
     "read_agent",
     "update_agent",
 ]
+
+
+AgentChange = Callable[[dict[str, Any]], Patch | None]
+"""Decides the patch for an agent document as read; None means nothing to write."""
 
 
 def _hash(token: str) -> str:
@@ -137,7 +141,9 @@ async def list_agents(co: Coordinator) -> list[dict[str, Any]]:
                 return items
 
 
-async def update_agent(co: Coordinator, doc: Document, change: Any, op: str) -> Document | None:
+async def update_agent(
+    co: Coordinator, doc: Document, change: AgentChange, op: str
+) -> Document | None:
     """Apply ``change(body) -> Patch | None`` with a CAS loop; None if the agent is gone.
 
     ``change`` returning None means there is nothing to write.
