@@ -97,3 +97,45 @@ async def test_an_idle_claim_updates_last_seen(api: Api) -> None:
     assert await api.claim(headers) == []
     agent = (await api.client.get(f"/v1/agents/{agent_id}", headers=api.admin)).json()
     assert agent["last_seen"] is not None
+
+
+async def test_unknown_agents_are_404_for_every_admin_call(api: Api) -> None:
+    """Reading, draining or deleting an unknown agent answers 404."""
+    for method, path in (
+        ("GET", "/v1/agents/0123456789abcdef"),
+        ("POST", "/v1/agents/0123456789abcdef/drain"),
+        ("DELETE", "/v1/agents/0123456789abcdef"),
+    ):
+        r = await api.client.request(method, path, headers=api.admin)
+        assert r.status_code == 404, (method, path)
+        assert r.json()["error"]["code"] == "not_found"
+
+
+async def test_retry_of_a_cancelled_job_makes_it_claimable(api: Api) -> None:
+    """A cancelled job can be retried and then claimed."""
+    _, headers = await api.agent()
+    job = await api.enqueue()
+    await api.client.post(f"/v1/jobs/{job['id']}/cancel", headers=api.admin)
+    r = await api.client.post(f"/v1/jobs/{job['id']}/retry", headers=api.admin)
+    assert r.json()["status"] == "queued"
+    assert r.json()["cancel_requested"] is False
+    [lease] = await api.claim(headers)
+    assert lease["job"]["id"] == job["id"]
+
+
+async def test_heartbeats_keep_a_lease_past_its_first_expiry(api: Api) -> None:
+    """Renewed leases outlive the original lease_seconds and are not reaped."""
+    from fleet_coordinator.services import reap_once
+
+    _, headers = await api.agent()
+    job = await api.enqueue(lease_seconds=10)
+    await api.claim(headers)
+    for _ in range(3):
+        api.clock.advance(8)
+        r = await api.client.post(
+            f"/v1/jobs/{job['id']}/heartbeat", json={"epoch": 1}, headers=headers
+        )
+        assert r.status_code == 200
+    assert await reap_once(api.co) == 0
+    r = await api.client.post(f"/v1/jobs/{job['id']}/complete", json={"epoch": 1}, headers=headers)
+    assert r.json()["status"] == "succeeded"
