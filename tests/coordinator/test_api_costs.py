@@ -30,10 +30,14 @@ def count_requests(api: Api, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     return calls
 
 
-async def test_enqueue_claim_complete_costs_six_store_requests(
+async def test_enqueue_claim_complete_costs_five_store_requests(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Enqueue 1, claim 3 (query, ledger, job) and complete 2 (job, ledger) requests."""
+    """Enqueue 1, claim 3 (query, ledger, job) and complete 1 (job) request.
+
+    The ledger release of the completed lease is written later, with the agent's
+    next claim or by the replica's flush.
+    """
     _, headers = await api.agent()
     await api.enqueue()  # the first job of a queue also writes the queue's marker
     calls = count_requests(api, monkeypatch)
@@ -48,7 +52,7 @@ async def test_enqueue_claim_complete_costs_six_store_requests(
         f"/v1/jobs/{lease['job']['id']}/complete", json={"epoch": 1}, headers=headers
     )
     assert r.status_code == 200
-    assert sum(calls.values()) == 2, calls
+    assert sum(calls.values()) == 1, calls
     assert job["id"]
 
 

@@ -16,6 +16,7 @@ from .api.models import ErrorOut
 from .domain import Clock, SystemClock
 from .metrics import Metrics
 from .services import Coordinator, run_reaper
+from .services.ledger import flush_all
 from .settings import Settings
 from .store import open_containers
 
@@ -66,6 +67,7 @@ def create_app(
             try:
                 yield
             finally:
+                await flush_all(co)
                 if reaper is not None:
                     reaper.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     A token revoked on another replica keeps working for heartbeats for at most
     this long (claims check the stored document with a conditional write).
     """
+    ledger_flush_seconds: float = Field(default=0.5, ge=0, le=60)
+    """How long an ended lease may wait to leave the agent's ledger with its next claim."""
     job_cache_size: int = Field(default=2_000, ge=0, le=1_000_000)
     """Job documents a replica remembers to skip the read before a conditional write.
 

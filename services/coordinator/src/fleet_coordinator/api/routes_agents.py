@@ -33,19 +33,19 @@ async def register(body: AgentCreate, co: Co) -> AgentCreated:
 @router.get("")
 async def list_all(co: Co) -> AgentList:
     """Every agent with its live lease count and last-seen time."""
-    return AgentList(items=[agent_out(b) for b in await list_agents(co)])
+    return AgentList(items=[agent_out(b, co.released.get(b["id"])) for b in await list_agents(co)])
 
 
 @router.get("/{agent_id}")
 async def read(agent_id: str, co: Co) -> AgentOut:
     """One agent."""
-    return agent_out((await get_agent(co, agent_id)).body)
+    return agent_out((await get_agent(co, agent_id)).body, co.released.get(agent_id))
 
 
 @router.post("/{agent_id}/drain")
 async def drain(agent_id: str, co: Co) -> AgentOut:
     """Give the agent no new claims."""
-    return agent_out(await drain_agent(co, agent_id))
+    return agent_out(await drain_agent(co, agent_id), co.released.get(agent_id))
 
 
 @router.delete("/{agent_id}", status_code=204)

@@ -36,7 +36,6 @@ __all__ = [
     "create_agent",
     "delete_agent",
     "drain_agent",
-    "forget_lease",
     "get_agent",
     "list_agents",
     "read_agent",
@@ -186,21 +185,6 @@ async def drain_agent(co: Coordinator, agent_id: str) -> dict[str, Any]:
         raise AgentNotFoundError(f"no agent {agent_id!r}", agent_id=agent_id)
     co.log.info("coordinator.agent.drained", agent_id=agent_id)
     return new.body
-
-
-async def forget_lease(co: Coordinator, agent_id: str, job_id: str) -> None:
-    """Drop a job from an agent's held-lease ledger once its lease has ended."""
-
-    def change(body: dict[str, Any]) -> Patch | None:
-        held = dict(body.get("held") or {})
-        if held.pop(job_id, None) is None:
-            return None
-        return Patch(set={"held": held})
-
-    async with co.agent_lock(agent_id):
-        doc = await read_agent(co, agent_id)
-        if doc is not None:
-            await update_agent(co, doc, change, "agent.forget")
 
 
 async def delete_agent(co: Coordinator, agent_id: str) -> dict[str, Any]:

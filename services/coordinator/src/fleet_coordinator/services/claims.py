@@ -29,6 +29,7 @@ from ..errors import translate_store_errors
 from ..store import job_from_doc, job_to_doc, new_id, patch_between
 from .agents import read_agent, update_agent
 from .context import Coordinator
+from .ledger import held_after_release, settle, without_released
 
 __all__ = ["claim_jobs", "wait_and_claim"]
 
@@ -109,9 +110,14 @@ async def _reserve(
     now = co.clock.now()
     granted: list[Document] = []
 
+    released: dict[str, int] = {}
+
     def change(body: dict[str, Any]) -> Patch | None:
         # Re-decided on every re-read: another claim may have taken the free slots.
-        held = dict(body.get("held") or {})
+        # Leases that ended in this replica leave the ledger in this same write.
+        released.clear()
+        released.update(co.released.get(agent.id, {}))
+        held = without_released(dict(body.get("held") or {}), released)
         free = int(body.get("capacity", 1)) - len(held)
         granted.clear()
         if body.get("draining") or free <= 0:
@@ -121,7 +127,10 @@ async def _reserve(
             granted.append(doc)
         return Patch(set={"held": held, "last_seen": now})
 
-    return await update_agent(co, agent, change, "agent.reserve"), granted
+    written = await update_agent(co, agent, change, "agent.reserve")
+    if written is not None and granted:
+        settle(co, agent.id, released)
+    return written, granted
 
 
 async def _unreserve(co: Coordinator, agent: Document, lost: set[str]) -> Document | None:
@@ -185,7 +194,7 @@ async def _claim_locked(
     labels: dict[str, str] = dict(body.get("labels") or {})
     capacity = int(body.get("capacity", 1))
     current: Document | None = agent
-    if capacity - len(body.get("held") or {}) <= 0:
+    if capacity - len(held_after_release(co, agent)) <= 0:
         # Entries normally leave the ledger when a lease ends (agents' calls, the
         # reaper); only a full ledger is worth checking for leftovers, one read each.
         current = await _prune(co, agent)
@@ -194,11 +203,11 @@ async def _claim_locked(
     for _ in range(_ROUNDS):
         if current is None:
             break
-        free = capacity - len(current.body.get("held") or {})
+        free = capacity - len(held_after_release(co, current))
         need = min(max_jobs - len(won), free)
         if need <= 0:
             break
-        skip = tried | set(current.body.get("held") or {})
+        skip = tried | set(held_after_release(co, current))
         picks, more = await co.candidates.take(co, queues, labels, need, skip)
         if not picks and more:
             # The shared page held nothing this agent may take (labels): read further.

@@ -71,6 +71,10 @@ class Coordinator:
     )
     known_queues: set[str] = field(default_factory=set)
     candidates: CandidatePool = field(default_factory=lambda: _pool())
+    released: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per agent, leases that ended here but are still in its stored ledger."""
+    flushes: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    closing: bool = False
     agent_cache: DocCache = field(init=False)
     job_cache: DocCache = field(init=False)
     agent_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(

@@ -21,7 +21,6 @@ from .. import domain
 from ..domain import JobState
 from ..errors import BadRequestError, ConflictError, translate_store_errors
 from ..store import QUEUES_PARTITION, job_from_doc, job_id_for_key, job_to_doc, new_id
-from .agents import forget_lease
 from .context import Coordinator
 from .transitions import read_job, transition
 
@@ -188,9 +187,7 @@ async def cancel_job(co: Coordinator, job_id: str) -> JobState:
 
 async def retry_job(co: Coordinator, job_id: str) -> JobState:
     """Requeue a failed or cancelled job with a fresh attempt budget; 409 otherwise."""
-    old, new = await transition(co, job_id, domain.retry, "retry")
-    if old.lease is not None:
-        await forget_lease(co, old.lease.agent_id, job_id)
+    _, new = await transition(co, job_id, domain.retry, "retry")
     co.log.info("coordinator.job.retried", job_id=job_id, epoch=new.epoch)
     co.notifier.notify()
     return new

@@ -7,8 +7,8 @@ from typing import Any
 from .. import domain
 from ..domain import JobState, JobStatus, Timestamp
 from ..errors import CoordinatorError
-from .agents import forget_lease
 from .context import Coordinator
+from .ledger import forget_lease
 from .transitions import transition
 
 __all__ = ["complete_job", "fail_job", "heartbeat_job", "release_agent_leases", "release_job"]
@@ -16,7 +16,7 @@ __all__ = ["complete_job", "fail_job", "heartbeat_job", "release_agent_leases", 
 
 async def _ended(co: Coordinator, op: str, agent_id: str, old: JobState, new: JobState) -> None:
     # The lease ended: free the agent's capacity slot and log the state change.
-    await forget_lease(co, agent_id, new.id)
+    await forget_lease(co, agent_id, new.id, old.epoch)
     co.metrics.finished.labels(op, new.status.value).inc()
     co.log.info(
         f"coordinator.job.{op}",

@@ -17,8 +17,8 @@ from .. import domain
 from ..domain import JobStatus
 from ..errors import CoordinatorError, translate_store_errors
 from ..store import job_from_doc, job_to_doc, patch_between
-from .agents import forget_lease
 from .context import Coordinator
+from .ledger import forget_lease
 
 __all__ = ["reap_once", "run_reaper"]
 
@@ -69,7 +69,7 @@ async def reap_once(co: Coordinator) -> int:
                 outcome=outcome,
                 status=new.status.value,
             )
-            await forget_lease(co, old.lease.agent_id, new.id)
+            await forget_lease(co, old.lease.agent_id, new.id, old.lease.epoch)
         if page.continuation is None:
             break
         # Keyset continuation: jobs reaped on this page leaving the index skip nothing.
