@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 import httpx
+import pytest
 from fleet_coordinator import Settings, create_app
 from fleet_coordinator.domain import ManualClock
 from fleet_coordinator.services import Coordinator, reap_once
+from fleet_datastore import CosmosConfig
 
 from .conftest import ADMIN, Api
 
 
-async def _replicas(path: Path, stack: AsyncExitStack, n: int) -> list[Api]:
+async def _replicas(
+    path: Path, stack: AsyncExitStack, n: int, store: dict[str, str] | None = None
+) -> list[Api]:
     clock = ManualClock()
     replicas = []
+    shared = store or {"store_url": f"sqlite:///{path}/shared.db"}
     for _ in range(n):
-        settings = Settings(
-            store_url=f"sqlite:///{path}/shared.db", admin_token=ADMIN, reaper_enabled=False
-        )
+        settings = Settings(**shared, admin_token=ADMIN, reaper_enabled=False)
         app = create_app(settings, clock=clock)
         await stack.enter_async_context(app.router.lifespan_context(app))
         transport = httpx.ASGITransport(app=app)
@@ -31,11 +35,24 @@ async def _replicas(path: Path, stack: AsyncExitStack, n: int) -> list[Api]:
     return replicas
 
 
-async def test_claims_across_replicas_have_one_winner(tmp_path: Path) -> None:
+@pytest.mark.parametrize("provider", ["sqlite", "cosmos"])
+@pytest.mark.parametrize("claimers", [12, 64])
+async def test_claims_across_replicas_have_one_winner(
+    tmp_path: Path, request: pytest.FixtureRequest, provider: str, claimers: int
+) -> None:
     """Agents claiming one job through three replicas: exactly one lease, epoch 1."""
+    store = None
+    if provider == "cosmos":
+        cfg: CosmosConfig = request.getfixturevalue("cosmos_server")
+        store = {
+            "store_url": "cosmos://",
+            "cosmos_endpoint": cfg.endpoint,
+            "cosmos_key": cfg.key,
+            "cosmos_database": f"t{uuid.uuid4().hex[:16]}",
+        }
     async with AsyncExitStack() as stack:
-        replicas = await _replicas(tmp_path, stack, 3)
-        agents = [await replicas[0].agent(name=f"a{i}") for i in range(12)]
+        replicas = await _replicas(tmp_path, stack, 3, store)
+        agents = [await replicas[0].agent(name=f"a{i}") for i in range(claimers)]
         job = await replicas[1].enqueue()
         results = await asyncio.gather(
             *(replicas[i % 3].claim(headers) for i, (_, headers) in enumerate(agents))
