@@ -4,15 +4,19 @@ export UV_PYTHON_DOWNLOADS := never
 UV ?= uv
 COSMOS_DIR := infra/cosmos-local
 
-.PHONY: help setup deps lint format style typecheck test verify bench cosmos-up cosmos-down clean
+.PHONY: help run setup deps py-deps lint format style typecheck test verify bench cosmos-up cosmos-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
+run: py-deps ## run the coordinator on SQLite under ./var (prints the admin token once)
+	$(UV) run fleet-coordinator serve --host 127.0.0.1 --port 8787
+
 setup: deps ## install Python (uv) and Node (npm) dependencies
-deps:
-	$(UV) sync --all-packages --frozen
+deps: py-deps
 	cd $(COSMOS_DIR) && npm ci --no-audit --no-fund --loglevel=error
+py-deps:
+	$(UV) sync --all-packages --frozen
 
 lint: ## ruff lint + format check
 	$(UV) run ruff check .

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import datastore
+from bench import coordinator, datastore
 
-SUITES = {"datastore": datastore.main}
+SUITES = {"datastore": datastore.main, "coordinator": coordinator.main}
 
 
 def main() -> None:

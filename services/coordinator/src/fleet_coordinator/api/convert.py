@@ -1,0 +1,86 @@
+"""Domain values and stored documents to response models (epoch floats to ISO-8601)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..domain import JobState, to_datetime
+from ..services.ledger import without_released
+from .models import AgentOut, JobDetailOut, JobOut, LeaseOut, RunOut
+
+__all__ = ["agent_out", "job_detail_out", "job_out", "lease_out"]
+
+
+def lease_out(job: JobState) -> LeaseOut | None:
+    """The job's lease as the API shows it."""
+    lease = job.lease
+    if lease is None:
+        return None
+    return LeaseOut(
+        agent_id=lease.agent_id,
+        run_id=lease.run_id,
+        epoch=lease.epoch,
+        expires_at=to_datetime(lease.expires_at),
+    )
+
+
+def _fields(job: JobState) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "queue": job.queue,
+        "kind": job.kind,
+        "payload": dict(job.payload),
+        "priority": job.priority,
+        "status": job.status.value,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "run_after": to_datetime(job.run_after),
+        "requires": dict(job.requires),
+        "cancel_requested": job.cancel_requested,
+        "result": job.result,
+        "last_error": job.last_error,
+        "created_at": to_datetime(job.created_at),
+        "updated_at": to_datetime(job.updated_at),
+        "lease": lease_out(job),
+    }
+
+
+def job_out(job: JobState) -> JobOut:
+    """A job without its runs."""
+    return JobOut(**_fields(job))
+
+
+def job_detail_out(job: JobState) -> JobDetailOut:
+    """A job with its runs."""
+    runs = [
+        RunOut(
+            run_id=r.run_id,
+            epoch=r.epoch,
+            agent_id=r.agent_id,
+            claimed_at=to_datetime(r.claimed_at),
+            ended_at=None if r.ended_at is None else to_datetime(r.ended_at),
+            outcome=r.outcome.value,
+            error=r.error,
+        )
+        for r in job.runs
+    ]
+    return JobDetailOut(**_fields(job), runs=runs)
+
+
+def agent_out(body: dict[str, Any], released: dict[str, int] | None = None) -> AgentOut:
+    """An agent document as the API shows it (never the token hash).
+
+    ``released`` are leases this replica saw end that may still be in the stored ledger.
+    """
+    last_seen = body.get("last_seen")
+    return AgentOut(
+        id=body["id"],
+        name=body["name"],
+        labels=body.get("labels") or {},
+        capacity=int(body.get("capacity", 1)),
+        queues=list(body.get("queues") or []),
+        draining=bool(body.get("draining")),
+        live_leases=len(without_released(dict(body.get("held") or {}), released or {})),
+        last_seen=None if last_seen is None else to_datetime(float(last_seen)),
+        created_at=to_datetime(float(body["created_at"])),
+    )

@@ -1,0 +1,60 @@
+"""Request dependencies: the coordinator and the caller's role (admin or agent)."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fleet_datastore import Document
+
+from ..errors import ForbiddenError, UnauthorizedError
+from ..services import Coordinator, authenticate
+
+__all__ = ["AdminAuth", "AgentAuth", "Co", "get_coordinator"]
+
+
+def get_coordinator(request: Request) -> Coordinator:
+    """The app's coordinator (set up by the lifespan)."""
+    co: Coordinator = request.app.state.coordinator
+    return co
+
+
+Co = Annotated[Coordinator, Depends(get_coordinator)]
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise UnauthorizedError("a bearer token is required")
+    return token.strip()
+
+
+def _is_admin(co: Coordinator, token: str) -> bool:
+    return hmac.compare_digest(token.encode(), co.settings.admin_token.encode())
+
+
+async def require_admin(request: Request, co: Co) -> None:
+    """Allow only the admin token: 401 for no or unknown tokens, 403 for agent tokens."""
+    token = _bearer(request)
+    if _is_admin(co, token):
+        return
+    if await authenticate(co, token) is not None:
+        raise ForbiddenError("this endpoint needs the admin token")
+    raise UnauthorizedError("unknown token")
+
+
+async def require_agent(request: Request, co: Co) -> Document:
+    """The calling agent's document: 401 for no or unknown tokens, 403 for the admin token."""
+    token = _bearer(request)
+    agent = await authenticate(co, token)
+    if agent is not None:
+        return agent
+    if _is_admin(co, token):
+        raise ForbiddenError("this endpoint needs an agent token")
+    raise UnauthorizedError("unknown or revoked token")
+
+
+AdminAuth = Depends(require_admin)
+AgentAuth = Annotated[Document, Depends(require_agent)]

@@ -1,0 +1,66 @@
+"""The one boundary where errors become HTTP answers of the shape SPEC.md requires."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import CoordinatorError
+
+__all__ = ["error_response", "install_error_handlers"]
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
+
+
+def error_response(
+    status: int, code: str, message: str, details: dict[str, Any] | None = None
+) -> JSONResponse:
+    """``{"error": {"code", "message", "details"}}`` with ``status``."""
+    body = {"error": {"code": code, "message": message, "details": details or {}}}
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # Only location, message and type: echoing the input could leak payloads.
+    return [
+        {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg")), "type": e.get("type")}
+        for e in exc.errors()
+    ]
+
+
+async def _on_coordinator_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, CoordinatorError)
+    return error_response(exc.status, exc.code, exc.message, exc.details)
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = _validation_errors(exc)
+    if any(e["type"] == "json_invalid" for e in errors):
+        return error_response(400, "bad_request", "the body is not valid JSON", {"errors": errors})
+    return error_response(422, "validation_error", "the request is invalid", {"errors": errors})
+
+
+async def _on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every error FastAPI or the services raise to the SPEC shape."""
+    app.add_exception_handler(CoordinatorError, _on_coordinator_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)

@@ -1,0 +1,267 @@
+"""Request and response models of the HTTP API, named for their role."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+__all__ = [
+    "AgentCreate",
+    "AgentCreated",
+    "AgentList",
+    "AgentOut",
+    "BatchCreate",
+    "ClaimOut",
+    "ClaimRequest",
+    "ClaimedLease",
+    "CompleteRequest",
+    "ErrorDetail",
+    "ErrorOut",
+    "FailRequest",
+    "HeartbeatOut",
+    "HeartbeatRequest",
+    "JobCreate",
+    "JobDetailOut",
+    "JobList",
+    "JobOut",
+    "JobItems",
+    "LeaseOut",
+    "QueueList",
+    "QueueStatsOut",
+    "ReleaseRequest",
+    "RunOut",
+]
+
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+QueueName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=63)]
+LabelValue = Annotated[str, StringConstraints(max_length=255)]
+Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=32)]
+Epoch = Annotated[int, Field(ge=1, le=2**53 - 1)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class JobCreate(_In):
+    """A job to enqueue."""
+
+    queue: QueueName = "default"
+    kind: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    payload: dict[str, Any] = Field(default_factory=dict)
+    priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    lease_seconds: float | None = Field(default=None, gt=0, le=86_400)
+    timeout_seconds: float | None = Field(default=None, gt=0, le=7 * 86_400)
+    run_after: AwareDatetime | None = None
+    requires: Labels = Field(default_factory=dict)
+    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+
+    @field_validator("run_after")
+    @classmethod
+    def _in_range(cls, value: datetime | None) -> datetime | None:
+        if value is not None and not _EARLIEST <= value <= _LATEST:
+            raise ValueError("run_after must be between 1970 and 9999 (UTC)")
+        return value
+
+
+class BatchCreate(_In):
+    """Jobs to enqueue all together."""
+
+    jobs: list[JobCreate] = Field(min_length=1, max_length=1000)
+
+
+class LeaseOut(BaseModel):
+    """A live lease: who holds the job, with which fencing epoch, until when."""
+
+    agent_id: str
+    run_id: str
+    epoch: int
+    expires_at: datetime
+
+
+class RunOut(BaseModel):
+    """One claim of a job and how it ended."""
+
+    run_id: str
+    epoch: int
+    agent_id: str
+    claimed_at: datetime
+    ended_at: datetime | None
+    outcome: str
+    error: str | None
+
+
+class JobOut(BaseModel):
+    """A job as the API shows it."""
+
+    id: str
+    queue: str
+    kind: str
+    payload: dict[str, Any]
+    priority: int
+    status: str
+    attempts: int
+    max_attempts: int
+    run_after: datetime
+    requires: dict[str, str]
+    cancel_requested: bool
+    result: Any
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    lease: LeaseOut | None
+
+
+class JobDetailOut(JobOut):
+    """A job with its run history."""
+
+    runs: list[RunOut]
+
+
+class JobItems(BaseModel):
+    """Jobs created by a batch."""
+
+    items: list[JobOut]
+
+
+class JobList(BaseModel):
+    """A page of jobs."""
+
+    items: list[JobOut]
+    next_cursor: str | None
+
+
+class AgentCreate(_In):
+    """An agent to register."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    labels: Labels = Field(default_factory=dict)
+    capacity: int = Field(default=1, ge=1, le=1000)
+    queues: list[QueueName] = Field(default_factory=list, max_length=100)
+
+
+class AgentOut(BaseModel):
+    """A registered agent (never its token)."""
+
+    id: str
+    name: str
+    labels: dict[str, str]
+    capacity: int
+    queues: list[str]
+    draining: bool
+    live_leases: int
+    last_seen: datetime | None
+    created_at: datetime
+
+
+class AgentCreated(BaseModel):
+    """A new agent and its token, shown only this once."""
+
+    agent: AgentOut
+    token: str
+
+
+class AgentList(BaseModel):
+    """All agents."""
+
+    items: list[AgentOut]
+
+
+class ClaimRequest(_In):
+    """What an agent asks for when claiming."""
+
+    queues: list[QueueName] | None = Field(default=None, max_length=100)
+    max_jobs: int = Field(default=1, ge=1, le=100)
+    wait_seconds: float = Field(default=0, ge=0, le=30)
+
+
+class ClaimedLease(BaseModel):
+    """One leased job."""
+
+    job: JobOut
+    lease: LeaseOut
+
+
+class ClaimOut(BaseModel):
+    """The leases a claim won (possibly none)."""
+
+    leases: list[ClaimedLease]
+
+
+class HeartbeatRequest(_In):
+    """A lease renewal."""
+
+    epoch: Epoch
+    progress: Any = None
+
+
+class HeartbeatOut(BaseModel):
+    """The renewed lease and whether the job should stop."""
+
+    lease: LeaseOut
+    cancel_requested: bool
+
+
+class CompleteRequest(_In):
+    """A successful end of the lease."""
+
+    epoch: Epoch
+    result: Any = None
+
+
+class FailRequest(_In):
+    """A failed attempt."""
+
+    epoch: Epoch
+    error: Annotated[str, StringConstraints(max_length=10_000)]
+    retryable: bool = True
+
+
+class ReleaseRequest(_In):
+    """Give the job back without counting the attempt."""
+
+    epoch: Epoch
+
+
+class QueueStatsOut(BaseModel):
+    """Counts of one queue."""
+
+    queue: str
+    queued: int
+    leased: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    oldest_queued_age_seconds: float
+
+
+class QueueList(BaseModel):
+    """Every known queue."""
+
+    items: list[QueueStatsOut]
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong."""
+
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+class ErrorOut(BaseModel):
+    """The shape of every error answer."""
+
+    error: ErrorDetail

@@ -1,0 +1,143 @@
+"""Admin job endpoints: enqueue, batch enqueue, list, read, cancel, retry, queue stats."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from ..domain import JobStatus, from_datetime
+from ..errors import PayloadTooLargeError, ValidationFailedError
+from ..services import (
+    NewJob,
+    cancel_job,
+    enqueue,
+    enqueue_batch,
+    get_job,
+    list_jobs,
+    queue_stats,
+    retry_job,
+)
+from ..services.context import Coordinator
+from .convert import job_detail_out, job_out
+from .deps import AdminAuth, Co
+from .models import BatchCreate, JobCreate, JobDetailOut, JobItems, JobList, JobOut, QueueList
+
+__all__ = ["check_size", "router"]
+
+router = APIRouter(prefix="/v1", dependencies=[AdminAuth], tags=["admin"])
+
+
+_MAX_INT = 2**53 - 1
+
+
+def _has_huge_int(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return abs(value) > _MAX_INT
+    if isinstance(value, dict):
+        return any(_has_huge_int(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_huge_int(v) for v in value)
+    return False
+
+
+def check_size(co: Coordinator, value: Any, what: str) -> None:
+    """422 for values JSON cannot carry portably, 413 above ``max_payload_bytes``."""
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError as exc:  # NaN or Infinity: not JSON, and no store keeps them
+        raise ValidationFailedError(f"{what} holds a non-finite number", field=what) from exc
+    if _has_huge_int(value):
+        # Cosmos stores numbers as doubles: larger integers would silently change.
+        raise ValidationFailedError(f"{what} holds an integer beyond ±(2**53-1)", field=what)
+    size = len(text.encode())
+    if size > co.settings.max_payload_bytes:
+        raise PayloadTooLargeError(
+            f"{what} is {size} bytes; the limit is {co.settings.max_payload_bytes}",
+            limit=co.settings.max_payload_bytes,
+        )
+
+
+def _new_job(co: Coordinator, body: JobCreate) -> NewJob:
+    check_size(co, body.payload, "payload")
+    dumped = body.model_dump(mode="json")
+    digest = hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()
+    return NewJob(
+        kind=body.kind,
+        payload=body.payload,
+        queue=body.queue,
+        priority=body.priority,
+        max_attempts=body.max_attempts,
+        lease_seconds=body.lease_seconds,
+        timeout_seconds=body.timeout_seconds,
+        run_after=None if body.run_after is None else from_datetime(body.run_after),
+        requires=body.requires,
+        idempotency_key=body.idempotency_key,
+        request_hash=digest,
+    )
+
+
+@router.post("/jobs", status_code=201, responses={200: {"model": JobOut}})
+async def create_job(body: JobCreate, co: Co, response: Response) -> JobOut:
+    """Enqueue a job; with a used idempotency key: 200 and the same job, or 409."""
+    job, created = await enqueue(co, _new_job(co, body))
+    if not created:
+        response.status_code = 200
+    return job_out(job)
+
+
+@router.post("/jobs/batch", status_code=201)
+async def create_jobs(body: BatchCreate, co: Co) -> JobItems:
+    """Enqueue 1..1000 jobs, all or nothing."""
+    new = [_new_job(co, job) for job in body.jobs]
+    keys = [j.idempotency_key for j in new if j.idempotency_key]
+    if len(keys) != len(set(keys)):
+        raise ValidationFailedError("idempotency keys repeat within the batch")
+    return JobItems(items=[job_out(j) for j in await enqueue_batch(co, new)])
+
+
+@router.get("/jobs")
+async def list_all(
+    co: Co,
+    queue: Annotated[str | None, Query(max_length=64)] = None,
+    status: JobStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=4096)] = None,
+) -> JobList:
+    """A page of jobs, oldest first."""
+    jobs, nxt = await list_jobs(
+        co,
+        queue=queue,
+        status=None if status is None else status.value,
+        limit=limit,
+        cursor=cursor,
+    )
+    return JobList(items=[job_out(j) for j in jobs], next_cursor=nxt)
+
+
+@router.get("/jobs/{job_id}")
+async def read_job(job_id: str, co: Co) -> JobDetailOut:
+    """One job with its runs."""
+    return job_detail_out(await get_job(co, job_id))
+
+
+@router.post("/jobs/{job_id}/cancel")
+async def cancel(job_id: str, co: Co) -> JobOut:
+    """Cancel a queued job, or ask the holder of a leased one to stop; 409 if terminal."""
+    return job_out(await cancel_job(co, job_id))
+
+
+@router.post("/jobs/{job_id}/retry")
+async def retry(job_id: str, co: Co) -> JobOut:
+    """Requeue a failed or cancelled job with a fresh attempt budget; 409 otherwise."""
+    return job_out(await retry_job(co, job_id))
+
+
+@router.get("/queues")
+async def queues(co: Co) -> QueueList:
+    """Counts per status and the oldest queued age of every queue."""
+    return QueueList.model_validate({"items": await queue_stats(co)})

@@ -1,0 +1,96 @@
+"""``create_app(settings)``: the FastAPI app, its lifespan (store, reaper) and its routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+from fleet_datastore import DocumentStore, store_from_url
+
+from .api import agents_router, install_error_handlers, jobs_router, leases_router, ops_router
+from .api.middleware import GuardMiddleware
+from .api.models import ErrorOut
+from .domain import Clock, SystemClock
+from .metrics import Metrics
+from .services import Coordinator, run_reaper
+from .services.ledger import flush_all
+from .settings import Settings
+from .store import open_containers
+
+__all__ = ["create_app"]
+
+_BATCH_BODY_LIMIT = 64 * 1024 * 1024
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut, "description": text}
+    for status, text in (
+        (400, "malformed request"),
+        (401, "missing or unknown token"),
+        (403, "wrong role for this endpoint"),
+        (404, "unknown resource"),
+        (409, "state conflict (lease_lost, already_terminal, idempotency_conflict, …)"),
+        (413, "payload too large"),
+        (422, "validation error"),
+        (503, "store unavailable"),
+    )
+}
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    store: DocumentStore | None = None,
+) -> FastAPI:
+    """Build the app; the store opens and the reaper starts in the lifespan."""
+    settings = settings or Settings()
+    settings.ensure_admin_token()
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        opened = store or store_from_url(settings.store_url, cosmos=settings.cosmos_config())
+        await opened.open()
+        try:
+            containers = await open_containers(opened)
+            co = Coordinator(
+                settings=settings,
+                containers=containers,
+                clock=clock or SystemClock(),
+                metrics=metrics,
+            )
+            app.state.coordinator = co
+            reaper = asyncio.create_task(run_reaper(co)) if settings.reaper_enabled else None
+            co.log.info("coordinator.started", store=opened.url.split("?")[0])
+            try:
+                yield
+            finally:
+                await flush_all(co)
+                if reaper is not None:
+                    reaper.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await reaper
+        finally:
+            await opened.close()
+
+    app = FastAPI(
+        title="Fleet Coordinator",
+        version="1",
+        lifespan=lifespan,
+        description="A job coordinator with fenced leases; see SPEC.md.",
+    )
+
+    def body_limit(path: str) -> int:
+        if path.endswith("/jobs/batch"):
+            return _BATCH_BODY_LIMIT
+        return 2 * settings.max_payload_bytes + 64 * 1024
+
+    install_error_handlers(app)
+    app.add_middleware(GuardMiddleware, body_limit=body_limit, metrics=metrics)
+
+    for router in (jobs_router, agents_router, leases_router):
+        app.include_router(router, responses=_ERROR_RESPONSES)
+    app.include_router(ops_router)
+    return app

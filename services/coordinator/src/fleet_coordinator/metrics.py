@@ -1,0 +1,45 @@
+"""Prometheus metrics, one registry per app (nothing is created at import time)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["Metrics"]
+
+
+@dataclass
+class Metrics:
+    """The coordinator's metrics, registered on their own ``CollectorRegistry``."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.enqueued = Counter("fleet_jobs_enqueued", "Jobs enqueued", ["queue"], registry=r)
+        self.claims = Counter("fleet_claims", "Leases handed out", ["queue"], registry=r)
+        self.conflicts = Counter(
+            "fleet_conflicts", "Conditional writes lost to a racing writer", ["op"], registry=r
+        )
+        self.expiries = Counter(
+            "fleet_lease_expiries", "Leases ended by the reaper", ["outcome"], registry=r
+        )
+        self.reaper_actions = Counter(
+            "fleet_reaper_actions", "Jobs the reaper changed", ["status"], registry=r
+        )
+        self.finished = Counter(
+            "fleet_jobs_finished", "Leases ended by agents", ["op", "status"], registry=r
+        )
+        self.queue_depth = Gauge(
+            "fleet_queue_depth", "Jobs per queue and status", ["queue", "status"], registry=r
+        )
+        self.oldest_age = Gauge(
+            "fleet_queue_oldest_queued_age_seconds",
+            "Age of the oldest queued job",
+            ["queue"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "fleet_request_seconds", "HTTP request latency", ["method", "route"], registry=r
+        )

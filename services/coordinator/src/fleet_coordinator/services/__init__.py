@@ -1,0 +1,46 @@
+"""The coordinator's services: the domain joined to the store, with no HTTP in them."""
+
+from .agents import (
+    authenticate,
+    create_agent,
+    delete_agent,
+    drain_agent,
+    get_agent,
+    list_agents,
+    read_agent,
+)
+from .claims import claim_jobs, wait_and_claim
+from .context import Coordinator, Notifier
+from .jobs import NewJob, cancel_job, enqueue, enqueue_batch, get_job, list_jobs, retry_job
+from .leases import complete_job, fail_job, heartbeat_job, release_agent_leases, release_job
+from .queues import queue_stats
+from .reaper import reap_once, run_reaper
+
+__all__ = [
+    "Coordinator",
+    "NewJob",
+    "Notifier",
+    "authenticate",
+    "cancel_job",
+    "claim_jobs",
+    "complete_job",
+    "create_agent",
+    "delete_agent",
+    "drain_agent",
+    "enqueue",
+    "enqueue_batch",
+    "fail_job",
+    "get_agent",
+    "get_job",
+    "heartbeat_job",
+    "list_agents",
+    "list_jobs",
+    "queue_stats",
+    "read_agent",
+    "reap_once",
+    "release_agent_leases",
+    "release_job",
+    "retry_job",
+    "run_reaper",
+    "wait_and_claim",
+]

@@ -1,0 +1,49 @@
+"""A small per-replica cache of documents this replica read or wrote last.
+
+It saves store requests, never correctness: every write that starts from a
+cached document is conditional on its etag, so a stale entry costs one
+conflict and a re-read. Decisions that would not write (a rejection, a no-op)
+are never answered from the cache; the callers re-read first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+from fleet_datastore import Document
+
+__all__ = ["DocCache"]
+
+
+class DocCache:
+    """Newest-first documents by id, bounded in size and optionally in age."""
+
+    def __init__(self, max_items: int, ttl_seconds: float | None = None) -> None:
+        self._items: OrderedDict[str, tuple[Document, float]] = OrderedDict()
+        self._max = max_items
+        self._ttl = ttl_seconds
+
+    def get(self, doc_id: str) -> Document | None:
+        """The cached document, or None if absent or older than the time limit."""
+        entry = self._items.get(doc_id)
+        if entry is None:
+            return None
+        doc, stored = entry
+        if self._ttl is not None and time.monotonic() - stored > self._ttl:
+            del self._items[doc_id]
+            return None
+        return doc
+
+    def put(self, doc: Document) -> None:
+        """Remember ``doc`` as the newest known version."""
+        if self._max <= 0:
+            return
+        self._items[doc.id] = (doc, time.monotonic())
+        self._items.move_to_end(doc.id)
+        while len(self._items) > self._max:
+            self._items.popitem(last=False)
+
+    def evict(self, doc_id: str) -> None:
+        """Forget a document (deleted, or known to be stale)."""
+        self._items.pop(doc_id, None)

@@ -1,0 +1,193 @@
+"""Admin job operations: enqueue (single and batch), read, list, cancel and retry."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fleet_datastore import (
+    AlreadyExistsError,
+    BatchError,
+    CreateOp,
+    InvalidContinuationError,
+    Query,
+    eq,
+)
+
+from .. import domain
+from ..domain import JobState
+from ..errors import BadRequestError, ConflictError, translate_store_errors
+from ..store import QUEUES_PARTITION, job_from_doc, job_id_for_key, job_to_doc, new_id
+from .context import Coordinator
+from .transitions import read_job, transition
+
+__all__ = ["NewJob", "cancel_job", "enqueue", "enqueue_batch", "get_job", "list_jobs", "retry_job"]
+
+_BATCH_CHUNK = 100
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewJob:
+    """A validated job to enqueue, and the hash of the request body that described it."""
+
+    kind: str
+    payload: Mapping[str, Any]
+    queue: str = "default"
+    priority: int = 0
+    max_attempts: int = 3
+    lease_seconds: float | None = None
+    timeout_seconds: float | None = None
+    run_after: float | None = None
+    requires: Mapping[str, str] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    request_hash: str = ""
+
+
+def _build(
+    co: Coordinator, new: NewJob, now: float, order: int = 0
+) -> tuple[JobState, dict[str, Any]]:
+    job_id = job_id_for_key(new.idempotency_key) if new.idempotency_key else new_id()
+    state = domain.enqueue(
+        job_id=job_id,
+        kind=new.kind,
+        payload=new.payload,
+        # A microsecond per position keeps a batch FIFO for claimers; run_after
+        # stays ``now`` so no job of the batch is due later than the request.
+        now=now + order * 1e-6,
+        queue=new.queue,
+        priority=new.priority,
+        max_attempts=new.max_attempts,
+        lease_seconds=new.lease_seconds or co.settings.default_lease_seconds,
+        timeout_seconds=new.timeout_seconds,
+        run_after=now if new.run_after is None else new.run_after,
+        requires=new.requires,
+        idempotency_key=new.idempotency_key,
+    )
+    return state, job_to_doc(state, co.shard(job_id), new.request_hash)
+
+
+async def _remember_queue(co: Coordinator, queue: str, now: float) -> None:
+    # One marker per queue lets GET /v1/queues list queues without scanning jobs; each
+    # replica writes it at most once per queue, so it costs nothing per enqueue.
+    if queue in co.known_queues:
+        return
+    body = {"id": f"q.{queue}", "pk": QUEUES_PARTITION, "kind": "queue", "name": queue}
+    with translate_store_errors(), contextlib.suppress(AlreadyExistsError):
+        await co.containers.agents.create({**body, "created_at": now})
+    co.known_queues.add(queue)
+
+
+async def _replay(co: Coordinator, state: JobState, request_hash: str) -> JobState:
+    # The id exists: it came from this idempotency key. Same body → the same job (200);
+    # a different body under the same key → 409, and nothing is written.
+    stored = (await read_job(co, state.id)).body
+    if stored.get("request_hash") != request_hash:
+        raise ConflictError(
+            "idempotency_key was already used with a different body",
+            code="idempotency_conflict",
+            idempotency_key=state.idempotency_key,
+        )
+    return job_from_doc(stored)
+
+
+async def _create(co: Coordinator, state: JobState, body: dict[str, Any]) -> tuple[JobState, bool]:
+    with translate_store_errors():
+        try:
+            co.job_cache.put(await co.containers.jobs.create(body))
+        except AlreadyExistsError:
+            return await _replay(co, state, str(body["request_hash"])), False
+    return state, True
+
+
+async def enqueue(co: Coordinator, new: NewJob) -> tuple[JobState, bool]:
+    """Enqueue one job (one store request); return it and whether it was created now."""
+    now = co.clock.now()
+    await _remember_queue(co, new.queue, now)
+    state, created = await _create(co, *_build(co, new, now))
+    if not created:
+        return state, False
+    co.metrics.enqueued.labels(state.queue).inc()
+    co.log.info("coordinator.job.enqueued", job_id=state.id, queue=state.queue)
+    co.notifier.notify()
+    return state, True
+
+
+async def enqueue_batch(co: Coordinator, jobs: Sequence[NewJob]) -> list[JobState]:
+    """Enqueue validated jobs with one transactional batch per shard and 100 jobs.
+
+    Jobs that carry idempotency keys have ids derived from them, so a retry after
+    a failure midway re-creates only what is missing and each job exists once.
+    """
+    now = co.clock.now()
+    for queue in {j.queue for j in jobs}:
+        await _remember_queue(co, queue, now)
+    built: list[tuple[JobState, dict[str, Any], NewJob]] = []
+    for i, new in enumerate(jobs):
+        state, body = _build(co, new, now, i)
+        built.append((state, body, new))
+    by_shard: dict[str, list[int]] = defaultdict(list)
+    for i, (_, body, _) in enumerate(built):
+        by_shard[body["pk"]].append(i)
+    result: list[JobState] = [b[0] for b in built]
+    created = [True] * len(built)
+    for shard, indexes in by_shard.items():
+        for start in range(0, len(indexes), _BATCH_CHUNK):
+            chunk = indexes[start : start + _BATCH_CHUNK]
+            with translate_store_errors():
+                try:
+                    await co.containers.jobs.batch(shard, [CreateOp(built[i][1]) for i in chunk])
+                    continue
+                except BatchError as exc:
+                    if not isinstance(exc.cause, AlreadyExistsError):
+                        raise
+            # Some ids exist already (a retried batch): create the rest one by one.
+            for i in chunk:
+                result[i], created[i] = await _create(co, built[i][0], built[i][1])
+    for state, fresh in zip(result, created, strict=True):
+        if fresh:
+            co.metrics.enqueued.labels(state.queue).inc()
+    co.log.info("coordinator.job.batch_enqueued", count=len(result), created=sum(created))
+    co.notifier.notify()
+    return result
+
+
+async def get_job(co: Coordinator, job_id: str) -> JobState:
+    """One job with its runs; 404 if unknown."""
+    return job_from_doc((await read_job(co, job_id)).body)
+
+
+async def list_jobs(
+    co: Coordinator, *, queue: str | None, status: str | None, limit: int, cursor: str | None
+) -> tuple[list[JobState], str | None]:
+    """A page of jobs, oldest first, optionally of one queue and status."""
+    where = []
+    if queue is not None:
+        where.append(eq("queue", queue))
+    if status is not None:
+        where.append(eq("status", status))
+    query = Query(where=where, order_by=["created_at"], limit=limit, continuation=cursor)
+    with translate_store_errors():
+        try:
+            page = await co.containers.jobs.query(query)
+        except InvalidContinuationError as exc:
+            raise BadRequestError("cursor is not valid for this query", code="bad_cursor") from exc
+    return [job_from_doc(d.body) for d in page.items], page.continuation
+
+
+async def cancel_job(co: Coordinator, job_id: str) -> JobState:
+    """Cancel a queued job or request cancellation of a leased one; 409 if terminal."""
+    old, new = await transition(co, job_id, domain.cancel, "cancel")
+    if new is not old:
+        co.log.info("coordinator.job.cancelled", job_id=job_id, status=new.status.value)
+    return new
+
+
+async def retry_job(co: Coordinator, job_id: str) -> JobState:
+    """Requeue a failed or cancelled job with a fresh attempt budget; 409 otherwise."""
+    _, new = await transition(co, job_id, domain.retry, "retry")
+    co.log.info("coordinator.job.retried", job_id=job_id, epoch=new.epoch)
+    co.notifier.notify()
+    return new

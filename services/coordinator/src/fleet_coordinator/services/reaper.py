@@ -1,0 +1,92 @@
+"""The reaper: end leases past their expiry or attempt deadline, safely from any replica.
+
+Each tick queries ``status = leased, due_at <= now`` (index ``status, due_at``)
+and applies ``domain.reap`` with a conditional write on the etag it read. Two
+replicas reaping the same job race on that etag, so exactly one acts; a job an
+agent completed in between has a new etag (and is terminal, which ``reap``
+refuses anyway), so a sweep never overwrites it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fleet_datastore import Outcome, Query, eq, le
+
+from .. import domain
+from ..domain import JobStatus
+from ..errors import CoordinatorError, translate_store_errors
+from ..store import job_from_doc, job_to_doc, patch_between
+from .context import Coordinator
+from .ledger import forget_lease
+
+__all__ = ["reap_once", "run_reaper"]
+
+_PAGE = 200
+_MAX_PAGES = 10
+"""Pages one sweep handles; the rest waits for the next tick."""
+
+
+async def reap_once(co: Coordinator) -> int:
+    """One sweep: end every lease due by now; return how many jobs this replica changed."""
+    now = co.clock.now()
+    changed = 0
+    query = Query(
+        where=[eq("status", JobStatus.LEASED.value), le("due_at", now)],
+        order_by=["due_at"],
+        limit=_PAGE,
+    )
+    for _ in range(_MAX_PAGES):
+        with translate_store_errors():
+            page = await co.containers.jobs.query(query)
+        for doc in page.items:
+            # 1. Decide on the document as read: refused if no longer due or terminal.
+            old = job_from_doc(doc.body)
+            new = domain.reap(old, now, backoff=co.backoff, rng=co.rng.random)
+            if isinstance(new, domain.Rejected) or old.lease is None:
+                continue
+            # 2. Conditional write on the read etag: a heartbeat, completion or another
+            #    replica's reaper that wrote since makes this a conflict, and we skip it
+            #    (the next tick re-reads if it is still due).
+            body = job_to_doc(new, doc.partition_key, str(doc.body.get("request_hash", "")))
+            with translate_store_errors():
+                result = await co.containers.jobs.update_if_match(
+                    doc.id, doc.partition_key, doc, patch_between(doc.body, body)
+                )
+            if result.outcome is not Outcome.OK or result.document is None:
+                co.metrics.conflicts.labels("reap").inc()
+                continue
+            co.job_cache.put(result.document)
+            changed += 1
+            outcome = new.runs[-1].outcome.value if new.runs else "unknown"
+            co.metrics.expiries.labels(outcome).inc()
+            co.metrics.reaper_actions.labels(new.status.value).inc()
+            co.log.info(
+                "coordinator.job.reaped",
+                job_id=new.id,
+                agent_id=old.lease.agent_id,
+                epoch=old.epoch,
+                outcome=outcome,
+                status=new.status.value,
+            )
+            await forget_lease(co, old.lease.agent_id, new.id, old.lease.epoch)
+        if page.continuation is None:
+            break
+        # Keyset continuation: jobs reaped on this page leaving the index skip nothing.
+        query = Query(
+            where=query.where, order_by=query.order_by, limit=_PAGE, continuation=page.continuation
+        )
+    if changed:
+        co.notifier.notify()
+    return changed
+
+
+async def run_reaper(co: Coordinator) -> None:
+    """Sweep every ``reaper_interval_seconds`` until cancelled; store errors are logged."""
+    while True:
+        try:
+            await reap_once(co)
+        except CoordinatorError as exc:
+            # The store may be down for a while; the next tick tries again.
+            co.log.warning("coordinator.reaper.failed", error=exc.message)
+        await asyncio.sleep(co.settings.reaper_interval_seconds)

@@ -1,0 +1,82 @@
+"""The one compare-and-swap loop every job transition goes through."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fleet_datastore import Document, NotFoundError, Outcome
+
+from ..domain import JobState, Rejected, Timestamp
+from ..errors import ConflictError, UnavailableError, translate_store_errors
+from ..errors import NotFoundError as JobNotFoundError
+from ..store import is_valid_id, job_from_doc, job_to_doc, patch_between
+from .context import MAX_CAS_ATTEMPTS, Coordinator
+
+__all__ = ["Decide", "read_job", "transition"]
+
+
+def _hash_of(doc: Document) -> str:
+    return str(doc.body.get("request_hash", ""))
+
+
+Decide = Callable[[JobState, Timestamp], JobState | Rejected]
+"""A pure domain transition with its inputs bound: ``(job, now) -> new job or Rejected``."""
+
+
+async def read_job(co: Coordinator, job_id: str) -> Document:
+    """The stored job document; ``NotFoundError`` (404) for an unknown id."""
+    if not is_valid_id(job_id):
+        # Ids we never make cannot exist; the store would refuse some of them as invalid.
+        raise JobNotFoundError(f"no job {job_id!r}", job_id=job_id)
+    with translate_store_errors():
+        try:
+            doc = await co.containers.jobs.get(job_id, co.shard(job_id))
+        except NotFoundError:
+            co.job_cache.evict(job_id)
+            raise JobNotFoundError(f"no job {job_id!r}", job_id=job_id) from None
+    co.job_cache.put(doc)
+    return doc
+
+
+async def transition(
+    co: Coordinator, job_id: str, decide: Decide, op: str
+) -> tuple[JobState, JobState]:
+    """Apply ``decide`` to the stored job with one conditional write; return (before, after).
+
+    A ``Rejected`` decision raises ``ConflictError`` with the rejection's reason as
+    its code and writes nothing.
+    """
+    shard = co.shard(job_id)
+    cached = co.job_cache.get(job_id) if is_valid_id(job_id) else None
+    for _ in range(MAX_CAS_ATTEMPTS):
+        # 1. Read the job and its etag; the first pass may start from this replica's
+        #    cached copy, which step 3's condition makes safe.
+        doc = cached or await read_job(co, job_id)
+        from_cache, cached = cached is not None, None
+        old = job_from_doc(doc.body)
+        # 2. Decide with the coordinator's clock: liveness and expiry are judged here,
+        #    never from a timestamp a client sent.
+        new = decide(old, co.clock.now())
+        body = None if isinstance(new, Rejected) else job_to_doc(new, shard, _hash_of(doc))
+        patch = None if body is None else patch_between(doc.body, body)
+        writes = patch is not None and bool(patch.set or patch.remove)
+        if not writes and from_cache:
+            continue  # answers that write nothing are given only from a fresh read
+        if isinstance(new, Rejected):
+            raise ConflictError(new.message, code=new.reason.value, job_id=job_id)
+        if patch is None or not writes:
+            return old, new  # nothing changes (a repeated cancel, a same-instant heartbeat)
+        # 3. Conditional write on the etag read in step 1: a writer that raced us in
+        #    between makes this a conflict instead of a lost update.
+        with translate_store_errors():
+            result = await co.containers.jobs.update_if_match(job_id, shard, doc, patch)
+        if result.ok and result.document is not None:
+            co.job_cache.put(result.document)
+            return old, new
+        co.job_cache.evict(job_id)
+        if result.outcome is Outcome.NOT_FOUND:
+            raise JobNotFoundError(f"no job {job_id!r}", job_id=job_id)
+        # 4. Lost the race: re-read and decide again on the newer state (bounded).
+        if not from_cache:
+            co.metrics.conflicts.labels(op).inc()
+    raise UnavailableError("the job kept changing under this request; retry", job_id=job_id)

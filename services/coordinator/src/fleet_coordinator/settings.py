@@ -1,0 +1,60 @@
+"""The coordinator's settings, read once from the environment (prefix ``FLEET_``)."""
+
+from __future__ import annotations
+
+import secrets
+
+from fleet_datastore import CosmosConfig
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Everything a coordinator replica needs to know; see SPEC.md "Running the service"."""
+
+    model_config = SettingsConfigDict(env_prefix="FLEET_", extra="ignore")
+
+    store_url: str = "sqlite:///var/fleet.db"
+    cosmos_endpoint: str = ""
+    cosmos_key: str = Field(default="", repr=False)
+    cosmos_database: str = "fleet"
+    admin_token: str = Field(default="", repr=False)
+    default_lease_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    reaper_interval_seconds: float = Field(default=5.0, gt=0, le=3_600)
+    max_payload_bytes: int = Field(default=262_144, ge=1_024, le=1_900_000)
+    job_shards: int = Field(default=16, ge=1, le=256)
+    """How many partitions job documents spread over; fixed for the life of a store."""
+    claim_candidates: int = Field(default=16, ge=1, le=1_000)
+    """How many candidates one claim query fetches per shard."""
+    long_poll_interval_seconds: float = Field(default=0.25, gt=0, le=5)
+    """How often a long-polling claim re-queries for jobs enqueued on other replicas."""
+    reaper_enabled: bool = True
+    agent_cache_seconds: float = Field(default=2.0, ge=0, le=60)
+    """How long a replica trusts a cached agent document for authentication.
+
+    A token revoked on another replica keeps working for heartbeats for at most
+    this long (claims check the stored document with a conditional write).
+    """
+    ledger_flush_seconds: float = Field(default=0.5, ge=0, le=60)
+    """How long an ended lease may wait to leave the agent's ledger with its next claim."""
+    job_cache_size: int = Field(default=2_000, ge=0, le=1_000_000)
+    """Job documents a replica remembers to skip the read before a conditional write.
+
+    Memory is bounded by this times the largest document (payloads are limited by
+    ``max_payload_bytes``); 0 turns the cache off.
+    """
+
+    def ensure_admin_token(self) -> bool:
+        """Generate an admin token if none was configured; True when one was generated."""
+        if self.admin_token:
+            return False
+        self.admin_token = secrets.token_urlsafe(32)
+        return True
+
+    def cosmos_config(self) -> CosmosConfig | None:
+        """The Cosmos connection, when the store URL is ``cosmos://``."""
+        if not self.store_url.startswith("cosmos:"):
+            return None
+        return CosmosConfig(self.cosmos_endpoint, self.cosmos_key, self.cosmos_database)

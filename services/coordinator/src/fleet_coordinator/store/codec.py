@@ -1,0 +1,138 @@
+"""Job documents: the domain ``JobState`` to and from its stored JSON shape.
+
+Times are floats (epoch seconds), as in the domain. The stored shape adds
+``pk`` (the shard), ``due_at`` (only while leased) and ``request_hash`` (the
+hash of the enqueue body, to tell an idempotent replay from a different job).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fleet_datastore import Patch
+
+from ..domain import JobState, JobStatus, Lease, Run, RunOutcome, reap_due_at
+
+__all__ = ["job_from_doc", "job_to_doc", "patch_between"]
+
+
+def _lease_to_doc(lease: Lease | None) -> dict[str, Any] | None:
+    if lease is None:
+        return None
+    return {
+        "agent_id": lease.agent_id,
+        "run_id": lease.run_id,
+        "epoch": lease.epoch,
+        "expires_at": lease.expires_at,
+        "claimed_at": lease.claimed_at,
+        "deadline": lease.deadline,
+    }
+
+
+def _run_to_doc(run: Run) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "epoch": run.epoch,
+        "agent_id": run.agent_id,
+        "claimed_at": run.claimed_at,
+        "ended_at": run.ended_at,
+        "outcome": run.outcome.value,
+        "error": run.error,
+    }
+
+
+def job_to_doc(job: JobState, shard: str, request_hash: str = "") -> dict[str, Any]:
+    """The stored body of ``job`` in partition ``shard``."""
+    body: dict[str, Any] = {
+        "id": job.id,
+        "pk": shard,
+        "queue": job.queue,
+        "kind": job.kind,
+        "payload": dict(job.payload),
+        "priority": job.priority,
+        "status": job.status.value,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "lease_seconds": job.lease_seconds,
+        "timeout_seconds": job.timeout_seconds,
+        "run_after": job.run_after,
+        "requires": dict(job.requires),
+        "idempotency_key": job.idempotency_key,
+        "cancel_requested": job.cancel_requested,
+        "result": job.result,
+        "last_error": job.last_error,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "lease": _lease_to_doc(job.lease),
+        "epoch": job.epoch,
+        "runs": [_run_to_doc(r) for r in job.runs],
+        "runs_dropped": job.runs_dropped,
+        "request_hash": request_hash,
+    }
+    due = reap_due_at(job)
+    if due is not None:
+        body["due_at"] = due
+    return body
+
+
+def job_from_doc(body: dict[str, Any]) -> JobState:
+    """The domain value of a stored job body."""
+    lease_doc = body.get("lease")
+    lease = None
+    if lease_doc:
+        lease = Lease(
+            agent_id=lease_doc["agent_id"],
+            run_id=lease_doc["run_id"],
+            epoch=int(lease_doc["epoch"]),
+            expires_at=float(lease_doc["expires_at"]),
+            claimed_at=float(lease_doc["claimed_at"]),
+            deadline=None if lease_doc.get("deadline") is None else float(lease_doc["deadline"]),
+        )
+    runs = tuple(
+        Run(
+            run_id=r["run_id"],
+            epoch=int(r["epoch"]),
+            agent_id=r["agent_id"],
+            claimed_at=float(r["claimed_at"]),
+            ended_at=None if r.get("ended_at") is None else float(r["ended_at"]),
+            outcome=RunOutcome(r["outcome"]),
+            error=r.get("error"),
+        )
+        for r in body.get("runs", [])
+    )
+    timeout = body.get("timeout_seconds")
+    return JobState(
+        id=body["id"],
+        queue=body["queue"],
+        kind=body["kind"],
+        payload=body.get("payload") or {},
+        priority=int(body.get("priority", 0)),
+        status=JobStatus(body["status"]),
+        attempts=int(body.get("attempts", 0)),
+        max_attempts=int(body.get("max_attempts", 3)),
+        lease_seconds=float(body.get("lease_seconds", 60.0)),
+        timeout_seconds=None if timeout is None else float(timeout),
+        run_after=float(body.get("run_after", 0.0)),
+        requires=body.get("requires") or {},
+        idempotency_key=body.get("idempotency_key"),
+        cancel_requested=bool(body.get("cancel_requested", False)),
+        result=body.get("result"),
+        last_error=body.get("last_error"),
+        created_at=float(body.get("created_at", 0.0)),
+        updated_at=float(body.get("updated_at", 0.0)),
+        lease=lease,
+        epoch=int(body.get("epoch", 0)),
+        runs=runs,
+        runs_dropped=int(body.get("runs_dropped", 0)),
+    )
+
+
+def patch_between(old: dict[str, Any], new: dict[str, Any]) -> Patch:
+    """The smallest top-level patch turning ``old`` into ``new``.
+
+    Small patches matter on Cosmos: up to 10 operations go out as one
+    conditional ``patch_item``; a transition touches far fewer fields.
+    """
+    changed = {k: v for k, v in new.items() if k != "id" and k != "pk" and old.get(k) != v}
+    removed = tuple(k for k in old if k not in new and not k.startswith("_"))
+    return Patch(set=changed, remove=removed)

@@ -1,0 +1,53 @@
+"""The two containers, their typed fields and indexes, declared once.
+
+``jobs`` (partition key ``pk`` = shard of the id) holds one document per job,
+with its lease and bounded run history inside, so every transition is one
+conditional write. Top-level copies of what queries filter on:
+
+* ``queue, status, -priority, created_at`` (+ ``run_after`` as a filter): the claim query;
+* ``status, due_at``: the reaper (``due_at`` = min(lease expiry, attempt deadline),
+  present only while leased);
+* ``queue, status, created_at`` / ``status, created_at`` / ``created_at``: listing
+  and the oldest queued job of a queue.
+
+``agents`` (partition key ``pk`` = the agent id, so a token's point read needs
+only the id embedded in the token) holds agent documents (``kind = "agent"``)
+and one marker per known queue (``kind = "queue"``, partition ``queues``).
+"""
+
+from __future__ import annotations
+
+from fleet_datastore import ContainerSpec, Index
+
+__all__ = ["AGENTS_SPEC", "JOBS_SPEC", "QUEUES_PARTITION"]
+
+JOBS_SPEC = ContainerSpec(
+    name="jobs",
+    partition_key="pk",
+    fields={
+        "queue": "str",
+        "status": "str",
+        "priority": "int",
+        "created_at": "float",
+        "run_after": "float",
+        "due_at": "float",
+    },
+    indexes=(
+        Index.of("queue", "status", "-priority", "created_at"),
+        Index.of("status", "-priority", "created_at"),
+        Index.of("status", "due_at"),
+        Index.of("queue", "status", "created_at"),
+        Index.of("status", "created_at"),
+        Index.of("created_at"),
+    ),
+)
+
+AGENTS_SPEC = ContainerSpec(
+    name="agents",
+    partition_key="pk",
+    fields={"kind": "str", "created_at": "float"},
+    indexes=(Index.of("kind", "created_at"),),
+)
+
+QUEUES_PARTITION = "queues"
+"""The partition of the queue marker documents in ``agents``."""

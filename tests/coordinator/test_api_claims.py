@@ -1,0 +1,135 @@
+"""Claims over HTTP: single winner, capacity, drain, labels, queues, order and long-polling."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from .conftest import Api
+
+
+@pytest.mark.parametrize("claimers", [10, 64])
+async def test_racing_claims_for_one_job_have_exactly_one_winner(api: Api, claimers: int) -> None:
+    """Many agents claiming one job at once: one lease, with epoch 1."""
+    agents = [await api.agent(name=f"a{i}") for i in range(claimers)]
+    job = await api.enqueue()
+    results = await asyncio.gather(*(api.claim(headers) for _, headers in agents))
+    leases = [lease for result in results for lease in result]
+    assert len(leases) == 1
+    assert leases[0]["lease"]["epoch"] == 1
+    stored = await api.job(job["id"])
+    assert stored["lease"]["epoch"] == 1
+    assert len(stored["runs"]) == 1
+
+
+async def test_racing_claims_of_one_agent_respect_its_capacity(api: Api) -> None:
+    """Concurrent claims by one agent never hold more leases than its capacity."""
+    _, headers = await api.agent(capacity=3)
+    for _ in range(10):
+        await api.enqueue()
+    results = await asyncio.gather(*(api.claim(headers, max_jobs=2) for _ in range(8)))
+    assert sum(len(r) for r in results) == 3
+    r = await api.client.get("/v1/queues", headers=api.admin)
+    assert r.json()["items"][0]["leased"] == 3
+
+
+async def test_capacity_frees_up_when_a_lease_ends(api: Api) -> None:
+    """An agent at capacity gets nothing until it completes a job."""
+    _, headers = await api.agent(capacity=1)
+    first = await api.enqueue()
+    api.clock.advance(0.01)
+    await api.enqueue()
+    await api.claim(headers)
+    assert await api.claim(headers) == []
+    await api.client.post(f"/v1/jobs/{first['id']}/complete", json={"epoch": 1}, headers=headers)
+    assert len(await api.claim(headers)) == 1
+
+
+async def test_expired_leases_stop_counting_against_capacity(api: Api) -> None:
+    """A lease that expired (even before the reaper ran) frees the agent's slot."""
+    _, headers = await api.agent(capacity=1)
+    await api.enqueue(lease_seconds=10)
+    api.clock.advance(0.01)
+    await api.enqueue()
+    await api.claim(headers)
+    api.clock.advance(11)
+    assert len(await api.claim(headers)) == 1
+
+
+async def test_jobs_are_offered_only_to_agents_whose_labels_match(api: Api) -> None:
+    """A job that requires a label goes to the agent that has it."""
+    _, plain = await api.agent(name="plain")
+    gpu_id, gpu = await api.agent(name="gpu", labels={"gpu": "a100"})
+    job = await api.enqueue(requires={"gpu": "a100"})
+    assert await api.claim(plain) == []
+    [lease] = await api.claim(gpu)
+    assert lease["job"]["id"] == job["id"]
+    assert lease["lease"]["agent_id"] == gpu_id
+
+
+async def test_claims_follow_the_requested_and_allowed_queues(api: Api) -> None:
+    """An agent restricted to queues, or asking for some, gets only jobs of those queues."""
+    _, only_b = await api.agent(queues=["b"])
+    _, anyq = await api.agent()
+    a = await api.enqueue(queue="a")
+    b = await api.enqueue(queue="b")
+    assert await api.claim(only_b, queues=["a"]) == []
+    [lease] = await api.claim(only_b)
+    assert lease["job"]["id"] == b["id"]
+    [lease] = await api.claim(anyq, queues=["a", "c"])
+    assert lease["job"]["id"] == a["id"]
+
+
+async def test_claims_take_higher_priority_first_then_older(api: Api) -> None:
+    """Among claimable jobs: higher priority first, then older first."""
+    _, headers = await api.agent(capacity=10)
+    order = []
+    for name, priority in (("low-old", 0), ("high-old", 5), ("low-new", 0), ("high-new", 5)):
+        await api.enqueue(kind=name, priority=priority)
+        api.clock.advance(0.01)
+        order.append(name)
+    leases = await api.claim(headers, max_jobs=4)
+    assert [lease["job"]["kind"] for lease in leases] == [
+        "high-old",
+        "high-new",
+        "low-old",
+        "low-new",
+    ]
+
+
+async def test_future_run_after_is_not_claimable_until_due(api: Api) -> None:
+    """A job with run_after in the future is claimed only once the time has come."""
+    _, headers = await api.agent()
+    await api.enqueue(run_after="2023-11-14T22:15:00Z")  # 100 s after the test clock's start
+    assert await api.claim(headers) == []
+    api.clock.advance(100)
+    assert len(await api.claim(headers)) == 1
+
+
+async def test_long_poll_is_woken_by_an_enqueue(api: Api) -> None:
+    """A waiting claim returns the job enqueued while it waits."""
+    _, headers = await api.agent()
+    waiter = asyncio.create_task(api.claim(headers, wait_seconds=10))
+    await asyncio.sleep(0)  # let the claim start waiting (scheduling, not synchronisation)
+    job = await api.enqueue()
+    leases = await asyncio.wait_for(waiter, 5)
+    assert [lease["job"]["id"] for lease in leases] == [job["id"]]
+
+
+async def test_long_poll_returns_empty_when_the_wait_ends(api: Api) -> None:
+    """A waiting claim with nothing to claim answers an empty list."""
+    _, headers = await api.agent()
+    assert await api.claim(headers, wait_seconds=0.1) == []
+
+
+async def test_many_concurrent_claimers_drain_as_many_jobs(api: Api) -> None:
+    """32 agents claiming 32 queued jobs at once each get a distinct job."""
+    agents = [await api.agent(name=f"a{i}") for i in range(32)]
+    for i in range(32):
+        await api.enqueue(payload={"i": i})
+        api.clock.advance(0.001)
+    results = await asyncio.gather(*(api.claim(headers) for _, headers in agents))
+    ids = [lease["job"]["id"] for result in results for lease in result]
+    assert len(ids) == 32
+    assert len(set(ids)) == 32

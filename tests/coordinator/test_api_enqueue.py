@@ -1,0 +1,93 @@
+"""Enqueue over HTTP: idempotency keys, batches (all or nothing), listing and queue stats."""
+
+from __future__ import annotations
+
+from .conftest import Api
+
+
+async def test_same_idempotency_key_and_body_returns_the_same_job(api: Api) -> None:
+    """A repeated create with the same key and body answers 200 with the original job."""
+    body = {"kind": "build", "payload": {"a": 1}, "idempotency_key": "k-1"}
+    first = await api.client.post("/v1/jobs", json=body, headers=api.admin)
+    again = await api.client.post("/v1/jobs", json=body, headers=api.admin)
+    assert first.status_code == 201
+    assert again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    listed = await api.client.get("/v1/jobs", headers=api.admin)
+    assert len(listed.json()["items"]) == 1
+
+
+async def test_same_idempotency_key_with_another_body_is_a_conflict(api: Api) -> None:
+    """A different body under a used key answers 409 and the original job is unchanged."""
+    body = {"kind": "build", "payload": {"a": 1}, "idempotency_key": "k-1"}
+    first = await api.client.post("/v1/jobs", json=body, headers=api.admin)
+    other = await api.client.post("/v1/jobs", json={**body, "payload": {"a": 2}}, headers=api.admin)
+    assert other.status_code == 409
+    assert other.json()["error"]["code"] == "idempotency_conflict"
+    assert (await api.job(first.json()["id"]))["payload"] == {"a": 1}
+
+
+async def test_batch_creates_every_job_in_order(api: Api) -> None:
+    """A valid batch answers 201 with one job per entry, in the order given."""
+    jobs = [{"kind": "k", "payload": {"i": i}} for i in range(150)]
+    r = await api.client.post("/v1/jobs/batch", json={"jobs": jobs}, headers=api.admin)
+    assert r.status_code == 201, r.text
+    assert [j["payload"]["i"] for j in r.json()["items"]] == list(range(150))
+    listed = await api.client.get("/v1/jobs?limit=1000", headers=api.admin)
+    assert len(listed.json()["items"]) == 150
+
+
+async def test_batch_with_one_invalid_job_enqueues_nothing(api: Api) -> None:
+    """One invalid job rejects the whole batch with 422 and nothing is stored."""
+    jobs = [{"kind": "k"}, {"kind": "k", "max_attempts": 0}]
+    r = await api.client.post("/v1/jobs/batch", json={"jobs": jobs}, headers=api.admin)
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "validation_error"
+    listed = await api.client.get("/v1/jobs", headers=api.admin)
+    assert listed.json()["items"] == []
+
+
+async def test_batch_retry_with_idempotency_keys_enqueues_each_job_once(api: Api) -> None:
+    """Sending the same keyed batch twice stores each job exactly once."""
+    jobs = [{"kind": "k", "idempotency_key": f"b-{i}"} for i in range(30)]
+    first = await api.client.post("/v1/jobs/batch", json={"jobs": jobs}, headers=api.admin)
+    again = await api.client.post("/v1/jobs/batch", json={"jobs": jobs}, headers=api.admin)
+    assert first.status_code == 201
+    assert again.status_code == 201
+    assert [j["id"] for j in again.json()["items"]] == [j["id"] for j in first.json()["items"]]
+    listed = await api.client.get("/v1/jobs?limit=1000", headers=api.admin)
+    assert len(listed.json()["items"]) == 30
+
+
+async def test_list_pages_with_a_cursor_and_filters(api: Api) -> None:
+    """Listing pages through jobs with next_cursor and filters by queue and status."""
+    for i in range(5):
+        await api.enqueue(queue="a", payload={"i": i})
+        api.clock.advance(0.001)
+    await api.enqueue(queue="b")
+    r = await api.client.get("/v1/jobs?queue=a&status=queued&limit=2", headers=api.admin)
+    page1 = r.json()
+    assert [j["payload"]["i"] for j in page1["items"]] == [0, 1]
+    r = await api.client.get(
+        f"/v1/jobs?queue=a&status=queued&limit=2&cursor={page1['next_cursor']}",
+        headers=api.admin,
+    )
+    assert [j["payload"]["i"] for j in r.json()["items"]] == [2, 3]
+    bad = await api.client.get("/v1/jobs?cursor=garbage", headers=api.admin)
+    assert bad.status_code == 400
+
+
+async def test_queue_stats_count_jobs_per_status(api: Api) -> None:
+    """GET /v1/queues counts jobs by status and reports the oldest queued age."""
+    _, headers = await api.agent()
+    await api.enqueue(queue="q")
+    await api.enqueue(queue="q")
+    await api.claim(headers, queues=["q"])
+    api.clock.advance(7)
+    r = await api.client.get("/v1/queues", headers=api.admin)
+    [stats] = r.json()["items"]
+    assert stats["queue"] == "q"
+    assert stats["queued"] == 1
+    assert stats["leased"] == 1
+    assert stats["succeeded"] == 0
+    assert stats["oldest_queued_age_seconds"] >= 7

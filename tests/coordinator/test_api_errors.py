@@ -1,0 +1,152 @@
+"""Auth and error answers: every error has the SPEC shape and no input yields a 500."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import Api
+
+
+def assert_error(body: dict[str, object], code: str) -> None:
+    """The body is ``{"error": {"code", "message", "details"}}`` with ``code``."""
+    assert set(body) == {"error"}
+    error = body["error"]
+    assert isinstance(error, dict)
+    assert set(error) == {"code", "message", "details"}
+    assert error["code"] == code
+
+
+async def test_missing_and_unknown_tokens_are_401(api: Api) -> None:
+    """No token or an unknown one answers 401 on admin and agent endpoints."""
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic x"}):
+        r = await api.client.get("/v1/jobs", headers=headers)
+        assert r.status_code == 401
+        assert_error(r.json(), "unauthorized")
+        r = await api.client.post("/v1/claims", json={}, headers=headers)
+        assert r.status_code == 401
+    forged = {"Authorization": "Bearer fa.0123456789abcdef0123456789abcdef.secret"}
+    assert (await api.client.post("/v1/claims", json={}, headers=forged)).status_code == 401
+
+
+async def test_wrong_role_is_403(api: Api) -> None:
+    """An agent token on an admin endpoint, or the admin token on an agent one, is 403."""
+    _, headers = await api.agent()
+    r = await api.client.post("/v1/jobs", json={"kind": "k"}, headers=headers)
+    assert r.status_code == 403
+    assert_error(r.json(), "forbidden")
+    r = await api.client.post("/v1/claims", json={}, headers=api.admin)
+    assert r.status_code == 403
+
+
+async def test_malformed_json_is_400(api: Api) -> None:
+    """A body that is not JSON answers 400 in the error shape."""
+    r = await api.client.post(
+        "/v1/jobs",
+        content=b"{not json",
+        headers={**api.admin, "Content-Type": "application/json"},
+    )
+    assert r.status_code == 400
+    assert_error(r.json(), "bad_request")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"kind": 5},
+        {},
+        {"kind": "k", "priority": "high"},
+        {"kind": "k", "payload": [1]},
+        {"kind": "k", "max_attempts": 0},
+        {"kind": "k", "queue": "bad queue!"},
+        {"kind": "k", "run_after": "2024-01-01T00:00:00"},
+        {"kind": "k", "requires": {"a": 1}},
+        {"kind": "k", "unknown": 1},
+        [],
+    ],
+)
+async def test_invalid_job_fields_are_422(api: Api, body: object) -> None:
+    """Wrong types, bounds, naive times and unknown fields answer 422 and store nothing."""
+    r = await api.client.post("/v1/jobs", json=body, headers=api.admin)
+    assert r.status_code == 422, r.text
+    assert_error(r.json(), "validation_error")
+    assert (await api.client.get("/v1/jobs", headers=api.admin)).json()["items"] == []
+
+
+async def test_unknown_ids_and_routes_are_404(api: Api) -> None:
+    """Unknown jobs, agents and routes answer 404 in the error shape."""
+    _, headers = await api.agent()
+    for path in ("/v1/jobs/0123456789abcdef", "/v1/jobs/..%2F..", "/v1/agents/nope", "/v1/nope"):
+        r = await api.client.get(path, headers=api.admin)
+        assert r.status_code == 404, path
+        assert_error(r.json(), "not_found")
+    r = await api.client.post("/v1/jobs/unknown/complete", json={"epoch": 1}, headers=headers)
+    assert r.status_code == 404
+    r = await api.client.post("/v1/jobs/unknown/cancel", headers=api.admin)
+    assert r.status_code == 404
+
+
+async def test_wrong_method_is_405_in_the_error_shape(api: Api) -> None:
+    """A known path with the wrong method answers 405 in the error shape."""
+    r = await api.client.delete("/v1/jobs", headers=api.admin)
+    assert r.status_code == 405
+    assert_error(r.json(), "method_not_allowed")
+
+
+async def test_oversized_payload_is_413_and_stores_nothing(api: Api) -> None:
+    """A payload over MAX_PAYLOAD_BYTES answers 413, as does a huge body."""
+    r = await api.client.post(
+        "/v1/jobs", json={"kind": "k", "payload": {"x": "a" * 5000}}, headers=api.admin
+    )
+    assert r.status_code == 413
+    assert_error(r.json(), "payload_too_large")
+    r = await api.client.post(
+        "/v1/jobs", json={"kind": "k", "payload": {"x": "a" * 100_000}}, headers=api.admin
+    )
+    assert r.status_code == 413
+    assert (await api.client.get("/v1/jobs", headers=api.admin)).json()["items"] == []
+
+
+async def test_invalid_claim_and_lease_bodies_are_422(api: Api) -> None:
+    """Out-of-range claim fields and missing epochs answer 422."""
+    _, headers = await api.agent()
+    for body in ({"max_jobs": 0}, {"max_jobs": 101}, {"wait_seconds": 31}, {"queues": "a"}):
+        r = await api.client.post("/v1/claims", json=body, headers=headers)
+        assert r.status_code == 422, body
+    job = await api.enqueue()
+    r = await api.client.post(f"/v1/jobs/{job['id']}/heartbeat", json={}, headers=headers)
+    assert r.status_code == 422
+    r = await api.client.post(
+        f"/v1/jobs/{job['id']}/fail", json={"epoch": "one", "error": "x"}, headers=headers
+    )
+    assert r.status_code == 422
+
+
+async def test_operations_endpoints_answer(api: Api) -> None:
+    """Health, readiness and metrics answer without auth."""
+    assert (await api.client.get("/healthz")).json() == {"status": "ok"}
+    ready = await api.client.get("/readyz")
+    assert ready.status_code == 200
+    await api.enqueue(queue="m")
+    metrics = await api.client.get("/metrics")
+    assert metrics.status_code == 200
+    assert 'fleet_queue_depth{queue="m",status="queued"} 1.0' in metrics.text
+    assert "fleet_jobs_enqueued_total" in metrics.text
+    assert (await api.client.get("/openapi.json")).json()["info"]["title"] == "Fleet Coordinator"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"kind":"k","payload":{"x":NaN}}',
+        b'{"kind":"k","payload":{"x":1e400}}',
+        b'{"kind":"k","payload":{"x":123456789012345678901234567890}}',
+        b'{"kind":"k","run_after":"0001-01-01T00:00:00+14:00"}',
+        b'{"kind":"k","run_after":"9999-12-31T23:59:59Z"}',
+    ],
+)
+async def test_values_no_store_can_keep_are_422(api: Api, raw: bytes) -> None:
+    """Non-finite numbers, huge integers and out-of-range times answer 422, never 5xx."""
+    headers = {**api.admin, "Content-Type": "application/json"}
+    r = await api.client.post("/v1/jobs", content=raw, headers=headers)
+    assert r.status_code == 422, r.text
+    assert_error(r.json(), "validation_error")

@@ -1,0 +1,95 @@
+"""Store outages, cancel-on-expiry and the structured log events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fleet_coordinator.services import reap_once
+from fleet_datastore import StoreUnavailableError
+from structlog.testing import capture_logs
+
+from .conftest import Api
+
+
+def _down(*args: Any, **kwargs: Any) -> Any:
+    raise StoreUnavailableError("down for the test")
+
+
+async def test_store_outage_answers_503_in_the_error_shape(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the store cannot be reached, reads and writes answer 503, and /readyz too."""
+    job = await api.enqueue()
+    api.co.job_cache.evict(job["id"])
+    monkeypatch.setattr(api.co.containers.jobs, "get", _down)
+    monkeypatch.setattr(api.co.containers.jobs, "create", _down)
+    monkeypatch.setattr(api.co.containers.store, "ping", _down)
+    r = await api.client.get(f"/v1/jobs/{job['id']}", headers=api.admin)
+    assert r.status_code == 503
+    assert r.json()["error"]["code"] == "store_unavailable"
+    r = await api.client.post("/v1/jobs", json={"kind": "k"}, headers=api.admin)
+    assert r.status_code == 503
+    assert (await api.client.get("/readyz")).status_code == 503
+
+
+async def test_expiry_of_a_cancel_requested_lease_cancels_the_job(api: Api) -> None:
+    """A cancel-requested job whose lease expires becomes cancelled, not requeued."""
+    _, headers = await api.agent()
+    job = await api.enqueue(lease_seconds=10)
+    await api.claim(headers)
+    await api.client.post(f"/v1/jobs/{job['id']}/cancel", headers=api.admin)
+    api.clock.advance(10)
+    assert await reap_once(api.co) == 1
+    stored = await api.job(job["id"])
+    assert stored["status"] == "cancelled"
+    assert stored["runs"][-1]["outcome"] == "lease_expired"
+
+
+async def test_last_attempt_expiring_fails_the_job(api: Api) -> None:
+    """A lease expiring on the last attempt fails the job."""
+    _, headers = await api.agent()
+    job = await api.enqueue(lease_seconds=10, max_attempts=1)
+    await api.claim(headers)
+    api.clock.advance(10)
+    await reap_once(api.co)
+    assert (await api.job(job["id"]))["status"] == "failed"
+
+
+async def test_state_changes_are_logged_with_ids_but_no_payloads_or_tokens(api: Api) -> None:
+    """Each state change logs a dotted event with job id, agent id and epoch only."""
+    agent_id, headers = await api.agent()
+    with capture_logs() as logs:
+        job = await api.enqueue(payload={"secret": "s3cr3t"})
+        await api.claim(headers)
+        await api.client.post(f"/v1/jobs/{job['id']}/complete", json={"epoch": 1}, headers=headers)
+    events = [entry["event"] for entry in logs]
+    assert events == [
+        "coordinator.job.enqueued",
+        "coordinator.job.claimed",
+        "coordinator.job.completed",
+    ]
+    claimed = logs[1]
+    assert claimed["job_id"] == job["id"]
+    assert claimed["agent_id"] == agent_id
+    assert claimed["epoch"] == 1
+    text = repr(logs)
+    assert "s3cr3t" not in text
+    assert headers["Authorization"].split()[1] not in text
+
+
+async def test_an_unexpected_crash_answers_503_not_500(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug inside a handler is logged and answered 503 internal_error in the error shape."""
+    from fleet_coordinator.api import routes_jobs
+
+    async def crash(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(routes_jobs, "get_job", crash)
+    with capture_logs() as logs:
+        r = await api.client.get("/v1/jobs/0123456789abcdef", headers=api.admin)
+    assert r.status_code == 503
+    assert r.json()["error"]["code"] == "internal_error"
+    assert [e["event"] for e in logs] == ["coordinator.request.crashed"]
