@@ -223,6 +223,7 @@ async def test_many_fields_patch_with_stale_etag_is_a_conflict(jobs: Container) 
         pytest.param(Patch(set={"status": None}), id="null-declared"),
         pytest.param(Patch(set={"x": {1, 2}}), id="set-value"),
         pytest.param(Patch(set={"x": float("nan")}), id="nan-value"),
+        pytest.param(Patch(set={"x": {"a": None, "b": [float("nan")]}}), id="nested-nan-value"),
         pytest.param(Patch(set={"x": object()}), id="object-value"),
     ],
 )

@@ -6,7 +6,6 @@ written nothing, on any provider.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -48,13 +47,39 @@ def _encode(value: Any) -> bytes:
         raw = orjson.dumps(value, option=orjson.OPT_STRICT_INTEGER)
     except (TypeError, orjson.JSONEncodeError) as exc:
         raise InvalidRequestError(f"document is not JSON-serialisable: {exc}") from exc
-    # orjson writes NaN and infinities as null; only then pay for the strict check.
-    if b"null" in raw:
-        try:
-            json.dumps(value, allow_nan=False)
-        except ValueError as exc:
-            raise InvalidRequestError(f"document is not JSON-serialisable: {exc}") from exc
+    # orjson writes NaN and infinities as null; only then look for a float that is one.
+    if b"null" in raw and not _all_finite(value):
+        raise InvalidRequestError("document is not JSON-serialisable: numbers must be finite")
     return raw
+
+
+def _all_finite(value: Any) -> bool:
+    """False when a float anywhere in ``value`` is NaN or infinite (orjson wrote null)."""
+    isfinite = math.isfinite
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        if kind is dict or isinstance(node, Mapping):
+            children = node.values()
+        elif kind is list or kind is tuple or isinstance(node, list | tuple):
+            children = node
+        elif isinstance(node, float):
+            if not isfinite(node):
+                return False
+            continue
+        else:
+            continue
+        for child in children:
+            kind = type(child)
+            if kind is str or kind is int or kind is bool or child is None:
+                continue
+            if kind is float:
+                if not isfinite(child):
+                    return False
+            else:
+                stack.append(child)
+    return True
 
 
 def dumps(body: Mapping[str, Any]) -> str:

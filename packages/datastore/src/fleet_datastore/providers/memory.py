@@ -65,14 +65,26 @@ class _Table:
         default_factory=list
     )
 
-    def index(self, key: tuple[str, str], old: _Stored | None, new: _Stored | None) -> None:
-        """Move the document's index entries from its old body to its new one."""
+    def index(
+        self,
+        key: tuple[str, str],
+        old: _Stored | None,
+        new: _Stored | None,
+        touched: frozenset[str] | None = None,
+    ) -> None:
+        """Move the document's index entries from its old body to its new one.
+
+        ``touched`` (the top-level fields a patch changed) skips the indexes whose
+        fields it leaves alone, since their entries cannot have moved.
+        """
         pk, doc_id = key
         if old is None and new is not None:
             self.by_id.add((doc_id, pk))
         elif old is not None and new is None:
             self.by_id.remove((doc_id, pk))
         for fields, entries in self.indexes:
+            if touched is not None and touched.isdisjoint(_roots(fields)):
+                continue
             before = entry_key(fields, old.body, doc_id, pk) if old else None
             after = entry_key(fields, new.body, doc_id, pk) if new else None
             if before == after:
@@ -81,6 +93,17 @@ class _Table:
                 entries.remove(before)
             if after is not None:
                 entries.add(after)
+
+
+_ROOTS: dict[tuple[tuple[str, Direction], ...], frozenset[str]] = {}
+
+
+def _roots(fields: tuple[tuple[str, Direction], ...]) -> frozenset[str]:
+    """The top-level names an index's fields live under (memoised per index)."""
+    roots = _ROOTS.get(fields)
+    if roots is None:
+        roots = _ROOTS[fields] = frozenset(name.split(".")[0] for name, _ in fields)
+    return roots
 
 
 def _touches_index(spec: ContainerSpec, patch: Patch) -> bool:
@@ -235,7 +258,7 @@ class MemoryBackend:
                 return CONFLICT
             new = table.docs[key] = _stored(apply_patch(spec, old.body, patch))
             if table.indexes and _touches_index(spec, patch):
-                table.index(key, old, new)
+                table.index(key, old, new, frozenset(patch.set).union(patch.remove))
         return UpdateResult.won(_out(key, new))
 
     async def batch(

@@ -127,7 +127,18 @@ def entry_key(
     fields: tuple[tuple[str, Direction], ...], body: dict[str, Any], doc_id: str, pk: str
 ) -> tuple[Any, ...]:
     """The index entry of a document."""
-    return (*(field_key(get_path(body, name), d) for name, d in fields), doc_id, pk)
+    key: list[Any] = []
+    for name, direction in fields:
+        value = body.get(name) if "." not in name else get_path(body, name)
+        if direction != DESC:
+            key.append(MISSING if value is None else value)
+        elif value is not None and type(value) in _NUMBERS:
+            key.append(-value)
+        else:
+            key.append(field_key(value, direction))
+    key.append(doc_id)
+    key.append(pk)
+    return tuple(key)
 
 
 def prefix_keys(
