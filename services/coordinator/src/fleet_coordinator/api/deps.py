@@ -14,8 +14,12 @@ from ..services import Coordinator, authenticate
 __all__ = ["AdminAuth", "AgentAuth", "Co", "get_coordinator"]
 
 
-def get_coordinator(request: Request) -> Coordinator:
-    """The app's coordinator (set up by the lifespan)."""
+async def get_coordinator(request: Request) -> Coordinator:
+    """The app's coordinator (set up by the lifespan).
+
+    ``async`` on purpose: FastAPI runs a plain ``def`` dependency in a worker
+    thread, a thread hop on every request for one attribute read.
+    """
     co: Coordinator = request.app.state.coordinator
     return co
 
