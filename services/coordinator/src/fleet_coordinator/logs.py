@@ -1,21 +1,25 @@
-"""structlog set-up: JSON lines when stdout is not a terminal, readable lines when it is."""
+"""structlog set-up: JSON lines when the output is not a terminal, readable lines when it is."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 
 __all__ = ["configure_logging"]
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    """Configure structlog once for the process (called by the CLI, not at import)."""
+def configure_logging(level: int = logging.INFO, file: TextIO | None = None) -> None:
+    """Configure structlog once for the process (called by the CLI, not at import).
+
+    Events go to ``file`` (default: standard output), rendered as JSON unless it
+    is a terminal.
+    """
+    out = sys.stdout if file is None else file
     renderer: structlog.typing.Processor = (
-        structlog.dev.ConsoleRenderer()
-        if sys.stdout.isatty()
-        else structlog.processors.JSONRenderer()
+        structlog.dev.ConsoleRenderer() if out.isatty() else structlog.processors.JSONRenderer()
     )
     structlog.configure(
         processors=[
@@ -25,5 +29,6 @@ def configure_logging(level: int = logging.INFO) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file),
         cache_logger_on_first_use=True,
     )
