@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from fleet_datastore import Document, Query, eq
 
 from .conftest import Api
 
@@ -133,3 +134,39 @@ async def test_many_concurrent_claimers_drain_as_many_jobs(api: Api) -> None:
     ids = [lease["job"]["id"] for result in results for lease in result]
     assert len(ids) == 32
     assert len(set(ids)) == 32
+
+
+async def test_jobs_handed_to_a_claim_in_flight_are_not_handed_out_again(api: Api) -> None:
+    """Until its claim settles, a job taken from the pool is skipped by later batches."""
+    a = (await api.enqueue())["id"]
+    api.clock.advance(0.001)
+    b = (await api.enqueue())["id"]
+    pool = api.co.candidates
+    first, _ = await pool.take(api.co, None, {}, 1, set())
+    second, _ = await pool.take(api.co, None, {}, 1, set())
+    assert [d.id for d in first] == [a]
+    assert [d.id for d in second] == [b]
+    pool.settle([a, b])
+    again, _ = await pool.take(api.co, None, {}, 2, set())
+    assert sorted(d.id for d in again) == sorted([a, b])
+    pool.settle([a, b])
+
+
+async def test_a_job_settled_while_a_query_ran_is_skipped_in_its_page(api: Api) -> None:
+    """A page read before a job's claim settled may predate its lease: the job is skipped."""
+    a = (await api.enqueue())["id"]
+    api.clock.advance(0.001)
+    b = (await api.enqueue())["id"]
+    pool = api.co.candidates
+    first, _ = await pool.take(api.co, None, {}, 1, set())
+    assert [d.id for d in first] == [a]
+
+    async def page_then_settle() -> list[Document]:
+        query = Query(where=[eq("status", "queued")], order_by=["created_at"])
+        page = await api.co.containers.jobs.query(query)
+        pool.settle([a])  # the claim of ``a`` settles while this page is in hand
+        return page.items
+
+    later = await pool.take_further(api.co, page_then_settle(), {}, 2, set())
+    assert [d.id for d in later] == [b]
+    pool.settle([b])

@@ -7,11 +7,21 @@ tick for the others, runs a single query sized for all of them, and each
 claimer then takes *distinct* jobs from the shared result. Taking happens with
 no ``await`` between the check and the mark, so within a replica two claimers
 never pick the same job; across replicas the conditional write still decides.
+
+A job handed out stays *pending* until its claimer settles it (leased, lost or
+not reserved), and later batches skip pending jobs: on a store whose writes
+take a while (SQLite, Cosmos) the next batch's query still sees a job whose
+lease write is in flight, and would otherwise hand it out again, only for the
+second claimer to lose the conditional write and its round. A settled job is
+also skipped in pages of queries that started before it settled (they may
+predate its lease write). Both are hints that save a lost round: the
+conditional write alone decides who leases a job.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 from fleet_datastore import Document, Filter, Query, eq, in_, le
@@ -26,9 +36,11 @@ __all__ = ["CandidatePool"]
 _MAX_QUERY = 1000
 
 
-@dataclass
+@dataclass(eq=False)
 class _Batch:
     needs: int = 0
+    seq: int = 0
+    users: int = 0
     taken: set[str] = field(default_factory=set)
     result: asyncio.Future[tuple[list[Document], bool]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -40,6 +52,30 @@ class CandidatePool:
 
     def __init__(self) -> None:
         self._open: dict[tuple[str, ...] | None, _Batch] = {}
+        self._pending: set[str] = set()
+        self._seq = 0  # queries started so far
+        self._settled: dict[str, int] = {}  # job id -> queries started when it settled
+        self._live: list[_Batch] = []  # batches whose page is still being taken from
+
+    @property
+    def pending(self) -> frozenset[str]:
+        """Ids of jobs handed out whose claim has not settled yet."""
+        return frozenset(self._pending)
+
+    def settle(self, job_ids: list[str]) -> None:
+        """The claims of ``job_ids`` are decided (leased, lost or not reserved)."""
+        self._pending.difference_update(job_ids)
+        if self._live:
+            for job_id in job_ids:
+                self._settled[job_id] = self._seq
+
+    def _done(self, batch: _Batch) -> None:
+        batch.users -= 1
+        if batch.users > 0:
+            return
+        self._live.remove(batch)
+        oldest = min((b.seq for b in self._live), default=self._seq + 1)
+        self._settled = {k: v for k, v in self._settled.items() if v >= oldest}
 
     async def take(
         self,
@@ -51,7 +87,8 @@ class CandidatePool:
     ) -> tuple[list[Document], bool]:
         """Up to ``need`` claimable jobs for an agent with ``labels``, none handed out twice.
 
-        The flag says whether the query may have left matching jobs unread (its
+        The jobs returned are pending until the caller passes them to ``settle``
+        (in a ``finally``). The flag says whether the query may have left matching jobs unread (its
         page was full), so a caller that got nothing knows to look further.
         """
         key = tuple(sorted(queues)) if queues else None
@@ -61,27 +98,69 @@ class CandidatePool:
             batch = _Batch()
             self._open[key] = batch
         batch.needs += need + len(skip)
-        if leader:
-            # One tick for the claims that arrived together to join this query.
-            await asyncio.sleep(0)
-            del self._open[key]
-            try:
-                batch.result.set_result(await _query(co, queues, batch.needs))
-            except Exception as exc:
-                batch.result.set_exception(exc)
-        docs, more = await batch.result
+        batch.users += 1
+        try:
+            if leader:
+                # One tick for the claims that arrived together to join this query.
+                await asyncio.sleep(0)
+                del self._open[key]
+                self._seq += 1
+                batch.seq = self._seq
+                self._live.append(batch)
+                try:
+                    batch.result.set_result(await _query(co, queues, batch.needs))
+                except Exception as exc:
+                    batch.result.set_exception(exc)
+            docs, more = await batch.result
+            return self._pick(co, batch, docs, labels, need, skip), more
+        finally:
+            if batch in self._live:
+                self._done(batch)
+
+    async def take_further(
+        self,
+        co: Coordinator,
+        fetch: Awaitable[list[Document]],
+        labels: dict[str, str],
+        need: int,
+        skip: set[str],
+    ) -> list[Document]:
+        """Like ``take``, from a page this claimer reads on its own (``fetch``, not yet awaited)."""
+        self._seq += 1
+        batch = _Batch(seq=self._seq, users=1)
+        self._live.append(batch)
+        try:
+            docs = await fetch
+            return self._pick(co, batch, docs, labels, need, skip)
+        finally:
+            self._done(batch)
+
+    def _pick(
+        self,
+        co: Coordinator,
+        batch: _Batch,
+        docs: list[Document],
+        labels: dict[str, str],
+        need: int,
+        skip: set[str],
+    ) -> list[Document]:
         now = co.clock.now()
+        settled = self._settled
         picked: list[Document] = []
         for doc in docs:
             if len(picked) >= need:
                 break
-            if doc.id in batch.taken or doc.id in skip:
+            job_id = doc.id
+            if job_id in batch.taken or job_id in skip or job_id in self._pending:
                 continue
+            if settled.get(job_id, -1) >= batch.seq:
+                continue  # settled after this query started: its page may predate the lease
             if not is_claimable(job_from_doc(doc.body), now, labels):
                 continue
-            batch.taken.add(doc.id)
+            batch.taken.add(job_id)
+            self._pending.add(job_id)
             picked.append(doc)
-        return picked, more
+        return picked
 
 
 async def _query(

@@ -209,22 +209,28 @@ async def _claim_locked(
             break
         skip = tried | set(held_after_release(co, current))
         picks, more = await co.candidates.take(co, queues, labels, need, skip)
-        if not picks and more:
-            # The shared page held nothing this agent may take (labels): read further.
-            picks = (await _candidates(co, queues, labels, need, skip))[:need]
-        if not picks:
-            break
-        current, granted = await _reserve(co, current, picks)
-        if current is None or not granted:
-            break
-        lost: list[str] = []
-        for doc in granted:
-            tried.add(doc.id)
-            job = await _lease(co, current, doc)
-            if job is None:
-                lost.append(doc.id)
-            else:
-                won.append(job)
+        try:
+            if not picks and more:
+                # The shared page held nothing this agent may take (labels): read further.
+                skip |= co.candidates.pending
+                picks = await co.candidates.take_further(
+                    co, _candidates(co, queues, labels, need, skip), labels, need, skip
+                )
+            if not picks:
+                break
+            current, granted = await _reserve(co, current, picks)
+            if current is None or not granted:
+                break
+            lost: list[str] = []
+            for doc in granted:
+                tried.add(doc.id)
+                job = await _lease(co, current, doc)
+                if job is None:
+                    lost.append(doc.id)
+                else:
+                    won.append(job)
+        finally:
+            co.candidates.settle([doc.id for doc in picks])
         if lost:
             current = await _unreserve(co, current, set(lost))
     if not won and current is not None:
