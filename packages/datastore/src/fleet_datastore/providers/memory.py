@@ -54,6 +54,7 @@ class _Stored:
     body: dict[str, Any]
     raw: str
     etag: str
+    keys: list[tuple[Any, ...]] | None = None  # its entry in each index, once indexed
 
 
 @dataclass(slots=True)
@@ -82,17 +83,28 @@ class _Table:
             self.by_id.add((doc_id, pk))
         elif old is not None and new is None:
             self.by_id.remove((doc_id, pk))
-        for fields, entries in self.indexes:
-            if touched is not None and touched.isdisjoint(_roots(fields)):
-                continue
-            before = entry_key(fields, old.body, doc_id, pk) if old else None
-            after = entry_key(fields, new.body, doc_id, pk) if new else None
+        known = old.keys if old is not None else None
+        keys: list[tuple[Any, ...]] = []
+        for i, (fields, entries) in enumerate(self.indexes):
+            before = None
+            if old is not None:
+                before = known[i] if known is not None else entry_key(fields, old.body, doc_id, pk)
+            if new is None:
+                after = None
+            elif before is not None and touched is not None and touched.isdisjoint(_roots(fields)):
+                after = before
+            else:
+                after = entry_key(fields, new.body, doc_id, pk)
+            if after is not None:
+                keys.append(after)
             if before == after:
                 continue
             if before is not None:
                 entries.remove(before)
             if after is not None:
                 entries.add(after)
+        if new is not None:
+            new.keys = keys
 
 
 _ROOTS: dict[tuple[tuple[str, Direction], ...], frozenset[str]] = {}
@@ -259,6 +271,8 @@ class MemoryBackend:
             new = table.docs[key] = _stored(apply_patch(spec, old.body, patch))
             if table.indexes and _touches_index(spec, patch):
                 table.index(key, old, new, frozenset(patch.set).union(patch.remove))
+            else:
+                new.keys = old.keys  # no indexed field changed: the same entries
         return UpdateResult.won(_out(key, new))
 
     async def batch(
