@@ -118,6 +118,12 @@ def _roots(fields: tuple[tuple[str, Direction], ...]) -> frozenset[str]:
     return roots
 
 
+def _op_id(op: object) -> str:
+    """The id a body-less batch operation (delete, patch, read) names."""
+    assert isinstance(op, DeleteOp | PatchOp | ReadOp), op
+    return op.id
+
+
 def _touches_index(spec: ContainerSpec, patch: Patch) -> bool:
     roots = spec.declared_roots
     return not (roots.isdisjoint(patch.set) and roots.isdisjoint(patch.remove))
@@ -284,7 +290,7 @@ class MemoryBackend:
             undo: list[tuple[tuple[str, str], _Stored | None]] = []
             results: list[Document | None] = []
             for i, (op, doc) in enumerate(ops):
-                key = (partition_key, doc.id if doc else op.id)  # type: ignore[union-attr]
+                key = (partition_key, doc.id if doc is not None else _op_id(op))
                 before = table.docs.get(key)
                 try:
                     results.append(self._apply(table, partition_key, op, doc))

@@ -168,7 +168,7 @@ def matches(body: dict[str, Any], where: tuple[Filter, ...]) -> bool:
         if f.op == "eq":
             ok = value == target
         elif f.op == "in":
-            ok = value in target  # type: ignore[operator]
+            ok = isinstance(target, tuple) and value in target
         elif f.op == "lt":
             ok = value < target
         elif f.op == "le":
