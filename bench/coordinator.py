@@ -1,7 +1,9 @@
-"""Coordinator benchmarks: claim+complete in process and over in-process HTTP.
+"""Coordinator benchmarks: the service layer in process, then real HTTP on loopback.
 
-Every figure is printed beside a ratio measured in the same run: the HTTP
-lifecycle against a bare FastAPI endpoint driven the same way (the ceiling).
+In process (no HTTP): claim+complete on memory and SQLite, bulk enqueue, and the
+claim p50 with 1,000 vs 1,000,000 queued jobs (samples interleaved). Over HTTP
+(``bench/loopback.py``): real ``fleet-coordinator serve`` processes against a bare
+FastAPI endpoint under the same uvicorn, the ceiling, measured in the same run.
 
 Logging is configured as ``fleet-coordinator serve`` does it (JSON lines, one
 event per state change), written to ``os.devnull`` so the figures are not
@@ -10,14 +12,16 @@ printed among thousands of events.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
+import statistics
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
 
-import httpx
 from fastapi import FastAPI
 from fleet_coordinator import Settings, create_app
 from fleet_coordinator.logs import configure_logging
@@ -29,24 +33,25 @@ from fleet_coordinator.services import (
     create_agent,
     enqueue_batch,
     read_agent,
+    release_job,
 )
+
+from bench.loopback import report, run_loopback
 
 __all__ = ["main"]
 
 
 @contextlib.asynccontextmanager
-async def _app(url: str) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+async def _app(url: str) -> AsyncIterator[FastAPI]:
     settings = Settings(store_url=url, admin_token="bench", reaper_enabled=False)
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-            yield app, client
+        yield app
 
 
 async def in_process(url: str, jobs: int) -> float:
     """Jobs per second through the services (no HTTP): batch claims of 100, then completes."""
-    async with _app(url) as (app, _):
+    async with _app(url) as app:
         co: Coordinator = app.state.coordinator
         body, _ = await create_agent(co, name="bench", labels={}, capacity=100, queues=[])
         for start in range(0, jobs, 1000):
@@ -67,74 +72,94 @@ async def in_process(url: str, jobs: int) -> float:
         return done / (time.perf_counter() - began)
 
 
-async def over_http(url: str, jobs: int, agents: int) -> float:
-    """Jobs per second for enqueue → claim → complete with ``agents`` concurrent agents."""
-    async with _app(url) as (_, client):
-        admin = {"Authorization": "Bearer bench"}
-        tokens = []
-        for i in range(agents):
-            r = await client.post("/v1/agents", json={"name": f"a{i}"}, headers=admin)
-            tokens.append({"Authorization": f"Bearer {r.json()['token']}"})
-
-        completed = 0
-
-        async def worker(headers: dict[str, str], count: int) -> None:
-            nonlocal completed
-            for _ in range(count):
-                await client.post("/v1/jobs", json={"kind": "k"}, headers=admin)
-                r = await client.post("/v1/claims", json={}, headers=headers)
-                for lease in r.json()["leases"]:
-                    done = await client.post(
-                        f"/v1/jobs/{lease['job']['id']}/complete",
-                        json={"epoch": lease["lease"]["epoch"]},
-                        headers=headers,
-                    )
-                    completed += done.status_code == 200
-
+async def bulk_in_process(url: str, jobs: int) -> float:
+    """Jobs per second through ``enqueue_batch`` in batches of 1,000 (no HTTP)."""
+    async with _app(url) as app:
+        co: Coordinator = app.state.coordinator
         began = time.perf_counter()
-        await asyncio.gather(*(worker(t, jobs // agents) for t in tokens))
-        # Jobs completed, not enqueued: a claim that comes back empty leaves its job queued.
-        return completed / (time.perf_counter() - began)
-
-
-async def bare(requests: int, concurrency: int) -> float:
-    """Requests per second of a bare FastAPI endpoint over the same transport."""
-    app = FastAPI()
-
-    @app.post("/echo")
-    async def echo() -> dict[str, bool]:
-        return {"ok": True}
-
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-
-        async def worker(count: int) -> None:
-            for _ in range(count):
-                await client.post("/echo", json={})
-
-        began = time.perf_counter()
-        await asyncio.gather(*(worker(requests // concurrency) for _ in range(concurrency)))
-        return requests / (time.perf_counter() - began)
-
-
-async def _run() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        sqlite = f"sqlite:///{tmp}/bench.db"
-        mem = await in_process("memory://", 5000)
-        print(f"in-process claim+complete, memory:  {mem:10.0f} jobs/s")
-        ceiling = await bare(3000, 32)
-        print(f"bare FastAPI endpoint (ASGI):        {ceiling:10.0f} req/s")
-        for name, url in (("memory", "memory://"), ("sqlite", sqlite)):
-            rate = await over_http(url, 1600, 32)
-            ratio = rate * 3 / ceiling  # three requests per job
-            print(
-                f"HTTP enqueue→claim→complete, {name:6}: {rate:8.0f} jobs/s"
-                f"  ({ratio:.2f} of the bare endpoint's request rate)"
+        for start in range(0, jobs, 1000):
+            await enqueue_batch(
+                co, [NewJob(kind="k", payload={}) for _ in range(min(1000, jobs - start))]
             )
+        return jobs / (time.perf_counter() - began)
+
+
+async def _seed(co: Coordinator, jobs: int, label: str) -> None:
+    began = time.perf_counter()
+    for start in range(0, jobs, 1000):
+        await enqueue_batch(
+            co, [NewJob(kind="k", payload={}) for _ in range(min(1000, jobs - start))]
+        )
+        if (start // 1000) % 100 == 99:
+            rate = (start + 1000) / (time.perf_counter() - began)
+            log(f"{label}: {start + 1000:,} of {jobs:,} queued ({rate:,.0f} jobs/s)")
+
+
+async def claim_scale(
+    url_small: str, url_large: str, small: int, large: int, samples: int
+) -> tuple[float, float]:
+    """p50 of one claim (ms) with ``small`` and ``large`` jobs queued, samples interleaved.
+
+    Each sample claims one job and releases it again, so the queue keeps its size;
+    only the claim is timed. Both coordinators run in this process and take turns,
+    so they see the same machine noise.
+    """
+    async with _app(url_small) as app_s, _app(url_large) as app_l:
+        cos: list[Coordinator] = [app_s.state.coordinator, app_l.state.coordinator]
+        await _seed(cos[0], small, "small queue")
+        await _seed(cos[1], large, "large queue")
+        agents = []
+        for co in cos:
+            body, _ = await create_agent(co, name="bench", labels={}, capacity=1, queues=[])
+            agents.append(body["id"])
+        times: list[list[float]] = [[], []]
+        for i in range(samples * 2):
+            which = i % 2
+            co = cos[which]
+            agent = await read_agent(co, agents[which])
+            assert agent is not None
+            began = time.perf_counter()
+            [job] = await claim_jobs(co, agent, None, 1)
+            times[which].append(time.perf_counter() - began)
+            await release_job(co, agent.id, job.id, job.epoch)
+        return statistics.median(times[0]) * 1000, statistics.median(times[1]) * 1000
+
+
+def log(message: str) -> None:
+    print(f"  … {message}", file=sys.stderr, flush=True)
+
+
+async def _run(large: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        mem = await in_process("memory://", 5000)
+        print(f"in-process claim+complete, memory:           {mem:8.0f} jobs/s")
+        sqlite = await in_process(f"sqlite:///{tmp}/inproc.db", 2000)
+        print(f"in-process claim+complete, SQLite:           {sqlite:8.0f} jobs/s")
+        bulk_mem = await bulk_in_process("memory://", 20_000)
+        bulk_sql = await bulk_in_process(f"sqlite:///{tmp}/bulk.db", 20_000)
+        print(
+            f"in-process bulk enqueue, memory / SQLite:    {bulk_mem:8.0f} / {bulk_sql:.0f} jobs/s"
+        )
+        p_small, p_large = await claim_scale(
+            f"sqlite:///{tmp}/small.db", f"sqlite:///{tmp}/large.db", 1000, large, 300
+        )
+        print(
+            f"claim p50, SQLite, 1,000 vs {large:,} queued:  {p_small:.2f} ms vs {p_large:.2f} ms"
+            f"  ({p_large / p_small:.2f}x)"
+        )
 
 
 def main(args: list[str]) -> None:
     """Run the coordinator benchmarks."""
+    parser = argparse.ArgumentParser(prog="python -m bench coordinator")
+    parser.add_argument(
+        "--queued", type=int, default=1_000_000, help="jobs queued for the large claim-p50 run"
+    )
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="multiplies the HTTP benchmarks' request counts"
+    )
+    options = parser.parse_args(args)
     with open(os.devnull, "w") as sink:
         configure_logging(file=sink)
-        asyncio.run(_run())
+        asyncio.run(_run(options.queued))
+        report(run_loopback(options.scale))

@@ -35,7 +35,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sqlite:////"
     ):
         Path(settings.store_url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+    # uvloop and httptools when installed (Linux, macOS); uvicorn falls back to asyncio and h11.
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        loop="auto",
+        http="auto",
+    )
     return 0
 
 
