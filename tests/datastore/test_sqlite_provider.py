@@ -532,3 +532,61 @@ async def test_bodies_are_stored_as_compact_json_text(tasks: Container, db_path:
     raw = _raw_body(db_path, "tenant0", "t0003")
     assert raw == dumps(_task(3))
     assert json.loads(raw) == (await tasks.get("t0003", "tenant0")).body
+
+
+async def test_a_group_commit_keeps_each_write_separate(
+    tasks: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes queued together share one transaction, yet each succeeds or fails on its own.
+
+    Failures inside the group (a duplicate create, a stale etag, a batch whose last
+    operation fails, an oversized document) change nothing of theirs and nothing
+    of the others'; every acknowledged write is stored.
+    """
+    from fleet_datastore.providers import sqlite_ops
+
+    sizes: list[int] = []
+    run_group = sqlite_ops.run_group
+
+    def observed(conn: sqlite3.Connection, calls: Any) -> Any:
+        sizes.append(len(calls))
+        return run_group(conn, calls)
+
+    monkeypatch.setattr(sqlite_ops, "run_group", observed)
+    docs = [await tasks.get(f"t{i:04d}", f"tenant{i % 3}") for i in range(6)]
+    stale = docs[5]
+    await tasks.update_if_match(stale.id, stale.partition_key, stale, Patch(set={"priority": 9}))
+
+    results = await asyncio.gather(
+        *(
+            tasks.update_if_match(d.id, d.partition_key, d, Patch(set={"status": "done"}))
+            for d in docs[:5]
+        ),
+        tasks.update_if_match(stale.id, stale.partition_key, stale, Patch(set={"status": "x"})),
+        tasks.create(_task(1)),  # exists: AlreadyExistsError
+        tasks.create(_task(500)),
+        tasks.batch(
+            "tenant0",
+            [
+                UpsertOp(_task(600, tenant="tenant0")),
+                PatchOp("t9999", Patch(set={"status": "x"})),  # missing: the batch fails
+            ],
+        ),
+        tasks.create(_task(501, blob="x" * (2 * 1024 * 1024))),  # too large
+        return_exceptions=True,
+    )
+
+    assert max(sizes, default=0) > 1, "the writes did not share a transaction"
+    assert [r.outcome for r in results[:6]] == [Outcome.OK] * 5 + [Outcome.CONFLICT]
+    assert isinstance(results[6], DatastoreError)
+    assert not isinstance(results[7], BaseException)
+    assert isinstance(results[8], BatchError)
+    assert isinstance(results[9], DocumentTooLargeError)
+    for d in docs[:5]:
+        assert (await tasks.get(d.id, d.partition_key)).body["status"] == "done"
+    assert (await tasks.get(stale.id, stale.partition_key)).body["priority"] == 9
+    assert (await tasks.get(stale.id, stale.partition_key)).body["status"] != "x"
+    assert (await tasks.get("t0500", "tenant2")).body["id"] == "t0500"
+    for missing, pk in (("t0600", "tenant0"), ("t0501", "tenant0")):
+        with pytest.raises(DatastoreError):
+            await tasks.get(missing, pk)

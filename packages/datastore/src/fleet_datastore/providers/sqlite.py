@@ -53,7 +53,9 @@ WAL_CHECKPOINT_PAGES = 4000
 
 _SYNCHRONOUS = ("normal", "full", "extra")
 T = TypeVar("T")
-_Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]
+_Job = tuple[
+    asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...], bool
+]
 
 
 @contextlib.contextmanager
@@ -89,42 +91,115 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
             future.set_exception(value)
 
 
+def _settle_all(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in outcomes:
+        _settle(future, ok, value)
+
+
+def _translate(exc: BaseException) -> BaseException:
+    """The exception ``translated()`` turns ``exc`` into."""
+    try:
+        with translated():
+            raise exc
+    except BaseException as translated_exc:
+        return translated_exc
+
+
+GROUP_MAX = 64
+"""Most writes one group commit takes from the writer's queue."""
+
+
 class _Worker:
     """A thread owning one connection: calls queue up to it, results return to the loop.
 
     Lighter than ``run_in_executor`` (no concurrent Future and condition variable
     per call): for a small UPDATE the thread hop, not SQLite, is most of the cost.
     Every call runs inside ``translated()``.
+
+    A ``grouping`` worker (the writer) runs the writes that queued up while it
+    was busy as one transaction (``sqlite_ops.run_group``): one COMMIT and one
+    hop back to the event loop for the lot instead of one each. A write that
+    finds the queue empty runs alone, as before, so grouping adds no latency.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, grouping: bool = False) -> None:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._conn: sqlite3.Connection | None = None
         self._closed = False
+        self._grouping = grouping
         threading.Thread(target=self._main, name=name, daemon=True).start()
 
     def _main(self) -> None:
         while (job := self._jobs.get()) is not None:
-            loop, future, fn, args = job
-            try:
-                with translated():
-                    ok, value = True, fn(self._conn, *args)
-            except BaseException as exc:
-                ok, value = False, exc
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
-                loop.call_soon_threadsafe(_settle, future, ok, value)
+            group = [job]
+            end = False
+            if self._grouping and job[4]:
+                while len(group) < GROUP_MAX:
+                    try:
+                        more = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        end = True
+                        break
+                    if not more[4]:
+                        self._run_group(group)
+                        group = []
+                        self._run_one(more)
+                        break
+                    group.append(more)
+            if len(group) == 1:
+                self._run_one(group[0])
+            elif group:
+                self._run_group(group)
+            if end:
+                break
 
-    def _submit(self, fn: Callable[..., T], args: tuple[Any, ...]) -> asyncio.Future[T]:
+    def _run_one(self, job: _Job) -> None:
+        loop, future, fn, args, _ = job
+        try:
+            with translated():
+                ok, value = True, fn(self._conn, *args)
+        except BaseException as exc:
+            ok, value = False, exc
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
+            loop.call_soon_threadsafe(_settle, future, ok, value)
+
+    def _run_group(self, group: list[_Job]) -> None:
+        assert self._conn is not None
+        try:
+            with translated():
+                outcomes = stmt.run_group(self._conn, [(job[2], job[3]) for job in group])
+        except BaseException as exc:
+            outcomes = [(False, exc)] * len(group)
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+        for job, (ok, value) in zip(group, outcomes, strict=True):
+            if not ok and not isinstance(value, DatastoreError):
+                value = _translate(value)
+            by_loop.setdefault(job[0], []).append((job[1], ok, value))
+        for loop, settled in by_loop.items():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle_all, settled)
+
+    def _submit(
+        self, fn: Callable[..., T], args: tuple[Any, ...], groupable: bool = False
+    ) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((loop, future, fn, args))
+        self._jobs.put((loop, future, fn, args, groupable))
         return future
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(connection, *args)`` on this worker's thread."""
+        """Run ``fn(connection, *args)`` on this worker's thread, alone."""
         if self._closed:
             raise StoreUnavailableError("the SQLite store is closed")
         return await self._submit(fn, args)
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Like ``run``, for a write that may share a transaction with others queued with it."""
+        if self._closed:
+            raise StoreUnavailableError("the SQLite store is closed")
+        return await self._submit(fn, args, groupable=True)
 
     def _open(self, _: None, connect: Callable[[], sqlite3.Connection]) -> None:
         self._conn = connect()
@@ -219,7 +294,7 @@ class SqliteBackend:
 
     async def open(self) -> None:
         """Create the file's directory and open the writer and reader connections."""
-        writer = _Worker("fleet-sqlite-writer")
+        writer = _Worker("fleet-sqlite-writer", grouping=True)
         # Each :memory: connection is its own database, so there reads share the writer.
         reader = writer if self.path == ":memory:" else _Worker("fleet-sqlite-reader")
         try:
@@ -249,7 +324,7 @@ class SqliteBackend:
 
     async def create(self, spec: ContainerSpec, doc: PreparedDocument) -> Document:
         """Insert; AlreadyExistsError if the id exists in that partition."""
-        return await self._w.run(stmt.insert, spec, doc)
+        return await self._w.write(stmt.insert, spec, doc)
 
     async def get(self, spec: ContainerSpec, doc_id: str, partition_key: str) -> Document:
         """Read; NotFoundError if missing."""
@@ -259,17 +334,17 @@ class SqliteBackend:
         self, spec: ContainerSpec, doc: PreparedDocument, etag: str | None
     ) -> Document:
         """Overwrite; NotFoundError if missing, PreconditionFailedError on etag mismatch."""
-        return await self._w.run(stmt.replace, spec, doc, etag)
+        return await self._w.write(stmt.replace, spec, doc, etag)
 
     async def upsert(self, spec: ContainerSpec, doc: PreparedDocument) -> Document:
         """Insert or overwrite."""
-        return await self._w.run(stmt.upsert, spec, doc)
+        return await self._w.write(stmt.upsert, spec, doc)
 
     async def delete(
         self, spec: ContainerSpec, doc_id: str, partition_key: str, etag: str | None
     ) -> bool:
         """Remove; False if it was missing, PreconditionFailedError on etag mismatch."""
-        return await self._w.run(stmt.delete, spec, doc_id, partition_key, etag)
+        return await self._w.write(stmt.delete, spec, doc_id, partition_key, etag)
 
     async def update_if_match(
         self,
@@ -280,7 +355,7 @@ class SqliteBackend:
         patch: Patch,
     ) -> UpdateResult:
         """Apply ``patch`` in one conditional UPDATE if the stored etag is ``expected.etag``."""
-        return await self._w.run(
+        return await self._w.write(
             stmt.update_if_match, spec, doc_id, partition_key, expected.etag, patch
         )
 
@@ -288,7 +363,7 @@ class SqliteBackend:
         self, spec: ContainerSpec, partition_key: str, ops: Sequence[PreparedOp]
     ) -> list[Document | None]:
         """Run all operations in one IMMEDIATE transaction; BatchError and ROLLBACK on failure."""
-        return await self._w.run(stmt.batch, spec, partition_key, ops)
+        return await self._w.write(stmt.batch, spec, partition_key, ops)
 
     async def query(self, spec: ContainerSpec, plan: QueryPlan) -> list[Document]:
         """Up to ``plan.fetch`` matches after ``plan.after``, in ``plan.sort`` order."""

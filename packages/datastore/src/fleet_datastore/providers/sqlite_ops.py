@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -38,6 +38,7 @@ __all__ = [
     "patch_document",
     "query",
     "replace",
+    "run_group",
     "update_if_match",
     "upsert",
 ]
@@ -49,7 +50,22 @@ def _etag() -> str:
 
 @contextmanager
 def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE … COMMIT: take the write lock up front, ROLLBACK on any error."""
+    """BEGIN IMMEDIATE … COMMIT: take the write lock up front, ROLLBACK on any error.
+
+    Inside a transaction already (a group commit of the writer thread) it is a
+    savepoint instead, so the block stays all-or-nothing within the group.
+    """
+    if conn.in_transaction:
+        conn.execute("SAVEPOINT fleet_nested")
+        try:
+            yield
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK TO fleet_nested")
+                conn.execute("RELEASE fleet_nested")
+            raise
+        conn.execute("RELEASE fleet_nested")
+        return
     # IMMEDIATE, not DEFERRED: a deferred transaction that reads and then writes
     # fails at once (SQLITE_BUSY_SNAPSHOT) if another process wrote in between.
     conn.execute("BEGIN IMMEDIATE")
@@ -60,6 +76,38 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
         if conn.in_transaction:  # SQLite may already have rolled back (I/O error, full disk)
             conn.execute("ROLLBACK")
         raise
+
+
+def run_group(
+    conn: sqlite3.Connection, calls: Sequence[tuple[Callable[..., Any], tuple[Any, ...]]]
+) -> list[tuple[bool, Any]]:
+    """Run ``fn(conn, *args)`` for each call in one transaction: a group commit.
+
+    Each call runs in its own savepoint, so a call that fails leaves no trace and
+    the others still commit; every call is as conditional as when run alone (the
+    whole group holds the write lock). Nothing is reported before the COMMIT, and
+    if the COMMIT fails (or SQLite abandons the transaction) every call fails.
+    ``translate`` is applied by the caller, around each call's outcome.
+    """
+    outcomes: list[tuple[bool, Any]] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for fn, args in calls:
+            conn.execute("SAVEPOINT fleet_call")
+            try:
+                outcomes.append((True, fn(conn, *args)))
+            except Exception as exc:
+                if not conn.in_transaction:
+                    raise  # SQLite rolled the whole group back (I/O error, full disk)
+                conn.execute("ROLLBACK TO fleet_call")
+                outcomes.append((False, exc))
+            conn.execute("RELEASE fleet_call")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return outcomes
 
 
 def _document(doc_id: str, pk: str, etag: str, body: str) -> Document:
