@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
+import pytest
 from fleet_coordinator.api_doc import api_markdown, openapi_schema
 from fleet_coordinator.generate import GENERATED, main, stale_files
 from fleet_coordinator.infra import containers_json
@@ -56,3 +58,31 @@ def test_api_page_names_every_path_and_schema_of_the_openapi_schema() -> None:
             assert f"### `{method.upper()} {path}`" in page
     for name in schema["components"]["schemas"]:
         assert f"\n### {name}\n" in page
+
+
+@pytest.mark.cosmos
+async def test_containers_the_coordinator_creates_on_cosmos_match_the_generated_json() -> None:
+    """On the Cosmos protocol the coordinator creates exactly the JSON's containers and policies."""
+    from azure.cosmos.aio import CosmosClient
+    from fleet_coordinator.store import open_containers
+    from fleet_datastore import CosmosConfig, store_from_url
+
+    from tests.support.cosmos_local import cosmos_endpoint
+
+    expected = {c["name"]: c for c in json.loads(containers_json())["containers"]}
+    database = f"infra-{uuid.uuid4().hex[:8]}"
+    with cosmos_endpoint() as cfg:
+        store = store_from_url("cosmos://", cosmos=CosmosConfig(cfg.endpoint, cfg.key, database))
+        async with store:
+            await open_containers(store)
+        async with CosmosClient(cfg.endpoint, credential=cfg.key) as client:
+            db = client.get_database_client(database)
+            try:
+                created = {c["id"]: c async for c in db.list_containers()}
+            finally:
+                await client.delete_database(database)
+    assert sorted(created) == sorted(expected)
+    for name, definition in expected.items():
+        assert created[name]["partitionKey"]["paths"] == definition["partitionKey"]["paths"]
+        policy = created[name]["indexingPolicy"]
+        assert policy["compositeIndexes"] == definition["indexingPolicy"]["compositeIndexes"]
