@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from pathlib import Path
 
@@ -23,6 +24,8 @@ def test_committed_generated_files_are_current() -> None:
 
 def test_check_mode_reports_a_stale_file_and_writes_nothing(tmp_path: Path) -> None:
     """--check exits 1 for an edited file and leaves it as it was; after a write it exits 0."""
+    (tmp_path / "docs").mkdir()
+    shutil.copy(ROOT / "docs/operations.md", tmp_path / "docs/operations.md")
     assert main(["--root", str(tmp_path)]) == 0
     assert main(["--root", str(tmp_path), "--check"]) == 0
     edited = tmp_path / "docs/api.md"
@@ -45,8 +48,10 @@ def test_container_definitions_carry_every_spec_with_its_partition_key_and_polic
 
 def test_generated_text_is_deterministic() -> None:
     """Rendering twice gives the same bytes (sorted keys, stable order)."""
-    for render in GENERATED.values():
-        assert render() == render()
+    for relative, render in GENERATED.items():
+        current = (ROOT / relative).read_text()
+        assert render(current) == render(current)
+        assert render(render(current)) == render(current)
 
 
 def test_api_page_names_every_path_and_schema_of_the_openapi_schema() -> None:
@@ -86,3 +91,11 @@ async def test_containers_the_coordinator_creates_on_cosmos_match_the_generated_
         assert created[name]["partitionKey"]["paths"] == definition["partitionKey"]["paths"]
         policy = created[name]["indexingPolicy"]
         assert policy["compositeIndexes"] == definition["indexingPolicy"]["compositeIndexes"]
+
+
+def test_settings_markers_missing_is_an_error(tmp_path: Path) -> None:
+    """A page without the settings markers is refused rather than silently rewritten."""
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs/operations.md").write_text("# no markers\n")
+    with pytest.raises(ValueError, match="settings markers"):
+        main(["--root", str(tmp_path)])
