@@ -4,7 +4,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV ?= uv
 COSMOS_DIR := infra/cosmos-local
 
-.PHONY: help run setup deps py-deps lint format style typecheck test verify bench cosmos-up cosmos-down clean
+.PHONY: help run setup deps py-deps lint format style typecheck test verify generate bench cosmos-up cosmos-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ test: ## all tests (the Cosmos-protocol server is started by the fixtures)
 	$(UV) run pytest -q
 
 verify: setup style test ## what CI runs: setup, lint, format check, mypy strict, all tests
+
+generate: py-deps ## rewrite the files derived from code: infra/azure/containers.json, docs/api.md
+	$(UV) run python -m fleet_coordinator.generate
 
 bench: setup ## benchmarks; prints ratios measured in one run
 	$(UV) run python -m bench

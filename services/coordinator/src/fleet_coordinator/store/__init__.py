@@ -8,10 +8,11 @@ from fleet_datastore import Container, DocumentStore
 
 from .codec import job_from_doc, job_to_doc, patch_between
 from .shards import is_valid_id, job_id_for_key, new_id, shard_of
-from .specs import AGENTS_SPEC, JOBS_SPEC, QUEUES_PARTITION
+from .specs import AGENTS_SPEC, CONTAINER_SPECS, JOBS_SPEC, QUEUES_PARTITION
 
 __all__ = [
     "AGENTS_SPEC",
+    "CONTAINER_SPECS",
     "JOBS_SPEC",
     "QUEUES_PARTITION",
     "Containers",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from fleet_datastore import ContainerSpec, Index
 
-__all__ = ["AGENTS_SPEC", "JOBS_SPEC", "QUEUES_PARTITION"]
+__all__ = ["AGENTS_SPEC", "CONTAINER_SPECS", "JOBS_SPEC", "QUEUES_PARTITION"]
 
 JOBS_SPEC = ContainerSpec(
     name="jobs",
@@ -48,6 +48,9 @@ AGENTS_SPEC = ContainerSpec(
     fields={"kind": "str", "created_at": "float"},
     indexes=(Index.of("kind", "created_at"),),
 )
+
+CONTAINER_SPECS = (JOBS_SPEC, AGENTS_SPEC)
+"""Every container the coordinator declares (infra/azure/containers.json is generated from it)."""
 
 QUEUES_PARTITION = "queues"
 """The partition of the queue marker documents in ``agents``."""

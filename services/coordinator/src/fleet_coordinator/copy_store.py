@@ -1,0 +1,100 @@
+"""``python -m fleet_coordinator.copy_store --from URL --to URL``: copy a stopped fleet's state.
+
+Moves every document of the coordinator's containers from one store to another,
+e.g. from ``sqlite:///var/fleet.db`` to ``cosmos://`` (docs/cosmos.md, "Moving from
+SQLite to Cosmos DB"). Job documents are re-keyed to the shard their id has under
+the target's ``FLEET_JOB_SHARDS``, so the copy is also how a store changes its shard
+count. Writes are upserts in transactional batches per partition, so a copy that
+stopped halfway can simply be run again.
+
+Run it with every coordinator stopped: a write that lands after a document was
+copied would be lost. Leases copied mid-flight keep their epochs and expiry; the
+reaper of the new store ends the ones nobody renews.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from fleet_datastore import (
+    MAX_BATCH_OPERATIONS,
+    CosmosConfig,
+    DatastoreError,
+    DocumentStore,
+    Query,
+    UpsertOp,
+    store_from_url,
+)
+
+from .settings import Settings
+from .store import CONTAINER_SPECS, JOBS_SPEC, shard_of
+
+__all__ = ["copy_store", "main"]
+
+PAGE = 1_000
+
+
+async def copy_store(
+    source: DocumentStore, target: DocumentStore, job_shards: int
+) -> dict[str, int]:
+    """Upsert every document of every coordinator container; return the count per container."""
+    counts: dict[str, int] = {}
+    for spec in CONTAINER_SPECS:
+        src = await source.create_container_if_not_exists(spec)
+        dst = await target.create_container_if_not_exists(spec)
+        copied = 0
+        query = Query(limit=PAGE)
+        while True:
+            page = await src.query(query)
+            by_partition: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for doc in page.items:
+                body = dict(doc.body)
+                if spec is JOBS_SPEC:
+                    body[spec.partition_key] = shard_of(doc.id, job_shards)
+                by_partition[body[spec.partition_key]].append(body)
+            for partition, bodies in sorted(by_partition.items()):
+                for start in range(0, len(bodies), MAX_BATCH_OPERATIONS):
+                    chunk = bodies[start : start + MAX_BATCH_OPERATIONS]
+                    await dst.batch(partition, [UpsertOp(b) for b in chunk])
+            copied += len(page.items)
+            if page.continuation is None:
+                break
+            query = Query(limit=PAGE, continuation=page.continuation)
+        counts[spec.name] = copied
+    return counts
+
+
+async def _run(source_url: str, target_url: str, settings: Settings) -> dict[str, int]:
+    cosmos = CosmosConfig(settings.cosmos_endpoint, settings.cosmos_key, settings.cosmos_database)
+    async with (
+        store_from_url(source_url, cosmos=cosmos) as source,
+        store_from_url(target_url, cosmos=cosmos) as target,
+    ):
+        return await copy_store(source, target, settings.job_shards)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Copy, print one line per container; a store error is one line on stderr and exit 1."""
+    parser = argparse.ArgumentParser(prog="python -m fleet_coordinator.copy_store")
+    parser.add_argument("--from", dest="source", required=True, help="source store URL")
+    parser.add_argument("--to", dest="target", required=True, help="target store URL")
+    args = parser.parse_args(argv)
+    # FLEET_COSMOS_* for a cosmos:// side; FLEET_JOB_SHARDS for the target's shard count.
+    settings = Settings()
+    try:
+        counts = asyncio.run(_run(args.source, args.target, settings))
+    except DatastoreError as exc:
+        print(f"copy failed: {exc}", file=sys.stderr)
+        return 1
+    for name, count in counts.items():
+        print(f"{name}: {count} documents copied")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
