@@ -6,7 +6,7 @@ import contextlib
 from typing import Any
 
 from fastapi import APIRouter, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fleet_datastore import DatastoreError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -38,7 +38,11 @@ async def readyz(co: Co) -> JSONResponse:
     return JSONResponse({"status": "ok", "checks": {"store": "ok"}})
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
+)
 async def metrics(co: Co) -> Response:
     """Prometheus text format; queue depth gauges are refreshed on each scrape."""
     # The counters are still worth serving when the store is down.
