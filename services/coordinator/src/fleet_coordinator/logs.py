@@ -6,9 +6,15 @@ import logging
 import sys
 from typing import TextIO
 
+import orjson
 import structlog
 
 __all__ = ["configure_logging"]
+
+
+def _dumps(event: object, **_: object) -> str:
+    # orjson: several times faster than json.dumps on every state change.
+    return orjson.dumps(event, default=str).decode()
 
 
 def configure_logging(level: int = logging.INFO, file: TextIO | None = None) -> None:
@@ -19,7 +25,9 @@ def configure_logging(level: int = logging.INFO, file: TextIO | None = None) -> 
     """
     out = sys.stdout if file is None else file
     renderer: structlog.typing.Processor = (
-        structlog.dev.ConsoleRenderer() if out.isatty() else structlog.processors.JSONRenderer()
+        structlog.dev.ConsoleRenderer()
+        if out.isatty()
+        else structlog.processors.JSONRenderer(serializer=_dumps)
     )
     structlog.configure(
         processors=[
