@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -133,19 +134,33 @@ async def enqueue_batch(co: Coordinator, jobs: Sequence[NewJob]) -> list[JobStat
         by_shard[body["pk"]].append(i)
     result: list[JobState] = [b[0] for b in built]
     created = [True] * len(built)
-    for shard, indexes in by_shard.items():
-        for start in range(0, len(indexes), _BATCH_CHUNK):
-            chunk = indexes[start : start + _BATCH_CHUNK]
-            with translate_store_errors():
-                try:
-                    await co.containers.jobs.batch(shard, [CreateOp(built[i][1]) for i in chunk])
-                    continue
-                except BatchError as exc:
-                    if not isinstance(exc.cause, AlreadyExistsError):
-                        raise
-            # Some ids exist already (a retried batch): create the rest one by one.
-            for i in chunk:
-                result[i], created[i] = await _create(co, built[i][0], built[i][1])
+
+    async def write(shard: str, chunk: list[int]) -> None:
+        with translate_store_errors():
+            try:
+                await co.containers.jobs.batch(shard, [CreateOp(built[i][1]) for i in chunk])
+                return
+            except BatchError as exc:
+                if not isinstance(exc.cause, AlreadyExistsError):
+                    raise
+        # Some ids exist already (a retried batch): create the rest one by one.
+        for i in chunk:
+            result[i], created[i] = await _create(co, built[i][0], built[i][1])
+
+    # The shards' batches go out together: one round trip of latency on Cosmos, one
+    # group commit on SQLite. All are waited for; then any failure fails the request
+    # (503), and since ids come from idempotency keys a retry creates what is missing.
+    outcomes = await asyncio.gather(
+        *(
+            write(shard, indexes[start : start + _BATCH_CHUNK])
+            for shard, indexes in by_shard.items()
+            for start in range(0, len(indexes), _BATCH_CHUNK)
+        ),
+        return_exceptions=True,
+    )
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
     for state, fresh in zip(result, created, strict=True):
         if fresh:
             co.metrics.enqueued.labels(state.queue).inc()
