@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -79,3 +80,26 @@ async def test_batched_lifecycle_costs_at_most_three_and_a_half_requests_per_job
             assert r.status_code == 200
         done += len(leases)
     assert sum(calls.values()) / 100 <= 3.5, calls
+
+
+async def test_idle_long_polls_of_a_replica_share_their_re_queries(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twenty agents long-polling an empty queue re-query together, not each on its own.
+
+    Every waiter wakes on the replica's shared tick, so their claims coalesce into
+    one candidate query per tick: about wait / interval queries, not twenty times that.
+    """
+    agents = [(await api.agent(name=f"idle-{i}"))[1] for i in range(20)]
+    api.co.settings.long_poll_interval_seconds = 0.1
+    calls = count_requests(api, monkeypatch)
+    answers = await asyncio.gather(
+        *(
+            api.client.post("/v1/claims", json={"wait_seconds": 0.55}, headers=headers)
+            for headers in agents
+        )
+    )
+    assert all(r.status_code == 200 and r.json()["leases"] == [] for r in answers)
+    # The first claims (1 query), about five ticks, and slack for a straggler or two;
+    # waiters on their own timers would need some 20 x 6 = 120.
+    assert calls["jobs.query"] <= 12, calls

@@ -67,6 +67,7 @@ def create_app(
             try:
                 yield
             finally:
+                co.notifier.close()
                 await flush_all(co)
                 if reaper is not None:
                     reaper.cancel()

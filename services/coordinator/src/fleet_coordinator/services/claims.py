@@ -266,9 +266,14 @@ async def wait_and_claim(
         if won or remaining <= 0:
             return won
         # Woken at once by an enqueue in this replica (even one that came while we
-        # were claiming), else re-polled for other replicas' enqueues.
-        wait = min(remaining, co.settings.long_poll_interval_seconds)
-        await co.notifier.wait(wait, generation)
+        # were claiming), else on the replica's shared re-poll tick, together with
+        # every other waiter, for jobs enqueued on other replicas.
+        # Waking only at its own deadline, a waiter answers "nothing" at once: the
+        # last shared tick re-polled at most one interval ago, and a claim of its own
+        # now would be one query per waiter, all at different moments.
+        interval = co.settings.long_poll_interval_seconds
+        if not await co.notifier.wait(remaining, generation, interval):
+            return []
         fresh = await read_agent(co, agent.id)
         if fresh is None:
             return []

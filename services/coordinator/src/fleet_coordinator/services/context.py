@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import weakref
 from dataclasses import dataclass, field
@@ -27,26 +26,56 @@ MAX_CAS_ATTEMPTS = 8
 
 
 class Notifier:
-    """Wakes long-polling claimers in this replica when jobs are enqueued here."""
+    """Wakes long-polling claimers in this replica: at once on a local enqueue, else on a tick.
+
+    Jobs enqueued on other replicas are found by re-polling. Rather than each
+    waiter re-querying on its own timer, all of a replica's waiters wake on one
+    shared tick (every ``interval`` seconds while anyone waits), so their claims
+    arrive together and the ``CandidatePool`` serves them with one query: idle
+    long-polls cost a few queries per second per replica, not per agent.
+    """
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self._tick: asyncio.TimerHandle | None = None
         self.generation = 0
         """Counts notifications, so a waiter can tell it missed one while it was busy."""
 
     def notify(self) -> None:
-        """Wake every current waiter."""
+        """Wake every current waiter: jobs were enqueued here."""
         self.generation += 1
+        self._wake()
+
+    def _wake(self) -> None:
         self._event.set()
         self._event = asyncio.Event()
 
-    async def wait(self, seconds: float, since: int) -> None:
-        """Wait for a notification after generation ``since``, at most ``seconds``."""
+    def _on_tick(self) -> None:
+        self._tick = None
+        self._wake()  # a re-poll, not a notification: the generation stays
+
+    async def wait(self, seconds: float, since: int, interval: float) -> bool:
+        """Wait for a notification after generation ``since`` or the next shared tick.
+
+        True when woken (worth claiming again), False when ``seconds`` ran out
+        first; the tick comes at most ``interval`` seconds after the first waiter.
+        """
         if self.generation != since:
-            return  # one came while the caller was claiming: do not sleep through it
+            return True  # one came while the caller was claiming: do not sleep through it
+        if self._tick is None:
+            self._tick = asyncio.get_running_loop().call_later(interval, self._on_tick)
         event = self._event
-        with contextlib.suppress(TimeoutError):
+        try:
             await asyncio.wait_for(event.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    def close(self) -> None:
+        """Cancel the pending tick (at shutdown)."""
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
 
 
 def _pool() -> CandidatePool:
