@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     claim_candidates: int = Field(default=16, ge=1, le=1_000)
     """How many candidates one claim query fetches per shard."""
     long_poll_interval_seconds: float = Field(default=0.25, gt=0, le=5)
-    """How often a long-polling claim re-queries for jobs enqueued on other replicas."""
+    """How often a replica's long-polling claims re-poll, together, for other replicas' jobs."""
     reaper_enabled: bool = True
     agent_cache_seconds: float = Field(default=2.0, ge=0, le=60)
     """How long a replica trusts a cached agent document for authentication.
