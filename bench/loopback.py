@@ -174,7 +174,8 @@ async def poll_latency(enqueue_to: Client, poll_at: Client, samples: int) -> tup
 
 
 async def _drive(servers: list[Served], bare: Served, scale: float) -> LoopbackResults:
-    connector = aiohttp.TCPConnector(limit=0)
+    # Idle connections are closed before uvicorn's 5 s keep-alive timeout closes them under us.
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=3)
     async with aiohttp.ClientSession(connector=connector) as session:
         one, two = (Client(session, s.base_url) for s in servers)
         ceiling = Client(session, bare.base_url)
@@ -217,7 +218,12 @@ def run_loopback(scale: float = 1.0) -> LoopbackResults:
         bare = stack.enter_context(
             BareServed(cwd=Path(tmp), env={"PYTHONPATH": str(ROOT)}, log_name="bare.log")
         )
-        return asyncio.run(_drive(servers, bare, scale))
+        try:
+            return asyncio.run(_drive(servers, bare, scale))
+        except BaseException:
+            for server in [*servers, bare]:
+                print(f"--- {server.log_name}:\n{server.log_tail()}", file=sys.stderr)
+            raise
 
 
 def report(r: LoopbackResults) -> None:
