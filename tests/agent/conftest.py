@@ -18,10 +18,10 @@ ADMIN = "admin-token-for-agent-tests"
 
 
 async def eventually(
-    check: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float = 10.0
+    check: Callable[[], Awaitable[bool]] | Callable[[], bool], within: float = 10.0
 ) -> None:
     """Poll ``check`` until true (state held by another process or service), else fail."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         outcome = check()
         if not isinstance(outcome, bool):

@@ -149,7 +149,7 @@ async def test_cancel_request_reaches_the_handler_and_the_job_ends_cancelled(
             await asyncio.wait_for(started.wait(), 5)
             r = await fleet.admin.post(f"/v1/jobs/{job_id}/cancel")
             assert r.json()["cancel_requested"] is True
-            await eventually(lambda: worker.stats["released"] == 1, timeout=2)
+            await eventually(lambda: worker.stats["released"] == 1, within=2)
     job = await fleet.job(job_id)
     assert seen == [CancelReason.CANCEL_REQUESTED]
     assert (job["status"], outcomes(job)) == ("cancelled", ["cancelled"])

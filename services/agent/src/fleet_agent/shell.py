@@ -20,6 +20,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,14 +76,16 @@ async def run_shell(job: Job) -> dict[str, Any]:
     command = parse_shell_payload(job.payload)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
     env.update(command.env)
+    loop = asyncio.get_running_loop()
     try:
-        proc = await asyncio.create_subprocess_exec(
+        transport, protocol = await loop.subprocess_exec(
+            lambda: _Protocol(loop),
             *command.argv,
             cwd=command.cwd,
             env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             start_new_session=True,
             preexec_fn=_die_with_parent(),
         )
@@ -92,13 +95,18 @@ async def run_shell(job: Job) -> dict[str, Any]:
         raise JobFailed(f"{what} not found: {missing}", retryable=False) from exc
     except (PermissionError, NotADirectoryError, OSError) as exc:
         raise JobFailed(f"cannot start {command.argv[0]}: {exc.strerror}", retryable=False) from exc
+    proc = asyncio.subprocess.Process(transport, protocol, loop)
     assert proc.stdout is not None
     assert proc.stderr is not None
     readers = [asyncio.create_task(_tail(proc.stdout)), asyncio.create_task(_tail(proc.stderr))]
+    code: int | None = None
     try:
-        code = await asyncio.wait_for(proc.wait(), command.timeout_seconds)
+        # Not proc.wait(): it returns only once the pipes close, which a background
+        # child holding them would delay until it exits.
+        await asyncio.wait_for(protocol.exited.wait(), command.timeout_seconds)
+        code = transport.get_returncode()
     except TimeoutError:
-        code = None
+        pass
     except BaseException:
         # Cancelled (job cancelled, lease lost, shutdown): nothing of the group may outlive it.
         for reader in readers:
@@ -108,10 +116,9 @@ async def run_shell(job: Job) -> dict[str, Any]:
         # Also on a normal exit: leftover background children die with the job, and
         # the pipes close only when every holder is gone.
         _kill_group(proc.pid)
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await asyncio.shield(proc.wait())
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await asyncio.shield(proc.wait())
     stdout, stderr = await asyncio.gather(*readers)
     if code is None:
         raise JobFailed(f"timed out after {command.timeout_seconds:g} s; stderr: {stderr}")
@@ -119,6 +126,18 @@ async def run_shell(job: Job) -> dict[str, Any]:
         how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
         raise JobFailed(f"{how}; stderr: {stderr}")
     return {"exit_code": code, "stdout_tail": stdout, "stderr_tail": stderr}
+
+
+class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """The stream protocol of ``create_subprocess_exec``, plus an event when the leader exits."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=2**16, loop=loop)
+        self.exited = asyncio.Event()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        self.exited.set()
 
 
 async def _tail(stream: asyncio.StreamReader) -> str:
