@@ -120,6 +120,7 @@ class AgentClient:
             timeout=budget,
             wait_initial=0.05,
             wait_max=self.retry_wait_max,
+            wait_jitter=0.1,  # stamina's default (1 s) would outlast short leases
         ):
             with attempt:
                 with translate_transport_errors(self.base_url):
