@@ -124,7 +124,7 @@ class Demo:
         self._event(f"SIGKILL {self.names[victim]} while it holds {len(held)} jobs")
 
     def _leased(self) -> list[dict[str, Any]]:
-        params = {"queue": QUEUE, "status": "leased", "limit": 1000}
+        params: dict[str, str | int] = {"queue": QUEUE, "status": "leased", "limit": 1000}
         items: list[dict[str, Any]] = self.http.get("/v1/jobs", params=params).json()["items"]
         return items
 
