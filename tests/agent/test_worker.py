@@ -297,3 +297,22 @@ async def test_an_unreachable_coordinator_fails_the_first_claim_fast() -> None:
         worker = Worker(client, {}, startup_timeout=0.3)
         with pytest.raises(CoordinatorUnavailable, match="cannot reach the coordinator"):
             await asyncio.wait_for(worker.run(), 10)
+
+
+async def test_progress_too_large_is_dropped_and_the_lease_kept(fleet: Fleet) -> None:
+    """A 413 on a heartbeat's progress renews the lease without it; the job still succeeds."""
+    _, token = await fleet.register()
+    job_id = await fleet.enqueue(lease_seconds=0.6)
+    client, transport = fleet.client(token)
+
+    async def chatty(job: Job) -> str:
+        job.progress = "x" * 300_000
+        await transport.wait_seen("heartbeat", 3)
+        return "done"
+
+    async with client:
+        worker = Worker(client, {"test": chatty}, wait_seconds=0.2)
+        async with working(worker):
+            await eventually(lambda: worker.stats["succeeded"] == 1)
+    job = await fleet.job(job_id)
+    assert (job["status"], outcomes(job)) == ("succeeded", ["succeeded"])

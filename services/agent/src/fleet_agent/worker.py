@@ -220,16 +220,26 @@ class Worker:
         return "complete", result, False
 
     async def _heartbeat_loop(self, job: Job, handler_task: asyncio.Task[Any]) -> None:
-        interval = max(job.lease_seconds * self.heartbeat_fraction, _MIN_BEAT)
+        beat = max(job.lease_seconds * self.heartbeat_fraction, _MIN_BEAT)
+        interval = beat
         while True:
             await asyncio.sleep(interval)
+            interval = beat
             try:
                 answer = await self.client.heartbeat(
                     job.id, job.epoch, progress=job.progress, retry_timeout=interval
                 )
             except CoordinatorUnavailable:
                 continue  # keep trying; a lease that expires meanwhile answers lease_lost
-            except (LeaseLost, RequestRejected):
+            except RequestRejected as exc:
+                if exc.status == 413 and job.progress is not None:
+                    self.log.warning("agent.job.progress_too_large", job_id=job.id)
+                    job.progress = None  # the lease is fine; renew it without the progress
+                    interval = _MIN_BEAT
+                    continue
+                self._cancel(job, CancelReason.LEASE_LOST, handler_task)
+                return
+            except LeaseLost:
                 self._cancel(job, CancelReason.LEASE_LOST, handler_task)
                 return
             except Unauthorized:
