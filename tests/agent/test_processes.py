@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -60,7 +61,8 @@ class Admin:
         return job_id
 
     async def agent(self, name: str, capacity: int = 1) -> tuple[str, str]:
-        r = await self.http.post("/v1/agents", json={"name": name, "capacity": capacity})
+        body = {"name": name, "capacity": capacity, "queues": [self.queue]}
+        r = await self.http.post("/v1/agents", json=body)
         assert r.status_code == 201, r.text
         return r.json()["agent"]["id"], r.json()["token"]
 
@@ -252,3 +254,43 @@ def test_bad_command_lines_are_one_clear_line_and_exit_2(
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def readme_worker_example() -> str:
+    """The Python block of README.md that imports fleet_agent."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    [example] = [
+        block.split("```", 1)[0]
+        for block in readme.split("```python\n")[1:]
+        if "from fleet_agent import" in block
+    ]
+    return example
+
+
+def start_python(script: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``python script`` in its own session, with only ``env`` (and a PATH)."""
+    return subprocess.Popen(
+        [sys.executable, str(script)],
+        env={"PATH": "/usr/bin:/bin", **env},
+        cwd=script.parent,
+        start_new_session=True,
+    )
+
+
+async def test_the_readme_worker_example_runs_a_job(
+    served: Served, admin: Admin, tmp_path: Path
+) -> None:
+    """The ten-line worker in README.md, run as printed (URL aside), completes a job."""
+    script = tmp_path / "worker.py"
+    script.write_text(readme_worker_example().replace("http://127.0.0.1:8787", served.base_url))
+    _, token = await admin.agent("readme")
+    job_id = await admin.enqueue({"width": 640}, kind="resize")
+    worker = start_python(script, {"FLEET_AGENT_TOKEN": token})
+    try:
+        await eventually(lambda: admin.status_is(job_id, "succeeded"), within=20)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(20) == 0
+    finally:
+        worker.kill()
+        worker.wait()
+    assert (await admin.job(job_id))["result"] == {"width": 320}
