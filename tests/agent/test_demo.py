@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,6 @@ def test_the_demo_finishes_the_killed_agents_jobs_with_the_others() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SIGKILL agent-2 while it holds" in done.stdout
+    assert re.search(r"SIGKILL agent-\d while it holds \d+ jobs", done.stdout)
     assert "all finished by the other agents" in done.stdout
     assert "is cancelled (runs: cancelled)" in done.stdout
