@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -316,3 +318,30 @@ async def test_progress_too_large_is_dropped_and_the_lease_kept(fleet: Fleet) ->
             await eventually(lambda: worker.stats["succeeded"] == 1)
     job = await fleet.job(job_id)
     assert (job["status"], outcomes(job)) == ("succeeded", ["succeeded"])
+
+
+async def test_a_second_stop_ends_the_grace_period_at_once(fleet: Fleet) -> None:
+    """stop() twice (Ctrl-C twice): the running job is released without waiting out grace."""
+    _, token = await fleet.register()
+    job_id = await fleet.enqueue()
+    started = asyncio.Event()
+
+    async def stubborn(job: Job) -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    client, _ = fleet.client(token)
+    async with client:
+        worker = Worker(client, {"test": stubborn}, wait_seconds=0.2, grace_seconds=60)
+        task = asyncio.create_task(worker.run())
+        await asyncio.wait_for(started.wait(), 5)
+        worker.stop()
+        worker.stop()
+        await asyncio.wait_for(task, 5)
+    assert (await fleet.job(job_id))["status"] == "queued"
+
+
+def test_the_agent_package_does_not_import_the_coordinator() -> None:
+    """Agents install only fleet-agent: importing it (CLI included) loads no fleet_coordinator."""
+    code = "import sys, fleet_agent.cli; sys.exit('fleet_coordinator' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -75,6 +75,7 @@ class Worker:
         self.log = structlog.get_logger("fleet_agent")
         self._tasks: dict[str, _Running] = {}
         self._stopping = asyncio.Event()
+        self._hurry = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._connected = asyncio.Event()
 
@@ -84,10 +85,15 @@ class Worker:
         return self._connected
 
     def stop(self) -> None:
-        """Stop claiming; running jobs get ``grace_seconds`` before they are released."""
-        if not self._stopping.is_set():
-            self.log.info("agent.stopping", running=len(self._tasks))
-            self._stopping.set()
+        """Stop claiming; running jobs get ``grace_seconds`` before they are released.
+
+        A second call (a second Ctrl-C) ends the grace period at once.
+        """
+        if self._stopping.is_set():
+            self._hurry.set()
+            return
+        self.log.info("agent.stopping", running=len(self._tasks))
+        self._stopping.set()
 
     async def run(self, *, handle_signals: bool = False) -> None:
         """Work until ``stop()`` (or SIGTERM/SIGINT); raise ``Unauthorized`` if refused.
@@ -294,7 +300,9 @@ class Worker:
     async def _drain(self) -> None:
         tasks = [entry.task for entry in self._tasks.values()]
         if tasks:
-            await asyncio.wait(tasks, timeout=self.grace_seconds)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.grace_seconds):
+                    await _first(asyncio.wait(tasks), self._hurry.wait())
         await self._cancel_all(CancelReason.SHUTDOWN)
 
     async def _cancel_all(self, reason: CancelReason) -> None:
