@@ -78,17 +78,7 @@ async def run_shell(job: Job) -> dict[str, Any]:
     env.update(command.env)
     loop = asyncio.get_running_loop()
     try:
-        transport, protocol = await loop.subprocess_exec(
-            lambda: _Protocol(loop),
-            *command.argv,
-            cwd=command.cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=_die_with_parent(),
-        )
+        transport, protocol = await _start(loop, command, env)
     except FileNotFoundError as exc:
         missing = command.cwd if exc.filename == command.cwd else command.argv[0]
         what = "working directory" if missing == command.cwd else "command"
@@ -126,6 +116,37 @@ async def run_shell(job: Job) -> dict[str, Any]:
         how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
         raise JobFailed(f"{how}; stderr: {stderr}")
     return {"exit_code": code, "stdout_tail": stdout, "stderr_tail": stderr}
+
+
+async def _start(
+    loop: asyncio.AbstractEventLoop, command: ShellCommand, env: dict[str, str]
+) -> tuple[asyncio.SubprocessTransport, _Protocol]:
+    """Start the process; a cancellation during start-up kills its group before it returns.
+
+    Without the shield, asyncio's own clean-up of a cancelled start kills only the
+    leader and then waits for the pipes, which a background child may hold for long.
+    """
+    starting = asyncio.ensure_future(
+        loop.subprocess_exec(
+            lambda: _Protocol(loop),
+            *command.argv,
+            cwd=command.cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_die_with_parent(),
+        )
+    )
+    try:
+        return await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):  # a start that failed left nothing behind
+            transport, protocol = await starting
+            _kill_group(transport.get_pid())
+            await asyncio.subprocess.Process(transport, protocol, loop).wait()
+        raise
 
 
 class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
