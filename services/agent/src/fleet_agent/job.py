@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -36,9 +36,7 @@ class Job:
     def __init__(self, info: JobInfo, lease: Lease) -> None:
         self.info = info
         self.lease = lease
-        self.lease_seconds = max(
-            (lease.expires_at - _updated_at(info, lease.expires_at)).total_seconds(), 0.0
-        )
+        self.lease_seconds = max((lease.expires_at - _updated_at(info)).total_seconds(), 0.0)
         self.cancelled = asyncio.Event()
         self.cancel_reason: CancelReason | None = None
         self.progress: Any = None
@@ -72,12 +70,13 @@ class Job:
         return f"Job(id={self.id!r}, kind={self.kind!r}, epoch={self.epoch})"
 
 
-def _updated_at(info: JobInfo, fallback: datetime) -> datetime:
+def _updated_at(info: JobInfo) -> datetime:
     # A claim sets updated_at to the coordinator's now and expires_at to now + lease
-    # seconds, so their difference is the lease length free of any clock skew.
+    # seconds, so their difference is the lease length free of any clock skew. Without
+    # it, the local clock is the best guess.
     value = info.raw.get("updated_at")
     if not isinstance(value, str):
-        return fallback
+        return datetime.now(UTC)
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
