@@ -4,13 +4,16 @@ export UV_PYTHON_DOWNLOADS := never
 UV ?= uv
 COSMOS_DIR := infra/cosmos-local
 
-.PHONY: help run setup deps py-deps lint format style typecheck test verify generate bench cosmos-up cosmos-down clean
+.PHONY: help run demo setup deps py-deps lint format style typecheck test verify generate bench cosmos-up cosmos-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 run: py-deps ## run the coordinator on SQLite under ./var (prints the admin token once)
 	$(UV) run fleet-coordinator serve --host 127.0.0.1 --port 8787
+
+demo: py-deps ## a coordinator, 3 fleet-agent processes, 500 jobs, one agent killed — live (< 60 s)
+	$(UV) run python -m demo
 
 setup: deps ## install Python (uv) and Node (npm) dependencies
 deps: py-deps

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import yaml
 from fleet_coordinator.settings import Settings
 
@@ -131,9 +130,6 @@ def test_agents_reach_a_coordinator_with_a_registered_token() -> None:
     assert used == set(COORDINATORS), "agents spread over both replicas"
 
 
-@pytest.mark.skipif(
-    not (ROOT / "services" / "agent").exists(), reason="services/agent is not merged on this branch"
-)
 def test_agent_command_line_is_accepted_by_fleet_agent() -> None:
     """`fleet-agent run --help` names every option the compose agents pass."""
     from tests.support.served import tool_path

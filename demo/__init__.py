@@ -1,0 +1,1 @@
+"""``make demo``: a coordinator, three ``fleet-agent`` processes and 500 jobs, live."""

@@ -1,0 +1,132 @@
+"""``fleet-agent run``: join a fleet with one command.
+
+Errors a user can fix (a wrong token, an unreachable URL, a handler that does not
+load) print one line on stderr and exit non-zero; logs are structlog events on
+stderr (JSON unless a terminal) and never carry the token or a payload.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import httpx
+import structlog
+
+from .client import AgentClient
+from .errors import AgentError, CoordinatorUnavailable, Unauthorized
+from .handlers import HandlerLoadError, load_handlers
+from .job import Handler
+from .worker import Worker
+
+__all__ = ["main"]
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fleet-agent", description="a Fleet Coordinator agent")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="claim and run jobs until SIGTERM / SIGINT")
+    run.add_argument("--url", default=os.environ.get("FLEET_URL"), help="coordinator URL")
+    run.add_argument(
+        "--token",
+        default=os.environ.get("FLEET_AGENT_TOKEN"),
+        help="agent token (better: the FLEET_AGENT_TOKEN environment variable)",
+    )
+    run.add_argument(
+        "--queue", dest="queues", action="append", default=[], help="queue to claim from"
+    )
+    run.add_argument("--concurrency", type=int, default=1, help="jobs run at once")
+    run.add_argument(
+        "--handlers",
+        action="append",
+        default=[],
+        metavar="MODULE:ATTR",
+        help="a mapping of kinds to handlers, or kind=module:attr for one handler",
+    )
+    run.add_argument("--no-entry-points", action="store_true", help="ignore installed handlers")
+    run.add_argument("--wait-seconds", type=float, default=5.0, help="claim long-poll")
+    run.add_argument("--grace-seconds", type=float, default=10.0, help="shutdown grace period")
+    run.add_argument("--startup-timeout", type=float, default=5.0, help="first contact budget")
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line and run the agent; the exit status says how it ended."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.url:
+        parser.error("--url (or FLEET_URL) is required")
+    if not args.token:
+        parser.error("--token (or FLEET_AGENT_TOKEN) is required")
+    if args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
+    try:
+        if httpx.URL(args.url).scheme not in ("http", "https"):
+            raise httpx.InvalidURL("not http or https")
+    except httpx.InvalidURL:
+        parser.error(f"--url {args.url!r} is not an http(s) URL")
+    _configure_logging(getattr(logging, args.log_level.upper()))
+    try:
+        handlers = load_handlers(args.handlers, use_entry_points=not args.no_entry_points)
+    except HandlerLoadError as exc:
+        return _fail(exc.message, EXIT_USAGE)
+    try:
+        asyncio.run(_run(args, handlers))
+    except Unauthorized as exc:
+        return _fail(f"the coordinator at {args.url} refused the agent token ({exc.message})")
+    except CoordinatorUnavailable as exc:
+        return _fail(exc.message)
+    except AgentError as exc:
+        return _fail(exc.message)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+async def _run(args: argparse.Namespace, handlers: dict[str, Handler]) -> None:
+    async with AgentClient(args.url, args.token) as client:
+        worker = Worker(
+            client,
+            handlers,
+            queues=args.queues,
+            concurrency=args.concurrency,
+            wait_seconds=args.wait_seconds,
+            grace_seconds=args.grace_seconds,
+            startup_timeout=args.startup_timeout,
+        )
+        await worker.run(handle_signals=True)
+
+
+def _fail(message: str, status: int = EXIT_ERROR) -> int:
+    print(f"fleet-agent: error: {message}", file=sys.stderr, flush=True)
+    return status
+
+
+def _configure_logging(level: int) -> None:
+    """structlog events on stderr: JSON lines, or readable lines on a terminal."""
+    render: structlog.typing.Processor = (
+        structlog.dev.ConsoleRenderer()
+        if sys.stderr.isatty()
+        else structlog.processors.JSONRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            render,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

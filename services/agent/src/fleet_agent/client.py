@@ -1,0 +1,131 @@
+"""``AgentClient``: the coordinator's agent API over async httpx.
+
+Every call goes through ``_call``: one request, the answer or transport error
+translated into the ``AgentError`` tree, and ``CoordinatorUnavailable`` retried
+with exponential backoff and jitter (stamina) for at most ``retry_timeout``
+seconds. A retried write is safe because every write is fenced by its epoch: if
+the first try landed and only the answer was lost, the retry gets ``LeaseLost``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+import httpx
+import stamina
+
+from .errors import CoordinatorUnavailable, raise_for_answer, translate_transport_errors
+from .models import Claimed, HeartbeatAnswer, JobInfo
+
+__all__ = ["AgentClient"]
+
+_REQUEST_TIMEOUT = 10.0
+
+
+class AgentClient:
+    """An agent's connection to one coordinator; use as ``async with AgentClient(...)``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        retry_timeout: float = 30.0,
+        retry_wait_max: float = 2.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retry_timeout = retry_timeout
+        self.retry_wait_max = retry_wait_max
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            transport=transport,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=_REQUEST_TIMEOUT,
+        )
+
+    async def __aenter__(self) -> AgentClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def claim(
+        self,
+        *,
+        queues: Sequence[str] | None = None,
+        max_jobs: int = 1,
+        wait_seconds: float = 0,
+        retry_timeout: float | None = None,
+    ) -> list[Claimed]:
+        """Lease up to ``max_jobs`` jobs, long-polling up to ``wait_seconds``."""
+        body: dict[str, Any] = {"max_jobs": max_jobs, "wait_seconds": wait_seconds}
+        if queues:
+            body["queues"] = list(queues)
+        data = await self._call(
+            "/v1/claims",
+            body,
+            request_timeout=_REQUEST_TIMEOUT + wait_seconds,
+            retry_timeout=retry_timeout,
+        )
+        return [Claimed.from_json(item) for item in data["leases"]]
+
+    async def heartbeat(
+        self, job_id: str, epoch: int, *, progress: Any = None, retry_timeout: float | None = None
+    ) -> HeartbeatAnswer:
+        """Renew the lease; ``LeaseLost`` if this agent no longer holds ``epoch``."""
+        body: dict[str, Any] = {"epoch": epoch}
+        if progress is not None:
+            body["progress"] = progress
+        data = await self._call(f"/v1/jobs/{job_id}/heartbeat", body, retry_timeout=retry_timeout)
+        return HeartbeatAnswer.from_json(data)
+
+    async def complete(self, job_id: str, epoch: int, result: Any = None) -> JobInfo:
+        """Mark the job succeeded with ``result``."""
+        data = await self._call(f"/v1/jobs/{job_id}/complete", {"epoch": epoch, "result": result})
+        return JobInfo.from_json(data)
+
+    async def fail(self, job_id: str, epoch: int, error: str, *, retryable: bool = True) -> JobInfo:
+        """End the attempt as failed (requeued with backoff while attempts remain)."""
+        body = {"epoch": epoch, "error": error, "retryable": retryable}
+        return JobInfo.from_json(await self._call(f"/v1/jobs/{job_id}/fail", body))
+
+    async def release(self, job_id: str, epoch: int) -> JobInfo:
+        """Give the job back to the queue without counting the attempt."""
+        return JobInfo.from_json(await self._call(f"/v1/jobs/{job_id}/release", {"epoch": epoch}))
+
+    async def _call(
+        self,
+        path: str,
+        body: dict[str, Any],
+        *,
+        request_timeout: float = _REQUEST_TIMEOUT,
+        retry_timeout: float | None = None,
+    ) -> dict[str, Any]:
+        budget = self.retry_timeout if retry_timeout is None else retry_timeout
+        async for attempt in stamina.retry_context(
+            on=CoordinatorUnavailable,
+            attempts=None,
+            timeout=budget,
+            wait_initial=0.05,
+            wait_max=self.retry_wait_max,
+            wait_jitter=0.1,  # stamina's default (1 s) would outlast short leases
+        ):
+            with attempt:
+                with translate_transport_errors(self.base_url):
+                    response = await self._http.post(path, json=body, timeout=request_timeout)
+                raise_for_answer(response)
+                data: dict[str, Any] = response.json()
+                return data
+        raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover

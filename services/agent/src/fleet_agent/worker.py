@@ -1,0 +1,338 @@
+"""``Worker``: claim jobs for free slots, run handlers by kind, heartbeat, report once.
+
+One claim loop long-polls for as many jobs as there are free slots. Each job gets
+a task running its handler and a heartbeat loop renewing the lease every
+``heartbeat_fraction`` of its length. When a heartbeat answers ``cancel_requested``
+or ``lease_lost`` the handler is signalled (``job.cancelled``) and its task
+cancelled. Each run ends in exactly one report (complete, fail or release) or, when
+the lease is lost, none. ``stop()`` (SIGTERM / SIGINT under ``run(handle_signals=
+True)``) stops claiming, gives running jobs ``grace_seconds`` to finish, then
+cancels and releases the rest; jobs claimed after the stop are released unstarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import signal
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from .client import AgentClient
+from .errors import (
+    AgentError,
+    CoordinatorUnavailable,
+    JobFailed,
+    LeaseLost,
+    RequestRejected,
+    Unauthorized,
+)
+from .job import CancelReason, Handler, Job
+from .models import Claimed
+
+__all__ = ["Worker"]
+
+_MIN_BEAT = 0.05
+_REPORTS_NONE = (CancelReason.LEASE_LOST, CancelReason.UNAUTHORIZED)
+
+
+class Worker:
+    """Runs handlers (by job kind) for claimed jobs, at most ``concurrency`` at a time."""
+
+    def __init__(
+        self,
+        client: AgentClient,
+        handlers: Mapping[str, Handler],
+        *,
+        queues: Sequence[str] | None = None,
+        concurrency: int = 1,
+        wait_seconds: float = 5.0,
+        heartbeat_fraction: float = 1 / 3,
+        grace_seconds: float = 10.0,
+        startup_timeout: float = 5.0,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if not 0 < heartbeat_fraction < 1:
+            raise ValueError("heartbeat_fraction must be between 0 and 1")
+        self.client = client
+        self.handlers = dict(handlers)
+        self.queues = list(queues or [])
+        self.concurrency = concurrency
+        self.wait_seconds = wait_seconds
+        self.heartbeat_fraction = heartbeat_fraction
+        self.grace_seconds = grace_seconds
+        self.startup_timeout = startup_timeout
+        self.stats: Counter[str] = Counter()
+        """Counts of ``claimed``, ``succeeded``, ``failed``, ``released``, ``lost`` …"""
+        self.running: dict[str, Job] = {}
+        """Jobs whose handlers run now, by job id."""
+        self.log = structlog.get_logger("fleet_agent")
+        self._tasks: dict[str, _Running] = {}
+        self._stopping = asyncio.Event()
+        self._hurry = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._connected = asyncio.Event()
+
+    @property
+    def connected(self) -> asyncio.Event:
+        """Set once the first claim reached the coordinator."""
+        return self._connected
+
+    def stop(self) -> None:
+        """Stop claiming; running jobs get ``grace_seconds`` before they are released.
+
+        A second call (a second Ctrl-C) ends the grace period at once.
+        """
+        if self._stopping.is_set():
+            self._hurry.set()
+            return
+        self.log.info("agent.stopping", running=len(self._tasks))
+        self._stopping.set()
+
+    async def run(self, *, handle_signals: bool = False) -> None:
+        """Work until ``stop()`` (or SIGTERM/SIGINT); raise ``Unauthorized`` if refused.
+
+        The first claim is retried for ``startup_timeout`` seconds only, so a wrong
+        URL fails fast with ``CoordinatorUnavailable``; after that the worker keeps
+        retrying through coordinator restarts.
+        """
+        loop = asyncio.get_running_loop()
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+        claiming = asyncio.create_task(self._claim_loop())
+        try:
+            await _first(claiming, self._stopping.wait())
+            if claiming.done() and claiming.exception() is not None:
+                raise _fatal(claiming)
+            await self._drain()
+            await claiming
+        except BaseException as exc:
+            revoked = isinstance(exc, Unauthorized)
+            reason = CancelReason.UNAUTHORIZED if revoked else CancelReason.SHUTDOWN
+            self._stopping.set()
+            claiming.cancel()
+            await self._cancel_all(reason)
+            raise
+        finally:
+            if handle_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+            self.log.info("agent.stopped", **self.stats)
+
+    # -- claiming ---------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        pause = 0.1
+        while not self._stopping.is_set():
+            free = self.concurrency - len(self._tasks)
+            if free <= 0:
+                self._slot_freed.clear()
+                await _first(self._slot_freed.wait(), self._stopping.wait())
+                continue
+            first = not self._connected.is_set()
+            try:
+                claimed = await self.client.claim(
+                    queues=self.queues,
+                    max_jobs=free,
+                    wait_seconds=self.wait_seconds,
+                    retry_timeout=self.startup_timeout if first else None,
+                )
+            except CoordinatorUnavailable as exc:
+                if first:
+                    raise
+                self.log.warning("agent.coordinator.unavailable", error=exc.message)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), pause)
+                pause = min(pause * 2, 2.0)
+                continue
+            if first:
+                self._connected.set()
+                self.log.info("agent.connected", url=self.client.base_url)
+            pause = 0.1
+            for item in claimed:
+                self.stats["claimed"] += 1
+                if self._stopping.is_set():
+                    await self._release_unstarted(item)
+                else:
+                    self._start(item)
+
+    async def _release_unstarted(self, item: Claimed) -> None:
+        job = Job(item.job, item.lease)
+        self.log.info("agent.job.not_started", job_id=job.id, epoch=job.epoch)
+        await self._report(job, "release")
+
+    def _start(self, item: Claimed) -> None:
+        job = Job(item.job, item.lease)
+        self.log.info("agent.job.claimed", job_id=job.id, kind=job.kind, epoch=job.epoch)
+        handler = asyncio.create_task(self._call_handler(job), name=f"handler-{job.id}")
+        task = asyncio.create_task(self._run_job(job, handler), name=f"job-{job.id}")
+        self._tasks[job.id] = _Running(job, task, handler)
+        self.running[job.id] = job
+
+    # -- one job ------------------------------------------------------------------
+
+    async def _run_job(self, job: Job, handler_task: asyncio.Task[tuple[str, Any, bool]]) -> None:
+        beating = asyncio.create_task(self._heartbeat_loop(job, handler_task))
+        try:
+            try:
+                action, value, retryable = await handler_task
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if job.cancel_reason is None or (task is not None and task.cancelling()):
+                    raise  # cancelled from outside: this task itself is going away
+                action, value, retryable = "release", None, False
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
+            if job.cancel_reason in _REPORTS_NONE:
+                self.stats["lost"] += 1
+                self.log.warning(
+                    "agent.job.abandoned", job_id=job.id, epoch=job.epoch, reason=job.cancel_reason
+                )
+                return
+            if job.cancel_reason is not None and action != "complete":
+                action = "release"  # cancelled or shut down: give it back, uncounted
+            await self._report(job, action, value, retryable)
+        finally:
+            beating.cancel()
+            handler_task.cancel()
+            self._tasks.pop(job.id, None)
+            self.running.pop(job.id, None)
+            self._slot_freed.set()
+
+    async def _call_handler(self, job: Job) -> tuple[str, Any, bool]:
+        handler = self.handlers.get(job.kind)
+        if handler is None:
+            return "fail", f"no handler for kind {job.kind!r} on this agent", True
+        try:
+            if inspect.iscoroutinefunction(handler):
+                result = await handler(job)
+            else:
+                result = await asyncio.to_thread(handler, job)
+                if inspect.isawaitable(result):
+                    result = await result
+        except JobFailed as exc:
+            return "fail", exc.message, exc.retryable
+        except Exception as exc:
+            self.log.warning("agent.handler.raised", job_id=job.id, error_type=type(exc).__name__)
+            return "fail", f"{type(exc).__name__}: {exc}", True
+        return "complete", result, False
+
+    async def _heartbeat_loop(self, job: Job, handler_task: asyncio.Task[Any]) -> None:
+        beat = max(job.lease_seconds * self.heartbeat_fraction, _MIN_BEAT)
+        interval = beat
+        while True:
+            await asyncio.sleep(interval)
+            interval = beat
+            try:
+                answer = await self.client.heartbeat(
+                    job.id, job.epoch, progress=job.progress, retry_timeout=interval
+                )
+            except CoordinatorUnavailable:
+                continue  # keep trying; a lease that expires meanwhile answers lease_lost
+            except RequestRejected as exc:
+                if exc.status == 413 and job.progress is not None:
+                    self.log.warning("agent.job.progress_too_large", job_id=job.id)
+                    job.progress = None  # the lease is fine; renew it without the progress
+                    interval = _MIN_BEAT
+                    continue
+                self._cancel(job, CancelReason.LEASE_LOST, handler_task)
+                return
+            except LeaseLost:
+                self._cancel(job, CancelReason.LEASE_LOST, handler_task)
+                return
+            except Unauthorized:
+                self._cancel(job, CancelReason.UNAUTHORIZED, handler_task)
+                return
+            job.lease = answer.lease
+            if answer.cancel_requested:
+                self._cancel(job, CancelReason.CANCEL_REQUESTED, handler_task)
+                return
+
+    def _cancel(self, job: Job, reason: CancelReason, task: asyncio.Task[Any]) -> None:
+        if job.cancel_reason is None:
+            job.cancel_reason = reason
+            self.log.info("agent.job.cancelling", job_id=job.id, epoch=job.epoch, reason=reason)
+        job.cancelled.set()
+        task.cancel()
+
+    async def _report(
+        self, job: Job, action: str, value: Any = None, retryable: bool = True
+    ) -> None:
+        """Send the run's one report; a rejection is logged, never retried as another report."""
+        try:
+            if action == "complete":
+                try:
+                    await self.client.complete(job.id, job.epoch, value)
+                except RequestRejected as exc:  # e.g. 413: the result is too large
+                    action, retryable = "fail", False
+                    error = f"the result was rejected: {exc.message}"
+                    await self.client.fail(job.id, job.epoch, error, retryable=False)
+            elif action == "fail":
+                await self.client.fail(job.id, job.epoch, str(value), retryable=retryable)
+            else:
+                await self.client.release(job.id, job.epoch)
+        except AgentError as exc:
+            self.stats["report_rejected"] += 1
+            self.log.warning(
+                "agent.job.report_rejected",
+                job_id=job.id,
+                epoch=job.epoch,
+                action=action,
+                error=exc.message,
+            )
+            return
+        outcome = {"complete": "succeeded", "fail": "failed", "release": "released"}[action]
+        self.stats[outcome] += 1
+        self.log.info(
+            f"agent.job.{outcome}", job_id=job.id, epoch=job.epoch, reason=job.cancel_reason
+        )
+
+    # -- stopping -----------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        tasks = [entry.task for entry in self._tasks.values()]
+        if tasks:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.grace_seconds):
+                    await _first(asyncio.wait(tasks), self._hurry.wait())
+        await self._cancel_all(CancelReason.SHUTDOWN)
+
+    async def _cancel_all(self, reason: CancelReason) -> None:
+        while self._tasks:
+            entries = list(self._tasks.values())
+            for entry in entries:
+                # The job task then sees the handler cancelled and reports (release) itself.
+                self._cancel(entry.job, reason, entry.handler)
+            await asyncio.gather(*(entry.task for entry in entries), return_exceptions=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Running:
+    job: Job
+    task: asyncio.Task[None]
+    handler: asyncio.Task[tuple[str, Any, bool]]
+
+
+def _fatal(task: asyncio.Task[None]) -> BaseException:
+    exc = task.exception()
+    assert exc is not None
+    return exc
+
+
+async def _first(*aws: Any) -> None:
+    """Wait until the first of ``aws`` finishes; cancel the others (not tasks passed in)."""
+    tasks = [a if isinstance(a, asyncio.Task) else asyncio.ensure_future(a) for a in aws]
+    owned = [t for t, a in zip(tasks, aws, strict=True) if t is not a]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in owned:
+            task.cancel()

@@ -1,0 +1,60 @@
+"""AgentClient against the coordinator app in-process: typed answers and the error tree."""
+
+from __future__ import annotations
+
+import pytest
+from fleet_agent import LeaseLost, RequestRejected, Unauthorized
+
+from .conftest import ADMIN, Fleet
+
+
+async def test_claim_heartbeat_complete_return_typed_answers(fleet: Fleet) -> None:
+    """A claimed lease carries epoch 1; heartbeat renews it; complete answers the job."""
+    agent_id, token = await fleet.register()
+    job_id = await fleet.enqueue(payload={"x": 1}, lease_seconds=30)
+    client, _ = fleet.client(token)
+    async with client:
+        [claimed] = await client.claim(max_jobs=5)
+        assert (claimed.job.id, claimed.job.payload, claimed.lease.epoch) == (job_id, {"x": 1}, 1)
+        assert claimed.lease.agent_id == agent_id
+        beat = await client.heartbeat(job_id, 1, progress={"pct": 50})
+        assert beat.cancel_requested is False
+        assert beat.lease.expires_at >= claimed.lease.expires_at
+        done = await client.complete(job_id, 1, {"ok": True})
+    assert done.status == "succeeded"
+
+
+async def test_stale_epochs_raise_lease_lost(fleet: Fleet) -> None:
+    """A call with an epoch the agent does not hold is LeaseLost, carrying the SPEC code."""
+    _, token = await fleet.register()
+    job_id = await fleet.enqueue(lease_seconds=30)
+    client, _ = fleet.client(token)
+    async with client:
+        await client.claim()
+        with pytest.raises(LeaseLost) as caught:
+            await client.complete(job_id, 2)
+        await client.release(job_id, 1)
+        with pytest.raises(LeaseLost):
+            await client.heartbeat(job_id, 1)
+    assert (caught.value.status, caught.value.code) == (409, "lease_lost")
+
+
+@pytest.mark.parametrize("token", ["fa.nobody.nothing", ADMIN])
+async def test_wrong_or_admin_tokens_raise_unauthorized(fleet: Fleet, token: str) -> None:
+    """An unknown token (401) and the admin token on an agent endpoint (403) are Unauthorized."""
+    client, _ = fleet.client(token)
+    async with client:
+        with pytest.raises(Unauthorized) as caught:
+            await client.claim()
+    assert caught.value.status in (401, 403)
+
+
+async def test_other_refusals_raise_request_rejected_with_status_and_code(fleet: Fleet) -> None:
+    """An out-of-range claim is RequestRejected 422 with the coordinator's code and message."""
+    _, token = await fleet.register()
+    client, _ = fleet.client(token)
+    async with client:
+        with pytest.raises(RequestRejected) as caught:
+            await client.claim(max_jobs=1000)
+    assert (caught.value.status, caught.value.code) == (422, "validation_error")
+    assert "422 validation_error" in caught.value.message

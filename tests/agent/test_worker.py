@@ -1,0 +1,347 @@
+"""The Worker against the coordinator app in-process: runs, reports, cancels, stops."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from fleet_agent import (
+    AgentClient,
+    CancelReason,
+    CoordinatorUnavailable,
+    Job,
+    JobFailed,
+    Unauthorized,
+    Worker,
+)
+
+from tests.support.served import free_port
+
+from .conftest import Fleet, eventually
+
+
+@asynccontextmanager
+async def working(worker: Worker) -> AsyncIterator[asyncio.Task[None]]:
+    """Run ``worker`` in a task; stop it and wait for it on exit."""
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(_connected_or_done(worker, task), 10)
+        yield task
+    finally:
+        worker.stop()
+        await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 20)
+
+
+async def _connected_or_done(worker: Worker, task: asyncio.Task[None]) -> None:
+    connected = asyncio.ensure_future(worker.connected.wait())
+    await asyncio.wait({connected, task}, return_when=asyncio.FIRST_COMPLETED)
+    connected.cancel()
+
+
+def outcomes(job: dict[str, Any]) -> list[str]:
+    """The outcomes of a job's runs, oldest first."""
+    return [run["outcome"] for run in job["runs"]]
+
+
+async def test_worker_runs_every_job_with_at_most_concurrency_at_once(fleet: Fleet) -> None:
+    """Twelve jobs all succeed with their handler's result, never more than three at once."""
+    _, token = await fleet.register(capacity=5)
+    ids = [await fleet.enqueue(payload={"n": n}) for n in range(12)]
+    now = peak = 0
+
+    async def handler(job: Job) -> dict[str, int]:
+        nonlocal now, peak
+        now += 1
+        peak = max(peak, now)
+        await asyncio.sleep(0.02)
+        now -= 1
+        return {"double": job.payload["n"] * 2}
+
+    client, _ = fleet.client(token)
+    async with client:
+        worker = Worker(client, {"test": handler}, concurrency=3, wait_seconds=0.5)
+        async with working(worker):
+            await eventually(lambda: worker.stats["succeeded"] == 12)
+    for n, job_id in enumerate(ids):
+        job = await fleet.job(job_id)
+        assert (job["status"], job["result"], outcomes(job)) == (
+            "succeeded",
+            {"double": n * 2},
+            ["succeeded"],
+        )
+    assert peak == 3
+
+
+async def test_handler_errors_fail_the_job_retryable_unless_said_otherwise(fleet: Fleet) -> None:
+    """An exception requeues the job with its message; JobFailed(retryable=False) fails it."""
+    _, token = await fleet.register(capacity=2)
+    flaky = await fleet.enqueue(kind="flaky")
+    broken = await fleet.enqueue(kind="broken")
+
+    async def raise_value_error(job: Job) -> None:
+        raise ValueError("disk full")
+
+    async def give_up(job: Job) -> None:
+        raise JobFailed("input is corrupt", retryable=False)
+
+    client, _ = fleet.client(token)
+    async with client:
+        handlers = {"flaky": raise_value_error, "broken": give_up}
+        worker = Worker(client, handlers, concurrency=2, wait_seconds=0.2)
+        async with working(worker):
+            await eventually(lambda: worker.stats["failed"] >= 2)
+    first = await fleet.job(flaky)
+    assert first["status"] == "queued"  # requeued with backoff
+    assert first["last_error"] == "ValueError: disk full"
+    second = await fleet.job(broken)
+    assert (second["status"], second["last_error"]) == ("failed", "input is corrupt")
+
+
+async def test_a_job_of_an_unknown_kind_fails_with_a_clear_error(fleet: Fleet) -> None:
+    """No handler for the kind: the attempt fails naming the kind, the worker keeps going."""
+    _, token = await fleet.register()
+    job_id = await fleet.enqueue(kind="mystery", max_attempts=1)
+    client, _ = fleet.client(token)
+    async with client:
+        worker = Worker(client, {}, wait_seconds=0.2)
+        async with working(worker):
+            await eventually(lambda: worker.stats["failed"] == 1)
+    job = await fleet.job(job_id)
+    assert job["status"] == "failed"
+    assert "no handler for kind 'mystery'" in job["last_error"]
+
+
+async def test_sync_handlers_run_in_a_thread(fleet: Fleet) -> None:
+    """A plain ``def`` handler works and its return value is the result."""
+    _, token = await fleet.register()
+    job_id = await fleet.enqueue(payload={"word": "hi"})
+    client, _ = fleet.client(token)
+    async with client:
+        worker = Worker(client, {"test": lambda job: job.payload["word"].upper()}, wait_seconds=0.2)
+        async with working(worker):
+            await eventually(lambda: worker.stats["succeeded"] == 1)
+    assert (await fleet.job(job_id))["result"] == "HI"
+
+
+async def test_cancel_request_reaches_the_handler_and_the_job_ends_cancelled(
+    fleet: Fleet,
+) -> None:
+    """An admin cancel stops the running handler at the next heartbeat; one run, cancelled."""
+    _, token = await fleet.register()
+    job_id = await fleet.enqueue(lease_seconds=0.6)
+    started = asyncio.Event()
+    seen: list[CancelReason | None] = []
+
+    async def forever(job: Job) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            seen.append(job.cancel_reason)
+
+    client, _ = fleet.client(token)
+    async with client:
+        worker = Worker(client, {"test": forever}, wait_seconds=0.2)
+        async with working(worker):
+            await asyncio.wait_for(started.wait(), 5)
+            r = await fleet.admin.post(f"/v1/jobs/{job_id}/cancel")
+            assert r.json()["cancel_requested"] is True
+            await eventually(lambda: worker.stats["released"] == 1, within=2)
+    job = await fleet.job(job_id)
+    assert seen == [CancelReason.CANCEL_REQUESTED]
+    assert (job["status"], outcomes(job)) == ("cancelled", ["cancelled"])
+
+
+async def test_a_lost_lease_stops_the_handler_and_nothing_is_reported(fleet: Fleet) -> None:
+    """Heartbeats cut off until the lease is reaped: the handler is cancelled, no report sent."""
+    _, token = await fleet.register()
+    job_id = await fleet.enqueue(lease_seconds=0.5, max_attempts=1)
+    started = asyncio.Event()
+    reasons: list[CancelReason | None] = []
+
+    async def slow(job: Job) -> str:
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            reasons.append(job.cancel_reason)
+            raise
+        return "too late"
+
+    client, transport = fleet.client(token, retry_timeout=0.05)
+    transport.failing["heartbeat"] = -1
+    async with client:
+        worker = Worker(client, {"test": slow}, wait_seconds=0.2)
+        async with working(worker):
+            await asyncio.wait_for(started.wait(), 5)
+            await eventually(lambda: _status_is(fleet, job_id, "failed"))
+            transport.failing.clear()  # the next heartbeat reaches the coordinator: 409
+            await eventually(lambda: worker.stats["lost"] == 1)
+            reports = sum(transport.seen.get(op, 0) for op in ("complete", "fail", "release"))
+    assert reasons == [CancelReason.LEASE_LOST]
+    assert reports == 0
+    assert outcomes(await fleet.job(job_id)) == ["lease_expired"]
+
+
+async def _status_is(fleet: Fleet, job_id: str, status: str) -> bool:
+    return await fleet.status(job_id) == status
+
+
+async def test_stop_finishes_running_jobs_and_releases_jobs_claimed_meanwhile(
+    fleet: Fleet,
+) -> None:
+    """After stop(): the running job completes in the grace period; a job claimed by the
+    long-poll already in flight is released unstarted (attempt not counted)."""
+    _, token = await fleet.register(capacity=2)
+    running = await fleet.enqueue()
+    started, finish = asyncio.Event(), asyncio.Event()
+    calls: list[str] = []
+
+    async def handler(job: Job) -> str:
+        calls.append(job.id)
+        started.set()
+        await finish.wait()
+        return "done"
+
+    client, transport = fleet.client(token)
+    async with client:
+        worker = Worker(client, {"test": handler}, concurrency=2, wait_seconds=3)
+        task = asyncio.create_task(worker.run())
+        await asyncio.wait_for(started.wait(), 5)
+        await transport.wait_seen("claims", 2)  # the long-poll for the free slot is in flight
+        worker.stop()
+        late = await fleet.enqueue()
+        await eventually(lambda: worker.stats["released"] == 1)
+        finish.set()
+        await asyncio.wait_for(task, 10)
+    assert calls == [running]
+    assert (await fleet.job(running))["status"] == "succeeded"
+    job = await fleet.job(late)
+    assert (job["status"], job["attempts"], outcomes(job)) == ("queued", 0, ["released"])
+
+
+async def test_jobs_still_running_after_the_grace_period_are_cancelled_and_released(
+    fleet: Fleet,
+) -> None:
+    """A handler that outlives the grace period is cancelled (reason shutdown) and released."""
+    _, token = await fleet.register()
+    job_id = await fleet.enqueue()
+    started = asyncio.Event()
+    reasons: list[CancelReason | None] = []
+
+    async def stubborn(job: Job) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        finally:
+            reasons.append(job.cancel_reason)
+
+    client, _ = fleet.client(token)
+    async with client:
+        worker = Worker(client, {"test": stubborn}, wait_seconds=0.2, grace_seconds=0.1)
+        task = asyncio.create_task(worker.run())
+        await asyncio.wait_for(started.wait(), 5)
+        worker.stop()
+        await asyncio.wait_for(task, 5)
+    assert reasons == [CancelReason.SHUTDOWN]
+    job = await fleet.job(job_id)
+    assert (job["status"], job["attempts"], outcomes(job)) == ("queued", 0, ["released"])
+
+
+async def test_a_report_that_cannot_connect_is_retried_and_lands_once(fleet: Fleet) -> None:
+    """Two refused connections on complete are retried; the job succeeds with one run."""
+    _, token = await fleet.register()
+    job_id = await fleet.enqueue()
+    client, transport = fleet.client(token)
+    transport.failing["complete"] = 2
+    async with client:
+        worker = Worker(client, {"test": lambda job: "ok"}, wait_seconds=0.2)
+        async with working(worker):
+            await eventually(lambda: worker.stats["succeeded"] == 1)
+    assert transport.seen["complete"] == 3
+    job = await fleet.job(job_id)
+    assert (job["status"], outcomes(job)) == ("succeeded", ["succeeded"])
+
+
+async def test_a_revoked_agent_stops_with_unauthorized(fleet: Fleet) -> None:
+    """Deleting the agent makes run() raise Unauthorized; its running handler is cancelled."""
+    agent_id, token = await fleet.register()
+    await fleet.enqueue()
+    started = asyncio.Event()
+    reasons: list[CancelReason | None] = []
+
+    async def forever(job: Job) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        finally:
+            reasons.append(job.cancel_reason)
+
+    client, _ = fleet.client(token)
+    async with client:
+        worker = Worker(client, {"test": forever}, wait_seconds=0.1)
+        task = asyncio.create_task(worker.run())
+        await asyncio.wait_for(started.wait(), 5)
+        assert (await fleet.admin.delete(f"/v1/agents/{agent_id}")).status_code == 204
+        with pytest.raises(Unauthorized):
+            await asyncio.wait_for(task, 10)
+    assert reasons == [CancelReason.UNAUTHORIZED]
+
+
+async def test_an_unreachable_coordinator_fails_the_first_claim_fast() -> None:
+    """Nothing listens at the URL: run() raises CoordinatorUnavailable after the start-up budget."""
+    async with AgentClient(f"http://127.0.0.1:{free_port()}", "fa.x.y") as client:
+        worker = Worker(client, {}, startup_timeout=0.3)
+        with pytest.raises(CoordinatorUnavailable, match="cannot reach the coordinator"):
+            await asyncio.wait_for(worker.run(), 10)
+
+
+async def test_progress_too_large_is_dropped_and_the_lease_kept(fleet: Fleet) -> None:
+    """A 413 on a heartbeat's progress renews the lease without it; the job still succeeds."""
+    _, token = await fleet.register()
+    job_id = await fleet.enqueue(lease_seconds=0.6)
+    client, transport = fleet.client(token)
+
+    async def chatty(job: Job) -> str:
+        job.progress = "x" * 300_000
+        await transport.wait_seen("heartbeat", 3)
+        return "done"
+
+    async with client:
+        worker = Worker(client, {"test": chatty}, wait_seconds=0.2)
+        async with working(worker):
+            await eventually(lambda: worker.stats["succeeded"] == 1)
+    job = await fleet.job(job_id)
+    assert (job["status"], outcomes(job)) == ("succeeded", ["succeeded"])
+
+
+async def test_a_second_stop_ends_the_grace_period_at_once(fleet: Fleet) -> None:
+    """stop() twice (Ctrl-C twice): the running job is released without waiting out grace."""
+    _, token = await fleet.register()
+    job_id = await fleet.enqueue()
+    started = asyncio.Event()
+
+    async def stubborn(job: Job) -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    client, _ = fleet.client(token)
+    async with client:
+        worker = Worker(client, {"test": stubborn}, wait_seconds=0.2, grace_seconds=60)
+        task = asyncio.create_task(worker.run())
+        await asyncio.wait_for(started.wait(), 5)
+        worker.stop()
+        worker.stop()
+        await asyncio.wait_for(task, 5)
+    assert (await fleet.job(job_id))["status"] == "queued"
+
+
+def test_the_agent_package_does_not_import_the_coordinator() -> None:
+    """Agents install only fleet-agent: importing it (CLI included) loads no fleet_coordinator."""
+    code = "import sys, fleet_agent.cli; sys.exit('fleet_coordinator' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
