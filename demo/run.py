@@ -195,12 +195,19 @@ class Demo:
             # taken over; every other one must have expired and ended with another agent.
             if (victim, "lease_expired") in runs:
                 taken_over += 1
-                ok = ok and job["status"] in ("succeeded", "failed") and runs[-1][0] != victim
+                # Ended by another agent, or (its last attempt spent) failed by the reaper.
+                exhausted = runs[-1] == (victim, "lease_expired") and job["status"] == "failed"
+                ok = ok and job["status"] in ("succeeded", "failed")
+                ok = ok and (runs[-1][0] != victim or exhausted)
             chain = " → ".join(f"{name}: {outcome}" for name, outcome in runs)
             table.add_row(job_id[:8], job["kind"], chain, job["status"])
         console.print(table)
         ok = ok and taken_over > 0
-        verdict = "all finished by the other agents" if ok else "[red]NOT all finished[/red]"
+        verdict = (
+            "all ended (finished by the other agents, or failed with no attempts left)"
+            if ok
+            else "[red]NOT all finished[/red]"
+        )
         console.print(f"{taken_over} jobs taken over from the killed {victim}: {verdict}")
         return ok
 
