@@ -49,7 +49,7 @@ class Plan:
 
     agents: int = 32
     capacity: int = 4
-    lease_seconds: float = 1.5
+    lease_seconds: float = 2.0
     jobs_per_round: int = 400
     duration: float = 20.0
     """Seconds after which no new round is enqueued."""
