@@ -23,7 +23,7 @@ from schemathesis.checks import response_schema_conformance  # type: ignore[attr
 
 from tests.support.served import Served
 
-MAX_EXAMPLES = 6
+MAX_EXAMPLES = 10
 """Examples per operation, mode and token in ``make verify`` (a few seconds each)."""
 
 
@@ -85,6 +85,10 @@ def test_fuzzed_requests_never_get_a_5xx_and_every_4xx_has_the_error_shape(
     )
     @given(case=strategy)
     def fuzz(case: Any) -> None:
+        body = case.body
+        if isinstance(body, dict) and isinstance(body.get("wait_seconds"), int | float):
+            # A long-poll with nothing to claim waits its whole wait_seconds: keep it short.
+            body["wait_seconds"] = min(body["wait_seconds"], 0.05)
         response = case.call(headers=headers, timeout=30)
         status = response.status_code
         seen.add((case.operation.label, status))

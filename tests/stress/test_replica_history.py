@@ -33,9 +33,9 @@ async def test_replicas_under_racing_agents_keep_every_invariant(
     tmp_path: Path, store: str
 ) -> None:
     """Epochs 1..k, no overlapping leases, one completion per job, nothing lost, counts add up."""
-    plan = Plan(duration=5.0, jobs_per_round=60, drain_bound=DRAIN_BOUND, strict=True)
+    plan = Plan(duration=4.0, jobs_per_round=50, drain_bound=DRAIN_BOUND, strict=True)
     stats = await stress(store, tmp_path, plan)
-    _assert_clean(stats, min_claims=60)
+    _assert_clean(stats, min_claims=50)
     assert stats.in_doubt == 0, "no crash in this run: every request must be answered"
 
 
