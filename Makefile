@@ -3,8 +3,13 @@ SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 UV ?= uv
 COSMOS_DIR := infra/cosmos-local
+# make stress: stops at whichever comes first (see docs/reliability.md)
+DURATION ?= 14400
+CLAIMS ?= 1000000
+STORE ?= sqlite
+KILL_EVERY ?= 3
 
-.PHONY: help run setup deps py-deps lint format style typecheck test verify bench cosmos-up cosmos-down clean
+.PHONY: help run setup deps py-deps lint format style typecheck test verify bench stress cosmos-up cosmos-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -38,6 +43,9 @@ verify: setup style test ## what CI runs: setup, lint, format check, mypy strict
 
 bench: setup ## benchmarks; prints ratios measured in one run
 	$(UV) run python -m bench
+
+stress: setup ## long chaos run over 3 real replicas (DURATION=s CLAIMS=n STORE=sqlite|cosmos KILL_EVERY=s)
+	$(UV) run python -m tests.stress --duration $(DURATION) --claims $(CLAIMS) --store $(STORE) --kill-every $(KILL_EVERY)
 
 cosmos-up: ## start the local Cosmos-protocol server in the background (see docs/datastore.md)
 	$(COSMOS_DIR)/cosmos-local up

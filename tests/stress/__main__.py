@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", choices=STORES, default="sqlite")
     parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--agents", type=int, default=32)
-    parser.add_argument("--jobs-per-round", type=int, default=5_000)
+    parser.add_argument("--jobs-per-round", type=int, default=2_000)
     parser.add_argument("--lease", type=float, default=2.0, help="lease seconds")
     parser.add_argument("--kill-every", type=float, default=3.0, help="seconds; 0: no chaos")
     parser.add_argument("--progress-every", type=float, default=10.0, help="seconds")
