@@ -19,7 +19,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
-from schemathesis.checks import response_schema_conformance  # type: ignore[attr-defined]
+from schemathesis.checks import response_schema_conformance
 
 from tests.support.served import Served
 

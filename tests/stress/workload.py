@@ -70,6 +70,8 @@ class Stats:
     """What a run did and found."""
 
     claims_checked: int = 0
+    claims_seen: int = 0
+    """Acknowledged claims so far, checked or not yet (their round is still running)."""
     jobs_checked: int = 0
     rounds: int = 0
     writes_acked: int = 0
@@ -87,9 +89,10 @@ class Stats:
     def line(self) -> str:
         """One progress line."""
         elapsed = time.monotonic() - self.started
-        rate = self.claims_checked / elapsed if elapsed else 0.0
+        rate = self.claims_seen / elapsed if elapsed else 0.0
         return (
-            f"t={elapsed:6.0f}s claims_checked={self.claims_checked} ({rate:.0f}/s) "
+            f"t={elapsed:6.0f}s claims_seen={self.claims_seen} ({rate:.0f}/s) "
+            f"claims_checked={self.claims_checked} "
             f"jobs={self.jobs_checked} rounds={self.rounds} lease_lost={self.lease_lost} "
             f"in_doubt={self.in_doubt} replicas_killed={self.replicas_killed} "
             f"agents_killed={self.agents_killed} violations={len(self.violations)}"
@@ -247,6 +250,7 @@ class Workload:
             self.stats.violations.append(Violation("unknown_claim", job["id"], "not enqueued"))
             return
         self.round_of[job["id"]] = history
+        self.stats.claims_seen += 1
         history.claim(
             Claim(
                 job=job["id"],
