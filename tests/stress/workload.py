@@ -441,19 +441,19 @@ class Workload:
                 r = await self.admin_call("GET", f"/v1/jobs/{job_id}")
             final[job_id] = r.json() if r.status_code == 200 else None
 
+        def status(job_id: str) -> str | None:
+            return (final.get(job_id) or {}).get("status")
+
         while True:
-            todo = [
-                j for j in history.enqueued if j not in final or final[j]["status"] not in TERMINAL
-            ]
+            todo = [j for j in history.enqueued if status(j) not in TERMINAL]
             await asyncio.gather(*(read(j) for j in todo))
-            late = [j for j in history.enqueued if (final[j] or {}).get("status") not in TERMINAL]
+            late = [j for j in history.enqueued if status(j) not in TERMINAL]
             if not late:
                 break
             if time.monotonic() > deadline:
                 for j in late:
-                    status = (final[j] or {}).get("status")
                     self.stats.violations.append(
-                        Violation("not_terminal_in_bound", j, f"still {status}")
+                        Violation("not_terminal_in_bound", j, f"still {status(j)}")
                     )
                 break
             await asyncio.sleep(0.2)  # polling the coordinator's state, not synchronising
