@@ -11,6 +11,7 @@ bounded tests and ``python -m tests.stress`` (``make stress``) both call it.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -72,31 +73,33 @@ def replicas(
 
 @dataclass
 class Chaos:
-    """Every ``every`` seconds (±50 %), SIGKILL and restart a replica or cancel an agent."""
+    """Every ``every`` seconds (±50 %), alternately cancel an agent or SIGKILL a replica.
+
+    A killed replica is restarted at once (on the same port and store); a cancelled
+    agent dies mid-request with its leases, and a newly registered agent replaces it.
+    """
 
     every: float = 3.0
-    replica_share: float = 0.5
-    """Of the kills, the share that hits a replica (the rest hit an agent)."""
     seed: int = 7
 
     async def run(self, servers: list[Served], work: Workload) -> None:
         """Kill until the workload stops enqueuing; returns with every replica running."""
         rng = random.Random(self.seed)
-        while not work.enqueue_stopped.is_set():
+        for kill in itertools.count():
             pause = rng.uniform(0.5 * self.every, 1.5 * self.every)
             try:
                 await asyncio.wait_for(work.enqueue_stopped.wait(), pause)
                 return
             except TimeoutError:
                 pass
-            if rng.random() < self.replica_share:
-                victim = rng.choice(servers)
-                victim.kill()
-                work.stats.replicas_killed += 1
-                # start() blocks while the process comes up; the other replicas serve meanwhile.
-                await asyncio.to_thread(victim.start)
-            else:
+            if kill % 2 == 0:
                 work.kill_agent()
+                continue
+            victim = rng.choice(servers)
+            victim.kill()
+            work.stats.replicas_killed += 1
+            # start() blocks while the process comes up; the other replicas serve meanwhile.
+            await asyncio.to_thread(victim.start)
 
 
 async def stress(
