@@ -97,6 +97,9 @@ class History:
     """Agents with claims whose answer never came (the claim may have leased a job)."""
     doubtful_tokens: set[str] = field(default_factory=set)
     """Result tokens of completions whose answer never came."""
+    doubtful_ends: dict[tuple[str, int], float] = field(default_factory=dict)
+    """(job, epoch) → client send time of a complete/fail/release whose answer never came:
+    the lease may have ended then (the server received it no earlier; one host clock)."""
 
     def claim(self, claim: Claim) -> None:
         """Record an acknowledged claim."""
@@ -112,6 +115,8 @@ class History:
             self.enqueued.pop(job_id, None)
             self.claims.pop(job_id, None)
             self.writes.pop(job_id, None)
+        for key in [k for k in self.doubtful_ends if k[0] in set(job_ids)]:
+            del self.doubtful_ends[key]
 
     @property
     def claim_count(self) -> int:
@@ -155,7 +160,7 @@ def check(
             continue
         found += _check_lost(job_id, job)
         found += _check_epochs(history, job_id, job, claims, strict)
-        found += _check_overlaps(job_id, claims, writes)
+        found += _check_overlaps(history, job_id, claims, writes)
         found += _check_completion(history, job_id, job, writes)
     found += _check_counts(history, final, queue_counts)
     return found
@@ -209,22 +214,25 @@ def _check_epochs(
     return found
 
 
-def _lease_end(claim: Claim, writes: list[Write]) -> float:
-    """The earliest moment the lease of ``claim`` was acknowledged to last until."""
+def _lease_end(history: History, claim: Claim, writes: list[Write]) -> float:
+    """The earliest moment the lease of ``claim`` may have ended, by what was acknowledged."""
     mine = [w for w in writes if w.epoch == claim.epoch and w.agent == claim.agent]
     expiry = max([claim.expires_at, *(w.expires_at for w in mine if w.expires_at is not None)])
     ended = [w.at for w in mine if w.op != "heartbeat"]
-    return min([expiry, *ended])
+    doubt = history.doubtful_ends.get((claim.job, claim.epoch))
+    return min([expiry, *ended, *([] if doubt is None else [doubt])])
 
 
-def _check_overlaps(job_id: str, claims: list[Claim], writes: list[Write]) -> list[Violation]:
+def _check_overlaps(
+    history: History, job_id: str, claims: list[Claim], writes: list[Write]
+) -> list[Violation]:
     found: list[Violation] = []
     for later in claims:
         for earlier in claims:
             if earlier.epoch >= later.epoch:
                 continue
             # Server clock: the new lease began before the old one's acknowledged end.
-            end = _lease_end(earlier, writes)
+            end = _lease_end(history, earlier, writes)
             if later.claimed_at + TOLERANCE < end:
                 found.append(
                     Violation(

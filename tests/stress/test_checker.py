@@ -68,6 +68,17 @@ def test_overlapping_leases_are_reported() -> None:
     assert "overlapping_leases" in _kinds(check(h, final, counts))
 
 
+def test_a_lease_whose_ending_write_was_in_doubt_may_have_ended_when_it_was_sent() -> None:
+    """An unanswered release sent before the next claim explains an early next claim."""
+    h, final, counts = _good()
+    h.claims["j1"][1] = _claim("j1", 2, "b", 101.0)  # epoch 1 was acknowledged until 102.0
+    assert "overlapping_leases" in _kinds(check(h, final, counts))
+    h.doubtful_ends[("j1", 1)] = 100.5  # a release of epoch 1 was sent then, never answered
+    assert check(h, final, counts) == []
+    h.doubtful_ends[("j1", 1)] = 101.5  # ... but sent after the new claim: still an overlap
+    assert "overlapping_leases" in _kinds(check(h, final, counts))
+
+
 def test_a_heartbeat_that_outlives_the_next_claim_is_an_overlap() -> None:
     """A renewal acknowledged to the old holder past the new claim's time fails the check."""
     h, final, counts = _good()

@@ -301,6 +301,10 @@ class Workload:
     ) -> bool:
         """One fenced write; True if acknowledged, False on 409, ``_InDoubtError`` if unknown."""
         sent = time.time()
+        history = self.round_of.get(job_id)
+        ends = op != "heartbeat" and history is not None
+        if ends and history is not None:
+            history.doubtful_ends[(job_id, epoch)] = sent  # until an answer says what happened
         try:
             r = await self._send(
                 agent.home,
@@ -311,11 +315,15 @@ class Workload:
             )
         except ConnectionRefusedError:
             agent.home = (agent.home + 1) % len(self.urls)
+            if ends and history is not None:
+                history.doubtful_ends.pop((job_id, epoch), None)
             return False  # never reached a replica: nothing happened; give the lease up
         except _InDoubtError:
             agent.home = (agent.home + 1) % len(self.urls)
             raise
         acked = time.time()
+        if ends and history is not None:
+            history.doubtful_ends.pop((job_id, epoch), None)
         if r.status_code == 409 and r.json()["error"]["code"] == "lease_lost":
             self.stats.lease_lost += 1
             return False
@@ -323,7 +331,6 @@ class Workload:
             self._unexpected(f"POST /v1/jobs/{{id}}/{op}", r)
             return False
         data = r.json()
-        history = self.round_of.get(job_id)
         if history is None:
             return True
         self.stats.writes_acked += 1
