@@ -10,13 +10,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from .harness import STORES, Chaos, stress
 from .workload import Plan, Stats
+
+
+async def _until_signalled(run: Coroutine[Any, Any, Stats]) -> Stats:
+    """Run, but on SIGINT or SIGTERM cancel it so every replica it started is stopped."""
+    task = asyncio.ensure_future(run)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    return await task
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,18 +68,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="fleet-stress-") as tmp:
-        stats = asyncio.run(
-            stress(
-                args.store,
-                Path(tmp),
-                plan,
-                replica_count=args.replicas,
-                chaos=chaos,
-                progress=progress,
-                every=args.progress_every,
-                keep_logs=False,
-            )
+        run = stress(
+            args.store,
+            Path(tmp),
+            plan,
+            replica_count=args.replicas,
+            chaos=chaos,
+            progress=progress,
+            every=args.progress_every,
+            keep_logs=False,
         )
+        stats = asyncio.run(_until_signalled(run))
     took = time.monotonic() - began
     print(stats.line(), flush=True)
     print(
