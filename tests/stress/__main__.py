@@ -78,7 +78,11 @@ def main(argv: list[str] | None = None) -> int:
             every=args.progress_every,
             keep_logs=False,
         )
-        stats = asyncio.run(_until_signalled(run))
+        try:
+            stats = asyncio.run(_until_signalled(run))
+        except asyncio.CancelledError:
+            print("stress: interrupted; every replica was stopped", flush=True)
+            return 130
     took = time.monotonic() - began
     print(stats.line(), flush=True)
     print(
