@@ -4,7 +4,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV ?= uv
 COSMOS_DIR := infra/cosmos-local
 # make stress: stops at whichever comes first (see docs/reliability.md)
-DURATION ?= 14400
+DURATION ?= 43200
 CLAIMS ?= 1000000
 STORE ?= sqlite
 KILL_EVERY ?= 3

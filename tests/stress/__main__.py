@@ -34,7 +34,7 @@ async def _until_signalled(run: Coroutine[Any, Any, Stats]) -> Stats:
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, run, print the summary; 1 on any violation."""
     parser = argparse.ArgumentParser(prog="python -m tests.stress", description=__doc__)
-    parser.add_argument("--duration", type=float, default=14_400.0, help="seconds (max)")
+    parser.add_argument("--duration", type=float, default=43_200.0, help="seconds (max)")
     parser.add_argument("--claims", type=int, default=1_000_000, help="claims to check (max)")
     parser.add_argument("--store", choices=STORES, default="sqlite")
     parser.add_argument("--replicas", type=int, default=3)
