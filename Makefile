@@ -3,8 +3,13 @@ SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 UV ?= uv
 COSMOS_DIR := infra/cosmos-local
+# make stress: stops at whichever comes first (see docs/reliability.md)
+DURATION ?= 43200
+CLAIMS ?= 1000000
+STORE ?= sqlite
+KILL_EVERY ?= 3
 
-.PHONY: help run demo setup deps py-deps lint format style typecheck test verify generate bench cosmos-up cosmos-down clean
+.PHONY: help run demo setup deps py-deps lint format style typecheck test verify generate bench stress cosmos-up cosmos-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -44,6 +49,9 @@ generate: py-deps ## rewrite the files derived from code: infra/azure/containers
 
 bench: setup ## benchmarks; prints ratios measured in one run
 	$(UV) run python -m bench
+
+stress: setup ## long chaos run over 3 real replicas (DURATION=s CLAIMS=n STORE=sqlite|cosmos KILL_EVERY=s)
+	$(UV) run python -m tests.stress --duration $(DURATION) --claims $(CLAIMS) --store $(STORE) --kill-every $(KILL_EVERY)
 
 cosmos-up: ## start the local Cosmos-protocol server in the background (see docs/datastore.md)
 	$(COSMOS_DIR)/cosmos-local up

@@ -1,0 +1,324 @@
+"""A recorded history of acknowledged claims and writes, and the checker of its invariants.
+
+The workload records what the coordinator *acknowledged* (and, separately, what
+it may or may not have done: requests whose answer never came because a replica
+or an agent died). ``check`` compares that with the final state of every job
+and returns the violations it finds:
+
+``duplicate_epoch``      two acknowledged claims of one job with the same epoch
+``epoch_gap``            the epochs of a job are not exactly 1..k (acknowledged + run history)
+``unknown_claim``        a run the history cannot explain (no acknowledged or in-doubt claim)
+``overlapping_leases``   a claim acknowledged while an earlier lease was still live
+``stale_write``          a write of an older epoch acknowledged after a newer claim
+``double_completion``    two acknowledged completions of one job
+``phantom_completion``   a succeeded job whose result no completion attempt sent
+``terminal_changed``     an acknowledged terminal outcome that the final state does not show
+``lost_job``             an acknowledged enqueue that is gone, or neither terminal nor claimable
+``status_counts``        ``GET /v1/queues`` disagrees with the per-job statuses
+
+Two clock sources are used and never mixed in one comparison: server times (the
+coordinator issues ``expires_at`` and ``updated_at``; all replicas of a run share
+one host clock) and client times (when the harness sent a request and got its
+answer). Times are epoch seconds.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = [
+    "Claim",
+    "History",
+    "Violation",
+    "Write",
+    "check",
+    "parse_time",
+]
+
+TOLERANCE = 2e-6
+"""Seconds of rounding slack: the API shows times with microsecond precision."""
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+STATUSES = ("queued", "leased", "succeeded", "failed", "cancelled")
+MAX_RUNS = 20
+"""Runs a job keeps in its history (older ones are dropped by the coordinator)."""
+
+
+def parse_time(text: str) -> float:
+    """An ISO-8601 time from the API as epoch seconds."""
+    return datetime.fromisoformat(text).timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """An acknowledged claim: the lease as the coordinator issued it."""
+
+    job: str
+    epoch: int
+    agent: str
+    claimed_at: float
+    """Server time of the claim (the job's ``updated_at`` in the claim answer)."""
+    expires_at: float
+    sent: float
+    acked: float
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """An acknowledged (2xx) heartbeat, complete, fail or release of one lease."""
+
+    job: str
+    epoch: int
+    agent: str
+    op: str
+    at: float
+    """Server time of the write (``updated_at``, or ``expires_at - lease`` for a heartbeat)."""
+    sent: float
+    acked: float
+    expires_at: float | None = None
+    """For a heartbeat: the renewed expiry."""
+    status: str | None = None
+    """For complete, fail and release: the job's status in the answer."""
+    token: str | None = None
+    """For complete: the unique result token sent."""
+
+
+@dataclass
+class History:
+    """Everything the workload saw, keyed by job id."""
+
+    enqueued: dict[str, str] = field(default_factory=dict)
+    """Acknowledged enqueues: job id → queue."""
+    claims: dict[str, list[Claim]] = field(default_factory=lambda: defaultdict(list))
+    writes: dict[str, list[Write]] = field(default_factory=lambda: defaultdict(list))
+    doubtful_claims: Counter[str] = field(default_factory=Counter)
+    """Agents with claims whose answer never came (the claim may have leased a job)."""
+    doubtful_tokens: set[str] = field(default_factory=set)
+    """Result tokens of completions whose answer never came."""
+    doubtful_ends: dict[tuple[str, int], float] = field(default_factory=dict)
+    """(job, epoch) → client send time of a complete/fail/release whose answer never came:
+    the lease may have ended then (the server received it no earlier; one host clock)."""
+
+    def claim(self, claim: Claim) -> None:
+        """Record an acknowledged claim."""
+        self.claims[claim.job].append(claim)
+
+    def write(self, write: Write) -> None:
+        """Record an acknowledged write."""
+        self.writes[write.job].append(write)
+
+    def forget(self, job_ids: list[str]) -> None:
+        """Drop checked jobs (a long run checks and forgets round by round)."""
+        for job_id in job_ids:
+            self.enqueued.pop(job_id, None)
+            self.claims.pop(job_id, None)
+            self.writes.pop(job_id, None)
+        for key in [k for k in self.doubtful_ends if k[0] in set(job_ids)]:
+            del self.doubtful_ends[key]
+
+    @property
+    def claim_count(self) -> int:
+        """Acknowledged claims held right now."""
+        return sum(len(c) for c in self.claims.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One broken invariant, with the job it concerns and what was seen."""
+
+    kind: str
+    job: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} job={self.job}: {self.detail}"
+
+
+def check(
+    history: History,
+    final: dict[str, dict[str, Any] | None],
+    queue_counts: dict[str, dict[str, int]],
+    *,
+    strict: bool = True,
+) -> list[Violation]:
+    """Every violation of the invariants in ``history`` against the jobs' final state.
+
+    ``final`` maps each enqueued job id to ``GET /v1/jobs/{id}`` (None for 404);
+    ``queue_counts`` maps queues to their ``GET /v1/queues`` entry, read while
+    the jobs of those queues were quiet. ``strict`` (no crashes in the run)
+    additionally demands that every run of every job was acknowledged.
+    """
+    found: list[Violation] = []
+    for job_id in history.enqueued:
+        job = final.get(job_id)
+        claims = sorted(history.claims.get(job_id, []), key=lambda c: c.epoch)
+        writes = history.writes.get(job_id, [])
+        if job is None:
+            found.append(Violation("lost_job", job_id, "acknowledged enqueue, now 404"))
+            continue
+        found += _check_lost(job_id, job)
+        found += _check_epochs(history, job_id, job, claims, strict)
+        found += _check_overlaps(history, job_id, claims, writes)
+        found += _check_completion(history, job_id, job, writes)
+    found += _check_counts(history, final, queue_counts)
+    return found
+
+
+def _check_lost(job_id: str, job: dict[str, Any]) -> list[Violation]:
+    status = job["status"]
+    if status in TERMINAL or status == "leased":
+        return []
+    if status == "queued" and job["attempts"] < job["max_attempts"]:
+        return []
+    return [Violation("lost_job", job_id, f"status {status} attempts {job['attempts']}")]
+
+
+def _check_epochs(
+    history: History, job_id: str, job: dict[str, Any], claims: list[Claim], strict: bool
+) -> list[Violation]:
+    found: list[Violation] = []
+    acked = Counter(c.epoch for c in claims)
+    for epoch, n in acked.items():
+        if n > 1:
+            found.append(Violation("duplicate_epoch", job_id, f"epoch {epoch} acknowledged {n}x"))
+    runs = job.get("runs") or []
+    run_epochs = [int(r["epoch"]) for r in runs]
+    top = max([*run_epochs, *acked, 0])
+    complete_runs = len(runs) < MAX_RUNS
+    if run_epochs and run_epochs != list(range(run_epochs[0], run_epochs[-1] + 1)):
+        found.append(Violation("epoch_gap", job_id, f"run epochs {run_epochs}"))
+    if complete_runs and run_epochs and run_epochs[0] != 1:
+        found.append(Violation("epoch_gap", job_id, f"run history starts at {run_epochs[0]}"))
+    if complete_runs and set(acked) | set(run_epochs) != set(range(1, top + 1)):
+        seen = sorted(set(acked) | set(run_epochs))
+        found.append(Violation("epoch_gap", job_id, f"epochs {seen}, expected 1..{top}"))
+    by_epoch = {c.epoch: c for c in claims}
+    for run in runs:
+        epoch, agent = int(run["epoch"]), run["agent_id"]
+        claim = by_epoch.get(epoch)
+        if claim is not None:
+            if claim.agent != agent:
+                found.append(
+                    Violation(
+                        "duplicate_epoch",
+                        job_id,
+                        f"epoch {epoch} acknowledged to {claim.agent}, run is {agent}'s",
+                    )
+                )
+        elif strict or history.doubtful_claims[agent] == 0:
+            found.append(
+                Violation("unknown_claim", job_id, f"run of epoch {epoch} by {agent} never acked")
+            )
+    return found
+
+
+def _lease_end(history: History, claim: Claim, writes: list[Write]) -> float:
+    """The earliest moment the lease of ``claim`` may have ended, by what was acknowledged."""
+    mine = [w for w in writes if w.epoch == claim.epoch and w.agent == claim.agent]
+    expiry = max([claim.expires_at, *(w.expires_at for w in mine if w.expires_at is not None)])
+    ended = [w.at for w in mine if w.op != "heartbeat"]
+    doubt = history.doubtful_ends.get((claim.job, claim.epoch))
+    return min([expiry, *ended, *([] if doubt is None else [doubt])])
+
+
+def _check_overlaps(
+    history: History, job_id: str, claims: list[Claim], writes: list[Write]
+) -> list[Violation]:
+    found: list[Violation] = []
+    for later in claims:
+        for earlier in claims:
+            if earlier.epoch >= later.epoch:
+                continue
+            # Server clock: the new lease began before the old one's acknowledged end.
+            end = _lease_end(history, earlier, writes)
+            if later.claimed_at + TOLERANCE < end:
+                found.append(
+                    Violation(
+                        "overlapping_leases",
+                        job_id,
+                        f"epoch {later.epoch} claimed at {later.claimed_at:.6f}, "
+                        f"epoch {earlier.epoch} live until {end:.6f}",
+                    )
+                )
+        for w in writes:
+            if w.epoch >= later.epoch:
+                continue
+            # Server clock: the coordinator accepted an old epoch after the new claim.
+            if w.at > later.claimed_at + TOLERANCE:
+                found.append(
+                    Violation(
+                        "stale_write",
+                        job_id,
+                        f"{w.op} of epoch {w.epoch} at {w.at:.6f} after epoch "
+                        f"{later.epoch} was claimed at {later.claimed_at:.6f}",
+                    )
+                )
+            # Client clock: sent after the new claim was acknowledged, and still accepted.
+            elif w.sent > later.acked:
+                found.append(
+                    Violation(
+                        "stale_write",
+                        job_id,
+                        f"{w.op} of epoch {w.epoch} sent at {w.sent:.6f} was accepted; "
+                        f"epoch {later.epoch} was acknowledged at {later.acked:.6f}",
+                    )
+                )
+    return found
+
+
+def _check_completion(
+    history: History, job_id: str, job: dict[str, Any], writes: list[Write]
+) -> list[Violation]:
+    found: list[Violation] = []
+    completes = [w for w in writes if w.op == "complete"]
+    status = job["status"]
+    if len(completes) > 1:
+        epochs = [w.epoch for w in completes]
+        found.append(Violation("double_completion", job_id, f"completed by epochs {epochs}"))
+    token = (job.get("result") or {}).get("token") if isinstance(job.get("result"), dict) else None
+    if completes:
+        if status != "succeeded" or token != completes[-1].token:
+            found.append(
+                Violation(
+                    "terminal_changed",
+                    job_id,
+                    f"completion of epoch {completes[-1].epoch} acknowledged; now {status}",
+                )
+            )
+    elif status == "succeeded" and token not in history.doubtful_tokens:
+        found.append(Violation("phantom_completion", job_id, f"result token {token!r}"))
+    runs = job.get("runs") or []
+    succeeded_runs = [r for r in runs if r["outcome"] == "succeeded"]
+    if len(succeeded_runs) > 1:
+        found.append(
+            Violation("double_completion", job_id, f"{len(succeeded_runs)} runs succeeded")
+        )
+    for w in writes:
+        if w.op in ("fail", "release") and w.status in TERMINAL and status != w.status:
+            found.append(
+                Violation("terminal_changed", job_id, f"{w.op} answered {w.status}; now {status}")
+            )
+    return found
+
+
+def _check_counts(
+    history: History,
+    final: dict[str, dict[str, Any] | None],
+    queue_counts: dict[str, dict[str, int]],
+) -> list[Violation]:
+    found: list[Violation] = []
+    expected: dict[str, Counter[str]] = defaultdict(Counter)
+    for job_id, queue in history.enqueued.items():
+        job = final.get(job_id)
+        expected[queue]["enqueued"] += 1
+        if job is not None:
+            expected[queue][job["status"]] += 1
+    for queue, seen in queue_counts.items():
+        want = expected.get(queue, Counter())
+        got = {s: int(seen.get(s, 0)) for s in STATUSES}
+        if any(got[s] != want[s] for s in STATUSES) or sum(got.values()) != want["enqueued"]:
+            detail = f"queues says {got}, jobs say {dict(want)}"
+            found.append(Violation("status_counts", queue, detail))
+    return found

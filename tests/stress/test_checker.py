@@ -1,0 +1,170 @@
+"""The history checker passes a good history and fails each kind of fabricated bad one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from .history import Claim, History, Violation, Write, check
+
+LEASE = 2.0
+
+
+def _run(epoch: int, agent: str, at: float, outcome: str, ended: float | None) -> dict[str, Any]:
+    return {"epoch": epoch, "agent_id": agent, "claimed_at": at, "outcome": outcome, "ended": ended}
+
+
+def _claim(job: str, epoch: int, agent: str, at: float) -> Claim:
+    return Claim(job, epoch, agent, at, at + LEASE, sent=at - 0.01, acked=at + 0.01)
+
+
+def _good() -> tuple[History, dict[str, dict[str, Any] | None], dict[str, dict[str, int]]]:
+    """Job j1: epoch 1 by a expires, epoch 2 by b heartbeats then completes. j2: queued."""
+    h = History()
+    h.enqueued.update(j1="q", j2="q")
+    h.claim(_claim("j1", 1, "a", 100.0))
+    h.claim(_claim("j1", 2, "b", 102.5))
+    h.write(Write("j1", 2, "b", "heartbeat", 103.0, 103.0, 103.1, expires_at=105.0))
+    h.write(Write("j1", 2, "b", "complete", 104.0, 104.0, 104.1, status="succeeded", token="t2"))
+    final: dict[str, dict[str, Any] | None] = {
+        "j1": {
+            "status": "succeeded",
+            "attempts": 2,
+            "max_attempts": 3,
+            "result": {"token": "t2"},
+            "runs": [
+                _run(1, "a", 100.0, "lease_expired", 102.2),
+                _run(2, "b", 102.5, "succeeded", 104.0),
+            ],
+        },
+        "j2": {"status": "queued", "attempts": 0, "max_attempts": 3, "result": None, "runs": []},
+    }
+    counts = {"q": {"queued": 1, "leased": 0, "succeeded": 1, "failed": 0, "cancelled": 0}}
+    return h, final, counts
+
+
+def _kinds(found: list[Violation]) -> set[str]:
+    return {v.kind for v in found}
+
+
+def test_a_consistent_history_has_no_violation() -> None:
+    """Expiry, a new claim after it, heartbeat and one completion: nothing is reported."""
+    h, final, counts = _good()
+    assert check(h, final, counts) == []
+
+
+def test_a_duplicate_epoch_is_reported() -> None:
+    """Two acknowledged claims of one job with one epoch fail the check."""
+    h, final, counts = _good()
+    h.claim(_claim("j1", 2, "c", 103.5))
+    assert "duplicate_epoch" in _kinds(check(h, final, counts))
+
+
+def test_overlapping_leases_are_reported() -> None:
+    """A claim acknowledged while the previous lease was still live fails the check."""
+    h, final, counts = _good()
+    h.claims["j1"][1] = _claim("j1", 2, "b", 101.0)  # epoch 1 lives until 102.0
+    assert "overlapping_leases" in _kinds(check(h, final, counts))
+
+
+def test_a_lease_whose_ending_write_was_in_doubt_may_have_ended_when_it_was_sent() -> None:
+    """An unanswered release sent before the next claim explains an early next claim."""
+    h, final, counts = _good()
+    h.claims["j1"][1] = _claim("j1", 2, "b", 101.0)  # epoch 1 was acknowledged until 102.0
+    assert "overlapping_leases" in _kinds(check(h, final, counts))
+    h.doubtful_ends[("j1", 1)] = 100.5  # a release of epoch 1 was sent then, never answered
+    assert check(h, final, counts) == []
+    h.doubtful_ends[("j1", 1)] = 101.5  # ... but sent after the new claim: still an overlap
+    assert "overlapping_leases" in _kinds(check(h, final, counts))
+
+
+def test_a_heartbeat_that_outlives_the_next_claim_is_an_overlap() -> None:
+    """A renewal acknowledged to the old holder past the new claim's time fails the check."""
+    h, final, counts = _good()
+    h.write(Write("j1", 1, "a", "heartbeat", 101.5, 101.5, 101.6, expires_at=103.5))
+    kinds = _kinds(check(h, final, counts))
+    assert "overlapping_leases" in kinds
+
+
+def test_a_stale_write_accepted_after_a_new_claim_is_reported() -> None:
+    """An old epoch's write acknowledged after the new claim (either clock) fails the check."""
+    h, final, counts = _good()
+    h.write(Write("j1", 1, "a", "release", 102.6, 102.6, 102.7, status="queued"))
+    assert "stale_write" in _kinds(check(h, final, counts))
+    h, final, counts = _good()
+    # Server time looks fine, but it was sent after the new claim was acknowledged.
+    h.write(Write("j1", 1, "a", "heartbeat", 102.0, 102.6, 102.7, expires_at=102.4))
+    assert "stale_write" in _kinds(check(h, final, counts))
+
+
+def test_a_double_completion_is_reported() -> None:
+    """Two acknowledged completions of one job fail the check."""
+    h, final, counts = _good()
+    h.write(Write("j1", 1, "a", "complete", 101.0, 101.0, 101.1, status="succeeded", token="t1"))
+    assert "double_completion" in _kinds(check(h, final, counts))
+
+
+def test_a_completion_no_agent_sent_is_reported() -> None:
+    """A succeeded job whose result matches no completion attempt fails the check."""
+    h, final, counts = _good()
+    h.writes["j1"] = [w for w in h.writes["j1"] if w.op != "complete"]
+    assert "phantom_completion" in _kinds(check(h, final, counts))
+    h.doubtful_tokens.add("t2")  # a completion whose answer was lost explains it
+    assert check(h, final, counts) == []
+
+
+def test_a_lost_job_is_reported() -> None:
+    """An acknowledged enqueue that is gone, or stuck unclaimable, fails the check."""
+    h, final, counts = _good()
+    final["j2"] = None
+    assert "lost_job" in _kinds(check(h, final, counts))
+    h, final, counts = _good()
+    final["j2"] = {"status": "queued", "attempts": 3, "max_attempts": 3, "runs": []}
+    assert "lost_job" in _kinds(check(h, final, counts))
+
+
+def test_a_downgraded_terminal_job_is_reported() -> None:
+    """A job whose acknowledged completion is not its final state fails the check."""
+    h, final, counts = _good()
+    job = final["j1"]
+    assert job is not None
+    job["status"] = "queued"
+    counts["q"]["queued"], counts["q"]["succeeded"] = 2, 0
+    assert "terminal_changed" in _kinds(check(h, final, counts))
+
+
+@pytest.mark.parametrize(
+    "runs",
+    [
+        [_run(1, "a", 100.0, "lease_expired", 102.2), _run(3, "b", 102.5, "succeeded", 104.0)],
+        [_run(2, "b", 102.5, "succeeded", 104.0)],
+    ],
+    ids=["gap", "missing-first"],
+)
+def test_epochs_that_are_not_one_to_k_are_reported(runs: list[dict[str, Any]]) -> None:
+    """Run epochs with a gap, or not starting at 1, fail the check."""
+    h, final, counts = _good()
+    job = final["j1"]
+    assert job is not None
+    job["runs"] = runs
+    assert "epoch_gap" in _kinds(check(h, final, counts))
+
+
+def test_a_run_nobody_acknowledged_is_reported_unless_a_claim_was_in_doubt() -> None:
+    """An extra run is a violation, unless its agent had a claim whose answer was lost."""
+    h, final, counts = _good()
+    job = final["j1"]
+    assert job is not None
+    job["runs"].append(_run(3, "z", 105.0, "lease_expired", 107.0))
+    assert "unknown_claim" in _kinds(check(h, final, counts, strict=False))
+    h.doubtful_claims["z"] += 1
+    assert check(h, final, counts, strict=False) == []
+    assert "unknown_claim" in _kinds(check(h, final, counts, strict=True))
+
+
+def test_status_counts_that_do_not_add_up_are_reported() -> None:
+    """GET /v1/queues disagreeing with the per-job statuses fails the check."""
+    h, final, counts = _good()
+    counts["q"]["queued"] = 0
+    assert "status_counts" in _kinds(check(h, final, counts))

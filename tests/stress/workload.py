@@ -1,0 +1,476 @@
+"""The stress workload: agents that claim and misbehave over real HTTP, recorded round by round.
+
+``Workload.run()`` enqueues jobs in rounds (one queue per round, batches with
+idempotency keys so a retry after a crash enqueues each job once), while
+``agents`` agent tasks (each a registered agent, spread over the replicas)
+claim from every queue and then, per lease, randomly: complete (after 0-2
+heartbeats), fail (retryable or not), release, abandon it, or sleep past the
+lease and then try to complete. Each round is checked (``history.check``) as
+soon as all its jobs are terminal, then forgotten, so memory stays bounded
+however long the run.
+
+A request whose answer never came (a killed replica, a cancelled agent, a 503)
+is recorded as *in doubt*, never as acknowledged. Every loop is bounded by
+``Plan.duration``/``Plan.max_claims`` and by ``Plan.drain_bound`` after that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from .history import TERMINAL, Claim, History, Violation, Write, check, parse_time
+
+__all__ = ["ACTIONS", "Plan", "Stats", "Workload"]
+
+ACTIONS = {
+    "complete": 0.55,
+    "fail": 0.1,
+    "fail_final": 0.03,
+    "release": 0.12,
+    "abandon": 0.1,
+    "late_complete": 0.05,
+    "heartbeats": 0.05,
+}
+"""What an agent does with a lease, and how often."""
+
+
+@dataclass
+class Plan:
+    """The shape and bounds of one run."""
+
+    agents: int = 32
+    capacity: int = 4
+    lease_seconds: float = 2.0
+    jobs_per_round: int = 400
+    duration: float = 20.0
+    """Seconds after which no new round is enqueued."""
+    max_claims: int = 1_000_000
+    """Acknowledged claims after which no new round is enqueued."""
+    drain_bound: float = 60.0
+    """Seconds within which every job must be terminal once enqueuing (and chaos) stopped."""
+    round_bound: float = 300.0
+    """Seconds a round may take while the run is still going."""
+    strict: bool = True
+    """No crashes in this run: every run of every job must have been acknowledged."""
+    seed: int = 1
+    actions: dict[str, float] = field(default_factory=lambda: dict(ACTIONS))
+
+
+@dataclass
+class Stats:
+    """What a run did and found."""
+
+    claims_checked: int = 0
+    claims_seen: int = 0
+    """Acknowledged claims so far, checked or not yet (their round is still running)."""
+    jobs_checked: int = 0
+    rounds: int = 0
+    writes_acked: int = 0
+    lease_lost: int = 0
+    in_doubt: int = 0
+    agents_killed: int = 0
+    replicas_killed: int = 0
+    started: float = field(default_factory=time.monotonic)
+    elapsed: float = 0.0
+    drain_seconds: float = 0.0
+    """Seconds from the end of enqueuing (and chaos) until every job was terminal."""
+    violations: list[Violation] = field(default_factory=list)
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+    def line(self) -> str:
+        """One progress line."""
+        elapsed = time.monotonic() - self.started
+        rate = self.claims_seen / elapsed if elapsed else 0.0
+        return (
+            f"t={elapsed:6.0f}s claims_seen={self.claims_seen} ({rate:.0f}/s) "
+            f"claims_checked={self.claims_checked} "
+            f"jobs={self.jobs_checked} rounds={self.rounds} lease_lost={self.lease_lost} "
+            f"in_doubt={self.in_doubt} replicas_killed={self.replicas_killed} "
+            f"agents_killed={self.agents_killed} violations={len(self.violations)}"
+        )
+
+
+class _InDoubtError(Exception):
+    """The request's outcome is unknown (no answer, or 503)."""
+
+
+@dataclass
+class _Agent:
+    id: str
+    headers: dict[str, str]
+    home: int
+
+
+class Workload:
+    """Agents, rounds and the recorded history against ``urls`` (coordinator replicas)."""
+
+    def __init__(self, urls: list[str], admin_token: str, plan: Plan) -> None:
+        self.urls = urls
+        self.admin = {"Authorization": f"Bearer {admin_token}"}
+        self.plan = plan
+        self.stats = Stats()
+        self.rng = random.Random(plan.seed)
+        self.run_id = uuid.uuid4().hex[:8]
+        self.doubtful_claims: Counter[str] = Counter()
+        self.doubtful_tokens: set[str] = set()
+        self.rounds: dict[str, History] = {}
+        self.round_of: dict[str, History] = {}
+        self.enqueue_stopped = asyncio.Event()
+        self.stopped_at: float | None = None
+        self.agents: dict[int, asyncio.Task[None]] = {}
+        self._next_agent = 0
+        self._quit = asyncio.Event()
+        self.http = httpx.AsyncClient(
+            timeout=httpx.Timeout(30.0, connect=5.0),
+            limits=httpx.Limits(max_connections=4 * plan.agents + 32),
+        )
+
+    async def __aenter__(self) -> Workload:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._quit.set()
+        for task in self.agents.values():
+            task.cancel()
+        await asyncio.gather(*self.agents.values(), return_exceptions=True)
+        await self.http.aclose()
+
+    # -- requests --------------------------------------------------------------------------
+
+    async def _send(
+        self, home: int, method: str, path: str, headers: dict[str, str], body: Any = None
+    ) -> httpx.Response:
+        """One request to replica ``home``; ``_InDoubtError`` when its outcome is unknown."""
+        try:
+            r = await self.http.request(method, self.urls[home] + path, headers=headers, json=body)
+        except httpx.ConnectError as exc:
+            raise ConnectionRefusedError(str(exc)) from exc  # never reached the replica
+        except httpx.TransportError as exc:
+            raise _InDoubtError(str(exc)) from exc
+        if r.status_code == 503:
+            raise _InDoubtError(r.text)
+        return r
+
+    async def admin_call(self, method: str, path: str, body: Any = None) -> httpx.Response:
+        """An admin request, retried on other replicas until it is answered (bounded)."""
+        for attempt in range(200):
+            home = attempt % len(self.urls)
+            try:
+                r = await self._send(home, method, path, self.admin, body)
+            except (ConnectionRefusedError, _InDoubtError):
+                await asyncio.sleep(0.05)  # back-off while a replica restarts
+                continue
+            if r.status_code >= 400:
+                self._unexpected(path, r)
+            return r
+        raise RuntimeError(f"{method} {path}: no replica answered")
+
+    def _unexpected(self, what: str, r: httpx.Response) -> None:
+        self.stats.violations.append(
+            Violation("unexpected_status", what, f"{r.status_code} {r.text[:200]}")
+        )
+
+    # -- agents ----------------------------------------------------------------------------
+
+    def start_agents(self) -> None:
+        """Start ``plan.agents`` agent tasks."""
+        for _ in range(self.plan.agents):
+            self._spawn()
+
+    def _spawn(self) -> None:
+        index = self._next_agent
+        self._next_agent += 1
+        self.agents[index] = asyncio.create_task(self._agent(index), name=f"agent-{index}")
+
+    def kill_agent(self) -> None:
+        """Cancel a random agent task abruptly (a crashed worker) and start a new agent."""
+        index = self.rng.choice(sorted(self.agents))
+        self.agents.pop(index).cancel()
+        self.stats.agents_killed += 1
+        self._spawn()
+
+    async def _agent(self, index: int) -> None:
+        body = {"name": f"stress-{index}", "capacity": self.plan.capacity}
+        created = (await self.admin_call("POST", "/v1/agents", body)).json()
+        headers = {"Authorization": f"Bearer {created['token']}"}
+        agent = _Agent(created["agent"]["id"], headers, index % len(self.urls))
+        rng = random.Random(f"{self.plan.seed}-{index}")
+        working: set[asyncio.Task[None]] = set()
+        try:
+            while not self._quit.is_set():
+                if len(working) >= self.plan.capacity:
+                    # Every slot is busy: claim again when a lease's work ends.
+                    _, working = await asyncio.wait(working, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                claim = {"max_jobs": self.plan.capacity - len(working), "wait_seconds": 1}
+                for item in await self._claim(agent, claim):
+                    working.add(asyncio.create_task(self._work(agent, item, rng)))
+        finally:
+            for task in working:  # a killed agent's work dies with it
+                task.cancel()
+
+    async def _claim(self, agent: _Agent, claim: dict[str, Any]) -> list[dict[str, Any]]:
+        sent = time.time()
+        self.doubtful_claims[agent.id] += 1  # until an answer says what happened
+        try:
+            r = await self._send(agent.home, "POST", "/v1/claims", agent.headers, claim)
+        except ConnectionRefusedError:
+            self.doubtful_claims[agent.id] -= 1
+            agent.home = (agent.home + 1) % len(self.urls)
+            await asyncio.sleep(0.05)  # back-off while a replica restarts
+            return []
+        except _InDoubtError:
+            self.stats.in_doubt += 1
+            agent.home = (agent.home + 1) % len(self.urls)
+            return []
+        self.doubtful_claims[agent.id] -= 1
+        acked = time.time()
+        if r.status_code != 200:
+            self._unexpected("POST /v1/claims", r)
+            return []
+        leases: list[dict[str, Any]] = r.json()["leases"]
+        for item in leases:
+            self._record_claim(agent, item, sent, acked)
+        return leases
+
+    def _record_claim(self, agent: _Agent, item: dict[str, Any], sent: float, acked: float) -> None:
+        job, lease = item["job"], item["lease"]
+        history = self.rounds.get(job["queue"])
+        if history is None:
+            # A job of no round: only possible if the coordinator invented or lost track of one.
+            self.stats.violations.append(Violation("unknown_claim", job["id"], "not enqueued"))
+            return
+        self.round_of[job["id"]] = history
+        self.stats.claims_seen += 1
+        history.claim(
+            Claim(
+                job=job["id"],
+                epoch=int(lease["epoch"]),
+                agent=agent.id,
+                claimed_at=parse_time(job["updated_at"]),
+                expires_at=parse_time(lease["expires_at"]),
+                sent=sent,
+                acked=acked,
+            )
+        )
+
+    async def _work(self, agent: _Agent, item: dict[str, Any], rng: random.Random) -> None:
+        job_id, epoch = item["job"]["id"], int(item["lease"]["epoch"])
+        action = rng.choices(list(self.plan.actions), list(self.plan.actions.values()))[0]
+        self.stats.outcomes[action] += 1
+        lease = self.plan.lease_seconds
+        try:
+            if action in ("complete", "heartbeats"):
+                beats = rng.randint(0, 2) if action == "complete" else rng.randint(3, 5)
+                for _ in range(beats):
+                    await asyncio.sleep(rng.uniform(0, lease / 4))
+                    if not await self._write(agent, job_id, epoch, "heartbeat", {}):
+                        return
+                await self._complete(agent, job_id, epoch)
+            elif action == "fail":
+                await self._write(agent, job_id, epoch, "fail", {"error": "boom"})
+            elif action == "fail_final":
+                body = {"error": "fatal", "retryable": False}
+                await self._write(agent, job_id, epoch, "fail", body)
+            elif action == "release":
+                await self._write(agent, job_id, epoch, "release", {})
+            elif action == "late_complete":
+                await asyncio.sleep(lease + rng.uniform(0.05, 0.5))  # past the lease, on purpose
+                await self._complete(agent, job_id, epoch)
+            # "abandon": do nothing; the reaper must take the job back.
+        except _InDoubtError:
+            self.stats.in_doubt += 1
+
+    async def _complete(self, agent: _Agent, job_id: str, epoch: int) -> None:
+        token = f"{agent.id}:{epoch}:{uuid.uuid4().hex[:8]}"
+        self.doubtful_tokens.add(token)  # stays there if no answer comes (or we are cancelled)
+        await self._write(agent, job_id, epoch, "complete", {"result": {"token": token}})
+        self.doubtful_tokens.discard(token)
+
+    async def _write(
+        self, agent: _Agent, job_id: str, epoch: int, op: str, body: dict[str, Any]
+    ) -> bool:
+        """One fenced write; True if acknowledged, False on 409, ``_InDoubtError`` if unknown."""
+        sent = time.time()
+        history = self.round_of.get(job_id)
+        ends = op != "heartbeat" and history is not None
+        if ends and history is not None:
+            history.doubtful_ends[(job_id, epoch)] = sent  # until an answer says what happened
+        try:
+            r = await self._send(
+                agent.home,
+                "POST",
+                f"/v1/jobs/{job_id}/{op}",
+                agent.headers,
+                {"epoch": epoch, **body},
+            )
+        except ConnectionRefusedError:
+            agent.home = (agent.home + 1) % len(self.urls)
+            if ends and history is not None:
+                history.doubtful_ends.pop((job_id, epoch), None)
+            return False  # never reached a replica: nothing happened; give the lease up
+        except _InDoubtError:
+            agent.home = (agent.home + 1) % len(self.urls)
+            raise
+        acked = time.time()
+        if ends and history is not None:
+            history.doubtful_ends.pop((job_id, epoch), None)
+        if r.status_code == 409 and r.json()["error"]["code"] == "lease_lost":
+            self.stats.lease_lost += 1
+            return False
+        if r.status_code != 200:
+            self._unexpected(f"POST /v1/jobs/{{id}}/{op}", r)
+            return False
+        data = r.json()
+        if history is None:
+            return True
+        self.stats.writes_acked += 1
+        if op == "heartbeat":
+            expires = parse_time(data["lease"]["expires_at"])
+            at, status, token = expires - self.plan.lease_seconds, None, None
+        else:
+            expires, at, status = None, parse_time(data["updated_at"]), data["status"]
+            token = body["result"]["token"] if op == "complete" else None
+        history.write(Write(job_id, epoch, agent.id, op, at, sent, acked, expires, status, token))
+        return True
+
+    # -- rounds ----------------------------------------------------------------------------
+
+    async def run(
+        self, progress: Callable[[Stats], None] | None = None, every: float = 10.0
+    ) -> Stats:
+        """Enqueue, work and check round after round until the plan's bounds; return the stats."""
+        self.stats.started = time.monotonic()
+        self.start_agents()
+        reporter = asyncio.create_task(self._report(progress, every)) if progress else None
+        try:
+            pending = [await self._enqueue_round()]
+            while pending:
+                if len(pending) == 1 and not self.enqueue_stopped.is_set():
+                    # Keep the agents busy: the next round goes in once this one has
+                    # nothing left to hand out.
+                    await self._wait_quiet(pending[0], ("queued",), self._deadline())
+                    if self._done():
+                        self.stop_enqueue()
+                    else:
+                        pending.append(await self._enqueue_round())
+                await self._finish_round(pending.pop(0))
+                if not pending and not self.enqueue_stopped.is_set():
+                    pending.append(await self._enqueue_round())
+        finally:
+            if reporter is not None:
+                reporter.cancel()
+        self.stats.elapsed = time.monotonic() - self.stats.started
+        if self.stopped_at is not None:
+            self.stats.drain_seconds = time.monotonic() - self.stopped_at
+        return self.stats
+
+    def stop_enqueue(self) -> None:
+        """No new rounds from now on; the drain bound starts counting."""
+        if not self.enqueue_stopped.is_set():
+            self.stopped_at = time.monotonic()
+            self.enqueue_stopped.set()
+
+    def _done(self) -> bool:
+        recorded = sum(h.claim_count for h in self.rounds.values())
+        elapsed = time.monotonic() - self.stats.started
+        return (
+            elapsed >= self.plan.duration
+            or self.stats.claims_checked + recorded >= self.plan.max_claims
+        )
+
+    def _deadline(self) -> float:
+        if self.stopped_at is not None:
+            return self.stopped_at + self.plan.drain_bound
+        return time.monotonic() + self.plan.round_bound
+
+    async def _report(self, progress: Callable[[Stats], None], every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            progress(self.stats)
+
+    async def _enqueue_round(self) -> str:
+        queue = f"{self.run_id}-r{self.stats.rounds + len(self.rounds)}"
+        history = History(
+            doubtful_claims=self.doubtful_claims, doubtful_tokens=self.doubtful_tokens
+        )
+        self.rounds[queue] = history  # before any job exists: a claim may come back first
+        n = self.plan.jobs_per_round
+        for start in range(0, n, 1000):
+            jobs = [
+                {
+                    "queue": queue,
+                    "kind": "stress",
+                    "payload": {"i": i},
+                    "lease_seconds": self.plan.lease_seconds,
+                    "idempotency_key": f"{queue}-{i}",
+                }
+                for i in range(start, min(start + 1000, n))
+            ]
+            # Retried until answered: the idempotency keys make each job exist once.
+            r = await self.admin_call("POST", "/v1/jobs/batch", {"jobs": jobs})
+            for job in r.json()["items"]:
+                history.enqueued[job["id"]] = queue
+        return queue
+
+    async def _wait_quiet(self, queue: str, statuses: tuple[str, ...], deadline: float) -> None:
+        """Poll until ``queue`` lists no job in ``statuses`` (or the deadline passes)."""
+        while time.monotonic() < deadline:
+            if self.stopped_at is None and self._done():
+                self.stop_enqueue()
+                deadline = min(deadline, self._deadline())
+            busy = False
+            for status in statuses:
+                r = await self.admin_call("GET", f"/v1/jobs?queue={queue}&status={status}&limit=1")
+                busy = busy or bool(r.json()["items"])
+            if not busy:
+                return
+            await asyncio.sleep(0.2)  # polling the coordinator's state, not synchronising
+
+    async def _finish_round(self, queue: str) -> None:
+        history = self.rounds[queue]
+        deadline = self._deadline()
+        await self._wait_quiet(queue, ("queued", "leased"), deadline)
+        final: dict[str, dict[str, Any] | None] = {}
+        gate = asyncio.Semaphore(16)
+
+        async def read(job_id: str) -> None:
+            async with gate:
+                r = await self.admin_call("GET", f"/v1/jobs/{job_id}")
+            final[job_id] = r.json() if r.status_code == 200 else None
+
+        def status(job_id: str) -> str | None:
+            return (final.get(job_id) or {}).get("status")
+
+        while True:
+            todo = [j for j in history.enqueued if status(j) not in TERMINAL]
+            await asyncio.gather(*(read(j) for j in todo))
+            late = [j for j in history.enqueued if status(j) not in TERMINAL]
+            if not late:
+                break
+            if time.monotonic() > deadline:
+                for j in late:
+                    self.stats.violations.append(
+                        Violation("not_terminal_in_bound", j, f"still {status(j)}")
+                    )
+                break
+            await asyncio.sleep(0.2)  # polling the coordinator's state, not synchronising
+        listed = (await self.admin_call("GET", "/v1/queues")).json()["items"]
+        counts = {q["queue"]: q for q in listed if q["queue"] == queue}
+        counts.setdefault(queue, {})
+        self.stats.violations += check(history, final, counts, strict=self.plan.strict)
+        self.stats.claims_checked += history.claim_count
+        self.stats.jobs_checked += len(history.enqueued)
+        self.stats.rounds += 1
+        for job_id in history.enqueued:
+            self.round_of.pop(job_id, None)
+        del self.rounds[queue]
