@@ -590,3 +590,34 @@ async def test_a_group_commit_keeps_each_write_separate(
     for missing, pk in (("t0600", "tenant0"), ("t0501", "tenant0")):
         with pytest.raises(DatastoreError):
             await tasks.get(missing, pk)
+
+
+async def test_an_index_without_per_partition_has_no_partition_led_copy(
+    store: DocumentStore,
+) -> None:
+    """``per_partition=False`` drops SQLite's pk-led copy; partition queries still answer right."""
+    spec = ContainerSpec(
+        name="shared",
+        partition_key="tenant",
+        fields={"status": "str", "created_at": "float"},
+        indexes=(
+            Index.of("status", "created_at", per_partition=False),
+            Index.of("created_at"),
+        ),
+    )
+    container = await store.create_container_if_not_exists(spec)
+    for i in range(30):
+        await container.create(_task(i, status="queued" if i % 3 else "leased"))
+    backend = store.backend
+    assert isinstance(backend, SqliteBackend)
+    rows = await backend._w.run(
+        lambda conn: conn.execute("SELECT sql FROM sqlite_master WHERE type = 'index'").fetchall()
+    )
+    mine = [sql for (sql,) in rows if sql and "shared" in sql]
+    led_by_pk = [sql for sql in mine if "(pk," in sql.replace('"', "")]
+    assert len(led_by_pk) == 1, mine  # only created_at's copy
+    page = await container.query(
+        Query(where=[eq("status", "queued")], order_by=["created_at"], partition_key="tenant1")
+    )
+    expected = [f"t{i:04d}" for i in range(30) if i % 3 == 1]
+    assert [d.id for d in page.items] == expected

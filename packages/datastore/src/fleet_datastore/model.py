@@ -64,11 +64,16 @@ class Index:
     """
 
     fields: tuple[tuple[str, Direction], ...]
+    per_partition: bool = True
+    """Also serve the order inside one partition (``Query.partition_key``) without a
+    scan. Physical only: SQLite keeps a second, partition-led copy of the index for
+    it (one more index to update per write); memory and Cosmos ignore it. Declare
+    ``False`` for indexes only cross-partition queries use."""
 
     @classmethod
-    def of(cls, *specs: str) -> Index:
+    def of(cls, *specs: str, per_partition: bool = True) -> Index:
         """Build an index from field names, ``-name`` meaning descending."""
-        return cls(tuple(_parse_key(s) for s in specs))
+        return cls(tuple(_parse_key(s) for s in specs), per_partition)
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -83,8 +83,9 @@ def schema_sql(spec: ContainerSpec) -> list[str]:
     Each declared index becomes ``(fields..., id, pk)``: equality filters on a
     prefix, then the sort fields, then the tie-breakers, so a filtered, ordered
     top-k is a seek plus k steps in either direction. Unless it already leads
-    with the partition key, a second copy ``(pk, fields..., id)`` serves the same
-    query inside one partition without walking the other partitions' entries.
+    with the partition key (or is declared ``per_partition=False``), a second copy
+    ``(pk, fields..., id)`` serves the same query inside one partition without
+    walking the other partitions' entries.
     Updates only touch these when ``body`` changes; ``(id, pk)`` serves the
     default id order and is never touched by an update.
     """
@@ -99,7 +100,7 @@ def schema_sql(spec: ContainerSpec) -> list[str]:
         used = {column(spec, n) for n in index.names}
         tail = [c for c in ("id", "pk") if c not in used]
         statements.append(_index_sql(spec, "f", cols + tail))
-        if index.names[0] != spec.partition_key:
+        if index.per_partition and index.names[0] != spec.partition_key:
             inner = ["pk", *cols, *([] if "id" in used else ["id"])]
             statements.append(_index_sql(spec, "p", inner))
     return statements

@@ -32,13 +32,15 @@ JOBS_SPEC = ContainerSpec(
         "run_after": "float",
         "due_at": "float",
     },
+    # Every jobs query spans the shards, so no index needs a per-partition copy
+    # (on SQLite that halves the indexes each job write updates: 6 instead of 12).
     indexes=(
-        Index.of("queue", "status", "-priority", "created_at"),
-        Index.of("status", "-priority", "created_at"),
-        Index.of("status", "due_at"),
-        Index.of("queue", "status", "created_at"),
-        Index.of("status", "created_at"),
-        Index.of("created_at"),
+        Index.of("queue", "status", "-priority", "created_at", per_partition=False),
+        Index.of("status", "-priority", "created_at", per_partition=False),
+        Index.of("status", "due_at", per_partition=False),
+        Index.of("queue", "status", "created_at", per_partition=False),
+        Index.of("status", "created_at", per_partition=False),
+        Index.of("created_at", per_partition=False),
     ),
 )
 
