@@ -37,3 +37,26 @@ def test_served_api_runs_a_job_end_to_end(served: tuple[str, str]) -> None:
         stored = http.get(f"/v1/jobs/{job_id}", headers=admin).json()
         assert [run["outcome"] for run in stored["runs"]] == ["succeeded"]
         assert http.get("/metrics").status_code == 200
+
+
+class _TwoWorkers(Served):
+    def command(self) -> list[str]:
+        return [*super().command(), "--workers", "2"]
+
+
+def test_serve_with_two_workers_shares_one_store_and_admin_token(tmp_path: Path) -> None:
+    """``--workers 2``: both processes accept the admin token and see each other's writes."""
+    with _TwoWorkers(cwd=tmp_path, admin_token="") as server:
+        first = server.log_path.read_text().splitlines()[0]
+        assert first.startswith("FLEET_ADMIN_TOKEN="), first
+        admin = {"Authorization": f"Bearer {first.split('=', 1)[1]}"}
+        # Fresh connections land on either worker: every one must agree.
+        for i in range(12):
+            with httpx.Client(base_url=server.base_url, timeout=10) as http:
+                created = http.post("/v1/jobs", json={"kind": f"k{i}"}, headers=admin)
+                assert created.status_code == 201, created.text
+        with httpx.Client(base_url=server.base_url, timeout=10) as http:
+            listed = http.get("/v1/jobs", params={"limit": 50}, headers=admin).json()
+        assert len(listed["items"]) == 12
+        workers = [line for line in server.log_path.read_text().splitlines() if "started" in line]
+        assert len([w for w in workers if "coordinator.started" in w]) == 2, workers

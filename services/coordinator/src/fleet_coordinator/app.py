@@ -20,7 +20,7 @@ from .services.ledger import flush_all
 from .settings import Settings
 from .store import open_containers
 
-__all__ = ["create_app"]
+__all__ = ["app_from_env", "create_app"]
 
 _BATCH_BODY_LIMIT = 64 * 1024 * 1024
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -95,3 +95,11 @@ def create_app(
         app.include_router(router, responses=_ERROR_RESPONSES)
     app.include_router(ops_router)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of one ``serve --workers N`` process: logging and settings from the environment."""
+    from .logs import configure_logging
+
+    configure_logging()
+    return create_app(Settings())

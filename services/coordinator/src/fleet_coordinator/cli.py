@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +21,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run the HTTP API and the reaper")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8787)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes serving the port; each is a full replica with its own reaper, caches "
+        "and long-poll wake-ups (a job enqueued through one reaches waiters in another within "
+        "FLEET_LONG_POLL_INTERVAL_SECONDS)",
+    )
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
 
     import uvicorn
 
@@ -35,9 +46,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sqlite:////"
     ):
         Path(settings.store_url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    if args.workers > 1:
+        # Each worker process reads its settings from the environment: hand them the
+        # admin token generated here, so every worker accepts the one printed above.
+        os.environ["FLEET_ADMIN_TOKEN"] = settings.admin_token
     # uvloop and httptools when installed (Linux, macOS); uvicorn falls back to asyncio and h11.
     uvicorn.run(
-        create_app(settings),
+        create_app(settings) if args.workers == 1 else "fleet_coordinator.app:app_from_env",
+        factory=args.workers > 1,
+        workers=args.workers,
         host=args.host,
         port=args.port,
         log_level="warning",
