@@ -14,6 +14,7 @@ import threading
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 from fleet_coordinator import create_app
 
 from .conftest import Api
@@ -27,6 +28,7 @@ ROUNDS = 40
 
 def _replica_thread(
     api: Api,
+    app: FastAPI,
     go: threading.Barrier,
     done: threading.Barrier,
     headers: list[dict[str, str]],
@@ -35,8 +37,6 @@ def _replica_thread(
     """A replica with its own event loop in this thread, over ``api``'s memory store."""
 
     async def serve() -> None:
-        settings = api.co.settings.model_copy()
-        app = create_app(settings, clock=api.clock, store=api.co.containers.store)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
@@ -58,9 +58,16 @@ async def test_claims_from_replicas_in_threads_over_one_memory_store_have_one_wi
     agents = await _agents(api, 24)
     go, done = threading.Barrier(4, timeout=60), threading.Barrier(4, timeout=60)
     won: list[list[Any]] = [[] for _ in range(ROUNDS)]
+    # Apps are built here, one after another: FastAPI's route set-up is not meant to
+    # run on several threads at once (pydantic warned about aliases when it did).
+    apps = [
+        create_app(api.co.settings.model_copy(), clock=api.clock, store=api.co.containers.store)
+        for _ in range(3)
+    ]
     threads = [
         threading.Thread(
-            target=_replica_thread, args=(api, go, done, [h for _, h in agents[i::3]], won)
+            target=_replica_thread,
+            args=(api, apps[i], go, done, [h for _, h in agents[i::3]], won),
         )
         for i in range(3)
     ]
