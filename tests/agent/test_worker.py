@@ -58,7 +58,7 @@ async def test_worker_runs_every_job_with_at_most_concurrency_at_once(fleet: Fle
         nonlocal now, peak
         now += 1
         peak = max(peak, now)
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.02)  # the work itself: jobs overlap only if they take time
         now -= 1
         return {"double": job.payload["n"] * 2}
 
