@@ -43,6 +43,21 @@ async def _connected_or_done(worker: Worker, task: asyncio.Task[None]) -> None:
     connected.cancel()
 
 
+class Blocking:
+    """A handler that runs until it is cancelled, recording the job's cancel reason."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.reasons: list[CancelReason | None] = []
+
+    async def __call__(self, job: Job) -> None:
+        self.started.set()
+        try:
+            await asyncio.Event().wait()  # never set: only cancellation ends it
+        finally:
+            self.reasons.append(job.cancel_reason)
+
+
 def outcomes(job: dict[str, Any]) -> list[str]:
     """The outcomes of a job's runs, oldest first."""
     return [run["outcome"] for run in job["runs"]]
@@ -161,29 +176,19 @@ async def test_a_lost_lease_stops_the_handler_and_nothing_is_reported(fleet: Fle
     """Heartbeats cut off until the lease is reaped: the handler is cancelled, no report sent."""
     _, token = await fleet.register()
     job_id = await fleet.enqueue(lease_seconds=0.5, max_attempts=1)
-    started = asyncio.Event()
-    reasons: list[CancelReason | None] = []
-
-    async def slow(job: Job) -> str:
-        started.set()
-        try:
-            await asyncio.sleep(30)
-        except asyncio.CancelledError:
-            reasons.append(job.cancel_reason)
-            raise
-        return "too late"
+    slow = Blocking()
 
     client, transport = fleet.client(token, retry_timeout=0.05)
     transport.failing["heartbeat"] = -1
     async with client:
         worker = Worker(client, {"test": slow}, wait_seconds=0.2)
         async with working(worker):
-            await asyncio.wait_for(started.wait(), 5)
+            await asyncio.wait_for(slow.started.wait(), 5)
             await eventually(lambda: _status_is(fleet, job_id, "failed"))
             transport.failing.clear()  # the next heartbeat reaches the coordinator: 409
             await eventually(lambda: worker.stats["lost"] == 1)
             reports = sum(transport.seen.get(op, 0) for op in ("complete", "fail", "release"))
-    assert reasons == [CancelReason.LEASE_LOST]
+    assert slow.reasons == [CancelReason.LEASE_LOST]
     assert reports == 0
     assert outcomes(await fleet.job(job_id)) == ["lease_expired"]
 
@@ -231,24 +236,16 @@ async def test_jobs_still_running_after_the_grace_period_are_cancelled_and_relea
     """A handler that outlives the grace period is cancelled (reason shutdown) and released."""
     _, token = await fleet.register()
     job_id = await fleet.enqueue()
-    started = asyncio.Event()
-    reasons: list[CancelReason | None] = []
-
-    async def stubborn(job: Job) -> None:
-        started.set()
-        try:
-            await asyncio.sleep(60)
-        finally:
-            reasons.append(job.cancel_reason)
+    stubborn = Blocking()
 
     client, _ = fleet.client(token)
     async with client:
         worker = Worker(client, {"test": stubborn}, wait_seconds=0.2, grace_seconds=0.1)
         task = asyncio.create_task(worker.run())
-        await asyncio.wait_for(started.wait(), 5)
+        await asyncio.wait_for(stubborn.started.wait(), 5)
         worker.stop()
         await asyncio.wait_for(task, 5)
-    assert reasons == [CancelReason.SHUTDOWN]
+    assert stubborn.reasons == [CancelReason.SHUTDOWN]
     job = await fleet.job(job_id)
     assert (job["status"], job["attempts"], outcomes(job)) == ("queued", 0, ["released"])
 
@@ -272,25 +269,17 @@ async def test_a_revoked_agent_stops_with_unauthorized(fleet: Fleet) -> None:
     """Deleting the agent makes run() raise Unauthorized; its running handler is cancelled."""
     agent_id, token = await fleet.register()
     await fleet.enqueue()
-    started = asyncio.Event()
-    reasons: list[CancelReason | None] = []
-
-    async def forever(job: Job) -> None:
-        started.set()
-        try:
-            await asyncio.sleep(60)
-        finally:
-            reasons.append(job.cancel_reason)
+    forever = Blocking()
 
     client, _ = fleet.client(token)
     async with client:
         worker = Worker(client, {"test": forever}, wait_seconds=0.1)
         task = asyncio.create_task(worker.run())
-        await asyncio.wait_for(started.wait(), 5)
+        await asyncio.wait_for(forever.started.wait(), 5)
         assert (await fleet.admin.delete(f"/v1/agents/{agent_id}")).status_code == 204
         with pytest.raises(Unauthorized):
             await asyncio.wait_for(task, 10)
-    assert reasons == [CancelReason.UNAUTHORIZED]
+    assert forever.reasons == [CancelReason.UNAUTHORIZED]
 
 
 async def test_an_unreachable_coordinator_fails_the_first_claim_fast() -> None:
@@ -324,17 +313,13 @@ async def test_a_second_stop_ends_the_grace_period_at_once(fleet: Fleet) -> None
     """stop() twice (Ctrl-C twice): the running job is released without waiting out grace."""
     _, token = await fleet.register()
     job_id = await fleet.enqueue()
-    started = asyncio.Event()
-
-    async def stubborn(job: Job) -> None:
-        started.set()
-        await asyncio.sleep(60)
+    stubborn = Blocking()
 
     client, _ = fleet.client(token)
     async with client:
         worker = Worker(client, {"test": stubborn}, wait_seconds=0.2, grace_seconds=60)
         task = asyncio.create_task(worker.run())
-        await asyncio.wait_for(started.wait(), 5)
+        await asyncio.wait_for(stubborn.started.wait(), 5)
         worker.stop()
         worker.stop()
         await asyncio.wait_for(task, 5)
