@@ -21,15 +21,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fleet_datastore import Document, Filter, NotFoundError, Outcome, Patch, Query, eq, in_, le
+from fleet_datastore import Document, Filter, NotFoundError, Patch, Query, eq, in_, le
 
 from .. import domain
 from ..domain import JobState, JobStatus
 from ..errors import translate_store_errors
-from ..store import job_from_doc, job_to_doc, new_id, patch_between
+from ..store import job_from_doc, new_id
 from .agents import read_agent, update_agent
 from .context import Coordinator
 from .ledger import held_after_release, settle, without_released
+from .transitions import write_job
 
 __all__ = ["claim_jobs", "wait_and_claim"]
 
@@ -148,15 +149,8 @@ async def _lease(co: Coordinator, agent: Document, doc: Document) -> JobState | 
     new = domain.claim(job, agent.id, new_id(), now, labels=labels)
     if isinstance(new, domain.Rejected):
         return None
-    body = job_to_doc(new, doc.partition_key, str(doc.body.get("request_hash", "")))
-    with translate_store_errors():
-        result = await co.containers.jobs.update_if_match(
-            doc.id, doc.partition_key, doc, patch_between(doc.body, body)
-        )
-    if result.outcome is not Outcome.OK or result.document is None:
-        co.metrics.conflicts.labels("claim").inc()
+    if await write_job(co, doc, new, "claim") is None:
         return None
-    co.job_cache.put(result.document)
     co.metrics.claims.labels(new.queue).inc()
     co.log.info("coordinator.job.claimed", job_id=new.id, agent_id=agent.id, epoch=new.epoch)
     return new

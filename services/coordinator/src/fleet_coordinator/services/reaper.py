@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import asyncio
 
-from fleet_datastore import Outcome, Query, eq, le
+from fleet_datastore import Query, eq, le
 
 from .. import domain
 from ..domain import JobStatus
 from ..errors import CoordinatorError, translate_store_errors
-from ..store import job_from_doc, job_to_doc, patch_between
+from ..store import job_from_doc
 from .context import Coordinator
 from .ledger import forget_lease
+from .transitions import write_job
 
 __all__ = ["reap_once", "run_reaper"]
 
@@ -48,15 +49,8 @@ async def reap_once(co: Coordinator) -> int:
             # 2. Conditional write on the read etag: a heartbeat, completion or another
             #    replica's reaper that wrote since makes this a conflict, and we skip it
             #    (the next tick re-reads if it is still due).
-            body = job_to_doc(new, doc.partition_key, str(doc.body.get("request_hash", "")))
-            with translate_store_errors():
-                result = await co.containers.jobs.update_if_match(
-                    doc.id, doc.partition_key, doc, patch_between(doc.body, body)
-                )
-            if result.outcome is not Outcome.OK or result.document is None:
-                co.metrics.conflicts.labels("reap").inc()
+            if await write_job(co, doc, new, "reap") is None:
                 continue
-            co.job_cache.put(result.document)
             changed += 1
             outcome = new.runs[-1].outcome.value if new.runs else "unknown"
             co.metrics.expiries.labels(outcome).inc()

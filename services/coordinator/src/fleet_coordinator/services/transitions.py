@@ -12,7 +12,7 @@ from ..errors import NotFoundError as JobNotFoundError
 from ..store import is_valid_id, job_from_doc, job_to_doc, patch_between
 from .context import MAX_CAS_ATTEMPTS, Coordinator
 
-__all__ = ["Decide", "read_job", "transition"]
+__all__ = ["Decide", "read_job", "transition", "write_job"]
 
 
 def _hash_of(doc: Document) -> str:
@@ -36,6 +36,24 @@ async def read_job(co: Coordinator, job_id: str) -> Document:
             raise JobNotFoundError(f"no job {job_id!r}", job_id=job_id) from None
     co.job_cache.put(doc)
     return doc
+
+
+async def write_job(co: Coordinator, doc: Document, new: JobState, op: str) -> Document | None:
+    """Write ``new`` over ``doc`` if its etag is unchanged (claims, the reaper).
+
+    The stored document, or None when another writer got there first (counted as
+    a conflict of ``op``); callers then move on rather than re-read.
+    """
+    body = job_to_doc(new, doc.partition_key, _hash_of(doc))
+    with translate_store_errors():
+        result = await co.containers.jobs.update_if_match(
+            doc.id, doc.partition_key, doc, patch_between(doc.body, body)
+        )
+    if result.outcome is not Outcome.OK or result.document is None:
+        co.metrics.conflicts.labels(op).inc()
+        return None
+    co.job_cache.put(result.document)
+    return result.document
 
 
 async def transition(
