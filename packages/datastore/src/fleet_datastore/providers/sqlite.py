@@ -131,29 +131,30 @@ class _Worker:
 
     def _main(self) -> None:
         while (job := self._jobs.get()) is not None:
-            group = [job]
-            end = False
+            group, after = [job], None
             if self._grouping and job[4]:
-                while len(group) < GROUP_MAX:
-                    try:
-                        more = self._jobs.get_nowait()
-                    except queue.Empty:
-                        break
-                    if more is None:
-                        end = True
-                        break
-                    if not more[4]:
-                        self._run_group(group)
-                        group = []
-                        self._run_one(more)
-                        break
-                    group.append(more)
+                group, after = self._drain(group)
             if len(group) == 1:
                 self._run_one(group[0])
-            elif group:
+            else:
                 self._run_group(group)
-            if end:
-                break
+            if after is None:
+                continue
+            if after[0] is None:
+                break  # close() queued its sentinel behind the group
+            self._run_one(after[0])  # a call that may not share a transaction
+
+    def _drain(self, group: list[_Job]) -> tuple[list[_Job], tuple[_Job | None] | None]:
+        """More groupable writes already queued behind the first, and what stopped the drain."""
+        while len(group) < GROUP_MAX:
+            try:
+                more = self._jobs.get_nowait()
+            except queue.Empty:
+                return group, None
+            if more is None or not more[4]:
+                return group, (more,)
+            group.append(more)
+        return group, None
 
     def _run_one(self, job: _Job) -> None:
         loop, future, fn, args, _ = job
