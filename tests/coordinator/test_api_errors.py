@@ -142,10 +142,14 @@ async def test_operations_endpoints_answer(api: Api) -> None:
         b'{"kind":"k","payload":{"x":123456789012345678901234567890}}',
         b'{"kind":"k","run_after":"0001-01-01T00:00:00+14:00"}',
         b'{"kind":"k","run_after":"9999-12-31T23:59:59Z"}',
+        b'{"kind":"k","payload":' + b"[" * 65 + b"]" * 65 + b"}",
+        b'{"kind":"k","payload":' + b'{"a":' * 900 + b"1" + b"}" * 900 + b"}",
     ],
+    ids=lambda raw: raw[:60].decode(),
 )
 async def test_values_no_store_can_keep_are_422(api: Api, raw: bytes) -> None:
-    """Non-finite numbers, huge integers and out-of-range times answer 422, never 5xx."""
+    """Non-finite numbers, huge integers, deep nesting (Cosmos keeps 128 levels; 900
+    once exhausted the stack, a 503) and out-of-range times answer 422, never 5xx."""
     headers = {**api.admin, "Content-Type": "application/json"}
     r = await api.client.post("/v1/jobs", content=raw, headers=headers)
     assert r.status_code == 422, r.text

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fleet_datastore import DocumentStore, store_from_url
 
 from .api import agents_router, install_error_handlers, jobs_router, leases_router, ops_router
+from .api.hot import HotPath
 from .api.middleware import GuardMiddleware
 from .api.models import ErrorOut
 from .domain import Clock, SystemClock
@@ -43,8 +44,13 @@ def create_app(
     *,
     clock: Clock | None = None,
     store: DocumentStore | None = None,
+    hot_path: bool = True,
 ) -> FastAPI:
-    """Build the app; the store opens and the reaper starts in the lifespan."""
+    """Build the app; the store opens and the reaper starts in the lifespan.
+
+    ``hot_path=False`` serves every request through FastAPI's routes alone (the
+    tests compare the two paths; see ``api/hot.py``).
+    """
     settings = settings or Settings()
     settings.ensure_admin_token()
     metrics = Metrics()
@@ -81,6 +87,9 @@ def create_app(
         version="1",
         lifespan=lifespan,
         description="A job coordinator with fenced leases; see SPEC.md.",
+        # FastAPI's native OpenTelemetry hooks check their providers on every request;
+        # the coordinator's metrics are Prometheus (/metrics) and its logs structlog.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
 
     def body_limit(path: str) -> int:
@@ -89,6 +98,8 @@ def create_app(
         return 2 * settings.max_payload_bytes + 64 * 1024
 
     install_error_handlers(app)
+    if hot_path:
+        app.add_middleware(HotPath)  # inside the guard: the body limit and metrics apply
     app.add_middleware(GuardMiddleware, body_limit=body_limit, metrics=metrics)
 
     for router in (jobs_router, agents_router, leases_router):

@@ -24,17 +24,22 @@ def configure_logging(level: int = logging.INFO, file: TextIO | None = None) -> 
     is a terminal.
     """
     out = sys.stdout if file is None else file
-    renderer: structlog.typing.Processor = (
-        structlog.dev.ConsoleRenderer()
+    # Tracebacks are plain text: rich's, with local variables, would print tokens and
+    # payloads, and took minutes of CPU on a deeply nested request body.
+    renderers: list[structlog.typing.Processor] = (
+        [structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)]
         if out.isatty()
-        else structlog.processors.JSONRenderer(serializer=_dumps)
+        else [
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(serializer=_dumps),
+        ]
     )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            renderer,
+            *renderers,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file),

@@ -31,29 +31,42 @@ router = APIRouter(prefix="/v1", dependencies=[AdminAuth], tags=["admin"])
 
 
 _MAX_INT = 2**53 - 1
+MAX_DEPTH = 64
+"""Deepest nesting of objects and arrays a payload, result or progress may have
+(Cosmos DB allows 128 levels in a whole document)."""
 
 
-def _has_huge_int(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return abs(value) > _MAX_INT
-    if isinstance(value, dict):
-        return any(_has_huge_int(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_huge_int(v) for v in value)
-    return False
+def _unportable(value: Any) -> str | None:
+    """Why JSON stores cannot keep ``value`` as is (too deep, a huge integer), else None.
+
+    Iterative, so no nesting can exhaust the interpreter's stack.
+    """
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, bool):
+            continue
+        if isinstance(item, int):
+            if abs(item) > _MAX_INT:
+                # Cosmos stores numbers as doubles: larger integers would silently change.
+                return "holds an integer beyond ±(2**53-1)"
+        elif isinstance(item, dict | list):
+            if depth >= MAX_DEPTH:
+                return f"nests objects and arrays deeper than {MAX_DEPTH} levels"
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return None
 
 
 def check_size(co: Coordinator, value: Any, what: str) -> None:
     """422 for values JSON cannot carry portably, 413 above ``max_payload_bytes``."""
+    problem = _unportable(value)
+    if problem is not None:
+        raise ValidationFailedError(f"{what} {problem}", field=what)
     try:
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except ValueError as exc:  # NaN or Infinity: not JSON, and no store keeps them
         raise ValidationFailedError(f"{what} holds a non-finite number", field=what) from exc
-    if _has_huge_int(value):
-        # Cosmos stores numbers as doubles: larger integers would silently change.
-        raise ValidationFailedError(f"{what} holds an integer beyond ±(2**53-1)", field=what)
     size = len(text.encode())
     if size > co.settings.max_payload_bytes:
         raise PayloadTooLargeError(

@@ -1,0 +1,253 @@
+"""The hot path (``api/hot.py``) answers exactly as FastAPI's routes do.
+
+Two apps, one with the hot path and one without, each on its own memory store
+and on identical manual clocks, receive the same script of requests: well-formed
+ones, and every kind of bad one the hot path hands back to FastAPI. Their answers
+must match: status, headers that matter and body, ids aside (each app mints its own).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from fleet_coordinator import Settings, create_app
+from fleet_coordinator.api.hot import HotPath
+from fleet_coordinator.domain import ManualClock
+from starlette.types import Message, Receive, Scope, Send
+
+ADMIN = "admin-token-for-hot-path-tests"
+_ID = re.compile(r"\b[0-9a-f]{32}\b")
+
+
+@dataclass
+class Side:
+    client: httpx.AsyncClient
+    clock: ManualClock
+    names: dict[str, str] = field(default_factory=dict)  # placeholder -> this app's value
+    hot: int = 0
+
+
+@pytest.fixture
+async def sides() -> AsyncIterator[list[Side]]:
+    made: list[Side] = []
+    async with contextlib_stack() as stack:
+        for hot in (True, False):
+            settings = Settings(
+                store_url="memory://",
+                admin_token=ADMIN,
+                reaper_enabled=False,
+                max_payload_bytes=4096,
+                long_poll_interval_seconds=0.05,
+            )
+            clock = ManualClock()
+            app = create_app(settings, clock=clock, hot_path=hot)
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            transport = httpx.ASGITransport(app=app)
+            client = await stack.enter_async_context(
+                httpx.AsyncClient(transport=transport, base_url="http://test")
+            )
+            made.append(Side(client, clock))
+        yield made
+
+
+def contextlib_stack() -> Any:
+    import contextlib
+
+    return contextlib.AsyncExitStack()
+
+
+def _fill(text: str, names: dict[str, str]) -> str:
+    for key, value in names.items():
+        text = text.replace("{" + key + "}", value)
+    return text
+
+
+def _normal(body: Any) -> Any:
+    """The body with ids and tokens replaced, so the two apps' answers compare."""
+    text = json.dumps(body, sort_keys=True)
+    text = re.sub(r'"token": "[^"]+"', '"token": "T"', text)
+    return json.loads(_ID.sub("ID", text))
+
+
+async def _send(
+    side: Side, method: str, path: str, token: str | None, body: Any = None, **kw: Any
+) -> httpx.Response:
+    headers = dict(kw.pop("headers", {}))
+    if token is not None:
+        headers["Authorization"] = _fill(f"Bearer {token}", side.names)
+    if body is not None:
+        kw["content"] = _fill(body if isinstance(body, str) else json.dumps(body), side.names)
+        headers.setdefault("content-type", "application/json")
+    return await side.client.request(method, _fill(path, side.names), headers=headers, **kw)
+
+
+async def _both(
+    sides: list[Side], method: str, path: str, token: str | None, body: Any = None, **kw: Any
+) -> list[httpx.Response]:
+    answers = [await _send(s, method, path, token, body, **kw) for s in sides]
+    hot, plain = answers
+    assert hot.status_code == plain.status_code, (path, body, hot.text, plain.text)
+    assert hot.headers.get("content-type") == plain.headers.get("content-type")
+    assert hot.headers.get("www-authenticate") == plain.headers.get("www-authenticate")
+    if hot.status_code == 307:  # FastAPI's trailing-slash redirect, from both paths
+        assert hot.headers["location"] == plain.headers["location"]
+        return answers
+    assert _normal(hot.json()) == _normal(plain.json()), (path, body)
+    return answers
+
+
+async def _agent(sides: list[Side], name: str, **fields: Any) -> None:
+    answers = await _both(sides, "POST", "/v1/agents", "{admin}", {"name": name, **fields})
+    for side, r in zip(sides, answers, strict=True):
+        side.names[name] = r.json()["token"]
+        side.names[f"{name}_id"] = r.json()["agent"]["id"]
+
+
+async def _job(sides: list[Side], name: str, **fields: Any) -> None:
+    answers = await _both(sides, "POST", "/v1/jobs", "{admin}", {"kind": "k", **fields})
+    for side, r in zip(sides, answers, strict=True):
+        side.names[name] = r.json()["id"]
+
+
+BAD_BODIES: list[Any] = [
+    "",
+    "{",
+    "[]",
+    "null",
+    '{"epoch": "one"}',
+    '{"epoch": 1, "extra": true}',
+    '{"epoch": NaN}',
+    '{"epoch": 1e400}',
+    '{"epoch": 123456789012345678901234567890}',
+    '{"epoch": 1, "result": {"x": NaN}}',
+    '{"epoch": 1, "result": {"x": 123456789012345678901234567890}}',
+    '{"epoch": 1, "result": "' + "x" * 5000 + '"}',
+    '{"epoch": 1, "error": {"message": 5}}',
+    '{"max_jobs": 0}',
+    '{"max_jobs": 101}',
+    '{"wait_seconds": -1}',
+    '{"queues": "q"}',
+    '"\\ud800"',
+    "[" * 5000 + "]" * 5000,
+    '{"kind": "k", "epoch": 1, "payload": ' + "[" * 900 + "]" * 900 + "}",
+    '{"kind": "k", "epoch": 1, "payload": ' + '{"a":' * 65 + "1" + "}" * 65 + "}",
+    '{"epoch": 1, "result": ' + "[" * 900 + "]" * 900 + "}",
+    '{"epoch": 1, "progress": ' + '{"a":' * 65 + "1" + "}" * 65 + "}",
+]
+
+
+async def test_hot_and_plain_paths_answer_alike(sides: list[Side]) -> None:
+    for side in sides:
+        side.names["admin"] = ADMIN
+    await _agent(sides, "a", capacity=2)
+    await _agent(sides, "b")
+    for n in range(3):
+        await _job(sides, f"j{n}", queue="q", priority=n, payload={"n": n})
+    # Enqueue: bad bodies, roles and tokens, idempotency replays and conflicts.
+    for body in [*BAD_BODIES, {"kind": ""}, {"kind": "k", "priority": 10**6}]:
+        await _both(sides, "POST", "/v1/jobs", "{admin}", body)
+    for token in (None, "{a}", "nope", "{admin}x"):
+        await _both(sides, "POST", "/v1/jobs", token, {"kind": "k"})
+    await _both(sides, "POST", "/v1/jobs", "{admin}", {"kind": "k", "idempotency_key": "i"})
+    await _both(sides, "POST", "/v1/jobs", "{admin}", {"kind": "k", "idempotency_key": "i"})
+    await _both(sides, "POST", "/v1/jobs", "{admin}", {"kind": "j", "idempotency_key": "i"})
+    await _both(
+        sides, "POST", "/v1/jobs", "{admin}", {"kind": "k"}, headers={"content-type": "text/plain"}
+    )
+    batch = {"jobs": [{"kind": "k", "queue": "other"}, {"kind": "k", "queue": "other"}]}
+    await _both(sides, "POST", "/v1/jobs/batch", "{admin}", batch)
+    await _both(sides, "POST", "/v1/jobs/batch", "{admin}", {"jobs": []})
+    await _both(sides, "POST", "/v1/jobs/batch", "{a}", batch)
+    # Claims: bad bodies and tokens, then real ones (highest priority first).
+    for body in BAD_BODIES:
+        await _both(sides, "POST", "/v1/claims", "{a}", body)
+    for token in (None, "{admin}", "nope"):
+        await _both(sides, "POST", "/v1/claims", token, {"queues": ["q"]})
+    await _both(sides, "POST", "/v1/claims", "{a}", {"queues": ["q"], "max_jobs": 2})
+    await _both(sides, "POST", "/v1/claims", "{b}", {"queues": ["q"]})
+    await _both(sides, "POST", "/v1/claims", "{b}", {"queues": ["none"], "wait_seconds": 0})
+    # Lease calls: every action with bad bodies, wrong tokens, other agents, stale epochs.
+    for action, body in (
+        ("heartbeat", {"epoch": 1, "progress": {"p": 1}}),
+        ("fail", {"epoch": 1, "error": "m", "retryable": True}),
+        ("release", {"epoch": 1}),
+        ("complete", {"epoch": 1, "result": {"ok": True}}),
+    ):
+        for bad in BAD_BODIES:
+            await _both(sides, "POST", f"/v1/jobs/{{j2}}/{action}", "{a}", bad)
+        await _both(sides, "POST", f"/v1/jobs/{{j2}}/{action}", "{b}", body)
+        await _both(sides, "POST", f"/v1/jobs/{{j2}}/{action}", "{admin}", body)
+        await _both(sides, "POST", f"/v1/jobs/{{j2}}/{action}", None, body)
+        await _both(sides, "POST", f"/v1/jobs/unknown/{action}", "{a}", body)
+        await _both(sides, "POST", f"/v1/jobs/{{j2}}/{action}", "{a}", {**body, "epoch": 7})
+    await _both(sides, "POST", "/v1/jobs/{j1}/heartbeat", "{a}", {"epoch": 1})
+    await _both(sides, "POST", "/v1/jobs/{j1}/complete", "{a}", {"epoch": 1, "result": [1]})
+    await _both(sides, "POST", "/v1/jobs/{j1}/complete", "{a}", {"epoch": 1})
+    await _both(sides, "POST", "/v1/jobs/{j0}/fail", "{b}", {"epoch": 1, "error": "x"})
+    # Neighbours of the hot routes still go to FastAPI: other methods, near paths.
+    await _both(sides, "GET", "/v1/claims", "{a}")
+    await _both(sides, "POST", "/v1/claims/", "{a}", {})
+    await _both(sides, "POST", "/v1/jobs/{j1}/complete/x", "{a}", {"epoch": 1})
+    await _both(sides, "PUT", "/v1/jobs/{j1}/complete", "{a}", {"epoch": 1})
+    await _both(sides, "GET", "/v1/jobs/{j0}", "{admin}")
+    await _both(sides, "GET", "/v1/jobs/{j1}", "{admin}")
+    await _both(sides, "GET", "/v1/queues", "{admin}")
+
+
+async def test_the_hot_path_serves_well_formed_requests_and_replays_the_rest() -> None:
+    """The parity test would pass with the hot path never taken: show when it is."""
+    settings = Settings(store_url="memory://", admin_token=ADMIN, reaper_enabled=False)
+    app = create_app(settings, hot_path=False)
+    inner: list[bytes] = []
+
+    async def fastapi_stand_in(scope: Scope, receive: Receive, send: Send) -> None:
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message["body"]
+            more = message["more_body"]
+        inner.append(body)
+        await send({"type": "http.response.start", "status": 418, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    hot = HotPath(fastapi_stand_in)
+
+    async def call(path: str, token: str, body: bytes) -> int:
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": path,
+            "headers": [(b"authorization", f"Bearer {token}".encode())],
+            "app": app,
+        }
+        chunks = [body[:3], body[3:]]
+
+        async def receive() -> Message:
+            chunk = chunks.pop(0)
+            return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+
+        sent: list[Message] = []
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        await hot(scope, receive, send)
+        status: int = sent[0]["status"]
+        return status
+
+    async with app.router.lifespan_context(app):
+        assert await call("/v1/jobs", ADMIN, b'{"kind": "k"}') == 201
+        assert await call("/v1/jobs/batch", ADMIN, b'{"jobs": [{"kind": "k"}]}') == 201
+        assert inner == []
+        # Invalid, unauthenticated or not hot: FastAPI gets the body, whole, once.
+        assert await call("/v1/jobs", ADMIN, b'{"kind": 1}') == 418
+        assert await call("/v1/jobs", "nope", b'{"kind": "k"}') == 418
+        assert await call("/v1/agents", ADMIN, b'{"name": "a"}') == 418
+        assert inner == [b'{"kind": 1}', b'{"kind": "k"}', b'{"name": "a"}']
