@@ -165,7 +165,7 @@ def _replace_text(name: str, cols: tuple[str, ...], with_etag: bool) -> str:
 def insert(conn: sqlite3.Connection, spec: ContainerSpec, doc: PreparedDocument) -> Document:
     """Insert a new document; AlreadyExistsError if its id is taken in its partition."""
     etag = _etag()
-    sql = _insert_text(table(spec), tuple(field_columns(spec)), False)
+    sql = _insert_text(table(spec), field_columns(spec), False)
     params = (doc.partition_key, doc.id, etag, doc.raw, *field_values(spec, doc.body))
     if conn.execute(sql, params).rowcount == 0:
         raise AlreadyExistsError(f"document {doc.id!r} already exists")
@@ -175,7 +175,7 @@ def insert(conn: sqlite3.Connection, spec: ContainerSpec, doc: PreparedDocument)
 def upsert(conn: sqlite3.Connection, spec: ContainerSpec, doc: PreparedDocument) -> Document:
     """Insert or overwrite a document."""
     etag = _etag()
-    sql = _insert_text(table(spec), tuple(field_columns(spec)), True)
+    sql = _insert_text(table(spec), field_columns(spec), True)
     conn.execute(sql, (doc.partition_key, doc.id, etag, doc.raw, *field_values(spec, doc.body)))
     return Document(doc.id, doc.partition_key, etag, doc.body)
 
@@ -197,7 +197,7 @@ def replace(
 ) -> Document:
     """Overwrite a document (if its etag is ``etag``, when given); raise why not."""
     new_etag = _etag()
-    sql = _replace_text(table(spec), tuple(field_columns(spec)), etag is not None)
+    sql = _replace_text(table(spec), field_columns(spec), etag is not None)
     params = (doc.raw, new_etag, *field_values(spec, doc.body), doc.partition_key, doc.id)
     if etag is not None:
         params = (*params, etag)
@@ -265,7 +265,7 @@ def _patch_in_python(
         raise PreconditionFailedError(f"document {doc_id!r} has changed (etag mismatch)")
     new = apply_patch(spec, current.body, patch)
     # The write lock makes the read and this write one step; the etag check is a backstop.
-    sql = _replace_text(table(spec), tuple(field_columns(spec)), True)
+    sql = _replace_text(table(spec), field_columns(spec), True)
     params = (new.raw, new_etag, *field_values(spec, new.body), pk, doc_id, current.etag)
     if conn.execute(sql, params).rowcount != 1:
         raise PreconditionFailedError(f"document {doc_id!r} has changed (etag mismatch)")

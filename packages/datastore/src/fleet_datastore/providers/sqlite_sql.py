@@ -18,11 +18,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
-from ..documents import get_path
 from ..errors import InvalidRequestError
 from ..model import ContainerSpec, Patch
 from ..query import Filter, QueryPlan
@@ -104,19 +103,61 @@ def bind(value: Any) -> Any:
     return int(value) if isinstance(value, bool) else value
 
 
-def _field_value(body: Mapping[str, Any], path: str) -> Any:
-    """The column value of ``path`` in ``body``: a scalar, or NULL when absent.
+class _Layout(NamedTuple):
+    """A spec's field columns, precomputed for the write path."""
+
+    columns: tuple[str, ...]
+    """Every field column, in ``_declared`` order."""
+    steps: tuple[tuple[str, ...], ...]
+    """The path of each column's field, split at the dots."""
+    by_root: dict[str, tuple[tuple[str, tuple[str, ...]], ...]]
+    """Top-level key → (column, path steps) of the declared fields under it."""
+
+
+_LAYOUTS: dict[int, tuple[ContainerSpec, _Layout]] = {}
+
+
+def _layout(spec: ContainerSpec) -> _Layout:
+    # Keyed by identity (a spec holds a dict, so it is not hashable); the entry
+    # keeps its spec alive, so the id cannot be reused while it is cached.
+    entry = _LAYOUTS.get(id(spec))
+    if entry is not None and entry[0] is spec:
+        return entry[1]
+    paths = _declared(spec)
+    steps = tuple(tuple(p.split(".")) for p in paths)
+    by_root: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+    for path, parts in zip(paths, steps, strict=True):
+        by_root.setdefault(parts[0], []).append((field_column(path), parts))
+    layout = _Layout(
+        tuple(field_column(p) for p in paths),
+        steps,
+        {root: tuple(cols) for root, cols in by_root.items()},
+    )
+    if len(_LAYOUTS) >= 256:
+        _LAYOUTS.clear()
+    _LAYOUTS[id(spec)] = (spec, layout)
+    return layout
+
+
+def _value_at(node: Any, steps: tuple[str, ...]) -> Any:
+    """The column value at ``steps`` below ``node``: a scalar, or None when absent.
 
     Declared fields hold their declared (scalar) type when present: ``Container``
-    validates every body and patch before a provider sees it.
+    validates every body and patch before a provider sees it. Booleans become
+    1/0, as ``json_extract`` reads them.
     """
-    value = get_path(body, path)
-    return int(value) if isinstance(value, bool) else value
+    for step in steps:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(step)
+    return int(node) if isinstance(node, bool) else node
 
 
 def field_values(spec: ContainerSpec, body: Mapping[str, Any]) -> list[Any]:
-    """The field columns' values for a whole body, in ``_declared(spec)`` order."""
-    return [_field_value(body, path) for path in _declared(spec)]
+    """The field columns' values for a whole body, in ``field_columns(spec)`` order."""
+    if not isinstance(body, dict):
+        body = dict(body)
+    return [_value_at(body, steps) for steps in _layout(spec).steps]
 
 
 def patch_columns(spec: ContainerSpec, patch: Patch) -> tuple[tuple[str, ...], list[Any]]:
@@ -128,19 +169,18 @@ def patch_columns(spec: ContainerSpec, patch: Patch) -> tuple[tuple[str, ...], l
     leaves the indexes built only on them untouched.
     """
     roots = spec.declared_roots
-    if roots.isdisjoint(patch.set) and roots.isdisjoint(patch.remove):
+    if roots.isdisjoint(patch.set) and (not patch.remove or roots.isdisjoint(patch.remove)):
         return (), []
+    by_root = _layout(spec).by_root
     cols: list[str] = []
     values: list[Any] = []
-    sets = patch.set
-    removed = set(patch.remove)
-    for path in _declared(spec):
-        root = path.split(".", 1)[0]
-        if root in sets:
-            cols.append(field_column(path))
-            values.append(_field_value({root: sets[root]}, path))
-        elif root in removed:
-            cols.append(field_column(path))
+    for key, value in patch.set.items():
+        for col, steps in by_root.get(key, ()):
+            cols.append(col)
+            values.append(_value_at({key: value}, steps))
+    for key in patch.remove:
+        for col, _ in by_root.get(key, ()):
+            cols.append(col)
             values.append(None)
     return tuple(cols), values
 
@@ -170,9 +210,9 @@ def index_names(spec: ContainerSpec) -> set[str]:
     return {name for name, _ in _indexes(spec)}
 
 
-def field_columns(spec: ContainerSpec) -> list[str]:
+def field_columns(spec: ContainerSpec) -> tuple[str, ...]:
     """The field column names of a spec, in ``field_values`` order."""
-    return [field_column(p) for p in _declared(spec)]
+    return _layout(spec).columns
 
 
 def backfill_sql(spec: ContainerSpec, paths: Sequence[str]) -> str:
