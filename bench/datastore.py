@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+from fleet_coordinator.store import JOBS_SPEC
 from fleet_datastore import (
     Container,
     ContainerSpec,
@@ -105,6 +106,89 @@ async def cas_throughput(container: Container, n: int, field: str) -> float:
     return n / (time.perf_counter() - start)
 
 
+def job_doc(i: int, shard: str = "s00") -> dict[str, Any]:
+    """A queued job as the coordinator stores it (``jobs`` spec), about 1 KB of JSON."""
+    return {
+        "id": f"j{i:010d}",
+        "pk": shard,
+        "queue": f"q{i % 4}",
+        "kind": "render.thumbnail",
+        "payload": {"source": f"s3://bucket/in/{i:08d}.png", "sizes": [64, 128, 256, 512]},
+        "priority": i % 5,
+        "status": "queued",
+        "attempts": 0,
+        "max_attempts": 3,
+        "lease_seconds": 60.0,
+        "timeout_seconds": 600.0,
+        "run_after": 1_700_000_000.0 + i,
+        "requires": {"gpu": "none", "region": "eu-west"},
+        "idempotency_key": f"idem-{i:012d}",
+        "cancel_requested": False,
+        "result": None,
+        "last_error": None,
+        "created_at": 1_700_000_000.0 + i,
+        "updated_at": 1_700_000_000.0 + i,
+        "lease": None,
+        "epoch": 0,
+        "runs": [],
+        "runs_dropped": 0,
+        "request_hash": "9f" * 32,
+        "notes": "x" * 300,
+    }
+
+
+def job_claim_patch(i: int, attempt: int) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """What a claim changes in a job (as ``codec.patch_between`` would send it)."""
+    now = 1_800_000_000.0 + i
+    lease = {
+        "agent_id": f"agent-{i % 32:04d}",
+        "run_id": f"r{i:012d}",
+        "epoch": attempt,
+        "expires_at": now + 60.0,
+        "claimed_at": now,
+        "deadline": now + 600.0,
+    }
+    sets = {
+        "status": "leased",
+        "attempts": attempt,
+        "epoch": attempt,
+        "lease": lease,
+        "due_at": now + 60.0,
+        "updated_at": now,
+    }
+    return sets, ()
+
+
+def job_complete_patch(i: int, attempt: int) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """What a successful completion changes: the run recorded, the lease and due_at gone."""
+    now = 1_800_000_001.0 + i
+    run = {
+        "run_id": f"r{i:012d}",
+        "epoch": attempt,
+        "agent_id": f"agent-{i % 32:04d}",
+        "claimed_at": now - 1.0,
+        "ended_at": now,
+        "outcome": "succeeded",
+        "error": None,
+    }
+    sets = {"status": "succeeded", "result": {"ok": True}, "runs": [run], "updated_at": now}
+    return sets, ("lease", "due_at")
+
+
+async def job_writes(container: Container, jobs: int) -> float:
+    """Conditional job writes/s: each job claimed then completed, two chained patches."""
+    docs = [await container.create(job_doc(i)) for i in range(jobs)]
+    start = time.perf_counter()
+    for i, current in enumerate(docs):
+        for sets, remove in (job_claim_patch(i, 1), job_complete_patch(i, 1)):
+            result = await container.update_if_match(
+                current.id, current.partition_key, current, Patch(set=sets, remove=remove)
+            )
+            assert result.document is not None
+            current = result.document
+    return 2 * jobs / (time.perf_counter() - start)
+
+
 async def contention(container: Container, racers: int, writes: int) -> float:
     """Attempts per successful write when ``racers`` CAS loops increment one counter."""
     first = await container.create({"id": f"c{racers}", "pk": "p0", "n": 0})
@@ -183,6 +267,14 @@ async def run(
                 f"  {provider:<7} update_if_match ({what}): {rate:>10,.0f} ops/s"
                 f"   = {rate / ceiling:.4f} x dict ceiling"
             )
+
+    log("== datastore: job-shaped writes (coordinator jobs spec, ~1 KB body, claim+complete) ==")
+    for provider in providers:
+        jobs = cas_ops // 10 if provider != "cosmos" else 100
+        async with open_store(provider, workdir, cosmos) as store:
+            c = await store.create_container_if_not_exists(JOBS_SPEC)
+            rate = await job_writes(c, jobs)
+        log(f"  {provider:<7} job update_if_match: {rate:>10,.0f} writes/s")
 
     log("== datastore: attempts per successful write as racers grow ==")
     for provider in providers:

@@ -43,7 +43,7 @@ from fleet_datastore import (
 from fleet_datastore.documents import apply_patch, dumps, loads
 from fleet_datastore.providers import sqlite as sqlite_provider
 from fleet_datastore.providers.sqlite import SqliteBackend, translated
-from fleet_datastore.providers.sqlite_sql import query_branches
+from fleet_datastore.providers.sqlite_sql import field_column, patch_sql, query_branches, schema_sql
 from fleet_datastore.query import plan_query
 
 from .sqlite_race_worker import DOC_ID, PK, SPEC, RaceConfig, counting_main, run_race
@@ -277,6 +277,7 @@ async def test_indexed_queries_seek_an_index_and_never_sort(
         for detail in await _branch_plans(tasks, db_path, page):
             assert "USING INDEX" in detail, detail
             assert "TEMP B-TREE" not in detail, detail
+            assert "<expr>" not in detail, detail  # plain field columns, no JSON parsing
             if shape != "default order":  # an unfiltered top-k walks the (id, pk) index
                 assert detail.startswith("SEARCH"), detail
 
@@ -287,7 +288,7 @@ async def test_a_partition_query_uses_the_partition_led_copy_of_the_index(
     """With a partition key, the index seek starts at (pk, status), not at status alone."""
     (detail,) = await _branch_plans(tasks, db_path, QUERIES["in one partition"])
     assert "_p_" in detail, detail
-    assert "pk=? AND <expr>=?" in detail, detail
+    assert "pk=? AND f_status=?" in detail, detail
 
 
 async def test_pages_of_an_indexed_query_concatenate_to_the_full_ordered_answer(
@@ -350,6 +351,7 @@ async def test_patch_result_equals_the_reference_patch(
     assert stored.body == expected.body
     assert stored.etag == result.document.etag != before.etag
     assert _raw_body(db_path, "tenant2", "t0005") == expected.raw  # so sizes agree exactly
+    assert _columns_disagree(db_path, TASKS) == []
 
 
 async def test_a_patch_value_that_is_not_utf8_is_invalid_and_writes_nothing(
@@ -621,3 +623,211 @@ async def test_an_index_without_per_partition_has_no_partition_led_copy(
     )
     expected = [f"t{i:04d}" for i in range(30) if i % 3 == 1]
     assert [d.id for d in page.items] == expected
+
+
+# --- field columns ----------------------------------------------------------------------
+
+
+def _columns_disagree(db_path: Path, spec: ContainerSpec) -> list[tuple[Any, ...]]:
+    """Rows whose field columns differ from their body's value (or type) at that path."""
+    bad: list[tuple[Any, ...]] = []
+    with sqlite3.connect(db_path) as conn:
+        for path in spec.fields:
+            col = field_column(path)
+            extract = f"json_extract(body, '$.{path}')"
+            sql = (
+                f'SELECT id, {col}, {extract} FROM "doc_{spec.name}" '
+                f"WHERE {col} IS NOT {extract} OR typeof({col}) != typeof({extract})"
+            )
+            bad += [(path, *row) for row in conn.execute(sql)]
+    return bad
+
+
+async def test_every_write_keeps_the_field_columns_equal_to_the_body(
+    store: DocumentStore, tasks: Container, db_path: Path
+) -> None:
+    """Create, replace, upsert, batch and every kind of patch leave columns == json_extract."""
+    spec = ContainerSpec(
+        name="typed",
+        partition_key="tenant",
+        fields={**TASKS.fields, "done": "bool", "lease.owner.name": "str"},
+        indexes=TASKS.indexes,
+    )
+    typed = await store.create_container_if_not_exists(spec)
+    for i in range(6):
+        await typed.create(_task(i, done=bool(i % 2)))
+    await typed.replace(_task(0, status="x", lease={"owner": {"name": "a"}}, done=True))
+    await typed.upsert(_task(1, priority=4, lease=None))
+    await typed.upsert(_task(7))
+    await typed.batch(
+        "tenant2",
+        [
+            UpsertOp(_task(8, created_at=3)),  # an int in a float field stays an int
+            PatchOp("t0002", Patch(set={"lease": {"at": 1.5, "owner": {"name": "b"}}})),
+        ],
+    )
+    patches = [
+        ("t0003", "tenant0", Patch(set={"status": "leased", "done": False})),
+        ("t0004", "tenant1", Patch(remove=("lease", "priority"))),
+        ("t0005", "tenant2", Patch(set={"lease": {"owner": "not an object"}, "note": 1})),
+        ("t0005", "tenant2", Patch(set={'quo"te': 1}, remove=("status",))),  # the Python path
+        ("t0007", "tenant1", Patch(set={"lease": 5})),
+    ]
+    for doc_id, pk, patch in patches:
+        before = await typed.get(doc_id, pk)
+        assert (await typed.update_if_match(doc_id, pk, before, patch)).ok
+    assert _columns_disagree(db_path, spec) == []
+    assert _columns_disagree(db_path, TASKS) == []
+    page = await typed.query(Query(where=[eq("done", True)], order_by=[]))
+    assert sorted(d.id for d in page.items) == ["t0000", "t0005"]
+
+
+def _index_writes(spec: ContainerSpec, patch: Patch) -> int:
+    """How many index entries the compiled patch UPDATE inserts (EXPLAIN bytecode)."""
+    with sqlite3.connect(":memory:") as conn:
+        for statement in schema_sql(spec):
+            conn.execute(statement)
+        compiled = patch_sql(spec, "d", "p", "etag", patch, "new")
+        rows = conn.execute(f"EXPLAIN {compiled.sql}", compiled.params).fetchall()
+    return sum(1 for row in rows if row[1] == "IdxInsert")
+
+
+def test_a_patch_rewrites_only_the_indexes_of_the_fields_it_changes() -> None:
+    """An UPDATE assigns only the changed fields' columns, so SQLite skips the other indexes.
+
+    TASKS has 5 indexes on fields (3 declared, 2 of them with a partition copy)
+    plus ``(id, pk)``; a patch of an undeclared field updates none of them.
+    """
+    assert _index_writes(TASKS, Patch(set={"note": "x"})) == 0
+    assert _index_writes(TASKS, Patch(remove=("note",))) == 0
+    assert _index_writes(TASKS, Patch(set={"lease": {"at": 1.0}})) == 2  # status, lease.at
+    assert _index_writes(TASKS, Patch(set={"created_at": 2.0})) == 3
+    assert _index_writes(TASKS, Patch(set={"status": "x"})) == 4
+    assert _index_writes(TASKS, Patch(set={"status": "x", "created_at": 1.0})) == 5
+
+
+def test_field_column_names_are_distinct_whatever_the_case() -> None:
+    """Paths that differ only by case, ``_`` or ``.`` get distinct (case-folded) names."""
+    paths = ["a_b", "a.b", "a__b", "A_b", "a_B", "ab", "a.b_c", "a_b.c", "Ab", "aB"]
+    names = [field_column(p).lower() for p in paths]
+    assert len(set(names)) == len(paths)
+    assert field_column("lease.expires_at") == "f_lease_0expires__at"
+
+
+# --- migration ------------------------------------------------------------------------
+
+OLD_LAYOUT = [
+    # What the provider created before field columns (a fixture of history: keep literal).
+    'CREATE TABLE IF NOT EXISTS "doc_tasks" (pk TEXT NOT NULL, id TEXT NOT NULL, '
+    "etag TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (pk, id))",
+    'CREATE INDEX IF NOT EXISTS "ix_tasks_id_a9a37e672fa1" ON "doc_tasks" (id, pk)',
+    'CREATE INDEX IF NOT EXISTS "ix_tasks_f_34161b21be1d" ON "doc_tasks" '
+    "(json_extract(body, '$.status') ASC, json_extract(body, '$.priority') DESC, "
+    "json_extract(body, '$.created_at') ASC, id, pk)",
+    'CREATE INDEX IF NOT EXISTS "ix_tasks_p_7275e080ac45" ON "doc_tasks" '
+    "(pk, json_extract(body, '$.status') ASC, json_extract(body, '$.priority') DESC, "
+    "json_extract(body, '$.created_at') ASC, id)",
+    'CREATE INDEX IF NOT EXISTS "ix_tasks_f_c80d2b41170d" ON "doc_tasks" '
+    "(json_extract(body, '$.status') ASC, json_extract(body, '$.lease.at') ASC, id, pk)",
+    'CREATE INDEX IF NOT EXISTS "ix_tasks_p_29006d7ce6b6" ON "doc_tasks" '
+    "(pk, json_extract(body, '$.status') ASC, json_extract(body, '$.lease.at') ASC, id)",
+    'CREATE INDEX IF NOT EXISTS "ix_tasks_f_0fdfb15e9b39" ON "doc_tasks" '
+    "(pk ASC, json_extract(body, '$.created_at') ASC, id)",
+]
+
+
+def _old_file(path: Path, count: int) -> None:
+    """A file as the provider wrote it before field columns, holding ``count`` tasks."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        for statement in OLD_LAYOUT:
+            conn.execute(statement)
+        conn.executemany(
+            'INSERT INTO "doc_tasks" (pk, id, etag, body) VALUES (?, ?, ?, ?)',
+            [(_task(i)["tenant"], _task(i)["id"], f"e{i}", dumps(_task(i))) for i in range(count)],
+        )
+    conn.close()
+
+
+def _schema(path: Path) -> tuple[list[str], list[str]]:
+    """The tasks table's column names and its index definitions."""
+    with sqlite3.connect(path) as conn:
+        cols = [str(row[1]) for row in conn.execute('PRAGMA table_info("doc_tasks")')]
+        sql = "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'doc_tasks'"
+        indexes = sorted(str(row[0]) for row in conn.execute(sql) if row[0] is not None)
+    conn.close()
+    return cols, indexes
+
+
+async def test_a_file_of_the_old_layout_is_migrated_on_open(db_path: Path) -> None:
+    """Expression indexes give way to field columns filled from the bodies; queries agree.
+
+    The migration is idempotent (a second open changes nothing) and two stores
+    migrating the same file at once take turns (BEGIN IMMEDIATE, re-checked inside).
+    """
+    _old_file(db_path, 300)
+    async with store_from_url(_url(db_path)) as a, store_from_url(_url(db_path)) as b:
+        tasks, _ = await asyncio.gather(
+            a.create_container_if_not_exists(TASKS), b.create_container_if_not_exists(TASKS)
+        )
+        cols, indexes = _schema(db_path)
+        assert cols == ["pk", "id", "etag", "body", *(field_column(p) for p in TASKS.fields)]
+        assert not [sql for sql in indexes if "json_extract" in sql]
+        assert len(indexes) == 6
+        assert _columns_disagree(db_path, TASKS) == []
+        assert await tasks.count(Query(where=[eq("status", "queued")])) == 150
+        for shape, query in QUERIES.items():
+            page = await tasks.query(query)
+            for detail in await _branch_plans(tasks, db_path, query):
+                assert "<expr>" not in detail, (shape, detail)
+                assert "TEMP B-TREE" not in detail, (shape, detail)
+            if shape == "eq prefix, order by the rest":
+                expected = sorted(
+                    (d for d in (_task(i) for i in range(300)) if d["status"] == "queued"),
+                    key=lambda d: (-d["priority"], d["created_at"], d["id"]),
+                )
+                assert [d.id for d in page.items] == [d["id"] for d in expected[:10]]
+        old = await tasks.get("t0001", "tenant1")
+        assert old.etag == "e1"
+        won = await tasks.update_if_match("t0001", "tenant1", old, Patch(set={"status": "done"}))
+        assert won.ok
+        assert await tasks.count(Query(where=[eq("status", "done")])) == 1
+    schema = _schema(db_path)
+    async with store_from_url(_url(db_path)) as again:
+        await again.create_container_if_not_exists(TASKS)
+    assert _schema(db_path) == schema
+
+
+async def test_a_field_declared_later_gets_its_column_filled(db_path: Path) -> None:
+    """A spec gaining a field backfills its column; dropping it drops the column, so a
+    field declared once more is filled afresh instead of keeping values gone stale."""
+    owned = ContainerSpec(
+        name=TASKS.name,
+        partition_key=TASKS.partition_key,
+        fields={**TASKS.fields, "owner": "str"},
+        indexes=(*TASKS.indexes, Index.of("owner", "created_at")),
+    )
+    by_owner = Query(where=[eq("owner", "ann")], order_by=["created_at"])
+    async with store_from_url(_url(db_path)) as store:
+        tasks = await store.create_container_if_not_exists(TASKS)
+        for i in range(20):
+            await tasks.create(_task(i, owner="ann" if i % 4 == 0 else "bob"))
+    async with store_from_url(_url(db_path)) as store:
+        tasks = await store.create_container_if_not_exists(owned)
+        assert [d.id for d in (await tasks.query(by_owner)).items] == [
+            f"t{i:04d}" for i in range(0, 20, 4)
+        ]
+        assert _columns_disagree(db_path, owned) == []
+    async with store_from_url(_url(db_path)) as store:
+        tasks = await store.create_container_if_not_exists(TASKS)
+        assert field_column("owner") not in _schema(db_path)[0]
+        doc = await tasks.get("t0001", "tenant1")
+        assert (
+            await tasks.update_if_match("t0001", "tenant1", doc, Patch(set={"owner": "ann"}))
+        ).ok
+    async with store_from_url(_url(db_path)) as store:
+        tasks = await store.create_container_if_not_exists(owned)
+        ids = [d.id for d in (await tasks.query(by_owner)).items]
+        assert ids == ["t0000", "t0001", "t0004", "t0008", "t0012", "t0016"]
+        assert _columns_disagree(db_path, owned) == []

@@ -67,7 +67,8 @@ class Index:
     per_partition: bool = True
     """Also serve the order inside one partition (``Query.partition_key``) without a
     scan. Physical only: SQLite keeps a second, partition-led copy of the index for
-    it (one more index to update per write); memory and Cosmos ignore it. Declare
+    it (one more index to update per write that changes one of its fields); memory
+    and Cosmos ignore it. Declare
     ``False`` for indexes only cross-partition queries use."""
 
     @classmethod

@@ -2,6 +2,10 @@
 
 - One table per container, ``PRIMARY KEY (pk, id)``, the body as JSON text, and a
   random etag per write, so etags are unique across processes sharing the file.
+- Each declared field also has a plain column beside the body, written from
+  Python on every write; indexes and queries use those columns, so SQLite never
+  parses a body to maintain an index (``sqlite_sql``). ``ensure_container``
+  migrates a table of an older layout (``sqlite_ops.ensure``).
 - ``update_if_match`` is one ``UPDATE … WHERE pk=? AND id=? AND etag=?`` that
   applies the patch inside SQLite (``json_set``/``json_remove``): the compare and
   the write are one statement under SQLite's write lock, so any number of

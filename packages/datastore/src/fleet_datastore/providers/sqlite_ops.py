@@ -10,6 +10,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
 from ..backend import PreparedOp
@@ -26,7 +27,19 @@ from ..errors import (
 )
 from ..model import CONFLICT, NOT_FOUND, ContainerSpec, Document, Patch, UpdateResult
 from ..query import QueryPlan
-from .sqlite_sql import count_sql, patch_sql, query_branches, schema_sql, sql_patchable, table
+from .sqlite_sql import (
+    backfill_sql,
+    count_sql,
+    field_column,
+    field_columns,
+    field_values,
+    index_names,
+    patch_sql,
+    query_branches,
+    schema_sql,
+    sql_patchable,
+    table,
+)
 
 __all__ = [
     "batch",
@@ -129,13 +142,32 @@ def _etag_of(conn: sqlite3.Connection, spec: ContainerSpec, doc_id: str, pk: str
     return str(rows[0][0]) if rows else None
 
 
+@lru_cache(maxsize=256)
+def _insert_text(name: str, cols: tuple[str, ...], upsert: bool) -> str:
+    names = "".join(f", {c}" for c in cols)
+    marks = ", ?" * len(cols)
+    sql = f"INSERT INTO {name} (pk, id, etag, body{names}) VALUES (?, ?, ?, ?{marks}) "
+    if not upsert:
+        return sql + "ON CONFLICT DO NOTHING"
+    sets = "".join(f", {c} = excluded.{c}" for c in cols)
+    return (
+        sql + f"ON CONFLICT (pk, id) DO UPDATE SET etag = excluded.etag, body = excluded.body{sets}"
+    )
+
+
+@lru_cache(maxsize=256)
+def _replace_text(name: str, cols: tuple[str, ...], with_etag: bool) -> str:
+    sets = "".join(f", {c} = ?" for c in cols)
+    cond = " AND etag = ?" if with_etag else ""
+    return f"UPDATE {name} SET body = ?, etag = ?{sets} WHERE pk = ? AND id = ?{cond}"
+
+
 def insert(conn: sqlite3.Connection, spec: ContainerSpec, doc: PreparedDocument) -> Document:
     """Insert a new document; AlreadyExistsError if its id is taken in its partition."""
     etag = _etag()
-    sql = (
-        f"INSERT INTO {table(spec)} (pk, id, etag, body) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
-    )
-    if conn.execute(sql, (doc.partition_key, doc.id, etag, doc.raw)).rowcount == 0:
+    sql = _insert_text(table(spec), field_columns(spec), False)
+    params = (doc.partition_key, doc.id, etag, doc.raw, *field_values(spec, doc.body))
+    if conn.execute(sql, params).rowcount == 0:
         raise AlreadyExistsError(f"document {doc.id!r} already exists")
     return Document(doc.id, doc.partition_key, etag, doc.body)
 
@@ -143,11 +175,8 @@ def insert(conn: sqlite3.Connection, spec: ContainerSpec, doc: PreparedDocument)
 def upsert(conn: sqlite3.Connection, spec: ContainerSpec, doc: PreparedDocument) -> Document:
     """Insert or overwrite a document."""
     etag = _etag()
-    sql = (
-        f"INSERT INTO {table(spec)} (pk, id, etag, body) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (pk, id) DO UPDATE SET etag = excluded.etag, body = excluded.body"
-    )
-    conn.execute(sql, (doc.partition_key, doc.id, etag, doc.raw))
+    sql = _insert_text(table(spec), field_columns(spec), True)
+    conn.execute(sql, (doc.partition_key, doc.id, etag, doc.raw, *field_values(spec, doc.body)))
     return Document(doc.id, doc.partition_key, etag, doc.body)
 
 
@@ -168,10 +197,10 @@ def replace(
 ) -> Document:
     """Overwrite a document (if its etag is ``etag``, when given); raise why not."""
     new_etag = _etag()
-    sql = f"UPDATE {table(spec)} SET body = ?, etag = ? WHERE pk = ? AND id = ?"
-    params: tuple[str, ...] = (doc.raw, new_etag, doc.partition_key, doc.id)
+    sql = _replace_text(table(spec), field_columns(spec), etag is not None)
+    params = (doc.raw, new_etag, *field_values(spec, doc.body), doc.partition_key, doc.id)
     if etag is not None:
-        sql, params = sql + " AND etag = ?", (*params, etag)
+        params = (*params, etag)
     if conn.execute(sql, params).rowcount == 0:
         # Matching now but not then: it was created since; missing is the honest answer.
         raise _mismatch(conn, spec, doc.id, doc.partition_key, etag) or NotFoundError(
@@ -236,8 +265,9 @@ def _patch_in_python(
         raise PreconditionFailedError(f"document {doc_id!r} has changed (etag mismatch)")
     new = apply_patch(spec, current.body, patch)
     # The write lock makes the read and this write one step; the etag check is a backstop.
-    sql = f"UPDATE {table(spec)} SET body = ?, etag = ? WHERE pk = ? AND id = ? AND etag = ?"
-    if conn.execute(sql, (new.raw, new_etag, pk, doc_id, current.etag)).rowcount != 1:
+    sql = _replace_text(table(spec), field_columns(spec), True)
+    params = (new.raw, new_etag, *field_values(spec, new.body), pk, doc_id, current.etag)
+    if conn.execute(sql, params).rowcount != 1:
         raise PreconditionFailedError(f"document {doc_id!r} has changed (etag mismatch)")
     return Document(doc_id, pk, new_etag, new.body)
 
@@ -313,9 +343,44 @@ def count(conn: sqlite3.Connection, spec: ContainerSpec, plan: QueryPlan) -> int
 
 
 def ensure(conn: sqlite3.Connection, spec: ContainerSpec) -> None:
-    """Create the container's table and indexes if missing, under the write lock."""
+    """Create or migrate the container's table and indexes, under the write lock.
+
+    A table written by an older layout (or for a spec with fewer declared fields)
+    gains the missing field columns, filled from the stored bodies; indexes of
+    this container the spec no longer asks for (the old ``json_extract``
+    expression indexes among them) are dropped, and so are field columns of
+    fields no longer declared, so that a field declared again later is filled
+    afresh rather than read stale. All of it is one transaction.
+    """
     # Two processes declaring the same container at once take turns on the write
-    # lock, and IF NOT EXISTS makes the second a no-op.
+    # lock, and the second finds nothing left to do: every step checks first.
     with _immediate(conn):
-        for statement in schema_sql(spec):
+        statements = schema_sql(spec)
+        conn.execute(statements[0])  # CREATE TABLE IF NOT EXISTS, with every field column
+        _migrate(conn, spec)
+        for statement in statements[1:]:
             conn.execute(statement)
+
+
+def _migrate(conn: sqlite3.Connection, spec: ContainerSpec) -> None:
+    """Bring an existing table to the spec's layout (nothing to do for a new table)."""
+    name = table(spec)
+    have = {str(row[1]) for row in conn.execute(f"PRAGMA table_info({name})")}
+    wanted = [p for p in spec.fields if p != "id" and p != spec.partition_key]
+    missing = [p for p in wanted if field_column(p) not in have]
+    for path in missing:
+        conn.execute(f"ALTER TABLE {name} ADD COLUMN {field_column(path)}")
+    if missing:
+        conn.execute(backfill_sql(spec, missing))
+    keep = index_names(spec)
+    prefix = f"ix_{spec.name}_"
+    rows = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?",
+        (name.strip('"'),),
+    ).fetchall()
+    for (index,) in rows:
+        if str(index).startswith(prefix) and index not in keep:
+            conn.execute(f'DROP INDEX "{index}"')
+    declared = {field_column(p) for p in wanted}
+    for col in sorted(c for c in have if c.startswith("f_") and c not in declared):
+        conn.execute(f"ALTER TABLE {name} DROP COLUMN {col}")

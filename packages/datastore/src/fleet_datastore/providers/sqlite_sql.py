@@ -1,23 +1,24 @@
-"""SQL text for the SQLite provider: schema, expression indexes, patches and portable queries.
+"""SQL text for the SQLite provider: schema, field columns, patches and portable queries.
 
 Every function here is pure (spec or plan in, SQL text and parameters out), so
 the compiled text can be cached and the backend stays about connections.
 
-Declared fields live inside the JSON ``body`` and are read with
-``json_extract(body, '$.path')``; the same expression text is used in the index
-definitions and in queries, which is what lets SQLite match one to the other.
-Field paths are validated by ``ContainerSpec`` (letters, digits, ``_``, dots), so
-embedding them as SQL literals is safe; values are always bound.
+The document is the JSON ``body``; each declared field (other than ``id`` and the
+partition key) also has a plain column of its own (``field_column``), written
+from Python beside the body on every write, and the indexes and queries use
+those columns: SQLite never parses a body to maintain an index or answer a
+query. Field paths are validated by ``ContainerSpec`` (letters, digits, ``_``,
+dots), so embedding them in SQL text is safe; values are always bound.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -27,7 +28,13 @@ from ..query import Filter, QueryPlan
 
 __all__ = [
     "Compiled",
+    "backfill_sql",
     "column",
+    "field_column",
+    "field_columns",
+    "field_values",
+    "index_names",
+    "patch_columns",
     "patch_sql",
     "query_branches",
     "count_sql",
@@ -55,26 +62,163 @@ def table(spec: ContainerSpec) -> str:
     return f'"doc_{spec.name}"'
 
 
+@lru_cache(maxsize=1024)
+def field_column(path: str) -> str:
+    """The column name of a declared field path: ``f_`` then the path, escaped.
+
+    ``_`` becomes ``__``, ``.`` becomes ``_0`` and an upper-case letter ``X``
+    becomes ``_x``: the result is lower-case letters, digits and ``_`` only, and
+    distinct paths give distinct names even though SQLite compares column names
+    without regard to case (``lease.expires_at`` → ``f_lease_0expires__at``).
+    """
+    out = ["f_"]
+    for char in path:
+        if char == "_":
+            out.append("__")
+        elif char == ".":
+            out.append("_0")
+        elif char.isupper():
+            out.append("_" + char.lower())
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _declared(spec: ContainerSpec) -> list[str]:
+    """The declared field paths that have a column: all but ``id`` and the partition key."""
+    return [p for p in spec.fields if p != "id" and p != spec.partition_key]
+
+
 def column(spec: ContainerSpec, path: str) -> str:
-    """The SQL expression for a declared field path."""
+    """The SQL column of a declared field path (``id``, ``pk`` or a field column)."""
     if path == "id":
         return "id"
     if path == spec.partition_key:
         return "pk"
-    return f"json_extract(body, '$.{path}')"
+    return field_column(path)
 
 
 def bind(value: Any) -> Any:
-    """A filter value as SQLite sees it: json_extract yields 1/0 for JSON booleans."""
+    """A value as its column holds it: booleans as 1/0, as ``json_extract`` reads them."""
     return int(value) if isinstance(value, bool) else value
 
 
-def _index_sql(spec: ContainerSpec, name: str, cols: Sequence[str]) -> str:
-    digest = hashlib.sha256("|".join(cols).encode()).hexdigest()[:12]
-    return (
-        f'CREATE INDEX IF NOT EXISTS "ix_{spec.name}_{name}_{digest}" '
-        f"ON {table(spec)} ({', '.join(cols)})"
+class _Layout(NamedTuple):
+    """A spec's field columns, precomputed for the write path."""
+
+    columns: tuple[str, ...]
+    """Every field column, in ``_declared`` order."""
+    steps: tuple[tuple[str, ...], ...]
+    """The path of each column's field, split at the dots."""
+    by_root: dict[str, tuple[tuple[str, tuple[str, ...]], ...]]
+    """Top-level key → (column, path steps) of the declared fields under it."""
+
+
+_LAYOUTS: dict[int, tuple[ContainerSpec, _Layout]] = {}
+
+
+def _layout(spec: ContainerSpec) -> _Layout:
+    # Keyed by identity (a spec holds a dict, so it is not hashable); the entry
+    # keeps its spec alive, so the id cannot be reused while it is cached.
+    entry = _LAYOUTS.get(id(spec))
+    if entry is not None and entry[0] is spec:
+        return entry[1]
+    paths = _declared(spec)
+    steps = tuple(tuple(p.split(".")) for p in paths)
+    by_root: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+    for path, parts in zip(paths, steps, strict=True):
+        by_root.setdefault(parts[0], []).append((field_column(path), parts))
+    layout = _Layout(
+        tuple(field_column(p) for p in paths),
+        steps,
+        {root: tuple(cols) for root, cols in by_root.items()},
     )
+    if len(_LAYOUTS) >= 256:
+        _LAYOUTS.clear()
+    _LAYOUTS[id(spec)] = (spec, layout)
+    return layout
+
+
+def _value_at(node: Any, steps: tuple[str, ...]) -> Any:
+    """The column value at ``steps`` below ``node``: a scalar, or None when absent.
+
+    Declared fields hold their declared (scalar) type when present: ``Container``
+    validates every body and patch before a provider sees it. Booleans become
+    1/0, as ``json_extract`` reads them.
+    """
+    for step in steps:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(step)
+    return int(node) if isinstance(node, bool) else node
+
+
+def field_values(spec: ContainerSpec, body: Mapping[str, Any]) -> list[Any]:
+    """The field columns' values for a whole body, in ``field_columns(spec)`` order."""
+    if not isinstance(body, dict):
+        body = dict(body)
+    return [_value_at(body, steps) for steps in _layout(spec).steps]
+
+
+def patch_columns(spec: ContainerSpec, patch: Patch) -> tuple[tuple[str, ...], list[Any]]:
+    """The field columns a patch changes and their new values.
+
+    A set top-level key assigns the columns of the declared fields under it (from
+    the Python value: ``lease`` set to a dict assigns ``lease.expires_at``); a
+    removed key sets them NULL. Other columns are not assigned at all, so SQLite
+    leaves the indexes built only on them untouched.
+    """
+    roots = spec.declared_roots
+    if roots.isdisjoint(patch.set) and (not patch.remove or roots.isdisjoint(patch.remove)):
+        return (), []
+    by_root = _layout(spec).by_root
+    cols: list[str] = []
+    values: list[Any] = []
+    for key, value in patch.set.items():
+        for col, steps in by_root.get(key, ()):
+            cols.append(col)
+            values.append(_value_at({key: value}, steps))
+    for key in patch.remove:
+        for col, _ in by_root.get(key, ()):
+            cols.append(col)
+            values.append(None)
+    return tuple(cols), values
+
+
+def _index_sql(spec: ContainerSpec, name: str, cols: Sequence[str]) -> tuple[str, str]:
+    digest = hashlib.sha256("|".join(cols).encode()).hexdigest()[:12]
+    index = f"ix_{spec.name}_{name}_{digest}"
+    return index, f'CREATE INDEX IF NOT EXISTS "{index}" ON {table(spec)} ({", ".join(cols)})'
+
+
+def _indexes(spec: ContainerSpec) -> list[tuple[str, str]]:
+    """(name, CREATE INDEX statement) of every index the spec asks for."""
+    out = [_index_sql(spec, "id", ["id", "pk"])]
+    for index in spec.indexes:
+        cols = [f"{column(spec, n)} {d.upper()}" for n, d in index.fields]
+        used = {column(spec, n) for n in index.names}
+        tail = [c for c in ("id", "pk") if c not in used]
+        out.append(_index_sql(spec, "f", cols + tail))
+        if index.per_partition and index.names[0] != spec.partition_key:
+            inner = ["pk", *cols, *([] if "id" in used else ["id"])]
+            out.append(_index_sql(spec, "p", inner))
+    return out
+
+
+def index_names(spec: ContainerSpec) -> set[str]:
+    """The names of the indexes ``schema_sql`` creates: any other ``ix_<name>_…`` is stale."""
+    return {name for name, _ in _indexes(spec)}
+
+
+def field_columns(spec: ContainerSpec) -> tuple[str, ...]:
+    """The field column names of a spec, in ``field_values`` order."""
+    return _layout(spec).columns
+
+
+def backfill_sql(spec: ContainerSpec, paths: Sequence[str]) -> str:
+    """One UPDATE filling the columns of ``paths`` from every stored body (a migration)."""
+    sets = ", ".join(f"{field_column(p)} = json_extract(body, '$.{p}')" for p in paths)
+    return f"UPDATE {table(spec)} SET {sets}"
 
 
 def schema_sql(spec: ContainerSpec) -> list[str]:
@@ -86,24 +230,18 @@ def schema_sql(spec: ContainerSpec) -> list[str]:
     with the partition key (or is declared ``per_partition=False``), a second copy
     ``(pk, fields..., id)`` serves the same query inside one partition without
     walking the other partitions' entries.
-    Updates only touch these when ``body`` changes; ``(id, pk)`` serves the
-    default id order and is never touched by an update.
+    An update touches an index only when it assigns one of the index's columns;
+    ``(id, pk)`` serves the default id order and is never touched by an update.
+    The field columns have no declared type (no affinity), so they hold exactly
+    what ``json_extract`` would return: integers stay integers, reals reals.
     """
+    fields = "".join(f"{c}, " for c in field_columns(spec))
     statements = [
         f"CREATE TABLE IF NOT EXISTS {table(spec)} ("
-        "pk TEXT NOT NULL, id TEXT NOT NULL, etag TEXT NOT NULL, body TEXT NOT NULL, "
-        "PRIMARY KEY (pk, id))",
-        _index_sql(spec, "id", ["id", "pk"]),
+        f"pk TEXT NOT NULL, id TEXT NOT NULL, etag TEXT NOT NULL, body TEXT NOT NULL, {fields}"
+        "PRIMARY KEY (pk, id))"
     ]
-    for index in spec.indexes:
-        cols = [f"{column(spec, n)} {d.upper()}" for n, d in index.fields]
-        used = {column(spec, n) for n in index.names}
-        tail = [c for c in ("id", "pk") if c not in used]
-        statements.append(_index_sql(spec, "f", cols + tail))
-        if index.per_partition and index.names[0] != spec.partition_key:
-            inner = ["pk", *cols, *([] if "id" in used else ["id"])]
-            statements.append(_index_sql(spec, "p", inner))
-    return statements
+    return statements + [sql for _, sql in _indexes(spec)]
 
 
 def sql_patchable(patch: Patch) -> bool:
@@ -112,17 +250,20 @@ def sql_patchable(patch: Patch) -> bool:
 
 
 @lru_cache(maxsize=256)
-def _patch_text(name: str, n_set: int, n_remove: int, with_etag: bool) -> str:
+def _patch_text(
+    name: str, n_set: int, n_remove: int, with_etag: bool, cols: tuple[str, ...]
+) -> str:
     new = "body"
     if n_remove:
         new = f"json_remove({new}{', ?' * n_remove})"
     if n_set:
         new = f"json_set({new}{', ?, json(?)' * n_set})"
     cond = " AND etag = ?" if with_etag else ""
+    assign = "".join(f", {c} = ?" for c in cols)
     # The new body is computed twice (SET and the size guard) so that an oversized
     # result writes nothing in one statement; that costs less than a transaction.
     return (
-        f"UPDATE {name} SET body = {new}, etag = ? "
+        f"UPDATE {name} SET body = {new}, etag = ?{assign} "
         f"WHERE pk = ? AND id = ?{cond} AND length(CAST({new} AS BLOB)) <= ? "
         "RETURNING body"
     )
@@ -136,15 +277,22 @@ def patch_sql(
     patch: Patch,
     new_etag: str,
 ) -> Compiled:
-    """One UPDATE applying ``patch`` inside SQLite: no read, and atomic by construction."""
+    """One UPDATE applying ``patch`` inside SQLite: no read, and atomic by construction.
+
+    The body is patched by ``json_set``/``json_remove``; the field columns the
+    patch changes are assigned from Python (``patch_columns``), the others not.
+    """
     new_params: list[Any] = [f'$."{k}"' for k in patch.remove]
     for key, value in patch.set.items():
         new_params += [f'$."{key}"', _json(value)]
-    params: list[Any] = [*new_params, new_etag, partition_key, doc_id]
+    cols, values = patch_columns(spec, patch)
+    params: list[Any] = [*new_params, new_etag, *values, partition_key, doc_id]
     if expected_etag is not None:
         params.append(expected_etag)
     params += [*new_params, spec.max_document_bytes]
-    sql = _patch_text(table(spec), len(patch.set), len(patch.remove), expected_etag is not None)
+    sql = _patch_text(
+        table(spec), len(patch.set), len(patch.remove), expected_etag is not None, cols
+    )
     return Compiled(sql, tuple(params))
 
 
@@ -157,7 +305,16 @@ def _json(value: Any) -> str:
         raise InvalidRequestError(f"patch value is not JSON-serialisable: {exc}") from exc
 
 
-def _where(spec: ContainerSpec, plan: QueryPlan) -> tuple[list[str], list[Any]]:
+def _where(
+    spec: ContainerSpec, plan: QueryPlan, compared: Sequence[str] = ()
+) -> tuple[list[str], list[Any]]:
+    """The filter and partition conditions; ``compared`` names sort fields the caller compares.
+
+    A document lacking a sort field is left out of an ordered query: ``IS NOT NULL``
+    on each sort column that no condition already compares with a (never NULL)
+    value. Only there: on a column that also has ``=`` SQLite would take the
+    ``IS NOT NULL`` as the range to seek and sort what it found.
+    """
     conds: list[str] = []
     params: list[Any] = []
     if plan.partition_key is not None:
@@ -166,8 +323,8 @@ def _where(spec: ContainerSpec, plan: QueryPlan) -> tuple[list[str], list[Any]]:
     for f in plan.where:
         conds.append(_filter(spec, f, params))
     if plan.explicit_order:
-        # A document lacking a sort field is left out of an ordered query.
-        cols = (column(spec, n) for n, _ in plan.sort)
+        skip = {*compared, *(f.field for f in plan.where)}
+        cols = (column(spec, n) for n, _ in plan.sort if n not in skip)
         conds += [f"{c} IS NOT NULL" for c in cols if c not in ("id", "pk")]
     return conds, params
 
@@ -183,8 +340,8 @@ def _filter(spec: ContainerSpec, f: Filter, params: list[Any]) -> str:
 
 
 def _order(plan: QueryPlan, spec: ContainerSpec, depth: int = 0) -> str:
-    # ORDER BY only what equalities leave open: SQLite does not see that
-    # `json_extract(...) = ?` makes a sort term constant, and would sort the matches.
+    # ORDER BY only what equalities leave open: a term an equality fixes adds
+    # nothing to the order, and left out it cannot make SQLite sort the matches.
     fixed = {f.field for f in plan.where if f.op == "eq"}
     fixed.update(name for name, _ in plan.sort[:depth])
     terms = [f"{column(spec, n)} {d.upper()}" for n, d in plan.sort if n not in fixed]
@@ -209,16 +366,16 @@ def query_branches(spec: ContainerSpec, plan: QueryPlan) -> list[Compiled]:
     ranges follow each other in sort order, so the caller concatenates them and
     stops at ``fetch``.
     """
-    base, base_params = _where(spec, plan)
     head = f"SELECT id, pk, etag, body FROM {table(spec)}"
     limit, limit_params = (" LIMIT ?", (plan.fetch,)) if plan.fetch else ("", ())
     if plan.after is None:
+        base, base_params = _where(spec, plan)
         where = f" WHERE {' AND '.join(base)}" if base else ""
         sql = f"{head}{where} ORDER BY {_order(plan, spec)}{limit}"
         return [Compiled(sql, (*base_params, *limit_params))]
     branches: list[Compiled] = []
     for depth in range(len(plan.sort) - 1, -1, -1):
-        conds, params = list(base), list(base_params)
+        conds, params = _where(spec, plan, [n for n, _ in plan.sort[: depth + 1]])
         for (name, _), value in zip(plan.sort[:depth], plan.after, strict=False):
             conds.append(f"{column(spec, name)} = ?")
             params.append(bind(value))
