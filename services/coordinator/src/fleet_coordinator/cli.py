@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["FLEET_ADMIN_TOKEN"] = settings.admin_token
     # uvloop and httptools when installed (Linux, macOS); uvicorn falls back to asyncio and h11.
     uvicorn.run(
-        create_app(settings, freeze_gc=True)
+        create_app(settings, tune_gc=True)
         if args.workers == 1
         else "fleet_coordinator.app:app_from_env",
         factory=args.workers > 1,
