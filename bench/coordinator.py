@@ -44,7 +44,8 @@ __all__ = ["main"]
 @contextlib.asynccontextmanager
 async def _app(url: str) -> AsyncIterator[FastAPI]:
     settings = Settings(store_url=url, admin_token="bench", reaper_enabled=False)
-    app = create_app(settings)
+    # Collector tuned as `serve` tunes it (a process running one coordinator).
+    app = create_app(settings, tune_gc=True)
     async with app.router.lifespan_context(app):
         yield app
 
