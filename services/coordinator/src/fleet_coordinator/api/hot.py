@@ -71,24 +71,14 @@ async def _claim(co: Coordinator, agent: Document | None, body: Any, _: str) -> 
     return 200, await routes_leases.claim(body, agent, co)
 
 
-async def _heartbeat(co: Coordinator, agent: Document | None, body: Any, job: str) -> Any:
-    assert agent is not None
-    return 200, await routes_leases.heartbeat(job, body, agent, co)
+def _on_job(endpoint: Callable[..., Awaitable[BaseModel]]) -> Run:
+    """A runner for ``endpoint(job_id, body, agent, co)``, one of the lease calls."""
 
+    async def run(co: Coordinator, agent: Document | None, body: Any, job_id: str) -> Any:
+        assert agent is not None
+        return 200, await endpoint(job_id, body, agent, co)
 
-async def _complete(co: Coordinator, agent: Document | None, body: Any, job: str) -> Any:
-    assert agent is not None
-    return 200, await routes_leases.complete(job, body, agent, co)
-
-
-async def _fail(co: Coordinator, agent: Document | None, body: Any, job: str) -> Any:
-    assert agent is not None
-    return 200, await routes_leases.fail(job, body, agent, co)
-
-
-async def _release(co: Coordinator, agent: Document | None, body: Any, job: str) -> Any:
-    assert agent is not None
-    return 200, await routes_leases.release(job, body, agent, co)
+    return run
 
 
 async def _create(co: Coordinator, _: Document | None, body: Any, __: str) -> Any:
@@ -107,10 +97,13 @@ _EXACT = {
     "/v1/jobs/batch": _Route("/v1/jobs/batch", False, BatchCreate, _create_batch),
 }
 _ACTIONS = {
-    "heartbeat": _Route("/v1/jobs/{job_id}/heartbeat", True, HeartbeatRequest, _heartbeat),
-    "complete": _Route("/v1/jobs/{job_id}/complete", True, CompleteRequest, _complete),
-    "fail": _Route("/v1/jobs/{job_id}/fail", True, FailRequest, _fail),
-    "release": _Route("/v1/jobs/{job_id}/release", True, ReleaseRequest, _release),
+    name: _Route(f"/v1/jobs/{{job_id}}/{name}", True, model, _on_job(endpoint))
+    for name, model, endpoint in (
+        ("heartbeat", HeartbeatRequest, routes_leases.heartbeat),
+        ("complete", CompleteRequest, routes_leases.complete),
+        ("fail", FailRequest, routes_leases.fail),
+        ("release", ReleaseRequest, routes_leases.release),
+    )
 }
 
 

@@ -50,6 +50,13 @@ Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=32)]
 Epoch = Annotated[int, Field(ge=1, le=2**53 - 1)]
 
 
+_PORTABLE = (
+    "Any JSON up to FLEET_MAX_PAYLOAD_BYTES encoded (else 413), with finite numbers, "
+    "integers within ±(2**53-1) and at most 64 levels of nested objects and arrays "
+    "(else 422): what every store keeps unchanged."
+)
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -59,7 +66,7 @@ class JobCreate(_In):
 
     queue: QueueName = "default"
     kind: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    payload: dict[str, Any] = Field(default_factory=dict)
+    payload: dict[str, Any] = Field(default_factory=dict, description=_PORTABLE)
     priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
     max_attempts: int = Field(default=3, ge=1, le=100)
     lease_seconds: float | None = Field(default=None, gt=0, le=86_400)
@@ -204,7 +211,7 @@ class HeartbeatRequest(_In):
     """A lease renewal."""
 
     epoch: Epoch
-    progress: Any = None
+    progress: Any = Field(default=None, description=_PORTABLE)
 
 
 class HeartbeatOut(BaseModel):
@@ -218,7 +225,7 @@ class CompleteRequest(_In):
     """A successful end of the lease."""
 
     epoch: Epoch
-    result: Any = None
+    result: Any = Field(default=None, description=_PORTABLE)
 
 
 class FailRequest(_In):
