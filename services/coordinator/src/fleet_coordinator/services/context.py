@@ -13,7 +13,7 @@ import structlog
 from ..domain import DEFAULT_BACKOFF, BackoffPolicy, Clock, SystemClock
 from ..metrics import Metrics
 from ..settings import Settings
-from ..store import Containers
+from ..store import Containers, shard_of
 from .cache import DocCache
 
 if TYPE_CHECKING:
@@ -128,6 +128,4 @@ class Coordinator:
 
     def shard(self, job_id: str) -> str:
         """The partition of a job id."""
-        from ..store import shard_of
-
         return shard_of(job_id, self.settings.job_shards)
