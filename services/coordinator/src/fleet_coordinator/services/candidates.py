@@ -107,8 +107,11 @@ class CandidatePool:
                 self._seq += 1
                 batch.seq = self._seq
                 self._live.append(batch)
+                # Jobs handed out to claims still in flight are still queued in the
+                # store and sort first: read past them, or the page holds nothing new.
+                reach = batch.needs + len(self._pending)
                 try:
-                    batch.result.set_result(await _query(co, queues, batch.needs))
+                    batch.result.set_result(await _query(co, queues, reach))
                 except Exception as exc:
                     batch.result.set_exception(exc)
             docs, more = await batch.result

@@ -57,7 +57,7 @@ async def _candidates(
         query = Query(
             where=where,
             order_by=["-priority", "created_at"],
-            limit=need + co.settings.claim_candidates,
+            limit=min(need + len(skip) + co.settings.claim_candidates, 1000),
             continuation=cont,
         )
         with translate_store_errors():
