@@ -166,14 +166,15 @@ class HotPath:
             await self.app(scope, receive, send)
             return
         route, job_id = found
-        body = b""
+        chunks: list[bytes] = []
         while True:
             message = await receive()
             if message["type"] != "http.request":
                 return  # the client went away before sending its body
-            body += message.get("body", b"")
+            chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 break
+        body = b"".join(chunks)  # joined once: `+=` per chunk is quadratic in the body
         if not await self._serve(scope, route, job_id, body, send):
             await self.app(scope, _replay(body, receive), send)
 
