@@ -230,21 +230,29 @@ async def test_stop_finishes_running_jobs_and_releases_jobs_claimed_meanwhile(
     assert (job["status"], job["attempts"], outcomes(job)) == ("queued", 0, ["released"])
 
 
+async def _stop_while_running(
+    fleet: Fleet, grace_seconds: float, stops: int
+) -> tuple[Blocking, str]:
+    """Run a worker on one never-ending job, call stop() ``stops`` times once it started."""
+    _, token = await fleet.register()
+    job_id = await fleet.enqueue()
+    stubborn = Blocking()
+    client, _ = fleet.client(token)
+    async with client:
+        worker = Worker(client, {"test": stubborn}, wait_seconds=0.2, grace_seconds=grace_seconds)
+        task = asyncio.create_task(worker.run())
+        await asyncio.wait_for(stubborn.started.wait(), 5)
+        for _ in range(stops):
+            worker.stop()
+        await asyncio.wait_for(task, 5)
+    return stubborn, job_id
+
+
 async def test_jobs_still_running_after_the_grace_period_are_cancelled_and_released(
     fleet: Fleet,
 ) -> None:
     """A handler that outlives the grace period is cancelled (reason shutdown) and released."""
-    _, token = await fleet.register()
-    job_id = await fleet.enqueue()
-    stubborn = Blocking()
-
-    client, _ = fleet.client(token)
-    async with client:
-        worker = Worker(client, {"test": stubborn}, wait_seconds=0.2, grace_seconds=0.1)
-        task = asyncio.create_task(worker.run())
-        await asyncio.wait_for(stubborn.started.wait(), 5)
-        worker.stop()
-        await asyncio.wait_for(task, 5)
+    stubborn, job_id = await _stop_while_running(fleet, grace_seconds=0.1, stops=1)
     assert stubborn.reasons == [CancelReason.SHUTDOWN]
     job = await fleet.job(job_id)
     assert (job["status"], job["attempts"], outcomes(job)) == ("queued", 0, ["released"])
@@ -311,18 +319,7 @@ async def test_progress_too_large_is_dropped_and_the_lease_kept(fleet: Fleet) ->
 
 async def test_a_second_stop_ends_the_grace_period_at_once(fleet: Fleet) -> None:
     """stop() twice (Ctrl-C twice): the running job is released without waiting out grace."""
-    _, token = await fleet.register()
-    job_id = await fleet.enqueue()
-    stubborn = Blocking()
-
-    client, _ = fleet.client(token)
-    async with client:
-        worker = Worker(client, {"test": stubborn}, wait_seconds=0.2, grace_seconds=60)
-        task = asyncio.create_task(worker.run())
-        await asyncio.wait_for(stubborn.started.wait(), 5)
-        worker.stop()
-        worker.stop()
-        await asyncio.wait_for(task, 5)
+    _, job_id = await _stop_while_running(fleet, grace_seconds=60, stops=2)
     assert (await fleet.job(job_id))["status"] == "queued"
 
 

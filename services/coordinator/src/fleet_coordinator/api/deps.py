@@ -27,22 +27,29 @@ async def get_coordinator(request: Request) -> Coordinator:
 Co = Annotated[Coordinator, Depends(get_coordinator)]
 
 
-def _bearer(request: Request) -> str:
-    header = request.headers.get("authorization", "")
+def bearer_token(header: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` value, else None."""
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def _bearer(request: Request) -> str:
+    token = bearer_token(request.headers.get("authorization", ""))
+    if token is None:
         raise UnauthorizedError("a bearer token is required")
-    return token.strip()
+    return token
 
 
-def _is_admin(co: Coordinator, token: str) -> bool:
+def is_admin(co: Coordinator, token: str) -> bool:
+    """Whether ``token`` is the admin token (compared in constant time)."""
     return hmac.compare_digest(token.encode(), co.settings.admin_token.encode())
 
 
 async def require_admin(request: Request, co: Co) -> None:
     """Allow only the admin token: 401 for no or unknown tokens, 403 for agent tokens."""
     token = _bearer(request)
-    if _is_admin(co, token):
+    if is_admin(co, token):
         return
     if await authenticate(co, token) is not None:
         raise ForbiddenError("this endpoint needs the admin token")
@@ -55,7 +62,7 @@ async def require_agent(request: Request, co: Co) -> Document:
     agent = await authenticate(co, token)
     if agent is not None:
         return agent
-    if _is_admin(co, token):
+    if is_admin(co, token):
         raise ForbiddenError("this endpoint needs an agent token")
     raise UnauthorizedError("unknown or revoked token")
 

@@ -22,7 +22,6 @@ through this path for every well-formed request.
 
 from __future__ import annotations
 
-import hmac
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -37,6 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..errors import CoordinatorError
 from ..services import Coordinator, authenticate
 from . import routes_jobs, routes_leases
+from .deps import bearer_token, is_admin
 from .errors import error_response
 from .models import (
     BatchCreate,
@@ -128,15 +128,6 @@ def _headers(scope: Scope) -> tuple[bytes | None, bytes | None]:
     return auth, ctype
 
 
-def _bearer(header: bytes | None) -> str | None:
-    """The token of ``Bearer <token>`` (as ``deps._bearer`` reads it), else None."""
-    if header is None:
-        return None
-    scheme, _, token = header.decode("latin-1").partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and token else None
-
-
 def _is_json(ctype: bytes | None) -> bool:
     # FastAPI parses a missing content type as JSON too; anything unusual goes to it.
     return ctype is None or ctype.split(b";")[0].strip().lower() == b"application/json"
@@ -183,7 +174,7 @@ class HotPath:
     ) -> bool:
         """Answer the request, or return False (having sent nothing) to hand it to FastAPI."""
         header, ctype = _headers(scope)
-        token = _bearer(header)
+        token = None if header is None else bearer_token(header.decode("latin-1"))
         if token is None or not raw or not _is_json(ctype):
             return False
         try:
@@ -196,7 +187,7 @@ class HotPath:
             agent = await authenticate(co, token)
             if agent is None:
                 return False
-        elif not hmac.compare_digest(token.encode(), co.settings.admin_token.encode()):
+        elif not is_admin(co, token):
             return False
         scope["route"] = _TAGS[route.path]
         try:
