@@ -34,6 +34,7 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (409, "state conflict (lease_lost, already_terminal, idempotency_conflict, …)"),
         (413, "payload too large"),
         (422, "validation error"),
+        (429, "too many long-polls waiting for this agent (too_many_long_polls; Retry-After)"),
         (500, "a defect, answered internal_error with an error_id that the log carries"),
         (503, "store unavailable (Retry-After)"),
     )
@@ -131,7 +132,10 @@ def _tune_gc() -> None:
 
 def app_from_env() -> FastAPI:
     """The app of one ``serve --workers N`` process: logging and settings from the environment."""
+    from .cli import http_protocol
     from .logs import configure_logging
 
     configure_logging()
-    return create_app(Settings(), tune_gc=True)
+    settings = Settings()
+    http_protocol(settings)  # this worker's header deadline, from its settings
+    return create_app(settings, tune_gc=True)

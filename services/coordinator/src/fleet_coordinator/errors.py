@@ -10,6 +10,7 @@
     ├── ConflictError             409 state conflict (``lease_lost``, ``already_terminal`` …)
     ├── PayloadTooLargeError      413
     ├── ValidationFailedError     422
+    ├── TooManyRequestsError      429 a per-agent limit (``too_many_long_polls``); retry later
     └── UnavailableError          503 the store cannot be reached
 
 Datastore errors are translated in ``translate_store_errors``, the one boundary: an
@@ -34,6 +35,7 @@ __all__ = [
     "ForbiddenError",
     "NotFoundError",
     "PayloadTooLargeError",
+    "TooManyRequestsError",
     "UnauthorizedError",
     "UnavailableError",
     "ValidationFailedError",
@@ -104,6 +106,13 @@ class ValidationFailedError(CoordinatorError):
 
     status = 422
     code = "validation_error"
+
+
+class TooManyRequestsError(CoordinatorError):
+    """The caller has too many requests of this kind in progress; retry later."""
+
+    status = 429
+    code = "too_many_requests"
 
 
 class UnavailableError(CoordinatorError):

@@ -11,7 +11,7 @@ request and costs several times a bare endpoint's overhead). For each request:
 3. **Body**: a declared ``Content-Length`` over the limit is 413 at once; otherwise the
    body is read chunk by chunk and refused with 413 as soon as it passes the limit,
    chunked or not. No store request, lock or thread is held while a body arrives,
-   and the whole body must arrive within ``BODY_TIMEOUT`` (else 408).
+   and the whole body must arrive within ``FLEET_BODY_TIMEOUT_SECONDS`` (else 408).
 4. **Text**: invalid UTF-8 or a lone-surrogate escape is refused (``api/unicode.py``).
 5. **App**: the body is handed on as one message (the hot path and FastAPI read it
    as usual). A crash is a defect: logged with an error id and its traceback
@@ -40,10 +40,7 @@ from .errors import error_response
 from .limits import RouteRule, RouteRules
 from .unicode import unicode_problem
 
-__all__ = ["BODY_TIMEOUT", "GuardMiddleware"]
-
-BODY_TIMEOUT = 30.0
-"""Seconds a request's whole body may take to arrive once its headers are in."""
+__all__ = ["GuardMiddleware"]
 
 
 class _RefusedError(Exception):
@@ -144,7 +141,7 @@ class GuardMiddleware:
             if int(length) > rule.body_limit:
                 raise _RefusedError(_too_large(rule.body_limit))
         try:
-            async with asyncio.timeout(BODY_TIMEOUT):
+            async with asyncio.timeout(self.settings.body_timeout_seconds):
                 body = await _read(receive, rule.body_limit)
         except TimeoutError:
             raise _RefusedError(
