@@ -34,7 +34,6 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (409, "state conflict (lease_lost, already_terminal, idempotency_conflict, …)"),
         (413, "payload too large"),
         (422, "validation error"),
-        (429, "too many long-polls waiting for this agent (too_many_long_polls; Retry-After)"),
         (500, "a defect, answered internal_error with an error_id that the log carries"),
         (503, "store unavailable (Retry-After)"),
     )

@@ -41,7 +41,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_deadline: asyncio.TimerHandle | None = None
-        self._header_bytes = 0
+        self._awaiting_headers = True  # from a request's first byte to its headers' end
+        self._header_bytes = 0  # received while awaiting headers (httptools buffers them)
         self._refused = False
 
     def _arm(self) -> None:
@@ -58,9 +59,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             self.transport.close()  # nothing was answered: no request was ever complete
 
-    def _count(self, size: int) -> None:
-        self._header_bytes += size
-        if self._header_bytes > MAX_HEADER_BYTES and not self._refused:
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._awaiting_headers:
+            self._header_bytes += len(data)
+        super().data_received(data)
+        # Still no end of headers after this many bytes: httptools would keep buffering.
+        if self._awaiting_headers and self._header_bytes > MAX_HEADER_BYTES:
             self._refused = True
             self._disarm()
             self.transport.write(_TOO_LARGE % (len(_TOO_LARGE_BODY), _TOO_LARGE_BODY))
@@ -76,27 +82,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._header_bytes = 0
         self._arm()
-
-    def on_url(self, url: bytes) -> None:
-        self._count(len(url))
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value) + 4)
-        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._disarm()
-        if self._refused:
-            return  # answered 431 and closing: start no request
+        self._awaiting_headers = False
+        self._header_bytes = 0
         super().on_headers_complete()
 
-    def on_body(self, body: bytes) -> None:
-        if not self._refused:
-            super().on_body(body)
-
     def on_message_complete(self) -> None:
-        if not self._refused:
-            super().on_message_complete()
+        self._awaiting_headers = True  # the next request on this connection
+        super().on_message_complete()
