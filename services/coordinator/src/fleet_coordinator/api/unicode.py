@@ -19,6 +19,7 @@ clients already get.
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 __all__ = ["UnicodeProblem", "unicode_problem"]
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SLICE = 1 << 20
 _JSON_TYPES = (b"application/json", b"")
 
 
@@ -56,16 +58,15 @@ def unicode_problem(body: bytes, content_type: bytes | None) -> UnicodeProblem |
     if json.detect_encoding(body) not in ("utf-8", "utf-8-sig"):
         # json.loads would decode UTF-16/32 too (surrogatepass); RFC 8259 says UTF-8.
         return UnicodeProblem(400, "bad_request", "a JSON body must be UTF-8", {})
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
+    position = _utf8_error(body)
+    if position is not None:
         return UnicodeProblem(
-            400, "bad_request", "the body is not valid UTF-8", {"position": exc.start}
+            400, "bad_request", "the body is not valid UTF-8", {"position": position}
         )
     if _SURROGATE_ESCAPE.search(body) is None:
         return None
     try:
-        value = json.loads(text)
+        value = json.loads(body)
     except (ValueError, RecursionError):
         return None  # not JSON: the route answers 400 as for any malformed body
     loc = _lone_surrogate(value)
@@ -77,6 +78,21 @@ def unicode_problem(body: bytes, content_type: bytes | None) -> UnicodeProblem |
         "type": "string_unicode",
     }
     return UnicodeProblem(422, "validation_error", "the request is invalid", {"errors": [error]})
+
+
+def _utf8_error(body: bytes) -> int | None:
+    """Where ``body`` stops being UTF-8, else None; checked in slices, never decoded whole."""
+    if body.isascii():
+        return None
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(body)
+    for start in range(0, len(body), _SLICE):
+        pending = len(decoder.getstate()[0])  # bytes of a character split by the last slice
+        try:
+            decoder.decode(view[start : start + _SLICE], final=start + _SLICE >= len(body))
+        except UnicodeDecodeError as exc:
+            return start - pending + exc.start
+    return None
 
 
 def _valid(text: str) -> bool:
