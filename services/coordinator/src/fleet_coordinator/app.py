@@ -25,6 +25,8 @@ from .store import open_containers
 __all__ = ["app_from_env", "create_app"]
 
 _BATCH_BODY_LIMIT = 64 * 1024 * 1024
+_REPORTS = 101
+"""Payload-sized values a reports body may carry: 100 items and the claim's slack."""
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut, "description": text}
     for status, text in (
@@ -101,6 +103,9 @@ def create_app(
     def body_limit(path: str) -> int:
         if path.endswith("/jobs/batch"):
             return _BATCH_BODY_LIMIT
+        if path == "/v1/reports":
+            # Up to 100 reports, each as large as its single endpoint allows.
+            return _REPORTS * settings.max_payload_bytes + 64 * 1024
         return 2 * settings.max_payload_bytes + 64 * 1024
 
     install_error_handlers(app)

@@ -46,6 +46,7 @@ from .models import (
     HeartbeatRequest,
     JobCreate,
     ReleaseRequest,
+    ReportRequest,
 )
 
 __all__ = ["HotPath"]
@@ -69,6 +70,11 @@ class _Route:
 async def _claim(co: Coordinator, agent: Document | None, body: Any, _: str) -> tuple[int, Any]:
     assert agent is not None
     return 200, await routes_leases.claim(body, agent, co)
+
+
+async def _reports(co: Coordinator, agent: Document | None, body: Any, _: str) -> tuple[int, Any]:
+    assert agent is not None
+    return 200, await routes_leases.reports(body, agent, co)
 
 
 def _on_job(endpoint: Callable[..., Awaitable[BaseModel]]) -> Run:
@@ -95,6 +101,7 @@ _EXACT = {
     "/v1/claims": _Route("/v1/claims", True, ClaimRequest, _claim),
     "/v1/jobs": _Route("/v1/jobs", False, JobCreate, _create),
     "/v1/jobs/batch": _Route("/v1/jobs/batch", False, BatchCreate, _create_batch),
+    "/v1/reports": _Route("/v1/reports", True, ReportRequest, _reports),
 }
 _ACTIONS = {
     name: _Route(f"/v1/jobs/{{job_id}}/{name}", True, model, _on_job(endpoint))
