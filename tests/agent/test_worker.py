@@ -25,6 +25,15 @@ from tests.support.served import free_port
 from .conftest import Fleet, eventually
 
 
+@pytest.fixture(autouse=True, params=[True, False], ids=["batched", "single"])
+def batched(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Every worker test runs with batched reports (the default) and with single endpoints."""
+    defaults = Worker.__init__.__kwdefaults__
+    assert defaults is not None
+    monkeypatch.setitem(defaults, "batch_reports", request.param)
+    return bool(request.param)
+
+
 @asynccontextmanager
 async def working(worker: Worker) -> AsyncIterator[asyncio.Task[None]]:
     """Run ``worker`` in a task; stop it and wait for it on exit."""
@@ -327,3 +336,49 @@ def test_the_agent_package_does_not_import_the_coordinator() -> None:
     """Agents install only fleet-agent: importing it (CLI included) loads no fleet_coordinator."""
     code = "import sys, fleet_agent.cli; sys.exit('fleet_coordinator' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+async def test_batched_reports_carry_the_next_claim(fleet: Fleet, batched: bool) -> None:
+    """Batched, a job's completion claims its successor: few claims of their own, all succeed."""
+    _, token = await fleet.register(capacity=3)
+    for n in range(30):
+        await fleet.enqueue(payload={"n": n})
+    client, transport = fleet.client(token)
+    async with client:
+        worker = Worker(client, {"test": lambda job: job.payload["n"]}, concurrency=3)
+        async with working(worker):
+            await eventually(lambda: worker.stats["succeeded"] == 30)
+    assert transport.seen["complete"] == 30
+    if batched:
+        # The first claim, and one whenever the queue looked empty to a batch's claim.
+        assert transport.seen.get("claims", 0) <= 6, transport.seen
+        assert transport.seen["reports"] <= 30
+    else:
+        assert transport.seen.get("reports", 0) == 0
+        assert transport.seen["claims"] >= 10  # at most three jobs per claim
+
+
+async def test_heartbeats_of_all_leases_share_requests(fleet: Fleet, batched: bool) -> None:
+    """Four leases of one length renew on the same grid: several heartbeats per request."""
+    _, token = await fleet.register(capacity=4)
+    for _ in range(4):
+        await fleet.enqueue(lease_seconds=0.6)
+    slow = [Blocking() for _ in range(4)]
+    started = 0
+
+    async def handler(job: Job) -> None:
+        nonlocal started
+        started += 1
+        await slow[started - 1](job)
+
+    client, transport = fleet.client(token)
+    async with client:
+        worker = Worker(client, {"test": handler}, concurrency=4, grace_seconds=0)
+        async with working(worker):
+            await eventually(lambda: started == 4)
+            await transport.wait_seen("heartbeat", 16)
+    if batched:
+        beat_requests = transport.seen["reports"] - 1  # the last one releases the four jobs
+        assert beat_requests * 2 <= transport.seen["heartbeat"], transport.seen
+    else:
+        assert transport.seen.get("reports", 0) == 0
