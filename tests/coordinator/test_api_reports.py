@@ -70,7 +70,7 @@ async def test_a_report_on_another_agents_lease_is_lease_lost(api: Api) -> None:
     holder_id, theirs = await api.agent(name="other")
     job = await api.enqueue()
     await api.claim(theirs)
-    out = (await _report(api, mine, items=[{"job_id": job["id"], "epoch": 1, "action": "release"}]))
+    out = await _report(api, mine, items=[{"job_id": job["id"], "epoch": 1, "action": "release"}])
     assert out["items"][0]["error"]["code"] == "lease_lost"
     stored = await api.job(job["id"])
     assert stored["status"] == "leased"
