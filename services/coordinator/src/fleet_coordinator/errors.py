@@ -12,7 +12,8 @@
     ├── ValidationFailedError     422
     └── UnavailableError          503 the store cannot be reached
 
-Datastore errors are translated in ``translate_store_errors``, the one boundary.
+Datastore errors are translated by ``store_error``, at the one boundary where the
+services meet the store (``services/boundary.py: GuardedContainer``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from fleet_datastore import DatastoreError, DocumentTooLargeError
+from fleet_datastore import BatchError, DatastoreError, DocumentTooLargeError
 
 __all__ = [
     "BadRequestError",
@@ -33,6 +34,7 @@ __all__ = [
     "UnauthorizedError",
     "UnavailableError",
     "ValidationFailedError",
+    "store_error",
     "translate_store_errors",
 ]
 
@@ -109,14 +111,20 @@ class UnavailableError(CoordinatorError):
     code = "store_unavailable"
 
 
+def store_error(exc: DatastoreError) -> CoordinatorError:
+    """The ``CoordinatorError`` a store failure answers: 413 for a too-large document, else 503."""
+    cause = exc.cause if isinstance(exc, BatchError) else exc
+    if isinstance(cause, DocumentTooLargeError):
+        return PayloadTooLargeError("the job document would exceed the store's limit")
+    # Expected outcomes (not found, lost races) are handled where they happen; whatever
+    # reaches here means the store could not do its part, which a retry may fix.
+    return UnavailableError(f"store error: {type(cause).__name__}")
+
+
 @contextmanager
 def translate_store_errors() -> Iterator[None]:
     """Turn any ``DatastoreError`` escaping the block into the matching ``CoordinatorError``."""
     try:
         yield
-    except DocumentTooLargeError as exc:
-        raise PayloadTooLargeError("the job document would exceed the store's limit") from exc
     except DatastoreError as exc:
-        # Expected errors (not found, lost races) are handled where they happen; whatever
-        # reaches here means the store could not do its part, which a retry may fix.
-        raise UnavailableError(f"store error: {type(exc).__name__}") from exc
+        raise store_error(exc) from exc
