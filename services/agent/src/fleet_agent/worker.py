@@ -242,8 +242,10 @@ class Worker:
         slot = True
 
         def free_slot() -> None:
-            # The slot frees when the handler is done, before its report: a batched
-            # report then claims the job that takes its place in the same request.
+            # Batched, the slot frees when the handler is done, before its report: the
+            # report then claims the job that takes its place in the same request,
+            # after the coordinator applied it. Unbatched, only once the report is
+            # answered: a claim sent before it lands would find the agent full.
             nonlocal slot
             if slot:
                 slot = False
@@ -261,7 +263,8 @@ class Worker:
             beating.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beating
-            free_slot()
+            if self._reporter is not None:
+                free_slot()
             if job.cancel_reason in _REPORTS_NONE:
                 self.stats["lost"] += 1
                 self.log.warning(
