@@ -18,8 +18,6 @@ services meet the store (``services/boundary.py: GuardedContainer``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from fleet_datastore import BatchError, DatastoreError, DocumentTooLargeError
@@ -35,7 +33,6 @@ __all__ = [
     "UnavailableError",
     "ValidationFailedError",
     "store_error",
-    "translate_store_errors",
 ]
 
 
@@ -119,12 +116,3 @@ def store_error(exc: DatastoreError) -> CoordinatorError:
     # Expected outcomes (not found, lost races) are handled where they happen; whatever
     # reaches here means the store could not do its part, which a retry may fix.
     return UnavailableError(f"store error: {type(cause).__name__}")
-
-
-@contextmanager
-def translate_store_errors() -> Iterator[None]:
-    """Turn any ``DatastoreError`` escaping the block into the matching ``CoordinatorError``."""
-    try:
-        yield
-    except DatastoreError as exc:
-        raise store_error(exc) from exc

@@ -68,11 +68,6 @@ class CandidateSource:
         self._settled: dict[str, int] = {}  # job id -> queries started when it settled
         self._live: list[_Batch] = []  # batches whose page is still being taken from
 
-    @property
-    def pending(self) -> frozenset[str]:
-        """Ids of jobs handed out whose claim has not settled yet."""
-        return frozenset(self._pending)
-
     def settle(self, job_ids: list[str]) -> None:
         """The claims of ``job_ids`` are decided (leased, lost or not reserved)."""
         self._pending.difference_update(job_ids)
