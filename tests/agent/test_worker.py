@@ -16,9 +16,11 @@ from fleet_agent import (
     CoordinatorUnavailable,
     Job,
     JobFailed,
+    Report,
     Unauthorized,
     Worker,
 )
+from fleet_agent.reporter import Reporter
 
 from tests.support.served import free_port
 
@@ -382,3 +384,36 @@ async def test_heartbeats_of_all_leases_share_requests(fleet: Fleet, batched: bo
         assert beat_requests * 2 <= transport.seen["heartbeat"], transport.seen
     else:
         assert transport.seen.get("reports", 0) == 0
+
+
+async def test_a_job_reported_twice_in_one_window_goes_out_in_two_requests(
+    fleet: Fleet,
+) -> None:
+    """A heartbeat and the completion of one job, ready together, never share a request.
+
+    One request naming a job twice is refused whole (422); the reporter sends the
+    later report in the next request, and drops reports whose caller stopped waiting.
+    """
+    _, token = await fleet.register()
+    await fleet.enqueue(lease_seconds=5)
+    client, transport = fleet.client(token)
+    async with client:
+        [claimed] = await client.claim()
+        job_id, epoch = claimed.job.id, claimed.lease.epoch
+        reporter = Reporter(
+            client, window=0.001, queues=[], reserve_slots=lambda: 0, claimed=lambda n, c: None
+        )
+        running = asyncio.create_task(reporter.run())
+        try:
+            dropped = reporter.submit(Report(job_id=job_id, epoch=epoch, action="heartbeat"))
+            dropped.cancel()
+            beat = reporter.submit(Report(job_id=job_id, epoch=epoch, action="heartbeat"))
+            done = reporter.submit(Report(job_id=job_id, epoch=epoch, action="complete"))
+            beat_answer, done_answer = await asyncio.wait_for(asyncio.gather(beat, done), 10)
+        finally:
+            running.cancel()
+    assert (beat_answer.ok, beat_answer.status) == (True, "leased")
+    assert (done_answer.ok, done_answer.status) == (True, "succeeded")
+    assert transport.seen["reports"] == 2
+    assert transport.seen["heartbeat"] == 1
+    assert await fleet.status(job_id) == "succeeded"

@@ -93,12 +93,29 @@ class Reporter:
             try:
                 if self.window > 0:
                     await asyncio.sleep(self.window)  # the window: let ready reports join
-                batch, self._queue = self._queue[:MAX_REPORTS], self._queue[MAX_REPORTS:]
-                if not self._queue:
-                    self._ready.clear()
-                await self._send(batch)
+                batch = self._take_batch()
+                if batch:
+                    await self._send(batch)
             finally:
                 self._in_flight = False
+
+    def _take_batch(self) -> list[_Queued]:
+        """Up to 100 queued reports, one per job: a request naming a job twice is refused."""
+        batch: list[_Queued] = []
+        rest: list[_Queued] = []
+        jobs: set[str] = set()
+        for queued in self._queue:
+            if queued.answer.done():
+                continue  # its caller stopped waiting (a heartbeat cancelled as its job ended)
+            if len(batch) < MAX_REPORTS and queued.report.job_id not in jobs:
+                batch.append(queued)
+                jobs.add(queued.report.job_id)
+            else:
+                rest.append(queued)  # the next request: a job's later report after its earlier
+        self._queue = rest
+        if not rest:
+            self._ready.clear()
+        return batch
 
     async def _send(self, batch: list[_Queued]) -> None:
         budgets = [q.retry_timeout for q in batch if q.retry_timeout is not None]
