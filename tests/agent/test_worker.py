@@ -417,3 +417,28 @@ async def test_a_job_reported_twice_in_one_window_goes_out_in_two_requests(
     assert transport.seen["reports"] == 2
     assert transport.seen["heartbeat"] == 1
     assert await fleet.status(job_id) == "succeeded"
+
+
+async def test_a_bad_result_or_a_long_error_fails_only_its_own_job(fleet: Fleet) -> None:
+    """A result JSON cannot encode and a 20,000-character error end only their own jobs."""
+    _, token = await fleet.register(capacity=3)
+    ids = [await fleet.enqueue(payload={"n": n}) for n in range(3)]
+
+    async def handler(job: Job) -> Any:
+        await asyncio.sleep(0.05)  # the three finish together, in one window
+        if job.payload["n"] == 0:
+            return {"not json": object()}
+        if job.payload["n"] == 1:
+            raise JobFailed("x" * 20_000, retryable=False)
+        return "fine"
+
+    client, _ = fleet.client(token)
+    async with client:
+        worker = Worker(client, {"test": handler}, concurrency=3, wait_seconds=0.2)
+        async with working(worker):
+            await eventually(lambda: worker.stats["failed"] + worker.stats["succeeded"] == 3)
+    bad, long, fine = [await fleet.job(job_id) for job_id in ids]
+    assert bad["status"] == "failed"
+    assert "not JSON" in bad["last_error"]
+    assert (long["status"], len(long["last_error"])) == ("failed", 10_000)
+    assert (fine["status"], fine["result"]) == ("succeeded", "fine")

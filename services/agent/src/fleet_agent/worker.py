@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 import signal
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -44,6 +45,8 @@ from .reporter import Reporter, raise_for_report
 __all__ = ["Worker"]
 
 _MIN_BEAT = 0.05
+_MAX_ERROR = 10_000
+"""Characters of a failure's error the coordinator takes (longer is refused with 422)."""
 _REPORTS_NONE = (CancelReason.LEASE_LOST, CancelReason.UNAUTHORIZED)
 
 
@@ -351,20 +354,23 @@ class Worker:
 
     async def _end(self, job: Job, action: str, value: Any, retryable: bool) -> None:
         """One complete, fail or release of ``job``: batched, or through its own endpoint."""
+        error = str(value)[:_MAX_ERROR] if action == "fail" else None
+        if action == "complete":
+            _check_json(value)  # refused here: batched, it would sink the whole request
         if self._reporter is not None:
             report = Report(
                 job_id=job.id,
                 epoch=job.epoch,
                 action=action,
                 result=value if action == "complete" else None,
-                error=str(value) if action == "fail" else None,
+                error=error,
                 retryable=retryable,
             )
             raise_for_report(await self._reporter.submit(report))
         elif action == "complete":
             await self.client.complete(job.id, job.epoch, value)
         elif action == "fail":
-            await self.client.fail(job.id, job.epoch, str(value), retryable=retryable)
+            await self.client.fail(job.id, job.epoch, error or "", retryable=retryable)
         else:
             await self.client.release(job.id, job.epoch)
 
@@ -420,6 +426,14 @@ class Worker:
                 # The job task then sees the handler cancelled and reports (release) itself.
                 self._cancel(entry.job, reason, entry.handler)
             await asyncio.gather(*(entry.task for entry in entries), return_exceptions=True)
+
+
+def _check_json(value: Any) -> None:
+    """``RequestRejected`` for a result JSON cannot encode, as the coordinator would refuse it."""
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise RequestRejected(f"the result is not JSON: {exc}", status=422) from exc
 
 
 @dataclass(frozen=True, slots=True)
