@@ -19,8 +19,9 @@ number of claimers on any number of replicas may run these steps at once:
    (``Ledger.reserve``), which also drops the leases that ended here: two claims
    of one agent on different replicas cannot both take its last slot.
 5. Lease each reserved job: ``domain.claim`` (epoch + 1, a new run) and one
-   conditional write on the etag the query returned. Of any number of racing
-   claimers exactly one wins a job; a loser takes the next candidate.
+   conditional write on the etag the query returned (the writes go out together).
+   Of any number of racing claimers exactly one wins a job; a loser takes the next
+   candidate.
 6. Give back the reservations of the jobs lost in step 5, and go again (bounded)
    while slots and ``max_jobs`` allow.
 7. A claim that leased nothing still shows the agent alive (written rarely).
@@ -95,10 +96,13 @@ async def _claim(
             current, granted = await co.ledger.reserve(current, picks)
             if current is None or not granted:
                 break
-            # 5. Lease each with one conditional write on the etag the query returned.
-            for doc in granted:
+            # 5. Lease each with one conditional write on the etag the query returned;
+            #    the writes go out together (distinct jobs: one group commit on SQLite).
+            leased = await asyncio.gather(
+                *(_lease(co, agent.id, state.labels, doc) for doc in granted)
+            )
+            for doc, job in zip(granted, leased, strict=True):
                 tried.add(doc.id)
-                job = await _lease(co, agent.id, state.labels, doc)
                 if job is None:
                     lost.add(doc.id)
                 else:
