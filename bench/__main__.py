@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import coordinator, datastore
+from bench import coordinator, datastore, drain
 
-SUITES = {"datastore": datastore.main, "coordinator": coordinator.main}
+SUITES = {"datastore": datastore.main, "coordinator": coordinator.main, "drain": drain.main}
 
 
 def main() -> None:

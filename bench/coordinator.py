@@ -62,7 +62,7 @@ async def in_process(url: str, jobs: int) -> float:
         began = time.perf_counter()
         done = 0
         while done < jobs:
-            agent = await read_agent(co, body["id"])
+            agent = await read_agent(co, body.id)
             assert agent is not None
             leased = await claim_jobs(co, agent, None, 100)
             if not leased:
@@ -112,7 +112,7 @@ async def claim_scale(
         agents = []
         for co in cos:
             body, _ = await create_agent(co, name="bench", labels={}, capacity=1, queues=[])
-            agents.append(body["id"])
+            agents.append(body.id)
         times: list[list[float]] = [[], []]
         for i in range(samples * 2):
             which = i % 2

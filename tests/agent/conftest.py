@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,9 @@ class FaultyTransport(httpx.AsyncBaseTransport):
 
     ``failing`` maps a path suffix to how many more requests to fail (``-1``: until cleared).
     ``seen`` counts requests per path suffix of interest, and ``changed`` is notified on each.
+    A ``POST /v1/reports`` counts as ``reports`` and as each of its items' actions
+    (``heartbeat``, ``complete`` …), and fails when any of them is failing, so a test
+    reads the same whether the worker batches its reports or not.
     """
 
     def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
@@ -47,14 +51,19 @@ class FaultyTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
-        suffix = path.rsplit("/", 1)[-1]
+        suffixes = [path.rsplit("/", 1)[-1]]
+        if path == "/v1/reports":
+            await request.aread()
+            suffixes += [item["action"] for item in json.loads(request.content)["items"]]
         async with self.changed:
-            self.seen[suffix] = self.seen.get(suffix, 0) + 1
+            for suffix in suffixes:
+                self.seen[suffix] = self.seen.get(suffix, 0) + 1
             self.changed.notify_all()
-        left = self.failing.get(suffix, 0)
-        if left:
-            self.failing[suffix] = left - 1 if left > 0 else left
-            raise httpx.ConnectError("connection refused (injected)", request=request)
+        for suffix in suffixes:
+            left = self.failing.get(suffix, 0)
+            if left:
+                self.failing[suffix] = left - 1 if left > 0 else left
+                raise httpx.ConnectError("connection refused (injected)", request=request)
         return await self.inner.handle_async_request(request)
 
     async def wait_seen(self, suffix: str, count: int) -> None:

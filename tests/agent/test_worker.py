@@ -16,13 +16,24 @@ from fleet_agent import (
     CoordinatorUnavailable,
     Job,
     JobFailed,
+    Report,
     Unauthorized,
     Worker,
 )
+from fleet_agent.reporter import Reporter
 
 from tests.support.served import free_port
 
 from .conftest import Fleet, eventually
+
+
+@pytest.fixture(autouse=True, params=[True, False], ids=["batched", "single"])
+def batched(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Every worker test runs with batched reports (the default) and with single endpoints."""
+    defaults = Worker.__init__.__kwdefaults__
+    assert defaults is not None
+    monkeypatch.setitem(defaults, "batch_reports", request.param)
+    return bool(request.param)
 
 
 @asynccontextmanager
@@ -327,3 +338,107 @@ def test_the_agent_package_does_not_import_the_coordinator() -> None:
     """Agents install only fleet-agent: importing it (CLI included) loads no fleet_coordinator."""
     code = "import sys, fleet_agent.cli; sys.exit('fleet_coordinator' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+async def test_batched_reports_carry_the_next_claim(fleet: Fleet, batched: bool) -> None:
+    """Batched, a job's completion claims its successor: few claims of their own, all succeed."""
+    _, token = await fleet.register(capacity=3)
+    for n in range(30):
+        await fleet.enqueue(payload={"n": n})
+    client, transport = fleet.client(token)
+    async with client:
+        worker = Worker(client, {"test": lambda job: job.payload["n"]}, concurrency=3)
+        async with working(worker):
+            await eventually(lambda: worker.stats["succeeded"] == 30)
+    assert transport.seen["complete"] == 30
+    if batched:
+        # The first claim, and one whenever the queue looked empty to a batch's claim.
+        assert transport.seen.get("claims", 0) <= 6, transport.seen
+        assert transport.seen["reports"] <= 30
+    else:
+        assert transport.seen.get("reports", 0) == 0
+        assert transport.seen["claims"] >= 10  # at most three jobs per claim
+
+
+async def test_heartbeats_of_all_leases_share_requests(fleet: Fleet, batched: bool) -> None:
+    """Four leases of one length renew on the same grid: several heartbeats per request."""
+    _, token = await fleet.register(capacity=4)
+    for _ in range(4):
+        await fleet.enqueue(lease_seconds=0.6)
+    slow = [Blocking() for _ in range(4)]
+    started = 0
+
+    async def handler(job: Job) -> None:
+        nonlocal started
+        started += 1
+        await slow[started - 1](job)
+
+    client, transport = fleet.client(token)
+    async with client:
+        worker = Worker(client, {"test": handler}, concurrency=4, grace_seconds=0)
+        async with working(worker):
+            await eventually(lambda: started == 4)
+            await transport.wait_seen("heartbeat", 16)
+    if batched:
+        beat_requests = transport.seen["reports"] - 1  # the last one releases the four jobs
+        assert beat_requests * 2 <= transport.seen["heartbeat"], transport.seen
+    else:
+        assert transport.seen.get("reports", 0) == 0
+
+
+async def test_a_job_reported_twice_in_one_window_goes_out_in_two_requests(
+    fleet: Fleet,
+) -> None:
+    """A heartbeat and the completion of one job, ready together, never share a request.
+
+    One request naming a job twice is refused whole (422); the reporter sends the
+    later report in the next request, and drops reports whose caller stopped waiting.
+    """
+    _, token = await fleet.register()
+    await fleet.enqueue(lease_seconds=5)
+    client, transport = fleet.client(token)
+    async with client:
+        [claimed] = await client.claim()
+        job_id, epoch = claimed.job.id, claimed.lease.epoch
+        reporter = Reporter(
+            client, window=0.001, queues=[], reserve_slots=lambda: 0, claimed=lambda n, c: None
+        )
+        running = asyncio.create_task(reporter.run())
+        try:
+            dropped = reporter.submit(Report(job_id=job_id, epoch=epoch, action="heartbeat"))
+            dropped.cancel()
+            beat = reporter.submit(Report(job_id=job_id, epoch=epoch, action="heartbeat"))
+            done = reporter.submit(Report(job_id=job_id, epoch=epoch, action="complete"))
+            beat_answer, done_answer = await asyncio.wait_for(asyncio.gather(beat, done), 10)
+        finally:
+            running.cancel()
+    assert (beat_answer.ok, beat_answer.status) == (True, "leased")
+    assert (done_answer.ok, done_answer.status) == (True, "succeeded")
+    assert transport.seen["reports"] == 2
+    assert transport.seen["heartbeat"] == 1
+    assert await fleet.status(job_id) == "succeeded"
+
+
+async def test_a_bad_result_or_a_long_error_fails_only_its_own_job(fleet: Fleet) -> None:
+    """A result JSON cannot encode and a 20,000-character error end only their own jobs."""
+    _, token = await fleet.register(capacity=3)
+    ids = [await fleet.enqueue(payload={"n": n}) for n in range(3)]
+
+    async def handler(job: Job) -> Any:
+        await asyncio.sleep(0.05)  # the three finish together, in one window
+        if job.payload["n"] == 0:
+            return {"not json": object()}
+        if job.payload["n"] == 1:
+            raise JobFailed("x" * 20_000, retryable=False)
+        return "fine"
+
+    client, _ = fleet.client(token)
+    async with client:
+        worker = Worker(client, {"test": handler}, concurrency=3, wait_seconds=0.2)
+        async with working(worker):
+            await eventually(lambda: worker.stats["failed"] + worker.stats["succeeded"] == 3)
+    bad, long, fine = [await fleet.job(job_id) for job_id in ids]
+    assert bad["status"] == "failed"
+    assert "not JSON" in bad["last_error"]
+    assert (long["status"], len(long["last_error"])) == ("failed", 10_000)
+    assert (fine["status"], fine["result"]) == ("succeeded", "fine")

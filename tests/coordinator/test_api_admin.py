@@ -143,15 +143,13 @@ async def test_heartbeats_keep_a_lease_past_its_first_expiry(api: Api) -> None:
 
 async def test_an_ended_lease_leaves_the_agent_ledger(api: Api) -> None:
     """After complete, the agent shows no live lease, and the flush writes that to the store."""
-    from fleet_coordinator.services.ledger import flush_released
-
     agent_id, headers = await api.agent()
     job = await api.enqueue()
     await api.claim(headers)
     await api.client.post(f"/v1/jobs/{job['id']}/complete", json={"epoch": 1}, headers=headers)
     shown = (await api.client.get(f"/v1/agents/{agent_id}", headers=api.admin)).json()
     assert shown["live_leases"] == 0
-    await flush_released(api.co, agent_id)
+    await api.co.ledger.flush(agent_id)
     stored = await api.co.containers.agents.get(agent_id, agent_id)
     assert stored.body["held"] == {}
-    assert api.co.released == {}
+    assert api.co.ledger.ended(agent_id) == {}

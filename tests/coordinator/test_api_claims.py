@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from fleet_datastore import Document, Query, eq
+from fleet_datastore import Page, Query
 
 from .conftest import Api
 
@@ -142,31 +142,34 @@ async def test_jobs_handed_to_a_claim_in_flight_are_not_handed_out_again(api: Ap
     api.clock.advance(0.001)
     b = (await api.enqueue())["id"]
     pool = api.co.candidates
-    first, _ = await pool.take(api.co, None, {}, 1, set())
-    second, _ = await pool.take(api.co, None, {}, 1, set())
+    first = await pool.take(None, {}, 1, set())
+    second = await pool.take(None, {}, 1, set())
     assert [d.id for d in first] == [a]
     assert [d.id for d in second] == [b]
     pool.settle([a, b])
-    again, _ = await pool.take(api.co, None, {}, 2, set())
+    again = await pool.take(None, {}, 2, set())
     assert sorted(d.id for d in again) == sorted([a, b])
     pool.settle([a, b])
 
 
-async def test_a_job_settled_while_a_query_ran_is_skipped_in_its_page(api: Api) -> None:
+async def test_a_job_settled_while_a_query_ran_is_skipped_in_its_page(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A page read before a job's claim settled may predate its lease: the job is skipped."""
     a = (await api.enqueue())["id"]
     api.clock.advance(0.001)
     b = (await api.enqueue())["id"]
     pool = api.co.candidates
-    first, _ = await pool.take(api.co, None, {}, 1, set())
+    first = await pool.take(None, {}, 1, set())
     assert [d.id for d in first] == [a]
+    query = pool.jobs.query
 
-    async def page_then_settle() -> list[Document]:
-        query = Query(where=[eq("status", "queued")], order_by=["created_at"])
-        page = await api.co.containers.jobs.query(query)
+    async def page_then_settle(q: Query) -> Page:
+        page = await query(q)
         pool.settle([a])  # the claim of ``a`` settles while this page is in hand
-        return page.items
+        return page
 
-    later = await pool.take_further(api.co, page_then_settle(), {}, 2, set())
+    monkeypatch.setattr(pool.jobs, "query", page_then_settle)
+    later = await pool.take(None, {}, 2, set())
     assert [d.id for d in later] == [b]
     pool.settle([b])

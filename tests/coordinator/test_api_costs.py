@@ -103,3 +103,42 @@ async def test_idle_long_polls_of_a_replica_share_their_re_queries(
     # The first claims (1 query), about five ticks, and slack for a straggler or two;
     # waiters on their own timers would need some 20 x 6 = 120.
     assert calls["jobs.query"] <= 12, calls
+
+
+async def test_lifecycle_with_batched_reports_costs_at_most_two_and_a_half_requests_per_job(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batch enqueue, then reports of 10 completions each carrying the next claim of 10.
+
+    Counted: every call the app makes on its two containers (create, get,
+    update_if_match, query, count, batch, delete), from the batch enqueue to the
+    last completion, divided by the jobs: ≤ 2.5. The floor is the two job writes
+    (claim, complete); the rest is one query and one ledger write per claim of 10
+    and about one transactional batch per shard per enqueue of 100.
+    """
+    _, headers = await api.agent(capacity=10)
+    await api.enqueue()  # the queue marker, and a job for the count below
+    calls = count_requests(api, monkeypatch)
+    jobs = [{"kind": "k"} for _ in range(199)]
+    for start in (0, 100):
+        r = await api.client.post(
+            "/v1/jobs/batch", json={"jobs": jobs[start : start + 100]}, headers=api.admin
+        )
+        assert r.status_code == 201
+    leases = await api.claim(headers, max_jobs=10)
+    done = 0
+    while leases:
+        items = [
+            {"job_id": le["job"]["id"], "epoch": le["lease"]["epoch"], "action": "complete"}
+            for le in leases
+        ]
+        r = await api.client.post(
+            "/v1/reports", json={"items": items, "claim": {"max_jobs": 10}}, headers=headers
+        )
+        assert r.status_code == 200
+        assert all(item["ok"] for item in r.json()["items"])
+        done += len(leases)
+        leases = r.json()["leases"]
+    assert done == 200
+    per_job = sum(calls.values()) / done
+    assert per_job <= 2.5, (per_job, calls)

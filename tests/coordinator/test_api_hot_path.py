@@ -190,6 +190,27 @@ async def test_hot_and_plain_paths_answer_alike(sides: list[Side]) -> None:
     await _both(sides, "POST", "/v1/jobs/{j1}/complete", "{a}", {"epoch": 1, "result": [1]})
     await _both(sides, "POST", "/v1/jobs/{j1}/complete", "{a}", {"epoch": 1})
     await _both(sides, "POST", "/v1/jobs/{j0}/fail", "{b}", {"epoch": 1, "error": "x"})
+    # Batch reports: bad bodies, roles, repeated jobs, mixed outcomes, a claim after them.
+    await _job(sides, "j3", queue="r")
+    await _both(sides, "POST", "/v1/claims", "{a}", {"queues": ["r"]})
+    for bad in [*BAD_BODIES, '{"items": [{"job_id": "x", "epoch": 1, "action": "fail"}]}']:
+        await _both(sides, "POST", "/v1/reports", "{a}", bad)
+    twice = {"job_id": "{j3}", "epoch": 1, "action": "heartbeat"}
+    await _both(sides, "POST", "/v1/reports", "{a}", {"items": [twice, twice]})
+    for token in (None, "{admin}", "nope"):
+        await _both(sides, "POST", "/v1/reports", token, {"items": [twice]})
+    await _both(sides, "POST", "/v1/reports", "{a}", {"items": [twice]})
+    await _job(sides, "j4", queue="r")
+    mixed = {
+        "items": [
+            {"job_id": "{j3}", "epoch": 1, "action": "complete", "result": {"r": 1}},
+            {"job_id": "{j0}", "epoch": 1, "action": "release"},
+            {"job_id": "unknown", "epoch": 1, "action": "heartbeat"},
+            {"job_id": "{j1}", "epoch": 1, "action": "complete", "result": "x" * 5000},
+        ],
+        "claim": {"queues": ["r"], "max_jobs": 2},
+    }
+    await _both(sides, "POST", "/v1/reports", "{a}", mixed)
     # Neighbours of the hot routes still go to FastAPI: other methods, near paths.
     await _both(sides, "GET", "/v1/claims", "{a}")
     await _both(sides, "POST", "/v1/claims/", "{a}", {})
@@ -249,5 +270,8 @@ async def test_the_hot_path_serves_well_formed_requests_and_replays_the_rest() -
         # Invalid, unauthenticated or not hot: FastAPI gets the body, whole, once.
         assert await call("/v1/jobs", ADMIN, b'{"kind": 1}') == 418
         assert await call("/v1/jobs", "nope", b'{"kind": "k"}') == 418
-        assert await call("/v1/agents", ADMIN, b'{"name": "a"}') == 418
-        assert inner == [b'{"kind": 1}', b'{"kind": "k"}', b'{"name": "a"}']
+        assert await call("/v1/jobs/x/cancel", ADMIN, b"{}") == 418  # no body model: not hot
+        assert inner == [b'{"kind": 1}', b'{"kind": "k"}', b"{}"]
+        # What is hot comes from the app's routes: any authenticated POST with a body model.
+        assert await call("/v1/agents", ADMIN, b'{"name": "a"}') == 201
+        assert len(inner) == 3

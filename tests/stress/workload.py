@@ -5,7 +5,10 @@ idempotency keys so a retry after a crash enqueues each job once), while
 ``agents`` agent tasks (each a registered agent, spread over the replicas)
 claim from every queue and then, per lease, randomly: complete (after 0-2
 heartbeats), fail (retryable or not), release, abandon it, or sleep past the
-lease and then try to complete. Each round is checked (``history.check``) as
+lease and then try to complete. Every ``Plan.worker_every``-th agent is instead a
+batched ``fleet_agent.Worker`` (heartbeats, completions and failures through
+``POST /v1/reports`` with the next claim riding along) whose client records what
+the coordinator acknowledged. Each round is checked (``history.check``) as
 soon as all its jobs are terminal, then forgotten, so memory stays bounded
 however long the run.
 
@@ -22,10 +25,11 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
+from fleet_agent import AgentClient, Claimed, Job, JobFailed, Report, Reported, Worker
 
 from .history import TERMINAL, Claim, History, Violation, Write, check, parse_time
 
@@ -63,6 +67,8 @@ class Plan:
     """No crashes in this run: every run of every job must have been acknowledged."""
     seed: int = 1
     actions: dict[str, float] = field(default_factory=lambda: dict(ACTIONS))
+    worker_every: int = 4
+    """Every n-th agent is a batched ``Worker`` (0: none)."""
 
 
 @dataclass
@@ -189,7 +195,9 @@ class Workload:
     def _spawn(self) -> None:
         index = self._next_agent
         self._next_agent += 1
-        self.agents[index] = asyncio.create_task(self._agent(index), name=f"agent-{index}")
+        every = self.plan.worker_every
+        run = self._worker_agent if every and index % every == every - 1 else self._agent
+        self.agents[index] = asyncio.create_task(run(index), name=f"agent-{index}")
 
     def kill_agent(self) -> None:
         """Cancel a random agent task abruptly (a crashed worker) and start a new agent."""
@@ -218,6 +226,39 @@ class Workload:
             for task in working:  # a killed agent's work dies with it
                 task.cancel()
 
+    async def _worker_agent(self, index: int) -> None:
+        """A batched ``Worker`` whose handlers act at random and whose client records."""
+        body = {"name": f"stress-worker-{index}", "capacity": self.plan.capacity}
+        created = (await self.admin_call("POST", "/v1/agents", body)).json()
+        agent = _Agent(created["agent"]["id"], {}, index % len(self.urls))
+        rng = random.Random(f"{self.plan.seed}-{index}")
+        transport = _CountingTransport()
+        client = _RecordingClient(
+            self, agent, transport, self.urls[agent.home], created["token"], retry_timeout=5.0
+        )
+        lease = self.plan.lease_seconds
+        kinds = ["complete", "heartbeats", "fail", "fail_final"]
+        weights = [self.plan.actions.get(k, 0.0) for k in kinds]
+
+        async def handler(job: Job) -> dict[str, str]:
+            action = rng.choices(kinds, weights)[0]
+            self.stats.outcomes[f"worker_{action}"] += 1
+            if action == "fail":
+                raise JobFailed("boom")
+            if action == "fail_final":
+                raise JobFailed("fatal", retryable=False)
+            # "heartbeats" outlives the lease: only the worker's heartbeats keep it.
+            await asyncio.sleep(rng.uniform(0, lease / 2) if action == "complete" else lease * 1.2)
+            token = f"{agent.id}:{job.epoch}:{uuid.uuid4().hex[:8]}"
+            self.doubtful_tokens.add(token)  # until an answer says what happened
+            return {"token": token}
+
+        async with client:
+            worker = Worker(
+                client, {"stress": handler}, concurrency=self.plan.capacity, wait_seconds=1
+            )
+            await worker.run()
+
     async def _claim(self, agent: _Agent, claim: dict[str, Any]) -> list[dict[str, Any]]:
         sent = time.time()
         self.doubtful_claims[agent.id] += 1  # until an answer says what happened
@@ -241,6 +282,32 @@ class Workload:
         for item in leases:
             self._record_claim(agent, item, sent, acked)
         return leases
+
+    def record_claim(self, agent: _Agent, item: dict[str, Any], sent: float, acked: float) -> None:
+        """Record one acknowledged lease of ``agent``."""
+        self._record_claim(agent, item, sent, acked)
+
+    def record_write(
+        self, agent: _Agent, report: Report, answer: dict[str, Any], sent: float, acked: float
+    ) -> None:
+        """Record one acknowledged (ok) report of a batched worker."""
+        history = self.round_of.get(report.job_id)
+        if history is None:
+            return
+        self.stats.writes_acked += 1
+        op = report.action
+        token = None
+        if op == "heartbeat":
+            expires = parse_time(answer["lease"]["expires_at"])
+            at, status = expires - self.plan.lease_seconds, None
+        else:
+            # The answer carries no server time: the write landed after it was sent
+            # (one host clock), the earliest end of the lease the checker may assume.
+            expires, at, status = None, sent, answer["status"]
+            if op == "complete":
+                token = report.result["token"]
+        write = Write(report.job_id, report.epoch, agent.id, op, at, sent, acked, expires)
+        history.write(replace(write, status=status, token=token))
 
     def _record_claim(self, agent: _Agent, item: dict[str, Any], sent: float, acked: float) -> None:
         job, lease = item["job"], item["lease"]
@@ -474,3 +541,91 @@ class Workload:
         for job_id in history.enqueued:
             self.round_of.pop(job_id, None)
         del self.rounds[queue]
+
+
+class _CountingTransport(httpx.AsyncBaseTransport):
+    """Counts the requests (first tries and retries alike) that go out."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.sent = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent += 1
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class _RecordingClient(AgentClient):
+    """An ``AgentClient`` that records the claims and reports the coordinator acknowledged.
+
+    A claim whose request was retried may have leased jobs on a try whose answer
+    was lost, so it stays *in doubt* for the agent; so does every report and claim
+    of a request that failed.
+    """
+
+    def __init__(
+        self,
+        work: Workload,
+        agent: _Agent,
+        transport: _CountingTransport,
+        url: str,
+        token: str,
+        **options: Any,
+    ) -> None:
+        super().__init__(url, token, transport=transport, **options)
+        self.work = work
+        self.agent = agent
+        self.counting = transport
+
+    async def claim(self, **kw: Any) -> list[Claimed]:
+        """Claim, recording the leases won."""
+        sent, tries = time.time(), self.counting.sent
+        self.work.doubtful_claims[self.agent.id] += 1
+        claimed = await super().claim(**kw)
+        self._acked(sent, tries, claimed)
+        return claimed
+
+    async def report(self, reports: Any, **kw: Any) -> Reported:
+        """Report, recording the acknowledged writes and the leases won."""
+        sent, tries = time.time(), self.counting.sent
+        claims = kw.get("max_jobs", 0) > 0
+        ends = [r for r in reports if r.action != "heartbeat"]
+        for r in ends:
+            history = self.work.round_of.get(r.job_id)
+            if history is not None:
+                history.doubtful_ends[(r.job_id, r.epoch)] = sent
+        if claims:
+            self.work.doubtful_claims[self.agent.id] += 1
+        answer = await super().report(reports, **kw)
+        acked = time.time()
+        for r, item in zip(reports, answer.items, strict=True):
+            history = self.work.round_of.get(r.job_id)
+            if r.action != "heartbeat" and history is not None:
+                history.doubtful_ends.pop((r.job_id, r.epoch), None)
+            if item.ok:
+                raw = {"status": item.status}
+                if item.lease is not None:
+                    raw["lease"] = {"expires_at": item.lease.expires_at.isoformat()}
+                self.work.record_write(self.agent, r, raw, sent, acked)
+            elif item.code == "lease_lost":
+                self.work.stats.lease_lost += 1
+            if r.action == "complete" and (item.ok or item.code == "lease_lost"):
+                self.work.doubtful_tokens.discard(r.result["token"])
+        if claims:
+            self._acked(sent, tries, answer.leases)
+        return answer
+
+    def _acked(self, sent: float, tries: int, claimed: list[Claimed]) -> None:
+        acked = time.time()
+        if self.counting.sent - tries == 1:
+            # Answered on its first try: no lease can have been won unseen.
+            self.work.doubtful_claims[self.agent.id] -= 1
+        for c in claimed:
+            item = {
+                "job": c.job.raw,
+                "lease": {"epoch": c.lease.epoch, "expires_at": c.lease.expires_at.isoformat()},
+            }
+            self.work.record_claim(self.agent, item, sent, acked)

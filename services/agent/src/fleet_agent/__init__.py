@@ -19,7 +19,7 @@ from .errors import (
 )
 from .handlers import ENTRY_POINT_GROUP, load_handlers
 from .job import CancelReason, Handler, Job
-from .models import Claimed, HeartbeatAnswer, JobInfo, Lease
+from .models import Claimed, HeartbeatAnswer, JobInfo, Lease, Report, ReportAnswer, Reported
 from .shell import run_shell
 from .worker import Worker
 
@@ -37,6 +37,9 @@ __all__ = [
     "JobInfo",
     "Lease",
     "LeaseLost",
+    "Report",
+    "ReportAnswer",
+    "Reported",
     "RequestRejected",
     "Unauthorized",
     "Worker",

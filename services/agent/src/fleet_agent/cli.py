@@ -54,6 +54,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--wait-seconds", type=float, default=5.0, help="claim long-poll")
     run.add_argument("--grace-seconds", type=float, default=10.0, help="shutdown grace period")
     run.add_argument("--startup-timeout", type=float, default=5.0, help="first contact budget")
+    run.add_argument(
+        "--report-window",
+        type=float,
+        default=0.005,
+        help="seconds reports wait for others to share their request",
+    )
+    run.add_argument(
+        "--no-batch-reports",
+        action="store_true",
+        help="send each heartbeat and report on its own endpoint",
+    )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
 
@@ -68,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--token (or FLEET_AGENT_TOKEN) is required")
     if args.concurrency < 1:
         parser.error("--concurrency must be at least 1")
+    if args.report_window < 0:
+        parser.error("--report-window must not be negative")
     try:
         if httpx.URL(args.url).scheme not in ("http", "https"):
             raise httpx.InvalidURL("not http or https")
@@ -101,6 +114,8 @@ async def _run(args: argparse.Namespace, handlers: dict[str, Handler]) -> None:
             wait_seconds=args.wait_seconds,
             grace_seconds=args.grace_seconds,
             startup_timeout=args.startup_timeout,
+            batch_reports=not args.no_batch_reports,
+            report_window=args.report_window,
         )
         await worker.run(handle_signals=True)
 

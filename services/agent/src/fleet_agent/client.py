@@ -17,7 +17,7 @@ import httpx
 import stamina
 
 from .errors import CoordinatorUnavailable, raise_for_answer, translate_transport_errors
-from .models import Claimed, HeartbeatAnswer, JobInfo
+from .models import Claimed, HeartbeatAnswer, JobInfo, Report, Reported
 
 __all__ = ["AgentClient"]
 
@@ -104,6 +104,35 @@ class AgentClient:
     async def release(self, job_id: str, epoch: int) -> JobInfo:
         """Give the job back to the queue without counting the attempt."""
         return JobInfo.from_json(await self._call(f"/v1/jobs/{job_id}/release", {"epoch": epoch}))
+
+    async def report(
+        self,
+        reports: Sequence[Report],
+        *,
+        queues: Sequence[str] | None = None,
+        max_jobs: int = 0,
+        wait_seconds: float = 0,
+        retry_timeout: float | None = None,
+    ) -> Reported:
+        """Send up to 100 reports in one request, then claim up to ``max_jobs`` (0: no claim).
+
+        Each report is fenced on its own and answered in its place; a failed one
+        (``lease_lost`` …) changes nothing for the others. A retry after a lost
+        answer is safe: a report that landed the first time answers ``lease_lost``.
+        """
+        body: dict[str, Any] = {"items": [r.to_json() for r in reports]}
+        if max_jobs > 0:
+            claim: dict[str, Any] = {"max_jobs": max_jobs, "wait_seconds": wait_seconds}
+            if queues:
+                claim["queues"] = list(queues)
+            body["claim"] = claim
+        data = await self._call(
+            "/v1/reports",
+            body,
+            request_timeout=_REQUEST_TIMEOUT + wait_seconds,
+            retry_timeout=retry_timeout,
+        )
+        return Reported.from_json(data)
 
     async def _call(
         self,

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["Claimed", "HeartbeatAnswer", "JobInfo", "Lease"]
+__all__ = ["Claimed", "HeartbeatAnswer", "JobInfo", "Lease", "Report", "ReportAnswer", "Reported"]
 
 
 def _when(value: str) -> datetime:
@@ -89,4 +89,73 @@ class HeartbeatAnswer:
         return cls(
             lease=Lease.from_json(data["lease"]),
             cancel_requested=bool(data["cancel_requested"]),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Report:
+    """One item of ``POST /v1/reports``: a heartbeat, complete, fail or release of a lease."""
+
+    job_id: str
+    epoch: int
+    action: str
+    result: Any = None
+    error: str | None = None
+    retryable: bool = True
+    progress: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The item as the API takes it (fields that do not apply are left out)."""
+        body: dict[str, Any] = {"job_id": self.job_id, "epoch": self.epoch, "action": self.action}
+        if self.action == "complete":
+            body["result"] = self.result
+        elif self.action == "fail":
+            body["error"] = self.error or ""
+            body["retryable"] = self.retryable
+        elif self.action == "heartbeat" and self.progress is not None:
+            body["progress"] = self.progress
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class ReportAnswer:
+    """The answer to one report: ok with the job's status, or the error code and message."""
+
+    job_id: str
+    ok: bool
+    status: str | None
+    lease: Lease | None
+    cancel_requested: bool
+    code: str | None
+    message: str | None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ReportAnswer:
+        """Parse one entry of a reports answer's ``items``."""
+        error = data.get("error") or {}
+        lease = data.get("lease")
+        return cls(
+            job_id=str(data["job_id"]),
+            ok=bool(data["ok"]),
+            status=data.get("status"),
+            lease=None if lease is None else Lease.from_json(lease),
+            cancel_requested=bool(data.get("cancel_requested")),
+            code=error.get("code"),
+            message=error.get("message"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Reported:
+    """A reports answer: one ``ReportAnswer`` per report in order, and the claim's leases."""
+
+    items: list[ReportAnswer]
+    leases: list[Claimed]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Reported:
+        """Parse ``{"items": [...], "leases": [...]}``."""
+        return cls(
+            items=[ReportAnswer.from_json(item) for item in data["items"]],
+            leases=[Claimed.from_json(item) for item in data["leases"]],
         )

@@ -2,7 +2,12 @@
 
 One claim loop long-polls for as many jobs as there are free slots. Each job gets
 a task running its handler and a heartbeat loop renewing the lease every
-``heartbeat_fraction`` of its length. When a heartbeat answers ``cancel_requested``
+``heartbeat_fraction`` of its length. By default (``batch_reports``) heartbeats and
+reports go through a ``Reporter``: those ready within ``report_window`` seconds
+share one ``POST /v1/reports``, which also claims the slots they free, and
+heartbeats fall on a shared grid (multiples of their interval) so the renewals of
+all of the agent's leases go out together; while reports are on their way the
+claim loop leaves the free slots to them. When a heartbeat answers ``cancel_requested``
 or ``lease_lost`` the handler is signalled (``job.cancelled``) and its task
 cancelled. Each run ends in exactly one report (complete, fail or release) or, when
 the lease is lost, none. ``stop()`` (SIGTERM / SIGINT under ``run(handle_signals=
@@ -15,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 import signal
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -33,11 +39,14 @@ from .errors import (
     Unauthorized,
 )
 from .job import CancelReason, Handler, Job
-from .models import Claimed
+from .models import Claimed, HeartbeatAnswer, Report
+from .reporter import Reporter, raise_for_report
 
 __all__ = ["Worker"]
 
 _MIN_BEAT = 0.05
+_MAX_ERROR = 10_000
+"""Characters of a failure's error the coordinator takes (longer is refused with 422)."""
 _REPORTS_NONE = (CancelReason.LEASE_LOST, CancelReason.UNAUTHORIZED)
 
 
@@ -55,11 +64,15 @@ class Worker:
         heartbeat_fraction: float = 1 / 3,
         grace_seconds: float = 10.0,
         startup_timeout: float = 5.0,
+        batch_reports: bool = True,
+        report_window: float = 0.005,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if not 0 < heartbeat_fraction < 1:
             raise ValueError("heartbeat_fraction must be between 0 and 1")
+        if report_window < 0:
+            raise ValueError("report_window must not be negative")
         self.client = client
         self.handlers = dict(handlers)
         self.queues = list(queues or [])
@@ -78,6 +91,20 @@ class Worker:
         self._hurry = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._connected = asyncio.Event()
+        self._busy = 0  # slots whose handler has not finished
+        self._claiming = 0  # slots asked for by claims in flight
+        self._unstarted: set[asyncio.Task[None]] = set()
+        self._reporter = (
+            Reporter(
+                client,
+                window=report_window,
+                queues=self.queues,
+                reserve_slots=self._reserve_slots,
+                claimed=self._on_claimed,
+            )
+            if batch_reports
+            else None
+        )
 
     @property
     def connected(self) -> asyncio.Event:
@@ -107,20 +134,27 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
         claiming = asyncio.create_task(self._claim_loop())
+        reporting = None if self._reporter is None else asyncio.create_task(self._reporter.run())
         try:
             await _first(claiming, self._stopping.wait())
             if claiming.done() and claiming.exception() is not None:
                 raise _fatal(claiming)
             await self._drain()
             await claiming
+            await self._release_all_unstarted()
         except BaseException as exc:
             revoked = isinstance(exc, Unauthorized)
             reason = CancelReason.UNAUTHORIZED if revoked else CancelReason.SHUTDOWN
             self._stopping.set()
             claiming.cancel()
             await self._cancel_all(reason)
+            await self._release_all_unstarted()
             raise
         finally:
+            if reporting is not None:
+                reporting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reporting
             if handle_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
@@ -131,12 +165,14 @@ class Worker:
     async def _claim_loop(self) -> None:
         pause = 0.1
         while not self._stopping.is_set():
-            free = self.concurrency - len(self._tasks)
-            if free <= 0:
+            free = self._free()
+            if free <= 0 or (self._reporter is not None and self._reporter.busy):
+                # Full, or reports on their way will claim the free slots themselves.
                 self._slot_freed.clear()
                 await _first(self._slot_freed.wait(), self._stopping.wait())
                 continue
             first = not self._connected.is_set()
+            self._claiming += free
             try:
                 claimed = await self.client.claim(
                     queues=self.queues,
@@ -152,16 +188,41 @@ class Worker:
                     await asyncio.wait_for(self._stopping.wait(), pause)
                 pause = min(pause * 2, 2.0)
                 continue
+            finally:
+                self._claiming -= free
             if first:
                 self._connected.set()
                 self.log.info("agent.connected", url=self.client.base_url)
             pause = 0.1
-            for item in claimed:
-                self.stats["claimed"] += 1
-                if self._stopping.is_set():
-                    await self._release_unstarted(item)
-                else:
-                    self._start(item)
+            self._take(claimed)
+
+    def _free(self) -> int:
+        return self.concurrency - self._busy - self._claiming
+
+    def _reserve_slots(self) -> int:
+        """The slots a report request may claim now (none while stopping); counted as claiming."""
+        free = 0 if self._stopping.is_set() else max(self._free(), 0)
+        self._claiming += free
+        return free
+
+    def _on_claimed(self, slots: int, claimed: list[Claimed]) -> None:
+        self._claiming -= slots
+        self._take(claimed)
+        self._slot_freed.set()  # the claim loop decides again: the queue may be empty now
+
+    def _take(self, claimed: list[Claimed]) -> None:
+        for item in claimed:
+            self.stats["claimed"] += 1
+            if self._stopping.is_set():
+                task = asyncio.create_task(self._release_unstarted(item))
+                self._unstarted.add(task)
+                task.add_done_callback(self._unstarted.discard)
+            else:
+                self._start(item)
+
+    async def _release_all_unstarted(self) -> None:
+        while self._unstarted:
+            await asyncio.gather(*self._unstarted, return_exceptions=True)
 
     async def _release_unstarted(self, item: Claimed) -> None:
         job = Job(item.job, item.lease)
@@ -175,11 +236,25 @@ class Worker:
         task = asyncio.create_task(self._run_job(job, handler), name=f"job-{job.id}")
         self._tasks[job.id] = _Running(job, task, handler)
         self.running[job.id] = job
+        self._busy += 1
 
     # -- one job ------------------------------------------------------------------
 
     async def _run_job(self, job: Job, handler_task: asyncio.Task[tuple[str, Any, bool]]) -> None:
         beating = asyncio.create_task(self._heartbeat_loop(job, handler_task))
+        slot = True
+
+        def free_slot() -> None:
+            # Batched, the slot frees when the handler is done, before its report: the
+            # report then claims the job that takes its place in the same request,
+            # after the coordinator applied it. Unbatched, only once the report is
+            # answered: a claim sent before it lands would find the agent full.
+            nonlocal slot
+            if slot:
+                slot = False
+                self._busy -= 1
+                self._slot_freed.set()
+
         try:
             try:
                 action, value, retryable = await handler_task
@@ -191,6 +266,8 @@ class Worker:
             beating.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beating
+            if self._reporter is not None:
+                free_slot()
             if job.cancel_reason in _REPORTS_NONE:
                 self.stats["lost"] += 1
                 self.log.warning(
@@ -205,7 +282,7 @@ class Worker:
             handler_task.cancel()
             self._tasks.pop(job.id, None)
             self.running.pop(job.id, None)
-            self._slot_freed.set()
+            free_slot()
 
     async def _call_handler(self, job: Job) -> tuple[str, Any, bool]:
         handler = self.handlers.get(job.kind)
@@ -229,12 +306,10 @@ class Worker:
         beat = max(job.lease_seconds * self.heartbeat_fraction, _MIN_BEAT)
         interval = beat
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self._until_beat(interval))
             interval = beat
             try:
-                answer = await self.client.heartbeat(
-                    job.id, job.epoch, progress=job.progress, retry_timeout=interval
-                )
+                answer = await self._heartbeat(job, interval)
             except CoordinatorUnavailable:
                 continue  # keep trying; a lease that expires meanwhile answers lease_lost
             except RequestRejected as exc:
@@ -256,6 +331,49 @@ class Worker:
                 self._cancel(job, CancelReason.CANCEL_REQUESTED, handler_task)
                 return
 
+    def _until_beat(self, interval: float) -> float:
+        """Seconds to the next heartbeat: batched, the next point of a shared grid."""
+        if self._reporter is None or interval <= _MIN_BEAT:
+            return interval
+        # Leases of one length renew at the same instants, so their heartbeats share a
+        # request; a lease's first renewal may come up to one interval early.
+        now = asyncio.get_running_loop().time()
+        wait = interval - now % interval
+        return wait if wait > interval / 4 else wait + interval
+
+    async def _heartbeat(self, job: Job, retry_timeout: float) -> HeartbeatAnswer:
+        if self._reporter is None:
+            return await self.client.heartbeat(
+                job.id, job.epoch, progress=job.progress, retry_timeout=retry_timeout
+            )
+        report = Report(job_id=job.id, epoch=job.epoch, action="heartbeat", progress=job.progress)
+        answer = await self._reporter.submit(report, retry_timeout=retry_timeout)
+        raise_for_report(answer)
+        assert answer.lease is not None  # an ok heartbeat always carries its lease
+        return HeartbeatAnswer(lease=answer.lease, cancel_requested=answer.cancel_requested)
+
+    async def _end(self, job: Job, action: str, value: Any, retryable: bool) -> None:
+        """One complete, fail or release of ``job``: batched, or through its own endpoint."""
+        error = str(value)[:_MAX_ERROR] if action == "fail" else None
+        if action == "complete":
+            _check_json(value)  # refused here: batched, it would sink the whole request
+        if self._reporter is not None:
+            report = Report(
+                job_id=job.id,
+                epoch=job.epoch,
+                action=action,
+                result=value if action == "complete" else None,
+                error=error,
+                retryable=retryable,
+            )
+            raise_for_report(await self._reporter.submit(report))
+        elif action == "complete":
+            await self.client.complete(job.id, job.epoch, value)
+        elif action == "fail":
+            await self.client.fail(job.id, job.epoch, error or "", retryable=retryable)
+        else:
+            await self.client.release(job.id, job.epoch)
+
     def _cancel(self, job: Job, reason: CancelReason, task: asyncio.Task[Any]) -> None:
         if job.cancel_reason is None:
             job.cancel_reason = reason
@@ -268,17 +386,13 @@ class Worker:
     ) -> None:
         """Send the run's one report; a rejection is logged, never retried as another report."""
         try:
-            if action == "complete":
-                try:
-                    await self.client.complete(job.id, job.epoch, value)
-                except RequestRejected as exc:  # e.g. 413: the result is too large
-                    action, retryable = "fail", False
-                    error = f"the result was rejected: {exc.message}"
-                    await self.client.fail(job.id, job.epoch, error, retryable=False)
-            elif action == "fail":
-                await self.client.fail(job.id, job.epoch, str(value), retryable=retryable)
-            else:
-                await self.client.release(job.id, job.epoch)
+            try:
+                await self._end(job, action, value, retryable)
+            except RequestRejected as exc:  # e.g. 413: the result is too large
+                if action != "complete":
+                    raise
+                action, retryable = "fail", False
+                await self._end(job, "fail", f"the result was rejected: {exc.message}", False)
         except AgentError as exc:
             self.stats["report_rejected"] += 1
             self.log.warning(
@@ -312,6 +426,14 @@ class Worker:
                 # The job task then sees the handler cancelled and reports (release) itself.
                 self._cancel(entry.job, reason, entry.handler)
             await asyncio.gather(*(entry.task for entry in entries), return_exceptions=True)
+
+
+def _check_json(value: Any) -> None:
+    """``RequestRejected`` for a result JSON cannot encode, as the coordinator would refuse it."""
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise RequestRejected(f"the result is not JSON: {exc}", status=422) from exc
 
 
 @dataclass(frozen=True, slots=True)

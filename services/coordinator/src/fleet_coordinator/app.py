@@ -18,7 +18,6 @@ from .api.models import ErrorOut
 from .domain import Clock, SystemClock
 from .metrics import Metrics
 from .services import Coordinator, run_reaper
-from .services.ledger import flush_all
 from .settings import Settings
 from .store import open_containers
 
@@ -80,7 +79,7 @@ def create_app(
                 yield
             finally:
                 co.notifier.close()
-                await flush_all(co)
+                await co.ledger.close()
                 if reaper is not None:
                     reaper.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

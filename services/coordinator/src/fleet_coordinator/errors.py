@@ -13,20 +13,24 @@
     ├── TooManyRequestsError      429 a per-agent limit (``too_many_long_polls``); retry later
     └── UnavailableError          503 the store cannot be reached
 
-Datastore errors are translated in ``translate_store_errors``, the one boundary: an
-unavailable store is 503, a document too large 413. Any other exception, a store
-error no service expected included, is a defect: the API's guard logs it with an
-error id and its traceback and answers 500 ``internal_error`` (``api/middleware.py``),
-so a bug is never disguised as an outage that clients would retry.
+Datastore errors are translated by ``store_error``, at the one boundary where the
+services meet the store (``services/boundary.py: GuardedContainer``): an unavailable
+store is 503, a document too large 413. Any other exception, a store error no service
+expected included, is a defect: the API's guard logs it with an error id and its
+traceback and answers 500 ``internal_error`` (``api/middleware.py``), so a bug is never
+disguised as an outage that clients would retry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from fleet_datastore import BatchError, DocumentTooLargeError, StoreUnavailableError
+from fleet_datastore import (
+    BatchError,
+    DatastoreError,
+    DocumentTooLargeError,
+    StoreUnavailableError,
+)
 
 __all__ = [
     "BadRequestError",
@@ -39,7 +43,7 @@ __all__ = [
     "UnauthorizedError",
     "UnavailableError",
     "ValidationFailedError",
-    "translate_store_errors",
+    "store_error",
 ]
 
 
@@ -122,24 +126,16 @@ class UnavailableError(CoordinatorError):
     code = "store_unavailable"
 
 
-@contextmanager
-def translate_store_errors() -> Iterator[None]:
-    """Turn the store's outages (503) and size limit (413) into ``CoordinatorError``.
+def store_error(exc: DatastoreError) -> CoordinatorError | None:
+    """The ``CoordinatorError`` a store failure answers (413, 503), or None for a defect.
 
-    Expected errors (not found, lost races) are handled where they happen; any other
-    store error that reaches here is left as it is: a defect, answered 500.
+    Expected outcomes (not found, lost races) are handled where they happen; an
+    outage is 503 because a retry may succeed; anything else is left as it is, for
+    the API's guard to answer 500.
     """
-    try:
-        yield
-    except BatchError as exc:
-        cause = exc.cause
-        if isinstance(cause, StoreUnavailableError):
-            raise UnavailableError(f"store error: {type(cause).__name__}") from exc
-        if isinstance(cause, DocumentTooLargeError):
-            raise PayloadTooLargeError("a job document would exceed the store's limit") from exc
-        raise
-    except DocumentTooLargeError as exc:
-        raise PayloadTooLargeError("the job document would exceed the store's limit") from exc
-    except StoreUnavailableError as exc:
-        # The store could not do its part; a retry may succeed.
-        raise UnavailableError(f"store error: {type(exc).__name__}") from exc
+    cause = exc.cause if isinstance(exc, BatchError) else exc
+    if isinstance(cause, DocumentTooLargeError):
+        return PayloadTooLargeError("the job document would exceed the store's limit")
+    if isinstance(cause, StoreUnavailableError):
+        return UnavailableError(f"store error: {type(cause).__name__}")
+    return None

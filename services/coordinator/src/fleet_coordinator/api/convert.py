@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..domain import JobState, to_datetime
-from ..services.ledger import without_released
+from ..domain import AgentState, JobState, to_datetime
 from .models import AgentOut, JobDetailOut, JobOut, LeaseOut, RunOut
 
 __all__ = ["agent_out", "job_detail_out", "job_out", "lease_out"]
@@ -72,20 +71,16 @@ def job_detail_out(job: JobState) -> JobDetailOut:
     return JobDetailOut(**_fields(job), runs=runs)
 
 
-def agent_out(body: dict[str, Any], released: dict[str, int] | None = None) -> AgentOut:
-    """An agent document as the API shows it (never the token hash).
-
-    ``released`` are leases this replica saw end that may still be in the stored ledger.
-    """
-    last_seen = body.get("last_seen")
+def agent_out(agent: AgentState, live_leases: int) -> AgentOut:
+    """An agent as the API shows it (never the token hash), with its live lease count."""
     return AgentOut(
-        id=body["id"],
-        name=body["name"],
-        labels=body.get("labels") or {},
-        capacity=int(body.get("capacity", 1)),
-        queues=list(body.get("queues") or []),
-        draining=bool(body.get("draining")),
-        live_leases=len(without_released(dict(body.get("held") or {}), released or {})),
-        last_seen=None if last_seen is None else to_datetime(float(last_seen)),
-        created_at=to_datetime(float(body["created_at"])),
+        id=agent.id,
+        name=agent.name,
+        labels=dict(agent.labels),
+        capacity=agent.capacity,
+        queues=list(agent.queues),
+        draining=agent.draining,
+        live_leases=live_leases,
+        last_seen=None if agent.last_seen is None else to_datetime(agent.last_seen),
+        created_at=to_datetime(agent.created_at),
     )

@@ -1,120 +1,124 @@
-"""The hot path: the agent endpoints and enqueues without FastAPI's per-request machinery.
+"""The hot path: well-formed POSTs served without FastAPI's per-request machinery.
 
-A claim, heartbeat, complete, fail, release or enqueue spends about as much CPU
-in FastAPI's routing, dependency solving and response validation as in the
-coordinator's own work (measured in ``docs/benchmarks.md``). ``HotPath`` sits in
-front of the router and serves these requests *when they are well-formed*: it
-matches the path with one regular expression, parses the body with ``json.loads``
-as Starlette's ``Request.json`` does (so huge integers, NaN and the like reach the
-same checks), validates it with the same pydantic model, authenticates with the same service
-call, runs **the very endpoint function** FastAPI would run, and maps the
-coordinator's errors with the same ``error_response``.
+A claim, report, heartbeat, complete, fail, release or enqueue spends about as
+much CPU in FastAPI's routing, dependency solving and response validation as in
+the coordinator's own work (measured in ``docs/benchmarks.md``). ``HotPath`` sits
+in front of the router and serves a request *when it is well-formed*. What it
+serves, and how, it reads from the app's own routes on the first request — no
+second table of paths, models or roles: every ``POST`` route whose parameters it
+can supply (path parameters, one pydantic body, the coordinator, the agent
+token's document or the admin token as a router dependency, a ``Response``) and
+whose response options are the defaults. For such a route it matches the path
+with the route's own regular expression, in the router's order, parses the
+body with ``json.loads`` as Starlette's ``Request.json`` does, validates it
+with the route's body model, authenticates with the same service call, runs
+**the route's endpoint function** and maps the coordinator's errors with the
+same ``error_response``.
 
 Everything else is handed to FastAPI unchanged, with the body it already read
 replayed: any other route or method, a body that is empty, not JSON, not
-``application/json`` or invalid for the model, and a missing, unknown or wrong-role
-token. Nothing has been written at that point, so FastAPI's answer (the 400, 401,
-403 or 422 of SPEC.md, in its exact shape) is the answer, and the two paths cannot
-disagree on what a bad request gets. The OpenAPI schema still comes from the
-FastAPI routes, which remain the documented contract; the API test suite runs
-through this path for every well-formed request.
+``application/json`` or invalid for the model, and a missing, unknown or
+wrong-role token. Nothing has been written at that point, so FastAPI's answer
+(the 400, 401, 403 or 422 of SPEC.md, in its exact shape) is the answer, and the
+two paths cannot disagree on what a bad request gets. A route renamed or added
+in a router is served hot (or not) by the same rules with no change here.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Response
+from fastapi import FastAPI, Response
+from fastapi.routing import iter_route_contexts
 from fleet_datastore import Document
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import CoordinatorError
 from ..services import Coordinator, authenticate
-from . import routes_jobs, routes_leases
-from .deps import bearer_token, is_admin
+from .deps import bearer_token, get_coordinator, is_admin, require_admin, require_agent
 from .errors import error_response
-from .models import (
-    BatchCreate,
-    ClaimRequest,
-    CompleteRequest,
-    FailRequest,
-    HeartbeatRequest,
-    JobCreate,
-    ReleaseRequest,
-)
 
 __all__ = ["HotPath"]
 
-_JOB_ACTION = re.compile(r"/v1/jobs/([^/]+)/(heartbeat|complete|fail|release)")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
-
-Run = Callable[[Coordinator, Document | None, Any, str], Awaitable[tuple[int, BaseModel]]]
+_DEFAULT_OPTIONS = {
+    "response_model_include": None,
+    "response_model_exclude": None,
+    "response_model_exclude_unset": False,
+    "response_model_exclude_defaults": False,
+    "response_model_exclude_none": False,
+}
 
 
 @dataclass(frozen=True, slots=True)
 class _Route:
-    """One hot route: its template (for metrics), caller role, body model and runner."""
+    """A POST route of the app as the hot path sees it; ``endpoint`` None: FastAPI serves it."""
 
-    path: str
-    agent: bool  # an agent's token; else the admin token
-    model: type[BaseModel]
-    run: Run
-
-
-async def _claim(co: Coordinator, agent: Document | None, body: Any, _: str) -> tuple[int, Any]:
-    assert agent is not None
-    return 200, await routes_leases.claim(body, agent, co)
-
-
-def _on_job(endpoint: Callable[..., Awaitable[BaseModel]]) -> Run:
-    """A runner for ``endpoint(job_id, body, agent, co)``, one of the lease calls."""
-
-    async def run(co: Coordinator, agent: Document | None, body: Any, job_id: str) -> Any:
-        assert agent is not None
-        return 200, await endpoint(job_id, body, agent, co)
-
-    return run
+    path: str  # the template, which the latency metric is labelled with
+    regex: re.Pattern[str]
+    convert: dict[str, Callable[[str], Any]]
+    endpoint: Callable[..., Any] | None = None
+    model: type[BaseModel] | None = None
+    body: str = ""
+    agent: str | None = None  # the parameter taking the agent document
+    co: str | None = None
+    response: str | None = None
+    status: int = 200
 
 
-async def _create(co: Coordinator, _: Document | None, body: Any, __: str) -> Any:
-    response = Response(status_code=201)
-    out = await routes_jobs.create_job(body, co, response)
-    return response.status_code, out
-
-
-async def _create_batch(co: Coordinator, _: Document | None, body: Any, __: str) -> Any:
-    return 201, await routes_jobs.create_jobs(body, co)
-
-
-_EXACT = {
-    "/v1/claims": _Route("/v1/claims", True, ClaimRequest, _claim),
-    "/v1/jobs": _Route("/v1/jobs", False, JobCreate, _create),
-    "/v1/jobs/batch": _Route("/v1/jobs/batch", False, BatchCreate, _create_batch),
-}
-_ACTIONS = {
-    name: _Route(f"/v1/jobs/{{job_id}}/{name}", True, model, _on_job(endpoint))
-    for name, model, endpoint in (
-        ("heartbeat", HeartbeatRequest, routes_leases.heartbeat),
-        ("complete", CompleteRequest, routes_leases.complete),
-        ("fail", FailRequest, routes_leases.fail),
-        ("release", ReleaseRequest, routes_leases.release),
+def _hot(context: Any) -> _Route:
+    """The route as served hot, or without an endpoint when it asks for more than we supply."""
+    convert = {k: c.convert for k, c in context.param_convertors.items()}
+    plain = _Route(context.path, context.path_regex, convert)
+    dependant = context.dependant
+    if dependant is None or len(dependant.body_params) != 1:
+        return plain
+    if dependant.query_params or dependant.header_params or dependant.cookie_params:
+        return plain
+    if any(getattr(context, k, v) != v for k, v in _DEFAULT_OPTIONS.items()):
+        return plain
+    model = dependant.body_params[0].field_info.annotation
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return plain
+    agent = co = None
+    role = None
+    for dep in dependant.dependencies:
+        if dep.call is get_coordinator and dep.name:
+            co = dep.name
+        elif dep.call is require_agent:
+            agent, role = dep.name, "agent"
+        elif dep.call is require_admin and dep.name is None:
+            role = "admin"
+        else:
+            return plain
+    if role is None or (role == "agent" and agent is None):
+        return plain  # only authenticated routes are served here
+    return _Route(
+        context.path,
+        context.path_regex,
+        convert,
+        endpoint=context.endpoint,
+        model=model,
+        body=dependant.body_params[0].name,
+        agent=agent,
+        co=co,
+        response=dependant.response_param_name,
+        status=context.status_code or 200,
     )
-}
 
 
-def _route(path: str) -> tuple[_Route, str] | None:
-    route = _EXACT.get(path)
-    if route is not None:
-        return route, ""
-    match = _JOB_ACTION.fullmatch(path)
-    if match is None:
-        return None
-    return _ACTIONS[match.group(2)], match.group(1)
+def _post_routes(app: FastAPI) -> list[_Route]:
+    """The app's POST routes in the router's order (the first match wins, as in Starlette)."""
+    return [
+        _hot(context)
+        for context in iter_route_contexts(app.router.routes)
+        if "POST" in (context.methods or ())
+    ]
 
 
 def _headers(scope: Scope) -> tuple[bytes | None, bytes | None]:
@@ -133,30 +137,35 @@ def _is_json(ctype: bytes | None) -> bool:
     return ctype is None or ctype.split(b";")[0].strip().lower() == b"application/json"
 
 
-class _RouteTag:
-    """What GuardMiddleware reads from ``scope["route"]`` for the latency metric."""
-
-    __slots__ = ("path",)
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-
-_TAGS = {r.path: _RouteTag(r.path) for r in (*_EXACT.values(), *_ACTIONS.values())}
-
-
 class HotPath:
     """Serve well-formed hot requests directly; hand everything else to FastAPI."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._routes: list[_Route] | None = None
+
+    def _match(self, scope: Scope) -> tuple[_Route, dict[str, Any]] | None:
+        routes = self._routes
+        if routes is None:
+            routes = self._routes = _post_routes(scope["app"])
+        path = scope["path"]
+        for route in routes:
+            found = route.regex.match(path)
+            if found is not None:
+                if route.endpoint is None:
+                    return None
+                params = {k: route.convert[k](v) for k, v in found.groupdict().items()}
+                return route, params
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        found = _route(scope["path"]) if scope["type"] == "http" else None
-        if found is None or scope["method"] != "POST":
+        found = None
+        if scope["type"] == "http" and scope["method"] == "POST":
+            found = self._match(scope)
+        if found is None:
             await self.app(scope, receive, send)
             return
-        route, job_id = found
+        route, params = found
         chunks: list[bytes] = []
         while True:
             message = await receive()
@@ -166,32 +175,39 @@ class HotPath:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)  # joined once: `+=` per chunk is quadratic in the body
-        if not await self._serve(scope, route, job_id, body, send):
+        if not await self._serve(scope, route, params, body, send):
             await self.app(scope, _replay(body, receive), send)
 
     async def _serve(
-        self, scope: Scope, route: _Route, job_id: str, raw: bytes, send: Send
+        self, scope: Scope, route: _Route, params: dict[str, Any], raw: bytes, send: Send
     ) -> bool:
         """Answer the request, or return False (having sent nothing) to hand it to FastAPI."""
         header, ctype = _headers(scope)
         token = None if header is None else bearer_token(header.decode("latin-1"))
-        if token is None or not raw or not _is_json(ctype):
+        if token is None or not raw or not _is_json(ctype) or route.model is None:
             return False
         try:
             parsed = route.model.model_validate(json.loads(raw))
         except (ValueError, RecursionError, ValidationError):  # JSONDecodeError: a ValueError
             return False
         co: Coordinator = scope["app"].state.coordinator
-        agent: Document | None = None
-        if route.agent:
-            agent = await authenticate(co, token)
+        kwargs = {**params, route.body: parsed}
+        if route.agent is not None:
+            agent: Document | None = await authenticate(co, token)
             if agent is None:
                 return False
+            kwargs[route.agent] = agent
         elif not is_admin(co, token):
             return False
-        scope["route"] = _TAGS[route.path]
+        if route.co is not None:
+            kwargs[route.co] = co
+        response = Response(status_code=route.status)
+        if route.response is not None:
+            kwargs[route.response] = response
+        scope["route"] = route  # GuardMiddleware labels the latency metric with its path
+        assert route.endpoint is not None
         try:
-            status, out = await route.run(co, agent, parsed, job_id)
+            out = await route.endpoint(**kwargs)
         except CoordinatorError as exc:
             await error_response(exc.status, exc.code, exc.message, exc.details)(
                 scope, _no_body, send
@@ -199,7 +215,8 @@ class HotPath:
             return True
         payload = out.__pydantic_serializer__.to_json(out, by_alias=True)
         headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+        start = {"type": "http.response.start", "status": response.status_code, "headers": headers}
+        await send(start)
         await send({"type": "http.response.body", "body": payload})
         return True
 

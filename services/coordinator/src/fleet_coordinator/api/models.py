@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -12,6 +12,7 @@ from pydantic import (
     Field,
     StringConstraints,
     field_validator,
+    model_validator,
 )
 
 __all__ = [
@@ -38,6 +39,11 @@ __all__ = [
     "QueueList",
     "QueueStatsOut",
     "ReleaseRequest",
+    "ReportError",
+    "ReportItem",
+    "ReportItemOut",
+    "ReportOut",
+    "ReportRequest",
     "RunOut",
 ]
 
@@ -242,6 +248,66 @@ class ReleaseRequest(_In):
     """Give the job back without counting the attempt."""
 
     epoch: Epoch
+
+
+class ReportItem(_In):
+    """One report on a lease the caller holds, applied as its single endpoint would be."""
+
+    job_id: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    epoch: Epoch
+    action: Literal["heartbeat", "complete", "fail", "release"]
+    result: Any = Field(default=None, description=_PORTABLE + " Only for complete.")
+    error: Annotated[str, StringConstraints(max_length=10_000)] | None = Field(
+        default=None, description="Required for fail, as on the fail endpoint."
+    )
+    retryable: bool = True
+    progress: Any = Field(default=None, description=_PORTABLE + " Only for heartbeat.")
+
+    @model_validator(mode="after")
+    def _fail_has_error(self) -> ReportItem:
+        if self.action == "fail" and self.error is None:
+            raise ValueError("a fail report needs an error")
+        return self
+
+
+class ReportRequest(_In):
+    """Many reports on the caller's leases, then optionally a claim for the freed slots."""
+
+    items: list[ReportItem] = Field(default_factory=list, max_length=100)
+    claim: ClaimRequest | None = None
+
+    @model_validator(mode="after")
+    def _jobs_once(self) -> ReportRequest:
+        # Two reports on one job would depend on their order; SPEC refuses the request.
+        ids = [item.job_id for item in self.items]
+        if len(ids) != len(set(ids)):
+            raise ValueError("a job appears more than once in items")
+        return self
+
+
+class ReportError(BaseModel):
+    """Why one report changed nothing: the code and message its single endpoint would answer."""
+
+    code: str
+    message: str
+
+
+class ReportItemOut(BaseModel):
+    """The answer to one report, in the place of its request item."""
+
+    job_id: str
+    ok: bool
+    status: str | None = None
+    lease: LeaseOut | None = None
+    cancel_requested: bool | None = None
+    error: ReportError | None = None
+
+
+class ReportOut(BaseModel):
+    """One answer per report in request order, and the leases the claim won (or none)."""
+
+    items: list[ReportItemOut]
+    leases: list[ClaimedLease]
 
 
 class QueueStatsOut(BaseModel):

@@ -1,11 +1,14 @@
-"""Agent endpoints: claim, heartbeat, complete, fail, release (only on the caller's leases)."""
+"""Agent endpoints: claim, heartbeat, complete, fail, release, reports (caller's leases only)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ..errors import ConflictError
+from ..domain import JobState
+from ..errors import ConflictError, CoordinatorError
 from ..services import complete_job, fail_job, heartbeat_job, release_job, wait_and_claim
+from ..services.context import Coordinator
+from ..services.reports import Action, Report, ReportOutcome, apply_reports
 from .convert import job_out, lease_out
 from .deps import AgentAuth, Co
 from .models import (
@@ -19,6 +22,11 @@ from .models import (
     HeartbeatRequest,
     JobOut,
     ReleaseRequest,
+    ReportError,
+    ReportItem,
+    ReportItemOut,
+    ReportOut,
+    ReportRequest,
 )
 from .routes_jobs import check_size
 
@@ -30,16 +38,20 @@ router = APIRouter(prefix="/v1", tags=["agent"])
 _TOO_MANY = "this agent's long-polls waiting on this replica are at the cap (too_many_long_polls)"
 
 
-@router.post("/claims", responses={429: {"model": ErrorOut, "description": _TOO_MANY}})
-async def claim(body: ClaimRequest, agent: AgentAuth, co: Co) -> ClaimOut:
-    """Lease up to ``max_jobs`` jobs, long-polling up to ``wait_seconds``."""
-    jobs = await wait_and_claim(co, agent, body.queues, body.max_jobs, body.wait_seconds)
+def _claimed(jobs: list[JobState]) -> list[ClaimedLease]:
     leases = []
     for job in jobs:
         lease = lease_out(job)
         if lease is not None:
             leases.append(ClaimedLease(job=job_out(job), lease=lease))
-    return ClaimOut(leases=leases)
+    return leases
+
+
+@router.post("/claims", responses={429: {"model": ErrorOut, "description": _TOO_MANY}})
+async def claim(body: ClaimRequest, agent: AgentAuth, co: Co) -> ClaimOut:
+    """Lease up to ``max_jobs`` jobs, long-polling up to ``wait_seconds``."""
+    jobs = await wait_and_claim(co, agent, body.queues, body.max_jobs, body.wait_seconds)
+    return ClaimOut(leases=_claimed(jobs))
 
 
 @router.post("/jobs/{job_id}/heartbeat")
@@ -70,3 +82,65 @@ async def fail(job_id: str, body: FailRequest, agent: AgentAuth, co: Co) -> JobO
 async def release(job_id: str, body: ReleaseRequest, agent: AgentAuth, co: Co) -> JobOut:
     """Give the job back to the queue without counting the attempt."""
     return job_out(await release_job(co, agent.id, job_id, body.epoch))
+
+
+def _report(co: Coordinator, item: ReportItem) -> Report | CoordinatorError:
+    """The item as a service report, or the error its single endpoint's size check raises."""
+    try:
+        if item.action == "complete":
+            check_size(co, item.result, "result")
+        elif item.action == "heartbeat":
+            check_size(co, item.progress, "progress")
+    except CoordinatorError as exc:
+        return exc
+    return Report(
+        job_id=item.job_id,
+        epoch=item.epoch,
+        action=Action(item.action),
+        result=item.result,
+        error=item.error or "",
+        retryable=item.retryable,
+    )
+
+
+def _item_out(item: ReportItem, outcome: ReportOutcome) -> ReportItemOut:
+    error, job = outcome.error, outcome.job
+    if error is not None or job is None:
+        exc = error or ConflictError("the lease is gone", code="lease_lost")
+        return ReportItemOut.model_construct(
+            job_id=outcome.job_id,
+            ok=False,
+            status=None,
+            lease=None,
+            cancel_requested=None,
+            error=ReportError.model_construct(code=exc.code, message=exc.message),
+        )
+    heartbeat = item.action == "heartbeat"
+    return ReportItemOut.model_construct(
+        job_id=outcome.job_id,
+        ok=True,
+        status=job.status.value,
+        lease=lease_out(job) if heartbeat else None,
+        cancel_requested=job.cancel_requested if heartbeat else None,
+        error=None,
+    )
+
+
+@router.post("/reports")
+async def reports(body: ReportRequest, agent: AgentAuth, co: Co) -> ReportOut:
+    """Apply many reports, each as its single endpoint; then optionally claim freed slots."""
+    checked = [_report(co, item) for item in body.items]
+    valid = [r for r in checked if isinstance(r, Report)]
+    applied = iter(await apply_reports(co, agent.id, valid))
+    outcomes = [
+        ReportOutcome(item.job_id, error=r) if isinstance(r, CoordinatorError) else next(applied)
+        for item, r in zip(body.items, checked, strict=True)
+    ]
+    leases: list[ClaimedLease] = []
+    if body.claim is not None:
+        # After the reports: the slots their ended leases freed count already.
+        want = body.claim
+        jobs = await wait_and_claim(co, agent, want.queues, want.max_jobs, want.wait_seconds)
+        leases = _claimed(jobs)
+    answers = [_item_out(i, o) for i, o in zip(body.items, outcomes, strict=True)]
+    return ReportOut.model_construct(items=answers, leases=leases)

@@ -7,6 +7,7 @@ service layer joins these to the datastore with conditional writes; see
 docs/domain.md for the state machine and the attempt rules.
 """
 
+from .agent import RESERVATION_GRACE, AgentState, Holding, is_stale
 from .backoff import DEFAULT_BACKOFF, BackoffPolicy, RandomSource
 from .clock import Clock, ManualClock, SystemClock, Timestamp, from_datetime, to_datetime
 from .job import MAX_RUNS, JobState, Lease, Run
@@ -28,9 +29,12 @@ __all__ = [
     "ALLOWED_TRANSITIONS",
     "DEFAULT_BACKOFF",
     "MAX_RUNS",
+    "RESERVATION_GRACE",
+    "AgentState",
     "TERMINAL_STATUSES",
     "BackoffPolicy",
     "Clock",
+    "Holding",
     "JobState",
     "JobStatus",
     "Lease",
@@ -52,6 +56,7 @@ __all__ = [
     "from_datetime",
     "heartbeat",
     "is_claimable",
+    "is_stale",
     "is_terminal",
     "labels_satisfy",
     "reap",

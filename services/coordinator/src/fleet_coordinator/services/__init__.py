@@ -12,7 +12,14 @@ from .agents import (
 from .claims import claim_jobs, wait_and_claim
 from .context import Coordinator, Notifier
 from .jobs import NewJob, cancel_job, enqueue, enqueue_batch, get_job, list_jobs, retry_job
-from .leases import complete_job, fail_job, heartbeat_job, release_agent_leases, release_job
+from .leases import (
+    complete_job,
+    fail_job,
+    heartbeat_job,
+    lease_ended,
+    release_agent_leases,
+    release_job,
+)
 from .queues import queue_stats
 from .reaper import reap_once, run_reaper
 
@@ -33,6 +40,7 @@ __all__ = [
     "get_agent",
     "get_job",
     "heartbeat_job",
+    "lease_ended",
     "list_agents",
     "list_jobs",
     "queue_stats",

@@ -1,4 +1,9 @@
-"""Coalesced candidate queries: concurrent claims of a replica share one query.
+"""``CandidateSource``: the one candidate query, shared by the concurrent claims of a replica.
+
+Every claim finds its jobs here, through ``_query``, the one place the claim
+query is built: ``status = queued AND queue IN (…) AND run_after <= now ORDER
+BY -priority, created_at`` over the claim index, ``claim_candidates`` rows more
+than asked for, at most 1,000.
 
 Many claimers asking at once would all read the same head of the queue and
 fight over it, one conditional write winning per job. Instead, claims arriving
@@ -21,19 +26,22 @@ conditional write alone decides who leases a job.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from fleet_datastore import Document, Filter, Query, eq, in_, le
+from fleet_datastore import Document, Filter, Page, Query, eq, in_, le
 
-from ..domain import JobStatus, is_claimable
-from ..errors import translate_store_errors
+from ..domain import Clock, JobStatus, is_claimable
+from ..settings import Settings
 from ..store import job_from_doc
-from .context import Coordinator
+from .boundary import GuardedContainer
 
-__all__ = ["CandidatePool"]
+__all__ = ["CandidateSource"]
 
 _MAX_QUERY = 1000
+"""Rows one candidate query reads at most."""
+_PAGES = 3
+"""Pages a claim reads on its own past jobs it cannot take (labels) before giving up."""
 
 
 @dataclass(eq=False)
@@ -47,20 +55,18 @@ class _Batch:
     )
 
 
-class CandidatePool:
+class CandidateSource:
     """Hands out distinct claim candidates to the concurrent claims of one replica."""
 
-    def __init__(self) -> None:
+    def __init__(self, jobs: GuardedContainer, clock: Clock, settings: Settings) -> None:
+        self.jobs = jobs
+        self.clock = clock
+        self.settings = settings
         self._open: dict[tuple[str, ...] | None, _Batch] = {}
         self._pending: set[str] = set()
         self._seq = 0  # queries started so far
         self._settled: dict[str, int] = {}  # job id -> queries started when it settled
         self._live: list[_Batch] = []  # batches whose page is still being taken from
-
-    @property
-    def pending(self) -> frozenset[str]:
-        """Ids of jobs handed out whose claim has not settled yet."""
-        return frozenset(self._pending)
 
     def settle(self, job_ids: list[str]) -> None:
         """The claims of ``job_ids`` are decided (leased, lost or not reserved)."""
@@ -79,18 +85,29 @@ class CandidatePool:
 
     async def take(
         self,
-        co: Coordinator,
-        queues: list[str] | None,
-        labels: dict[str, str],
+        queues: Sequence[str] | None,
+        labels: Mapping[str, str],
         need: int,
         skip: set[str],
-    ) -> tuple[list[Document], bool]:
+    ) -> list[Document]:
         """Up to ``need`` claimable jobs for an agent with ``labels``, none handed out twice.
 
         The jobs returned are pending until the caller passes them to ``settle``
-        (in a ``finally``). The flag says whether the query may have left matching jobs unread (its
-        page was full), so a caller that got nothing knows to look further.
+        (in a ``finally``). When the shared page holds nothing this agent may take
+        (labels) and more may match, the claimer reads further pages on its own.
         """
+        picks, more = await self._take_shared(queues, labels, need, skip)
+        if picks or not more:
+            return picks
+        return await self._take_further(queues, labels, need, skip | self._pending)
+
+    async def _take_shared(
+        self,
+        queues: Sequence[str] | None,
+        labels: Mapping[str, str],
+        need: int,
+        skip: set[str],
+    ) -> tuple[list[Document], bool]:
         key = tuple(sorted(queues)) if queues else None
         batch = self._open.get(key)
         leader = batch is None
@@ -111,43 +128,49 @@ class CandidatePool:
                 # store and sort first: read past them, or the page holds nothing new.
                 reach = batch.needs + len(self._pending)
                 try:
-                    batch.result.set_result(await _query(co, queues, reach))
+                    page = await self._query(queues, reach)
+                    batch.result.set_result((page.items, page.continuation is not None))
                 except Exception as exc:
                     batch.result.set_exception(exc)
             docs, more = await batch.result
-            return self._pick(co, batch, docs, labels, need, skip), more
+            return self._pick(batch, docs, labels, need, skip), more
         finally:
             if batch in self._live:
                 self._done(batch)
 
-    async def take_further(
+    async def _take_further(
         self,
-        co: Coordinator,
-        fetch: Awaitable[list[Document]],
-        labels: dict[str, str],
+        queues: Sequence[str] | None,
+        labels: Mapping[str, str],
         need: int,
         skip: set[str],
     ) -> list[Document]:
-        """Like ``take``, from a page this claimer reads on its own (``fetch``, not yet awaited)."""
+        """Like ``take``, from pages this claimer reads on its own, past jobs it cannot take."""
         self._seq += 1
         batch = _Batch(seq=self._seq, users=1)
         self._live.append(batch)
         try:
-            docs = await fetch
-            return self._pick(co, batch, docs, labels, need, skip)
+            picked: list[Document] = []
+            cont: str | None = None
+            for _ in range(_PAGES):
+                page = await self._query(queues, need + len(skip), cont)
+                picked += self._pick(batch, page.items, labels, need - len(picked), skip)
+                cont = page.continuation
+                if len(picked) >= need or cont is None:
+                    break
+            return picked
         finally:
             self._done(batch)
 
     def _pick(
         self,
-        co: Coordinator,
         batch: _Batch,
         docs: list[Document],
-        labels: dict[str, str],
+        labels: Mapping[str, str],
         need: int,
         skip: set[str],
     ) -> list[Document]:
-        now = co.clock.now()
+        now = self.clock.now()
         settled = self._settled
         picked: list[Document] = []
         for doc in docs:
@@ -165,15 +188,21 @@ class CandidatePool:
             picked.append(doc)
         return picked
 
-
-async def _query(
-    co: Coordinator, queues: list[str] | None, needs: int
-) -> tuple[list[Document], bool]:
-    where: list[Filter] = [eq("status", JobStatus.QUEUED.value), le("run_after", co.clock.now())]
-    if queues:
-        where.insert(0, eq("queue", queues[0]) if len(queues) == 1 else in_("queue", queues))
-    limit = min(needs + co.settings.claim_candidates, _MAX_QUERY)
-    query = Query(where=where, order_by=["-priority", "created_at"], limit=limit)
-    with translate_store_errors():
-        page = await co.containers.jobs.query(query)
-    return page.items, page.continuation is not None
+    async def _query(
+        self, queues: Sequence[str] | None, needs: int, continuation: str | None = None
+    ) -> Page:
+        """The claim query: the one place it is built."""
+        where: list[Filter] = [
+            eq("status", JobStatus.QUEUED.value),
+            le("run_after", self.clock.now()),
+        ]
+        if queues:
+            where.insert(0, eq("queue", queues[0]) if len(queues) == 1 else in_("queue", queues))
+        limit = min(needs + self.settings.claim_candidates, _MAX_QUERY)
+        query = Query(
+            where=where,
+            order_by=["-priority", "created_at"],
+            limit=limit,
+            continuation=continuation,
+        )
+        return await self.jobs.query(query)

@@ -1,254 +1,145 @@
-"""Claims: an indexed candidate query, a capacity reservation, one conditional write per job.
+"""A claim, as numbered steps: read the agent, find candidates, reserve, lease.
 
-The steps of one claim (``claim_jobs``):
+``claim_jobs`` is the whole claim; the steps below are the ones
+``docs/architecture.md`` walks through. Every write is conditional, so any
+number of claimers on any number of replicas may run these steps at once:
 
-1. The agent document (read by authentication) says whether it may claim at
-   all (not draining), which queues and labels apply, and how many slots its
-   held-lease ledger leaves free.
-2. One query over the claim index ``(queue, status, -priority, created_at)`` with
-   ``run_after <= now`` returns candidates in the order SPEC 5 requires;
-   label matching and claimability are checked on each by the domain.
-3. The picked jobs are reserved in the agent's ledger with a conditional write,
-   so two concurrent claims of one agent (on any replicas) cannot exceed its
-   capacity.
-4. Each job is leased with ``domain.claim`` and ``update_if_match`` on the etag
-   of step 2: of any number of racing claimers exactly one wins a job; the
-   others move on to the next candidate, and their reservations are returned.
+0. One claim of an agent at a time in this replica (``Ledger.lock``): claims
+   of one agent coalesce instead of racing on its ledger. A claim that waited
+   re-reads the agent, whose ledger the previous one changed.
+1. Read the agent (``AgentState``): a draining agent gets nothing; its queues
+   narrow the ones asked for; its labels filter jobs; its ledger, minus leases
+   that ended in this replica, gives the free slots.
+2. A full ledger may hold leftovers of a replica that died before writing its
+   releases: prune the entries whose lease is no longer live (one read each).
+3. Find candidates (``CandidateSource.take``): the one candidate query, shared
+   with the claims arriving at the same moment in this replica, in SPEC 5 order,
+   claimable and matching the agent's labels, none handed to two claimers here.
+4. Reserve them in the agent's ledger with one conditional write
+   (``Ledger.reserve``), which also drops the leases that ended here: two claims
+   of one agent on different replicas cannot both take its last slot.
+5. Lease each reserved job: ``domain.claim`` (epoch + 1, a new run) and one
+   conditional write on the etag the query returned (the writes go out together).
+   Of any number of racing claimers exactly one wins a job; a loser takes the next
+   candidate.
+6. Give back the reservations of the jobs lost in step 5, and go again (bounded)
+   while slots and ``max_jobs`` allow.
+7. A claim that leased nothing still shows the agent alive (written rarely).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Mapping, Sequence
 
-from fleet_datastore import Document, Filter, NotFoundError, Patch, Query, eq, in_, le
+from fleet_datastore import Document
 
 from .. import domain
-from ..domain import JobState, JobStatus
-from ..errors import TooManyRequestsError, translate_store_errors
+from ..domain import JobState
+from ..errors import TooManyRequestsError
 from ..store import job_from_doc, new_id
-from .agents import read_agent, update_agent
+from .agent_docs import StoredAgent
 from .context import Coordinator
-from .ledger import held_after_release, settle, without_released
 from .transitions import write_job
 
 __all__ = ["claim_jobs", "wait_and_claim"]
 
 _ROUNDS = 4
-"""Rounds of query → reserve → lease before a claim gives up on a contended queue."""
-_PAGES = 3
-"""Candidate pages one round reads past jobs this agent cannot take (labels)."""
-_SEEN_EVERY = 10.0
-"""Seconds between last-seen updates from claims that lease nothing."""
-_RESERVATION_GRACE = 30.0
-"""Seconds a reservation whose job is still queued counts as an in-flight claim."""
+"""Rounds of find → reserve → lease before a claim gives up on a contended queue."""
 
 
-async def _candidates(
-    co: Coordinator, queues: list[str] | None, labels: dict[str, str], need: int, skip: set[str]
-) -> list[Document]:
-    now = co.clock.now()
-    where: list[Filter] = [eq("status", JobStatus.QUEUED.value), le("run_after", now)]
-    if queues:
-        where.insert(0, eq("queue", queues[0]) if len(queues) == 1 else in_("queue", queues))
-    found: list[Document] = []
-    cont: str | None = None
-    for _ in range(_PAGES):
-        query = Query(
-            where=where,
-            order_by=["-priority", "created_at"],
-            limit=min(need + len(skip) + co.settings.claim_candidates, 1000),
-            continuation=cont,
-        )
-        with translate_store_errors():
-            page = await co.containers.jobs.query(query)
-        for doc in page.items:
-            if doc.id not in skip and domain.is_claimable(job_from_doc(doc.body), now, labels):
-                found.append(doc)
-        cont = page.continuation
-        if len(found) >= need or cont is None:
+async def claim_jobs(
+    co: Coordinator, agent: Document, asked: Sequence[str] | None, max_jobs: int
+) -> list[JobState]:
+    """Lease up to ``max_jobs`` claimable jobs to ``agent`` (possibly none)."""
+    # 0. One claim of this agent at a time here; a claim that waited re-reads it.
+    lock = co.ledger.lock(agent.id)
+    contended = lock.locked()
+    async with lock:
+        if contended:
+            fresh = await co.agent_docs.read(agent.id, fresh=True)
+            if fresh is None:
+                return []
+            agent = fresh
+        return await _claim(co, StoredAgent(agent), asked, max_jobs)
+
+
+async def _claim(
+    co: Coordinator, agent: StoredAgent, asked: Sequence[str] | None, max_jobs: int
+) -> list[JobState]:
+    # 1. The agent: draining gets nothing (SPEC 4); its queues narrow the ones asked for.
+    state = agent.state
+    if state.draining:
+        return []
+    queues = state.claim_queues(asked)
+    if queues == ():
+        return []
+    # 2. Only a full ledger is worth checking for leftovers (one job read per entry).
+    current: StoredAgent | None = agent
+    if co.ledger.free_slots(agent) <= 0:
+        current = await co.ledger.prune(agent)
+    won: list[JobState] = []
+    tried: set[str] = set()
+    for _ in range(_ROUNDS):
+        if current is None:
+            break  # deleted meanwhile
+        need = min(max_jobs - len(won), co.ledger.free_slots(current))
+        if need <= 0:
             break
-    return found
+        # 3. Candidates from the one shared query, distinct from other claims' here.
+        skip = tried | co.ledger.held(current)
+        picks = await co.candidates.take(queues, state.labels, need, skip)
+        lost: set[str] = set()
+        try:
+            if not picks:
+                break
+            # 4. Reserve them with one conditional write of the agent's ledger.
+            current, granted = await co.ledger.reserve(current, picks)
+            if current is None or not granted:
+                break
+            # 5. Lease each with one conditional write on the etag the query returned;
+            #    the writes go out together (distinct jobs: one group commit on SQLite).
+            leased = await asyncio.gather(
+                *(_lease(co, agent.id, state.labels, doc) for doc in granted)
+            )
+            for doc, job in zip(granted, leased, strict=True):
+                tried.add(doc.id)
+                if job is None:
+                    lost.add(doc.id)
+                else:
+                    won.append(job)
+        finally:
+            co.candidates.settle([doc.id for doc in picks])
+        # 6. Another claimer leased these first: give their slots back.
+        if lost:
+            current = await co.ledger.unreserve(current, lost)
+    # 7. Nothing leased: still show the agent is alive.
+    if not won and current is not None:
+        await co.ledger.touch(current)
+    return won
 
 
-async def _prune(co: Coordinator, agent: Document) -> Document | None:
-    """Drop ledger entries whose lease is no longer live (ended, expired, or never taken)."""
-    now = co.clock.now()
-    stale: list[str] = []
-    for job_id, entry in (agent.body.get("held") or {}).items():
-        with translate_store_errors():
-            try:
-                job = job_from_doc((await co.containers.jobs.get(job_id, co.shard(job_id))).body)
-            except NotFoundError:
-                stale.append(job_id)
-                continue
-        lease = job.lease
-        if lease is not None and lease.is_held_by(agent.id, int(entry["epoch"])):
-            if lease.is_live(now):
-                continue
-        # A claim in flight on another replica reserved this job and has not leased
-        # it yet; a crashed one is forgotten after the grace period.
-        elif (
-            job.status is JobStatus.QUEUED
-            and job.epoch + 1 == int(entry["epoch"])
-            and now - float(entry["at"]) < _RESERVATION_GRACE
-        ):
-            continue
-        stale.append(job_id)
-    if not stale:
-        return agent
-
-    def change(body: dict[str, Any]) -> Patch | None:
-        held = {k: v for k, v in (body.get("held") or {}).items() if k not in stale}
-        return Patch(set={"held": held})
-
-    return await update_agent(co, agent, change, "agent.prune")
-
-
-async def _reserve(
-    co: Coordinator, agent: Document, picks: list[Document]
-) -> tuple[Document | None, list[Document]]:
-    now = co.clock.now()
-    granted: list[Document] = []
-
-    released: dict[str, int] = {}
-
-    def change(body: dict[str, Any]) -> Patch | None:
-        # Re-decided on every re-read: another claim may have taken the free slots.
-        # Leases that ended in this replica leave the ledger in this same write.
-        released.clear()
-        released.update(co.released.get(agent.id, {}))
-        held = without_released(dict(body.get("held") or {}), released)
-        free = int(body.get("capacity", 1)) - len(held)
-        granted.clear()
-        if body.get("draining") or free <= 0:
-            return None
-        for doc in picks[:free]:
-            held[doc.id] = {"epoch": int(doc.body.get("epoch", 0)) + 1, "at": now}
-            granted.append(doc)
-        return Patch(set={"held": held, "last_seen": now})
-
-    written = await update_agent(co, agent, change, "agent.reserve")
-    if written is not None and granted:
-        settle(co, agent.id, released)
-    return written, granted
-
-
-async def _unreserve(co: Coordinator, agent: Document, lost: set[str]) -> Document | None:
-    def change(body: dict[str, Any]) -> Patch | None:
-        held = {k: v for k, v in (body.get("held") or {}).items() if k not in lost}
-        return Patch(set={"held": held})
-
-    return await update_agent(co, agent, change, "agent.unreserve")
-
-
-async def _lease(co: Coordinator, agent: Document, doc: Document) -> JobState | None:
-    now = co.clock.now()
+async def _lease(
+    co: Coordinator, agent_id: str, labels: Mapping[str, str], doc: Document
+) -> JobState | None:
+    """Lease one reserved job; None when it is no longer claimable or another claimer won."""
     job = job_from_doc(doc.body)
-    labels = agent.body.get("labels") or {}
-    new = domain.claim(job, agent.id, new_id(), now, labels=labels)
+    new = domain.claim(job, agent_id, new_id(), co.clock.now(), labels=labels)
     if isinstance(new, domain.Rejected):
         return None
     if await write_job(co, doc, new, "claim") is None:
         return None
     co.metrics.claims.labels(new.queue).inc()
-    co.log.info("coordinator.job.claimed", job_id=new.id, agent_id=agent.id, epoch=new.epoch)
+    co.log.info("coordinator.job.claimed", job_id=new.id, agent_id=agent_id, epoch=new.epoch)
     return new
 
 
-async def claim_jobs(
-    co: Coordinator, agent: Document, queues: list[str] | None, max_jobs: int
-) -> list[JobState]:
-    """Lease up to ``max_jobs`` claimable jobs to ``agent`` (possibly none)."""
-    lock = co.agent_lock(agent.id)
-    contended = lock.locked()
-    async with lock:
-        if contended:
-            # Another claim of this agent ran meanwhile and changed its ledger: re-read.
-            # (Uncontended, the document authentication read is fresh enough; a stale
-            # one only costs a conflict and a re-read in the ledger write.)
-            fresh = await read_agent(co, agent.id, fresh=True)
-            if fresh is None:
-                return []
-            agent = fresh
-        return await _claim_locked(co, agent, queues, max_jobs)
-
-
-async def _claim_locked(
-    co: Coordinator, agent: Document, queues: list[str] | None, max_jobs: int
-) -> list[JobState]:
-    body = agent.body
-    if body.get("draining"):
-        return []  # SPEC 4: a draining agent gets no new claims.
-    allowed = list(body.get("queues") or [])
-    if allowed:
-        queues = [q for q in queues if q in allowed] if queues else allowed
-        if not queues:
-            return []
-    labels: dict[str, str] = dict(body.get("labels") or {})
-    capacity = int(body.get("capacity", 1))
-    current: Document | None = agent
-    if capacity - len(held_after_release(co, agent)) <= 0:
-        # Entries normally leave the ledger when a lease ends (agents' calls, the
-        # reaper); only a full ledger is worth checking for leftovers, one read each.
-        current = await _prune(co, agent)
-    won: list[JobState] = []
-    tried: set[str] = set()
-    for _ in range(_ROUNDS):
-        if current is None:
-            break
-        free = capacity - len(held_after_release(co, current))
-        need = min(max_jobs - len(won), free)
-        if need <= 0:
-            break
-        skip = tried | set(held_after_release(co, current))
-        picks, more = await co.candidates.take(co, queues, labels, need, skip)
-        try:
-            if not picks and more:
-                # The shared page held nothing this agent may take (labels): read further.
-                skip |= co.candidates.pending
-                picks = await co.candidates.take_further(
-                    co, _candidates(co, queues, labels, need, skip), labels, need, skip
-                )
-            if not picks:
-                break
-            current, granted = await _reserve(co, current, picks)
-            if current is None or not granted:
-                break
-            lost: list[str] = []
-            for doc in granted:
-                tried.add(doc.id)
-                job = await _lease(co, current, doc)
-                if job is None:
-                    lost.append(doc.id)
-                else:
-                    won.append(job)
-        finally:
-            co.candidates.settle([doc.id for doc in picks])
-        if lost:
-            current = await _unreserve(co, current, set(lost))
-    if not won and current is not None:
-        await _touch(co, current)
-    return won
-
-
-async def _touch(co: Coordinator, agent: Document) -> None:
-    # A claim that leased nothing still shows the agent is alive; written at most
-    # every _SEEN_EVERY seconds so idle polling costs almost no writes.
-    now = co.clock.now()
-    last = agent.body.get("last_seen")
-    if last is not None and now - float(last) < _SEEN_EVERY:
-        return
-    with translate_store_errors():
-        result = await co.containers.agents.update_if_match(
-            agent.id, agent.id, agent, Patch(set={"last_seen": now})
-        )
-    if result.ok and result.document is not None:
-        co.agent_cache.put(result.document)
-
-
 async def wait_and_claim(
-    co: Coordinator, agent: Document, queues: list[str] | None, max_jobs: int, wait_seconds: float
+    co: Coordinator,
+    agent: Document,
+    queues: Sequence[str] | None,
+    max_jobs: int,
+    wait_seconds: float,
 ) -> list[JobState]:
     """Claim, long-polling up to ``wait_seconds`` until at least one job is leased.
 
@@ -277,7 +168,11 @@ async def wait_and_claim(
 
 
 async def _wait_and_claim(
-    co: Coordinator, agent: Document, queues: list[str] | None, max_jobs: int, wait_seconds: float
+    co: Coordinator,
+    agent: Document,
+    queues: Sequence[str] | None,
+    max_jobs: int,
+    wait_seconds: float,
 ) -> list[JobState]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
@@ -296,7 +191,7 @@ async def _wait_and_claim(
         interval = co.settings.long_poll_interval_seconds
         if not await co.notifier.wait(remaining, generation, interval):
             return []
-        fresh = await read_agent(co, agent.id)
+        fresh = await co.agent_docs.read(agent.id)
         if fresh is None:
             return []
         agent = fresh

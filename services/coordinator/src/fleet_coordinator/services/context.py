@@ -1,28 +1,25 @@
-"""``Coordinator``: what every service function needs, built once per app."""
+"""``Coordinator``: the dependencies every service function needs, built once per app."""
 
 from __future__ import annotations
 
 import asyncio
 import random
-import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import structlog
+from fleet_datastore import NotFoundError
 
-from ..domain import DEFAULT_BACKOFF, BackoffPolicy, Clock, SystemClock
+from ..domain import DEFAULT_BACKOFF, BackoffPolicy, Clock, JobState, SystemClock
 from ..metrics import Metrics
 from ..settings import Settings
-from ..store import Containers, shard_of
+from ..store import Containers, job_from_doc, shard_of
+from .agent_docs import MAX_CAS_ATTEMPTS, AgentDocs
+from .boundary import GuardedContainer
 from .cache import DocCache
+from .candidates import CandidateSource
+from .ledger import Ledger
 
-if TYPE_CHECKING:
-    from .candidates import CandidatePool
-
-__all__ = ["MAX_CAS_ATTEMPTS", "Coordinator", "Notifier"]
-
-MAX_CAS_ATTEMPTS = 8
-"""How often a compare-and-swap loop re-reads after losing a race before giving up (503)."""
+__all__ = ["MAX_CAS_ATTEMPTS", "Coordinator", "KnownQueues", "Notifier"]
 
 
 class Notifier:
@@ -78,15 +75,29 @@ class Notifier:
             self._tick = None
 
 
-def _pool() -> CandidatePool:
-    from .candidates import CandidatePool
+class KnownQueues:
+    """Queues this replica has written a marker for (``GET /v1/queues`` lists the markers)."""
 
-    return CandidatePool()
+    def __init__(self) -> None:
+        self._names: set[str] = set()
+
+    def __contains__(self, queue: object) -> bool:
+        return queue in self._names
+
+    def add(self, queue: str) -> None:
+        """Remember that ``queue``'s marker exists."""
+        self._names.add(queue)
 
 
 @dataclass
 class Coordinator:
-    """The service layer's context: settings, containers, clock, metrics, log, notifier."""
+    """The service layer's dependencies, built once per app; it holds no state of its own.
+
+    Per-replica state lives in the objects that own it: the caches, the candidate
+    source (jobs handed to claims in flight), the ledger (ended leases, per-agent
+    locks) and the known queues. Every store call goes through the guarded
+    containers ``jobs`` and ``agents`` (``services/boundary.py``).
+    """
 
     settings: Settings
     containers: Containers
@@ -98,36 +109,41 @@ class Coordinator:
     log: structlog.typing.FilteringBoundLogger = field(
         default_factory=lambda: structlog.get_logger("fleet_coordinator")
     )
-    known_queues: set[str] = field(default_factory=set)
-    candidates: CandidatePool = field(default_factory=lambda: _pool())
-    released: dict[str, dict[str, int]] = field(default_factory=dict)
-    """Per agent, leases that ended here but are still in its stored ledger."""
-    flushes: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    closing: bool = False
+    jobs: GuardedContainer = field(init=False)
+    agents: GuardedContainer = field(init=False)
+    job_cache: DocCache = field(init=False)
+    agent_docs: AgentDocs = field(init=False)
+    candidates: CandidateSource = field(init=False)
+    ledger: Ledger = field(init=False)
+    known_queues: KnownQueues = field(default_factory=KnownQueues)
     long_polls: dict[str, int] = field(default_factory=dict)
     """Waiting claims per agent id on this replica (``FLEET_MAX_LONG_POLLS_PER_AGENT``)."""
-    agent_cache: DocCache = field(init=False)
-    job_cache: DocCache = field(init=False)
-    agent_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(
-        default_factory=weakref.WeakValueDictionary
-    )
 
     def __post_init__(self) -> None:
-        self.agent_cache = DocCache(10_000, self.settings.agent_cache_seconds)
-        self.job_cache = DocCache(self.settings.job_cache_size)
+        settings = self.settings
+        self.jobs = GuardedContainer(self.containers.jobs)
+        self.agents = GuardedContainer(self.containers.agents)
+        self.job_cache = DocCache(settings.job_cache_size)
+        agent_cache = DocCache(10_000, settings.agent_cache_seconds)
+        self.agent_docs = AgentDocs(self.agents, agent_cache, self.metrics)
+        self.candidates = CandidateSource(self.jobs, self.clock, settings)
+        self.ledger = Ledger(
+            self.agent_docs, self._job_or_none, self.clock, settings.ledger_flush_seconds, self.log
+        )
 
-    def agent_lock(self, agent_id: str) -> asyncio.Lock:
-        """The lock serialising this replica's writes to one agent's ledger.
-
-        Claims of one agent coalesce here instead of racing on its document;
-        the conditional writes still guard against other replicas.
-        """
-        lock = self.agent_locks.get(agent_id)
-        if lock is None:
-            lock = asyncio.Lock()
-            self.agent_locks[agent_id] = lock
-        return lock
+    @property
+    def agent_cache(self) -> DocCache:
+        """The replica's cache of agent documents (authentication reads it)."""
+        return self.agent_docs.cache
 
     def shard(self, job_id: str) -> str:
         """The partition of a job id."""
         return shard_of(job_id, self.settings.job_shards)
+
+    async def _job_or_none(self, job_id: str) -> JobState | None:
+        """The stored job (a fresh read), or None when it is gone."""
+        try:
+            doc = await self.jobs.get(job_id, self.shard(job_id))
+        except NotFoundError:
+            return None
+        return job_from_doc(doc.body)

@@ -20,7 +20,7 @@ from fleet_datastore import (
 
 from .. import domain
 from ..domain import JobState
-from ..errors import BadRequestError, ConflictError, translate_store_errors
+from ..errors import BadRequestError, ConflictError
 from ..store import QUEUES_PARTITION, job_from_doc, job_id_for_key, job_to_doc, new_id
 from .context import Coordinator
 from .transitions import read_job, transition
@@ -76,8 +76,8 @@ async def _remember_queue(co: Coordinator, queue: str, now: float) -> None:
     if queue in co.known_queues:
         return
     body = {"id": f"q.{queue}", "pk": QUEUES_PARTITION, "kind": "queue", "name": queue}
-    with translate_store_errors(), contextlib.suppress(AlreadyExistsError):
-        await co.containers.agents.create({**body, "created_at": now})
+    with contextlib.suppress(AlreadyExistsError):
+        await co.agents.create({**body, "created_at": now})
     co.known_queues.add(queue)
 
 
@@ -95,11 +95,10 @@ async def _replay(co: Coordinator, state: JobState, request_hash: str) -> JobSta
 
 
 async def _create(co: Coordinator, state: JobState, body: dict[str, Any]) -> tuple[JobState, bool]:
-    with translate_store_errors():
-        try:
-            co.job_cache.put(await co.containers.jobs.create(body))
-        except AlreadyExistsError:
-            return await _replay(co, state, str(body["request_hash"])), False
+    try:
+        co.job_cache.put(await co.jobs.create(body))
+    except AlreadyExistsError:
+        return await _replay(co, state, str(body["request_hash"])), False
     return state, True
 
 
@@ -136,13 +135,11 @@ async def enqueue_batch(co: Coordinator, jobs: Sequence[NewJob]) -> list[JobStat
     created = [True] * len(built)
 
     async def write(shard: str, chunk: list[int]) -> None:
-        with translate_store_errors():
-            try:
-                await co.containers.jobs.batch(shard, [CreateOp(built[i][1]) for i in chunk])
-                return
-            except BatchError as exc:
-                if not isinstance(exc.cause, AlreadyExistsError):
-                    raise
+        try:
+            await co.jobs.batch(shard, [CreateOp(built[i][1]) for i in chunk])
+            return
+        except BatchError:
+            pass  # the guarded container lets through only a batch that met existing ids
         # Some ids exist already (a retried batch): create the rest one by one.
         for i in chunk:
             result[i], created[i] = await _create(co, built[i][0], built[i][1])
@@ -184,11 +181,10 @@ async def list_jobs(
     if status is not None:
         where.append(eq("status", status))
     query = Query(where=where, order_by=["created_at"], limit=limit, continuation=cursor)
-    with translate_store_errors():
-        try:
-            page = await co.containers.jobs.query(query)
-        except InvalidContinuationError as exc:
-            raise BadRequestError("cursor is not valid for this query", code="bad_cursor") from exc
+    try:
+        page = await co.jobs.query(query)
+    except InvalidContinuationError as exc:
+        raise BadRequestError("cursor is not valid for this query", code="bad_cursor") from exc
     return [job_from_doc(d.body) for d in page.items], page.continuation
 
 

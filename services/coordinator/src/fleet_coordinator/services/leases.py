@@ -5,18 +5,36 @@ from __future__ import annotations
 from typing import Any
 
 from .. import domain
-from ..domain import JobState, JobStatus, Timestamp
+from ..domain import AgentState, JobState, JobStatus, Timestamp
 from ..errors import CoordinatorError
 from .context import Coordinator
-from .ledger import forget_lease
 from .transitions import transition
 
-__all__ = ["complete_job", "fail_job", "heartbeat_job", "release_agent_leases", "release_job"]
+__all__ = [
+    "complete_job",
+    "fail_job",
+    "heartbeat_job",
+    "lease_ended",
+    "release_agent_leases",
+    "release_job",
+]
 
 
-async def _ended(co: Coordinator, op: str, agent_id: str, old: JobState, new: JobState) -> None:
-    # The lease ended: free the agent's capacity slot and log the state change.
-    await forget_lease(co, agent_id, new.id, old.epoch)
+def lease_ended(co: Coordinator, old: JobState, new: JobState) -> None:
+    """A lease ended (complete, fail, release, expiry, timeout, agent delete): free what it held.
+
+    The one place every end of a lease passes through, once its write landed:
+    the agent's capacity slot, and the waiting claimers when the job is queued again.
+    """
+    lease = old.lease
+    if lease is not None:
+        co.ledger.forget(lease.agent_id, new.id, lease.epoch)
+    if new.status is JobStatus.QUEUED:
+        co.notifier.notify()
+
+
+def _ended(co: Coordinator, op: str, agent_id: str, old: JobState, new: JobState) -> None:
+    lease_ended(co, old, new)
     co.metrics.finished.labels(op, new.status.value).inc()
     co.log.info(
         f"coordinator.job.{op}",
@@ -25,8 +43,6 @@ async def _ended(co: Coordinator, op: str, agent_id: str, old: JobState, new: Jo
         epoch=old.epoch,
         status=new.status.value,
     )
-    if new.status is JobStatus.QUEUED:
-        co.notifier.notify()
 
 
 async def heartbeat_job(co: Coordinator, agent_id: str, job_id: str, epoch: int) -> JobState:
@@ -49,7 +65,7 @@ async def complete_job(
         return domain.complete(job, agent_id, epoch, now, result=result)
 
     old, new = await transition(co, job_id, decide, "complete")
-    await _ended(co, "completed", agent_id, old, new)
+    _ended(co, "completed", agent_id, old, new)
     return new
 
 
@@ -71,7 +87,7 @@ async def fail_job(
         )
 
     old, new = await transition(co, job_id, decide, "fail")
-    await _ended(co, "failed", agent_id, old, new)
+    _ended(co, "failed", agent_id, old, new)
     return new
 
 
@@ -82,15 +98,15 @@ async def release_job(co: Coordinator, agent_id: str, job_id: str, epoch: int) -
         return domain.release(job, agent_id, epoch, now)
 
     old, new = await transition(co, job_id, decide, "release")
-    await _ended(co, "released", agent_id, old, new)
+    _ended(co, "released", agent_id, old, new)
     return new
 
 
-async def release_agent_leases(co: Coordinator, agent_id: str, held: dict[str, Any]) -> None:
+async def release_agent_leases(co: Coordinator, agent: AgentState) -> None:
     """Release every lease a deleted agent held (leases already lost are left to the reaper)."""
-    for job_id, entry in held.items():
+    for job_id, holding in agent.held.items():
         try:
-            await release_job(co, agent_id, job_id, int(entry["epoch"]))
+            await release_job(co, agent.id, job_id, holding.epoch)
         except CoordinatorError:
             # Already ended, expired or gone: the reaper or nobody has anything to do.
             continue

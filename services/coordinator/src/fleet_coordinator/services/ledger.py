@@ -1,106 +1,219 @@
-"""Releasing ended leases from agents' ledgers, batched into fewer writes.
+"""``Ledger``: the one owner of writes to agents' lease ledgers, batched into few writes.
 
-When a lease ends (complete, fail, release, expiry) its entry must leave the
-agent's ledger so the slot frees up. Writing the agent document at once would
-cost one more store request per job; instead the replica remembers the ended
-``(job, epoch)`` pairs and drops them in the agent's next reservation write (a
-claim), or in one write ``FLEET_LEDGER_FLUSH_SECONDS`` later, whichever comes
-first. Capacity checks in this replica already discount them. If the replica
-dies first, the entries are leftovers that a full ledger's prune removes (it
-reads each job), so nothing is lost, only a little capacity for a while.
-Entries are matched by epoch, so a job the same agent claimed again is kept.
+Capacity holds across replicas because a claim reserves its jobs in the agent's
+ledger with one conditional write before leasing them (``reserve``; the decision
+itself is the pure ``AgentState.reserve``). When a lease ends (complete, fail,
+release, expiry, agent delete) its entry must leave the ledger; writing the agent
+document at once would cost a store request per job, so the replica remembers
+the ended ``(job, epoch)`` pairs (``forget``) and drops them in the agent's next
+reservation write — a batched report's claim is the same request — or in one
+write ``FLEET_LEDGER_FLUSH_SECONDS`` later, whichever comes first. This replica's
+capacity checks discount them at once. If the replica dies first, the entries
+are leftovers that a full ledger's ``prune`` removes (it reads each job), so
+nothing is lost, only a little capacity for a while.
+
+Claims of one agent within a replica are serialised by ``lock(agent_id)``, so
+they coalesce instead of fighting over its ledger; across replicas the
+conditional write decides.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+import weakref
+from collections.abc import Awaitable, Callable, Mapping
 
+import structlog
 from fleet_datastore import Document, Patch
 
+from ..domain import AgentState, Clock, JobState, is_stale
 from ..errors import CoordinatorError
-from .agents import read_agent, update_agent
-from .context import Coordinator
+from ..store import held_to_doc
+from .agent_docs import AgentDocs, StoredAgent
 
-__all__ = [
-    "flush_all",
-    "flush_released",
-    "forget_lease",
-    "held_after_release",
-    "settle",
-    "without_released",
-]
+__all__ = ["Ledger"]
 
+_SEEN_EVERY = 10.0
+"""Seconds between last-seen updates from claims that lease nothing."""
 
-def without_released(held: dict[str, Any], released: dict[str, int]) -> dict[str, Any]:
-    """The ledger ``held`` minus entries whose lease ended at exactly that epoch."""
-    return {k: v for k, v in held.items() if released.get(k) != int(v.get("epoch", -1))}
+ReadJob = Callable[[str], Awaitable[JobState | None]]
+"""Reads a job by id (None when it is gone): what a prune checks each entry against."""
 
 
-def held_after_release(co: Coordinator, agent: Document) -> dict[str, Any]:
-    """The agent's ledger as this replica knows it: stored entries minus ended leases."""
-    return without_released(dict(agent.body.get("held") or {}), co.released.get(agent.id, {}))
+class Ledger:
+    """Reserves, releases and prunes agents' ledgers; remembers leases that ended here."""
 
+    def __init__(
+        self,
+        agents: AgentDocs,
+        read_job: ReadJob,
+        clock: Clock,
+        flush_seconds: float,
+        log: structlog.typing.FilteringBoundLogger,
+    ) -> None:
+        self.agents = agents
+        self.read_job = read_job
+        self.clock = clock
+        self.flush_seconds = flush_seconds
+        self.log = log
+        self._ended: dict[str, dict[str, int]] = {}
+        self._flushes: dict[str, asyncio.Task[None]] = {}
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._closing = False
 
-def settle(co: Coordinator, agent_id: str, written: dict[str, int]) -> None:
-    """Forget released entries that a ledger write just removed."""
-    pending = co.released.get(agent_id)
-    if pending is None:
-        return
-    for job_id, epoch in written.items():
-        if pending.get(job_id) == epoch:
-            del pending[job_id]
-    if not pending:
-        co.released.pop(agent_id, None)
+    # -- what this replica knows -----------------------------------------------------
 
+    def ended(self, agent_id: str) -> Mapping[str, int]:
+        """Leases of ``agent_id`` that ended here and may still be in its stored ledger."""
+        return self._ended.get(agent_id, {})
 
-async def forget_lease(co: Coordinator, agent_id: str, job_id: str, epoch: int) -> None:
-    """Note that ``agent_id``'s lease on ``job_id`` at ``epoch`` ended."""
-    co.released.setdefault(agent_id, {})[job_id] = epoch
-    if agent_id not in co.flushes:
-        co.flushes[agent_id] = asyncio.create_task(_flush_later(co, agent_id))
+    def live_leases(self, agent: AgentState) -> int:
+        """The agent's ledger size as this replica knows it (``GET /v1/agents``)."""
+        return len(agent.holding(self.ended(agent.id)))
 
+    def free_slots(self, agent: StoredAgent) -> int:
+        """Slots the agent has free, leases that ended here discounted."""
+        return agent.state.free_slots(self.ended(agent.id))
 
-async def _flush_later(co: Coordinator, agent_id: str) -> None:
-    try:
-        await asyncio.sleep(co.settings.ledger_flush_seconds)
-        await flush_released(co, agent_id)
-    except CoordinatorError as exc:
-        co.log.warning("coordinator.ledger.flush_failed", agent_id=agent_id, error=exc.message)
-    finally:
-        co.flushes.pop(agent_id, None)
-        if co.released.get(agent_id) and not co.closing:
-            co.flushes[agent_id] = asyncio.create_task(_flush_later(co, agent_id))
+    def held(self, agent: StoredAgent) -> set[str]:
+        """Job ids the agent holds or is leasing, as this replica knows it."""
+        return set(agent.state.holding(self.ended(agent.id)))
 
+    def lock(self, agent_id: str) -> asyncio.Lock:
+        """The lock serialising this replica's claims (and ledger writes) of one agent."""
+        lock = self._locks.get(agent_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[agent_id] = lock
+        return lock
 
-async def flush_released(co: Coordinator, agent_id: str) -> None:
-    """Write the pending releases of one agent's ledger now."""
-    async with co.agent_lock(agent_id):
-        pending = dict(co.released.get(agent_id, {}))
+    # -- the writes ------------------------------------------------------------------
+
+    async def reserve(
+        self, agent: StoredAgent, picks: list[Document]
+    ) -> tuple[StoredAgent | None, list[Document]]:
+        """Reserve ``picks`` for leasing in one ledger write; the ones granted (free slots)."""
+        now = self.clock.now()
+        wanted = [(doc.id, int(doc.body.get("epoch", 0)) + 1) for doc in picks]
+        granted: list[str] = []
+        released: dict[str, int] = {}
+
+        def change(state: AgentState) -> Patch | None:
+            # Re-decided on every re-read: another claim may have taken the free slots.
+            # Leases that ended in this replica leave the ledger in this same write.
+            released.clear()
+            released.update(self.ended(state.id))
+            new, got = state.reserve(wanted, now, released)
+            granted[:] = got
+            if not got:
+                return None
+            return Patch(set={"held": held_to_doc(new.held), "last_seen": now})
+
+        written = await self.agents.update(agent, change, "agent.reserve")
+        if written is not None and granted:
+            self._settle(agent.id, released)
+        chosen = set(granted)
+        return written, [doc for doc in picks if doc.id in chosen]
+
+    async def unreserve(self, agent: StoredAgent, lost: set[str]) -> StoredAgent | None:
+        """Give back the reservations of jobs another claimer leased first."""
+
+        def change(state: AgentState) -> Patch | None:
+            return Patch(set={"held": held_to_doc(state.without(lost).held)})
+
+        return await self.agents.update(agent, change, "agent.unreserve")
+
+    async def prune(self, agent: StoredAgent) -> StoredAgent | None:
+        """Drop ledger entries whose lease is no longer live (ended, expired, never taken)."""
+        now = self.clock.now()
+        stale: set[str] = set()
+        for job_id, holding in agent.state.held.items():
+            if is_stale(agent.id, holding, await self.read_job(job_id), now):
+                stale.add(job_id)
+        if not stale:
+            return agent
+
+        def change(state: AgentState) -> Patch | None:
+            return Patch(set={"held": held_to_doc(state.without(stale).held)})
+
+        return await self.agents.update(agent, change, "agent.prune")
+
+    async def touch(self, agent: StoredAgent) -> None:
+        """Record that the agent is alive, at most every ``_SEEN_EVERY`` seconds."""
+        # A claim that leased nothing still shows the agent is alive; written rarely,
+        # so idle polling costs almost no writes. Losing a race here changes nothing.
+        now = self.clock.now()
+        last = agent.state.last_seen
+        if last is not None and now - last < _SEEN_EVERY:
+            return
+        result = await self.agents.container.update_if_match(
+            agent.id, agent.id, agent.doc, Patch(set={"last_seen": now})
+        )
+        if result.ok and result.document is not None:
+            self.agents.cache.put(result.document)
+
+    # -- ended leases ----------------------------------------------------------------
+
+    def forget(self, agent_id: str, job_id: str, epoch: int) -> None:
+        """Note that ``agent_id``'s lease on ``job_id`` at ``epoch`` ended."""
+        self._ended.setdefault(agent_id, {})[job_id] = epoch
+        if agent_id not in self._flushes and not self._closing:
+            self._flushes[agent_id] = asyncio.create_task(self._flush_later(agent_id))
+
+    def _settle(self, agent_id: str, written: Mapping[str, int]) -> None:
+        """Forget ended leases that a ledger write just removed."""
+        pending = self._ended.get(agent_id)
+        if pending is None:
+            return
+        for job_id, epoch in written.items():
+            if pending.get(job_id) == epoch:
+                del pending[job_id]
         if not pending:
-            return
-        doc = await read_agent(co, agent_id)
-        if doc is None:
-            co.released.pop(agent_id, None)  # deleted: nothing left to free
-            return
+            self._ended.pop(agent_id, None)
 
-        def change(body: dict[str, Any]) -> Patch | None:
-            held = dict(body.get("held") or {})
-            kept = without_released(held, pending)
-            return None if len(kept) == len(held) else Patch(set={"held": kept})
+    async def _flush_later(self, agent_id: str) -> None:
+        try:
+            await asyncio.sleep(self.flush_seconds)
+            await self.flush(agent_id)
+        except CoordinatorError as exc:
+            self.log.warning(
+                "coordinator.ledger.flush_failed", agent_id=agent_id, error=exc.message
+            )
+        finally:
+            self._flushes.pop(agent_id, None)
+            if self._ended.get(agent_id) and not self._closing:
+                self._flushes[agent_id] = asyncio.create_task(self._flush_later(agent_id))
 
-        await update_agent(co, doc, change, "agent.release")
-        settle(co, agent_id, pending)
+    async def flush(self, agent_id: str) -> None:
+        """Write the ended leases of one agent out of its stored ledger now."""
+        async with self.lock(agent_id):
+            pending = dict(self.ended(agent_id))
+            if not pending:
+                return
+            doc = await self.agents.read(agent_id)
+            if doc is None:
+                self._ended.pop(agent_id, None)  # deleted: nothing left to free
+                return
 
+            def change(state: AgentState) -> Patch | None:
+                kept = state.without(pending)
+                return (
+                    None
+                    if len(kept.held) == len(state.held)
+                    else Patch(set={"held": held_to_doc(kept.held)})
+                )
 
-async def flush_all(co: Coordinator) -> None:
-    """Write every pending release now (at shutdown); failures are left to the prune."""
-    co.closing = True
-    for task in list(co.flushes.values()):
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, CoordinatorError):
-            await task
-    for agent_id in list(co.released):
-        with contextlib.suppress(CoordinatorError):
-            await flush_released(co, agent_id)
+            await self.agents.update(StoredAgent(doc), change, "agent.release")
+            self._settle(agent_id, pending)
+
+    async def close(self) -> None:
+        """Write every pending release now (at shutdown); failures are left to the prune."""
+        self._closing = True
+        for task in list(self._flushes.values()):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, CoordinatorError):
+                await task
+        for agent_id in list(self._ended):
+            with contextlib.suppress(CoordinatorError):
+                await self.flush(agent_id)

@@ -7,7 +7,6 @@ from typing import Any
 from fleet_datastore import Query, eq
 
 from ..domain import JobStatus
-from ..errors import translate_store_errors
 from ..store import QUEUES_PARTITION
 from .context import Coordinator
 
@@ -18,26 +17,25 @@ async def queue_stats(co: Coordinator) -> list[dict[str, Any]]:
     """One entry per known queue: jobs per status and ``oldest_queued_age_seconds``."""
     now = co.clock.now()
     items: list[dict[str, Any]] = []
-    with translate_store_errors():
-        markers = await co.containers.agents.query(
-            Query(where=[eq("kind", "queue")], partition_key=QUEUES_PARTITION)
-        )
-        for marker in sorted(markers.items, key=lambda d: str(d.body.get("name"))):
-            queue = str(marker.body["name"])
-            entry: dict[str, Any] = {"queue": queue}
-            for status in JobStatus:
-                where = [eq("queue", queue), eq("status", status.value)]
-                entry[status.value] = await co.containers.jobs.count(Query(where=where))
-            oldest = await co.containers.jobs.query(
-                Query(
-                    where=[eq("queue", queue), eq("status", JobStatus.QUEUED.value)],
-                    order_by=["created_at"],
-                    limit=1,
-                )
+    markers = await co.agents.query(
+        Query(where=[eq("kind", "queue")], partition_key=QUEUES_PARTITION)
+    )
+    for marker in sorted(markers.items, key=lambda d: str(d.body.get("name"))):
+        queue = str(marker.body["name"])
+        entry: dict[str, Any] = {"queue": queue}
+        for status in JobStatus:
+            where = [eq("queue", queue), eq("status", status.value)]
+            entry[status.value] = await co.jobs.count(Query(where=where))
+        oldest = await co.jobs.query(
+            Query(
+                where=[eq("queue", queue), eq("status", JobStatus.QUEUED.value)],
+                order_by=["created_at"],
+                limit=1,
             )
-            age = now - float(oldest.items[0].body["created_at"]) if oldest.items else 0.0
-            entry["oldest_queued_age_seconds"] = max(age, 0.0)
-            items.append(entry)
+        )
+        age = now - float(oldest.items[0].body["created_at"]) if oldest.items else 0.0
+        entry["oldest_queued_age_seconds"] = max(age, 0.0)
+        items.append(entry)
     for entry in items:
         for status in JobStatus:
             co.metrics.queue_depth.labels(entry["queue"], status.value).set(entry[status.value])

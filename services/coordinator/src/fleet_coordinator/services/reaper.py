@@ -15,10 +15,10 @@ from fleet_datastore import Query, eq, le
 
 from .. import domain
 from ..domain import JobStatus
-from ..errors import CoordinatorError, translate_store_errors
+from ..errors import CoordinatorError
 from ..store import job_from_doc
 from .context import Coordinator
-from .ledger import forget_lease
+from .leases import lease_ended
 from .transitions import write_job
 
 __all__ = ["reap_once", "run_reaper"]
@@ -38,8 +38,7 @@ async def reap_once(co: Coordinator) -> int:
         limit=_PAGE,
     )
     for _ in range(_MAX_PAGES):
-        with translate_store_errors():
-            page = await co.containers.jobs.query(query)
+        page = await co.jobs.query(query)
         for doc in page.items:
             # 1. Decide on the document as read: refused if no longer due or terminal.
             old = job_from_doc(doc.body)
@@ -63,15 +62,13 @@ async def reap_once(co: Coordinator) -> int:
                 outcome=outcome,
                 status=new.status.value,
             )
-            await forget_lease(co, old.lease.agent_id, new.id, old.lease.epoch)
+            lease_ended(co, old, new)
         if page.continuation is None:
             break
         # Keyset continuation: jobs reaped on this page leaving the index skip nothing.
         query = Query(
             where=query.where, order_by=query.order_by, limit=_PAGE, continuation=page.continuation
         )
-    if changed:
-        co.notifier.notify()
     return changed
 
 

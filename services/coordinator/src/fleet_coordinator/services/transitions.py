@@ -7,7 +7,7 @@ from collections.abc import Callable
 from fleet_datastore import Document, NotFoundError, Outcome
 
 from ..domain import JobState, Rejected, Timestamp
-from ..errors import ConflictError, UnavailableError, translate_store_errors
+from ..errors import ConflictError, UnavailableError
 from ..errors import NotFoundError as JobNotFoundError
 from ..store import is_valid_id, job_from_doc, job_to_doc, patch_between
 from .context import MAX_CAS_ATTEMPTS, Coordinator
@@ -28,12 +28,11 @@ async def read_job(co: Coordinator, job_id: str) -> Document:
     if not is_valid_id(job_id):
         # Ids we never make cannot exist; the store would refuse some of them as invalid.
         raise JobNotFoundError(f"no job {job_id!r}", job_id=job_id)
-    with translate_store_errors():
-        try:
-            doc = await co.containers.jobs.get(job_id, co.shard(job_id))
-        except NotFoundError:
-            co.job_cache.evict(job_id)
-            raise JobNotFoundError(f"no job {job_id!r}", job_id=job_id) from None
+    try:
+        doc = await co.jobs.get(job_id, co.shard(job_id))
+    except NotFoundError:
+        co.job_cache.evict(job_id)
+        raise JobNotFoundError(f"no job {job_id!r}", job_id=job_id) from None
     co.job_cache.put(doc)
     return doc
 
@@ -45,10 +44,9 @@ async def write_job(co: Coordinator, doc: Document, new: JobState, op: str) -> D
     a conflict of ``op``); callers then move on rather than re-read.
     """
     body = job_to_doc(new, doc.partition_key, _hash_of(doc))
-    with translate_store_errors():
-        result = await co.containers.jobs.update_if_match(
-            doc.id, doc.partition_key, doc, patch_between(doc.body, body)
-        )
+    result = await co.jobs.update_if_match(
+        doc.id, doc.partition_key, doc, patch_between(doc.body, body)
+    )
     if result.outcome is not Outcome.OK or result.document is None:
         co.metrics.conflicts.labels(op).inc()
         return None
@@ -86,8 +84,7 @@ async def transition(
             return old, new  # nothing changes (a repeated cancel, a same-instant heartbeat)
         # 3. Conditional write on the etag read in step 1: a writer that raced us in
         #    between makes this a conflict instead of a lost update.
-        with translate_store_errors():
-            result = await co.containers.jobs.update_if_match(job_id, shard, doc, patch)
+        result = await co.jobs.update_if_match(job_id, shard, doc, patch)
         if result.ok and result.document is not None:
             co.job_cache.put(result.document)
             return old, new

@@ -6,7 +6,14 @@ from dataclasses import dataclass
 
 from fleet_datastore import Container, DocumentStore
 
-from .codec import job_from_doc, job_to_doc, patch_between
+from .codec import (
+    agent_from_doc,
+    agent_to_doc,
+    held_to_doc,
+    job_from_doc,
+    job_to_doc,
+    patch_between,
+)
 from .shards import is_valid_id, job_id_for_key, new_id, shard_of
 from .specs import AGENTS_SPEC, CONTAINER_SPECS, JOBS_SPEC, QUEUES_PARTITION
 
@@ -16,6 +23,9 @@ __all__ = [
     "JOBS_SPEC",
     "QUEUES_PARTITION",
     "Containers",
+    "agent_from_doc",
+    "agent_to_doc",
+    "held_to_doc",
     "is_valid_id",
     "job_from_doc",
     "job_id_for_key",

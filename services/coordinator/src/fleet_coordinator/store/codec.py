@@ -1,19 +1,29 @@
-"""Job documents: the domain ``JobState`` to and from its stored JSON shape.
+"""Job and agent documents: the domain's ``JobState`` and ``AgentState`` to and from JSON.
 
-Times are floats (epoch seconds), as in the domain. The stored shape adds
-``pk`` (the shard), ``due_at`` (only while leased) and ``request_hash`` (the
-hash of the enqueue body, to tell an idempotent replay from a different job).
+Times are floats (epoch seconds), as in the domain. A stored job adds ``pk``
+(the shard), ``due_at`` (only while leased) and ``request_hash`` (the hash of
+the enqueue body, to tell an idempotent replay from a different job). A stored
+agent adds ``pk`` (its id) and ``kind = "agent"``; its ledger ``held`` is
+``{job_id: {"epoch", "at"}}``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fleet_datastore import Patch
 
-from ..domain import JobState, JobStatus, Lease, Run, RunOutcome, reap_due_at
+from ..domain import AgentState, Holding, JobState, JobStatus, Lease, Run, RunOutcome, reap_due_at
 
-__all__ = ["job_from_doc", "job_to_doc", "patch_between"]
+__all__ = [
+    "agent_from_doc",
+    "agent_to_doc",
+    "held_to_doc",
+    "job_from_doc",
+    "job_to_doc",
+    "patch_between",
+]
 
 
 def _lease_to_doc(lease: Lease | None) -> dict[str, Any] | None:
@@ -136,3 +146,46 @@ def patch_between(old: dict[str, Any], new: dict[str, Any]) -> Patch:
     changed = {k: v for k, v in new.items() if k != "id" and k != "pk" and old.get(k) != v}
     removed = tuple(k for k in old if k not in new and not k.startswith("_"))
     return Patch(set=changed, remove=removed)
+
+
+def held_to_doc(held: Mapping[str, Holding]) -> dict[str, Any]:
+    """The stored shape of an agent's ledger."""
+    return {job_id: {"epoch": h.epoch, "at": h.at} for job_id, h in held.items()}
+
+
+def agent_to_doc(agent: AgentState) -> dict[str, Any]:
+    """The stored body of ``agent``."""
+    return {
+        "id": agent.id,
+        "pk": agent.id,
+        "kind": "agent",
+        "name": agent.name,
+        "labels": dict(agent.labels),
+        "capacity": agent.capacity,
+        "queues": list(agent.queues),
+        "draining": agent.draining,
+        "token_hash": agent.token_hash,
+        "created_at": agent.created_at,
+        "last_seen": agent.last_seen,
+        "held": held_to_doc(agent.held),
+    }
+
+
+def agent_from_doc(body: Mapping[str, Any]) -> AgentState:
+    """The domain value of a stored agent body."""
+    last_seen = body.get("last_seen")
+    return AgentState(
+        id=body["id"],
+        name=str(body.get("name", "")),
+        labels=body.get("labels") or {},
+        capacity=int(body.get("capacity", 1)),
+        queues=tuple(body.get("queues") or ()),
+        draining=bool(body.get("draining")),
+        token_hash=str(body.get("token_hash", "")),
+        created_at=float(body.get("created_at", 0.0)),
+        last_seen=None if last_seen is None else float(last_seen),
+        held={
+            job_id: Holding(int(entry["epoch"]), float(entry.get("at", 0.0)))
+            for job_id, entry in (body.get("held") or {}).items()
+        },
+    )

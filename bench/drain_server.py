@@ -1,0 +1,40 @@
+"""``python -m bench.drain_server --port N``: the coordinator as ``serve`` runs it.
+
+``BENCH_HOT_PATH=0`` serves every request through FastAPI's routes alone, for
+the hot path's A/B in ``bench/drain.py``; everything else is ``serve``'s setup.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import uvicorn
+from fleet_coordinator import Settings, create_app
+from fleet_coordinator.logs import configure_logging
+
+
+def main() -> None:
+    """Serve on 127.0.0.1."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    configure_logging()
+    hot = os.environ.get("BENCH_HOT_PATH", "1") != "0"
+    app = create_app(Settings(), hot_path=hot, tune_gc=True)
+    profile = os.environ.get("BENCH_PROFILE")
+    if not profile:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+        return
+    import cProfile  # where the server's time goes, written on SIGUSR1
+    import signal
+
+    prof = cProfile.Profile()
+    signal.signal(signal.SIGUSR1, lambda *_: prof.dump_stats(profile))
+    prof.enable()
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()

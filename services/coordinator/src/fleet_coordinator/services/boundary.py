@@ -1,0 +1,136 @@
+"""The one boundary between the services and the store: ``GuardedContainer``.
+
+The services reach their containers only through this wrapper, so a store error
+becomes a ``CoordinatorError`` in exactly one place (``errors.store_error``)
+instead of at every call. The outcomes the datastore contract defines for its
+verbs pass through unchanged, for the caller to decide what they mean: a ``get``
+of a missing document (``NotFoundError``), a ``create`` of an existing one
+(``AlreadyExistsError``, also as a batch's cause), a conditional ``delete`` that
+lost (``PreconditionFailedError``), a continuation of another query
+(``InvalidContinuationError``). Anything else means the store could not do its
+part: 503, or 413 for a document over the store's size limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fleet_datastore import (
+    AlreadyExistsError,
+    BatchError,
+    BatchOp,
+    Container,
+    DatastoreError,
+    Document,
+    InvalidContinuationError,
+    NotFoundError,
+    Page,
+    Patch,
+    PreconditionFailedError,
+    Query,
+    UpdateResult,
+)
+
+from ..errors import store_error
+
+__all__ = ["GuardedContainer"]
+
+_OUTCOMES = (NotFoundError, AlreadyExistsError, PreconditionFailedError, InvalidContinuationError)
+
+
+def _translate(exc: DatastoreError) -> None:
+    """Raise the ``CoordinatorError`` for a store failure; a defect returns, to be re-raised."""
+    error = store_error(exc)
+    if error is not None:
+        raise error from exc
+
+
+def _is_outcome(exc: DatastoreError) -> bool:
+    if isinstance(exc, BatchError):
+        return isinstance(exc.cause, AlreadyExistsError)
+    return isinstance(exc, _OUTCOMES)
+
+
+class GuardedContainer:
+    """A container whose store failures arrive as ``CoordinatorError``s (outcomes aside).
+
+    Each call looks the inner method up when it runs, so a test that replaces one
+    on the raw container (``monkeypatch``) is seen here too.
+    """
+
+    def __init__(self, inner: Container) -> None:
+        self.inner = inner
+
+    @property
+    def name(self) -> str:
+        """The container's name."""
+        return self.inner.name
+
+    async def create(self, body: Mapping[str, Any]) -> Document:
+        """``Container.create``."""
+        try:
+            return await self.inner.create(body)
+        except DatastoreError as exc:
+            if _is_outcome(exc):
+                raise
+            _translate(exc)
+            raise
+
+    async def get(self, doc_id: str, partition_key: str) -> Document:
+        """``Container.get``."""
+        try:
+            return await self.inner.get(doc_id, partition_key)
+        except DatastoreError as exc:
+            if _is_outcome(exc):
+                raise
+            _translate(exc)
+            raise
+
+    async def delete(self, doc_id: str, partition_key: str, *, etag: str | None = None) -> bool:
+        """``Container.delete``."""
+        try:
+            return await self.inner.delete(doc_id, partition_key, etag=etag)
+        except DatastoreError as exc:
+            if _is_outcome(exc):
+                raise
+            _translate(exc)
+            raise
+
+    async def update_if_match(
+        self, doc_id: str, partition_key: str, expected: Document, patch: Patch
+    ) -> UpdateResult:
+        """``Container.update_if_match``."""
+        try:
+            return await self.inner.update_if_match(doc_id, partition_key, expected, patch)
+        except DatastoreError as exc:
+            _translate(exc)
+            raise
+
+    async def batch(self, partition_key: str, ops: Sequence[BatchOp]) -> list[Document | None]:
+        """``Container.batch``."""
+        try:
+            return await self.inner.batch(partition_key, ops)
+        except DatastoreError as exc:
+            if _is_outcome(exc):
+                raise
+            _translate(exc)
+            raise
+
+    async def query(self, query: Query) -> Page:
+        """``Container.query``."""
+        try:
+            return await self.inner.query(query)
+        except DatastoreError as exc:
+            if _is_outcome(exc):
+                raise
+            _translate(exc)
+            raise
+
+    async def count(self, query: Query | None = None) -> int:
+        """``Container.count``."""
+        try:
+            return await self.inner.count(query)
+        except DatastoreError as exc:
+            _translate(exc)
+            raise

@@ -1,0 +1,137 @@
+"""``POST /v1/reports``: many lease calls in one request, each fenced on its own (SPEC 13)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .conftest import Api
+
+
+async def _report(api: Api, headers: dict[str, str], **body: Any) -> dict[str, Any]:
+    r = await api.client.post("/v1/reports", json=body, headers=headers)
+    assert r.status_code == 200, r.text
+    data: dict[str, Any] = r.json()
+    return data
+
+
+async def test_each_action_answers_in_request_order_as_its_single_endpoint(api: Api) -> None:
+    """Heartbeat, complete, fail and release in one request each do what their endpoint does."""
+    _, headers = await api.agent(capacity=4)
+    jobs = [await api.enqueue(max_attempts=1) for _ in range(4)]
+    leases = await api.claim(headers, max_jobs=4)
+    ids = [lease["job"]["id"] for lease in leases]
+    assert sorted(ids) == sorted(j["id"] for j in jobs)
+    items = [
+        {"job_id": ids[0], "epoch": 1, "action": "heartbeat", "progress": {"p": 1}},
+        {"job_id": ids[1], "epoch": 1, "action": "complete", "result": {"ok": True}},
+        {"job_id": ids[2], "epoch": 1, "action": "fail", "error": "boom"},
+        {"job_id": ids[3], "epoch": 1, "action": "release"},
+    ]
+    api.clock.advance(1)
+    answer = await _report(api, headers, items=items)
+    assert answer["leases"] == []
+    out = answer["items"]
+    assert [o["job_id"] for o in out] == ids
+    assert all(o["ok"] for o in out)
+    assert out[0]["status"] == "leased"
+    assert out[0]["lease"]["epoch"] == 1
+    assert out[0]["cancel_requested"] is False
+    assert [o["status"] for o in out[1:]] == ["succeeded", "failed", "queued"]
+    assert (await api.job(ids[1]))["result"] == {"ok": True}
+    assert (await api.job(ids[2]))["last_error"] == "boom"
+    assert (await api.job(ids[3]))["runs"][0]["outcome"] == "released"
+
+
+async def test_a_failed_item_changes_nothing_for_the_others(api: Api) -> None:
+    """A stale epoch, an unknown job and a too-large result fail in place; the rest apply."""
+    _, headers = await api.agent(capacity=3)
+    for _ in range(3):
+        await api.enqueue()
+    ids = [lease["job"]["id"] for lease in await api.claim(headers, max_jobs=3)]
+    items = [
+        {"job_id": ids[0], "epoch": 2, "action": "complete"},
+        {"job_id": "0" * 32, "epoch": 1, "action": "complete"},
+        {"job_id": ids[1], "epoch": 1, "action": "complete", "result": {"x": "y" * 5000}},
+        {"job_id": ids[2], "epoch": 1, "action": "complete"},
+    ]
+    out = (await _report(api, headers, items=items))["items"]
+    assert [(o["ok"], (o["error"] or {}).get("code")) for o in out] == [
+        (False, "lease_lost"),
+        (False, "not_found"),
+        (False, "payload_too_large"),
+        (True, None),
+    ]
+    assert [(await api.job(i))["status"] for i in ids] == ["leased", "leased", "succeeded"]
+
+
+async def test_a_report_on_another_agents_lease_is_lease_lost(api: Api) -> None:
+    """An agent cannot end or renew a lease it does not hold, even with the right epoch."""
+    _, mine = await api.agent()
+    holder_id, theirs = await api.agent(name="other")
+    job = await api.enqueue()
+    await api.claim(theirs)
+    out = await _report(api, mine, items=[{"job_id": job["id"], "epoch": 1, "action": "release"}])
+    assert out["items"][0]["error"]["code"] == "lease_lost"
+    stored = await api.job(job["id"])
+    assert stored["status"] == "leased"
+    assert stored["lease"]["agent_id"] == holder_id
+
+
+async def test_the_claim_uses_the_capacity_the_reports_freed(api: Api) -> None:
+    """A full agent that completes its job and claims in the same request gets the next job."""
+    _, headers = await api.agent(capacity=1)
+    first = await api.enqueue()
+    api.clock.advance(1)  # older first (SPEC 5)
+    second = await api.enqueue()
+    [lease] = await api.claim(headers)
+    assert lease["job"]["id"] == first["id"]
+    assert await api.claim(headers) == []  # full
+    answer = await _report(
+        api,
+        headers,
+        items=[{"job_id": first["id"], "epoch": 1, "action": "complete"}],
+        claim={"max_jobs": 1},
+    )
+    assert answer["items"][0]["status"] == "succeeded"
+    assert [le["job"]["id"] for le in answer["leases"]] == [second["id"]]
+    assert answer["leases"][0]["lease"]["epoch"] == 1
+
+
+async def test_no_items_and_a_claim_is_a_claim(api: Api) -> None:
+    """An empty report list with a claim leases like ``POST /v1/claims``."""
+    _, headers = await api.agent()
+    job = await api.enqueue()
+    answer = await _report(api, headers, claim={})
+    assert answer["items"] == []
+    assert [le["job"]["id"] for le in answer["leases"]] == [job["id"]]
+    assert (await _report(api, headers)) == {"items": [], "leases": []}
+
+
+async def test_a_repeated_job_or_an_invalid_item_rejects_the_whole_request(api: Api) -> None:
+    """422 and nothing applied: a job twice, a fail without error, an unknown action, >100."""
+    _, headers = await api.agent(capacity=2)
+    await api.enqueue()
+    [lease] = await api.claim(headers)
+    job_id = lease["job"]["id"]
+    done = {"job_id": job_id, "epoch": 1, "action": "complete"}
+    bodies: list[dict[str, Any]] = [
+        {"items": [done, {**done, "action": "heartbeat"}]},
+        {"items": [done, {"job_id": "x" * 32, "epoch": 1, "action": "fail"}]},
+        {"items": [done, {"job_id": "y" * 32, "epoch": 1, "action": "finish"}]},
+        {"items": [done, {"job_id": "z" * 32, "epoch": 0, "action": "release"}]},
+        {"items": [{**done, "job_id": f"{i:032x}"} for i in range(101)]},
+        {"items": [done], "claim": {"max_jobs": 0}},
+    ]
+    for body in bodies:
+        r = await api.client.post("/v1/reports", json=body, headers=headers)
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["code"] == "validation_error"
+    assert (await api.job(job_id))["status"] == "leased"
+
+
+async def test_reports_need_an_agent_token(api: Api) -> None:
+    """No token is 401, the admin token 403."""
+    r = await api.client.post("/v1/reports", json={"items": []})
+    assert r.status_code == 401
+    r = await api.client.post("/v1/reports", json={"items": []}, headers=api.admin)
+    assert r.status_code == 403
