@@ -11,13 +11,20 @@ from typing import Any
 from fastapi import FastAPI
 from fleet_datastore import DocumentStore, store_from_url
 
-from .api import agents_router, install_error_handlers, jobs_router, leases_router, ops_router
+from .api import (
+    agents_router,
+    install_error_handlers,
+    jobs_router,
+    leases_router,
+    ops_router,
+    queues_router,
+)
 from .api.hot import HotPath
 from .api.middleware import GuardMiddleware
 from .api.models import ErrorOut
 from .domain import Clock, SystemClock
 from .metrics import Metrics
-from .services import Coordinator, run_reaper
+from .services import Coordinator, refresh_paused, run_reaper
 from .services.ledger import flush_all
 from .settings import Settings
 from .store import open_containers
@@ -72,6 +79,8 @@ def create_app(
                 metrics=metrics,
             )
             app.state.coordinator = co
+            # Paused queues are known before the first claim is served (SPEC 10).
+            await refresh_paused(co)
             reaper = asyncio.create_task(run_reaper(co)) if settings.reaper_enabled else None
             co.log.info("coordinator.started", store=opened.url.split("?")[0])
             if tune_gc:
@@ -108,7 +117,7 @@ def create_app(
         app.add_middleware(HotPath)  # inside the guard: the body limit and metrics apply
     app.add_middleware(GuardMiddleware, body_limit=body_limit, metrics=metrics)
 
-    for router in (jobs_router, agents_router, leases_router):
+    for router in (jobs_router, queues_router, agents_router, leases_router):
         app.include_router(router, responses=_ERROR_RESPONSES)
     app.include_router(ops_router)
     return app

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -20,6 +20,8 @@ __all__ = [
     "AgentList",
     "AgentOut",
     "BatchCreate",
+    "BulkCancelRequest",
+    "BulkRetryRequest",
     "ClaimOut",
     "ClaimRequest",
     "ClaimedLease",
@@ -242,10 +244,29 @@ class ReleaseRequest(_In):
     epoch: Epoch
 
 
+class BulkRetryRequest(_In):
+    """Which failed or cancelled jobs to requeue, oldest first."""
+
+    queue: QueueName | None = None
+    kind: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    status: Literal["failed", "cancelled"]
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class BulkCancelRequest(_In):
+    """Which non-terminal jobs to cancel, oldest first."""
+
+    queue: QueueName | None = None
+    kind: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    lock: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
 class QueueStatsOut(BaseModel):
-    """Counts of one queue."""
+    """Counts of one queue, and whether it is paused."""
 
     queue: str
+    paused: bool
     queued: int
     leased: int
     succeeded: int

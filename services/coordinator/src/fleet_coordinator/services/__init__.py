@@ -9,10 +9,12 @@ from .agents import (
     list_agents,
     read_agent,
 )
+from .bulk import bulk_cancel, bulk_retry
 from .claims import claim_jobs, wait_and_claim
 from .context import Coordinator, Notifier
 from .jobs import NewJob, cancel_job, enqueue, enqueue_batch, get_job, list_jobs, retry_job
 from .leases import complete_job, fail_job, heartbeat_job, release_agent_leases, release_job
+from .pauses import refresh_paused, set_paused
 from .queues import queue_stats
 from .reaper import reap_once, run_reaper
 
@@ -21,6 +23,8 @@ __all__ = [
     "NewJob",
     "Notifier",
     "authenticate",
+    "bulk_cancel",
+    "bulk_retry",
     "cancel_job",
     "claim_jobs",
     "complete_job",
@@ -38,9 +42,11 @@ __all__ = [
     "queue_stats",
     "read_agent",
     "reap_once",
+    "refresh_paused",
     "release_agent_leases",
     "release_job",
     "retry_job",
     "run_reaper",
+    "set_paused",
     "wait_and_claim",
 ]

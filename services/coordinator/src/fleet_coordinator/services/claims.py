@@ -185,6 +185,11 @@ async def _claim_locked(
         queues = [q for q in queues if q in allowed] if queues else allowed
         if not queues:
             return []
+    # SPEC 10: no leases from a paused queue; the replica's paused set is refreshed
+    # every reaper tick (services/pauses.py), so the candidate query leaves them out.
+    queues = co.pauses.unpaused(queues, co.known_queues)
+    if queues is not None and not queues:
+        return []
     labels: dict[str, str] = dict(body.get("labels") or {})
     capacity = int(body.get("capacity", 1))
     current: Document | None = agent

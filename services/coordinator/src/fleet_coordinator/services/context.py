@@ -15,6 +15,8 @@ from ..metrics import Metrics
 from ..settings import Settings
 from ..store import Containers, shard_of
 from .cache import DocCache
+from .paused_set import PausedQueues
+from .throughput import Throughput
 
 if TYPE_CHECKING:
     from .candidates import CandidatePool
@@ -99,6 +101,10 @@ class Coordinator:
         default_factory=lambda: structlog.get_logger("fleet_coordinator")
     )
     known_queues: set[str] = field(default_factory=set)
+    pauses: PausedQueues = field(default_factory=PausedQueues)
+    """Which queues are paused, as this replica last read it (``services/pauses.py``)."""
+    throughput: Throughput = field(default_factory=Throughput)
+    """Jobs enqueued, succeeded and failed here per minute (the console's chart)."""
     candidates: CandidatePool = field(default_factory=lambda: _pool())
     released: dict[str, dict[str, int]] = field(default_factory=dict)
     """Per agent, leases that ended here but are still in its stored ledger."""

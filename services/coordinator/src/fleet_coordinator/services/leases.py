@@ -9,6 +9,7 @@ from ..domain import JobState, JobStatus, Timestamp
 from ..errors import CoordinatorError
 from .context import Coordinator
 from .ledger import forget_lease
+from .throughput import Event
 from .transitions import transition
 
 __all__ = ["complete_job", "fail_job", "heartbeat_job", "release_agent_leases", "release_job"]
@@ -18,6 +19,7 @@ async def _ended(co: Coordinator, op: str, agent_id: str, old: JobState, new: Jo
     # The lease ended: free the agent's capacity slot and log the state change.
     await forget_lease(co, agent_id, new.id, old.epoch)
     co.metrics.finished.labels(op, new.status.value).inc()
+    _count_end(co, new)
     co.log.info(
         f"coordinator.job.{op}",
         job_id=new.id,
@@ -27,6 +29,13 @@ async def _ended(co: Coordinator, op: str, agent_id: str, old: JobState, new: Jo
     )
     if new.status is JobStatus.QUEUED:
         co.notifier.notify()
+
+
+def _count_end(co: Coordinator, job: JobState) -> None:
+    if job.status is JobStatus.SUCCEEDED:
+        co.throughput.add(Event.SUCCEEDED, job.updated_at)
+    elif job.status is JobStatus.FAILED:
+        co.throughput.add(Event.FAILED, job.updated_at)
 
 
 async def heartbeat_job(co: Coordinator, agent_id: str, job_id: str, epoch: int) -> JobState:
