@@ -8,8 +8,10 @@ DURATION ?= 43200
 CLAIMS ?= 1000000
 STORE ?= sqlite
 KILL_EVERY ?= 3
+# The console's vendored htmx (services/coordinator/.../console/static); `make vendor-htmx` refreshes it.
+HTMX_VERSION := 2.0.11
 
-.PHONY: help run demo setup deps py-deps lint format style typecheck test verify generate bench stress cosmos-up cosmos-down clean
+.PHONY: help run demo setup deps py-deps browser vendor-htmx lint format style typecheck test verify generate bench stress cosmos-up cosmos-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -20,9 +22,17 @@ run: py-deps ## run the coordinator on SQLite under ./var (prints the admin toke
 demo: py-deps ## a coordinator, 3 fleet-agent processes, 500 jobs, one agent killed — live (< 60 s)
 	$(UV) run python -m demo
 
-setup: deps ## install Python (uv) and Node (npm) dependencies
-deps: py-deps
+setup: deps ## install Python (uv), Node (npm) and browser-test (Chromium) dependencies
+deps: py-deps browser
 	cd $(COSMOS_DIR) && npm ci --no-audit --no-fund --loglevel=error
+# The console's browser tests drive Debian's headless Chromium; installed only when missing.
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		if [ "$$(id -u)" != 0 ]; then echo "chromium and chromium-driver are missing: run make setup as root, or apt-get install chromium chromium-driver" >&2; exit 1; fi; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver; \
+	fi
+vendor-htmx: ## refresh the console's vendored htmx from the npm registry (HTMX_VERSION)
+	services/coordinator/scripts/vendor-htmx.sh $(HTMX_VERSION)
 py-deps:
 	$(UV) sync --all-packages --frozen
 

@@ -22,6 +22,7 @@ from .api import (
 from .api.hot import HotPath
 from .api.middleware import GuardMiddleware
 from .api.models import ErrorOut
+from .console import install_console
 from .domain import Clock, SystemClock
 from .metrics import Metrics
 from .services import Coordinator, refresh_paused, run_reaper
@@ -113,6 +114,7 @@ def create_app(
         return 2 * settings.max_payload_bytes + 64 * 1024
 
     install_error_handlers(app)
+    install_console(app, settings)  # its security-headers middleware sits inside the guard
     if hot_path:
         app.add_middleware(HotPath)  # inside the guard: the body limit and metrics apply
     app.add_middleware(GuardMiddleware, body_limit=body_limit, metrics=metrics)
