@@ -22,8 +22,8 @@ async def queue_stats(co: Coordinator, *, only: str | None = None) -> list[dict[
         markers = await co.containers.agents.query(
             Query(where=[eq("kind", "queue")], partition_key=QUEUES_PARTITION)
         )
-        if only is None:
-            co.pauses.update(markers.items)  # the same truth the reaper tick reads
+        if only is None and co.pauses.update(markers.items):  # what the reaper tick reads
+            co.notifier.notify()  # a queue was resumed elsewhere: waiting claims may go
         for marker in sorted(markers.items, key=lambda d: str(d.body.get("name"))):
             queue = str(marker.body["name"])
             if only is not None and queue != only:
