@@ -127,7 +127,7 @@ async def queue_action(
     if action not in ("pause", "resume"):
         raise NotFoundError(f"no action {action!r}")
     await set_paused(co, queue, action == "pause")
-    console_of(request).stats.invalidate()
+    console_of(request).stats.set_paused(queue, action == "pause")
     return redirect("/ui/queues")
 
 

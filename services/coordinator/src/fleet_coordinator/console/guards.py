@@ -47,39 +47,50 @@ class SignInLimiter:
 
 @dataclass
 class StatsSnapshot:
-    """The queue summaries, recomputed at most once every ``max_age`` seconds per replica.
+    """The queue summaries, recounted at most once every ``max_age`` seconds per replica.
 
     Counting a queue's jobs per status is an index range count whose cost grows
     with the jobs kept (a million succeeded jobs are a million index entries),
-    so console refreshes share one recent snapshot instead of counting each
-    time; concurrent refreshes wait for the same computation.
+    so console refreshes share one snapshot: a request finding it older than
+    ``max_age`` is answered from it at once while one recount runs in the
+    background (stale-while-revalidate). Only the first request after start
+    waits for a count. A pause or resume made here is written into the
+    snapshot, so its page shows it at once.
     """
 
     max_age: float
     _items: list[dict[str, Any]] | None = None
     _at: float = 0.0
-    _running: asyncio.Future[list[dict[str, Any]]] | None = None
+    _running: asyncio.Task[list[dict[str, Any]]] | None = None
 
-    def invalidate(self) -> None:
-        """Forget the snapshot (after a pause or resume made here)."""
+    def set_paused(self, queue: str, paused: bool) -> None:
+        """Show a pause or resume made on this replica before the next recount."""
+        for item in self._items or []:
+            if item["queue"] == queue:
+                item["paused"] = paused
+                return
+        self._items = None  # a queue the snapshot does not know: count again
+
+    def drop(self) -> None:
+        """Forget the snapshot (the next request counts)."""
         self._items = None
 
     async def get(self, compute: Callable[[], Awaitable[list[dict[str, Any]]]]) -> Any:
-        """The snapshot, recomputed with ``compute`` when older than ``max_age``."""
-        now = time.monotonic()
-        if self._items is not None and now - self._at < self.max_age:
+        """The snapshot; recounted in the background when older than ``max_age``."""
+        if self._running is None and (
+            self._items is None or time.monotonic() - self._at >= self.max_age
+        ):
+            self._running = asyncio.create_task(self._recount(compute))
+        if self._items is not None:
             return self._items
-        if self._running is not None:
-            return await asyncio.shield(self._running)
-        self._running = asyncio.get_running_loop().create_future()
+        assert self._running is not None
+        return await asyncio.shield(self._running)
+
+    async def _recount(
+        self, compute: Callable[[], Awaitable[list[dict[str, Any]]]]
+    ) -> list[dict[str, Any]]:
         try:
             items = await compute()
-        except BaseException as exc:
-            self._running.set_exception(exc)
-            self._running.exception()  # retrieved: waiters get it, nobody else must
-            raise
-        else:
-            self._running.set_result(items)
             self._items, self._at = items, time.monotonic()
             return items
         finally:
