@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -15,7 +16,7 @@ import pytest
 from fleet_coordinator import create_app
 from fleet_coordinator.store import JOBS_SPEC
 from fleet_coordinator.store.listing import JobFilter, listing_query
-from fleet_datastore import Patch
+from fleet_datastore import Patch, Query
 from fleet_datastore.continuation import encode
 from fleet_datastore.providers.memory import MemoryBackend
 from fleet_datastore.providers.sqlite_sql import query_branches, schema_sql
@@ -179,6 +180,31 @@ async def test_jobs_are_listed_by_kind_and_lock_and_cancelled_by_lock(api: Api) 
     assert (await api.job(a["id"]))["status"] == "queued"
 
 
+def eq_fields(query: Query) -> list[str]:
+    """The fields a query compares for equality."""
+    return [f.field for f in query.where if f.op == "eq"]
+
+
+@pytest.mark.parametrize("queue", [None, "q"])
+@pytest.mark.parametrize("status", [None, "failed"])
+@pytest.mark.parametrize("kind", [None, "resize"])
+@pytest.mark.parametrize("lock", [None, "host-1"])
+def test_the_memory_provider_walks_an_index_led_by_exactly_the_listing_filters(
+    queue: str | None, status: str | None, kind: str | None, lock: str | None
+) -> None:
+    """The first index whose leading fields the equalities cover (memory's choice) has no others."""
+    query = listing_query(JobFilter(queue=queue, status=status, kind=kind, lock=lock), 50)
+    wanted = set(eq_fields(query))
+    for index in JOBS_SPEC.indexes:
+        names = [name for name, _ in index.fields]
+        if names[-1] != "created_at":
+            continue
+        if set(names[:-1]) <= wanted:
+            assert set(names[:-1]) == wanted, (names, wanted)
+            return
+    raise AssertionError(f"no index serves {wanted}")
+
+
 @pytest.mark.parametrize("queue", [None, "q"])
 @pytest.mark.parametrize("status", [None, "failed"])
 @pytest.mark.parametrize("kind", [None, "resize"])
@@ -189,16 +215,19 @@ def test_every_listing_filter_combination_is_an_index_seek_on_sqlite(
     """Every combination of GET /v1/jobs filters, first page or later, seeks an index: no sort."""
     spec = JOBS_SPEC
     match = JobFilter(queue=queue, status=status, kind=kind, lock=lock)
-    first = listing_query(match, limit=50)
+    first = listing_query(match, 50)
     plan = plan_query(spec, first)
     after = encode(plan, {"created_at": 1.0, "id": "x", "pk": "s00"})
     db = tmp_path / "plan.db"
     with sqlite3.connect(db) as conn:
         for statement in schema_sql(spec):
             conn.execute(statement)
-        for query in (first, listing_query(match, limit=50, continuation=after)):
+        for query in (first, listing_query(match, 50, after)):
             for branch in query_branches(spec, plan_query(spec, query)):
                 rows = conn.execute(f"EXPLAIN QUERY PLAN {branch.sql}", branch.params).fetchall()
                 text = " | ".join(str(row[3]) for row in rows)
                 assert "USING INDEX" in text or "USING COVERING INDEX" in text, text
                 assert "TEMP B-TREE" not in text, text
+                # The index seeks on exactly the listing's equalities (the lock alone for a lock).
+                sought = set(re.findall(r"f_(\w+)=\?", text)) - {"created__at"}
+                assert sorted(sought) == sorted(eq_fields(first)), text

@@ -11,12 +11,14 @@ retried once however many bulk calls race, and never by a read-check-write.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fleet_datastore import Document
 
 from .. import domain
 from ..domain import JobState, JobStatus
 from ..errors import ConflictError, NotFoundError, translate_store_errors
-from ..store.listing import JobFilter, listing_query
+from ..store.listing import JobFilter, list_page
 from .context import Coordinator
 from .transitions import transition
 
@@ -36,12 +38,11 @@ async def _oldest(
     """
     found: list[Document] = []
     cont: str | None = None
+    only = replace(match, status=status.value)
     for _ in range(_PAGES):
-        query = listing_query(match, limit=limit, continuation=cont, status=status.value)
         with translate_store_errors():
-            page = await co.containers.jobs.query(query)
-        found.extend(d for d in page.items if not (fresh and d.body.get("cancel_requested")))
-        cont = page.continuation
+            docs, cont = await list_page(co.containers.jobs, only, limit=limit, continuation=cont)
+        found.extend(d for d in docs if not (fresh and d.body.get("cancel_requested")))
         if len(found) >= limit or cont is None:
             break
     return found[:limit]

@@ -20,7 +20,7 @@ from .. import domain
 from ..domain import JobState
 from ..errors import BadRequestError, ConflictError, translate_store_errors
 from ..store import QUEUES_PARTITION, job_from_doc, job_id_for_key, job_to_doc, new_id
-from ..store.listing import JobFilter, listing_query
+from ..store.listing import JobFilter, list_page
 from .context import Coordinator
 from .throughput import Event
 from .transitions import read_job, transition
@@ -180,13 +180,12 @@ async def list_jobs(
     co: Coordinator, match: JobFilter, *, limit: int, cursor: str | None
 ) -> tuple[list[JobState], str | None]:
     """A page of the jobs ``match`` selects, oldest first, from an index (``store/listing.py``)."""
-    query = listing_query(match, limit=limit, continuation=cursor)
     with translate_store_errors():
         try:
-            page = await co.containers.jobs.query(query)
+            docs, nxt = await list_page(co.containers.jobs, match, limit=limit, continuation=cursor)
         except InvalidContinuationError as exc:
             raise BadRequestError("cursor is not valid for this query", code="bad_cursor") from exc
-    return [job_from_doc(d.body) for d in page.items], page.continuation
+    return [job_from_doc(d.body) for d in docs], nxt
 
 
 async def cancel_job(co: Coordinator, job_id: str) -> JobState:

@@ -1,4 +1,4 @@
-"""The one place that builds job listing queries (``GET /v1/jobs``, the bulk calls, the console).
+"""The one place that builds job listings (``GET /v1/jobs``, the bulk calls, the console).
 
 Every listing is ordered by ``created_at`` (oldest first) and its equality
 filters are exactly the fields an index of ``JOBS_SPEC`` leads with, so each
@@ -15,18 +15,25 @@ kind                       ``kind, created_at``
 kind, status               ``kind, status, created_at``
 queue, kind                ``queue, kind, created_at``
 queue, kind, status        ``queue, kind, status, created_at``
-lock (+ anything)          ``lock, created_at``; the other filters are checked
-                           within the lock's jobs, which are few by nature
+lock (+ anything)          ``lock, created_at``, and the other filters checked
+                           here on the lock's jobs, which are few by nature
 =========================  =====================================
+
+A lock listing asks the store for the lock alone: with more equalities a
+store's planner may prefer a wider index (SQLite picks the one matching the
+most of them) and walk a whole queue for the few jobs of one lock.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fleet_datastore import Filter, Query, eq
+from fleet_datastore import Container, Document, Filter, Query, eq
 
-__all__ = ["JobFilter", "listing_query"]
+__all__ = ["JobFilter", "list_page", "listing_query"]
+
+_LOCK_PAGES = 10
+"""Store pages one lock listing reads past jobs the other filters leave out."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,23 +46,48 @@ class JobFilter:
     lock: str | None = None
 
 
-def listing_query(
-    match: JobFilter,
-    *,
-    limit: int,
-    continuation: str | None = None,
-    status: str | None = None,
-) -> Query:
-    """The ordered, indexed query of the jobs ``match`` selects (``status`` overrides its own)."""
-    wanted = status if status is not None else match.status
+def listing_query(match: JobFilter, limit: int, continuation: str | None = None) -> Query:
+    """The store query of a listing: the lock alone when there is one (see above)."""
     where: list[Filter] = []
-    # Equalities in the order of the index that serves them (the table above).
     if match.lock is not None:
         where.append(eq("lock", match.lock))
-    if match.queue is not None:
-        where.append(eq("queue", match.queue))
-    if match.kind is not None:
-        where.append(eq("kind", match.kind))
-    if wanted is not None:
-        where.append(eq("status", wanted))
+    else:
+        # Equalities in the order of the index that serves them (the table above).
+        if match.queue is not None:
+            where.append(eq("queue", match.queue))
+        if match.kind is not None:
+            where.append(eq("kind", match.kind))
+        if match.status is not None:
+            where.append(eq("status", match.status))
     return Query(where=where, order_by=["created_at"], limit=limit, continuation=continuation)
+
+
+def _keeps(match: JobFilter, doc: Document) -> bool:
+    body = doc.body
+    return (
+        (match.queue is None or body.get("queue") == match.queue)
+        and (match.kind is None or body.get("kind") == match.kind)
+        and (match.status is None or body.get("status") == match.status)
+    )
+
+
+async def list_page(
+    jobs: Container, match: JobFilter, *, limit: int, continuation: str | None = None
+) -> tuple[list[Document], str | None]:
+    """Up to ``limit`` jobs ``match`` selects, oldest first, and the continuation after them.
+
+    Raises the store's ``InvalidContinuationError`` for a continuation of another listing.
+    """
+    page = await jobs.query(listing_query(match, limit, continuation))
+    if match.lock is None:
+        return page.items, page.continuation
+    found = [d for d in page.items if _keeps(match, d)]
+    cont = page.continuation
+    for _ in range(_LOCK_PAGES - 1):
+        if len(found) >= limit or cont is None:
+            break
+        # Ask for only what is missing, so the continuation lands after the last job kept.
+        page = await jobs.query(listing_query(match, limit - len(found), cont))
+        found.extend(d for d in page.items if _keeps(match, d))
+        cont = page.continuation
+    return found, cont

@@ -12,8 +12,8 @@ conditional write. Top-level copies of what queries filter on:
 * ``queue, created_at``, ``kind, created_at``, ``kind, status, created_at``,
   ``queue, kind, created_at``, ``queue, kind, status, created_at`` and
   ``lock, created_at``: ``GET /v1/jobs`` filtered by kind, lock or queue alone and
-  the bulk calls (``store/listing.py`` picks the index; a filter combination
-  no index leads with is answered within the lock's jobs).
+  the bulk calls (``store/listing.py`` builds the queries; a listing by lock
+  reads the lock's jobs and checks the other filters on them).
 
 ``kind`` and ``lock`` never change after enqueue, so the indexes without
 ``status`` cost a job write only when it is created; the two with ``status``
@@ -52,15 +52,17 @@ JOBS_SPEC = ContainerSpec(
         Index.of("queue", "status", "-priority", "created_at", per_partition=False),
         Index.of("status", "-priority", "created_at", per_partition=False),
         Index.of("status", "due_at", per_partition=False),
+        # Listing indexes, most specific first: the memory provider walks the first
+        # index whose leading fields the query's equalities cover (store/listing.py).
+        Index.of("queue", "kind", "status", "created_at", per_partition=False),
         Index.of("queue", "status", "created_at", per_partition=False),
-        Index.of("status", "created_at", per_partition=False),
-        Index.of("created_at", per_partition=False),
+        Index.of("queue", "kind", "created_at", per_partition=False),
+        Index.of("kind", "status", "created_at", per_partition=False),
+        Index.of("lock", "created_at", per_partition=False),
         Index.of("queue", "created_at", per_partition=False),
         Index.of("kind", "created_at", per_partition=False),
-        Index.of("kind", "status", "created_at", per_partition=False),
-        Index.of("queue", "kind", "created_at", per_partition=False),
-        Index.of("queue", "kind", "status", "created_at", per_partition=False),
-        Index.of("lock", "created_at", per_partition=False),
+        Index.of("status", "created_at", per_partition=False),
+        Index.of("created_at", per_partition=False),
     ),
 )
 
