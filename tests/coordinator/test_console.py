@@ -202,6 +202,10 @@ async def test_job_page_shows_payload_result_and_runs(api: Api) -> None:
     _, headers = await api.agent()
     job = await api.enqueue(payload={"width": 640})
     await api.claim(headers)
+    beat = {"epoch": 1, "progress": {"done": 3, "of": 10, "note": INJECTION}}
+    assert (
+        await api.client.post(f"/v1/jobs/{job['id']}/heartbeat", json=beat, headers=headers)
+    ).status_code == 200
     await api.client.post(
         f"/v1/jobs/{job['id']}/fail", json={"epoch": 1, "error": "disk full"}, headers=headers
     )
@@ -216,6 +220,8 @@ async def test_job_page_shows_payload_result_and_runs(api: Api) -> None:
     assert html.count('class="run ') == 2
     assert "disk full" in html
     assert "o-succeeded" in html
+    assert "&#34;done&#34;: 3, &#34;note&#34;: &#34;&lt;script&gt;" in html  # the run's progress
+    assert "<script>alert" not in html
     missing = await api.client.get("/ui/jobs/nosuchjob")
     assert missing.status_code == 404
     opened = await api.client.get("/ui/jobs/open", params={"id": job["id"]}, follow_redirects=False)

@@ -98,6 +98,10 @@ def _pretty(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
 
 
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(", ", ": "))
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(files("fleet_coordinator.console") / "templates")),
@@ -106,7 +110,7 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(age=_age, when=_when, pretty=_pretty)
+    env.filters.update(age=_age, when=_when, pretty=_pretty, compact=_compact)
     env.globals["refresh_seconds"] = REFRESH_SECONDS
     return env
 

@@ -38,11 +38,13 @@ def _count_end(co: Coordinator, job: JobState) -> None:
         co.throughput.add(Event.FAILED, job.updated_at)
 
 
-async def heartbeat_job(co: Coordinator, agent_id: str, job_id: str, epoch: int) -> JobState:
-    """Renew the caller's live lease; 409 ``lease_lost`` otherwise."""
+async def heartbeat_job(
+    co: Coordinator, agent_id: str, job_id: str, epoch: int, progress: Any = None
+) -> JobState:
+    """Renew the caller's live lease (keeping ``progress`` on its run); 409 ``lease_lost``."""
 
     def decide(job: JobState, now: Timestamp) -> JobState | domain.Rejected:
-        return domain.heartbeat(job, agent_id, epoch, now)
+        return domain.heartbeat(job, agent_id, epoch, now, progress=progress)
 
     _, new = await transition(co, job_id, decide, "heartbeat")
     co.log.debug("coordinator.job.heartbeat", job_id=job_id, agent_id=agent_id, epoch=epoch)
