@@ -104,9 +104,12 @@ def _history(c: Console, headers: dict[str, str]) -> str:
 
     c.http.post(f"{path}/release", json={"epoch": claimed()}, headers=headers)
     error = "Traceback (most recent call last):\n  ...\nOSError: [Errno 28] No space left on device"
+    epoch = claimed()
+    progress = {"step": "link", "done": 7, "of": 9}
+    c.http.post(f"{path}/heartbeat", json={"epoch": epoch, "progress": progress}, headers=headers)
     c.http.post(
         f"{path}/fail",
-        json={"epoch": claimed(), "error": error, "retryable": False},
+        json={"epoch": epoch, "error": error, "retryable": False},
         headers=headers,
     )
     c.http.post(f"{path}/retry", headers=c.admin)
@@ -219,6 +222,7 @@ def test_cancelling_and_retrying_a_job_from_its_page(
     assert outcomes == [run["outcome"] for run in reversed(api["runs"])]
     assert outcomes == ["succeeded", "failed", "released"]
     assert "No space left on device" in c.css("ol.timeline").text
+    assert '"done": 7' in c.css("ol.timeline li.o-failed [data-field=progress]").text
     c.screenshot("job")
 
 
