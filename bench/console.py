@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import re
 import statistics
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -26,8 +27,8 @@ from fleet_coordinator import Settings, create_app
 from fleet_coordinator.domain import JobStatus, Lease, Run, RunOutcome
 from fleet_coordinator.domain import enqueue as new_job
 from fleet_coordinator.services import queue_stats
-from fleet_coordinator.store import job_to_doc, new_id, shard_of
-from fleet_datastore import CreateOp
+from fleet_coordinator.store import JOBS_SPEC, job_to_doc, new_id, shard_of
+from fleet_datastore import ContainerSpec, CreateOp, Patch, store_from_url
 
 QUEUES = ("build", "deploy", "reports", "email", "thumbnails")
 KINDS = tuple(f"kind-{i:02d}" for i in range(20))
@@ -228,12 +229,82 @@ async def measure(path: Path, rounds: int) -> list[tuple[str, list[float]]]:
     return results
 
 
+def _spec_before() -> ContainerSpec:
+    """``jobs`` as declared before the console: no kind/lock fields, no listing indexes."""
+    listing = {("kind",), ("lock",), ("queue", "created_at")}
+    kept = tuple(
+        ix
+        for ix in JOBS_SPEC.indexes
+        if not ({n for n, _ in ix.fields} & {"kind", "lock"})
+        and tuple(n for n, _ in ix.fields) not in listing
+    )
+    fields = {k: v for k, v in JOBS_SPEC.fields.items() if k not in ("kind", "lock")}
+    return ContainerSpec(JOBS_SPEC.name, JOBS_SPEC.partition_key, fields=fields, indexes=kept)
+
+
+async def index_cost(rounds: int, jobs: int) -> None:
+    """Job writes on SQLite with the listing indexes and without, interleaved rounds."""
+    from bench.datastore import job_claim_patch, job_complete_patch, job_doc
+
+    before, after = _spec_before(), JOBS_SPEC
+    log(
+        f"== job writes on SQLite: {len(before.indexes)} indexes (before) "
+        f"vs {len(after.indexes)} (with the listing indexes), {rounds} interleaved rounds =="
+    )
+    rates: dict[str, dict[str, list[float]]] = {
+        "before": {"create": [], "patch": []},
+        "after": {"create": [], "patch": []},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        stores = {}
+        for name, spec in (("before", before), ("after", after)):
+            store = store_from_url(f"sqlite:///{tmp}/{name}.db")
+            await store.open()
+            stores[name] = (store, await store.create_container_if_not_exists(spec))
+        try:
+            for r in range(rounds):
+                for name in ("before", "after") if r % 2 == 0 else ("after", "before"):
+                    container = stores[name][1]
+                    base = r * jobs
+                    began = time.perf_counter()
+                    docs = [await container.create(job_doc(base + i)) for i in range(jobs)]
+                    rates[name]["create"].append(jobs / (time.perf_counter() - began))
+                    began = time.perf_counter()
+                    for i, current in enumerate(docs):
+                        for sets, remove in (
+                            job_claim_patch(base + i, 1),
+                            job_complete_patch(base + i, 1),
+                        ):
+                            result = await container.update_if_match(
+                                current.id,
+                                current.partition_key,
+                                current,
+                                Patch(set=sets, remove=remove),
+                            )
+                            assert result.document is not None
+                            current = result.document
+                    rates[name]["patch"].append(2 * jobs / (time.perf_counter() - began))
+        finally:
+            for store, _ in stores.values():
+                await store.close()
+    for what in ("create", "patch"):
+        b = statistics.median(rates["before"][what])
+        a = statistics.median(rates["after"][what])
+        log(f"{what:<8} before {b:>9,.0f}/s  after {a:>9,.0f}/s  after/before {a / b:.2f}")
+
+
 def main(argv: list[str]) -> None:
     """Fill (or reuse) the store, then print each page's server time."""
     parser = argparse.ArgumentParser(prog="python -m bench console")
     parser.add_argument("--jobs", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument(
+        "--index-cost", action="store_true", help="only the A/B of job writes with/without"
+    )
     args = parser.parse_args(argv)
+    if args.index_cost:
+        asyncio.run(index_cost(args.rounds, 500))
+        return
     path = Path("var") / f"bench-console-{args.jobs}.db"
     path.parent.mkdir(exist_ok=True)
     if not path.exists():
