@@ -10,7 +10,6 @@ from structlog.testing import capture_logs
 
 from .conftest import ADMIN, Api
 
-PROVIDERS = ("memory", "sqlite")
 PAGES = ("/ui/", "/ui/queues", "/ui/jobs", "/ui/failed", "/ui/agents", "/ui/schedules")
 INJECTION = '<script>alert("x")</script>'
 IMG = "<img src=x onerror=alert(1)>"
