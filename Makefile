@@ -16,8 +16,10 @@ DURATION ?= 43200
 CLAIMS ?= 1000000
 STORE ?= sqlite
 KILL_EVERY ?= 3
+# The console's vendored htmx (services/coordinator/.../console/static); `make vendor-htmx` refreshes it.
+HTMX_VERSION := 2.0.11
 
-.PHONY: help run demo setup deps py-deps node-deps tools lint format style typecheck test verify generate bench stress cosmos-up cosmos-down clean
+.PHONY: help run demo setup deps py-deps node-deps tools browser vendor-htmx lint format style typecheck test verify generate bench stress cosmos-up cosmos-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -28,8 +30,16 @@ run: py-deps ## run the coordinator on SQLite under ./var (prints the admin toke
 demo: py-deps ## a coordinator, 3 fleet-agent processes, 500 jobs, one agent killed — live (< 60 s)
 	$(UV) run python -m demo
 
-setup: deps ## install Python (uv) and Node (npm) dependencies; uv and Node too when missing
-deps: py-deps node-deps
+setup: deps ## install Python (uv), Node (npm) and browser-test (Chromium) dependencies; uv and Node too when missing
+deps: py-deps node-deps browser
+# The console's browser tests drive Debian's headless Chromium; installed only when missing.
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		echo "make: chromium or chromedriver is missing; installing chromium and chromium-driver from Debian"; \
+		$(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
+	fi
+vendor-htmx: ## refresh the console's vendored htmx from the npm registry (HTMX_VERSION)
+	services/coordinator/scripts/vendor-htmx.sh $(HTMX_VERSION)
 py-deps: tools
 	$(UV) sync --all-packages --frozen
 node-deps:

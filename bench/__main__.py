@@ -1,12 +1,19 @@
-"""``python -m bench [datastore] [options]``: run benchmark suites, printing ratios."""
+"""``python -m bench [datastore|coordinator|drain|console] [options]``: run a suite."""
 
 from __future__ import annotations
 
 import sys
 
-from bench import coordinator, datastore, drain
+from bench import console, coordinator, datastore, drain
 
-SUITES = {"datastore": datastore.main, "coordinator": coordinator.main, "drain": drain.main}
+SUITES = {
+    "datastore": datastore.main,
+    "coordinator": coordinator.main,
+    "drain": drain.main,
+    "console": console.main,
+}
+BY_DEFAULT = ("datastore", "coordinator")
+"""What ``python -m bench`` runs with no suite named: the console's fills a million jobs first."""
 
 
 def main() -> None:
@@ -15,8 +22,8 @@ def main() -> None:
     if args and args[0] in SUITES:
         SUITES[args[0]](args[1:])
         return
-    for run in SUITES.values():
-        run(args)
+    for name in BY_DEFAULT:
+        SUITES[name](args)
 
 
 if __name__ == "__main__":

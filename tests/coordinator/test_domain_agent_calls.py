@@ -245,3 +245,12 @@ def test_agent_calls_never_mutate_their_input(call: AgentCall) -> None:
     call(held, AGENT, 1, T0 + 1)
     call(held, OTHER, 1, T0 + 1)
     assert held == snapshot
+
+
+def test_heartbeat_keeps_progress_on_the_current_run() -> None:
+    """A heartbeat's progress is kept on the running run; one without progress keeps the last."""
+    job = leased(new_job())
+    beat = ok(heartbeat(job, AGENT, job.epoch, T0 + 1, progress={"done": 3}))
+    assert beat.runs[-1].progress == {"done": 3}
+    again = ok(heartbeat(beat, AGENT, job.epoch, T0 + 2))
+    assert again.runs[-1].progress == {"done": 3}

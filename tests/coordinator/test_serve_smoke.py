@@ -57,6 +57,12 @@ def test_serve_with_two_workers_shares_one_store_and_admin_token(tmp_path: Path)
         first = server.log_path.read_text().splitlines()[0]
         assert first.startswith("FLEET_ADMIN_TOKEN="), first
         admin = {"Authorization": f"Bearer {first.split('=', 1)[1]}"}
+        # /readyz answered from one worker; on a loaded machine the other may still be
+        # starting, and every request would land on the first. Wait for both.
+        deadline = time.monotonic() + 30
+        while server.log_path.read_text().count("coordinator.started") < 2:
+            assert time.monotonic() < deadline, server.log_tail()
+            time.sleep(0.05)  # polling the log for a process's start-up, as wait_ready does
         # Fresh connections land on either worker: every one must agree.
         for i in range(12):
             with httpx.Client(base_url=server.base_url, timeout=10) as http:

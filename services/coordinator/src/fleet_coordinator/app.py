@@ -11,13 +11,21 @@ from typing import Any
 from fastapi import FastAPI
 from fleet_datastore import DocumentStore, store_from_url
 
-from .api import agents_router, install_error_handlers, jobs_router, leases_router, ops_router
+from .api import (
+    agents_router,
+    install_error_handlers,
+    jobs_router,
+    leases_router,
+    ops_router,
+    queues_router,
+)
 from .api.hot import HotPath
 from .api.middleware import GuardMiddleware
 from .api.models import ErrorOut
+from .console import install_console
 from .domain import Clock, SystemClock
 from .metrics import Metrics
-from .services import Coordinator, run_reaper
+from .services import Coordinator, refresh_paused, run_reaper
 from .settings import Settings
 from .store import open_containers
 
@@ -71,6 +79,8 @@ def create_app(
                 metrics=metrics,
             )
             app.state.coordinator = co
+            # Paused queues are known before the first claim is served (SPEC 10).
+            await refresh_paused(co)
             reaper = asyncio.create_task(run_reaper(co)) if settings.reaper_enabled else None
             co.log.info("coordinator.started", store=opened.url.split("?")[0])
             if tune_gc:
@@ -98,11 +108,12 @@ def create_app(
     )
 
     install_error_handlers(app)
+    install_console(app, settings)  # its security-headers middleware sits inside the guard
     if hot_path:
         app.add_middleware(HotPath)  # inside the guard: callers, limits and metrics apply
     app.add_middleware(GuardMiddleware, settings=settings, metrics=metrics)
 
-    for router in (jobs_router, agents_router, leases_router):
+    for router in (jobs_router, queues_router, agents_router, leases_router):
         app.include_router(router, responses=_ERROR_RESPONSES)
     app.include_router(ops_router)
     return app

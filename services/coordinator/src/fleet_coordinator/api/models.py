@@ -21,6 +21,8 @@ __all__ = [
     "AgentList",
     "AgentOut",
     "BatchCreate",
+    "BulkCancelRequest",
+    "BulkRetryRequest",
     "ClaimOut",
     "ClaimRequest",
     "ClaimedLease",
@@ -310,10 +312,29 @@ class ReportOut(BaseModel):
     leases: list[ClaimedLease]
 
 
+class BulkRetryRequest(_In):
+    """Which failed or cancelled jobs to requeue, oldest first."""
+
+    queue: QueueName | None = None
+    kind: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    status: Literal["failed", "cancelled"]
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class BulkCancelRequest(_In):
+    """Which non-terminal jobs to cancel, oldest first."""
+
+    queue: QueueName | None = None
+    kind: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    lock: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
 class QueueStatsOut(BaseModel):
-    """Counts of one queue."""
+    """Counts of one queue, and whether it is paused."""
 
     queue: str
+    paused: bool
     queued: int
     leased: int
     succeeded: int

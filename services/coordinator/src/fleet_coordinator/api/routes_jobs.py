@@ -1,4 +1,4 @@
-"""Admin job endpoints: enqueue, batch enqueue, list, read, cancel, retry, queue stats."""
+"""Admin job endpoints: enqueue, batch enqueue, list, read, cancel, retry, bulk retry and cancel."""
 
 from __future__ import annotations
 
@@ -12,18 +12,29 @@ from ..domain import JobStatus, from_datetime
 from ..errors import PayloadTooLargeError, ValidationFailedError
 from ..services import (
     NewJob,
+    bulk_cancel,
+    bulk_retry,
     cancel_job,
     enqueue,
     enqueue_batch,
     get_job,
     list_jobs,
-    queue_stats,
     retry_job,
 )
 from ..services.context import Coordinator
+from ..store.listing import JobFilter
 from .convert import job_detail_out, job_out
 from .deps import AdminAuth, Co
-from .models import BatchCreate, JobCreate, JobDetailOut, JobItems, JobList, JobOut, QueueList
+from .models import (
+    BatchCreate,
+    BulkCancelRequest,
+    BulkRetryRequest,
+    JobCreate,
+    JobDetailOut,
+    JobItems,
+    JobList,
+    JobOut,
+)
 
 __all__ = ["check_size", "router"]
 
@@ -121,18 +132,32 @@ async def list_all(
     co: Co,
     queue: Annotated[str | None, Query(max_length=64)] = None,
     status: JobStatus | None = None,
+    kind: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    lock: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> JobList:
-    """A page of jobs, oldest first."""
-    jobs, nxt = await list_jobs(
-        co,
-        queue=queue,
-        status=None if status is None else status.value,
-        limit=limit,
-        cursor=cursor,
+    """A page of jobs, oldest first, each filter served by an index."""
+    match = JobFilter(
+        queue=queue, status=None if status is None else status.value, kind=kind, lock=lock
     )
+    jobs, nxt = await list_jobs(co, match, limit=limit, cursor=cursor)
     return JobList(items=[job_out(j) for j in jobs], next_cursor=nxt)
+
+
+@router.post("/jobs/retry")
+async def retry_many(body: BulkRetryRequest, co: Co) -> JobItems:
+    """Requeue the oldest matching failed or cancelled jobs, each as by its own retry."""
+    match = JobFilter(queue=body.queue, kind=body.kind)
+    jobs = await bulk_retry(co, match, JobStatus(body.status), body.limit)
+    return JobItems(items=[job_out(j) for j in jobs])
+
+
+@router.post("/jobs/cancel")
+async def cancel_many(body: BulkCancelRequest, co: Co) -> JobItems:
+    """Cancel the oldest matching non-terminal jobs, each as by its own cancel."""
+    match = JobFilter(queue=body.queue, kind=body.kind, lock=body.lock)
+    return JobItems(items=[job_out(j) for j in await bulk_cancel(co, match, body.limit)])
 
 
 @router.get("/jobs/{job_id}")
@@ -151,9 +176,3 @@ async def cancel(job_id: str, co: Co) -> JobOut:
 async def retry(job_id: str, co: Co) -> JobOut:
     """Requeue a failed or cancelled job with a fresh attempt budget; 409 otherwise."""
     return job_out(await retry_job(co, job_id))
-
-
-@router.get("/queues")
-async def queues(co: Co) -> QueueList:
-    """Counts per status and the oldest queued age of every queue."""
-    return QueueList.model_validate({"items": await queue_stats(co)})

@@ -58,7 +58,7 @@ async def claim(body: ClaimRequest, agent: AgentAuth, co: Co) -> ClaimOut:
 async def heartbeat(job_id: str, body: HeartbeatRequest, agent: AgentAuth, co: Co) -> HeartbeatOut:
     """Renew the lease; 409 ``lease_lost`` if the caller no longer holds that epoch."""
     check_size(co, body.progress, "progress")
-    job = await heartbeat_job(co, agent.id, job_id, body.epoch)
+    job = await heartbeat_job(co, agent.id, job_id, body.epoch, body.progress)
     lease = lease_out(job)
     if lease is None:  # heartbeat keeps a job leased; this guards the type only
         raise ConflictError("the lease is gone", code="lease_lost")

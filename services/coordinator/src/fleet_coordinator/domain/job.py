@@ -60,6 +60,8 @@ class Run:
     ended_at: Timestamp | None = None
     outcome: RunOutcome = RunOutcome.RUNNING
     error: str | None = None
+    progress: Any = None
+    """The last progress its agent reported with a heartbeat, as sent (None if none)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -76,14 +76,22 @@ def heartbeat(
     now: Timestamp,
     *,
     lease_seconds: float | None = None,
+    progress: Any = None,
 ) -> JobState | Rejected:
-    """Renew the holder's live lease to ``now + lease_seconds``; the deadline never moves."""
+    """Renew the holder's live lease to ``now + lease_seconds``; the deadline never moves.
+
+    A ``progress`` other than None is kept on the current run (the console shows it).
+    """
     lease = held_lease(job, agent_id, epoch, now)
     if isinstance(lease, Rejected):
         return lease
     seconds = job.lease_seconds if lease_seconds is None else lease_seconds
     renewed = replace(lease, expires_at=now + seconds)
-    return moved(job, JobStatus.LEASED, now, lease=renewed)
+    current = job.current_run
+    if progress is None or current is None:
+        return moved(job, JobStatus.LEASED, now, lease=renewed)
+    runs = (*job.runs[:-1], replace(current, progress=progress))
+    return moved(job, JobStatus.LEASED, now, lease=renewed, runs=runs)
 
 
 def complete(

@@ -9,6 +9,7 @@ from .agents import (
     list_agents,
     read_agent,
 )
+from .bulk import bulk_cancel, bulk_retry
 from .claims import claim_jobs, wait_and_claim
 from .context import Coordinator, Notifier
 from .jobs import NewJob, cancel_job, enqueue, enqueue_batch, get_job, list_jobs, retry_job
@@ -20,6 +21,7 @@ from .leases import (
     release_agent_leases,
     release_job,
 )
+from .pauses import refresh_paused, set_paused
 from .queues import queue_stats
 from .reaper import reap_once, run_reaper
 
@@ -28,6 +30,8 @@ __all__ = [
     "NewJob",
     "Notifier",
     "authenticate",
+    "bulk_cancel",
+    "bulk_retry",
     "cancel_job",
     "claim_jobs",
     "complete_job",
@@ -46,9 +50,11 @@ __all__ = [
     "queue_stats",
     "read_agent",
     "reap_once",
+    "refresh_paused",
     "release_agent_leases",
     "release_job",
     "retry_job",
     "run_reaper",
+    "set_paused",
     "wait_and_claim",
 ]

@@ -8,7 +8,8 @@ number of claimers on any number of replicas may run these steps at once:
    of one agent coalesce instead of racing on its ledger. A claim that waited
    re-reads the agent, whose ledger the previous one changed.
 1. Read the agent (``AgentState``): a draining agent gets nothing; its queues
-   narrow the ones asked for; its labels filter jobs; its ledger, minus leases
+   narrow the ones asked for, and paused queues (SPEC 10) are left out; its
+   labels filter jobs; its ledger, minus leases
    that ended in this replica, gives the free slots.
 2. A full ledger may hold leftovers of a replica that died before writing its
    releases: prune the entries whose lease is no longer live (one read each).
@@ -71,8 +72,10 @@ async def _claim(
     state = agent.state
     if state.draining:
         return []
-    queues = state.claim_queues(asked)
-    if queues == ():
+    # SPEC 10: no leases from a paused queue; the replica's paused set is refreshed
+    # every reaper tick (services/pauses.py), so the candidate query leaves them out.
+    queues = co.pauses.unpaused(state.claim_queues(asked), co.known_queues)
+    if queues is not None and not queues:
         return []
     # 2. Only a full ledger is worth checking for leftovers (one job read per entry).
     current: StoredAgent | None = agent

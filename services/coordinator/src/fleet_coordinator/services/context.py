@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import structlog
@@ -18,6 +19,8 @@ from .boundary import GuardedContainer
 from .cache import DocCache
 from .candidates import CandidateSource
 from .ledger import Ledger
+from .paused_set import PausedQueues
+from .throughput import Throughput
 
 __all__ = ["MAX_CAS_ATTEMPTS", "Coordinator", "KnownQueues", "Notifier"]
 
@@ -84,6 +87,9 @@ class KnownQueues:
     def __contains__(self, queue: object) -> bool:
         return queue in self._names
 
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
     def add(self, queue: str) -> None:
         """Remember that ``queue``'s marker exists."""
         self._names.add(queue)
@@ -111,6 +117,10 @@ class Coordinator:
     )
     jobs: GuardedContainer = field(init=False)
     agents: GuardedContainer = field(init=False)
+    pauses: PausedQueues = field(default_factory=PausedQueues)
+    """Which queues are paused, as this replica last read it (``services/pauses.py``)."""
+    throughput: Throughput = field(default_factory=Throughput)
+    """Jobs enqueued, succeeded and failed here per minute (the console's chart)."""
     job_cache: DocCache = field(init=False)
     agent_docs: AgentDocs = field(init=False)
     candidates: CandidateSource = field(init=False)

@@ -14,15 +14,15 @@ from fleet_datastore import (
     BatchError,
     CreateOp,
     InvalidContinuationError,
-    Query,
-    eq,
 )
 
 from .. import domain
 from ..domain import JobState
 from ..errors import BadRequestError, ConflictError
 from ..store import QUEUES_PARTITION, job_from_doc, job_id_for_key, job_to_doc, new_id
+from ..store.listing import JobFilter, list_page
 from .context import Coordinator
+from .throughput import Event
 from .transitions import read_job, transition
 
 __all__ = ["NewJob", "cancel_job", "enqueue", "enqueue_batch", "get_job", "list_jobs", "retry_job"]
@@ -110,6 +110,7 @@ async def enqueue(co: Coordinator, new: NewJob) -> tuple[JobState, bool]:
     if not created:
         return state, False
     co.metrics.enqueued.labels(state.queue).inc()
+    co.throughput.add(Event.ENQUEUED, now)
     co.log.info("coordinator.job.enqueued", job_id=state.id, queue=state.queue)
     co.notifier.notify()
     return state, True
@@ -161,6 +162,7 @@ async def enqueue_batch(co: Coordinator, jobs: Sequence[NewJob]) -> list[JobStat
     for state, fresh in zip(result, created, strict=True):
         if fresh:
             co.metrics.enqueued.labels(state.queue).inc()
+    co.throughput.add(Event.ENQUEUED, now, sum(created))
     co.log.info("coordinator.job.batch_enqueued", count=len(result), created=sum(created))
     co.notifier.notify()
     return result
@@ -172,20 +174,14 @@ async def get_job(co: Coordinator, job_id: str) -> JobState:
 
 
 async def list_jobs(
-    co: Coordinator, *, queue: str | None, status: str | None, limit: int, cursor: str | None
+    co: Coordinator, match: JobFilter, *, limit: int, cursor: str | None
 ) -> tuple[list[JobState], str | None]:
-    """A page of jobs, oldest first, optionally of one queue and status."""
-    where = []
-    if queue is not None:
-        where.append(eq("queue", queue))
-    if status is not None:
-        where.append(eq("status", status))
-    query = Query(where=where, order_by=["created_at"], limit=limit, continuation=cursor)
+    """A page of the jobs ``match`` selects, oldest first, from an index (``store/listing.py``)."""
     try:
-        page = await co.jobs.query(query)
+        docs, nxt = await list_page(co.jobs, match, limit=limit, continuation=cursor)
     except InvalidContinuationError as exc:
         raise BadRequestError("cursor is not valid for this query", code="bad_cursor") from exc
-    return [job_from_doc(d.body) for d in page.items], page.continuation
+    return [job_from_doc(d.body) for d in docs], nxt
 
 
 async def cancel_job(co: Coordinator, job_id: str) -> JobState:

@@ -8,6 +8,7 @@ from .. import domain
 from ..domain import AgentState, JobState, JobStatus, Timestamp
 from ..errors import CoordinatorError
 from .context import Coordinator
+from .throughput import Event
 from .transitions import transition
 
 __all__ = [
@@ -36,6 +37,7 @@ def lease_ended(co: Coordinator, old: JobState, new: JobState) -> None:
 def _ended(co: Coordinator, op: str, agent_id: str, old: JobState, new: JobState) -> None:
     lease_ended(co, old, new)
     co.metrics.finished.labels(op, new.status.value).inc()
+    _count_end(co, new)
     co.log.info(
         f"coordinator.job.{op}",
         job_id=new.id,
@@ -45,11 +47,20 @@ def _ended(co: Coordinator, op: str, agent_id: str, old: JobState, new: JobState
     )
 
 
-async def heartbeat_job(co: Coordinator, agent_id: str, job_id: str, epoch: int) -> JobState:
-    """Renew the caller's live lease; 409 ``lease_lost`` otherwise."""
+def _count_end(co: Coordinator, job: JobState) -> None:
+    if job.status is JobStatus.SUCCEEDED:
+        co.throughput.add(Event.SUCCEEDED, job.updated_at)
+    elif job.status is JobStatus.FAILED:
+        co.throughput.add(Event.FAILED, job.updated_at)
+
+
+async def heartbeat_job(
+    co: Coordinator, agent_id: str, job_id: str, epoch: int, progress: Any = None
+) -> JobState:
+    """Renew the caller's live lease (keeping ``progress`` on its run); 409 ``lease_lost``."""
 
     def decide(job: JobState, now: Timestamp) -> JobState | domain.Rejected:
-        return domain.heartbeat(job, agent_id, epoch, now)
+        return domain.heartbeat(job, agent_id, epoch, now, progress=progress)
 
     _, new = await transition(co, job_id, decide, "heartbeat")
     co.log.debug("coordinator.job.heartbeat", job_id=job_id, agent_id=agent_id, epoch=epoch)

@@ -13,16 +13,20 @@ from .context import Coordinator
 __all__ = ["queue_stats"]
 
 
-async def queue_stats(co: Coordinator) -> list[dict[str, Any]]:
-    """One entry per known queue: jobs per status and ``oldest_queued_age_seconds``."""
+async def queue_stats(co: Coordinator, *, only: str | None = None) -> list[dict[str, Any]]:
+    """One entry per known queue (or just ``only``): jobs per status, oldest queued age, paused."""
     now = co.clock.now()
     items: list[dict[str, Any]] = []
     markers = await co.agents.query(
         Query(where=[eq("kind", "queue")], partition_key=QUEUES_PARTITION)
     )
+    if only is None and co.pauses.update(markers.items):  # what the reaper tick reads
+        co.notifier.notify()  # a queue was resumed elsewhere: waiting claims may go
     for marker in sorted(markers.items, key=lambda d: str(d.body.get("name"))):
         queue = str(marker.body["name"])
-        entry: dict[str, Any] = {"queue": queue}
+        if only is not None and queue != only:
+            continue
+        entry: dict[str, Any] = {"queue": queue, "paused": bool(marker.body.get("paused"))}
         for status in JobStatus:
             where = [eq("queue", queue), eq("status", status.value)]
             entry[status.value] = await co.jobs.count(Query(where=where))

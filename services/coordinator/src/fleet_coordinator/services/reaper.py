@@ -19,6 +19,8 @@ from ..errors import CoordinatorError
 from ..store import job_from_doc
 from .context import Coordinator
 from .leases import lease_ended
+from .pauses import refresh_paused
+from .throughput import Event
 from .transitions import write_job
 
 __all__ = ["reap_once", "run_reaper"]
@@ -54,6 +56,8 @@ async def reap_once(co: Coordinator) -> int:
             outcome = new.runs[-1].outcome.value if new.runs else "unknown"
             co.metrics.expiries.labels(outcome).inc()
             co.metrics.reaper_actions.labels(new.status.value).inc()
+            if new.status is JobStatus.FAILED:
+                co.throughput.add(Event.FAILED, now)
             co.log.info(
                 "coordinator.job.reaped",
                 job_id=new.id,
@@ -76,6 +80,8 @@ async def run_reaper(co: Coordinator) -> None:
     """Sweep every ``reaper_interval_seconds`` until cancelled; store errors are logged."""
     while True:
         try:
+            # Each tick also re-reads which queues are paused (SPEC 10: within one interval).
+            await refresh_paused(co)
             await reap_once(co)
         except CoordinatorError as exc:
             # The store may be down for a while; the next tick tries again.

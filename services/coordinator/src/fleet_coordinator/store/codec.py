@@ -40,7 +40,7 @@ def _lease_to_doc(lease: Lease | None) -> dict[str, Any] | None:
 
 
 def _run_to_doc(run: Run) -> dict[str, Any]:
-    return {
+    doc: dict[str, Any] = {
         "run_id": run.run_id,
         "epoch": run.epoch,
         "agent_id": run.agent_id,
@@ -49,6 +49,9 @@ def _run_to_doc(run: Run) -> dict[str, Any]:
         "outcome": run.outcome.value,
         "error": run.error,
     }
+    if run.progress is not None:
+        doc["progress"] = run.progress  # only when reported: most runs never carry any
+    return doc
 
 
 def job_to_doc(job: JobState, shard: str, request_hash: str = "") -> dict[str, Any]:
@@ -107,6 +110,7 @@ def job_from_doc(body: dict[str, Any]) -> JobState:
             ended_at=None if r.get("ended_at") is None else float(r["ended_at"]),
             outcome=RunOutcome(r["outcome"]),
             error=r.get("error"),
+            progress=r.get("progress"),
         )
         for r in body.get("runs", [])
     )

@@ -1,0 +1,99 @@
+"""Console sessions: held in the store, so every replica sees a sign-in and a sign-out.
+
+Signing in exchanges the admin token for a random session id, set as an
+HttpOnly, SameSite=Strict cookie (Secure under https) with an expiry. The store
+keeps only ``sha256(session id)`` (a reader of the store cannot take over a
+session), the expiry and the session's CSRF token; signing out deletes that
+document, which revokes the session on every replica at once. A console page
+costs one point read for its session: people, not agents, use the console.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from fleet_datastore import NotFoundError
+
+from ..services import Coordinator
+
+__all__ = [
+    "COOKIE",
+    "SESSION_SECONDS",
+    "Session",
+    "end_session",
+    "find_session",
+    "same_token",
+    "start_session",
+]
+
+COOKIE = "fleet_console"
+SESSION_SECONDS = 8 * 3600
+"""A session lasts a working day; then the person signs in again."""
+SESSIONS_PARTITION = "sessions"
+"""The partition of session documents in the ``agents`` container."""
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A signed-in console session: its CSRF token and when it ends."""
+
+    doc_id: str
+    csrf: str
+    expires_at: float
+
+
+def _doc_id(session_id: str) -> str:
+    return "s." + hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def same_token(given: str, expected: str) -> bool:
+    """Constant-time comparison of two tokens."""
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+async def start_session(co: Coordinator) -> tuple[str, Session]:
+    """Create a session; return the id for the cookie (never stored) and the session."""
+    session_id = secrets.token_urlsafe(32)
+    session = Session(
+        doc_id=_doc_id(session_id),
+        csrf=secrets.token_urlsafe(32),
+        expires_at=co.clock.now() + SESSION_SECONDS,
+    )
+    body = {
+        "id": session.doc_id,
+        "pk": SESSIONS_PARTITION,
+        "kind": "session",
+        "csrf": session.csrf,
+        "expires_at": session.expires_at,
+        "created_at": co.clock.now(),
+    }
+    await co.agents.create(body)
+    co.log.info("coordinator.console.signed_in")
+    return session_id, session
+
+
+async def find_session(co: Coordinator, session_id: str | None) -> Session | None:
+    """The live session of a cookie value, or None (unknown, signed out or expired)."""
+    if not session_id or len(session_id) > 100:
+        return None
+    doc_id = _doc_id(session_id)
+    try:
+        doc = await co.agents.get(doc_id, SESSIONS_PARTITION)
+    except NotFoundError:
+        return None
+    body = doc.body
+    if body.get("kind") != "session":
+        return None
+    if float(body["expires_at"]) <= co.clock.now():
+        await co.agents.delete(doc_id, SESSIONS_PARTITION)
+        return None
+    return Session(doc_id=doc_id, csrf=str(body["csrf"]), expires_at=float(body["expires_at"]))
+
+
+async def end_session(co: Coordinator, session: Session) -> None:
+    """Sign out: delete the session document, revoking it on every replica."""
+    await co.agents.delete(session.doc_id, SESSIONS_PARTITION)
+    co.log.info("coordinator.console.signed_out")

@@ -1,0 +1,203 @@
+"""What every console page shares: templates, security headers, the session check, forms.
+
+Pages are rendered by Jinja2 with autoescaping on for every template, so job
+payloads, kinds, queues, errors, labels and agent names, all written by
+whoever holds a token, are text in the page and never markup. Every answer
+carries a Content-Security-Policy that allows scripts only from the
+coordinator's own ``/ui/static/`` files (no inline script, no ``eval``).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.resources import files
+from typing import Any
+
+import jinja2
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..api.deps import get_coordinator
+from ..services import Coordinator
+from .guards import SignInLimiter, StatsSnapshot
+from .sessions import COOKIE, Session, find_session, same_token
+
+__all__ = [
+    "CSP",
+    "Console",
+    "ConsoleHeaders",
+    "Forbidden",
+    "SignInNeeded",
+    "console_of",
+    "page",
+    "read_form",
+    "redirect",
+    "require_csrf",
+    "require_session",
+]
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+REFRESH_SECONDS = 5
+"""How often an open, visible console page refreshes its live part."""
+MAX_FORM_BYTES = 16 * 1024
+
+
+class ConsoleHeaders:
+    """ASGI middleware: the security headers on every ``/ui`` answer, errors included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = str(scope.get("path", ""))
+        if scope["type"] != "http" or not (path == "/ui" or path.startswith("/ui/")):
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {name for name, _ in message.get("headers", [])}
+                extra = [(n, v) for n, v in _HEADERS if n not in names]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def _age(seconds: float) -> str:
+    seconds = max(int(seconds), 0)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h {seconds % 3600 // 60}m"
+    return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "—"
+    return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(", ", ": "))
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(files("fleet_coordinator.console") / "templates")),
+        autoescape=True,  # every template, whatever its name
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(age=_age, when=_when, pretty=_pretty, compact=_compact)
+    env.globals["refresh_seconds"] = REFRESH_SECONDS
+    return env
+
+
+@dataclass
+class Console:
+    """The console's per-app state: templates, the sign-in limiter, the queue snapshot."""
+
+    templates: jinja2.Environment
+    limiter: SignInLimiter
+    stats: StatsSnapshot
+
+    @classmethod
+    def create(cls, stats_max_age: float) -> Console:
+        """The state of one app."""
+        return cls(_environment(), SignInLimiter(), StatsSnapshot(stats_max_age))
+
+
+def console_of(request: Request) -> Console:
+    """The app's console state."""
+    console: Console = request.app.state.console
+    return console
+
+
+class SignInNeeded(Exception):  # noqa: N818 - a signal, answered with a redirect
+    """No live session: the answer is a redirect to the sign-in page."""
+
+
+class Forbidden(Exception):  # noqa: N818 - a signal, answered with 403
+    """A state-changing request without the session's CSRF token."""
+
+
+async def require_session(request: Request) -> Session:
+    """The request's live session, else ``SignInNeeded``."""
+    co = await get_coordinator(request)
+    session = await find_session(co, request.cookies.get(COOKIE))
+    if session is None:
+        raise SignInNeeded
+    return session
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """The url-encoded form of a POST (first value of each field), bounded in size."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise Forbidden("form too large")
+    try:
+        text = body.decode()
+    except UnicodeDecodeError as exc:
+        raise Forbidden("form is not UTF-8") from exc
+    pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, max_num_fields=50)
+    form: dict[str, str] = {}
+    for key, value in pairs:
+        form.setdefault(key, value)
+    return form
+
+
+def require_csrf(session: Session, form: dict[str, str]) -> None:
+    """403 unless the form carries the session's CSRF token."""
+    if not same_token(form.get("csrf", ""), session.csrf):
+        raise Forbidden("missing or wrong CSRF token")
+
+
+def page(
+    request: Request,
+    template: str,
+    *,
+    session: Session | None,
+    status: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    """Render ``template`` with the common context; never cached by the browser."""
+    console = console_of(request)
+    co: Coordinator = request.app.state.coordinator
+    html = console.templates.get_template(template).render(
+        request_path=request.url.path,
+        request_query=request.url.query,
+        csrf=session.csrf if session else "",
+        signed_in=session is not None,
+        now=co.clock.now(),
+        **context,
+    )
+    return HTMLResponse(html, status_code=status, headers={"cache-control": "no-store"})
+
+
+def redirect(to: str) -> Response:
+    """303 See Other: after a form, the browser loads the page with GET."""
+    return RedirectResponse(to, status_code=303)

@@ -1,0 +1,87 @@
+"""Bulk redrive and bulk cancel: the oldest matching jobs, each as by its single endpoint.
+
+Each job goes through the same compare-and-swap transition as ``POST
+/v1/jobs/{id}/retry`` or ``/cancel``, starting from the document the listing
+query returned. Two calls running at once (on one replica or two) list the
+same jobs, but only one conditional write per job can win: the other call's
+write conflicts, it re-reads, the domain refuses (the job is no longer failed,
+or already cancelled) and the job is left out of its answer. So a job is
+retried once however many bulk calls race, and never by a read-check-write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from fleet_datastore import Document
+
+from .. import domain
+from ..domain import JobState, JobStatus
+from ..errors import ConflictError, NotFoundError
+from ..store.listing import JobFilter, list_page
+from .context import Coordinator
+from .transitions import transition
+
+__all__ = ["bulk_cancel", "bulk_retry"]
+
+_PAGES = 5
+"""Pages one call reads past jobs a racing call took, before it answers with fewer."""
+
+
+async def _oldest(
+    co: Coordinator, match: JobFilter, status: JobStatus, limit: int, *, fresh: bool = False
+) -> list[Document]:
+    """Up to ``limit`` jobs of ``status`` matching ``match``, oldest first.
+
+    ``fresh`` leaves out leased jobs whose cancellation is already requested
+    (SPEC: they are not matched again); they are few, as leases are.
+    """
+    found: list[Document] = []
+    cont: str | None = None
+    only = replace(match, status=status.value)
+    for _ in range(_PAGES):
+        docs, cont = await list_page(co.jobs, only, limit=limit, continuation=cont)
+        found.extend(d for d in docs if not (fresh and d.body.get("cancel_requested")))
+        if len(found) >= limit or cont is None:
+            break
+    return found[:limit]
+
+
+async def bulk_retry(
+    co: Coordinator, match: JobFilter, status: JobStatus, limit: int
+) -> list[JobState]:
+    """Requeue up to ``limit`` of the oldest ``status`` (failed or cancelled) jobs matching."""
+    done: list[JobState] = []
+    for doc in await _oldest(co, match, status, limit):
+        # The listed document seeds the transition's first read; its etag makes it safe.
+        co.job_cache.put(doc)
+        try:
+            _, new = await transition(co, doc.id, domain.retry, "retry")
+        except (ConflictError, NotFoundError):
+            continue  # retried by a racing call (or deleted by retention) since the listing
+        done.append(new)
+        co.log.info("coordinator.job.retried", job_id=new.id, epoch=new.epoch, bulk=True)
+    if done:
+        co.notifier.notify()
+    co.log.info("coordinator.jobs.bulk_retried", count=len(done), status=status.value)
+    return done
+
+
+async def bulk_cancel(co: Coordinator, match: JobFilter, limit: int) -> list[JobState]:
+    """Cancel up to ``limit`` of the oldest non-terminal jobs matching (queued or leased)."""
+    queued = await _oldest(co, match, JobStatus.QUEUED, limit)
+    leased = await _oldest(co, match, JobStatus.LEASED, limit, fresh=True)
+    docs = sorted([*queued, *leased], key=lambda d: (float(d.body["created_at"]), d.id))[:limit]
+    done: list[JobState] = []
+    for doc in docs:
+        co.job_cache.put(doc)
+        try:
+            old, new = await transition(co, doc.id, domain.cancel, "cancel")
+        except (ConflictError, NotFoundError):
+            continue  # ended (or cancelled by a racing call) since the listing
+        if new is old:
+            continue  # a racing call requested its cancellation first
+        done.append(new)
+        co.log.info("coordinator.job.cancelled", job_id=new.id, status=new.status.value, bulk=True)
+    co.log.info("coordinator.jobs.bulk_cancelled", count=len(done))
+    return done

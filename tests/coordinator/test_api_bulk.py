@@ -1,0 +1,233 @@
+"""Bulk retry and bulk cancel, and the kind and lock filters of GET /v1/jobs, on every provider."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import sqlite3
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fleet_coordinator import create_app
+from fleet_coordinator.store import JOBS_SPEC
+from fleet_coordinator.store.listing import JobFilter, listing_query
+from fleet_datastore import Patch, Query
+from fleet_datastore.continuation import encode
+from fleet_datastore.providers.memory import MemoryBackend
+from fleet_datastore.providers.sqlite_sql import query_branches, schema_sql
+from fleet_datastore.query import plan_query
+
+from .conftest import Api
+
+
+@contextlib.asynccontextmanager
+async def two_replicas(api: Api) -> AsyncIterator[tuple[Api, Api]]:
+    """``api`` and a second coordinator app over the same store (same file, database or object)."""
+    settings = api.co.settings
+    shared = api.co.containers.store if settings.store_url.startswith("memory") else None
+    app = create_app(settings, clock=api.clock, store=shared)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield api, Api(client, api.clock, app)
+
+
+async def _cancelled_jobs(api: Api, count: int, **fields: Any) -> list[str]:
+    ids = [(await api.enqueue(**fields))["id"] for _ in range(count)]
+    for job_id in ids:
+        r = await api.client.post(f"/v1/jobs/{job_id}/cancel", headers=api.admin)
+        assert r.json()["status"] == "cancelled"
+    return ids
+
+
+async def _bulk(api: Api, action: str, **body: Any) -> list[dict[str, Any]]:
+    r = await api.client.post(f"/v1/jobs/{action}", json=body, headers=api.admin)
+    assert r.status_code == 200, r.text
+    items: list[dict[str, Any]] = r.json()["items"]
+    return items
+
+
+async def test_bulk_retry_requeues_the_oldest_matching_jobs_up_to_the_limit(api: Api) -> None:
+    """Bulk retry takes the oldest cancelled jobs of the filter first, up to the limit."""
+    ids = []
+    for _ in range(4):
+        ids += await _cancelled_jobs(api, 1, queue="q", kind="resize")
+        api.clock.advance(1)
+    other_kind = await _cancelled_jobs(api, 1, queue="q", kind="other")
+    retried = await _bulk(api, "retry", queue="q", kind="resize", status="cancelled", limit=3)
+    assert [j["id"] for j in retried] == ids[:3]
+    assert all(j["status"] == "queued" and j["attempts"] == 0 for j in retried)
+    assert (await api.job(ids[3]))["status"] == "cancelled"
+    assert (await api.job(other_kind[0]))["status"] == "cancelled"
+    assert await _bulk(api, "retry", status="failed") == []
+    bad = await api.client.post("/v1/jobs/retry", json={"status": "queued"}, headers=api.admin)
+    assert bad.status_code == 422
+
+
+async def test_bulk_retry_of_failed_jobs_gives_a_fresh_attempt_budget(api: Api) -> None:
+    """A failed job retried in bulk is queued with zero attempts, and claimable with epoch 2."""
+    _, headers = await api.agent()
+    job = await api.enqueue(max_attempts=1)
+    await api.claim(headers)
+    await api.client.post(
+        f"/v1/jobs/{job['id']}/fail", json={"epoch": 1, "error": "boom"}, headers=headers
+    )
+    [retried] = await _bulk(api, "retry", status="failed")
+    assert retried["id"] == job["id"]
+    assert retried["attempts"] == 0
+    [lease] = await api.claim(headers)
+    assert lease["lease"]["epoch"] == 2
+
+
+def _networked_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The memory provider never suspends, so one call would run its whole loop before
+    # the other started; a suspension before each store call, as a networked store
+    # has, lets the calls interleave between a read and a write.
+    for name in ("get", "query", "update_if_match", "replace"):
+        original = getattr(MemoryBackend, name)
+
+        async def suspended(*args: Any, __original: Any = original) -> Any:
+            await asyncio.sleep(0)
+            return await __original(*args)
+
+        monkeypatch.setattr(MemoryBackend, name, suspended)
+
+
+async def test_concurrent_bulk_retries_on_two_replicas_retry_each_job_once(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two replicas running one bulk retry at once requeue every job exactly once between them."""
+    ids = await _cancelled_jobs(api, 30, queue="race")
+    if api.co.settings.store_url.startswith("memory"):
+        _networked_memory(monkeypatch)
+    async with two_replicas(api) as (a, b):
+        results = await asyncio.gather(
+            *(
+                _bulk(replica, "retry", queue="race", status="cancelled", limit=1000)
+                for replica in (a, b, a, b)
+            )
+        )
+    retried = Counter(j["id"] for items in results for j in items)
+    assert sorted(retried) == sorted(ids)
+    assert set(retried.values()) == {1}, "a job was retried by two calls"
+    for job_id in ids:
+        stored = await api.job(job_id)
+        assert stored["status"] == "queued"
+        assert stored["attempts"] == 0
+
+
+async def test_bulk_cancel_cancels_queued_and_requests_leased_jobs_once(api: Api) -> None:
+    """Bulk cancel ends queued jobs, requests leased ones, and does not match those again."""
+    _, headers = await api.agent()
+    leased = await api.enqueue(queue="q")
+    await api.claim(headers)
+    api.clock.advance(1)
+    queued = await api.enqueue(queue="q")
+    untouched = await api.enqueue(queue="elsewhere")
+    first = await _bulk(api, "cancel", queue="q")
+    assert [(j["id"], j["status"], j["cancel_requested"]) for j in first] == [
+        (leased["id"], "leased", True),
+        (queued["id"], "cancelled", False),
+    ]
+    assert await _bulk(api, "cancel", queue="q") == []
+    assert (await api.job(untouched["id"]))["status"] == "queued"
+    r = await api.client.post("/v1/jobs/cancel", json={"limit": 0}, headers=api.admin)
+    assert r.status_code == 422
+
+
+async def _set_lock(api: Api, job_id: str, lock: str) -> None:
+    # The lock field arrives with the locks feature; until then the store is written directly.
+    jobs = api.co.containers.jobs
+    doc = await jobs.get(job_id, api.co.shard(job_id))
+    assert (
+        await jobs.update_if_match(job_id, doc.partition_key, doc, Patch(set={"lock": lock}))
+    ).ok
+    api.co.job_cache.evict(job_id)
+
+
+async def test_jobs_are_listed_by_kind_and_lock_and_cancelled_by_lock(api: Api) -> None:
+    """GET /v1/jobs filters by kind and lock (with queue and status), and bulk cancel by lock."""
+    a = await api.enqueue(queue="q", kind="resize")
+    api.clock.advance(1)
+    b = await api.enqueue(queue="q", kind="encode")
+    api.clock.advance(1)
+    c = await api.enqueue(queue="r", kind="resize")
+    await _set_lock(api, b["id"], "host-1")
+    await _set_lock(api, c["id"], "host-1")
+
+    async def listed(query: str) -> list[str]:
+        r = await api.client.get(f"/v1/jobs?{query}", headers=api.admin)
+        assert r.status_code == 200, r.text
+        return [j["id"] for j in r.json()["items"]]
+
+    assert await listed("kind=resize") == [a["id"], c["id"]]
+    assert await listed("kind=resize&queue=q") == [a["id"]]
+    assert await listed("kind=resize&queue=r&status=queued") == [c["id"]]
+    assert await listed("kind=resize&status=leased") == []
+    assert await listed("lock=host-1") == [b["id"], c["id"]]
+    assert await listed("lock=host-1&queue=r") == [c["id"]]
+    assert await listed("lock=nobody") == []
+    page = (await api.client.get("/v1/jobs?kind=resize&limit=1", headers=api.admin)).json()
+    nxt = await listed(f"kind=resize&limit=1&cursor={page['next_cursor']}")
+    assert nxt == [c["id"]]
+    cancelled = await _bulk(api, "cancel", lock="host-1")
+    assert [j["id"] for j in cancelled] == [b["id"], c["id"]]
+    assert (await api.job(a["id"]))["status"] == "queued"
+
+
+def eq_fields(query: Query) -> list[str]:
+    """The fields a query compares for equality."""
+    return [f.field for f in query.where if f.op == "eq"]
+
+
+@pytest.mark.parametrize("queue", [None, "q"])
+@pytest.mark.parametrize("status", [None, "failed"])
+@pytest.mark.parametrize("kind", [None, "resize"])
+@pytest.mark.parametrize("lock", [None, "host-1"])
+def test_the_memory_provider_walks_an_index_led_by_exactly_the_listing_filters(
+    queue: str | None, status: str | None, kind: str | None, lock: str | None
+) -> None:
+    """The first index whose leading fields the equalities cover (memory's choice) has no others."""
+    query = listing_query(JobFilter(queue=queue, status=status, kind=kind, lock=lock), 50)
+    wanted = set(eq_fields(query))
+    for index in JOBS_SPEC.indexes:
+        names = [name for name, _ in index.fields]
+        if names[-1] != "created_at":
+            continue
+        if set(names[:-1]) <= wanted:
+            assert set(names[:-1]) == wanted, (names, wanted)
+            return
+    raise AssertionError(f"no index serves {wanted}")
+
+
+@pytest.mark.parametrize("queue", [None, "q"])
+@pytest.mark.parametrize("status", [None, "failed"])
+@pytest.mark.parametrize("kind", [None, "resize"])
+@pytest.mark.parametrize("lock", [None, "host-1"])
+def test_every_listing_filter_combination_is_an_index_seek_on_sqlite(
+    tmp_path: Path, queue: str | None, status: str | None, kind: str | None, lock: str | None
+) -> None:
+    """Every combination of GET /v1/jobs filters, first page or later, seeks an index: no sort."""
+    spec = JOBS_SPEC
+    match = JobFilter(queue=queue, status=status, kind=kind, lock=lock)
+    first = listing_query(match, 50)
+    plan = plan_query(spec, first)
+    after = encode(plan, {"created_at": 1.0, "id": "x", "pk": "s00"})
+    db = tmp_path / "plan.db"
+    with sqlite3.connect(db) as conn:
+        for statement in schema_sql(spec):
+            conn.execute(statement)
+        for query in (first, listing_query(match, 50, after)):
+            for branch in query_branches(spec, plan_query(spec, query)):
+                rows = conn.execute(f"EXPLAIN QUERY PLAN {branch.sql}", branch.params).fetchall()
+                text = " | ".join(str(row[3]) for row in rows)
+                assert "USING INDEX" in text or "USING COVERING INDEX" in text, text
+                assert "TEMP B-TREE" not in text, text
+                # The index seeks on exactly the listing's equalities (the lock alone for a lock).
+                sought = set(re.findall(r"f_(\w+)=\?", text)) - {"created__at"}
+                assert sorted(sought) == sorted(eq_fields(first)), text

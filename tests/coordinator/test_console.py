@@ -1,0 +1,244 @@
+"""The operator console in process: sign-in, sessions, CSRF, escaping, CSP, every page and form."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from structlog.testing import capture_logs
+
+from .conftest import ADMIN, Api
+
+PAGES = ("/ui/", "/ui/queues", "/ui/jobs", "/ui/failed", "/ui/agents", "/ui/schedules")
+INJECTION = '<script>alert("x")</script>'
+IMG = "<img src=x onerror=alert(1)>"
+
+
+def _hidden(html: str, name: str = "csrf") -> str:
+    found = re.search(rf'name="{name}" value="([^"]*)"', html)
+    assert found, f"no hidden {name} field"
+    return found.group(1)
+
+
+async def _signin(client: httpx.AsyncClient, token: str = ADMIN) -> httpx.Response:
+    form = await client.get("/ui/signin")
+    return await client.post(
+        "/ui/signin", data={"token": token, "csrf": _hidden(form.text)}, follow_redirects=False
+    )
+
+
+async def _csrf(api: Api) -> str:
+    return _hidden((await api.client.get("/ui/queues")).text)
+
+
+async def test_pages_need_a_session_and_signing_in_sets_a_strict_http_only_cookie(api: Api) -> None:
+    """Without a session a page redirects to sign-in; the admin token buys a strict cookie."""
+    r = await api.client.get("/ui/", follow_redirects=False)
+    assert r.status_code == 303
+    assert r.headers["location"] == "/ui/signin"
+    signed = await _signin(api.client)
+    assert signed.status_code == 303
+    cookie = next(v for k, v in signed.headers.multi_items() if v.startswith("fleet_console="))
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
+    assert "Path=/ui" in cookie
+    assert "Max-Age=" in cookie
+    assert "Secure" not in cookie  # plain http on loopback
+    for path in PAGES:
+        page = await api.client.get(path)
+        assert page.status_code == 200, path
+        assert ADMIN not in page.text
+
+
+async def test_the_session_cookie_is_secure_under_https(api: Api) -> None:
+    """Over https the session cookie carries Secure."""
+    transport = httpx.ASGITransport(app=api.app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://test") as client:
+        signed = await _signin(client)
+    cookie = next(v for k, v in signed.headers.multi_items() if v.startswith("fleet_console="))
+    assert "Secure" in cookie
+
+
+async def test_a_wrong_token_or_a_missing_form_token_signs_nobody_in(api: Api) -> None:
+    """A wrong admin token gets 401 and no session; a sign-in without its form token gets 403."""
+    wrong = await _signin(api.client, "not-the-token")
+    assert wrong.status_code == 401
+    cookies = [v for k, v in wrong.headers.multi_items() if k == "set-cookie"]
+    assert not [c for c in cookies if c.startswith("fleet_console=")]
+    forged = await api.client.post("/ui/signin", data={"token": ADMIN}, follow_redirects=False)
+    assert forged.status_code == 403
+    assert (await api.client.get("/ui/", follow_redirects=False)).status_code == 303
+
+
+async def test_sign_in_attempts_are_rate_limited(api: Api) -> None:
+    """After five attempts a minute, even the right token is refused with 429."""
+    for _ in range(5):
+        assert (await _signin(api.client, "guess")).status_code == 401
+    limited = await _signin(api.client)
+    assert limited.status_code == 429
+    assert (await api.client.get("/ui/", follow_redirects=False)).status_code == 303
+
+
+async def test_the_admin_token_is_never_logged_and_signing_out_revokes_the_session(
+    api: Api,
+) -> None:
+    """Sign-in logs no token; after sign-out the old cookie opens nothing."""
+    with capture_logs() as logs:
+        await _signin(api.client)
+        await _signin(api.client, "wrong-token-value")
+    assert ADMIN not in repr(logs)
+    assert "wrong-token-value" not in repr(logs)
+    cookie = api.client.cookies.get("fleet_console", path="/ui")
+    assert cookie
+    out = await api.client.post(
+        "/ui/signout", data={"csrf": await _csrf(api)}, follow_redirects=True
+    )
+    assert out.status_code == 200  # followed to the sign-in page
+    api.client.cookies.set("fleet_console", cookie, path="/ui")
+    assert (await api.client.get("/ui/", follow_redirects=False)).status_code == 303
+
+
+async def test_every_page_forbids_inline_script(api: Api) -> None:
+    """Every console answer, signed in or not, carries a CSP without inline script or eval."""
+    await _signin(api.client)
+    for path in (*PAGES, "/ui/signin", "/ui/jobs/nosuchjob", "/ui/static/console.js"):
+        r = await api.client.get(path)
+        csp = r.headers["content-security-policy"]
+        assert "script-src 'self'" in csp, path
+        assert "unsafe-inline" not in csp
+        assert "unsafe-eval" not in csp
+        assert "<script>" not in r.text or path.endswith(".js")
+    htmx = await api.client.get("/ui/static/htmx.min.js")
+    assert htmx.status_code == 200
+    assert "javascript" in htmx.headers["content-type"]
+
+
+async def test_state_changing_forms_without_the_csrf_token_get_403_and_change_nothing(
+    api: Api,
+) -> None:
+    """Pause, cancel, retry, bulk retry, drain, delete, sign-out: no or a wrong token, 403."""
+    await _signin(api.client)
+    agent_id, _ = await api.agent()
+    job = await api.enqueue(queue="q")
+    posts = (
+        "/ui/queues/q/pause",
+        f"/ui/jobs/{job['id']}/cancel",
+        f"/ui/jobs/{job['id']}/retry",
+        "/ui/failed/retry",
+        f"/ui/agents/{agent_id}/drain",
+        f"/ui/agents/{agent_id}/delete",
+        "/ui/signout",
+    )
+    for path in posts:
+        for data in ({}, {"csrf": "forged"}):
+            r = await api.client.post(path, data=data, follow_redirects=False)
+            assert r.status_code == 403, path
+    assert (await api.job(job["id"]))["status"] == "queued"
+    queues = (await api.client.get("/v1/queues", headers=api.admin)).json()["items"]
+    assert [q["paused"] for q in queues] == [False]
+    agent = (await api.client.get(f"/v1/agents/{agent_id}", headers=api.admin)).json()
+    assert agent["draining"] is False
+    assert (await api.client.get("/ui/", follow_redirects=False)).status_code == 200
+    # Without any session a form is refused the same way.
+    api.client.cookies.clear()
+    r = await api.client.post("/ui/queues/q/pause", data={"csrf": "x"}, follow_redirects=False)
+    assert r.status_code == 403
+
+
+async def test_forms_act_as_the_api_does(api: Api) -> None:
+    """Pausing, cancelling, retrying one and in bulk, draining and deleting through the console."""
+    await _signin(api.client)
+    csrf = await _csrf(api)
+    agent_id, headers = await api.agent()
+    job = await api.enqueue(queue="q")
+    await api.client.post("/ui/queues/q/pause", data={"csrf": csrf})
+    assert await api.claim(headers) == []
+    await api.client.post("/ui/queues/q/resume", data={"csrf": csrf})
+    await api.client.post(f"/ui/jobs/{job['id']}/cancel", data={"csrf": csrf})
+    assert (await api.job(job["id"]))["status"] == "cancelled"
+    again = await api.client.post(
+        f"/ui/jobs/{job['id']}/cancel", data={"csrf": csrf}, follow_redirects=True
+    )
+    assert "Refused" in again.text
+    await api.client.post(f"/ui/jobs/{job['id']}/retry", data={"csrf": csrf})
+    assert (await api.job(job["id"]))["status"] == "queued"
+    await api.client.post(f"/ui/jobs/{job['id']}/cancel", data={"csrf": csrf})
+    bulk = await api.client.post(
+        "/ui/failed/retry",
+        data={"csrf": csrf, "status": "cancelled", "queue": "q"},
+        follow_redirects=True,
+    )
+    assert 'data-retried="1"' in bulk.text
+    assert (await api.job(job["id"]))["status"] == "queued"
+    await api.client.post(f"/ui/agents/{agent_id}/drain", data={"csrf": csrf})
+    assert await api.claim(headers) == []
+    await api.client.post(f"/ui/agents/{agent_id}/delete", data={"csrf": csrf})
+    r = await api.client.get(f"/v1/agents/{agent_id}", headers=api.admin)
+    assert r.status_code == 404
+
+
+@pytest.mark.parametrize("path", [*PAGES, "/ui/jobs/{id}"])
+async def test_script_injection_strings_are_shown_as_text(api: Api, path: str) -> None:
+    """Payloads, kinds, errors, labels and agent names with markup appear escaped on every page."""
+    await _signin(api.client)
+    _, headers = await api.agent(name=INJECTION, labels={IMG: INJECTION})
+    job = await api.enqueue(kind=INJECTION, payload={IMG: INJECTION}, max_attempts=1)
+    await api.claim(headers)
+    await api.client.post(
+        f"/v1/jobs/{job['id']}/fail", json={"epoch": 1, "error": IMG}, headers=headers
+    )
+    html = (await api.client.get(path.format(id=job["id"]))).text
+    assert "<script>alert" not in html
+    assert "<img src=x" not in html
+    if path in ("/ui/jobs", "/ui/failed", "/ui/agents", "/ui/jobs/{id}"):
+        assert "&lt;script&gt;" in html
+
+
+async def test_job_page_shows_payload_result_and_runs(api: Api) -> None:
+    """A job's page shows its pretty payload, its result, and each run's outcome and error."""
+    await _signin(api.client)
+    _, headers = await api.agent()
+    job = await api.enqueue(payload={"width": 640})
+    await api.claim(headers)
+    beat = {"epoch": 1, "progress": {"done": 3, "of": 10, "note": INJECTION}}
+    assert (
+        await api.client.post(f"/v1/jobs/{job['id']}/heartbeat", json=beat, headers=headers)
+    ).status_code == 200
+    await api.client.post(
+        f"/v1/jobs/{job['id']}/fail", json={"epoch": 1, "error": "disk full"}, headers=headers
+    )
+    api.clock.advance(3600)  # past the retry backoff
+    assert len(await api.claim(headers)) == 1
+    await api.client.post(
+        f"/v1/jobs/{job['id']}/complete", json={"epoch": 2, "result": {"ok": 1}}, headers=headers
+    )
+    html = (await api.client.get(f"/ui/jobs/{job['id']}")).text
+    assert "&#34;width&#34;: 640" in html  # autoescaped quotes, shown as typed
+    assert "&#34;ok&#34;: 1" in html
+    assert html.count('class="run ') == 2
+    assert "disk full" in html
+    assert "o-succeeded" in html
+    assert "&#34;done&#34;: 3, &#34;note&#34;: &#34;&lt;script&gt;" in html  # the run's progress
+    assert "<script>alert" not in html
+    missing = await api.client.get("/ui/jobs/nosuchjob")
+    assert missing.status_code == 404
+    opened = await api.client.get("/ui/jobs/open", params={"id": job["id"]}, follow_redirects=False)
+    assert opened.headers["location"] == f"/ui/jobs/{job['id']}"
+
+
+async def test_jobs_page_filters_and_pages_with_a_cursor(api: Api) -> None:
+    """The jobs page filters like GET /v1/jobs and pages fifty at a time with its cursor."""
+    await _signin(api.client)
+    for i in range(55):
+        await api.enqueue(queue="bulk", kind="even" if i % 2 == 0 else "odd")
+        api.clock.advance(0.001)
+    first = (await api.client.get("/ui/jobs", params={"queue": "bulk"})).text
+    assert first.count("<tr>") == 50 + 1  # the header row
+    nxt = re.search(r'rel="next" href="([^"]+)"', first)
+    assert nxt
+    second = (await api.client.get(nxt.group(1).replace("&amp;", "&"))).text
+    assert second.count("<tr>") == 5 + 1
+    odd = (await api.client.get("/ui/jobs", params={"kind": "odd"})).text
+    api_odd = (await api.client.get("/v1/jobs?kind=odd", headers=api.admin)).json()["items"]
+    assert odd.count("<tr>") == len(api_odd) + 1 == 28
