@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         if ok and not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
+            _prune(workdir)
             say(f"logs and id files kept in {workdir}")
     text = _document(rows, workers, versions, args)
     print(text)
@@ -95,6 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(text)
     say(f"table written to {out}")
     return 0
+
+
+def _prune(workdir: Path) -> None:
+    """Keep the logs and id files of a failed run; drop the data dirs and venvs."""
+    for name in ("venvs", "pgdata", "pgsock", "redis"):
+        shutil.rmtree(workdir / name, ignore_errors=True)
+    for database in workdir.glob("*/fleet.db*"):
+        database.unlink(missing_ok=True)
 
 
 def _rep(

@@ -3,7 +3,8 @@
 ``Processes.spawn`` starts a command in a new session (so a Ctrl-C in the terminal
 reaches only the bench, which then stops the rest in order) and remembers it.
 ``stop`` sends SIGTERM to the whole group, then SIGKILL after a grace period.
-``guard()`` turns SIGTERM and SIGHUP into ``SystemExit`` so ``finally`` blocks run,
+``guard()`` turns Ctrl-C into ``KeyboardInterrupt`` and SIGTERM and SIGHUP into
+``SystemExit`` so ``finally`` blocks run,
 and registers ``stop_all`` with ``atexit`` as the last line of defence.
 """
 
@@ -101,7 +102,10 @@ def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
 
 
 def guard(processes: Processes) -> None:
-    """Stop ``processes`` on SIGTERM / SIGHUP (as on Ctrl-C) and at interpreter exit."""
+    """Stop ``processes`` on Ctrl-C, SIGTERM or SIGHUP, and at interpreter exit."""
+    # Ctrl-C raises KeyboardInterrupt even where the parent shell left SIGINT ignored
+    # (as a non-interactive shell does for background jobs).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _exit_on_signal)
     atexit.register(processes.stop_all)
