@@ -19,7 +19,7 @@ from .fleet import Fleet
 from .processes import Processes, guard
 from .procrastinate_pg import Procrastinate
 from .progress import say
-from .results import Row, table
+from .results import Row, table, trials
 from .rq_redis import Rq
 from .runner import batch_trial, drain_trial
 from .system import System
@@ -143,6 +143,8 @@ def _document(
         f"W = {', '.join(map(str, workers))}; {platform.python_implementation()} "
         f"{platform.python_version()}, {_cores()} cores.\n\nVersions: {listed}.\n\n"
         + table(rows, workers)
+        + "\nEvery trial:\n\n"
+        + trials(rows)
     )
 
 

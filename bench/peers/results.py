@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from .runner import DrainTrial, median
 
-__all__ = ["Row", "table"]
+__all__ = ["Row", "table", "trials"]
 
 
 @dataclass
@@ -123,3 +123,33 @@ def _ratios(ours: Sequence[Row], peers: Sequence[Row], workers: Sequence[int]) -
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def trials(rows: Sequence[Row]) -> str:
+    """Every drain trial, in the order of its rows and worker counts (medians hide spread)."""
+    head = [
+        "system",
+        "W",
+        "enqueue jobs/s",
+        "drain jobs/s",
+        "machine busy",
+        "server CPU per job",
+        "worker CPU per job",
+        "duplicates / missing / failed",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        for count, runs in row.drains.items():
+            for t in runs:
+                cells = [
+                    row.label,
+                    str(count),
+                    _n(t.enqueue_jps),
+                    _n(t.drain_jps),
+                    _pct(t.busy),
+                    _ms(t.server_ms_per_job),
+                    _ms(t.worker_ms_per_job),
+                    f"{t.ids.duplicates} / {t.ids.missing} / {t.failed}",
+                ]
+                lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
