@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.served import tool_path
+
 from .context import Bench
 from .servers import free_port
 from .system import Command, Driver
@@ -25,11 +26,6 @@ from .system import Command, Driver
 __all__ = ["Fleet"]
 
 READY_TIMEOUT = 30.0
-
-
-def _tool(name: str) -> str:
-    beside = Path(sys.executable).parent / name
-    return str(beside) if beside.exists() else (shutil.which(name) or name)
 
 
 class Fleet:
@@ -66,11 +62,9 @@ class Fleet:
         self._port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
         env.update(FLEET_STORE_URL=f"sqlite:///{home}/fleet.db", FLEET_ADMIN_TOKEN=self.token)
+        serve = [tool_path("fleet-coordinator"), "serve", "--host", "127.0.0.1"]
         self._server = self._bench.processes.spawn(
-            [_tool("fleet-coordinator"), "serve", "--host", "127.0.0.1", "--port", str(self._port)],
-            env=env,
-            cwd=home,
-            log=home / "coordinator.log",
+            [*serve, "--port", str(self._port)], env=env, cwd=home, log=home / "coordinator.log"
         )
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
@@ -99,7 +93,7 @@ class Fleet:
                 body = {"name": f"bench-{index}", "capacity": self.concurrency}
                 answer = http.post("/v1/agents", json=body)
                 answer.raise_for_status()
-                argv = [_tool("fleet-agent"), "run", "--url", self.url]
+                argv = [tool_path("fleet-agent"), "run", "--url", self.url]
                 argv += ["--concurrency", str(self.concurrency), "--handlers", "fleet_app:HANDLERS"]
                 commands.append(Command(argv, {"FLEET_AGENT_TOKEN": answer.json()["token"]}))
         return commands
