@@ -7,7 +7,7 @@ from .system import Command, Driver
 
 __all__ = ["REQUIREMENTS", "Rq"]
 
-REQUIREMENTS = ["rq==2.12.0", "redis==8.2.0"]
+REQUIREMENTS = ["rq==3.0.0", "redis==8.2.0"]
 
 
 class Rq:
