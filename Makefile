@@ -19,7 +19,7 @@ KILL_EVERY ?= 3
 # The console's vendored htmx (services/coordinator/.../console/static); `make vendor-htmx` refreshes it.
 HTMX_VERSION := 2.0.11
 
-.PHONY: help run demo setup deps py-deps node-deps tools browser vendor-htmx lint format style typecheck test verify generate bench stress cosmos-up cosmos-down clean
+.PHONY: help run demo setup deps py-deps node-deps tools browser vendor-htmx lint format style typecheck test verify generate bench bench-peers stress cosmos-up cosmos-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -81,6 +81,9 @@ generate: py-deps ## rewrite the files derived from code: infra/azure/containers
 
 bench: setup ## benchmarks; prints ratios measured in one run
 	$(UV) run python -m bench
+
+bench-peers: py-deps ## this coordinator beside Celery, RQ and procrastinate (PEERS_ARGS="--jobs 500 --reps 1")
+	UV=$(UV) $(UV) run python -m bench.peers $(PEERS_ARGS)
 
 stress: setup ## long chaos run over 3 real replicas (DURATION=s CLAIMS=n STORE=sqlite|cosmos KILL_EVERY=s)
 	$(UV) run python -m tests.stress --duration $(DURATION) --claims $(CLAIMS) --store $(STORE) --kill-every $(KILL_EVERY)

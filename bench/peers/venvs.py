@@ -1,0 +1,44 @@
+"""Temporary virtualenvs for the peers, made with ``uv venv`` + ``uv pip install`` (pinned).
+
+They stay out of the project's ``uv.lock``: each peer gets its own environment
+under the run's temp dir (or ``--venvs DIR`` to keep them between runs).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .progress import say
+
+__all__ = ["make_venv"]
+
+
+def _uv() -> str:
+    uv = os.environ.get("UV") or shutil.which("uv")
+    if uv is None:
+        raise SystemExit("peers: uv not found (make bench-peers passes it as UV)")
+    return uv
+
+
+def make_venv(root: Path, name: str, requirements: list[str]) -> Path:
+    """A venv at ``root/name`` holding ``requirements``; returns its python."""
+    venv = root / name
+    python = venv / "bin" / "python"
+    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+    env.pop("VIRTUAL_ENV", None)
+    if not python.exists():
+        say(f"venv {name}: uv venv")
+        subprocess.run(
+            [_uv(), "venv", "-q", "--python", sys.executable, str(venv)], check=True, env=env
+        )
+    say(f"venv {name}: uv pip install {' '.join(requirements)}")
+    subprocess.run(
+        [_uv(), "pip", "install", "-q", "--python", str(python), *requirements],
+        check=True,
+        env=env,
+    )
+    return python
