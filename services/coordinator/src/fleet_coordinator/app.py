@@ -21,6 +21,7 @@ from .services import Coordinator, run_reaper
 from .services.ledger import flush_all
 from .settings import Settings
 from .store import open_containers
+from .tracing import instrument
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -107,6 +108,7 @@ def create_app(
     if hot_path:
         app.add_middleware(HotPath)  # inside the guard: the body limit and metrics apply
     app.add_middleware(GuardMiddleware, body_limit=body_limit, metrics=metrics)
+    instrument(app)  # OpenTelemetry outermost, when the otel extra is installed
 
     for router in (jobs_router, agents_router, leases_router):
         app.include_router(router, responses=_ERROR_RESPONSES)

@@ -27,6 +27,7 @@ from .. import domain
 from ..domain import JobState, JobStatus
 from ..errors import translate_store_errors
 from ..store import job_from_doc, new_id
+from ..tracing import job_span
 from .agents import read_agent, update_agent
 from .context import Coordinator
 from .ledger import held_after_release, settle, without_released
@@ -153,6 +154,7 @@ async def _lease(co: Coordinator, agent: Document, doc: Document) -> JobState | 
         return None
     co.metrics.claims.labels(new.queue).inc()
     co.log.info("coordinator.job.claimed", job_id=new.id, agent_id=agent.id, epoch=new.epoch)
+    job_span("coordinator.job.claimed", new, agent.id, new.epoch)
     return new
 
 

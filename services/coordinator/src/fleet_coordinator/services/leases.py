@@ -7,6 +7,7 @@ from typing import Any
 from .. import domain
 from ..domain import JobState, JobStatus, Timestamp
 from ..errors import CoordinatorError
+from ..tracing import job_span
 from .context import Coordinator
 from .ledger import forget_lease
 from .transitions import transition
@@ -25,6 +26,7 @@ async def _ended(co: Coordinator, op: str, agent_id: str, old: JobState, new: Jo
         epoch=old.epoch,
         status=new.status.value,
     )
+    job_span(f"coordinator.job.{op}", new, agent_id, old.epoch)
     if new.status is JobStatus.QUEUED:
         co.notifier.notify()
 
