@@ -223,6 +223,7 @@ def add_agents(groups: Groups, common: argparse.ArgumentParser) -> None:
     add.add_argument("--capacity", type=int, default=1)
     add.add_argument("--label", type=pair, action="append", default=[], metavar="KEY=VALUE")
     add.add_argument("--queue", dest="queues", action="append", default=[])
+    add.add_argument("-q", "--quiet", action="store_true", help="print only the agent token")
     add.set_defaults(run=_agent_add)
     for name, run, text in (
         ("drain", _agent_drain, "no new claims for the agent"),
@@ -244,6 +245,9 @@ async def _agent_add(client: FleetClient, args: argparse.Namespace, out: Output)
     )
     if args.json:
         out.json({"agent": created.agent.model_dump(mode="json"), "token": created.token})
+        return EXIT_OK
+    if args.quiet:
+        out.out.file.write(created.token + "\n")
         return EXIT_OK
     out.agents([created.agent])
     # The agent's token is the point of this command (shown once by the coordinator).
