@@ -39,6 +39,7 @@ def parser() -> argparse.ArgumentParser:
         dest="retry_timeout",
         type=float,
         default=10.0,
+        metavar="SECONDS",
         help="how long calls that are safe to repeat retry an unavailable coordinator",
     )
     top = argparse.ArgumentParser(
