@@ -3,7 +3,7 @@
 Every call goes through ``_send``: one request, its answer or transport error
 translated into the ``FleetError`` tree. Only requests that are safe to repeat are
 retried, on ``CoordinatorUnavailable`` (refused or reset connections, timeouts,
-502/503/504), with exponential backoff and jitter (stamina) for at most
+429/502/503/504), with exponential backoff and jitter (stamina) for at most
 ``retry_timeout`` seconds: reads, pause/resume, drain, deletes, ``PUT`` of a
 schedule, and enqueues whose every job carries an idempotency key. Anything else
 (an enqueue without a key, cancel, retry, registering an agent) is sent once: a

@@ -3,7 +3,7 @@
 ::
 
     FleetError                    root of everything this package raises
-    ├── CoordinatorUnavailable    connection refused / reset, timeout, 502/503/504
+    ├── CoordinatorUnavailable    connection refused / reset, timeout, 429/502/503/504
     ├── Unauthorized              401 or 403: a missing, wrong or agent token
     ├── ServerError               500 internal_error: a coordinator bug, never retried
     └── RequestRejected           any other 4xx, with .status, .code and .details

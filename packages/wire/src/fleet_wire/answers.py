@@ -11,8 +11,11 @@ import httpx
 
 __all__ = ["UNAVAILABLE_STATUSES", "ErrorAnswer", "error_answer", "transport_errors"]
 
-UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
-"""Statuses that mean "not now" (the store, or a proxy in front): worth a retry."""
+UNAVAILABLE_STATUSES = frozenset({429, 502, 503, 504})
+"""Statuses that mean "not now", the request not applied: worth a retry after a pause.
+
+503 is the store (or a proxy in front: 502, 504); 429 a per-agent limit of long-polls
+waiting on one replica."""
 
 
 @dataclass(frozen=True, slots=True)
