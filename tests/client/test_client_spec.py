@@ -6,7 +6,14 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from fleet_client import FleetClient, JobSpec, NotFound, RequestRejected
+from fleet_client import (
+    CoordinatorUnavailable,
+    FleetClient,
+    JobSpec,
+    NotFound,
+    RequestRejected,
+    ServerError,
+)
 
 from .spec_fake import SpecFake, job
 
@@ -110,3 +117,50 @@ async def test_names_are_escaped_in_paths() -> None:
     async with FleetClient("http://fake", "t", transport=httpx.MockTransport(answer)) as client:
         await client.delete_schedule("a/b?c")
     assert paths == [b"/v1/schedules/a%2Fb%3Fc"]
+
+
+async def test_a_503_is_retried_after_its_retry_after() -> None:
+    """A read answered 503 with ``Retry-After`` is retried once the coordinator said to."""
+    answers = [
+        httpx.Response(503, headers={"Retry-After": "0"}, json=_unavailable()),
+        httpx.Response(200, json={"items": []}),
+    ]
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        return answers.pop(0)
+
+    async with FleetClient("http://fake", "t", transport=httpx.MockTransport(answer)) as client:
+        assert await client.list_agents() == []
+    assert seen == ["/v1/agents", "/v1/agents"]
+
+
+def test_the_wait_is_the_retry_after_when_given() -> None:
+    """The hook waits ``Retry-After`` seconds, else backs off as usual, and stops on others."""
+    from fleet_client.client import _backoff
+
+    told = CoordinatorUnavailable("503 store_unavailable: …")
+    told.retry_after = 1.5
+    assert _backoff(told) == 1.5
+    assert _backoff(CoordinatorUnavailable("refused")) is True
+    assert _backoff(NotFound("404")) is False
+
+
+async def test_a_500_is_a_server_error_and_not_retried() -> None:
+    """A defect (500 internal_error) raises ServerError after one request."""
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        body = {"error": {"code": "internal_error", "message": "bug", "details": {}}}
+        return httpx.Response(500, json=body)
+
+    async with FleetClient("http://fake", "t", transport=httpx.MockTransport(answer)) as client:
+        with pytest.raises(ServerError):
+            await client.list_queues()
+    assert len(seen) == 1
+
+
+def _unavailable() -> dict[str, object]:
+    return {"error": {"code": "store_unavailable", "message": "down", "details": {}}}

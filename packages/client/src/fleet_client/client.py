@@ -340,7 +340,7 @@ class FleetClient:
         if not safe:
             return await self._once(method, path, body, params)
         async for attempt in stamina.retry_context(
-            on=CoordinatorUnavailable,
+            on=_backoff,
             attempts=None,
             timeout=self.retry_timeout,
             wait_initial=0.05,
@@ -366,6 +366,13 @@ class FleetClient:
             )
         raise_for_answer(response)
         return response
+
+
+def _backoff(exc: Exception) -> bool | float:
+    """Retry ``CoordinatorUnavailable``: after its ``Retry-After`` when it has one."""
+    if not isinstance(exc, CoordinatorUnavailable):
+        return False
+    return True if exc.retry_after is None else exc.retry_after
 
 
 def _present(**fields: Any) -> dict[str, Any]:

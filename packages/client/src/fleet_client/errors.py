@@ -54,6 +54,9 @@ class FleetError(Exception):
 class CoordinatorUnavailable(FleetError):
     """The coordinator cannot be reached or its store is unavailable; retry later."""
 
+    retry_after: float | None = None
+    """Seconds the coordinator asked to wait (``Retry-After``), when it said."""
+
 
 class Unauthorized(FleetError):
     """The coordinator refused the token (missing, unknown, or not the admin token)."""
@@ -89,8 +92,18 @@ def raise_for_answer(response: httpx.Response) -> None:
     if response.is_success:
         return
     error = error_answer(response)
+    fields: dict[str, Any] = {"status": error.status, "code": error.code, "details": error.details}
     if error.status in UNAVAILABLE_STATUSES:
-        kind: type[FleetError] = CoordinatorUnavailable
-    else:
-        kind = _BY_STATUS.get(error.status, RequestRejected if error.status < 500 else ServerError)
-    raise kind(error.text, status=error.status, code=error.code, details=error.details)
+        unavailable = CoordinatorUnavailable(error.text, **fields)
+        unavailable.retry_after = _seconds(response.headers.get("retry-after"))
+        raise unavailable
+    kind = _BY_STATUS.get(error.status, RequestRejected if error.status < 500 else ServerError)
+    raise kind(error.text, **fields)
+
+
+def _seconds(value: str | None) -> float | None:
+    # Retry-After in seconds, as the coordinator sends it; an HTTP date (a proxy's) is ignored.
+    try:
+        return None if value is None else max(float(value), 0.0)
+    except ValueError:
+        return None
