@@ -20,13 +20,16 @@ if _PATH:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
     class _JsonLines(SpanExporter):
+        def __init__(self, path: str) -> None:
+            self.path = path
+
         def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-            with open(_PATH, "a", encoding="utf-8") as out:  # type: ignore[arg-type]
+            with open(self.path, "a", encoding="utf-8") as out:
                 for span in spans:
                     out.write(span.to_json(indent=None) + "\n")
             return SpanExportResult.SUCCESS
 
     _service = os.environ.get("TEST_SERVICE_NAME", "process")
     _provider = TracerProvider(resource=Resource.create({"service.name": _service}))
-    _provider.add_span_processor(SimpleSpanProcessor(_JsonLines()))
+    _provider.add_span_processor(SimpleSpanProcessor(_JsonLines(_PATH)))
     trace.set_tracer_provider(_provider)
