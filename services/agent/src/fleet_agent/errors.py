@@ -15,11 +15,11 @@ HTTP answers and httpx errors become these in ``raise_for_answer`` and
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 import httpx
+from fleet_wire import UNAVAILABLE_STATUSES, error_answer, transport_errors
 
 __all__ = [
     "AgentError",
@@ -75,42 +75,24 @@ class JobFailed(AgentError):
         self.retryable = retryable
 
 
-# 429: too many long-polls of this agent waiting on the replica (retry after a pause).
-_UNAVAILABLE = {429, 502, 503, 504}
-
-
 def raise_for_answer(response: httpx.Response) -> None:
     """Raise the ``AgentError`` matching a non-2xx answer (SPEC error shape)."""
     if response.is_success:
         return
-    status = response.status_code
-    code, message, details = _error_fields(response)
-    kwargs: dict[str, Any] = {"status": status, "code": code, "details": details}
-    text = f"{status} {code}: {message}"
-    if status in _UNAVAILABLE:
-        raise CoordinatorUnavailable(text, **kwargs)
+    error = error_answer(response)
+    status, code = error.status, error.code
+    kwargs: dict[str, Any] = {"status": status, "code": code, "details": error.details}
+    if status in UNAVAILABLE_STATUSES:
+        raise CoordinatorUnavailable(error.text, **kwargs)
     if status in (401, 403):
-        raise Unauthorized(text, **kwargs)
+        raise Unauthorized(error.text, **kwargs)
     if status == 409 and code == "lease_lost":
-        raise LeaseLost(text, **kwargs)
+        raise LeaseLost(error.text, **kwargs)
     if status >= 500:  # SPEC allows no 500; treat a broken proxy or server as unavailable
-        raise CoordinatorUnavailable(text, **kwargs)
-    raise RequestRejected(text, **kwargs)
+        raise CoordinatorUnavailable(error.text, **kwargs)
+    raise RequestRejected(error.text, **kwargs)
 
 
-def _error_fields(response: httpx.Response) -> tuple[str, str, dict[str, Any]]:
-    try:
-        error = response.json()["error"]
-        return str(error["code"]), str(error["message"]), dict(error.get("details") or {})
-    except (ValueError, KeyError, TypeError):
-        return "http_error", response.reason_phrase or "unexpected answer", {}
-
-
-@contextmanager
-def translate_transport_errors(url: str) -> Iterator[None]:
+def translate_transport_errors(url: str) -> AbstractContextManager[None]:
     """Turn httpx transport errors (refused, reset, timeout) into ``CoordinatorUnavailable``."""
-    try:
-        yield
-    except httpx.TransportError as exc:
-        reason = str(exc) or type(exc).__name__
-        raise CoordinatorUnavailable(f"cannot reach the coordinator at {url}: {reason}") from exc
+    return transport_errors(url, CoordinatorUnavailable)

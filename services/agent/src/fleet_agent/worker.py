@@ -41,6 +41,7 @@ from .errors import (
 from .job import CancelReason, Handler, Job
 from .models import Claimed, HeartbeatAnswer, Report
 from .reporter import Reporter, raise_for_report
+from .tracing import run_in_span
 
 __all__ = ["Worker"]
 
@@ -232,7 +233,8 @@ class Worker:
     def _start(self, item: Claimed) -> None:
         job = Job(item.job, item.lease)
         self.log.info("agent.job.claimed", job_id=job.id, kind=job.kind, epoch=job.epoch)
-        handler = asyncio.create_task(self._call_handler(job), name=f"handler-{job.id}")
+        run = run_in_span(job, self._call_handler)  # a child span of the enqueue's trace
+        handler = asyncio.create_task(run, name=f"handler-{job.id}")
         task = asyncio.create_task(self._run_job(job, handler), name=f"job-{job.id}")
         self._tasks[job.id] = _Running(job, task, handler)
         self.running[job.id] = job

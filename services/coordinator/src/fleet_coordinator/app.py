@@ -28,6 +28,7 @@ from .metrics import Metrics
 from .services import Coordinator, refresh_paused, run_reaper
 from .settings import Settings
 from .store import open_containers
+from .tracing import instrument
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -112,6 +113,7 @@ def create_app(
     if hot_path:
         app.add_middleware(HotPath)  # inside the guard: callers, limits and metrics apply
     app.add_middleware(GuardMiddleware, settings=settings, metrics=metrics)
+    instrument(app)  # OpenTelemetry outermost, when the otel extra is installed
 
     for router in (jobs_router, queues_router, agents_router, leases_router):
         app.include_router(router, responses=_ERROR_RESPONSES)

@@ -34,6 +34,7 @@ def _fields(job: JobState) -> dict[str, Any]:
         "queue": job.queue,
         "kind": job.kind,
         "payload": dict(job.payload),
+        "traceparent": job.traceparent,
         "priority": job.priority,
         "status": job.status.value,
         "attempts": job.attempts,

@@ -58,6 +58,11 @@ LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=63)]
 LabelValue = Annotated[str, StringConstraints(max_length=255)]
 Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=32)]
 Epoch = Annotated[int, Field(ge=1, le=2**53 - 1)]
+Traceparent = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"),
+    Field(description="W3C trace context of the enqueue; the agent runs the job in a child span"),
+]
 
 
 _PORTABLE = (
@@ -77,6 +82,7 @@ class JobCreate(_In):
     queue: QueueName = "default"
     kind: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     payload: dict[str, Any] = Field(default_factory=dict, description=_PORTABLE)
+    traceparent: Traceparent | None = None
     priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
     max_attempts: int = Field(default=3, ge=1, le=100)
     lease_seconds: float | None = Field(default=None, gt=0, le=86_400)
@@ -127,6 +133,7 @@ class JobOut(BaseModel):
     queue: str
     kind: str
     payload: dict[str, Any]
+    traceparent: str | None = None
     priority: int
     status: str
     attempts: int

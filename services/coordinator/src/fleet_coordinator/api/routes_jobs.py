@@ -91,11 +91,14 @@ def _new_job(co: Coordinator, body: JobCreate) -> NewJob:
     digest = ""
     if body.idempotency_key is not None:
         # What a replay under the same key must match (a random id never replays).
-        dumped = body.model_dump(mode="json")
+        # The trace context is left out: the same job enqueued again from another
+        # request (a retry of the caller's own work) is a replay, not a conflict.
+        dumped = body.model_dump(mode="json", exclude={"traceparent"})
         digest = hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()
     return NewJob(
         kind=body.kind,
         payload=body.payload,
+        traceparent=body.traceparent,
         queue=body.queue,
         priority=body.priority,
         max_attempts=body.max_attempts,

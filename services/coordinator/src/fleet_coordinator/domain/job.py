@@ -72,6 +72,8 @@ class JobState:
     queue: str
     kind: str
     payload: Mapping[str, Any]
+    traceparent: str | None = None
+    """The W3C trace context of the enqueue, handed to the agent with the lease."""
     priority: int = 0
     status: JobStatus = JobStatus.QUEUED
     attempts: int = 0

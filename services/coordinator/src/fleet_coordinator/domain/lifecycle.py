@@ -23,6 +23,7 @@ def enqueue(
     job_id: str,
     kind: str,
     payload: Mapping[str, Any],
+    traceparent: str | None = None,
     now: Timestamp,
     queue: str = "default",
     priority: int = 0,
@@ -50,6 +51,7 @@ def enqueue(
         kind=kind,
         # Copies, so a caller who later mutates its dicts cannot change this value.
         payload=dict(payload),
+        traceparent=traceparent,
         priority=priority,
         status=JobStatus.QUEUED,
         max_attempts=max_attempts,

@@ -39,6 +39,7 @@ from .. import domain
 from ..domain import JobState
 from ..errors import TooManyRequestsError
 from ..store import job_from_doc, new_id
+from ..tracing import job_span
 from .agent_docs import StoredAgent
 from .context import Coordinator
 from .transitions import write_job
@@ -134,6 +135,7 @@ async def _lease(
         return None
     co.metrics.claims.labels(new.queue).inc()
     co.log.info("coordinator.job.claimed", job_id=new.id, agent_id=agent_id, epoch=new.epoch)
+    job_span("coordinator.job.claimed", new, agent_id, new.epoch)
     return new
 
 

@@ -36,6 +36,7 @@ class NewJob:
 
     kind: str
     payload: Mapping[str, Any]
+    traceparent: str | None = None
     queue: str = "default"
     priority: int = 0
     max_attempts: int = 3
@@ -55,6 +56,7 @@ def _build(
         job_id=job_id,
         kind=new.kind,
         payload=new.payload,
+        traceparent=new.traceparent,
         # A microsecond per position keeps a batch FIFO for claimers; run_after
         # stays ``now`` so no job of the batch is due later than the request.
         now=now + order * 1e-6,

@@ -7,6 +7,7 @@ from typing import Any
 from .. import domain
 from ..domain import AgentState, JobState, JobStatus, Timestamp
 from ..errors import CoordinatorError
+from ..tracing import job_span
 from .context import Coordinator
 from .throughput import Event
 from .transitions import transition
@@ -45,6 +46,7 @@ def _ended(co: Coordinator, op: str, agent_id: str, old: JobState, new: JobState
         epoch=old.epoch,
         status=new.status.value,
     )
+    job_span(f"coordinator.job.{op}", new, agent_id, old.epoch)
 
 
 def _count_end(co: Coordinator, job: JobState) -> None:

@@ -1,0 +1,89 @@
+"""``fleet``: the coordinator's admin command line, on ``FleetClient``.
+
+The token comes from ``FLEET_ADMIN_TOKEN`` only (a command line is visible in
+``ps``) and is never printed; the URL from ``--url`` or ``FLEET_URL``. Tables go
+to stdout, ``--json`` writes JSON there instead, and messages go to stderr. The
+exit status tells a script what happened (``exits.EXIT_CODES``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+
+from pydantic import ValidationError
+
+from . import commands
+from .client import DEFAULT_URL, FleetClient
+from .errors import FleetError
+from .exits import EXIT_CODES, EXIT_REJECTED, EXIT_USAGE, exit_code_of
+from .render import Output
+
+__all__ = ["main", "parser"]
+
+Command = Callable[[FleetClient, argparse.Namespace, Output], Awaitable[int]]
+
+
+def parser() -> argparse.ArgumentParser:
+    """The ``fleet`` argument parser."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--url", default=os.environ.get("FLEET_URL") or DEFAULT_URL, help="coordinator URL"
+    )
+    common.add_argument("--json", action="store_true", help="write JSON instead of tables")
+    common.add_argument(
+        "--retry-seconds",
+        dest="retry_timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long calls that are safe to repeat retry an unavailable coordinator",
+    )
+    top = argparse.ArgumentParser(
+        prog="fleet",
+        description="Administer a Fleet Coordinator (token: $FLEET_ADMIN_TOKEN).",
+        epilog="exit status:\n"
+        + "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    groups = top.add_subparsers(dest="group", required=True)
+    commands.add_jobs(groups, common)
+    commands.add_queues(groups, common)
+    commands.add_agents(groups, common)
+    commands.add_schedules(groups, common)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``fleet`` with ``argv``; the exit status."""
+    args = parser().parse_args(argv)
+    out = Output(as_json=args.json)
+    token = os.environ.get("FLEET_ADMIN_TOKEN")
+    if not token:
+        out.err.print("fleet: error: FLEET_ADMIN_TOKEN is not set", highlight=False)
+        return EXIT_USAGE
+    command: Command = args.run
+    try:
+        return asyncio.run(_run(command, args, out, token))
+    except FleetError as exc:
+        out.err.print(f"fleet: error: {exc.message}", highlight=False, markup=False)
+        return exit_code_of(exc)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        out.err.print(f"fleet: error: {where}: {first['msg']}", highlight=False, markup=False)
+        return EXIT_REJECTED
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _run(command: Command, args: argparse.Namespace, out: Output, token: str) -> int:
+    async with FleetClient(args.url, token, retry_timeout=args.retry_timeout) as client:
+        return await command(client, args, out)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

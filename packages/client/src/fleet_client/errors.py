@@ -1,0 +1,109 @@
+"""The client's exceptions: one root, and the subclasses a caller acts on.
+
+::
+
+    FleetError                    root of everything this package raises
+    ├── CoordinatorUnavailable    connection refused / reset, timeout, 429/502/503/504
+    ├── Unauthorized              401 or 403: a missing, wrong or agent token
+    ├── ServerError               500 internal_error: a coordinator bug, never retried
+    └── RequestRejected           any other 4xx, with .status, .code and .details
+        ├── NotFound              404: no such job, agent or schedule
+        └── Conflict              409: the state does not allow it (already_terminal, …)
+
+``raise_for_answer`` is the one place an answer becomes one of these; transport
+errors are translated by ``fleet_wire.transport_errors``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from fleet_wire import UNAVAILABLE_STATUSES, error_answer
+
+__all__ = [
+    "Conflict",
+    "CoordinatorUnavailable",
+    "FleetError",
+    "NotFound",
+    "RequestRejected",
+    "ServerError",
+    "Unauthorized",
+    "raise_for_answer",
+]
+
+
+class FleetError(Exception):
+    """The coordinator could not do what was asked."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+        self.message = str(self.args[0])
+        self.status = status
+        self.code = code
+        self.details: dict[str, Any] = details or {}
+
+
+class CoordinatorUnavailable(FleetError):
+    """The coordinator cannot be reached or its store is unavailable; retry later."""
+
+    retry_after: float | None = None
+    """Seconds the coordinator asked to wait (``Retry-After``), when it said."""
+
+
+class Unauthorized(FleetError):
+    """The coordinator refused the token (missing, unknown, or not the admin token)."""
+
+
+class ServerError(FleetError):
+    """The coordinator failed on a bug (500); retrying would repeat it."""
+
+
+class RequestRejected(FleetError):
+    """The coordinator rejected the request."""
+
+
+class NotFound(RequestRejected):
+    """No such job, agent or schedule."""
+
+
+class Conflict(RequestRejected):
+    """The resource's state does not allow the request (or an idempotency key was reused)."""
+
+
+_BY_STATUS: dict[int, type[FleetError]] = {
+    401: Unauthorized,
+    403: Unauthorized,
+    404: NotFound,
+    409: Conflict,
+    500: ServerError,
+}
+
+
+def raise_for_answer(response: httpx.Response) -> None:
+    """Raise the ``FleetError`` matching a non-2xx answer (SPEC error shape)."""
+    if response.is_success:
+        return
+    error = error_answer(response)
+    fields: dict[str, Any] = {"status": error.status, "code": error.code, "details": error.details}
+    if error.status in UNAVAILABLE_STATUSES:
+        unavailable = CoordinatorUnavailable(error.text, **fields)
+        unavailable.retry_after = _seconds(response.headers.get("retry-after"))
+        raise unavailable
+    kind = _BY_STATUS.get(error.status, RequestRejected if error.status < 500 else ServerError)
+    raise kind(error.text, **fields)
+
+
+def _seconds(value: str | None) -> float | None:
+    # Retry-After in seconds, as the coordinator sends it; an HTTP date (a proxy's) is ignored.
+    try:
+        return None if value is None else max(float(value), 0.0)
+    except ValueError:
+        return None

@@ -1,0 +1,61 @@
+"""``fleet``'s exit statuses, so scripts can tell what happened without parsing output."""
+
+from __future__ import annotations
+
+from .errors import (
+    Conflict,
+    CoordinatorUnavailable,
+    FleetError,
+    NotFound,
+    ServerError,
+    Unauthorized,
+)
+
+__all__ = [
+    "EXIT_CODES",
+    "EXIT_CONFLICT",
+    "EXIT_NOT_FOUND",
+    "EXIT_OK",
+    "EXIT_REJECTED",
+    "EXIT_SERVER_ERROR",
+    "EXIT_UNAUTHORIZED",
+    "EXIT_UNAVAILABLE",
+    "EXIT_USAGE",
+    "exit_code_of",
+]
+
+EXIT_OK = 0
+EXIT_REJECTED = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_CONFLICT = 4
+EXIT_UNAUTHORIZED = 5
+EXIT_UNAVAILABLE = 6
+EXIT_SERVER_ERROR = 7
+EXIT_CODES = {
+    EXIT_OK: "done",
+    EXIT_REJECTED: "refused: invalid input (400, 413, 422) or some lines of a file not enqueued",
+    EXIT_USAGE: "command-line mistake, or FLEET_ADMIN_TOKEN not set",
+    EXIT_NOT_FOUND: "no such job, agent or schedule (404)",
+    EXIT_CONFLICT: "the state does not allow it (409: already ended, key reused …)",
+    EXIT_UNAUTHORIZED: "the token was refused (401, 403)",
+    EXIT_UNAVAILABLE: "the coordinator could not be reached, or its store is down (503)",
+    EXIT_SERVER_ERROR: "the coordinator failed on a bug (500)",
+}
+"""Exit status → meaning, as ``docs/client.md`` lists them."""
+
+_EXIT_BY_ERROR: tuple[tuple[type[FleetError], int], ...] = (
+    (NotFound, EXIT_NOT_FOUND),
+    (Conflict, EXIT_CONFLICT),
+    (Unauthorized, EXIT_UNAUTHORIZED),
+    (CoordinatorUnavailable, EXIT_UNAVAILABLE),
+    (ServerError, EXIT_SERVER_ERROR),
+)
+
+
+def exit_code_of(error: FleetError) -> int:
+    """The exit status for ``error``."""
+    for kind, code in _EXIT_BY_ERROR:
+        if isinstance(error, kind):
+            return code
+    return EXIT_REJECTED

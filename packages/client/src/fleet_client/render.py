@@ -1,0 +1,152 @@
+"""How ``fleet`` shows answers: rich tables for people, JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+from .models import Agent, Job, JobDetail, QueueStats, Schedule
+
+__all__ = ["Output"]
+
+
+def _when(value: datetime | None) -> str:
+    return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _short(value: Any, width: int = 40) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+class Output:
+    """Where one command writes: a table or a JSON document on stdout, messages on stderr."""
+
+    def __init__(self, *, as_json: bool) -> None:
+        self.as_json = as_json
+        self.out = Console(soft_wrap=True)
+        if not self.out.is_terminal:
+            # Piped or redirected: rich would assume 80 columns and cut ids in half.
+            self.out = Console(soft_wrap=True, width=200)
+        self.err = Console(stderr=True)
+
+    def json(self, value: Any) -> None:
+        """Write ``value`` (models included) as one JSON document."""
+        self.out.file.write(json.dumps(_plain(value), ensure_ascii=False) + "\n")
+
+    def jobs(self, jobs: Sequence[Job]) -> None:
+        """A list of jobs."""
+        if self.as_json:
+            return self.json(jobs)
+        table = Table("queue", "kind", "status", "prio", "tries", "lock", "created (UTC)")
+        table.add_column("id", no_wrap=True)  # last, whole: people copy it
+        for job in jobs:
+            status = job.status + (" (cancel requested)" if job.cancel_requested else "")
+            table.add_row(
+                job.queue,
+                job.kind,
+                status,
+                str(job.priority),
+                f"{job.attempts}/{job.max_attempts}",
+                job.lock or "",
+                _when(job.created_at),
+                job.id,
+            )
+        self.out.print(table)
+        return None
+
+    def job(self, job: JobDetail) -> None:
+        """One job with its runs."""
+        if self.as_json:
+            return self.json(job)
+        table = Table.grid(padding=(0, 2))
+        fields = job.model_dump(exclude={"runs", "lease"})
+        for name, value in fields.items():
+            shown = _when(value) if isinstance(value, datetime) else _short(value, 100)
+            table.add_row(f"[bold]{name}[/]", shown)
+        if job.lease is not None:
+            held = job.lease
+            lease = f"{held.agent_id} epoch {held.epoch} until {_when(held.expires_at)}"
+            table.add_row("[bold]lease[/]", lease)
+        self.out.print(table)
+        if job.runs:
+            runs = Table("epoch", "agent", "claimed (UTC)", "ended (UTC)", "outcome", "error")
+            for run in job.runs:
+                runs.add_row(
+                    str(run.epoch),
+                    run.agent_id,
+                    _when(run.claimed_at),
+                    _when(run.ended_at),
+                    run.outcome,
+                    _short(run.error or "", 60),
+                )
+            self.out.print(runs)
+        return None
+
+    def queues(self, queues: Iterable[QueueStats]) -> None:
+        """Queues and their counts."""
+        if self.as_json:
+            return self.json(list(queues))
+        table = Table("queue", "paused", "queued", "leased", "succeeded", "failed", "cancelled")
+        table.add_column("oldest queued")
+        for q in queues:
+            counts = (q.queued, q.leased, q.succeeded, q.failed, q.cancelled)
+            age = f"{q.oldest_queued_age_seconds:.0f}s" if q.queued else "-"
+            table.add_row(q.queue, "yes" if q.paused else "", *map(str, counts), age)
+        self.out.print(table)
+        return None
+
+    def agents(self, agents: Iterable[Agent]) -> None:
+        """Registered agents."""
+        if self.as_json:
+            return self.json(list(agents))
+        table = Table("id", "name", "capacity", "leases", "queues", "labels", "draining")
+        table.add_column("last seen (UTC)")
+        for a in agents:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(a.labels.items()))
+            table.add_row(
+                a.id,
+                a.name,
+                str(a.capacity),
+                str(a.live_leases),
+                ",".join(a.queues) or "(all)",
+                labels,
+                "yes" if a.draining else "",
+                _when(a.last_seen),
+            )
+        self.out.print(table)
+        return None
+
+    def schedules(self, schedules: Iterable[Schedule]) -> None:
+        """Schedules and their next run."""
+        if self.as_json:
+            return self.json(list(schedules))
+        table = Table("name", "cron", "timezone", "kind", "queue", "paused", "next (UTC)")
+        table.add_column("last (UTC)")
+        for s in schedules:
+            table.add_row(
+                s.name,
+                s.cron,
+                s.timezone,
+                str(s.job.get("kind", "")),
+                str(s.job.get("queue", "default")),
+                "yes" if s.paused else "",
+                _when(s.next_run_at),
+                _when(s.last_run_at),
+            )
+        self.out.print(table)
+        return None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,25 @@
+"""What ``fleet_agent`` and ``fleet_client`` share, and nothing else.
+
+An agent machine installs ``fleet-agent``, an application ``fleet-client``; both
+talk to the same coordinator and read its answers the same way. This package
+holds that common ground so neither client copies it nor depends on the other:
+
+* ``answers``: the SPEC error shape of a refused request, and httpx transport
+  errors turned into the caller's own "unavailable" exception;
+* ``tracing``: W3C trace context through OpenTelemetry when it is installed,
+  and nothing (one ``None`` check) when it is not.
+"""
+
+from .answers import UNAVAILABLE_STATUSES, ErrorAnswer, error_answer, transport_errors
+from .tracing import TRACING, current_traceparent, inject_traceparent, span_from_traceparent
+
+__all__ = [
+    "TRACING",
+    "UNAVAILABLE_STATUSES",
+    "ErrorAnswer",
+    "current_traceparent",
+    "error_answer",
+    "inject_traceparent",
+    "span_from_traceparent",
+    "transport_errors",
+]

@@ -1,0 +1,54 @@
+"""Reading the coordinator's answers: the SPEC error shape and transport failures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+__all__ = ["UNAVAILABLE_STATUSES", "ErrorAnswer", "error_answer", "transport_errors"]
+
+UNAVAILABLE_STATUSES = frozenset({429, 502, 503, 504})
+"""Statuses that mean "not now", the request not applied: worth a retry after a pause.
+
+503 is the store (or a proxy in front: 502, 504); 429 a per-agent limit of long-polls
+waiting on one replica."""
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorAnswer:
+    """A refused request: ``{"error": {"code", "message", "details"}}`` and its status."""
+
+    status: int
+    code: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """``"404 not_found: …"``, the message every exception of the clients carries."""
+        return f"{self.status} {self.code}: {self.message}"
+
+
+def error_answer(response: httpx.Response) -> ErrorAnswer:
+    """The error of a non-2xx answer; a body not in the SPEC shape becomes ``http_error``."""
+    try:
+        error = response.json()["error"]
+        code, message = str(error["code"]), str(error["message"])
+        details = dict(error.get("details") or {})
+    except (ValueError, KeyError, TypeError):
+        code, message, details = "http_error", response.reason_phrase or "unexpected answer", {}
+    return ErrorAnswer(response.status_code, code, message, details)
+
+
+@contextmanager
+def transport_errors(url: str, unavailable: Callable[[str], Exception]) -> Iterator[None]:
+    """Turn httpx transport errors (refused, reset, timeout) into ``unavailable(message)``."""
+    try:
+        yield
+    except httpx.TransportError as exc:
+        reason = str(exc) or type(exc).__name__
+        raise unavailable(f"cannot reach the coordinator at {url}: {reason}") from exc

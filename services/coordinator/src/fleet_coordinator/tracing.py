@@ -1,0 +1,82 @@
+"""OpenTelemetry for the coordinator, when the ``otel`` extra is installed.
+
+The extra (``fleet-coordinator[otel]``) brings ``opentelemetry-instrumentation-asgi``;
+its import is tried once, here. With it, ``instrument`` puts the ASGI middleware
+outside everything else, so every request — the hot path's included — gets a
+server span that joins the caller's ``traceparent`` header, and ``job_span`` records
+a job's claim and the end of its lease as spans of the trace its enqueue began
+(the job's stored ``traceparent``). Without it both are a single ``None`` check:
+no middleware is added and the hot path is what it was. Where spans go is the
+process's SDK configuration (see docs/client.md, "Tracing").
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .domain import JobState
+
+try:
+    from opentelemetry import trace as _trace
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware as _Middleware
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+except ImportError:  # the otel extra is not installed
+    _trace = None  # type: ignore[assignment]
+    _Middleware = None  # type: ignore[assignment,misc]
+
+__all__ = ["TRACING", "instrument", "job_span"]
+
+TRACING = _Middleware is not None
+"""Whether the ``otel`` extra is installed in this process."""
+
+_W3C = TraceContextTextMapPropagator() if TRACING else None
+
+
+_ID_SEGMENT = re.compile(r"^/v1/(jobs|agents|schedules|queues)/(?!(?:batch|retry|cancel)$)[^/]+")
+_PLACEHOLDER = {
+    "jobs": "{job_id}",
+    "agents": "{agent_id}",
+    "schedules": "{name}",
+    "queues": "{queue}",
+}
+_NOT_TRACED = "/healthz,/readyz,/metrics"
+"""Probes and scrapes: a span each every few seconds would drown the traces that matter."""
+
+
+def _span_details(scope: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """``POST /v1/jobs/{job_id}/complete``: the route, not the path, so span names stay few."""
+    path = str(scope.get("path", ""))
+    route = _ID_SEGMENT.sub(lambda m: f"/v1/{m[1]}/{_PLACEHOLDER[m[1]]}", path)
+    return f"{scope.get('method', 'HTTP')} {route}", {"http.route": route}
+
+
+def instrument(app: Any) -> None:
+    """Add the OpenTelemetry ASGI middleware as the outermost layer of ``app``."""
+    if _Middleware is not None:
+        app.add_middleware(
+            _Middleware,
+            excluded_urls=_NOT_TRACED,
+            default_span_details=_span_details,
+            exclude_spans=["receive", "send"],  # one span per request, not three
+        )
+
+
+def job_span(event: str, job: JobState, agent_id: str, epoch: int) -> None:
+    """Record ``event`` (``coordinator.job.claimed`` …) as a span of the job's trace."""
+    if _trace is None or _W3C is None or job.traceparent is None:
+        return
+    parent = _W3C.extract({"traceparent": job.traceparent})
+    tracer = _trace.get_tracer("fleet_coordinator")
+    span = tracer.start_span(
+        event,
+        context=parent,
+        kind=_trace.SpanKind.INTERNAL,
+        attributes={
+            "fleet.job.id": job.id,
+            "fleet.job.kind": job.kind,
+            "fleet.agent.id": agent_id,
+            "fleet.epoch": epoch,
+        },
+    )
+    span.end()

@@ -1,0 +1,170 @@
+"""``fleet`` against a real coordinator process: outputs, JSON and the exit statuses."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fleet_client.cli import main
+from fleet_client.exits import (
+    EXIT_CONFLICT,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_REJECTED,
+    EXIT_UNAUTHORIZED,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+)
+
+from tests.support.served import Served, free_port
+
+
+class Fleet:
+    """Runs ``fleet`` in-process with the served coordinator's URL and token."""
+
+    def __init__(self, served: Served, capsys: pytest.CaptureFixture[str]) -> None:
+        self.served = served
+        self.capsys = capsys
+        self.outputs: list[str] = []
+
+    def __call__(self, *argv: str) -> tuple[int, str, str]:
+        """Exit status, stdout and stderr of one command."""
+        code = main([*argv, "--url", self.served.base_url])
+        out, err = self.capsys.readouterr()
+        self.outputs += [out, err]
+        return code, out, err
+
+    def json(self, *argv: str) -> Any:
+        """The JSON a successful ``--json`` command wrote."""
+        code, out, err = self(*argv, "--json")
+        assert code == EXIT_OK, err
+        return json.loads(out)
+
+
+@pytest.fixture
+def fleet(
+    served: Served, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Fleet:
+    """``fleet`` with ``FLEET_ADMIN_TOKEN`` set; checks afterwards that it never printed it."""
+    monkeypatch.setenv("FLEET_ADMIN_TOKEN", served.admin_token)
+    runner = Fleet(served, capsys)
+    yield runner  # type: ignore[misc]
+    assert not any(served.admin_token in text for text in runner.outputs)
+
+
+def test_enqueue_show_list_cancel_retry(fleet: Fleet) -> None:
+    """A job's whole admin life through the CLI, with the statuses scripts rely on."""
+    queue = f"cli{uuid.uuid4().hex[:8]}"
+    code, out, _ = fleet(
+        "jobs", "enqueue", "resize", "--payload", '{"w": 1}', "--queue", queue, "-q"
+    )
+    job_id = out.strip()
+    assert code == EXIT_OK
+    shown = fleet.json("jobs", "show", job_id)
+    assert (shown["payload"], shown["queue"], shown["runs"]) == ({"w": 1}, queue, [])
+    code, out, _ = fleet("jobs", "list", "--queue", queue)
+    assert code == EXIT_OK
+    assert job_id in out
+    assert fleet.json("jobs", "cancel", job_id)[0]["status"] == "cancelled"
+    code, _, err = fleet("jobs", "cancel", job_id)
+    assert (code, "already_terminal" in err) == (EXIT_CONFLICT, True)
+    assert fleet.json("jobs", "retry", job_id)[0]["status"] == "queued"
+    assert [j["id"] for j in fleet.json("jobs", "list", "--queue", queue, "--limit", "0")] == [
+        job_id
+    ]
+
+
+def test_enqueue_options_reach_the_job(fleet: Fleet) -> None:
+    """Priority, attempts, requires, run_after and a key become job fields."""
+    key = uuid.uuid4().hex
+    argv = (
+        "jobs",
+        "enqueue",
+        "k",
+        "--priority",
+        "7",
+        "--max-attempts",
+        "5",
+        "--require",
+        "gpu=yes",
+    )
+    job = fleet.json(*argv, "--run-after", "2099-01-01T00:00:00Z", "--key", key)[0]
+    again = fleet.json(*argv, "--run-after", "2099-01-01T00:00:00Z", "--key", key)[0]
+    assert (job["priority"], job["max_attempts"], job["requires"]) == (7, 5, {"gpu": "yes"})
+    assert (job["run_after"], again["id"]) == ("2099-01-01T00:00:00Z", job["id"])
+    later = fleet.json("jobs", "enqueue", "k", "--run-after", "+1h")[0]
+    assert later["run_after"] > later["created_at"]
+
+
+def test_unknown_ids_exit_3_and_bad_input_exits_1_or_2(fleet: Fleet) -> None:
+    """404 is 3, a 422 from the coordinator 1, a command-line mistake 2."""
+    assert fleet("jobs", "show", "no-such-job")[0] == EXIT_NOT_FOUND
+    assert fleet("jobs", "enqueue", "k", "--max-attempts", "0")[0] == EXIT_REJECTED
+    with pytest.raises(SystemExit) as caught:
+        fleet("jobs", "enqueue", "k", "--payload", "[1]")
+    assert caught.value.code == EXIT_USAGE
+    assert fleet("jobs", "cancel")[0] == EXIT_USAGE  # neither ids nor a filter
+
+
+def test_tokens_and_reachability_have_their_own_statuses(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No token is 2, a refused token 5, a coordinator nobody answers for 6."""
+    monkeypatch.setenv("FLEET_ADMIN_TOKEN", "wrong-token")
+    assert fleet("queues")[0] == EXIT_UNAUTHORIZED
+    code = main(["queues", "--url", f"http://127.0.0.1:{free_port()}", "--retry-seconds", "0.2"])
+    assert code == EXIT_UNAVAILABLE
+    monkeypatch.delenv("FLEET_ADMIN_TOKEN")
+    code, _, err = fleet("queues")
+    assert (code, "FLEET_ADMIN_TOKEN" in err) == (EXIT_USAGE, True)
+
+
+def test_agents_add_prints_the_agent_token_once_and_drain_rm_work(fleet: Fleet) -> None:
+    """``agents add`` answers the new agent's token; drain and rm act on its id."""
+    created = fleet.json(
+        "agents", "add", f"a{uuid.uuid4().hex[:6]}", "--capacity", "3", "--label", "os=linux"
+    )
+    agent_id = created["agent"]["id"]
+    assert created["token"].startswith("fa.")
+    assert created["agent"]["labels"] == {"os": "linux"}
+    assert fleet.json("agents", "drain", agent_id)[0]["draining"] is True
+    assert fleet("agents", "rm", agent_id)[0] == EXIT_OK
+    assert agent_id not in [a["id"] for a in fleet.json("agents")]
+
+
+def test_enqueue_file_reports_invalid_lines_and_reruns_with_keys_enqueue_nothing_twice(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """Valid lines go in batches, invalid ones are reported by number, a keyed re-run adds none."""
+    queue = f"file{uuid.uuid4().hex[:8]}"
+    lines = [json.dumps({"kind": "f", "queue": queue, "payload": {"i": i}}) for i in range(25)]
+    lines[3] = "{not json"
+    lines[7] = json.dumps({"kind": "", "queue": queue})
+    lines.insert(10, "")
+    path = tmp_path / "jobs.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    argv = ("jobs", "enqueue-file", str(path), "--key-prefix", f"{queue}:", "--batch-size", "10")
+    code, out, _ = fleet(*argv, "--json")
+    summary = json.loads(out)
+    assert code == EXIT_REJECTED
+    assert (summary["lines"], summary["enqueued"], summary["invalid"]) == (25, 23, 2)
+    assert [p.split(":")[0] for p in summary["problems"]] == ["line 4", "line 8"]
+    fleet(*argv)
+    [entry] = [q for q in fleet.json("queues") if q["queue"] == queue]
+    assert entry["queued"] == 23
+
+
+def test_enqueue_file_counts_a_refused_batch_and_goes_on(fleet: Fleet, tmp_path: Path) -> None:
+    """A batch the coordinator refuses (422) is reported by line range; later batches still go."""
+    queue = f"refused{uuid.uuid4().hex[:8]}"
+    lines = [{"kind": "f", "queue": queue} for _ in range(6)]
+    lines[1]["max_attempts"] = 0  # valid JSON for the client, refused by the coordinator
+    path = tmp_path / "jobs.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    code, out, _ = fleet("jobs", "enqueue-file", str(path), "--batch-size", "3", "--json")
+    summary = json.loads(out)
+    assert (code, summary["enqueued"], summary["rejected"]) == (EXIT_REJECTED, 3, 3)
+    assert summary["problems"][0].startswith("lines 1-3: refused: 422")

@@ -1,0 +1,138 @@
+"""One trace from the enqueue to the completion, across three real processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fleet_client import FleetClient
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from tests.agent.conftest import eventually
+from tests.support.agents import AgentProcess
+from tests.support.served import Served
+
+SITE = Path(__file__).parents[1] / "support" / "otel_site"
+
+
+def traced_env(spans: Path, service: str) -> dict[str, str]:
+    """Environment that gives a process the test SDK, writing its spans to ``spans``."""
+    return {"PYTHONPATH": str(SITE), "TEST_SPANS_FILE": str(spans), "TEST_SERVICE_NAME": service}
+
+
+def read_spans(path: Path) -> list[dict[str, Any]]:
+    """The spans a process has written so far."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def coordinator(tmp_path: Path) -> Iterator[Served]:
+    """A coordinator process exporting its spans to ``coordinator.jsonl``."""
+    env = {
+        **traced_env(tmp_path / "coordinator.jsonl", "coordinator"),
+        "FLEET_REAPER_INTERVAL_SECONDS": "0.2",
+        "FLEET_LONG_POLL_INTERVAL_SECONDS": "0.05",
+    }
+    with Served(cwd=tmp_path / "coordinator", env=env) as served:
+        yield served
+
+
+async def test_enqueue_claim_run_and_complete_are_one_trace(
+    coordinator: Served, tmp_path: Path
+) -> None:
+    """The job keeps the enqueuing span's traceparent; claim, run and completion are children."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("app")
+    queue = f"traced{uuid.uuid4().hex[:8]}"
+    agent_spans = tmp_path / "agent.jsonl"
+    async with FleetClient(coordinator.base_url, coordinator.admin_token) as fleet:
+        token = (await fleet.create_agent("traced", queues=[queue])).token
+        with tracer.start_as_current_span("app.enqueue") as root:
+            job = await fleet.enqueue("shell", {"argv": ["true"]}, queue=queue)
+        context = root.get_span_context()
+        trace_id, root_id = f"0x{context.trace_id:032x}", f"0x{context.span_id:016x}"
+        assert (job.traceparent or "").startswith(f"00-{trace_id[2:]}-{root_id[2:]}-")
+        agent_args = ("--queue", queue, "--wait-seconds", "1")
+        agent_env = traced_env(agent_spans, "agent")
+        with AgentProcess(coordinator.base_url, token, tmp_path, agent_args, env=agent_env):
+
+            async def succeeded() -> bool:
+                return (await fleet.get_job(job.id)).status == "succeeded"
+
+            await eventually(succeeded, within=20)
+
+    def names(spans: list[dict[str, Any]]) -> set[str]:
+        return {s["name"] for s in spans if s["context"]["trace_id"] == trace_id}
+
+    coordinator_file = tmp_path / "coordinator.jsonl"
+    wanted = {"coordinator.job.claimed", "coordinator.job.completed"}
+    await eventually(lambda: wanted <= names(read_spans(coordinator_file)))
+    await eventually(lambda: "fleet.job.run" in names(read_spans(agent_spans)))
+
+    in_coordinator = [
+        s for s in read_spans(coordinator_file) if s["context"]["trace_id"] == trace_id
+    ]
+    [run] = [s for s in read_spans(agent_spans) if s["name"] == "fleet.job.run"]
+    children = {s["name"]: s for s in in_coordinator if s["parent_id"] == root_id}
+    server = [s for s in in_coordinator if s["kind"] == "SpanKind.SERVER"]
+    assert [s["name"] for s in server] == ["POST /v1/jobs"]
+    assert server[0]["parent_id"] == root_id
+    assert run["context"]["trace_id"] == trace_id
+    assert run["parent_id"] == root_id
+    assert run["attributes"]["fleet.job.id"] == job.id
+    assert run["resource"]["attributes"]["service.name"] == "agent"
+    claimed, completed = children["coordinator.job.claimed"], children["coordinator.job.completed"]
+    assert claimed["attributes"]["fleet.epoch"] == completed["attributes"]["fleet.epoch"] == 1
+    assert claimed["start_time"] <= run["start_time"] <= run["end_time"] <= completed["end_time"]
+    assert [s.name for s in exporter.get_finished_spans()] == ["app.enqueue"]
+
+
+def run_python(script: str) -> str:
+    """What ``script`` prints, run by this environment's interpreter in a fresh process."""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    return done.stdout.strip()
+
+
+def test_without_the_coordinator_extra_no_middleware_is_added() -> None:
+    """Without the instrumentation package the app is built exactly as before: no OTel layer."""
+    printed = run_python(
+        """
+import sys
+sys.modules["opentelemetry.instrumentation.asgi"] = None  # the otel extra not installed
+from fleet_coordinator import Settings, create_app, tracing
+app = create_app(Settings(store_url="memory://", admin_token="t"))
+print(tracing.TRACING, [m.cls.__name__ for m in app.user_middleware])
+"""
+    )
+    assert printed == "False ['GuardMiddleware', 'HotPath', 'ConsoleHeaders']"
+
+
+def test_without_opentelemetry_the_clients_read_no_trace_context() -> None:
+    """Without ``opentelemetry-api`` the clients read no trace context and send no traceparent."""
+    printed = run_python(
+        """
+import sys
+sys.modules["opentelemetry"] = None  # the otel extras not installed
+from fleet_wire import TRACING, current_traceparent
+from fleet_client import JobSpec
+from fleet_client.client import _with_trace
+import fleet_agent
+spec = JobSpec(kind="k")
+print(TRACING, current_traceparent(), _with_trace(spec) is spec)
+"""
+    )
+    assert printed == "False None True"
