@@ -44,6 +44,11 @@ class _TwoWorkers(Served):
     def command(self) -> list[str]:
         return [*super().command(), "--workers", "2"]
 
+    def wait_ready(self, timeout: float = 3 * START_TIMEOUT) -> None:
+        # Two spawned processes import everything at once: 5-9 s on an idle 2-core
+        # machine, over 30 s once under a full parallel test run.
+        super().wait_ready(timeout)
+
 
 def test_serve_with_two_workers_shares_one_store_and_admin_token(tmp_path: Path) -> None:
     """``--workers 2``: both processes accept the admin token and see each other's writes."""
