@@ -31,6 +31,9 @@ class Metrics:
         self.finished = Counter(
             "fleet_jobs_finished", "Leases ended by agents", ["op", "status"], registry=r
         )
+        self.deleted = Counter(
+            "fleet_jobs_deleted", "Terminal jobs deleted by retention", ["status"], registry=r
+        )
         self.queue_depth = Gauge(
             "fleet_queue_depth", "Jobs per queue and status", ["queue", "status"], registry=r
         )

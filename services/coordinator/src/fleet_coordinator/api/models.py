@@ -48,6 +48,7 @@ LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=63)]
 LabelValue = Annotated[str, StringConstraints(max_length=255)]
 Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=32)]
 Epoch = Annotated[int, Field(ge=1, le=2**53 - 1)]
+LockName = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 
 
 _PORTABLE = (
@@ -74,6 +75,11 @@ class JobCreate(_In):
     run_after: AwareDatetime | None = None
     requires: Labels = Field(default_factory=dict)
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+    lock: LockName | None = Field(
+        default=None,
+        description="Jobs that share a lock never hold live leases at the same time "
+        "(one name is one lock in every queue).",
+    )
 
     @field_validator("run_after")
     @classmethod
@@ -128,6 +134,8 @@ class JobOut(BaseModel):
     last_error: str | None
     created_at: datetime
     updated_at: datetime
+    lock: str | None
+    schedule: str | None
     lease: LeaseOut | None
 
 

@@ -93,6 +93,7 @@ def _new_job(co: Coordinator, body: JobCreate) -> NewJob:
         run_after=None if body.run_after is None else from_datetime(body.run_after),
         requires=body.requires,
         idempotency_key=body.idempotency_key,
+        lock=body.lock,
         request_hash=digest,
     )
 
@@ -121,14 +122,18 @@ async def list_all(
     co: Co,
     queue: Annotated[str | None, Query(max_length=64)] = None,
     status: JobStatus | None = None,
+    kind: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    lock: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> JobList:
-    """A page of jobs, oldest first."""
+    """A page of jobs, oldest first; ``kind`` and ``lock`` each filter through their own index."""
     jobs, nxt = await list_jobs(
         co,
         queue=queue,
         status=None if status is None else status.value,
+        kind=kind,
+        lock=lock,
         limit=limit,
         cursor=cursor,
     )

@@ -12,6 +12,7 @@ from .clock import Clock, ManualClock, SystemClock, Timestamp, from_datetime, to
 from .job import MAX_RUNS, JobState, Lease, Run
 from .leasing import claim, complete, fail, heartbeat, release
 from .lifecycle import cancel, enqueue, retry
+from .locking import Holder, HolderState, judge_holder
 from .matching import claim_rejection, is_claimable, labels_satisfy
 from .reaping import reap, reap_due_at
 from .rejections import Rejected, Rejection
@@ -30,6 +31,8 @@ __all__ = [
     "MAX_RUNS",
     "TERMINAL_STATUSES",
     "BackoffPolicy",
+    "Holder",
+    "HolderState",
     "Clock",
     "JobState",
     "JobStatus",
@@ -53,6 +56,7 @@ __all__ = [
     "heartbeat",
     "is_claimable",
     "is_terminal",
+    "judge_holder",
     "labels_satisfy",
     "reap",
     "reap_due_at",

@@ -15,6 +15,7 @@ from .jobs import NewJob, cancel_job, enqueue, enqueue_batch, get_job, list_jobs
 from .leases import complete_job, fail_job, heartbeat_job, release_agent_leases, release_job
 from .queues import queue_stats
 from .reaper import reap_once, run_reaper
+from .retention import purge_once
 
 __all__ = [
     "Coordinator",
@@ -35,6 +36,7 @@ __all__ = [
     "heartbeat_job",
     "list_agents",
     "list_jobs",
+    "purge_once",
     "queue_stats",
     "read_agent",
     "reap_once",

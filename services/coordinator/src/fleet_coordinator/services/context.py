@@ -13,7 +13,7 @@ import structlog
 from ..domain import DEFAULT_BACKOFF, BackoffPolicy, Clock, SystemClock
 from ..metrics import Metrics
 from ..settings import Settings
-from ..store import Containers, shard_of
+from ..store import Containers, Retention, shard_of
 from .cache import DocCache
 
 if TYPE_CHECKING:
@@ -110,9 +110,16 @@ class Coordinator:
         default_factory=weakref.WeakValueDictionary
     )
 
+    retention: Retention = field(init=False)
+    ttl: Retention | None = field(init=False)
+    """The retention terminal jobs carry as ``ttl`` where the store expires documents, else None."""
+
     def __post_init__(self) -> None:
         self.agent_cache = DocCache(10_000, self.settings.agent_cache_seconds)
         self.job_cache = DocCache(self.settings.job_cache_size)
+        s = self.settings
+        self.retention = Retention(s.retain_succeeded_seconds, s.retain_failed_seconds)
+        self.ttl = self.retention if self.containers.store.expires_documents else None
 
     def agent_lock(self, agent_id: str) -> asyncio.Lock:
         """The lock serialising this replica's writes to one agent's ledger.

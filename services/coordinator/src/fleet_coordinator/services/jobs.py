@@ -44,6 +44,8 @@ class NewJob:
     run_after: float | None = None
     requires: Mapping[str, str] = field(default_factory=dict)
     idempotency_key: str | None = None
+    lock: str | None = None
+    schedule: str | None = None
     request_hash: str = ""
 
 
@@ -66,6 +68,8 @@ def _build(
         run_after=now if new.run_after is None else new.run_after,
         requires=new.requires,
         idempotency_key=new.idempotency_key,
+        lock=new.lock,
+        schedule=new.schedule,
     )
     return state, job_to_doc(state, co.shard(job_id), new.request_hash)
 
@@ -175,10 +179,23 @@ async def get_job(co: Coordinator, job_id: str) -> JobState:
 
 
 async def list_jobs(
-    co: Coordinator, *, queue: str | None, status: str | None, limit: int, cursor: str | None
+    co: Coordinator,
+    *,
+    queue: str | None,
+    status: str | None,
+    limit: int,
+    cursor: str | None,
+    kind: str | None = None,
+    lock: str | None = None,
 ) -> tuple[list[JobState], str | None]:
-    """A page of jobs, oldest first, optionally of one queue and status."""
+    """A page of jobs, oldest first, optionally of one queue and status, kind or lock."""
     where = []
+    # The most selective filter leads, so the query uses its index (queue, status,
+    # created_at; kind, created_at; lock, created_at); the others filter that range.
+    if lock is not None:
+        where.append(eq("lock", lock))
+    if kind is not None:
+        where.append(eq("kind", kind))
     if queue is not None:
         where.append(eq("queue", queue))
     if status is not None:

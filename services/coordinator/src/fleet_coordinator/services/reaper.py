@@ -19,6 +19,7 @@ from ..errors import CoordinatorError, translate_store_errors
 from ..store import job_from_doc
 from .context import Coordinator
 from .ledger import forget_lease
+from .retention import purge_once
 from .transitions import write_job
 
 __all__ = ["reap_once", "run_reaper"]
@@ -78,9 +79,10 @@ async def reap_once(co: Coordinator) -> int:
 async def run_reaper(co: Coordinator) -> None:
     """Sweep every ``reaper_interval_seconds`` until cancelled; store errors are logged."""
     while True:
-        try:
-            await reap_once(co)
-        except CoordinatorError as exc:
-            # The store may be down for a while; the next tick tries again.
-            co.log.warning("coordinator.reaper.failed", error=exc.message)
+        for sweep in (reap_once, purge_once):
+            try:
+                await sweep(co)
+            except CoordinatorError as exc:
+                # The store may be down for a while; the next tick tries again.
+                co.log.warning("coordinator.reaper.failed", sweep=sweep.__name__, error=exc.message)
         await asyncio.sleep(co.settings.reaper_interval_seconds)

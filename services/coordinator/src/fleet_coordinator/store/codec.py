@@ -1,19 +1,36 @@
 """Job documents: the domain ``JobState`` to and from its stored JSON shape.
 
 Times are floats (epoch seconds), as in the domain. The stored shape adds
-``pk`` (the shard), ``due_at`` (only while leased) and ``request_hash`` (the
-hash of the enqueue body, to tell an idempotent replay from a different job).
+``pk`` (the shard), ``due_at`` (only while leased), ``ended_at`` (only while
+terminal: retention's index on memory and SQLite), ``ttl`` (only while terminal,
+on stores that expire documents: Cosmos DB deletes the job that many seconds
+after this last write) and ``request_hash`` (the hash of the enqueue body, to
+tell an idempotent replay from a different job). A job without a lock stores
+``lock = ""`` so that claims can query lockless jobs by index.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from fleet_datastore import Patch
 
 from ..domain import JobState, JobStatus, Lease, Run, RunOutcome, reap_due_at
 
-__all__ = ["job_from_doc", "job_to_doc", "patch_between"]
+__all__ = ["Retention", "job_from_doc", "job_to_doc", "patch_between"]
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long terminal jobs stay readable: succeeded, and failed or cancelled (seconds)."""
+
+    succeeded: int
+    failed: int
+
+    def seconds(self, status: JobStatus) -> int:
+        """The retention of a job that ended in ``status``."""
+        return self.succeeded if status is JobStatus.SUCCEEDED else self.failed
 
 
 def _lease_to_doc(lease: Lease | None) -> dict[str, Any] | None:
@@ -41,8 +58,10 @@ def _run_to_doc(run: Run) -> dict[str, Any]:
     }
 
 
-def job_to_doc(job: JobState, shard: str, request_hash: str = "") -> dict[str, Any]:
-    """The stored body of ``job`` in partition ``shard``."""
+def job_to_doc(
+    job: JobState, shard: str, request_hash: str = "", ttl: Retention | None = None
+) -> dict[str, Any]:
+    """The stored body of ``job`` in partition ``shard``; ``ttl`` where the store expires jobs."""
     body: dict[str, Any] = {
         "id": job.id,
         "pk": shard,
@@ -58,6 +77,7 @@ def job_to_doc(job: JobState, shard: str, request_hash: str = "") -> dict[str, A
         "run_after": job.run_after,
         "requires": dict(job.requires),
         "idempotency_key": job.idempotency_key,
+        "lock": job.lock or "",
         "cancel_requested": job.cancel_requested,
         "result": job.result,
         "last_error": job.last_error,
@@ -69,9 +89,16 @@ def job_to_doc(job: JobState, shard: str, request_hash: str = "") -> dict[str, A
         "runs_dropped": job.runs_dropped,
         "request_hash": request_hash,
     }
+    if job.schedule is not None:
+        body["schedule"] = job.schedule
     due = reap_due_at(job)
     if due is not None:
         body["due_at"] = due
+    if job.is_terminal:
+        # A terminal job changes again only through retry, which drops both fields.
+        body["ended_at"] = job.updated_at
+        if ttl is not None:
+            body["ttl"] = ttl.seconds(job.status)
     return body
 
 
@@ -115,6 +142,8 @@ def job_from_doc(body: dict[str, Any]) -> JobState:
         run_after=float(body.get("run_after", 0.0)),
         requires=body.get("requires") or {},
         idempotency_key=body.get("idempotency_key"),
+        lock=body.get("lock") or None,
+        schedule=body.get("schedule"),
         cancel_requested=bool(body.get("cancel_requested", False)),
         result=body.get("result"),
         last_error=body.get("last_error"),

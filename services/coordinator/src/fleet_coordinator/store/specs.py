@@ -1,4 +1,4 @@
-"""The two containers, their typed fields and indexes, declared once.
+"""The coordinator's containers, their typed fields and indexes, declared once.
 
 ``jobs`` (partition key ``pk`` = shard of the id) holds one document per job,
 with its lease and bounded run history inside, so every transition is one
@@ -9,6 +9,10 @@ conditional write. Top-level copies of what queries filter on:
   present only while leased);
 * ``queue, status, created_at`` / ``status, created_at`` / ``created_at``: listing
   and the oldest queued job of a queue.
+* ``kind, created_at`` / ``lock, created_at``: listing by kind or lock;
+* ``status, lock, -priority, created_at``: claims reaching past lock-blocked jobs;
+* ``status, ended_at``: retention on memory and SQLite (``ended_at`` is present only
+  on terminal jobs; on Cosmos DB their ``ttl`` field does the same work).
 
 ``agents`` (partition key ``pk`` = the agent id, so a token's point read needs
 only the id embedded in the token) holds agent documents (``kind = "agent"``)
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 from fleet_datastore import ContainerSpec, Index
 
-__all__ = ["AGENTS_SPEC", "CONTAINER_SPECS", "JOBS_SPEC", "QUEUES_PARTITION"]
+__all__ = ["AGENTS_SPEC", "CONTAINER_SPECS", "JOBS_SPEC", "LOCKS_SPEC", "QUEUES_PARTITION"]
 
 JOBS_SPEC = ContainerSpec(
     name="jobs",
@@ -31,6 +35,9 @@ JOBS_SPEC = ContainerSpec(
         "created_at": "float",
         "run_after": "float",
         "due_at": "float",
+        "kind": "str",
+        "lock": "str",
+        "ended_at": "float",
     },
     # Every jobs query spans the shards, so no index needs a per-partition copy
     # (on SQLite that halves the indexes each job write updates: 6 instead of 12).
@@ -41,7 +48,16 @@ JOBS_SPEC = ContainerSpec(
         Index.of("queue", "status", "created_at", per_partition=False),
         Index.of("status", "created_at", per_partition=False),
         Index.of("created_at", per_partition=False),
+        Index.of("kind", "created_at", per_partition=False),
+        Index.of("lock", "created_at", per_partition=False),
+        # Claims reaching past jobs whose lock is held: lockless jobs (lock = "") in
+        # claim order, and the head of each next lock (services/locks.py).
+        Index.of("status", "lock", "-priority", "created_at", per_partition=False),
+        # Retention on memory and SQLite: terminal jobs by when they ended.
+        Index.of("status", "ended_at", per_partition=False),
     ),
+    # Cosmos DB: time to live on, and only terminal jobs carry a ``ttl`` (retention).
+    default_ttl=-1,
 )
 
 AGENTS_SPEC = ContainerSpec(
@@ -51,7 +67,16 @@ AGENTS_SPEC = ContainerSpec(
     indexes=(Index.of("kind", "created_at"),),
 )
 
-CONTAINER_SPECS = (JOBS_SPEC, AGENTS_SPEC)
+LOCKS_SPEC = ContainerSpec(name="locks", partition_key="pk")
+"""One document per *held* lock, id and partition key both ``lock_id(name)``.
+
+A partition per lock: acquiring or releasing one lock never contends with any
+other lock's writes. Only point reads and conditional writes touch it (no query,
+so no declared field or index); a released lock's document is deleted, so the
+container holds only the locks held right now.
+"""
+
+CONTAINER_SPECS = (JOBS_SPEC, AGENTS_SPEC, LOCKS_SPEC)
 """Every container the coordinator declares (infra/azure/containers.json is generated from it)."""
 
 QUEUES_PARTITION = "queues"
