@@ -30,6 +30,7 @@ from ..store import job_from_doc, new_id
 from .agents import read_agent, update_agent
 from .context import Coordinator
 from .ledger import held_after_release, settle, without_released
+from .locks import acquire, candidates_past_held_locks, undo
 from .transitions import write_job
 
 __all__ = ["claim_jobs", "wait_and_claim"]
@@ -142,14 +143,26 @@ async def _unreserve(co: Coordinator, agent: Document, lost: set[str]) -> Docume
     return await update_agent(co, agent, change, "agent.unreserve")
 
 
-async def _lease(co: Coordinator, agent: Document, doc: Document) -> JobState | None:
+async def _lease(
+    co: Coordinator, agent: Document, doc: Document, held: set[str]
+) -> JobState | None:
     now = co.clock.now()
     job = job_from_doc(doc.body)
     labels = agent.body.get("labels") or {}
     new = domain.claim(job, agent.id, new_id(), now, labels=labels)
     if isinstance(new, domain.Rejected):
         return None
+    # --- locks (SPEC 9): take the job's lock for this epoch just before the lease write.
+    taken = None
+    if new.lock is not None:
+        taken = await acquire(co, new, new.epoch)
+        if taken is None:
+            held.add(new.lock)
+            return None
+    # --- end locks
     if await write_job(co, doc, new, "claim") is None:
+        if taken is not None:
+            await undo(co, taken)  # locks: the lease write lost, so the lock goes back
         return None
     co.metrics.claims.labels(new.queue).inc()
     co.log.info("coordinator.job.claimed", job_id=new.id, agent_id=agent.id, epoch=new.epoch)
@@ -194,6 +207,7 @@ async def _claim_locked(
         current = await _prune(co, agent)
     won: list[JobState] = []
     tried: set[str] = set()
+    held: set[str] = set()  # locks: those this claim found held
     for _ in range(_ROUNDS):
         if current is None:
             break
@@ -210,6 +224,19 @@ async def _claim_locked(
                 picks = await co.candidates.take_further(
                     co, _candidates(co, queues, labels, need, skip), labels, need, skip
                 )
+            # --- locks: drop picks whose lock is held (or picked twice), then reach past them.
+            picks, blocked = _without_held_locks(picks, held)
+            co.candidates.settle([doc.id for doc in blocked])
+            if not picks and held:
+                skip |= co.candidates.pending
+                picks = await co.candidates.take_further(
+                    co,
+                    candidates_past_held_locks(co, queues, labels, need, skip, held),
+                    labels,
+                    need,
+                    skip,
+                )
+            # --- end locks
             if not picks:
                 break
             current, granted = await _reserve(co, current, picks)
@@ -218,7 +245,7 @@ async def _claim_locked(
             lost: list[str] = []
             for doc in granted:
                 tried.add(doc.id)
-                job = await _lease(co, current, doc)
+                job = await _lease(co, current, doc, held)
                 if job is None:
                     lost.append(doc.id)
                 else:
@@ -230,6 +257,24 @@ async def _claim_locked(
     if not won and current is not None:
         await _touch(co, current)
     return won
+
+
+def _without_held_locks(
+    picks: list[Document], held: set[str]
+) -> tuple[list[Document], list[Document]]:
+    """Locks: the picks a claim may try, and those it may not (lock held or picked already)."""
+    kept: list[Document] = []
+    blocked: list[Document] = []
+    taking: set[str] = set()
+    for doc in picks:
+        lock = doc.body.get("lock") or None
+        if lock is not None and (lock in held or lock in taking):
+            blocked.append(doc)
+            continue
+        if lock is not None:
+            taking.add(lock)
+        kept.append(doc)
+    return kept, blocked
 
 
 async def _touch(co: Coordinator, agent: Document) -> None:

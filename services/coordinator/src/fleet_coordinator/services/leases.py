@@ -9,13 +9,16 @@ from ..domain import JobState, JobStatus, Timestamp
 from ..errors import CoordinatorError
 from .context import Coordinator
 from .ledger import forget_lease
+from .locks import release
 from .transitions import transition
 
 __all__ = ["complete_job", "fail_job", "heartbeat_job", "release_agent_leases", "release_job"]
 
 
 async def _ended(co: Coordinator, op: str, agent_id: str, old: JobState, new: JobState) -> None:
-    # The lease ended: free the agent's capacity slot and log the state change.
+    # The lease ended: free its lock at once (SPEC 9), free the agent's capacity slot
+    # and log the state change.
+    await release(co, old.lock, new.id, old.epoch)
     await forget_lease(co, agent_id, new.id, old.epoch)
     co.metrics.finished.labels(op, new.status.value).inc()
     co.log.info(

@@ -19,6 +19,7 @@ from ..errors import CoordinatorError, translate_store_errors
 from ..store import job_from_doc
 from .context import Coordinator
 from .ledger import forget_lease
+from .locks import release
 from .retention import purge_once
 from .transitions import write_job
 
@@ -64,6 +65,7 @@ async def reap_once(co: Coordinator) -> int:
                 outcome=outcome,
                 status=new.status.value,
             )
+            await release(co, old.lock, new.id, old.lease.epoch)  # locks: the lease ended
             await forget_lease(co, old.lease.agent_id, new.id, old.lease.epoch)
         if page.continuation is None:
             break
