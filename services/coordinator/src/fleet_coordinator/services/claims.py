@@ -146,20 +146,23 @@ async def _unreserve(co: Coordinator, agent: Document, lost: set[str]) -> Docume
 async def _lease(
     co: Coordinator, agent: Document, doc: Document, held: set[str]
 ) -> JobState | None:
-    now = co.clock.now()
     job = job_from_doc(doc.body)
+    # --- locks (SPEC 9): take the job's lock for the next epoch before the lease is
+    # decided, so the lease starts no earlier than the moment the lock was judged free.
+    taken = None
+    if job.lock is not None:
+        taken = await acquire(co, job, job.epoch + 1)
+        if taken is None:
+            held.add(job.lock)
+            return None
+    # --- end locks
+    now = co.clock.now()
     labels = agent.body.get("labels") or {}
     new = domain.claim(job, agent.id, new_id(), now, labels=labels)
     if isinstance(new, domain.Rejected):
+        if taken is not None:
+            await undo(co, taken)
         return None
-    # --- locks (SPEC 9): take the job's lock for this epoch just before the lease write.
-    taken = None
-    if new.lock is not None:
-        taken = await acquire(co, new, new.epoch)
-        if taken is None:
-            held.add(new.lock)
-            return None
-    # --- end locks
     if await write_job(co, doc, new, "claim") is None:
         if taken is not None:
             await undo(co, taken)  # locks: the lease write lost, so the lock goes back
