@@ -70,7 +70,7 @@ async def test_many_claimers_on_three_replicas_never_share_a_lock(
 async def test_a_crashed_holders_lock_frees_at_expiry_across_replicas(
     tmp_path: Path, request: pytest.FixtureRequest, provider: str
 ) -> None:
-    """A holder that stops heartbeating: once its lease expires another replica hands the lock on."""
+    """A holder that stops heartbeating: at its lease expiry another replica hands the lock on."""
     async with AsyncExitStack() as stack:
         a, b, c = await replicas(provider, tmp_path, request, stack)
         _, crashed = await a.agent()

@@ -75,7 +75,7 @@ def test_containers_come_from_the_generated_json() -> None:
     assert "indexingPolicy: c.indexingPolicy" in block
     assert "for c in containerDefinitions" in block
     definitions = json.loads((AZURE / "containers.json").read_text())["containers"]
-    assert {c["name"] for c in definitions} == {"jobs", "agents", "locks"}
+    assert {c["name"] for c in definitions} == {"jobs", "agents", "locks", "schedules"}
     assert "defaultTtl: c.?defaultTtl" in block
     assert {c["name"]: c.get("defaultTtl") for c in definitions}["jobs"] == -1
 

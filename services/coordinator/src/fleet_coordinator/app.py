@@ -11,7 +11,14 @@ from typing import Any
 from fastapi import FastAPI
 from fleet_datastore import DocumentStore, store_from_url
 
-from .api import agents_router, install_error_handlers, jobs_router, leases_router, ops_router
+from .api import (
+    agents_router,
+    install_error_handlers,
+    jobs_router,
+    leases_router,
+    ops_router,
+    schedules_router,
+)
 from .api.hot import HotPath
 from .api.middleware import GuardMiddleware
 from .api.models import ErrorOut
@@ -108,7 +115,7 @@ def create_app(
         app.add_middleware(HotPath)  # inside the guard: the body limit and metrics apply
     app.add_middleware(GuardMiddleware, body_limit=body_limit, metrics=metrics)
 
-    for router in (jobs_router, agents_router, leases_router):
+    for router in (jobs_router, agents_router, leases_router, schedules_router):
         app.include_router(router, responses=_ERROR_RESPONSES)
     app.include_router(ops_router)
     return app

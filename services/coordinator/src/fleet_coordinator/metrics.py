@@ -34,6 +34,12 @@ class Metrics:
         self.deleted = Counter(
             "fleet_jobs_deleted", "Terminal jobs deleted by retention", ["status"], registry=r
         )
+        self.occurrences = Counter(
+            "fleet_schedule_occurrences",
+            "Schedule occurrences: fired (enqueued by this replica) or skipped (missed)",
+            ["result"],
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "fleet_queue_depth", "Jobs per queue and status", ["queue", "status"], registry=r
         )

@@ -12,6 +12,7 @@ from pydantic import (
     Field,
     StringConstraints,
     field_validator,
+    model_validator,
 )
 
 __all__ = [
@@ -39,6 +40,10 @@ __all__ = [
     "QueueStatsOut",
     "ReleaseRequest",
     "RunOut",
+    "ScheduleCreate",
+    "ScheduleList",
+    "ScheduleOut",
+    "ScheduledJob",
 ]
 
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -87,6 +92,48 @@ class JobCreate(_In):
         if value is not None and not _EARLIEST <= value <= _LATEST:
             raise ValueError("run_after must be between 1970 and 9999 (UTC)")
         return value
+
+
+class ScheduledJob(JobCreate):
+    """The job a schedule enqueues at each occurrence (its key and due time come from it)."""
+
+    @model_validator(mode="after")
+    def _no_key_or_time(self) -> ScheduledJob:
+        if self.idempotency_key is not None or self.run_after is not None:
+            raise ValueError("a scheduled job takes no idempotency_key or run_after")
+        return self
+
+
+class ScheduleCreate(_In):
+    """A periodic schedule: five-field cron in an IANA time zone, and its job."""
+
+    cron: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
+        description="minute hour day-of-month month day-of-week: numbers, *, ranges, lists "
+        "and steps only (no seconds, names or @daily)",
+    )
+    timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "UTC"
+    job: ScheduledJob
+    paused: bool = False
+
+
+class ScheduleOut(BaseModel):
+    """A schedule as the API shows it."""
+
+    name: str
+    cron: str
+    timezone: str
+    job: dict[str, Any]
+    paused: bool
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ScheduleList(BaseModel):
+    """Every schedule."""
+
+    items: list[ScheduleOut]
 
 
 class BatchCreate(_In):

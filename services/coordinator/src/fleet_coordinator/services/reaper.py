@@ -1,5 +1,8 @@
 """The reaper: end leases past their expiry or attempt deadline, safely from any replica.
 
+Each tick also runs retention (``retention.purge_once``) and the scheduler
+(``schedules.fire_due``), each single-winner through its own conditional writes.
+
 Each tick queries ``status = leased, due_at <= now`` (index ``status, due_at``)
 and applies ``domain.reap`` with a conditional write on the etag it read. Two
 replicas reaping the same job race on that etag, so exactly one acts; a job an
@@ -21,6 +24,7 @@ from .context import Coordinator
 from .ledger import forget_lease
 from .locks import release
 from .retention import purge_once
+from .schedules import fire_due
 from .transitions import write_job
 
 __all__ = ["reap_once", "run_reaper"]
@@ -81,7 +85,7 @@ async def reap_once(co: Coordinator) -> int:
 async def run_reaper(co: Coordinator) -> None:
     """Sweep every ``reaper_interval_seconds`` until cancelled; store errors are logged."""
     while True:
-        for sweep in (reap_once, purge_once):
+        for sweep in (reap_once, purge_once, fire_due):
             try:
                 await sweep(co)
             except CoordinatorError as exc:

@@ -7,8 +7,15 @@ from dataclasses import dataclass
 from fleet_datastore import Container, DocumentStore
 
 from .codec import Retention, job_from_doc, job_to_doc, patch_between
-from .shards import is_valid_id, job_id_for_key, lock_id, new_id, shard_of
-from .specs import AGENTS_SPEC, CONTAINER_SPECS, JOBS_SPEC, LOCKS_SPEC, QUEUES_PARTITION
+from .shards import is_valid_id, job_id_for_key, lock_id, new_id, schedule_id, shard_of
+from .specs import (
+    AGENTS_SPEC,
+    CONTAINER_SPECS,
+    JOBS_SPEC,
+    LOCKS_SPEC,
+    QUEUES_PARTITION,
+    SCHEDULES_SPEC,
+)
 
 __all__ = [
     "AGENTS_SPEC",
@@ -16,6 +23,7 @@ __all__ = [
     "JOBS_SPEC",
     "LOCKS_SPEC",
     "QUEUES_PARTITION",
+    "SCHEDULES_SPEC",
     "Containers",
     "Retention",
     "is_valid_id",
@@ -26,6 +34,7 @@ __all__ = [
     "new_id",
     "open_containers",
     "patch_between",
+    "schedule_id",
     "shard_of",
 ]
 
@@ -38,6 +47,7 @@ class Containers:
     jobs: Container
     agents: Container
     locks: Container
+    schedules: Container
 
 
 async def open_containers(store: DocumentStore) -> Containers:
@@ -45,4 +55,5 @@ async def open_containers(store: DocumentStore) -> Containers:
     jobs = await store.create_container_if_not_exists(JOBS_SPEC)
     agents = await store.create_container_if_not_exists(AGENTS_SPEC)
     locks = await store.create_container_if_not_exists(LOCKS_SPEC)
-    return Containers(store, jobs, agents, locks)
+    schedules = await store.create_container_if_not_exists(SCHEDULES_SPEC)
+    return Containers(store, jobs, agents, locks, schedules)

@@ -23,7 +23,14 @@ from __future__ import annotations
 
 from fleet_datastore import ContainerSpec, Index
 
-__all__ = ["AGENTS_SPEC", "CONTAINER_SPECS", "JOBS_SPEC", "LOCKS_SPEC", "QUEUES_PARTITION"]
+__all__ = [
+    "AGENTS_SPEC",
+    "CONTAINER_SPECS",
+    "JOBS_SPEC",
+    "LOCKS_SPEC",
+    "QUEUES_PARTITION",
+    "SCHEDULES_SPEC",
+]
 
 JOBS_SPEC = ContainerSpec(
     name="jobs",
@@ -76,7 +83,20 @@ so no declared field or index); a released lock's document is deleted, so the
 container holds only the locks held right now.
 """
 
-CONTAINER_SPECS = (JOBS_SPEC, AGENTS_SPEC, LOCKS_SPEC)
+SCHEDULES_SPEC = ContainerSpec(
+    name="schedules",
+    partition_key="pk",
+    fields={"kind": "str", "name": "str"},
+    indexes=(Index.of("kind", "name", per_partition=False),),
+)
+"""One document per schedule, id and partition key both ``schedule_id(name)``.
+
+A partition per schedule: the scheduler's conditional writes on one schedule
+(every replica, every tick it is due) never contend with another's. Listing is
+one cross-partition query on ``kind = "schedule"`` ordered by name.
+"""
+
+CONTAINER_SPECS = (JOBS_SPEC, AGENTS_SPEC, LOCKS_SPEC, SCHEDULES_SPEC)
 """Every container the coordinator declares (infra/azure/containers.json is generated from it)."""
 
 QUEUES_PARTITION = "queues"
