@@ -157,3 +157,27 @@ async def test_jobs_are_listed_by_lock_and_by_kind(api: Api) -> None:
     assert [j["id"] for j in r.json()["items"]] == [c["id"]]
     r = await api.client.get("/v1/jobs?lock=", headers=api.admin)
     assert r.status_code == 422
+
+
+async def test_a_dead_claims_lock_is_taken_over_after_fencing_its_lease_write(api: Api) -> None:
+    """A lock taken by a claim that never wrote its lease: held 30 s, then fenced and reused."""
+    _, agent = await api.agent()
+    stuck = await api.enqueue(lock="L")
+    api.clock.advance(1)
+    waiting = await api.enqueue(lock="L")
+    jobs = api.co.containers.jobs
+    before = await jobs.get(stuck["id"], api.co.shard(stuck["id"]))
+    # A claim of ``stuck`` took the lock for epoch 1, then its replica died.
+    key = lock_id("L")
+    holder = {"job_id": stuck["id"], "epoch": 1, "at": api.clock.now()}
+    await api.co.containers.locks.create({"id": key, "pk": key, "name": "L", "holder": holder})
+    assert await _ids(api, agent) == []
+    api.clock.advance(30)
+    # Both jobs are claimable; ``stuck`` is older, so the lock goes to it at epoch 1.
+    [lease] = await api.claim(agent)
+    assert lease["job"]["id"] == stuck["id"]
+    assert lease["lease"]["epoch"] == 1
+    # The dead claim's lease write, conditional on the etag it had read, can never land.
+    after = await jobs.get(stuck["id"], api.co.shard(stuck["id"]))
+    assert after.etag != before.etag
+    assert (await api.job(waiting["id"]))["status"] == "queued"

@@ -29,11 +29,19 @@ __all__ = ["Holder", "HolderState", "judge_holder"]
 
 @dataclass(frozen=True, slots=True)
 class Holder:
-    """The claim that took a lock: the job, the epoch of its lease, and when."""
+    """The claim that took a lock: the job, its lease's epoch and run id, and when."""
 
     job_id: str
     epoch: int
     at: Timestamp
+    run_id: str = ""
+    """The run (lease) the claim writes; unique per claim, where (job, epoch) is not:
+    a claim that died in flight and the one that takes over share both."""
+
+    def is_lease(self, job_id: str, epoch: int, run_id: str) -> bool:
+        """Whether this holder is the lease ``run_id`` of ``job_id`` at ``epoch``."""
+        same_run = not self.run_id or self.run_id == run_id
+        return self.job_id == job_id and self.epoch == epoch and same_run
 
 
 class HolderState(StrEnum):
@@ -52,7 +60,11 @@ def judge_holder(
     if job is None:
         return HolderState.FREE
     lease = job.lease
-    if job.status is JobStatus.LEASED and lease is not None and lease.epoch == holder.epoch:
+    if (
+        job.status is JobStatus.LEASED
+        and lease is not None
+        and holder.is_lease(job.id, lease.epoch, lease.run_id)
+    ):
         # An expired lease is no longer live (SPEC 3): its lock is free even before
         # the reaper writes the job, and the late holder's calls all fail (fencing).
         return HolderState.HELD if lease.is_live(now) else HolderState.FREE

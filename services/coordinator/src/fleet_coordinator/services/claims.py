@@ -147,21 +147,26 @@ async def _lease(
     co: Coordinator, agent: Document, doc: Document, held: set[str]
 ) -> JobState | None:
     job = job_from_doc(doc.body)
+    labels = agent.body.get("labels") or {}
     # --- locks (SPEC 9): take the job's lock for the next epoch before the lease is
     # decided, so the lease starts no earlier than the moment the lock was judged free.
+    run_id = new_id()
     taken = None
     if job.lock is not None:
-        taken = await acquire(co, job, job.epoch + 1)
+        if domain.claim_rejection(job, co.clock.now(), labels) is not None:
+            return None  # not claimable anyway: do not touch its lock
+        taken = await acquire(co, job, job.epoch + 1, run_id)
         if taken is None:
             held.add(job.lock)
             return None
+        if taken.fenced is not None:
+            doc = taken.fenced  # a dead claim of this job was fenced: write on the new etag
     # --- end locks
     now = co.clock.now()
-    labels = agent.body.get("labels") or {}
-    new = domain.claim(job, agent.id, new_id(), now, labels=labels)
+    new = domain.claim(job, agent.id, run_id, now, labels=labels)
     if isinstance(new, domain.Rejected):
         if taken is not None:
-            await undo(co, taken)
+            await undo(co, taken)  # locks: nothing was leased, so the lock goes back
         return None
     if await write_job(co, doc, new, "claim") is None:
         if taken is not None:

@@ -18,7 +18,8 @@ __all__ = ["complete_job", "fail_job", "heartbeat_job", "release_agent_leases", 
 async def _ended(co: Coordinator, op: str, agent_id: str, old: JobState, new: JobState) -> None:
     # The lease ended: free its lock at once (SPEC 9), free the agent's capacity slot
     # and log the state change.
-    await release(co, old.lock, new.id, old.epoch)
+    if old.lease is not None:
+        await release(co, old.lock, new.id, old.epoch, old.lease.run_id)
     await forget_lease(co, agent_id, new.id, old.epoch)
     co.metrics.finished.labels(op, new.status.value).inc()
     co.log.info(

@@ -48,7 +48,15 @@ from ..errors import translate_store_errors
 from ..store import job_from_doc, lock_id
 from .context import MAX_CAS_ATTEMPTS, Coordinator
 
-__all__ = ["Taken", "acquire", "candidates_past_held_locks", "release", "undo"]
+__all__ = [
+    "IN_FLIGHT_GRACE",
+    "Taken",
+    "acquire",
+    "candidates_past_held_locks",
+    "holder_state",
+    "release",
+    "undo",
+]
 
 IN_FLIGHT_GRACE = 30.0
 """Seconds a lock taken for a claim whose lease write has not landed yet stays taken.
@@ -67,11 +75,20 @@ class Taken:
     name: str
     job_id: str
     epoch: int
+    run_id: str
+    fenced: Document | None = None
+    """The claimed job itself, when taking the lock fenced off a dead claim of that
+    same job: the lease write must go on this newer document."""
 
 
 def _holder(body: dict[str, Any]) -> Holder:
     h = body["holder"]
-    return Holder(job_id=str(h["job_id"]), epoch=int(h["epoch"]), at=float(h["at"]))
+    return Holder(
+        job_id=str(h["job_id"]),
+        epoch=int(h["epoch"]),
+        at=float(h["at"]),
+        run_id=str(h.get("run_id", "")),
+    )
 
 
 async def _read_lock(co: Coordinator, name: str) -> Document | None:
@@ -91,30 +108,34 @@ async def _read_holder_job(co: Coordinator, job_id: str) -> Document | None:
             return None
 
 
-async def _fence(co: Coordinator, doc: Document) -> bool:
+async def _fence(co: Coordinator, doc: Document) -> Document | None:
     """Change the holder job's etag so that its in-flight lease write can never land."""
     with translate_store_errors():
         result = await co.containers.jobs.update_if_match(
             doc.id, doc.partition_key, doc, Patch(set={"updated_at": co.clock.now()})
         )
     co.job_cache.evict(doc.id)
-    return result.ok
+    return result.document if result.ok else None
 
 
-async def holder_state(co: Coordinator, lock: Document) -> HolderState:
-    """Whether the recorded holder of ``lock`` still holds it; fences a dead in-flight claim."""
+async def holder_state(co: Coordinator, lock: Document) -> tuple[HolderState, Document | None]:
+    """Whether the recorded holder of ``lock`` still holds it, and the job fenced if any.
+
+    A dead in-flight claim is fenced here (``FENCE`` becomes ``FREE``); losing that
+    write means the job changed meanwhile (maybe its lease landed), so it counts as held.
+    """
     holder = _holder(lock.body)
     job_doc = await _read_holder_job(co, holder.job_id)
     job = None if job_doc is None else job_from_doc(job_doc.body)
     state = judge_holder(holder, job, co.clock.now(), grace=IN_FLIGHT_GRACE)
     if state is HolderState.FENCE and job_doc is not None:
-        # A conflict means the job changed meanwhile (maybe its lease landed): judge again.
-        return HolderState.FREE if await _fence(co, job_doc) else HolderState.HELD
-    return state
+        fenced = await _fence(co, job_doc)
+        return (HolderState.HELD, None) if fenced is None else (HolderState.FREE, fenced)
+    return state, None
 
 
-async def acquire(co: Coordinator, job: JobState, epoch: int) -> Taken | None:
-    """Take ``job.lock`` for the claim of ``job`` at ``epoch``; None if another job holds it."""
+async def acquire(co: Coordinator, job: JobState, epoch: int, run_id: str) -> Taken | None:
+    """Take ``job.lock`` for the claim (run ``run_id``) of ``job`` at ``epoch``; None if held."""
     name = job.lock
     if name is None:
         raise ValueError("acquire needs a job with a lock")
@@ -123,7 +144,7 @@ async def acquire(co: Coordinator, job: JobState, epoch: int) -> Taken | None:
         "id": key,
         "pk": key,
         "name": name,
-        "holder": {"job_id": job.id, "epoch": epoch, "at": co.clock.now()},
+        "holder": {"job_id": job.id, "epoch": epoch, "run_id": run_id, "at": co.clock.now()},
     }
     for _ in range(MAX_CAS_ATTEMPTS):
         # 1. Read the lock: no document means nobody holds it.
@@ -136,9 +157,10 @@ async def acquire(co: Coordinator, job: JobState, epoch: int) -> Taken | None:
                 except AlreadyExistsError:
                     co.metrics.conflicts.labels("lock.acquire").inc()
                     continue
-            return Taken(name, job.id, epoch)
+            return Taken(name, job.id, epoch, run_id)
         # 2b. Decide from the holder job (coordinator clock) whether it still holds it.
-        if await holder_state(co, lock) is HolderState.HELD:
+        state, fenced = await holder_state(co, lock)
+        if state is HolderState.HELD:
             return None
         # 3. Take it over on the etag read: a release or another taker in between wins.
         with translate_store_errors():
@@ -147,20 +169,20 @@ async def acquire(co: Coordinator, job: JobState, epoch: int) -> Taken | None:
             except (PreconditionFailedError, NotFoundError):
                 co.metrics.conflicts.labels("lock.acquire").inc()
                 continue
-        return Taken(name, job.id, epoch)
+        own = fenced if fenced is not None and fenced.id == job.id else None
+        return Taken(name, job.id, epoch, run_id, own)
     return None  # too contended: this claim moves on; the lock is someone's or free later
 
 
-async def release(co: Coordinator, lock: str | None, job_id: str, epoch: int) -> None:
-    """Free ``lock`` if the lease of ``job_id`` at ``epoch`` is still its holder (else nothing)."""
+async def release(co: Coordinator, lock: str | None, job_id: str, epoch: int, run_id: str) -> None:
+    """Free ``lock`` if the lease ``run_id`` of ``job_id`` at ``epoch`` still holds it."""
     if lock is None:
         return
     for _ in range(MAX_CAS_ATTEMPTS):
         doc = await _read_lock(co, lock)
         if doc is None:
             return
-        holder = _holder(doc.body)
-        if holder.job_id != job_id or holder.epoch != epoch:
+        if not _holder(doc.body).is_lease(job_id, epoch, run_id):
             return  # taken over since (after an expiry): not ours to free
         with translate_store_errors():
             try:
@@ -174,12 +196,12 @@ async def release(co: Coordinator, lock: str | None, job_id: str, epoch: int) ->
 
 async def undo(co: Coordinator, taken: Taken) -> None:
     """Give back a lock taken for a claim whose lease write lost."""
-    await release(co, taken.name, taken.job_id, taken.epoch)
+    await release(co, taken.name, taken.job_id, taken.epoch, taken.run_id)
 
 
 async def _is_held(co: Coordinator, name: str) -> bool:
     lock = await _read_lock(co, name)
-    return lock is not None and await holder_state(co, lock) is HolderState.HELD
+    return lock is not None and (await holder_state(co, lock))[0] is HolderState.HELD
 
 
 def _claim_filters(co: Coordinator, queue: str | None) -> list[Filter]:

@@ -69,7 +69,8 @@ async def reap_once(co: Coordinator) -> int:
                 outcome=outcome,
                 status=new.status.value,
             )
-            await release(co, old.lock, new.id, old.lease.epoch)  # locks: the lease ended
+            # Locks: the lease ended (its lock is free already by the clock; this tidies up).
+            await release(co, old.lock, new.id, old.lease.epoch, old.lease.run_id)
             await forget_lease(co, old.lease.agent_id, new.id, old.lease.epoch)
         if page.continuation is None:
             break
