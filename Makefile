@@ -1,15 +1,23 @@
 # Fleet Coordinator — developer entry points. `make help` lists them.
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
-UV ?= uv
 COSMOS_DIR := infra/cosmos-local
+# uv: the one on PATH, else a pinned copy that `make` installs from PyPI with pip into
+# .tools/ (a plain venv; pip honours the machine's pip configuration and index).
+UV_VERSION := 0.9.30
+TOOLS := $(CURDIR)/.tools
+UV ?= $(or $(shell command -v uv 2>/dev/null),$(TOOLS)/bin/uv)
+# Tests and tools started under `uv run` find that uv (and nothing else of .tools) on PATH.
+export PATH := $(TOOLS)/bin:$(PATH)
+# apt-get as root, or through sudo; used only for what a bare machine lacks.
+APT_GET := $(if $(filter 0,$(shell id -u)),,sudo )apt-get
 # make stress: stops at whichever comes first (see docs/reliability.md)
 DURATION ?= 43200
 CLAIMS ?= 1000000
 STORE ?= sqlite
 KILL_EVERY ?= 3
 
-.PHONY: help run demo setup deps py-deps lint format style typecheck test verify generate bench stress cosmos-up cosmos-down clean
+.PHONY: help run demo setup deps py-deps node-deps tools lint format style typecheck test verify generate bench stress cosmos-up cosmos-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -20,11 +28,25 @@ run: py-deps ## run the coordinator on SQLite under ./var (prints the admin toke
 demo: py-deps ## a coordinator, 3 fleet-agent processes, 500 jobs, one agent killed — live (< 60 s)
 	$(UV) run python -m demo
 
-setup: deps ## install Python (uv) and Node (npm) dependencies
-deps: py-deps
-	cd $(COSMOS_DIR) && npm ci --no-audit --no-fund --loglevel=error
-py-deps:
+setup: deps ## install Python (uv) and Node (npm) dependencies; uv and Node too when missing
+deps: py-deps node-deps
+py-deps: tools
 	$(UV) sync --all-packages --frozen
+node-deps:
+	@command -v npm >/dev/null 2>&1 || { echo "make: npm is not on PATH; installing nodejs and npm from Debian"; \
+	  $(APT_GET) update -qq && $(APT_GET) install -y -qq nodejs npm >/dev/null; }
+	cd $(COSMOS_DIR) && npm ci --no-audit --no-fund --loglevel=error
+
+tools: ## install uv $(UV_VERSION) into .tools/ (from PyPI, with pip) if no uv is on PATH
+	@command -v $(UV) >/dev/null 2>&1 || $(MAKE) --no-print-directory $(TOOLS)/bin/uv
+
+$(TOOLS)/bin/uv:
+	@echo "make: uv is not on PATH; installing uv $(UV_VERSION) from PyPI into .tools/"
+	@python3 -m venv $(TOOLS)/uv >/dev/null 2>&1 || { rm -rf $(TOOLS)/uv; \
+	  echo "make: python3 cannot create a venv; installing python3-venv from Debian"; \
+	  $(APT_GET) update -qq && $(APT_GET) install -y -qq python3-venv >/dev/null && python3 -m venv $(TOOLS)/uv; }
+	$(TOOLS)/uv/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	mkdir -p $(TOOLS)/bin && ln -sf ../uv/bin/uv $(TOOLS)/bin/uv
 
 lint: ## ruff lint + format check
 	$(UV) run ruff check .
@@ -59,5 +81,5 @@ cosmos-up: ## start the local Cosmos-protocol server in the background (see docs
 cosmos-down: ## stop it
 	$(COSMOS_DIR)/cosmos-local down
 
-clean: ## remove caches and local state
+clean: ## remove caches and local state (not .tools: the uv make installed)
 	rm -rf .mypy_cache .ruff_cache .pytest_cache .hypothesis var

@@ -78,18 +78,54 @@ async def test_state_changes_are_logged_with_ids_but_no_payloads_or_tokens(api: 
     assert headers["Authorization"].split()[1] not in text
 
 
-async def test_an_unexpected_crash_answers_503_not_500(
+async def test_an_unexpected_crash_answers_500_with_an_error_id_the_log_carries(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A bug inside a handler is logged and answered 503 internal_error in the error shape."""
+    """A bug is answered 500 internal_error (never 503) with an error id; the log line
+    carries that id and the traceback, and neither the payload nor the token."""
     from fleet_coordinator.api import routes_jobs
 
     async def crash(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(routes_jobs, "get_job", crash)
+    monkeypatch.setattr(routes_jobs, "enqueue", crash)
     with capture_logs() as logs:
-        r = await api.client.get("/v1/jobs/0123456789abcdef", headers=api.admin)
-    assert r.status_code == 503
+        r = await api.client.post(
+            "/v1/jobs", json={"kind": "k", "payload": {"secret": "s3cr3t"}}, headers=api.admin
+        )
+    assert r.status_code == 500
+    error = r.json()["error"]
+    assert error["code"] == "internal_error"
+    error_id = error["details"]["error_id"]
+    assert "retry-after" not in r.headers
+    [entry] = logs
+    assert entry["event"] == "coordinator.request.crashed"
+    assert entry["error_id"] == error_id
+    assert entry["log_level"] == "error"
+    assert entry["exc_info"] is True  # structlog renders the traceback of the exception
+    text = repr(logs)
+    assert "s3cr3t" not in text
+    assert api.admin["Authorization"].split()[1] not in text
+
+
+async def test_a_store_error_that_is_not_an_outage_is_a_defect_not_a_503(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only an unavailable store answers 503 (with Retry-After); any other store error
+    escaping a service is a bug and answers 500."""
+    from fleet_datastore import PreconditionFailedError
+
+    job = await api.enqueue()
+    api.co.job_cache.evict(job["id"])
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise PreconditionFailedError("escaped by mistake")
+
+    monkeypatch.setattr(api.co.containers.jobs, "get", broken)
+    r = await api.client.get(f"/v1/jobs/{job['id']}", headers=api.admin)
+    assert r.status_code == 500, r.text
     assert r.json()["error"]["code"] == "internal_error"
-    assert [e["event"] for e in logs] == ["coordinator.request.crashed"]
+    monkeypatch.setattr(api.co.containers.jobs, "get", _down)
+    r = await api.client.get(f"/v1/jobs/{job['id']}", headers=api.admin)
+    assert r.status_code == 503
+    assert r.headers["retry-after"] == "2"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.served import Served
+from tests.support.served import START_TIMEOUT, Served
 
 
 @pytest.fixture
@@ -47,6 +48,12 @@ class _TwoWorkers(Served):
 def test_serve_with_two_workers_shares_one_store_and_admin_token(tmp_path: Path) -> None:
     """``--workers 2``: both processes accept the admin token and see each other's writes."""
     with _TwoWorkers(cwd=tmp_path, admin_token="") as server:
+        # /readyz answered: one worker is up; the other may still be starting (seconds
+        # apart on a loaded machine). Wait for both before spreading connections.
+        deadline = time.monotonic() + START_TIMEOUT
+        while server.log_path.read_text().count('"coordinator.started"') < 2:
+            assert time.monotonic() < deadline, server.log_tail()
+            time.sleep(0.05)
         first = server.log_path.read_text().splitlines()[0]
         assert first.startswith("FLEET_ADMIN_TOKEN="), first
         admin = {"Authorization": f"Bearer {first.split('=', 1)[1]}"}

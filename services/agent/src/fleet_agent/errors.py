@@ -3,7 +3,7 @@
 ::
 
     AgentError                    root of everything this package raises
-    ├── CoordinatorUnavailable    connection refused / reset, timeout, 502/503/504 — retried
+    ├── CoordinatorUnavailable    connection refused / reset, timeout, 429/502/503/504 — retried
     ├── Unauthorized              401 or 403: a wrong, revoked or admin token
     ├── LeaseLost                 409 lease_lost: the caller no longer holds that epoch
     ├── RequestRejected           any other 4xx (400, 404, 409, 413, 422) with its code
@@ -75,7 +75,8 @@ class JobFailed(AgentError):
         self.retryable = retryable
 
 
-_UNAVAILABLE = {502, 503, 504}
+# 429: too many long-polls of this agent waiting on the replica (retry after a pause).
+_UNAVAILABLE = {429, 502, 503, 504}
 
 
 def raise_for_answer(response: httpx.Response) -> None:

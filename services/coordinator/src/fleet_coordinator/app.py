@@ -31,7 +31,6 @@ from .store import open_containers
 
 __all__ = ["app_from_env", "create_app"]
 
-_BATCH_BODY_LIMIT = 64 * 1024 * 1024
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut, "description": text}
     for status, text in (
@@ -42,7 +41,8 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (409, "state conflict (lease_lost, already_terminal, idempotency_conflict, …)"),
         (413, "payload too large"),
         (422, "validation error"),
-        (503, "store unavailable"),
+        (500, "a defect, answered internal_error with an error_id that the log carries"),
+        (503, "store unavailable (Retry-After)"),
     )
 }
 
@@ -105,15 +105,10 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
 
-    def body_limit(path: str) -> int:
-        if path.endswith("/jobs/batch"):
-            return _BATCH_BODY_LIMIT
-        return 2 * settings.max_payload_bytes + 64 * 1024
-
     install_error_handlers(app)
     if hot_path:
-        app.add_middleware(HotPath)  # inside the guard: the body limit and metrics apply
-    app.add_middleware(GuardMiddleware, body_limit=body_limit, metrics=metrics)
+        app.add_middleware(HotPath)  # inside the guard: callers, limits and metrics apply
+    app.add_middleware(GuardMiddleware, settings=settings, metrics=metrics)
 
     for router in (jobs_router, agents_router, leases_router, schedules_router):
         app.include_router(router, responses=_ERROR_RESPONSES)
@@ -143,7 +138,10 @@ def _tune_gc() -> None:
 
 def app_from_env() -> FastAPI:
     """The app of one ``serve --workers N`` process: logging and settings from the environment."""
+    from .cli import http_protocol
     from .logs import configure_logging
 
     configure_logging()
-    return create_app(Settings(), tune_gc=True)
+    settings = Settings()
+    http_protocol(settings)  # this worker's header deadline, from its settings
+    return create_app(settings, tune_gc=True)

@@ -7,11 +7,31 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .logs import configure_logging
 from .settings import Settings
 
-__all__ = ["main"]
+__all__ = ["BACKLOG", "KEEP_ALIVE_SECONDS", "http_protocol", "main"]
+
+KEEP_ALIVE_SECONDS = 5
+"""An idle keep-alive connection is closed after this long."""
+BACKLOG = 2048
+"""Connections the kernel queues before the server accepts them."""
+
+
+def http_protocol(settings: Settings) -> Any:
+    """The HTTP protocol: httptools with header limits (``protocol.py``), else uvicorn's h11.
+
+    h11 (only when httptools is not installed) caps headers at 16 KiB but has no
+    header deadline.
+    """
+    try:
+        from .protocol import GuardedHttpToolsProtocol
+    except ImportError:
+        return "h11"
+    GuardedHttpToolsProtocol.header_timeout = settings.header_timeout_seconds
+    return GuardedHttpToolsProtocol
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # admin token generated here, so every worker accepts the one printed above.
         os.environ["FLEET_ADMIN_TOKEN"] = settings.admin_token
     # uvloop and httptools when installed (Linux, macOS); uvicorn falls back to asyncio and h11.
+    # The limits and timeouts below are described in docs/operations.md ("Slow and greedy
+    # clients"); bodies are bounded by the app's guard (api/middleware.py).
     uvicorn.run(
         create_app(settings, tune_gc=True)
         if args.workers == 1
@@ -62,7 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_level="warning",
         access_log=False,
         loop="auto",
-        http="auto",
+        http=http_protocol(settings),
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        backlog=BACKLOG,
+        # No limit_concurrency: uvicorn answers past it with 503, which SPEC.md keeps for
+        # an unavailable store; idle long-polls and slow clients cost a socket, not a thread.
     )
     return 0
 

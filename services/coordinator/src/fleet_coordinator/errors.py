@@ -10,9 +10,14 @@
     ├── ConflictError             409 state conflict (``lease_lost``, ``already_terminal`` …)
     ├── PayloadTooLargeError      413
     ├── ValidationFailedError     422
+    ├── TooManyRequestsError      429 a per-agent limit (``too_many_long_polls``); retry later
     └── UnavailableError          503 the store cannot be reached
 
-Datastore errors are translated in ``translate_store_errors``, the one boundary.
+Datastore errors are translated in ``translate_store_errors``, the one boundary: an
+unavailable store is 503, a document too large 413. Any other exception, a store
+error no service expected included, is a defect: the API's guard logs it with an
+error id and its traceback and answers 500 ``internal_error`` (``api/middleware.py``),
+so a bug is never disguised as an outage that clients would retry.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from fleet_datastore import DatastoreError, DocumentTooLargeError
+from fleet_datastore import BatchError, DocumentTooLargeError, StoreUnavailableError
 
 __all__ = [
     "BadRequestError",
@@ -30,6 +35,7 @@ __all__ = [
     "ForbiddenError",
     "NotFoundError",
     "PayloadTooLargeError",
+    "TooManyRequestsError",
     "UnauthorizedError",
     "UnavailableError",
     "ValidationFailedError",
@@ -102,6 +108,13 @@ class ValidationFailedError(CoordinatorError):
     code = "validation_error"
 
 
+class TooManyRequestsError(CoordinatorError):
+    """The caller has too many requests of this kind in progress; retry later."""
+
+    status = 429
+    code = "too_many_requests"
+
+
 class UnavailableError(CoordinatorError):
     """The store is unavailable; retry later."""
 
@@ -111,12 +124,22 @@ class UnavailableError(CoordinatorError):
 
 @contextmanager
 def translate_store_errors() -> Iterator[None]:
-    """Turn any ``DatastoreError`` escaping the block into the matching ``CoordinatorError``."""
+    """Turn the store's outages (503) and size limit (413) into ``CoordinatorError``.
+
+    Expected errors (not found, lost races) are handled where they happen; any other
+    store error that reaches here is left as it is: a defect, answered 500.
+    """
     try:
         yield
+    except BatchError as exc:
+        cause = exc.cause
+        if isinstance(cause, StoreUnavailableError):
+            raise UnavailableError(f"store error: {type(cause).__name__}") from exc
+        if isinstance(cause, DocumentTooLargeError):
+            raise PayloadTooLargeError("a job document would exceed the store's limit") from exc
+        raise
     except DocumentTooLargeError as exc:
         raise PayloadTooLargeError("the job document would exceed the store's limit") from exc
-    except DatastoreError as exc:
-        # Expected errors (not found, lost races) are handled where they happen; whatever
-        # reaches here means the store could not do its part, which a retry may fix.
+    except StoreUnavailableError as exc:
+        # The store could not do its part; a retry may succeed.
         raise UnavailableError(f"store error: {type(exc).__name__}") from exc

@@ -50,6 +50,16 @@ class Settings(BaseSettings):
     ``max_payload_bytes``); 0 turns the cache off.
     """
 
+    max_long_polls_per_agent: int = Field(default=8, ge=1, le=1_000)
+    """Claims with ``wait_seconds > 0`` one agent may have waiting at once on a replica.
+
+    One more is refused at once with 429 ``too_many_long_polls`` and ``Retry-After``.
+    """
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    """How long a connection may take to send a request's headers (slow senders are cut)."""
+    body_timeout_seconds: float = Field(default=30.0, gt=0, le=3_600)
+    """How long a request's body may take to arrive once its headers are in (else 408)."""
+
     def ensure_admin_token(self) -> bool:
         """Generate an admin token if none was configured; True when one was generated."""
         if self.admin_token:

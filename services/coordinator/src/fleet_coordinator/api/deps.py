@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from enum import Enum
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -11,7 +12,7 @@ from fleet_datastore import Document
 from ..errors import ForbiddenError, UnauthorizedError
 from ..services import Coordinator, authenticate
 
-__all__ = ["AdminAuth", "AgentAuth", "Co", "get_coordinator"]
+__all__ = ["AdminAuth", "AgentAuth", "Co", "Role", "authorize", "get_coordinator"]
 
 
 async def get_coordinator(request: Request) -> Coordinator:
@@ -34,37 +35,52 @@ def bearer_token(header: str) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
-def _bearer(request: Request) -> str:
-    token = bearer_token(request.headers.get("authorization", ""))
-    if token is None:
-        raise UnauthorizedError("a bearer token is required")
-    return token
-
-
 def is_admin(co: Coordinator, token: str) -> bool:
     """Whether ``token`` is the admin token (compared in constant time)."""
     return hmac.compare_digest(token.encode(), co.settings.admin_token.encode())
 
 
-async def require_admin(request: Request, co: Co) -> None:
-    """Allow only the admin token: 401 for no or unknown tokens, 403 for agent tokens."""
-    token = _bearer(request)
-    if is_admin(co, token):
-        return
-    if await authenticate(co, token) is not None:
-        raise ForbiddenError("this endpoint needs the admin token")
-    raise UnauthorizedError("unknown token")
+class Role(Enum):
+    """Whose token a route needs."""
+
+    ADMIN = "admin"
+    AGENT = "agent"
 
 
-async def require_agent(request: Request, co: Co) -> Document:
-    """The calling agent's document: 401 for no or unknown tokens, 403 for the admin token."""
-    token = _bearer(request)
+async def authorize(co: Coordinator, header: str | None, role: Role) -> Document | None:
+    """Check an ``Authorization`` value for ``role``: the agent's document for an agent.
+
+    401 for no or unknown tokens, 403 for a known token of the other role. The one
+    place that decides, for the route dependencies below and for the guard that
+    refuses a caller before reading its body (``api/middleware.py``).
+    """
+    token = None if header is None else bearer_token(header)
+    if token is None:
+        raise UnauthorizedError("a bearer token is required")
+    if role is Role.ADMIN:
+        if is_admin(co, token):
+            return None
+        if await authenticate(co, token) is not None:
+            raise ForbiddenError("this endpoint needs the admin token")
+        raise UnauthorizedError("unknown token")
     agent = await authenticate(co, token)
     if agent is not None:
         return agent
     if is_admin(co, token):
         raise ForbiddenError("this endpoint needs an agent token")
     raise UnauthorizedError("unknown or revoked token")
+
+
+async def require_admin(request: Request, co: Co) -> None:
+    """Allow only the admin token: 401 for no or unknown tokens, 403 for agent tokens."""
+    await authorize(co, request.headers.get("authorization"), Role.ADMIN)
+
+
+async def require_agent(request: Request, co: Co) -> Document:
+    """The calling agent's document: 401 for no or unknown tokens, 403 for the admin token."""
+    agent = await authorize(co, request.headers.get("authorization"), Role.AGENT)
+    assert agent is not None  # authorize returns the agent's document for Role.AGENT
+    return agent
 
 
 AdminAuth = Depends(require_admin)

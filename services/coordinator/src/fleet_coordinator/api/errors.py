@@ -13,22 +13,35 @@ from ..errors import CoordinatorError
 
 __all__ = ["error_response", "install_error_handlers"]
 
+RETRY_AFTER_SECONDS = 2
+"""What a 503 or a 429 tells clients to wait before retrying (``Retry-After``)."""
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "payload_too_large",
+    429: "too_many_requests",
 }
 
 
 def error_response(
     status: int, code: str, message: str, details: dict[str, Any] | None = None
 ) -> JSONResponse:
-    """``{"error": {"code", "message", "details"}}`` with ``status``."""
+    """``{"error": {"code", "message", "details"}}`` with ``status``.
+
+    A 401 names the scheme (``WWW-Authenticate``); a 503 (the store is unavailable, the
+    only 5xx a client should retry) and a 429 (a per-agent limit) say when to retry
+    (``Retry-After``).
+    """
     body = {"error": {"code": code, "message": message, "details": details or {}}}
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = None
+    if status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif status in (429, 503):
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     return JSONResponse(body, status_code=status, headers=headers)
 
 

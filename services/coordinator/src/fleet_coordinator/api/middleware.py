@@ -1,44 +1,83 @@
-"""One plain ASGI middleware: body-size guard, request latency, and the last-resort catch.
+"""The guard in front of the app: callers, bodies, latency, and the last-resort catch.
 
-Written as raw ASGI rather than ``@app.middleware("http")``: Starlette's
-``BaseHTTPMiddleware`` spawns tasks per request and costs several times a bare
-endpoint's overhead.
+One plain ASGI middleware (Starlette's ``BaseHTTPMiddleware`` spawns tasks per
+request and costs several times a bare endpoint's overhead). For each request:
+
+1. **Route**: the rule of the route FastAPI will pick (``api/limits.py``): its role
+   and its body limit, both derived from the app's own routes.
+2. **Caller**: on a route that needs a token, ``authorize`` decides 401/403 before a
+   byte of the body is read, so a stranger cannot make the coordinator read, buffer
+   or parse anything.
+3. **Body**: a declared ``Content-Length`` over the limit is 413 at once; otherwise the
+   body is read chunk by chunk and refused with 413 as soon as it passes the limit,
+   chunked or not. No store request, lock or thread is held while a body arrives,
+   and the whole body must arrive within ``FLEET_BODY_TIMEOUT_SECONDS`` (else 408).
+4. **Text**: invalid UTF-8 or a lone-surrogate escape is refused (``api/unicode.py``).
+5. **App**: the body is handed on as one message (the hot path and FastAPI read it
+   as usual). A crash is a defect: logged with an error id and its traceback
+   (never the body or a header), answered 500 ``internal_error`` with that id.
+
+A refusal sent before the body was read carries ``Connection: close``: the server
+then closes the connection instead of reading the rest of the body to reuse it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+import uuid
 from typing import Any
 
 import structlog
+from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..errors import CoordinatorError
 from ..metrics import Metrics
+from ..settings import Settings
+from .deps import authorize
 from .errors import error_response
+from .limits import RouteRule, RouteRules
+from .unicode import unicode_problem
 
 __all__ = ["GuardMiddleware"]
 
 
-class GuardMiddleware:
-    """Refuse oversized bodies (413), time each request, and never let a crash answer 500."""
+class _RefusedError(Exception):
+    """A request refused before the app saw it; ``response`` is the answer.
 
-    def __init__(self, app: ASGIApp, *, body_limit: Callable[[str], int], metrics: Metrics) -> None:
+    ``unread`` when the body may not have been read to its end: the answer then closes
+    the connection rather than let the server read the rest of it.
+    """
+
+    def __init__(self, response: Any, *, unread: bool = True) -> None:
+        self.response = response
+        self.unread = unread
+
+
+class GuardMiddleware:
+    """Refuse callers, oversized bodies and invalid text early; time requests; catch defects."""
+
+    def __init__(self, app: ASGIApp, *, settings: Settings, metrics: Metrics) -> None:
         self.app = app
-        self.body_limit = body_limit
+        self.settings = settings
         self.metrics = metrics
         self.log = structlog.get_logger("fleet_coordinator")
+        self._rules: RouteRules | None = None
+
+    def rules(self, app: FastAPI) -> RouteRules:
+        """The route rules, built on the first request (when every route is included)."""
+        if self._rules is None:
+            self._rules = RouteRules(app, self.settings.max_payload_bytes)
+        return self._rules
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        refusal = self._refusal(scope)
-        if refusal is not None:
-            await refusal(scope, receive, send)
-            return
-        started = False
         begin = time.perf_counter()
+        rule = self.rules(scope["app"]).match(scope["method"], scope["path"])
+        started = False
 
         async def tracked(message: Message) -> None:
             nonlocal started
@@ -47,26 +86,110 @@ class GuardMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, tracked)
+            body = await self._admit(scope, receive, rule)
+            if body is None:
+                return  # the client went away before sending its body
+            await self.app(scope, _replay(body, receive), tracked)
+        except _RefusedError as refused:
+            if refused.unread:
+                refused.response.headers["connection"] = "close"
+            await refused.response(scope, receive, send)
         except Exception as exc:
-            # Last resort: an unexpected error is a bug; log it, never answer 500.
-            self.log.exception("coordinator.request.crashed", path=scope.get("path"))
+            error_id = uuid.uuid4().hex
+            # The path and method only: a body or a header could hold a payload or a token.
+            self.log.exception(
+                "coordinator.request.crashed",
+                error_id=error_id,
+                method=scope.get("method"),
+                path=scope.get("path"),
+                error=type(exc).__name__,
+            )
             if not started:
-                crash = error_response(503, "internal_error", f"unexpected {type(exc).__name__}")
+                crash = error_response(
+                    500,
+                    "internal_error",
+                    "an internal error; it is logged under this error_id",
+                    {"error_id": error_id},
+                )
                 await crash(scope, receive, send)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
+            route = getattr(scope.get("route"), "path", rule.path)
             elapsed = time.perf_counter() - begin
-            self.metrics.latency.labels(scope.get("method", ""), route).observe(elapsed)
+            self.metrics.latency.labels(scope["method"], route).observe(elapsed)
 
-    def _refusal(self, scope: Scope) -> Any:
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                if not value.isdigit():
-                    return error_response(400, "bad_request", "invalid Content-Length")
-                limit = self.body_limit(str(scope.get("path", "")))
-                if int(value) > limit:
-                    return error_response(
-                        413, "payload_too_large", "the request body is too large", {"limit": limit}
-                    )
-        return None
+    async def _admit(self, scope: Scope, receive: Receive, rule: RouteRule) -> bytes | None:
+        """The whole body once caller, size and text pass; raise ``_RefusedError`` else."""
+        auth = ctype = length = None
+        for name, value in scope["headers"]:
+            if name == b"authorization" and auth is None:
+                auth = value
+            elif name == b"content-type" and ctype is None:
+                ctype = value
+            elif name == b"content-length":
+                length = value
+        if rule.role is not None:
+            header = None if auth is None else auth.decode("latin-1")
+            try:
+                await authorize(scope["app"].state.coordinator, header, rule.role)
+            except CoordinatorError as exc:
+                raise _RefusedError(
+                    error_response(exc.status, exc.code, exc.message, exc.details)
+                ) from None
+        if length is not None:
+            if not length.isdigit():
+                raise _RefusedError(error_response(400, "bad_request", "invalid Content-Length"))
+            if int(length) > rule.body_limit:
+                raise _RefusedError(_too_large(rule.body_limit))
+        try:
+            async with asyncio.timeout(self.settings.body_timeout_seconds):
+                body = await _read(receive, rule.body_limit)
+        except TimeoutError:
+            raise _RefusedError(
+                error_response(408, "request_timeout", "the body did not arrive in time")
+            ) from None
+        if body:
+            problem = unicode_problem(body, ctype)
+            if problem is not None:
+                raise _RefusedError(
+                    error_response(problem.status, problem.code, problem.message, problem.details),
+                    unread=False,
+                )
+        return body
+
+
+def _too_large(limit: int) -> Any:
+    return error_response(
+        413, "payload_too_large", "the request body is too large", {"limit": limit}
+    )
+
+
+async def _read(receive: Receive, limit: int) -> bytes | None:
+    """The body, read chunk by chunk; ``_RefusedError`` (413) as soon as it passes ``limit``."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _RefusedError(_too_large(limit))
+        if chunk:
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)  # joined once: `+=` per chunk is quadratic
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that yields the body once, then the real channel (disconnects)."""
+    pending = True
+
+    async def replayed() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed

@@ -48,7 +48,9 @@ __all__ = [
 
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9999, 12, 30, tzinfo=UTC)
-QueueName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+QueueName = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", max_length=64)
+]  # max_length also in the schema: the guard's body limits are computed from it
 LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=63)]
 LabelValue = Annotated[str, StringConstraints(max_length=255)]
 Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=32)]

@@ -13,6 +13,7 @@ from .models import (
     ClaimOut,
     ClaimRequest,
     CompleteRequest,
+    ErrorOut,
     FailRequest,
     HeartbeatOut,
     HeartbeatRequest,
@@ -26,7 +27,10 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v1", tags=["agent"])
 
 
-@router.post("/claims")
+_TOO_MANY = "this agent's long-polls waiting on this replica are at the cap (too_many_long_polls)"
+
+
+@router.post("/claims", responses={429: {"model": ErrorOut, "description": _TOO_MANY}})
 async def claim(body: ClaimRequest, agent: AgentAuth, co: Co) -> ClaimOut:
     """Lease up to ``max_jobs`` jobs, long-polling up to ``wait_seconds``."""
     jobs = await wait_and_claim(co, agent, body.queues, body.max_jobs, body.wait_seconds)

@@ -25,7 +25,7 @@ from fleet_datastore import Document, Filter, NotFoundError, Patch, Query, eq, i
 
 from .. import domain
 from ..domain import JobState, JobStatus
-from ..errors import translate_store_errors
+from ..errors import TooManyRequestsError, translate_store_errors
 from ..store import job_from_doc, new_id
 from .agents import read_agent, update_agent
 from .context import Coordinator
@@ -303,7 +303,35 @@ async def _touch(co: Coordinator, agent: Document) -> None:
 async def wait_and_claim(
     co: Coordinator, agent: Document, queues: list[str] | None, max_jobs: int, wait_seconds: float
 ) -> list[JobState]:
-    """Claim, long-polling up to ``wait_seconds`` until at least one job is leased."""
+    """Claim, long-polling up to ``wait_seconds`` until at least one job is leased.
+
+    An agent may have ``FLEET_MAX_LONG_POLLS_PER_AGENT`` long-polls waiting on this
+    replica; one more is refused at once (429): each waiter re-polls on every wake-up,
+    so one greedy agent could otherwise multiply the store's load at will.
+    """
+    if wait_seconds <= 0:
+        return await claim_jobs(co, agent, queues, max_jobs)
+    waiting = co.long_polls.get(agent.id, 0)
+    if waiting >= co.settings.max_long_polls_per_agent:
+        raise TooManyRequestsError(
+            f"this agent already has {waiting} long-polls waiting on this replica",
+            code="too_many_long_polls",
+            limit=co.settings.max_long_polls_per_agent,
+        )
+    co.long_polls[agent.id] = waiting + 1
+    try:
+        return await _wait_and_claim(co, agent, queues, max_jobs, wait_seconds)
+    finally:
+        left = co.long_polls[agent.id] - 1
+        if left:
+            co.long_polls[agent.id] = left
+        else:
+            del co.long_polls[agent.id]
+
+
+async def _wait_and_claim(
+    co: Coordinator, agent: Document, queues: list[str] | None, max_jobs: int, wait_seconds: float
+) -> list[JobState]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
     while True:

@@ -104,6 +104,8 @@ class Coordinator:
     """Per agent, leases that ended here but are still in its stored ledger."""
     flushes: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     closing: bool = False
+    long_polls: dict[str, int] = field(default_factory=dict)
+    """Waiting claims per agent id on this replica (``FLEET_MAX_LONG_POLLS_PER_AGENT``)."""
     agent_cache: DocCache = field(init=False)
     job_cache: DocCache = field(init=False)
     agent_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(

@@ -1,0 +1,95 @@
+"""The HTTP/1.1 protocol ``serve`` runs: uvicorn's httptools protocol with header limits.
+
+uvicorn closes idle keep-alive connections (``timeout_keep_alive``) but gives a
+request's headers all the time they take and all the room they ask for: a client
+that opens connections and sends a header byte now and then holds each of them
+forever, and one that sends endless headers grows the server's memory. This
+protocol closes a connection whose request headers are not complete within
+``FLEET_HEADER_TIMEOUT_SECONDS`` of its first byte (or of the connection, when
+nothing comes at all), and answers 431 to headers larger than ``MAX_HEADER_BYTES``.
+Bodies are the guard's (``api/middleware.py``): bounded per route and in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+__all__ = ["MAX_HEADER_BYTES", "GuardedHttpToolsProtocol"]
+
+MAX_HEADER_BYTES = 64 * 1024
+"""The request line and headers of one request, together."""
+
+_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s"
+)
+_TOO_LARGE_BODY = (
+    b'{"error":{"code":"headers_too_large","message":"the request headers are too large",'
+    b'"details":{"limit":%d}}}' % MAX_HEADER_BYTES
+)
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, plus a deadline and a size cap for request headers."""
+
+    header_timeout = 10.0
+    """Seconds; ``serve`` sets it from ``FLEET_HEADER_TIMEOUT_SECONDS`` in each process."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_deadline: asyncio.TimerHandle | None = None
+        self._awaiting_headers = True  # from a request's first byte to its headers' end
+        self._header_bytes = 0  # received while awaiting headers (httptools buffers them)
+        self._refused = False
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._header_deadline = self.loop.call_later(self.header_timeout, self._headers_late)
+
+    def _disarm(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _headers_late(self) -> None:
+        self._header_deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()  # nothing was answered: no request was ever complete
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._awaiting_headers:
+            self._header_bytes += len(data)
+        super().data_received(data)
+        # Still no end of headers after this many bytes: httptools would keep buffering.
+        if self._awaiting_headers and self._header_bytes > MAX_HEADER_BYTES:
+            self._refused = True
+            self._disarm()
+            self.transport.write(_TOO_LARGE % (len(_TOO_LARGE_BODY), _TOO_LARGE_BODY))
+            self.transport.close()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        self._awaiting_headers = False
+        self._header_bytes = 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._awaiting_headers = True  # the next request on this connection
+        super().on_message_complete()

@@ -1,0 +1,118 @@
+"""Slow and greedy clients against a real ``fleet-coordinator serve``.
+
+Many connections that never finish their headers, one that sends endless headers,
+one whose body trickles, and clients that never read their answers: each is cut
+or answered by the server's limits (docs/operations.md, "Slow and greedy clients"),
+and an honest admin and agent are served normally all the while.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.served import Served
+
+HEADER_TIMEOUT = 1.0
+BODY_TIMEOUT = 1.0
+SLOW_CONNECTIONS = 200
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Served]:
+    """A coordinator with short header and body deadlines."""
+    env = {
+        "FLEET_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
+        "FLEET_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT),
+    }
+    with Served(cwd=tmp_path, env=env) as served:
+        yield served
+
+
+async def _open(port: int, data: bytes) -> socket.socket:
+    """A connection that has sent ``data`` and nothing more."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_sendall(sock, data)
+    return sock
+
+
+async def _closed_by_server(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    loop = asyncio.get_running_loop()
+    received = b""
+    while True:
+        try:
+            chunk = await loop.sock_recv(sock, 65536)
+        except ConnectionResetError:
+            return received
+        if not chunk:
+            return received
+        received += chunk
+
+
+async def _honest_round(client: httpx.AsyncClient, server: Served, agent: dict[str, str]) -> None:
+    r = await client.post("/v1/jobs", json={"kind": "k"}, headers=server.admin_headers)
+    assert r.status_code == 201, r.text
+    r = await client.post("/v1/claims", json={"max_jobs": 1}, headers=agent)
+    assert r.status_code == 200, r.text
+    [lease] = r.json()["leases"]
+    r = await client.post(
+        f"/v1/jobs/{lease['job']['id']}/complete",
+        json={"epoch": lease["lease"]["epoch"]},
+        headers=agent,
+    )
+    assert r.status_code == 200, r.text
+
+
+async def test_slow_and_greedy_clients_are_cut_while_honest_ones_are_served(
+    server: Served,
+) -> None:
+    """200 connections stuck in their headers are closed after the header deadline, endless
+    headers get 431, a trickling body 408, clients that never read their answers hold
+    nothing up, and an honest admin and agent are served throughout."""
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
+        r = await client.post("/v1/agents", json={"name": "honest"}, headers=server.admin_headers)
+        agent = {"Authorization": f"Bearer {r.json()['token']}"}
+        for _ in range(20):
+            await _honest_round(client, server, agent)  # jobs for the readers below
+
+        begin = time.monotonic()
+        slow = [
+            await _open(server.port, b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthor")
+            for _ in range(SLOW_CONNECTIONS)
+        ]
+        silent = [await _open(server.port, b"") for _ in range(20)]
+        auth = f"Authorization: Bearer {server.admin_token}\r\n".encode()
+        trickle = await _open(
+            server.port,
+            b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n" + auth + b"\r\n{",
+        )
+        bomb = await _open(server.port, b"GET /healthz HTTP/1.1\r\n" + b"X-Pad: " + b"a" * 70_000)
+        list_jobs = b"GET /v1/jobs?limit=1000 HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\n"
+        non_readers = [await _open(server.port, list_jobs * 50) for _ in range(20)]
+
+        # While all of that is open, honest calls are answered at once.
+        for _ in range(5):
+            started = time.monotonic()
+            await _honest_round(client, server, agent)
+            assert time.monotonic() - started < 1.0
+
+        assert (await _closed_by_server(bomb)).startswith(b"HTTP/1.1 431 ")
+        answer = await _closed_by_server(trickle)
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        assert b'"request_timeout"' in answer
+        for sock in slow + silent:
+            assert await _closed_by_server(sock) == b""  # cut, nothing answered
+        cut_after = time.monotonic() - begin
+        assert cut_after < HEADER_TIMEOUT + 5.0, cut_after
+
+        await _honest_round(client, server, agent)
+    for sock in [*slow, *silent, trickle, bomb, *non_readers]:
+        sock.close()
