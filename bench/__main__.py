@@ -1,10 +1,10 @@
-"""``python -m bench [datastore|coordinator|drain|console] [options]``: run a suite."""
+"""``python -m bench [datastore|coordinator|drain|console|soak] [options]``: run a suite."""
 
 from __future__ import annotations
 
 import sys
 
-from bench import console, coordinator, datastore, drain
+from bench import console, coordinator, datastore, drain, soak
 
 SUITES = {
     "datastore": datastore.main,
@@ -14,13 +14,15 @@ SUITES = {
 }
 BY_DEFAULT = ("datastore", "coordinator")
 """What ``python -m bench`` runs with no suite named: the console's fills a million jobs first."""
+ONLY_BY_NAME = {"soak": soak.main}
+"""Suites run only when named (the soak runs for many minutes)."""
 
 
 def main() -> None:
     """Run the named suite (default: all) with the remaining arguments."""
     args = sys.argv[1:]
-    if args and args[0] in SUITES:
-        SUITES[args[0]](args[1:])
+    if args and args[0] in SUITES | ONLY_BY_NAME:
+        (SUITES | ONLY_BY_NAME)[args[0]](args[1:])
         return
     for name in BY_DEFAULT:
         SUITES[name](args)

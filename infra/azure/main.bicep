@@ -143,6 +143,8 @@ resource containers 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containe
         id: c.name
         partitionKey: c.partitionKey
         indexingPolicy: c.indexingPolicy
+        // jobs: -1 (time to live on; terminal jobs carry their retention as ttl).
+        defaultTtl: c.?defaultTtl
       }
       options: {}
     }

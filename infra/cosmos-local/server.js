@@ -132,6 +132,51 @@ for (const method of ["create", "replace"]) {
   };
 }
 
+// Time to live. Stock ignores it; real Cosmos, once a container's defaultTtl is
+// set (-1: on, items expire only with their own ttl), stops returning an item
+// ttl seconds after its last write (_ts, whole seconds) and deletes it. Writes
+// note the earliest expiry; every request first removes the items that are due
+// (a scan only when something is due), so reads, queries and creates behave as
+// if the item were gone from that second on.
+let nextExpiry = Infinity;
+function itemTtl(doc, defaultTtl) {
+  if (defaultTtl === undefined || defaultTtl === null) return null;
+  const ttl = doc.ttl === undefined || doc.ttl === null ? defaultTtl : doc.ttl;
+  return typeof ttl === "number" && ttl > 0 ? ttl : null;
+}
+function noteExpiry(documents, data) {
+  const collection = documents._parent.read() || {};
+  const ttl = itemTtl(data, collection.defaultTtl);
+  if (ttl !== null) nextExpiry = Math.min(nextExpiry, Math.floor(Date.now() / 1e3) + ttl);
+}
+for (const method of ["create", "replace"]) {
+  const original = Documents.prototype[method];
+  Documents.prototype[method] = function noted(data, ...rest) {
+    const written = original.call(this, data, ...rest);
+    if (data && typeof data === "object") noteExpiry(this, data);
+    return written;
+  };
+}
+function expireItems(account) {
+  const now = Date.now() / 1e3;
+  if (!account || now < nextExpiry) return;
+  nextExpiry = Infinity;
+  for (const database of account.databases._data.values()) {
+    for (const collection of database.collections._data.values()) {
+      const props = collection.read() || {};
+      if (props.defaultTtl === undefined || props.defaultTtl === null) continue;
+      const docs = collection.documents;
+      for (const item of [...docs._data.values()]) {
+        const doc = item.read();
+        const ttl = itemTtl(doc, props.defaultTtl);
+        if (ttl === null) continue;
+        if (doc._ts + ttl <= now) docs.delete(doc.id, docs._getPartition(doc));
+        else nextExpiry = Math.min(nextExpiry, doc._ts + ttl);
+      }
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Replacement route handlers.
 
@@ -455,6 +500,7 @@ function makeHandler(state) {
       if (state.verbose) {
         res.on("finish", () => console.log(`${req.method} ${req.url} -> ${res.statusCode}`));
       }
+      expireItems(state.account);
       const delay = takeDelay();
       if (delay) await new Promise((resolve) => setTimeout(resolve, delay));
       let body;

@@ -11,13 +11,24 @@ import pytest
 
 from .conftest import Api
 
-_METHODS = ("create", "get", "update_if_match", "query", "count", "batch", "delete")
+_METHODS = (
+    "create",
+    "get",
+    "update_if_match",
+    "query",
+    "count",
+    "batch",
+    "delete",
+    "replace",
+    "upsert",
+)
 
 
 def count_requests(api: Api, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     """Wrap every container method of the app so each call is counted by name."""
     calls: Counter[str] = Counter()
-    for container in (api.co.containers.jobs, api.co.containers.agents):
+    c = api.co.containers
+    for container in (c.jobs, c.agents, c.locks, c.schedules):
         for name in _METHODS:
             original: Callable[..., Awaitable[Any]] = getattr(container, name)
 
@@ -142,3 +153,42 @@ async def test_lifecycle_with_batched_reports_costs_at_most_two_and_a_half_reque
     assert done == 200
     per_job = sum(calls.values()) / done
     assert per_job <= 2.5, (per_job, calls)
+
+
+async def test_a_locked_lifecycle_costs_four_more_store_requests(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A free lock: claim +2 (lock read, lock create), complete +2 (lock read, lock delete)."""
+    _, headers = await api.agent()
+    await api.enqueue(lock="L")
+    calls = count_requests(api, monkeypatch)
+    [lease] = await api.claim(headers)
+    assert sum(calls.values()) == 5, calls
+    assert calls["locks.get"] == 1
+    assert calls["locks.create"] == 1
+    calls.clear()
+    body = {"epoch": lease["lease"]["epoch"]}
+    r = await api.client.post(f"/v1/jobs/{lease['job']['id']}/complete", json=body, headers=headers)
+    assert r.status_code == 200
+    assert sum(calls.values()) == 3, calls
+    assert calls["locks.delete"] == 1
+
+
+async def test_a_schedule_sweep_costs_one_query_and_three_requests_per_occurrence(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Per replica and tick: one schedules query; a due occurrence adds create and record."""
+    from fleet_coordinator.services import fire_due
+
+    api.clock.set(1_800_000_000.0)  # a whole minute
+    body = {"cron": "* * * * *", "job": {"kind": "k"}}
+    r = await api.client.put("/v1/schedules/m", json=body, headers=api.admin)
+    assert r.status_code == 201
+    await api.enqueue()  # the default queue's marker exists, as it would after the first run
+    calls = count_requests(api, monkeypatch)
+    assert await fire_due(api.co) == 0
+    assert sum(calls.values()) == 1, calls
+    calls.clear()
+    api.clock.advance(60)
+    assert await fire_due(api.co) == 1
+    assert sum(calls.values()) == 3, calls

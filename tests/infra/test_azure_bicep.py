@@ -75,7 +75,9 @@ def test_containers_come_from_the_generated_json() -> None:
     assert "indexingPolicy: c.indexingPolicy" in block
     assert "for c in containerDefinitions" in block
     definitions = json.loads((AZURE / "containers.json").read_text())["containers"]
-    assert {c["name"] for c in definitions} == {"jobs", "agents"}
+    assert {c["name"] for c in definitions} == {"jobs", "agents", "locks", "schedules"}
+    assert "defaultTtl: c.?defaultTtl" in block
+    assert {c["name"]: c.get("defaultTtl") for c in definitions}["jobs"] == -1
 
 
 def test_capacity_mode_is_a_parameter_serverless_or_autoscale() -> None:

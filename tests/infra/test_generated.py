@@ -99,3 +99,14 @@ def test_settings_markers_missing_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "docs/operations.md").write_text("# no markers\n")
     with pytest.raises(ValueError, match="settings markers"):
         main(["--root", str(tmp_path)])
+
+
+def test_cosmos_indexes_only_the_paths_queries_use() -> None:
+    """Payloads, results, runs and progress are excluded; declared fields are range-indexed."""
+    from fleet_coordinator.store import JOBS_SPEC
+
+    policy = indexing_policy(JOBS_SPEC)
+    included = {p["path"] for p in policy["includedPaths"]}
+    assert {"/payload/?", "/result/?", "/runs/?", "/payload/*"}.isdisjoint(included)
+    assert {"/status/?", "/queue/?", "/lock/?", "/id/?", "/pk/?"} <= included
+    assert {"path": "/*"} in policy["excludedPaths"]

@@ -15,6 +15,8 @@ and returns the violations it finds:
 ``terminal_changed``     an acknowledged terminal outcome that the final state does not show
 ``lost_job``             an acknowledged enqueue that is gone, or neither terminal nor claimable
 ``status_counts``        ``GET /v1/queues`` disagrees with the per-job statuses
+``lock_overlap``         a job's claim acknowledged while another job of the same lock
+                         held a lease that was still live by what was acknowledged
 
 Two clock sources are used and never mixed in one comparison: server times (the
 coordinator issues ``expires_at`` and ``updated_at``; all replicas of a run share
@@ -91,6 +93,8 @@ class History:
 
     enqueued: dict[str, str] = field(default_factory=dict)
     """Acknowledged enqueues: job id → queue."""
+    locks: dict[str, str] = field(default_factory=dict)
+    """Job id → its lock, for the jobs enqueued with one."""
     claims: dict[str, list[Claim]] = field(default_factory=lambda: defaultdict(list))
     writes: dict[str, list[Write]] = field(default_factory=lambda: defaultdict(list))
     doubtful_claims: Counter[str] = field(default_factory=Counter)
@@ -113,6 +117,7 @@ class History:
         """Drop checked jobs (a long run checks and forgets round by round)."""
         for job_id in job_ids:
             self.enqueued.pop(job_id, None)
+            self.locks.pop(job_id, None)
             self.claims.pop(job_id, None)
             self.writes.pop(job_id, None)
         for key in [k for k in self.doubtful_ends if k[0] in set(job_ids)]:
@@ -163,6 +168,37 @@ def check(
         found += _check_overlaps(history, job_id, claims, writes)
         found += _check_completion(history, job_id, job, writes)
     found += _check_counts(history, final, queue_counts)
+    found += _check_locks(history)
+    return found
+
+
+def _check_locks(history: History) -> list[Violation]:
+    """SPEC 9 on the server clock: no claim of a lock's job while another of its leases lived.
+
+    A lease's end is the earliest moment it may have ended by what was acknowledged
+    (``_lease_end``), so an unknown heartbeat or a lost answer can hide an overlap
+    but never invent one.
+    """
+    found: list[Violation] = []
+    by_lock: dict[str, list[Claim]] = defaultdict(list)
+    for job_id, lock in history.locks.items():
+        by_lock[lock].extend(history.claims.get(job_id, []))
+    for lock, claims in by_lock.items():
+        claims.sort(key=lambda c: c.claimed_at)
+        for i, later in enumerate(claims):
+            for earlier in claims[:i]:
+                if earlier.job == later.job:
+                    continue  # one job's own epochs: _check_overlaps
+                end = _lease_end(history, earlier, history.writes.get(earlier.job, []))
+                if later.claimed_at + TOLERANCE < end:
+                    found.append(
+                        Violation(
+                            "lock_overlap",
+                            later.job,
+                            f"lock {lock!r}: claimed at {later.claimed_at:.6f} while job "
+                            f"{earlier.job} epoch {earlier.epoch} was live until {end:.6f}",
+                        )
+                    )
     return found
 
 

@@ -168,3 +168,35 @@ def test_status_counts_that_do_not_add_up_are_reported() -> None:
     h, final, counts = _good()
     counts["q"]["queued"] = 0
     assert "status_counts" in _kinds(check(h, final, counts))
+
+
+def test_two_jobs_of_one_lock_leased_at_once_are_reported() -> None:
+    """A claim of a lock's job while another job of that lock held a live lease fails."""
+    h, final, counts = _good()
+    h.locks.update(j1="L", j2="L")
+    h.claim(_claim("j2", 1, "c", 103.0))  # j1's epoch 2 lives until its completion at 104
+    final["j2"] = {
+        "status": "leased",
+        "attempts": 1,
+        "max_attempts": 3,
+        "result": None,
+        "runs": [_run(1, "c", 103.0, "running", None)],
+    }
+    counts["q"] = {"queued": 0, "leased": 1, "succeeded": 1, "failed": 0, "cancelled": 0}
+    assert _kinds(check(h, final, counts)) == {"lock_overlap"}
+
+
+def test_a_lock_passed_on_after_the_holders_end_is_clean() -> None:
+    """The next job of a lock claimed after the holder completed is no violation."""
+    h, final, counts = _good()
+    h.locks.update(j1="L", j2="L")
+    h.claim(_claim("j2", 1, "c", 104.5))
+    final["j2"] = {
+        "status": "leased",
+        "attempts": 1,
+        "max_attempts": 3,
+        "result": None,
+        "runs": [_run(1, "c", 104.5, "running", None)],
+    }
+    counts["q"] = {"queued": 0, "leased": 1, "succeeded": 1, "failed": 0, "cancelled": 0}
+    assert check(h, final, counts) == []

@@ -66,6 +66,10 @@ class Plan:
     strict: bool = True
     """No crashes in this run: every run of every job must have been acknowledged."""
     seed: int = 1
+    locks: int = 4
+    """Locks per round (0: no job has a lock); their jobs are checked for ``lock_overlap``."""
+    lock_every: int = 2
+    """Every this-many-th job of a round carries one of the round's locks."""
     actions: dict[str, float] = field(default_factory=lambda: dict(ACTIONS))
     worker_every: int = 4
     """Every n-th agent is a batched ``Worker`` (0: none)."""
@@ -480,6 +484,7 @@ class Workload:
                     "payload": {"i": i},
                     "lease_seconds": self.plan.lease_seconds,
                     "idempotency_key": f"{queue}-{i}",
+                    **self._lock_of(queue, i),
                 }
                 for i in range(start, min(start + 1000, n))
             ]
@@ -487,7 +492,15 @@ class Workload:
             r = await self.admin_call("POST", "/v1/jobs/batch", {"jobs": jobs})
             for job in r.json()["items"]:
                 history.enqueued[job["id"]] = queue
+                if job.get("lock"):
+                    history.locks[job["id"]] = job["lock"]
         return queue
+
+    def _lock_of(self, queue: str, i: int) -> dict[str, str]:
+        """Every ``plan.lock_every``-th job of a round shares one of ``plan.locks`` locks."""
+        if self.plan.locks <= 0 or i % self.plan.lock_every:
+            return {}
+        return {"lock": f"{queue}-lock{(i // self.plan.lock_every) % self.plan.locks}"}
 
     async def _wait_quiet(self, queue: str, statuses: tuple[str, ...], deadline: float) -> None:
         """Poll until ``queue`` lists no job in ``statuses`` (or the deadline passes)."""

@@ -24,6 +24,9 @@ PreparedOp = tuple[BatchOp, PreparedDocument | None]
 class Backend(Protocol):
     """One storage provider."""
 
+    expires_documents: bool
+    """Whether the provider deletes documents whose time to live passed (Cosmos DB)."""
+
     async def open(self) -> None:
         """Connect; called once before any other method."""
 

@@ -96,6 +96,10 @@ class ContainerSpec:
     fields: Mapping[str, FieldType] = field(default_factory=dict)
     indexes: tuple[Index, ...] = ()
     max_document_bytes: int = MAX_DOCUMENT_BYTES
+    default_ttl: int | None = None
+    """Cosmos DB only: the container's default time to live in seconds (-1: on, and a
+    document expires only if its own ``ttl`` field says so; None: off). Memory and
+    SQLite keep every document until it is deleted (``DocumentStore.expires_documents``)."""
     declared_roots: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -126,6 +130,8 @@ class ContainerSpec:
                     raise InvalidRequestError(f"index field {name!r}: bad direction")
             if len(set(index.names)) != len(index.names):
                 raise InvalidRequestError("an index names a field twice")
+        if self.default_ttl is not None and (self.default_ttl == 0 or self.default_ttl < -1):
+            raise InvalidRequestError("default_ttl must be -1 or a positive number of seconds")
 
     def field_type(self, path: str) -> FieldType | None:
         """The declared type of a field path, or None when it is not declared."""

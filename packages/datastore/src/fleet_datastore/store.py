@@ -25,6 +25,11 @@ class DocumentStore:
         """The provider behind this store."""
         return self._backend
 
+    @property
+    def expires_documents(self) -> bool:
+        """Whether this store deletes documents by time to live (``ContainerSpec.default_ttl``)."""
+        return self._backend.expires_documents
+
     async def open(self) -> DocumentStore:
         """Connect to the store."""
         await self._backend.open()

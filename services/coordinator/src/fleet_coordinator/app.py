@@ -18,6 +18,7 @@ from .api import (
     leases_router,
     ops_router,
     queues_router,
+    schedules_router,
 )
 from .api.hot import HotPath
 from .api.middleware import GuardMiddleware
@@ -115,7 +116,7 @@ def create_app(
     app.add_middleware(GuardMiddleware, settings=settings, metrics=metrics)
     instrument(app)  # OpenTelemetry outermost, when the otel extra is installed
 
-    for router in (jobs_router, queues_router, agents_router, leases_router):
+    for router in (jobs_router, queues_router, agents_router, leases_router, schedules_router):
         app.include_router(router, responses=_ERROR_RESPONSES)
     app.include_router(ops_router)
     return app

@@ -24,8 +24,8 @@ PARTITION_KEY_VERSION = 2
 
 
 def container_definition(spec: ContainerSpec) -> dict[str, Any]:
-    """Name, partition key and indexing policy of one container, as Bicep/ARM spells them."""
-    return {
+    """Name, partition key, indexing policy and time to live of a container, as ARM has them."""
+    definition: dict[str, Any] = {
         "name": spec.name,
         "partitionKey": {
             "paths": [f"/{spec.partition_key}"],
@@ -34,6 +34,9 @@ def container_definition(spec: ContainerSpec) -> dict[str, Any]:
         },
         "indexingPolicy": indexing_policy(spec),
     }
+    if spec.default_ttl is not None:
+        definition["defaultTtl"] = spec.default_ttl
+    return definition
 
 
 def containers_json(specs: tuple[ContainerSpec, ...] = CONTAINER_SPECS) -> str:

@@ -31,6 +31,15 @@ class Metrics:
         self.finished = Counter(
             "fleet_jobs_finished", "Leases ended by agents", ["op", "status"], registry=r
         )
+        self.deleted = Counter(
+            "fleet_jobs_deleted", "Terminal jobs deleted by retention", ["status"], registry=r
+        )
+        self.occurrences = Counter(
+            "fleet_schedule_occurrences",
+            "Schedule occurrences: fired (enqueued by this replica) or skipped (missed)",
+            ["result"],
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "fleet_queue_depth", "Jobs per queue and status", ["queue", "status"], registry=r
         )

@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     default_lease_seconds: float = Field(default=60.0, gt=0, le=86_400)
     reaper_interval_seconds: float = Field(default=5.0, gt=0, le=3_600)
     max_payload_bytes: int = Field(default=262_144, ge=1_024, le=1_900_000)
+    retain_succeeded_seconds: int = Field(default=604_800, ge=1, le=2_147_483_647)
+    """How long a succeeded job stays readable before it is deleted."""
+    retain_failed_seconds: int = Field(default=2_592_000, ge=1, le=2_147_483_647)
+    """How long a failed or cancelled job stays readable before it is deleted."""
     job_shards: int = Field(default=16, ge=1, le=256)
     """How many partitions job documents spread over; fixed for the life of a store."""
     claim_candidates: int = Field(default=16, ge=1, le=1_000)

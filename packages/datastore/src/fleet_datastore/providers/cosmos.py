@@ -65,6 +65,9 @@ def _composites(policy: dict[str, Any]) -> set[tuple[tuple[str, str], ...]]:
 class CosmosBackend:
     """Stores documents in one Cosmos DB database; one Cosmos container per ``ContainerSpec``."""
 
+    expires_documents = True
+    """Containers declared with ``default_ttl`` delete documents whose ``ttl`` has passed."""
+
     def __init__(
         self,
         config: CosmosConfig,
@@ -136,9 +139,14 @@ class CosmosBackend:
         db = self._db()
         pk = PartitionKey(path=f"/{spec.partition_key}")
         policy = indexing_policy(spec)
+        ttl: dict[str, Any] = {} if spec.default_ttl is None else {"default_ttl": spec.default_ttl}
         with translated():
             container, props = await db.create_container_if_not_exists(
-                id=spec.name, partition_key=pk, indexing_policy=policy, return_properties=True
+                id=spec.name,
+                partition_key=pk,
+                indexing_policy=policy,
+                return_properties=True,
+                **ttl,
             )
         paths = (props.get("partitionKey") or {}).get("paths")
         if paths != [f"/{spec.partition_key}"]:
@@ -147,8 +155,10 @@ class CosmosBackend:
                 f" not /{spec.partition_key}"
             )
         existing = props.get("indexingPolicy") or {}
-        if not _composites(policy) <= _composites(existing):
-            # An index declared after the container was created: add it, keep others.
+        ttl_changed = spec.default_ttl is not None and props.get("defaultTtl") != spec.default_ttl
+        if not _composites(policy) <= _composites(existing) or ttl_changed:
+            # An index or a time to live declared after the container was created:
+            # add it, keep the other composite indexes.
             extra = [
                 index
                 for index in existing.get("compositeIndexes") or []
@@ -157,7 +167,7 @@ class CosmosBackend:
             ]
             merged = {**policy, "compositeIndexes": policy["compositeIndexes"] + extra}
             with translated():
-                container = await db.replace_container(container, pk, indexing_policy=merged)
+                container = await db.replace_container(container, pk, indexing_policy=merged, **ttl)
         self._containers[spec.name] = container
 
     def _container(self, spec: ContainerSpec) -> ContainerProxy:

@@ -86,12 +86,19 @@ def composite_indexes(spec: ContainerSpec) -> list[list[dict[str, str]]]:
 
 
 def indexing_policy(spec: ContainerSpec) -> dict[str, Any]:
-    """The indexing policy for ``spec``: everything range-indexed, plus its composite indexes."""
+    """The indexing policy for ``spec``: only the paths a query may use, plus composites.
+
+    Queries may filter and sort only on declared fields, ``id`` and the partition
+    key, so those are the only range-indexed paths; everything else (payloads,
+    results, histories) is excluded, which keeps each write's RU charge independent
+    of how large or deep those bodies are.
+    """
+    paths = sorted({"id", spec.partition_key, *spec.fields})
     return {
         "indexingMode": "consistent",
         "automatic": True,
-        "includedPaths": [{"path": "/*"}],
-        "excludedPaths": [{"path": '/"_etag"/?'}],
+        "includedPaths": [{"path": f"{_index_path(p)}/?"} for p in paths],
+        "excludedPaths": [{"path": "/*"}, {"path": '/"_etag"/?'}],
         "compositeIndexes": composite_indexes(spec),
     }
 

@@ -140,6 +140,9 @@ def _stored(doc: PreparedDocument) -> _Stored:
 class MemoryBackend:
     """Process-local containers; atomic across coroutines and threads."""
 
+    expires_documents = False
+    """Documents stay until deleted; ``ContainerSpec.default_ttl`` is a Cosmos DB setting."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tables: dict[str, _Table] = {}

@@ -263,6 +263,9 @@ def _parse_path(path: str) -> tuple[str, str]:
 class SqliteBackend:
     """A ``Backend`` on one SQLite file, safe to share between threads and processes."""
 
+    expires_documents = False
+    """Documents stay until deleted; ``ContainerSpec.default_ttl`` is a Cosmos DB setting."""
+
     def __init__(self, path: str) -> None:
         self.path, self.synchronous = _parse_path(path)
         self._writer: _Worker | None = None

@@ -6,6 +6,7 @@ from .routes_jobs import router as jobs_router
 from .routes_leases import router as leases_router
 from .routes_ops import router as ops_router
 from .routes_queues import router as queues_router
+from .routes_schedules import router as schedules_router
 
 __all__ = [
     "agents_router",
@@ -14,4 +15,5 @@ __all__ = [
     "leases_router",
     "ops_router",
     "queues_router",
+    "schedules_router",
 ]

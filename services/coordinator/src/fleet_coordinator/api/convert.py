@@ -46,6 +46,8 @@ def _fields(job: JobState) -> dict[str, Any]:
         "last_error": job.last_error,
         "created_at": to_datetime(job.created_at),
         "updated_at": to_datetime(job.updated_at),
+        "lock": job.lock,
+        "schedule": job.schedule,
         "lease": lease_out(job),
     }
 

@@ -47,6 +47,10 @@ __all__ = [
     "ReportOut",
     "ReportRequest",
     "RunOut",
+    "ScheduleCreate",
+    "ScheduleList",
+    "ScheduleOut",
+    "ScheduledJob",
 ]
 
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -63,6 +67,7 @@ Traceparent = Annotated[
     StringConstraints(pattern=r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"),
     Field(description="W3C trace context of the enqueue; the agent runs the job in a child span"),
 ]
+LockName = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 
 
 _PORTABLE = (
@@ -90,6 +95,11 @@ class JobCreate(_In):
     run_after: AwareDatetime | None = None
     requires: Labels = Field(default_factory=dict)
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+    lock: LockName | None = Field(
+        default=None,
+        description="Jobs that share a lock never hold live leases at the same time "
+        "(one name is one lock in every queue).",
+    )
 
     @field_validator("run_after")
     @classmethod
@@ -97,6 +107,48 @@ class JobCreate(_In):
         if value is not None and not _EARLIEST <= value <= _LATEST:
             raise ValueError("run_after must be between 1970 and 9999 (UTC)")
         return value
+
+
+class ScheduledJob(JobCreate):
+    """The job a schedule enqueues at each occurrence (its key and due time come from it)."""
+
+    @model_validator(mode="after")
+    def _no_key_or_time(self) -> ScheduledJob:
+        if self.idempotency_key is not None or self.run_after is not None:
+            raise ValueError("a scheduled job takes no idempotency_key or run_after")
+        return self
+
+
+class ScheduleCreate(_In):
+    """A periodic schedule: five-field cron in an IANA time zone, and its job."""
+
+    cron: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
+        description="minute hour day-of-month month day-of-week: numbers, *, ranges, lists "
+        "and steps only (no seconds, names or @daily)",
+    )
+    timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "UTC"
+    job: ScheduledJob
+    paused: bool = False
+
+
+class ScheduleOut(BaseModel):
+    """A schedule as the API shows it."""
+
+    name: str
+    cron: str
+    timezone: str
+    job: dict[str, Any]
+    paused: bool
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ScheduleList(BaseModel):
+    """Every schedule."""
+
+    items: list[ScheduleOut]
 
 
 class BatchCreate(_In):
@@ -145,6 +197,8 @@ class JobOut(BaseModel):
     last_error: str | None
     created_at: datetime
     updated_at: datetime
+    lock: str | None
+    schedule: str | None
     lease: LeaseOut | None
 
 

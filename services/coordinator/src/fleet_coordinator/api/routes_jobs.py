@@ -107,6 +107,7 @@ def _new_job(co: Coordinator, body: JobCreate) -> NewJob:
         run_after=None if body.run_after is None else from_datetime(body.run_after),
         requires=body.requires,
         idempotency_key=body.idempotency_key,
+        lock=body.lock,
         request_hash=digest,
     )
 

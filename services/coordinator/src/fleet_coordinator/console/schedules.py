@@ -1,18 +1,12 @@
-"""The schedules the console lists, read from a ``schedules`` container if this store declares one.
-
-Schedules are their own feature; until it lands no replica declares the
-container and the console shows "no schedules". This is the one place that
-reads them, so the feature can replace it with its own listing.
-"""
+"""The schedules the console lists: the service's listing, with each next run worked out."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fleet_datastore import Query, UnknownContainerError
-
 from ..services import Coordinator
-from ..services.boundary import GuardedContainer
+from ..services.schedules import list_schedules as stored_schedules
+from ..services.schedules import next_run_at
 
 __all__ = ["list_schedules"]
 
@@ -20,10 +14,9 @@ _SHOWN = 500
 
 
 async def list_schedules(co: Coordinator) -> list[dict[str, Any]]:
-    """Up to 500 schedule documents by name, or none when the store has no schedules."""
-    try:
-        container = co.containers.store.get_container("schedules")
-    except UnknownContainerError:
-        return []
-    page = await GuardedContainer(container).query(Query(limit=_SHOWN))
-    return sorted((d.body for d in page.items), key=lambda b: str(b.get("name", b.get("id"))))
+    """Up to 500 schedules by name, each with ``next_run_at`` (epoch seconds or None)."""
+    now = co.clock.now()
+    return [
+        {**body, "next_run_at": next_run_at(body, now)}
+        for body in (await stored_schedules(co))[:_SHOWN]
+    ]

@@ -13,6 +13,7 @@ from .clock import Clock, ManualClock, SystemClock, Timestamp, from_datetime, to
 from .job import MAX_RUNS, JobState, Lease, Run
 from .leasing import claim, complete, fail, heartbeat, release
 from .lifecycle import cancel, enqueue, retry
+from .locking import Holder, HolderState, judge_holder
 from .matching import claim_rejection, is_claimable, labels_satisfy
 from .reaping import reap, reap_due_at
 from .rejections import Rejected, Rejection
@@ -33,6 +34,8 @@ __all__ = [
     "AgentState",
     "TERMINAL_STATUSES",
     "BackoffPolicy",
+    "Holder",
+    "HolderState",
     "Clock",
     "Holding",
     "JobState",
@@ -58,6 +61,7 @@ __all__ = [
     "is_claimable",
     "is_stale",
     "is_terminal",
+    "judge_holder",
     "labels_satisfy",
     "reap",
     "reap_due_at",

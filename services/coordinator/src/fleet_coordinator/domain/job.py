@@ -84,6 +84,10 @@ class JobState:
     run_after: Timestamp = 0.0
     requires: Mapping[str, str] = field(default_factory=dict)
     idempotency_key: str | None = None
+    lock: str | None = None
+    """Jobs sharing a lock never hold live leases at the same time (SPEC semantics 9)."""
+    schedule: str | None = None
+    """The name of the schedule that enqueued the job, if one did."""
     cancel_requested: bool = False
     result: Any = None
     last_error: str | None = None

@@ -33,6 +33,8 @@ def enqueue(
     run_after: Timestamp | None = None,
     requires: Mapping[str, str] | None = None,
     idempotency_key: str | None = None,
+    lock: str | None = None,
+    schedule: str | None = None,
 ) -> JobState:
     """Build a new queued job, due at ``run_after`` (default: ``now``).
 
@@ -60,6 +62,8 @@ def enqueue(
         run_after=now if run_after is None else run_after,
         requires=dict(requires or {}),
         idempotency_key=idempotency_key,
+        lock=lock,
+        schedule=schedule,
         created_at=now,
         updated_at=now,
     )

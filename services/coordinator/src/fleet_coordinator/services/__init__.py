@@ -24,6 +24,15 @@ from .leases import (
 from .pauses import refresh_paused, set_paused
 from .queues import queue_stats
 from .reaper import reap_once, run_reaper
+from .retention import purge_once
+from .schedules import (
+    delete_schedule,
+    fire_due,
+    get_schedule,
+    list_schedules,
+    pause_schedule,
+    put_schedule,
+)
 
 __all__ = [
     "Coordinator",
@@ -37,16 +46,23 @@ __all__ = [
     "complete_job",
     "create_agent",
     "delete_agent",
+    "delete_schedule",
     "drain_agent",
     "enqueue",
     "enqueue_batch",
     "fail_job",
+    "fire_due",
     "get_agent",
     "get_job",
+    "get_schedule",
     "heartbeat_job",
     "lease_ended",
     "list_agents",
     "list_jobs",
+    "list_schedules",
+    "pause_schedule",
+    "purge_once",
+    "put_schedule",
     "queue_stats",
     "read_agent",
     "reap_once",

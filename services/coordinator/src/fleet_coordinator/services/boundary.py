@@ -13,7 +13,8 @@ part: 503, or 413 for a document over the store's size limit.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from fleet_datastore import (
@@ -39,10 +40,17 @@ __all__ = ["GuardedContainer"]
 _OUTCOMES = (NotFoundError, AlreadyExistsError, PreconditionFailedError, InvalidContinuationError)
 
 
-def _translate(exc: DatastoreError) -> None:
-    """Raise the ``CoordinatorError`` for a store failure; a defect returns, to be re-raised."""
-    error = store_error(exc)
-    if error is not None:
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Let the contract's outcomes and defects through; turn store failures into 413/503."""
+    try:
+        yield
+    except DatastoreError as exc:
+        if _is_outcome(exc):
+            raise
+        error = store_error(exc)
+        if error is None:
+            raise  # not the store failing: a defect, answered 500 by the API's guard
         raise error from exc
 
 
@@ -69,68 +77,42 @@ class GuardedContainer:
 
     async def create(self, body: Mapping[str, Any]) -> Document:
         """``Container.create``."""
-        try:
+        with _translated():
             return await self.inner.create(body)
-        except DatastoreError as exc:
-            if _is_outcome(exc):
-                raise
-            _translate(exc)
-            raise
 
     async def get(self, doc_id: str, partition_key: str) -> Document:
         """``Container.get``."""
-        try:
+        with _translated():
             return await self.inner.get(doc_id, partition_key)
-        except DatastoreError as exc:
-            if _is_outcome(exc):
-                raise
-            _translate(exc)
-            raise
+
+    async def replace(self, body: Mapping[str, Any], *, etag: str | None = None) -> Document:
+        """``Container.replace``."""
+        with _translated():
+            return await self.inner.replace(body, etag=etag)
 
     async def delete(self, doc_id: str, partition_key: str, *, etag: str | None = None) -> bool:
         """``Container.delete``."""
-        try:
+        with _translated():
             return await self.inner.delete(doc_id, partition_key, etag=etag)
-        except DatastoreError as exc:
-            if _is_outcome(exc):
-                raise
-            _translate(exc)
-            raise
 
     async def update_if_match(
         self, doc_id: str, partition_key: str, expected: Document, patch: Patch
     ) -> UpdateResult:
         """``Container.update_if_match``."""
-        try:
+        with _translated():
             return await self.inner.update_if_match(doc_id, partition_key, expected, patch)
-        except DatastoreError as exc:
-            _translate(exc)
-            raise
 
     async def batch(self, partition_key: str, ops: Sequence[BatchOp]) -> list[Document | None]:
         """``Container.batch``."""
-        try:
+        with _translated():
             return await self.inner.batch(partition_key, ops)
-        except DatastoreError as exc:
-            if _is_outcome(exc):
-                raise
-            _translate(exc)
-            raise
 
     async def query(self, query: Query) -> Page:
         """``Container.query``."""
-        try:
+        with _translated():
             return await self.inner.query(query)
-        except DatastoreError as exc:
-            if _is_outcome(exc):
-                raise
-            _translate(exc)
-            raise
 
     async def count(self, query: Query | None = None) -> int:
         """``Container.count``."""
-        try:
+        with _translated():
             return await self.inner.count(query)
-        except DatastoreError as exc:
-            _translate(exc)
-            raise

@@ -16,11 +16,17 @@ number of claimers on any number of replicas may run these steps at once:
 3. Find candidates (``CandidateSource.take``): the one candidate query, shared
    with the claims arriving at the same moment in this replica, in SPEC 5 order,
    claimable and matching the agent's labels, none handed to two claimers here.
+   Jobs of a lock this claim found held, or already picked, are dropped; when
+   nothing is left the claim reaches past them through the lock index
+   (``locks.candidates_past_held_locks``), so held locks never block other jobs.
 4. Reserve them in the agent's ledger with one conditional write
    (``Ledger.reserve``), which also drops the leases that ended here: two claims
    of one agent on different replicas cannot both take its last slot.
-5. Lease each reserved job: ``domain.claim`` (epoch + 1, a new run) and one
-   conditional write on the etag the query returned (the writes go out together).
+5. Lease each reserved job: a job with a ``lock`` first takes its lock document
+   with a conditional write (``locks.acquire``; SPEC 9: a held lock leaves the job
+   queued), then ``domain.claim`` (epoch + 1, a new run) and one conditional write
+   on the etag the query returned (the writes go out together); a lease write that
+   loses gives its lock back.
    Of any number of racing claimers exactly one wins a job; a loser takes the next
    candidate.
 6. Give back the reservations of the jobs lost in step 5, and go again (bounded)
@@ -42,6 +48,7 @@ from ..store import job_from_doc, new_id
 from ..tracing import job_span
 from .agent_docs import StoredAgent
 from .context import Coordinator
+from .locks import Taken, acquire, candidates_past_held_locks, undo
 from .transitions import write_job
 
 __all__ = ["claim_jobs", "wait_and_claim"]
@@ -84,6 +91,7 @@ async def _claim(
         current = await co.ledger.prune(agent)
     won: list[JobState] = []
     tried: set[str] = set()
+    held: set[str] = set()  # locks this claim found held (SPEC 9)
     for _ in range(_ROUNDS):
         if current is None:
             break  # deleted meanwhile
@@ -95,6 +103,14 @@ async def _claim(
         picks = await co.candidates.take(queues, state.labels, need, skip)
         lost: set[str] = set()
         try:
+            #    A job whose lock is held waits; reach past such jobs rather than stop.
+            picks, blocked = _without_held_locks(picks, held)
+            co.candidates.settle([doc.id for doc in blocked])
+            if not picks and held:
+                further = await candidates_past_held_locks(
+                    co, queues, state.labels, need, skip, held
+                )
+                picks, _ = _without_held_locks(further, held)
             if not picks:
                 break
             # 4. Reserve them with one conditional write of the agent's ledger.
@@ -104,7 +120,7 @@ async def _claim(
             # 5. Lease each with one conditional write on the etag the query returned;
             #    the writes go out together (distinct jobs: one group commit on SQLite).
             leased = await asyncio.gather(
-                *(_lease(co, agent.id, state.labels, doc) for doc in granted)
+                *(_lease(co, agent.id, state.labels, doc, held) for doc in granted)
             )
             for doc, job in zip(granted, leased, strict=True):
                 tried.add(doc.id)
@@ -124,19 +140,50 @@ async def _claim(
 
 
 async def _lease(
-    co: Coordinator, agent_id: str, labels: Mapping[str, str], doc: Document
+    co: Coordinator, agent_id: str, labels: Mapping[str, str], doc: Document, held: set[str]
 ) -> JobState | None:
     """Lease one reserved job; None when it is no longer claimable or another claimer won."""
     job = job_from_doc(doc.body)
-    new = domain.claim(job, agent_id, new_id(), co.clock.now(), labels=labels)
-    if isinstance(new, domain.Rejected):
-        return None
-    if await write_job(co, doc, new, "claim") is None:
+    run_id = new_id()
+    taken: Taken | None = None
+    if job.lock is not None:
+        # The lock is taken for this claim's epoch before the lease is decided, so the
+        # lease starts no earlier than the moment the lock was judged free.
+        if domain.claim_rejection(job, co.clock.now(), labels) is not None:
+            return None  # not claimable anyway: leave its lock alone
+        taken = await acquire(co, job, job.epoch + 1, run_id)
+        if taken is None:
+            held.add(job.lock)
+            return None
+        if taken.fenced is not None:
+            doc = taken.fenced  # a dead claim of this job was fenced: write on the new etag
+    new = domain.claim(job, agent_id, run_id, co.clock.now(), labels=labels)
+    if isinstance(new, domain.Rejected) or await write_job(co, doc, new, "claim") is None:
+        if taken is not None:
+            await undo(co, taken)  # nothing was leased: the lock goes back
         return None
     co.metrics.claims.labels(new.queue).inc()
     co.log.info("coordinator.job.claimed", job_id=new.id, agent_id=agent_id, epoch=new.epoch)
     job_span("coordinator.job.claimed", new, agent_id, new.epoch)
     return new
+
+
+def _without_held_locks(
+    picks: list[Document], held: set[str]
+) -> tuple[list[Document], list[Document]]:
+    """The picks a claim may try, and those it may not (their lock is held or picked already)."""
+    kept: list[Document] = []
+    blocked: list[Document] = []
+    taking: set[str] = set()
+    for doc in picks:
+        lock = doc.body.get("lock") or None
+        if lock is not None and (lock in held or lock in taking):
+            blocked.append(doc)
+            continue
+        if lock is not None:
+            taking.add(lock)
+        kept.append(doc)
+    return kept, blocked
 
 
 async def wait_and_claim(

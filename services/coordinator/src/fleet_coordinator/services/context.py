@@ -13,7 +13,7 @@ from fleet_datastore import NotFoundError
 from ..domain import DEFAULT_BACKOFF, BackoffPolicy, Clock, JobState, SystemClock
 from ..metrics import Metrics
 from ..settings import Settings
-from ..store import Containers, job_from_doc, shard_of
+from ..store import Containers, Retention, job_from_doc, shard_of
 from .agent_docs import MAX_CAS_ATTEMPTS, AgentDocs
 from .boundary import GuardedContainer
 from .cache import DocCache
@@ -117,6 +117,8 @@ class Coordinator:
     )
     jobs: GuardedContainer = field(init=False)
     agents: GuardedContainer = field(init=False)
+    locks: GuardedContainer = field(init=False)
+    schedules: GuardedContainer = field(init=False)
     pauses: PausedQueues = field(default_factory=PausedQueues)
     """Which queues are paused, as this replica last read it (``services/pauses.py``)."""
     throughput: Throughput = field(default_factory=Throughput)
@@ -129,6 +131,10 @@ class Coordinator:
     long_polls: dict[str, int] = field(default_factory=dict)
     """Waiting claims per agent id on this replica (``FLEET_MAX_LONG_POLLS_PER_AGENT``)."""
 
+    retention: Retention = field(init=False)
+    ttl: Retention | None = field(init=False)
+    """The retention terminal jobs carry as ``ttl`` where the store expires documents, else None."""
+
     def __post_init__(self) -> None:
         settings = self.settings
         self.jobs = GuardedContainer(self.containers.jobs)
@@ -140,6 +146,12 @@ class Coordinator:
         self.ledger = Ledger(
             self.agent_docs, self._job_or_none, self.clock, settings.ledger_flush_seconds, self.log
         )
+        self.locks = GuardedContainer(self.containers.locks)
+        self.schedules = GuardedContainer(self.containers.schedules)
+        self.retention = Retention(
+            settings.retain_succeeded_seconds, settings.retain_failed_seconds
+        )
+        self.ttl = self.retention if self.containers.store.expires_documents else None
 
     @property
     def agent_cache(self) -> DocCache:

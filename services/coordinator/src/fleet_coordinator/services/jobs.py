@@ -45,6 +45,8 @@ class NewJob:
     run_after: float | None = None
     requires: Mapping[str, str] = field(default_factory=dict)
     idempotency_key: str | None = None
+    lock: str | None = None
+    schedule: str | None = None
     request_hash: str = ""
 
 
@@ -68,6 +70,8 @@ def _build(
         run_after=now if new.run_after is None else new.run_after,
         requires=new.requires,
         idempotency_key=new.idempotency_key,
+        lock=new.lock,
+        schedule=new.schedule,
     )
     return state, job_to_doc(state, co.shard(job_id), new.request_hash)
 

@@ -9,6 +9,7 @@ from ..domain import AgentState, JobState, JobStatus, Timestamp
 from ..errors import CoordinatorError
 from ..tracing import job_span
 from .context import Coordinator
+from .locks import release
 from .throughput import Event
 from .transitions import transition
 
@@ -22,21 +23,23 @@ __all__ = [
 ]
 
 
-def lease_ended(co: Coordinator, old: JobState, new: JobState) -> None:
+async def lease_ended(co: Coordinator, old: JobState, new: JobState) -> None:
     """A lease ended (complete, fail, release, expiry, timeout, agent delete): free what it held.
 
     The one place every end of a lease passes through, once its write landed:
-    the agent's capacity slot, and the waiting claimers when the job is queued again.
+    the job's lock (SPEC 9: free at once), the agent's capacity slot, and the
+    waiting claimers when the job is queued again.
     """
     lease = old.lease
     if lease is not None:
+        await release(co, old.lock, new.id, lease.epoch, lease.run_id)
         co.ledger.forget(lease.agent_id, new.id, lease.epoch)
     if new.status is JobStatus.QUEUED:
         co.notifier.notify()
 
 
-def _ended(co: Coordinator, op: str, agent_id: str, old: JobState, new: JobState) -> None:
-    lease_ended(co, old, new)
+async def _ended(co: Coordinator, op: str, agent_id: str, old: JobState, new: JobState) -> None:
+    await lease_ended(co, old, new)
     co.metrics.finished.labels(op, new.status.value).inc()
     _count_end(co, new)
     co.log.info(
@@ -78,7 +81,7 @@ async def complete_job(
         return domain.complete(job, agent_id, epoch, now, result=result)
 
     old, new = await transition(co, job_id, decide, "complete")
-    _ended(co, "completed", agent_id, old, new)
+    await _ended(co, "completed", agent_id, old, new)
     return new
 
 
@@ -100,7 +103,7 @@ async def fail_job(
         )
 
     old, new = await transition(co, job_id, decide, "fail")
-    _ended(co, "failed", agent_id, old, new)
+    await _ended(co, "failed", agent_id, old, new)
     return new
 
 
@@ -111,7 +114,7 @@ async def release_job(co: Coordinator, agent_id: str, job_id: str, epoch: int) -
         return domain.release(job, agent_id, epoch, now)
 
     old, new = await transition(co, job_id, decide, "release")
-    _ended(co, "released", agent_id, old, new)
+    await _ended(co, "released", agent_id, old, new)
     return new
 
 

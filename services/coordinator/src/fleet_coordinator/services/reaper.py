@@ -1,5 +1,8 @@
 """The reaper: end leases past their expiry or attempt deadline, safely from any replica.
 
+Each tick also runs retention (``retention.purge_once``) and the scheduler
+(``schedules.fire_due``), each single-winner through its own conditional writes.
+
 Each tick queries ``status = leased, due_at <= now`` (index ``status, due_at``)
 and applies ``domain.reap`` with a conditional write on the etag it read. Two
 replicas reaping the same job race on that etag, so exactly one acts; a job an
@@ -20,6 +23,8 @@ from ..store import job_from_doc
 from .context import Coordinator
 from .leases import lease_ended
 from .pauses import refresh_paused
+from .retention import purge_once
+from .schedules import fire_due
 from .throughput import Event
 from .transitions import write_job
 
@@ -66,7 +71,7 @@ async def reap_once(co: Coordinator) -> int:
                 outcome=outcome,
                 status=new.status.value,
             )
-            lease_ended(co, old, new)
+            await lease_ended(co, old, new)
         if page.continuation is None:
             break
         # Keyset continuation: jobs reaped on this page leaving the index skip nothing.
@@ -79,11 +84,13 @@ async def reap_once(co: Coordinator) -> int:
 async def run_reaper(co: Coordinator) -> None:
     """Sweep every ``reaper_interval_seconds`` until cancelled; store errors are logged."""
     while True:
-        try:
-            # Each tick also re-reads which queues are paused (SPEC 10: within one interval).
-            await refresh_paused(co)
-            await reap_once(co)
-        except CoordinatorError as exc:
-            # The store may be down for a while; the next tick tries again.
-            co.log.warning("coordinator.reaper.failed", error=exc.message)
+        # Each tick also re-reads which queues are paused (SPEC 10: within one interval),
+        # ends leases past their expiry, deletes terminal jobs past retention (SPEC 12)
+        # and fires due schedules (SPEC 11); each sweep is single-winner on its own.
+        for sweep in (refresh_paused, reap_once, purge_once, fire_due):
+            try:
+                await sweep(co)
+            except CoordinatorError as exc:
+                # The store may be down for a while; the next tick tries again.
+                co.log.warning("coordinator.reaper.failed", sweep=sweep.__name__, error=exc.message)
         await asyncio.sleep(co.settings.reaper_interval_seconds)

@@ -43,7 +43,7 @@ async def write_job(co: Coordinator, doc: Document, new: JobState, op: str) -> D
     The stored document, or None when another writer got there first (counted as
     a conflict of ``op``); callers then move on rather than re-read.
     """
-    body = job_to_doc(new, doc.partition_key, _hash_of(doc))
+    body = job_to_doc(new, doc.partition_key, _hash_of(doc), co.ttl)
     result = await co.jobs.update_if_match(
         doc.id, doc.partition_key, doc, patch_between(doc.body, body)
     )
@@ -73,7 +73,7 @@ async def transition(
         # 2. Decide with the coordinator's clock: liveness and expiry are judged here,
         #    never from a timestamp a client sent.
         new = decide(old, co.clock.now())
-        body = None if isinstance(new, Rejected) else job_to_doc(new, shard, _hash_of(doc))
+        body = None if isinstance(new, Rejected) else job_to_doc(new, shard, _hash_of(doc), co.ttl)
         patch = None if body is None else patch_between(doc.body, body)
         writes = patch is not None and bool(patch.set or patch.remove)
         if not writes and from_cache:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fleet_datastore import Container, DocumentStore
 
 from .codec import (
+    Retention,
     agent_from_doc,
     agent_to_doc,
     held_to_doc,
@@ -14,15 +15,25 @@ from .codec import (
     job_to_doc,
     patch_between,
 )
-from .shards import is_valid_id, job_id_for_key, new_id, shard_of
-from .specs import AGENTS_SPEC, CONTAINER_SPECS, JOBS_SPEC, QUEUES_PARTITION
+from .shards import is_valid_id, job_id_for_key, lock_id, new_id, schedule_id, shard_of
+from .specs import (
+    AGENTS_SPEC,
+    CONTAINER_SPECS,
+    JOBS_SPEC,
+    LOCKS_SPEC,
+    QUEUES_PARTITION,
+    SCHEDULES_SPEC,
+)
 
 __all__ = [
     "AGENTS_SPEC",
     "CONTAINER_SPECS",
     "JOBS_SPEC",
+    "LOCKS_SPEC",
     "QUEUES_PARTITION",
+    "SCHEDULES_SPEC",
     "Containers",
+    "Retention",
     "agent_from_doc",
     "agent_to_doc",
     "held_to_doc",
@@ -30,24 +41,30 @@ __all__ = [
     "job_from_doc",
     "job_id_for_key",
     "job_to_doc",
+    "lock_id",
     "new_id",
     "open_containers",
     "patch_between",
+    "schedule_id",
     "shard_of",
 ]
 
 
 @dataclass(frozen=True, slots=True)
 class Containers:
-    """The coordinator's two containers on one open store."""
+    """The coordinator's containers on one open store."""
 
     store: DocumentStore
     jobs: Container
     agents: Container
+    locks: Container
+    schedules: Container
 
 
 async def open_containers(store: DocumentStore) -> Containers:
     """Declare (create if missing) the coordinator's containers on an open store."""
     jobs = await store.create_container_if_not_exists(JOBS_SPEC)
     agents = await store.create_container_if_not_exists(AGENTS_SPEC)
-    return Containers(store, jobs, agents)
+    locks = await store.create_container_if_not_exists(LOCKS_SPEC)
+    schedules = await store.create_container_if_not_exists(SCHEDULES_SPEC)
+    return Containers(store, jobs, agents, locks, schedules)

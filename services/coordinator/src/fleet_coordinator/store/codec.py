@@ -1,15 +1,19 @@
 """Job and agent documents: the domain's ``JobState`` and ``AgentState`` to and from JSON.
 
 Times are floats (epoch seconds), as in the domain. A stored job adds ``pk``
-(the shard), ``due_at`` (only while leased) and ``request_hash`` (the hash of
-the enqueue body, to tell an idempotent replay from a different job). A stored
-agent adds ``pk`` (its id) and ``kind = "agent"``; its ledger ``held`` is
-``{job_id: {"epoch", "at"}}``.
+(the shard), ``due_at`` (only while leased), ``ended_at`` (only while terminal:
+retention's index on memory and SQLite), ``ttl`` (only while terminal, on stores
+that expire documents: Cosmos DB deletes the job that many seconds after this last
+write) and ``request_hash`` (the hash of the enqueue body, to tell an idempotent
+replay from a different job). A job without a lock stores ``lock = ""`` so that
+claims can query lockless jobs by index. A stored agent adds ``pk`` (its id) and
+``kind = "agent"``; its ledger ``held`` is ``{job_id: {"epoch", "at"}}``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from fleet_datastore import Patch
@@ -17,6 +21,7 @@ from fleet_datastore import Patch
 from ..domain import AgentState, Holding, JobState, JobStatus, Lease, Run, RunOutcome, reap_due_at
 
 __all__ = [
+    "Retention",
     "agent_from_doc",
     "agent_to_doc",
     "held_to_doc",
@@ -24,6 +29,18 @@ __all__ = [
     "job_to_doc",
     "patch_between",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long terminal jobs stay readable: succeeded, and failed or cancelled (seconds)."""
+
+    succeeded: int
+    failed: int
+
+    def seconds(self, status: JobStatus) -> int:
+        """The retention of a job that ended in ``status``."""
+        return self.succeeded if status is JobStatus.SUCCEEDED else self.failed
 
 
 def _lease_to_doc(lease: Lease | None) -> dict[str, Any] | None:
@@ -54,8 +71,10 @@ def _run_to_doc(run: Run) -> dict[str, Any]:
     return doc
 
 
-def job_to_doc(job: JobState, shard: str, request_hash: str = "") -> dict[str, Any]:
-    """The stored body of ``job`` in partition ``shard``."""
+def job_to_doc(
+    job: JobState, shard: str, request_hash: str = "", ttl: Retention | None = None
+) -> dict[str, Any]:
+    """The stored body of ``job`` in partition ``shard``; ``ttl`` where the store expires jobs."""
     body: dict[str, Any] = {
         "id": job.id,
         "pk": shard,
@@ -72,6 +91,7 @@ def job_to_doc(job: JobState, shard: str, request_hash: str = "") -> dict[str, A
         "run_after": job.run_after,
         "requires": dict(job.requires),
         "idempotency_key": job.idempotency_key,
+        "lock": job.lock or "",
         "cancel_requested": job.cancel_requested,
         "result": job.result,
         "last_error": job.last_error,
@@ -83,9 +103,16 @@ def job_to_doc(job: JobState, shard: str, request_hash: str = "") -> dict[str, A
         "runs_dropped": job.runs_dropped,
         "request_hash": request_hash,
     }
+    if job.schedule is not None:
+        body["schedule"] = job.schedule
     due = reap_due_at(job)
     if due is not None:
         body["due_at"] = due
+    if job.is_terminal:
+        # A terminal job changes again only through retry, which drops both fields.
+        body["ended_at"] = job.updated_at
+        if ttl is not None:
+            body["ttl"] = ttl.seconds(job.status)
     return body
 
 
@@ -131,6 +158,8 @@ def job_from_doc(body: dict[str, Any]) -> JobState:
         run_after=float(body.get("run_after", 0.0)),
         requires=body.get("requires") or {},
         idempotency_key=body.get("idempotency_key"),
+        lock=body.get("lock") or None,
+        schedule=body.get("schedule"),
         cancel_requested=bool(body.get("cancel_requested", False)),
         result=body.get("result"),
         last_error=body.get("last_error"),

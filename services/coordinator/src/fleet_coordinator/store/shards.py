@@ -14,7 +14,7 @@ import os
 import re
 import zlib
 
-__all__ = ["is_valid_id", "job_id_for_key", "new_id", "shard_of"]
+__all__ = ["is_valid_id", "job_id_for_key", "lock_id", "new_id", "schedule_id", "shard_of"]
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -31,6 +31,16 @@ def new_id() -> str:
 def job_id_for_key(idempotency_key: str) -> str:
     """The deterministic job id for an idempotency key."""
     return "k" + hashlib.blake2b(idempotency_key.encode(), digest_size=16).hexdigest()
+
+
+def lock_id(name: str) -> str:
+    """The id (and partition key) of a lock's document: any name maps to a valid id."""
+    return "l" + hashlib.blake2b(name.encode(), digest_size=16).hexdigest()
+
+
+def schedule_id(name: str) -> str:
+    """The id (and partition key) of a schedule's document."""
+    return "c" + hashlib.blake2b(name.encode(), digest_size=16).hexdigest()
 
 
 def shard_of(doc_id: str, shards: int) -> str:

@@ -1,4 +1,4 @@
-"""The two containers, their typed fields and indexes, declared once.
+"""The coordinator's containers, their typed fields and indexes, declared once.
 
 ``jobs`` (partition key ``pk`` = shard of the id) holds one document per job,
 with its lease and bounded run history inside, so every transition is one
@@ -13,11 +13,14 @@ conditional write. Top-level copies of what queries filter on:
   ``queue, kind, created_at``, ``queue, kind, status, created_at`` and
   ``lock, created_at``: ``GET /v1/jobs`` filtered by kind, lock or queue alone and
   the bulk calls (``store/listing.py`` builds the queries; a listing by lock
-  reads the lock's jobs and checks the other filters on them).
+  reads the lock's jobs and checks the other filters on them);
+* ``status, lock, -priority, created_at``: claims reaching past lock-blocked jobs;
+* ``status, ended_at``: retention on memory and SQLite (``ended_at`` is present only
+  on terminal jobs; on Cosmos DB their ``ttl`` field does the same work).
 
 ``kind`` and ``lock`` never change after enqueue, so the indexes without
-``status`` cost a job write only when it is created; the two with ``status``
-move on every status change, like the four that were there before.
+``status`` cost a job write only when it is created; the others with ``status``
+move on every status change.
 
 ``agents`` (partition key ``pk`` = the agent id, so a token's point read needs
 only the id embedded in the token) holds agent documents (``kind = "agent"``)
@@ -29,7 +32,14 @@ from __future__ import annotations
 
 from fleet_datastore import ContainerSpec, Index
 
-__all__ = ["AGENTS_SPEC", "CONTAINER_SPECS", "JOBS_SPEC", "QUEUES_PARTITION"]
+__all__ = [
+    "AGENTS_SPEC",
+    "CONTAINER_SPECS",
+    "JOBS_SPEC",
+    "LOCKS_SPEC",
+    "QUEUES_PARTITION",
+    "SCHEDULES_SPEC",
+]
 
 JOBS_SPEC = ContainerSpec(
     name="jobs",
@@ -42,9 +52,8 @@ JOBS_SPEC = ContainerSpec(
         "run_after": "float",
         "due_at": "float",
         "kind": "str",
-        # Written by the lock feature; absent until then, and a document without it
-        # is simply in no lock's listing.
         "lock": "str",
+        "ended_at": "float",
     },
     # Every jobs query spans the shards, so no index needs a per-partition copy
     # (on SQLite that halves the indexes each job write updates: 6 instead of 12).
@@ -63,7 +72,14 @@ JOBS_SPEC = ContainerSpec(
         Index.of("kind", "created_at", per_partition=False),
         Index.of("status", "created_at", per_partition=False),
         Index.of("created_at", per_partition=False),
+        # Claims reaching past jobs whose lock is held: lockless jobs (lock = "") in
+        # claim order, and the head of each next lock (services/locks.py).
+        Index.of("status", "lock", "-priority", "created_at", per_partition=False),
+        # Retention on memory and SQLite: terminal jobs by when they ended.
+        Index.of("status", "ended_at", per_partition=False),
     ),
+    # Cosmos DB: time to live on, and only terminal jobs carry a ``ttl`` (retention).
+    default_ttl=-1,
 )
 
 AGENTS_SPEC = ContainerSpec(
@@ -73,7 +89,29 @@ AGENTS_SPEC = ContainerSpec(
     indexes=(Index.of("kind", "created_at"),),
 )
 
-CONTAINER_SPECS = (JOBS_SPEC, AGENTS_SPEC)
+LOCKS_SPEC = ContainerSpec(name="locks", partition_key="pk")
+"""One document per *held* lock, id and partition key both ``lock_id(name)``.
+
+A partition per lock: acquiring or releasing one lock never contends with any
+other lock's writes. Only point reads and conditional writes touch it (no query,
+so no declared field or index); a released lock's document is deleted, so the
+container holds only the locks held right now.
+"""
+
+SCHEDULES_SPEC = ContainerSpec(
+    name="schedules",
+    partition_key="pk",
+    fields={"kind": "str", "name": "str"},
+    indexes=(Index.of("kind", "name", per_partition=False),),
+)
+"""One document per schedule, id and partition key both ``schedule_id(name)``.
+
+A partition per schedule: the scheduler's conditional writes on one schedule
+(every replica, every tick it is due) never contend with another's. Listing is
+one cross-partition query on ``kind = "schedule"`` ordered by name.
+"""
+
+CONTAINER_SPECS = (JOBS_SPEC, AGENTS_SPEC, LOCKS_SPEC, SCHEDULES_SPEC)
 """Every container the coordinator declares (infra/azure/containers.json is generated from it)."""
 
 QUEUES_PARTITION = "queues"

@@ -1,0 +1,110 @@
+"""Cron schedules in a time zone (SPEC semantics 11), pure: occurrences as UTC instants.
+
+Five fields — minute, hour, day of month, month, day of week — of numbers, ``*``,
+ranges, lists and steps only (names, ``L``, ``W``, ``#``, seconds and ``@daily``
+are refused). The fields match *local wall-clock time*: ``cronsim`` walks the
+wall-clock occurrences and each is mapped to an instant in the zone here, with
+SPEC 11's daylight-saving rules made explicit rather than left to a library:
+
+* a wall time in a gap (spring forward: 02:30 on a day that jumps 02:00 → 03:00)
+  does not exist, and that occurrence is skipped;
+* a wall time that repeats (fall back: 02:30 twice) is its first instant only,
+  so a repeated local hour fires once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronsim import CronSim, CronSimError
+
+from .clock import Timestamp
+
+__all__ = ["CronError", "CronSchedule"]
+
+_ITEM = r"(\*|\d+(-\d+)?)(/\d+)?"
+_FIELD = re.compile(rf"^{_ITEM}(,{_ITEM})*$")
+_SEARCH = 5_000
+"""Wall-clock occurrences one search looks at (more than a year of an hourly cron)."""
+
+
+class CronError(ValueError):
+    """A cron expression or time zone that SPEC 11 does not accept."""
+
+
+@dataclass(frozen=True, slots=True)
+class CronSchedule:
+    """A validated five-field cron expression evaluated in an IANA time zone."""
+
+    expr: str
+    zone: ZoneInfo
+
+    @classmethod
+    def parse(cls, expr: str, timezone: str) -> CronSchedule:
+        """Validate ``expr`` and ``timezone``; ``CronError`` says what is wrong."""
+        fields = expr.split()
+        if len(fields) != 5:
+            raise CronError("cron must have exactly five fields")
+        for f in fields:
+            if not _FIELD.match(f):
+                raise CronError(f"cron field {f!r}: only numbers, *, ranges, lists and steps")
+        try:
+            zone = ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise CronError(f"unknown time zone {timezone!r}") from exc
+        try:
+            CronSim(" ".join(fields), datetime(2000, 1, 1))
+        except CronSimError as exc:
+            raise CronError(f"cron {expr!r}: {exc}") from exc
+        return cls(" ".join(fields), zone)
+
+    def _wall(self, t: Timestamp) -> datetime:
+        return datetime.fromtimestamp(t, self.zone).replace(tzinfo=None, second=0, microsecond=0)
+
+    def _instant(self, wall: datetime) -> Timestamp | None:
+        """The instant of a local wall time: None in a gap, the first one when it repeats."""
+        aware = wall.replace(tzinfo=self.zone, fold=0)
+        if aware.astimezone(UTC).astimezone(self.zone).replace(tzinfo=None) != wall:
+            return None
+        return aware.timestamp()
+
+    def _instants(self, start: datetime, *, reverse: bool) -> Iterator[Timestamp]:
+        walls = CronSim(self.expr, start, reverse=reverse)
+        for _ in range(_SEARCH):
+            try:
+                wall = next(walls)
+            except (StopIteration, CronSimError):
+                return
+            instant = self._instant(wall)
+            if instant is not None:
+                yield instant
+
+    def next_after(self, t: Timestamp) -> Timestamp | None:
+        """The first occurrence strictly after ``t`` (None if none within the search)."""
+        for instant in self._instants(self._wall(t) - timedelta(minutes=1), reverse=False):
+            if instant > t:
+                return instant
+        return None
+
+    def latest(self, t: Timestamp, after: Timestamp) -> Timestamp | None:
+        """The latest occurrence in ``(after, t]``, or None."""
+        for instant in self._instants(self._wall(t) + timedelta(minutes=1), reverse=True):
+            if instant > t:
+                continue  # a wall time later today that maps before t only in a repeat
+            return instant if instant > after else None
+        return None
+
+    def count_between(self, after: Timestamp, until: Timestamp, cap: int = 1_000) -> int:
+        """How many occurrences lie strictly between ``after`` and ``until`` (at most ``cap``)."""
+        n = 0
+        for instant in self._instants(self._wall(after), reverse=False):
+            if instant <= after:
+                continue
+            if instant >= until or n >= cap:
+                break
+            n += 1
+        return n

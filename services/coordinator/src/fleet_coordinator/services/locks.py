@@ -1,0 +1,262 @@
+"""Locks (SPEC semantics 9): at most one live lease among the jobs that share a lock.
+
+One document per held lock in the ``locks`` container (id and partition key
+``lock_id(name)``, so each lock is its own partition), holding its holder
+``{job_id, epoch, at}``. The claim path calls two functions, the lease-ending
+paths one:
+
+* ``acquire(co, job, epoch)`` — just before the job's lease write: take the lock
+  for that claim with a conditional write, or None if it is held;
+* ``undo(co, taken)`` — when that lease write then loses its race;
+* ``release(co, lock, job_id, epoch)`` — where a lease ends (complete, fail,
+  release, the reaper's expiry, an agent's deletion): delete the lock document
+  on the etag read, only if that lease is still its holder.
+
+Whether a recorded holder still holds the lock is decided by
+``domain.judge_holder`` from the holder job as read, so a release that never
+happened (a crash) cannot keep a lock taken beyond its holder's lease. The
+lock write is conditional on the etag read (or a create that fails if the
+document exists): of any number of claimers racing for a free lock across
+replicas exactly one takes it.
+
+``candidates_past_held_locks`` finds claimable jobs behind jobs whose lock is
+held without reading through them (a queue whose head is 10,000 jobs of one held
+lock): the lockless jobs in claim order, and the head of each next lock, a
+bounded number of locks per claim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fleet_datastore import (
+    AlreadyExistsError,
+    Document,
+    Filter,
+    NotFoundError,
+    Patch,
+    PreconditionFailedError,
+    Query,
+    eq,
+    gt,
+    le,
+)
+
+from ..domain import Holder, HolderState, JobState, JobStatus, is_claimable, judge_holder
+from ..store import job_from_doc, lock_id
+from .context import MAX_CAS_ATTEMPTS, Coordinator
+
+__all__ = [
+    "IN_FLIGHT_GRACE",
+    "Taken",
+    "acquire",
+    "candidates_past_held_locks",
+    "holder_state",
+    "release",
+    "undo",
+]
+
+IN_FLIGHT_GRACE = 30.0
+"""Seconds a lock taken for a claim whose lease write has not landed yet stays taken.
+
+Far longer than a lease write takes (the Cosmos SDK's throttling retries are
+bounded at 30 s); after it the holder job is fenced before the lock is taken over.
+"""
+_LOCK_SCAN = 8
+"""Locks one claim looks past held ones at most (each is one query and one point read)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """A lock taken for one claim: what ``undo`` needs to give it back."""
+
+    name: str
+    job_id: str
+    epoch: int
+    run_id: str
+    fenced: Document | None = None
+    """The claimed job itself, when taking the lock fenced off a dead claim of that
+    same job: the lease write must go on this newer document."""
+
+
+def _holder(body: dict[str, Any]) -> Holder:
+    h = body["holder"]
+    return Holder(
+        job_id=str(h["job_id"]),
+        epoch=int(h["epoch"]),
+        at=float(h["at"]),
+        run_id=str(h.get("run_id", "")),
+    )
+
+
+async def _read_lock(co: Coordinator, name: str) -> Document | None:
+    key = lock_id(name)
+    try:
+        return await co.locks.get(key, key)
+    except NotFoundError:
+        return None
+
+
+async def _read_holder_job(co: Coordinator, job_id: str) -> Document | None:
+    try:
+        return await co.jobs.get(job_id, co.shard(job_id))
+    except NotFoundError:
+        return None
+
+
+async def _fence(co: Coordinator, doc: Document) -> Document | None:
+    """Change the holder job's etag so that its in-flight lease write can never land."""
+    result = await co.jobs.update_if_match(
+        doc.id, doc.partition_key, doc, Patch(set={"updated_at": co.clock.now()})
+    )
+    co.job_cache.evict(doc.id)
+    return result.document if result.ok else None
+
+
+async def holder_state(co: Coordinator, lock: Document) -> tuple[HolderState, Document | None]:
+    """Whether the recorded holder of ``lock`` still holds it, and the job fenced if any.
+
+    A dead in-flight claim is fenced here (``FENCE`` becomes ``FREE``); losing that
+    write means the job changed meanwhile (maybe its lease landed), so it counts as held.
+    """
+    holder = _holder(lock.body)
+    job_doc = await _read_holder_job(co, holder.job_id)
+    job = None if job_doc is None else job_from_doc(job_doc.body)
+    state = judge_holder(holder, job, co.clock.now(), grace=IN_FLIGHT_GRACE)
+    if state is HolderState.FENCE and job_doc is not None:
+        fenced = await _fence(co, job_doc)
+        return (HolderState.HELD, None) if fenced is None else (HolderState.FREE, fenced)
+    return state, None
+
+
+async def acquire(co: Coordinator, job: JobState, epoch: int, run_id: str) -> Taken | None:
+    """Take ``job.lock`` for the claim (run ``run_id``) of ``job`` at ``epoch``; None if held."""
+    name = job.lock
+    if name is None:
+        raise ValueError("acquire needs a job with a lock")
+    key = lock_id(name)
+    body = {
+        "id": key,
+        "pk": key,
+        "name": name,
+        "holder": {"job_id": job.id, "epoch": epoch, "run_id": run_id, "at": co.clock.now()},
+    }
+    for _ in range(MAX_CAS_ATTEMPTS):
+        # 1. Read the lock: no document means nobody holds it.
+        lock = await _read_lock(co, name)
+        if lock is None:
+            # 2a. Create it: exactly one of the claimers racing for a free lock succeeds.
+            try:
+                await co.locks.create(body)
+            except AlreadyExistsError:
+                co.metrics.conflicts.labels("lock.acquire").inc()
+                continue
+            return Taken(name, job.id, epoch, run_id)
+        # 2b. Decide from the holder job (coordinator clock) whether it still holds it.
+        state, fenced = await holder_state(co, lock)
+        if state is HolderState.HELD:
+            return None
+        # 3. Take it over on the etag read: a release or another taker in between wins.
+        try:
+            await co.locks.replace(body, etag=lock.etag)
+        except (PreconditionFailedError, NotFoundError):
+            co.metrics.conflicts.labels("lock.acquire").inc()
+            continue
+        own = fenced if fenced is not None and fenced.id == job.id else None
+        return Taken(name, job.id, epoch, run_id, own)
+    return None  # too contended: this claim moves on; the lock is someone's or free later
+
+
+async def release(co: Coordinator, lock: str | None, job_id: str, epoch: int, run_id: str) -> None:
+    """Free ``lock`` if the lease ``run_id`` of ``job_id`` at ``epoch`` still holds it."""
+    if lock is None:
+        return
+    for _ in range(MAX_CAS_ATTEMPTS):
+        doc = await _read_lock(co, lock)
+        if doc is None:
+            return
+        if not _holder(doc.body).is_lease(job_id, epoch, run_id):
+            return  # taken over since (after an expiry): not ours to free
+        try:
+            await co.locks.delete(doc.id, doc.partition_key, etag=doc.etag)
+        except PreconditionFailedError:
+            continue
+        co.log.info("coordinator.lock.released", lock=lock, job_id=job_id, epoch=epoch)
+        return
+    # Left to ``holder_state``: the next claimer finds the lease ended and takes it over.
+
+
+async def undo(co: Coordinator, taken: Taken) -> None:
+    """Give back a lock taken for a claim whose lease write lost."""
+    await release(co, taken.name, taken.job_id, taken.epoch, taken.run_id)
+
+
+async def _is_held(co: Coordinator, name: str) -> bool:
+    lock = await _read_lock(co, name)
+    return lock is not None and (await holder_state(co, lock))[0] is HolderState.HELD
+
+
+def _claim_filters(co: Coordinator, queue: str | None) -> list[Filter]:
+    where: list[Filter] = [eq("status", JobStatus.QUEUED.value)]
+    if queue is not None:
+        where.insert(0, eq("queue", queue))
+    where.append(le("run_after", co.clock.now()))
+    return where
+
+
+async def candidates_past_held_locks(
+    co: Coordinator,
+    queues: Sequence[str] | None,
+    labels: Mapping[str, str],
+    need: int,
+    skip: set[str],
+    held: set[str],
+) -> list[Document]:
+    """Claimable jobs that jobs of the ``held`` locks hide at the head of the claim order.
+
+    Per queue (or over all queues): the first lockless jobs by index (``lock = ""``),
+    then a skip scan over lock names — the head of the next lock after the last one
+    seen — for at most ``_LOCK_SCAN`` locks, reading each lock to skip held ones
+    (their names join ``held``). Bounded in queries whatever the queue holds.
+    """
+    now = co.clock.now()
+    found: list[Document] = []
+    scopes: list[str | None] = list(queues) if queues else [None]
+    for queue in scopes:
+        where = _claim_filters(co, queue)
+        lockless = Query(
+            where=[*where, eq("lock", "")],
+            order_by=["-priority", "created_at"],
+            limit=min(need + len(skip) + co.settings.claim_candidates, 1000),
+        )
+        page = await co.jobs.query(lockless)
+        found += [
+            d
+            for d in page.items
+            if d.id not in skip and is_claimable(job_from_doc(d.body), now, labels)
+        ]
+        after = ""
+        for _ in range(_LOCK_SCAN):
+            head_query = Query(
+                where=[*where, gt("lock", after)],
+                order_by=["lock", "-priority", "created_at"],
+                limit=1,
+            )
+            heads = (await co.jobs.query(head_query)).items
+            if not heads:
+                break
+            head = heads[0]
+            after = str(head.body["lock"])
+            if after in held or head.id in skip:
+                continue
+            if not is_claimable(job_from_doc(head.body), now, labels):
+                continue
+            if await _is_held(co, after):
+                held.add(after)
+                continue
+            found.append(head)
+    # SPEC 5 across what was found: higher priority first, then older.
+    found.sort(key=lambda d: (-int(d.body.get("priority", 0)), float(d.body["created_at"])))
+    return found[:need]

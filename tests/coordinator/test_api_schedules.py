@@ -1,0 +1,128 @@
+"""Schedules (SPEC 11): the endpoints, validation, one job per occurrence, downtime and pause."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from fleet_coordinator.services import fire_due
+
+from .conftest import Api
+
+START = datetime(2026, 5, 4, 10, 0, 30, tzinfo=UTC).timestamp()
+
+
+async def _put(api: Api, name: str, **body: Any) -> Any:
+    body.setdefault("job", {"kind": "report", "queue": "cron"})
+    return await api.client.put(f"/v1/schedules/{name}", json=body, headers=api.admin)
+
+
+async def _scheduled(api: Api, name: str) -> list[dict[str, Any]]:
+    r = await api.client.get("/v1/jobs?kind=report&limit=1000", headers=api.admin)
+    return [j for j in r.json()["items"] if j["schedule"] == name]
+
+
+async def test_a_schedule_is_created_replaced_listed_and_deleted(api: Api) -> None:
+    """PUT creates (201) then replaces (200); GET, list and DELETE behave as their verbs."""
+    api.clock.set(START)
+    r = await _put(api, "nightly", cron="0 3 * * *", timezone="Europe/Berlin")
+    assert r.status_code == 201, r.text
+    created = r.json()
+    assert created["next_run_at"] == "2026-05-05T01:00:00Z"
+    assert created["last_run_at"] is None
+    assert created["paused"] is False
+    assert created["job"]["kind"] == "report"
+    r = await _put(api, "nightly", cron="15 3 * * *", timezone="Europe/Berlin")
+    assert r.status_code == 200
+    assert r.json()["next_run_at"] == "2026-05-05T01:15:00Z"
+    r = await api.client.get("/v1/schedules", headers=api.admin)
+    assert [s["name"] for s in r.json()["items"]] == ["nightly"]
+    assert (await api.client.delete("/v1/schedules/nightly", headers=api.admin)).status_code == 204
+    assert (await api.client.get("/v1/schedules/nightly", headers=api.admin)).status_code == 404
+    assert (await api.client.delete("/v1/schedules/nightly", headers=api.admin)).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("cron", "timezone"),
+    [
+        ("0 0 * * * *", "UTC"),  # six fields (seconds)
+        ("@daily", "UTC"),
+        ("0 0 * JAN *", "UTC"),  # names
+        ("0 0 L * *", "UTC"),
+        ("0 0 1#2 * *", "UTC"),
+        ("61 * * * *", "UTC"),
+        ("0 0 * * *", "Mars/Olympus"),
+    ],
+)
+async def test_cron_and_timezone_outside_the_spec_are_refused(
+    api: Api, cron: str, timezone: str
+) -> None:
+    """Anything but five fields of numbers, *, ranges, lists and steps, or an unknown zone: 422."""
+    r = await _put(api, "bad", cron=cron, timezone=timezone)
+    assert r.status_code == 422, r.text
+    assert (await api.client.get("/v1/schedules/bad", headers=api.admin)).status_code == 404
+
+
+async def test_a_scheduled_job_may_not_carry_a_key_or_a_due_time(api: Api) -> None:
+    """The occurrence decides the idempotency key and the time."""
+    job = {"kind": "report", "idempotency_key": "x"}
+    assert (await _put(api, "s", cron="* * * * *", job=job)).status_code == 422
+
+
+async def test_each_occurrence_is_enqueued_once_and_carries_the_schedule(api: Api) -> None:
+    """Sweeps before, at and after an occurrence enqueue exactly one job for it."""
+    api.clock.set(START)
+    assert (await _put(api, "five", cron="*/5 * * * *")).status_code == 201
+    assert await fire_due(api.co) == 0
+    api.clock.set(datetime(2026, 5, 4, 10, 5, tzinfo=UTC).timestamp())
+    assert await fire_due(api.co) == 1
+    assert await fire_due(api.co) == 0
+    (job,) = await _scheduled(api, "five")
+    assert job["queue"] == "cron"
+    r = await api.client.get("/v1/schedules/five", headers=api.admin)
+    assert r.json()["last_run_at"] == "2026-05-04T10:05:00Z"
+    assert r.json()["next_run_at"] == "2026-05-04T10:10:00Z"
+
+
+async def test_after_a_downtime_only_the_latest_missed_occurrence_runs(api: Api) -> None:
+    """An hour without sweeps: one job, for the latest occurrence; eleven counted as skipped."""
+    api.clock.set(START)
+    await _put(api, "five", cron="*/5 * * * *")
+    api.clock.set(datetime(2026, 5, 4, 10, 5, tzinfo=UTC).timestamp())
+    assert await fire_due(api.co) == 1
+    api.clock.set(datetime(2026, 5, 4, 11, 7, tzinfo=UTC).timestamp())
+    assert await fire_due(api.co) == 1
+    jobs = await _scheduled(api, "five")
+    assert len(jobs) == 2
+    r = await api.client.get("/v1/schedules/five", headers=api.admin)
+    assert r.json()["last_run_at"] == "2026-05-04T11:05:00Z"
+    metrics = (await api.client.get("/metrics")).text
+    assert 'fleet_schedule_occurrences_total{result="fired"} 2.0' in metrics
+    assert 'fleet_schedule_occurrences_total{result="skipped"} 11.0' in metrics
+
+
+async def test_a_paused_schedule_fires_nothing_and_resuming_makes_nothing_up(api: Api) -> None:
+    """Paused through occurrences: none enqueued, then or after resume; the next one fires."""
+    api.clock.set(START)
+    await _put(api, "five", cron="*/5 * * * *")
+    r = await api.client.post("/v1/schedules/five/pause", headers=api.admin)
+    assert r.json()["paused"] is True
+    assert r.json()["next_run_at"] == "2026-05-04T10:05:00Z"
+    api.clock.set(datetime(2026, 5, 4, 10, 31, tzinfo=UTC).timestamp())
+    assert await fire_due(api.co) == 0
+    r = await api.client.post("/v1/schedules/five/resume", headers=api.admin)
+    assert r.json()["next_run_at"] == "2026-05-04T10:35:00Z"
+    assert await fire_due(api.co) == 0
+    api.clock.set(datetime(2026, 5, 4, 10, 35, tzinfo=UTC).timestamp())
+    assert await fire_due(api.co) == 1
+    assert len(await _scheduled(api, "five")) == 1
+
+
+async def test_a_deleted_schedule_fires_nothing(api: Api) -> None:
+    """Deleting stops the schedule; what it enqueued stays."""
+    api.clock.set(START)
+    await _put(api, "five", cron="*/5 * * * *")
+    await api.client.delete("/v1/schedules/five", headers=api.admin)
+    api.clock.set(datetime(2026, 5, 4, 10, 5, tzinfo=UTC).timestamp())
+    assert await fire_due(api.co) == 0
