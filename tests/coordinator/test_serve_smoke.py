@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,6 +48,11 @@ class _TwoWorkers(Served):
 def test_serve_with_two_workers_shares_one_store_and_admin_token(tmp_path: Path) -> None:
     """``--workers 2``: both processes accept the admin token and see each other's writes."""
     with _TwoWorkers(cwd=tmp_path, admin_token="") as server:
+        # Ready means one worker answers; on a loaded machine the other may start
+        # seconds later, so wait (bounded) for both before sending the requests.
+        deadline = time.monotonic() + 30
+        while _started(server) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling the server's log, not synchronising threads
         first = server.log_path.read_text().splitlines()[0]
         assert first.startswith("FLEET_ADMIN_TOKEN="), first
         admin = {"Authorization": f"Bearer {first.split('=', 1)[1]}"}
@@ -58,5 +64,9 @@ def test_serve_with_two_workers_shares_one_store_and_admin_token(tmp_path: Path)
         with httpx.Client(base_url=server.base_url, timeout=10) as http:
             listed = http.get("/v1/jobs", params={"limit": 50}, headers=admin).json()
         assert len(listed["items"]) == 12
-        workers = [line for line in server.log_path.read_text().splitlines() if "started" in line]
-        assert len([w for w in workers if "coordinator.started" in w]) == 2, workers
+        assert _started(server) == 2, server.log_tail()
+
+
+def _started(server: Served) -> int:
+    """How many worker processes logged that they started."""
+    return server.log_path.read_text().count('"event":"coordinator.started"')
