@@ -16,8 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import APIRouter, Request
 from fleet_coordinator import Settings, create_app
-from fleet_coordinator.api.hot import HotPath
+from fleet_coordinator.api.deps import AgentAuth, Co
+from fleet_coordinator.api.hot import HotPath, _post_routes
+from fleet_coordinator.api.models import ClaimOut, ClaimRequest
 from fleet_coordinator.domain import ManualClock
 from starlette.types import Message, Receive, Scope, Send
 
@@ -275,3 +278,35 @@ async def test_the_hot_path_serves_well_formed_requests_and_replays_the_rest() -
         # What is hot comes from the app's routes: any authenticated POST with a body model.
         assert await call("/v1/agents", ADMIN, b'{"name": "a"}') == 201
         assert len(inner) == 3
+
+
+def test_what_is_hot_comes_from_the_routes_and_asks_for_nothing_fastapi_alone_supplies() -> None:
+    """Authenticated async POSTs with a body model are hot; a Request parameter, a plain
+    ``def``, no body or no token role leave a route to FastAPI."""
+    app = create_app(Settings(store_url="memory://", admin_token=ADMIN))
+    extra = APIRouter(prefix="/x")
+
+    @extra.post("/hot")
+    async def hot(body: ClaimRequest, agent: AgentAuth, co: Co) -> ClaimOut:
+        return ClaimOut(leases=[])
+
+    @extra.post("/request")
+    async def with_request(body: ClaimRequest, agent: AgentAuth, request: Request) -> ClaimOut:
+        return ClaimOut(leases=[])
+
+    @extra.post("/sync")
+    def sync(body: ClaimRequest, agent: AgentAuth) -> ClaimOut:
+        return ClaimOut(leases=[])
+
+    @extra.post("/anonymous")
+    async def anonymous(body: ClaimRequest) -> ClaimOut:
+        return ClaimOut(leases=[])
+
+    app.include_router(extra)
+    served = {r.path: r.endpoint is not None for r in _post_routes(app)}
+    assert all(served[p] for p in ("/v1/reports", "/v1/claims", "/v1/jobs"))
+    assert not served["/v1/jobs/{job_id}/cancel"]  # no body
+    assert served["/x/hot"]
+    assert not served["/x/request"]
+    assert not served["/x/sync"]
+    assert not served["/x/anonymous"]

@@ -76,5 +76,9 @@ def test_serve_with_two_workers_shares_one_store_and_admin_token(tmp_path: Path)
         with httpx.Client(base_url=server.base_url, timeout=10) as http:
             listed = http.get("/v1/jobs", params={"limit": 50}, headers=admin).json()
         assert len(listed["items"]) == 12
-        workers = [line for line in server.log_path.read_text().splitlines() if "started" in line]
-        assert len([w for w in workers if "coordinator.started" in w]) == 2, workers
+        assert _started(server) == 2, server.log_tail()
+
+
+def _started(server: Served) -> int:
+    """How many worker processes logged that they started."""
+    return server.log_path.read_text().count('"event":"coordinator.started"')

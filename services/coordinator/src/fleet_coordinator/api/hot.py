@@ -26,6 +26,7 @@ in a router is served hot (or not) by the same rules with no change here.
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from collections.abc import Callable
@@ -80,6 +81,17 @@ def _hot(context: Any) -> _Route:
         return plain
     if dependant.query_params or dependant.header_params or dependant.cookie_params:
         return plain
+    special = (
+        "request_param_name",
+        "websocket_param_name",
+        "http_connection_param_name",
+        "background_tasks_param_name",
+        "security_scopes_param_name",
+    )
+    if any(getattr(dependant, name, None) for name in special):
+        return plain  # asks for what only FastAPI supplies
+    if not inspect.iscoroutinefunction(context.endpoint):
+        return plain  # FastAPI runs a plain def in a worker thread
     if any(getattr(context, k, v) != v for k, v in _DEFAULT_OPTIONS.items()):
         return plain
     model = dependant.body_params[0].field_info.annotation
