@@ -20,7 +20,13 @@ from urllib.parse import quote
 
 import httpx
 import stamina
-from fleet_wire import TRACING, current_traceparent, inject_traceparent, transport_errors
+from fleet_wire import (
+    TRACING,
+    current_traceparent,
+    inject_traceparent,
+    retry_wait,
+    transport_errors,
+)
 
 from .errors import CoordinatorUnavailable, FleetError, NotFound, raise_for_answer
 from .models import (
@@ -370,9 +376,7 @@ class FleetClient:
 
 def _backoff(exc: Exception) -> bool | float:
     """Retry ``CoordinatorUnavailable``: after its ``Retry-After`` when it has one."""
-    if not isinstance(exc, CoordinatorUnavailable):
-        return False
-    return True if exc.retry_after is None else exc.retry_after
+    return retry_wait(exc, CoordinatorUnavailable)
 
 
 def _present(**fields: Any) -> dict[str, Any]:

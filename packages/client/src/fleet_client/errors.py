@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from fleet_wire import UNAVAILABLE_STATUSES, error_answer
+from fleet_wire import UNAVAILABLE_STATUSES, WireError, error_answer, retry_after
 
 __all__ = [
     "Conflict",
@@ -33,29 +33,12 @@ __all__ = [
 ]
 
 
-class FleetError(Exception):
+class FleetError(WireError):
     """The coordinator could not do what was asked."""
-
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        status: int | None = None,
-        code: str | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message or (self.__doc__ or "").strip())
-        self.message = str(self.args[0])
-        self.status = status
-        self.code = code
-        self.details: dict[str, Any] = details or {}
 
 
 class CoordinatorUnavailable(FleetError):
     """The coordinator cannot be reached or its store is unavailable; retry later."""
-
-    retry_after: float | None = None
-    """Seconds the coordinator asked to wait (``Retry-After``), when it said."""
 
 
 class Unauthorized(FleetError):
@@ -95,15 +78,7 @@ def raise_for_answer(response: httpx.Response) -> None:
     fields: dict[str, Any] = {"status": error.status, "code": error.code, "details": error.details}
     if error.status in UNAVAILABLE_STATUSES:
         unavailable = CoordinatorUnavailable(error.text, **fields)
-        unavailable.retry_after = _seconds(response.headers.get("retry-after"))
+        unavailable.retry_after = retry_after(response)
         raise unavailable
     kind = _BY_STATUS.get(error.status, RequestRejected if error.status < 500 else ServerError)
     raise kind(error.text, **fields)
-
-
-def _seconds(value: str | None) -> float | None:
-    # Retry-After in seconds, as the coordinator sends it; an HTTP date (a proxy's) is ignored.
-    try:
-        return None if value is None else max(float(value), 0.0)
-    except ValueError:
-        return None

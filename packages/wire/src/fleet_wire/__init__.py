@@ -6,20 +6,26 @@ holds that common ground so neither client copies it nor depends on the other:
 
 * ``answers``: the SPEC error shape of a refused request, and httpx transport
   errors turned into the caller's own "unavailable" exception;
+* ``errors``: ``WireError``, the root under both clients' exception trees, and
+  the wait before a retry (``Retry-After`` when the coordinator sent one);
 * ``tracing``: W3C trace context through OpenTelemetry when it is installed,
   and nothing (one ``None`` check) when it is not.
 """
 
 from .answers import UNAVAILABLE_STATUSES, ErrorAnswer, error_answer, transport_errors
+from .errors import WireError, retry_after, retry_wait
 from .tracing import TRACING, current_traceparent, inject_traceparent, span_from_traceparent
 
 __all__ = [
     "TRACING",
     "UNAVAILABLE_STATUSES",
     "ErrorAnswer",
+    "WireError",
     "current_traceparent",
     "error_answer",
     "inject_traceparent",
+    "retry_after",
+    "retry_wait",
     "span_from_traceparent",
     "transport_errors",
 ]

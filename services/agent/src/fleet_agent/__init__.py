@@ -15,6 +15,7 @@ from .errors import (
     JobFailed,
     LeaseLost,
     RequestRejected,
+    ServerError,
     Unauthorized,
 )
 from .handlers import ENTRY_POINT_GROUP, load_handlers
@@ -41,6 +42,7 @@ __all__ = [
     "ReportAnswer",
     "Reported",
     "RequestRejected",
+    "ServerError",
     "Unauthorized",
     "Worker",
     "load_handlers",

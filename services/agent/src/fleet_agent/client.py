@@ -2,8 +2,9 @@
 
 Every call goes through ``_call``: one request, the answer or transport error
 translated into the ``AgentError`` tree, and ``CoordinatorUnavailable`` retried
-with exponential backoff and jitter (stamina) for at most ``retry_timeout``
-seconds. A retried write is safe because every write is fenced by its epoch: if
+(after the answer's ``Retry-After`` when it has one, else with exponential backoff
+and jitter; stamina) for at most ``retry_timeout`` seconds; a 500 is a bug and is
+not retried. A retried write is safe because every write is fenced by its epoch: if
 the first try landed and only the answer was lost, the retry gets ``LeaseLost``.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 import httpx
 import stamina
 
-from .errors import CoordinatorUnavailable, raise_for_answer, translate_transport_errors
+from .errors import raise_for_answer, retry_unavailable, translate_transport_errors
 from .models import Claimed, HeartbeatAnswer, JobInfo, Report, Reported
 
 __all__ = ["AgentClient"]
@@ -144,7 +145,7 @@ class AgentClient:
     ) -> dict[str, Any]:
         budget = self.retry_timeout if retry_timeout is None else retry_timeout
         async for attempt in stamina.retry_context(
-            on=CoordinatorUnavailable,
+            on=retry_unavailable,  # after Retry-After when 429/503 sends one
             attempts=None,
             timeout=budget,
             wait_initial=0.05,

@@ -3,7 +3,9 @@
 ::
 
     AgentError                    root of everything this package raises
-    ├── CoordinatorUnavailable    connection refused / reset, timeout, 429/502/503/504 — retried
+    ├── CoordinatorUnavailable    connection refused / reset, timeout, 429/502/503/504 — retried,
+    │                             after the answer's ``Retry-After`` when it has one
+    ├── ServerError               500 internal_error: a coordinator bug, never retried
     ├── Unauthorized              401 or 403: a wrong, revoked or admin token
     ├── LeaseLost                 409 lease_lost: the caller no longer holds that epoch
     ├── RequestRejected           any other 4xx (400, 404, 409, 413, 422) with its code
@@ -19,7 +21,14 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 import httpx
-from fleet_wire import UNAVAILABLE_STATUSES, error_answer, transport_errors
+from fleet_wire import (
+    UNAVAILABLE_STATUSES,
+    WireError,
+    error_answer,
+    retry_after,
+    retry_wait,
+    transport_errors,
+)
 
 __all__ = [
     "AgentError",
@@ -27,32 +36,24 @@ __all__ = [
     "JobFailed",
     "LeaseLost",
     "RequestRejected",
+    "ServerError",
     "Unauthorized",
     "raise_for_answer",
+    "retry_unavailable",
     "translate_transport_errors",
 ]
 
 
-class AgentError(Exception):
+class AgentError(WireError):
     """The agent could not do what was asked."""
-
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        status: int | None = None,
-        code: str | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message or (self.__doc__ or "").strip())
-        self.message = str(self.args[0])
-        self.status = status
-        self.code = code
-        self.details: dict[str, Any] = details or {}
 
 
 class CoordinatorUnavailable(AgentError):
     """The coordinator cannot be reached or its store is unavailable; retry later."""
+
+
+class ServerError(AgentError):
+    """The coordinator failed on a bug (500 ``internal_error``); retrying would repeat it."""
 
 
 class Unauthorized(AgentError):
@@ -83,12 +84,16 @@ def raise_for_answer(response: httpx.Response) -> None:
     status, code = error.status, error.code
     kwargs: dict[str, Any] = {"status": status, "code": code, "details": error.details}
     if status in UNAVAILABLE_STATUSES:
-        raise CoordinatorUnavailable(error.text, **kwargs)
+        unavailable = CoordinatorUnavailable(error.text, **kwargs)
+        unavailable.retry_after = retry_after(response)
+        raise unavailable
     if status in (401, 403):
         raise Unauthorized(error.text, **kwargs)
     if status == 409 and code == "lease_lost":
         raise LeaseLost(error.text, **kwargs)
-    if status >= 500:  # SPEC allows no 500; treat a broken proxy or server as unavailable
+    if status == 500:  # SPEC: a defect answers 500 and is not retried as an outage
+        raise ServerError(error.text, **kwargs)
+    if status > 500:  # 501, 505, …: a broken proxy in front, not the coordinator's answer
         raise CoordinatorUnavailable(error.text, **kwargs)
     raise RequestRejected(error.text, **kwargs)
 
@@ -96,3 +101,8 @@ def raise_for_answer(response: httpx.Response) -> None:
 def translate_transport_errors(url: str) -> AbstractContextManager[None]:
     """Turn httpx transport errors (refused, reset, timeout) into ``CoordinatorUnavailable``."""
     return transport_errors(url, CoordinatorUnavailable)
+
+
+def retry_unavailable(exc: Exception) -> bool | float:
+    """Stamina's ``on=``: retry ``CoordinatorUnavailable`` only, after its ``Retry-After``."""
+    return retry_wait(exc, CoordinatorUnavailable)
