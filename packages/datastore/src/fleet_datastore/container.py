@@ -118,7 +118,7 @@ class Container:
         docs = await self._backend.query(self.spec, plan)
         if plan.limit is not None and len(docs) > plan.limit:
             docs = docs[: plan.limit]
-            return Page(docs, encode(plan, docs[-1].body))
+            return Page(docs, encode(plan.shape, plan.sort, docs[-1].body))
         return Page(docs, None)
 
     async def count(self, query: Query | None = None) -> int:

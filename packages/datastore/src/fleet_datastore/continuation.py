@@ -11,32 +11,38 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from .documents import get_path
 from .errors import InvalidContinuationError
-from .model import FieldType
-
-if TYPE_CHECKING:
-    from .query import QueryPlan
+from .model import Direction, FieldType
 
 __all__ = ["decode", "encode", "shape_of"]
 
 _MAX_TOKEN = 16_384
 
 
-def shape_of(plan: QueryPlan) -> str:
-    """A short digest of what a token may resume: container, filters, order, partition."""
+def shape_of(
+    container: str,
+    where: Iterable[tuple[str, str, Any]],
+    sort: Sequence[tuple[str, Direction]],
+    partition_key: str | None,
+) -> str:
+    """A short digest of what a token may resume: container, filters, order, partition.
+
+    It takes the plan's parts (filters as ``(field, op, value)``) rather than the
+    plan, so that this module does not import ``query``, which imports it.
+    """
     text = json.dumps(
         [
-            plan.container,
+            container,
             [
-                [f.field, f.op, list(f.value) if isinstance(f.value, tuple) else f.value]
-                for f in plan.where
+                [name, op, list(value) if isinstance(value, tuple) else value]
+                for name, op, value in where
             ],
-            plan.sort,
-            plan.partition_key,
+            sort,
+            partition_key,
         ],
         sort_keys=True,
         default=str,
@@ -44,10 +50,10 @@ def shape_of(plan: QueryPlan) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def encode(plan: QueryPlan, body: dict[str, Any]) -> str:
-    """The token that resumes ``plan`` after the document ``body``."""
-    key = [get_path(body, name) for name, _ in plan.sort]
-    raw = json.dumps({"s": plan.shape, "k": key}, separators=(",", ":")).encode()
+def encode(shape: str, sort: Sequence[tuple[str, Direction]], body: dict[str, Any]) -> str:
+    """The token that resumes the query of ``shape`` (ordered by ``sort``) after ``body``."""
+    key = [get_path(body, name) for name, _ in sort]
+    raw = json.dumps({"s": shape, "k": key}, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

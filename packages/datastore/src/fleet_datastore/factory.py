@@ -2,37 +2,13 @@
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from .cosmos_config import CosmosConfig
 from .errors import InvalidRequestError
 from .store import DocumentStore
 
 __all__ = ["CosmosConfig", "store_from_url"]
-
-
-@dataclass(frozen=True)
-class CosmosConfig:
-    """Where the Cosmos provider connects: endpoint, key, database."""
-
-    endpoint: str
-    key: str
-    database: str = "fleet"
-
-    def __repr__(self) -> str:
-        return f"CosmosConfig(endpoint={self.endpoint!r}, database={self.database!r}, key=***)"
-
-    @classmethod
-    def from_env(cls) -> CosmosConfig:
-        """Read ``FLEET_COSMOS_ENDPOINT``, ``FLEET_COSMOS_KEY`` and ``FLEET_COSMOS_DATABASE``."""
-        endpoint = os.environ.get("FLEET_COSMOS_ENDPOINT", "")
-        key = os.environ.get("FLEET_COSMOS_KEY", "")
-        if not endpoint or not key:
-            raise InvalidRequestError(
-                "cosmos:// needs FLEET_COSMOS_ENDPOINT and FLEET_COSMOS_KEY to be set"
-            )
-        return cls(endpoint, key, os.environ.get("FLEET_COSMOS_DATABASE", "fleet"))
 
 
 def store_from_url(url: str, *, cosmos: CosmosConfig | None = None) -> DocumentStore:

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .continuation import decode, shape_of
 from .errors import InvalidRequestError
 from .model import ASC, DESC, ContainerSpec, Direction, Document, FieldType
 
@@ -186,8 +187,6 @@ def _sort_for(spec: ContainerSpec, order_by: Sequence[str]) -> tuple[tuple[str, 
 
 def plan_query(spec: ContainerSpec, query: Query) -> QueryPlan:
     """Validate ``query`` against ``spec`` and resolve its ordering and continuation."""
-    from .continuation import decode, shape_of
-
     where = tuple(query.where)
     for f in where:
         if not isinstance(f, Filter):
@@ -213,25 +212,17 @@ def plan_query(spec: ContainerSpec, query: Query) -> QueryPlan:
     if pk is not None and (not isinstance(pk, str) or not pk):
         raise InvalidRequestError("partition_key must be a non-empty string")
     sort = _sort_for(spec, query.order_by)
-    plan = QueryPlan(
+    shape = shape_of(spec.name, [(f.field, f.op, f.value) for f in where], sort, pk)
+    after = None
+    if query.continuation is not None:
+        after = decode(query.continuation, shape, [spec.field_type(n) or "str" for n, _ in sort])
+    return QueryPlan(
         container=spec.name,
         where=where,
         sort=sort,
         partition_key=pk,
         limit=limit,
-        explicit_order=bool(query.order_by),
-    )
-    shape = shape_of(plan)
-    after = None
-    if query.continuation is not None:
-        after = decode(query.continuation, shape, [spec.field_type(n) or "str" for n, _ in sort])
-    return QueryPlan(
-        container=plan.container,
-        where=plan.where,
-        sort=plan.sort,
-        partition_key=plan.partition_key,
-        limit=plan.limit,
         after=after,
-        explicit_order=plan.explicit_order,
+        explicit_order=bool(query.order_by),
         shape=shape,
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from azure.core import MatchConditions
 from azure.cosmos import PartitionKey
@@ -21,6 +21,7 @@ from azure.cosmos.aio import ContainerProxy, CosmosClient, DatabaseProxy
 
 from ..backend import PreparedOp
 from ..batch import DeleteOp
+from ..cosmos_config import CosmosConfig
 from ..documents import PreparedDocument, apply_patch
 from ..errors import (
     DatastoreError,
@@ -41,9 +42,6 @@ from .cosmos_ops import (
     to_document,
 )
 from .cosmos_sql import compile_count, compile_query, indexing_policy
-
-if TYPE_CHECKING:
-    from ..factory import CosmosConfig
 
 __all__ = ["CosmosBackend", "indexing_policy"]
 
