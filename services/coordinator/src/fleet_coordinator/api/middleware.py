@@ -14,8 +14,10 @@ request and costs several times a bare endpoint's overhead). For each request:
    and the whole body must arrive within ``FLEET_BODY_TIMEOUT_SECONDS`` (else 408).
 4. **Text**: invalid UTF-8 or a lone-surrogate escape is refused (``api/unicode.py``).
 5. **App**: the body is handed on as one message (the hot path and FastAPI read it
-   as usual). A crash is a defect: logged with an error id and its traceback
-   (never the body or a header), answered 500 ``internal_error`` with that id.
+   as usual); a claim that may long-poll is cancelled if its caller disconnects
+   (``api/disconnects.py``), which frees its long-poll slot at once. A crash is a
+   defect: logged with an error id and its traceback (never the body or a header),
+   answered 500 ``internal_error`` with that id.
 
 A refusal sent before the body was read carries ``Connection: close``: the server
 then closes the connection instead of reading the rest of the body to reuse it.
@@ -36,6 +38,7 @@ from ..errors import CoordinatorError
 from ..metrics import Metrics
 from ..settings import Settings
 from .deps import authorize
+from .disconnects import may_long_poll, run_until_disconnect
 from .errors import error_response
 from .limits import RouteRule, RouteRules
 from .unicode import unicode_problem
@@ -89,7 +92,10 @@ class GuardMiddleware:
             body = await self._admit(scope, receive, rule)
             if body is None:
                 return  # the client went away before sending its body
-            await self.app(scope, _replay(body, receive), tracked)
+            if may_long_poll(scope, body):  # its wait ends when the caller hangs up
+                await run_until_disconnect(self.app, scope, body, receive, tracked)
+            else:
+                await self.app(scope, _replay(body, receive), tracked)
         except _RefusedError as refused:
             if refused.unread:
                 refused.response.headers["connection"] = "close"

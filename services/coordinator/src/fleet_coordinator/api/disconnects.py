@@ -1,0 +1,64 @@
+"""Long-polls that end when their caller goes away.
+
+A claim with ``wait_seconds`` holds one of its agent's long-poll slots on this
+replica (``FLEET_MAX_LONG_POLLS_PER_AGENT``) until its wait ends. A caller that
+hangs up gets nothing from that wait, so the guard runs such a request beside a
+watch on the ASGI channel: an ``http.disconnect`` before the answer cancels the
+request, and the claim's own ``finally`` frees the slot at once. A claim cancelled
+after its lease was written is a lost answer like any other: the lease expires and
+the job returns to the queue (SPEC 3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["may_long_poll", "run_until_disconnect"]
+
+_LONG_POLL_PATHS = frozenset({"/v1/claims", "/v1/reports"})
+
+
+def may_long_poll(scope: Scope, body: bytes) -> bool:
+    """Whether a request may wait: a claim path whose body names ``wait_seconds``."""
+    return scope["path"] in _LONG_POLL_PATHS and b"wait_seconds" in body
+
+
+async def run_until_disconnect(
+    app: ASGIApp, scope: Scope, body: bytes, receive: Receive, send: Send
+) -> None:
+    """Run ``app`` on ``body``; cancel it if the client disconnects before it answers."""
+    heard: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+
+    async def watch() -> None:
+        # The body was read whole: the next message on the channel is the disconnect.
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                heard.set_result(message)
+                serving.cancel()
+                return
+
+    pending = True
+
+    async def replayed() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await asyncio.shield(heard)  # the app may wait for the disconnect too
+
+    serving = asyncio.ensure_future(app(scope, replayed, send))
+    watcher = asyncio.ensure_future(watch())
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+        if serving.cancelled() and not heard.done():
+            raise asyncio.CancelledError  # we were cancelled ourselves, not the client gone
+    finally:
+        watcher.cancel()
+        serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
