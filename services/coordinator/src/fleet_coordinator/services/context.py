@@ -31,7 +31,7 @@ class Notifier:
     Jobs enqueued on other replicas are found by re-polling. Rather than each
     waiter re-querying on its own timer, all of a replica's waiters wake on one
     shared tick (every ``interval`` seconds while anyone waits), so their claims
-    arrive together and the ``CandidatePool`` serves them with one query: idle
+    arrive together and the ``CandidateSource`` serves them with one query: idle
     long-polls cost a few queries per second per replica, not per agent.
     """
 
