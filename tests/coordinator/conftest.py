@@ -90,9 +90,8 @@ def cosmos_server() -> Iterator[CosmosConfig]:
         yield cfg
 
 
-def _store_settings(
-    provider: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> dict[str, str]:
+def store_settings(provider: str, tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str]:
+    """The ``Settings`` fields of a fresh store on ``provider`` (memory, sqlite, cosmos)."""
     if provider == "memory":
         return {"store_url": "memory://"}
     if provider == "sqlite":
@@ -110,7 +109,7 @@ def _store_settings(
 async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
     """A running app on each provider, with a manual clock and the reaper task off."""
     settings = Settings(
-        **_store_settings(str(request.param), tmp_path, request),
+        **store_settings(str(request.param), tmp_path, request),
         admin_token=ADMIN,
         reaper_enabled=False,
         max_payload_bytes=4096,

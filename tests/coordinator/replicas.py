@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -11,9 +10,9 @@ import httpx
 import pytest
 from fleet_coordinator import Settings, create_app
 from fleet_coordinator.domain import ManualClock
-from fleet_datastore import CosmosConfig, DocumentStore, store_from_url
+from fleet_datastore import DocumentStore, store_from_url
 
-from .conftest import ADMIN, Api
+from .conftest import ADMIN, Api, store_settings
 
 __all__ = ["PROVIDERS", "replicas"]
 
@@ -34,16 +33,8 @@ async def replicas(
     if provider == "memory":
         store = store_from_url("memory://")  # one process: the apps share the object
         shared = {"store_url": "memory://"}
-    elif provider == "sqlite":
-        shared = {"store_url": f"sqlite:///{tmp_path}/shared.db"}
     else:
-        cfg: CosmosConfig = request.getfixturevalue("cosmos_server")
-        shared = {
-            "store_url": "cosmos://",
-            "cosmos_endpoint": cfg.endpoint,
-            "cosmos_key": cfg.key,
-            "cosmos_database": f"t{uuid.uuid4().hex[:16]}",
-        }
+        shared = store_settings(provider, tmp_path, request)
     clock = ManualClock()
     apps = []
     for _ in range(n):

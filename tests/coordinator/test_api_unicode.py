@@ -13,10 +13,8 @@ or 422 in the error shape, on every provider, and the store is unchanged.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -26,9 +24,11 @@ from fleet_coordinator import Settings, create_app
 from fleet_coordinator.api.deps import Role
 from fleet_coordinator.api.limits import RouteRules
 from fleet_coordinator.services import Coordinator
-from fleet_datastore import CosmosConfig, Query
+from fleet_datastore import Query
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from .conftest import store_settings
 
 ADMIN = "admin-token-for-unicode-tests"
 Step = tuple[str, Any]
@@ -266,20 +266,6 @@ class Served:
         return self.client.portal.call(snapshot)
 
 
-def _store(provider: str, tmp: Path, request: pytest.FixtureRequest) -> dict[str, str]:
-    if provider == "memory":
-        return {"store_url": "memory://"}
-    if provider == "sqlite":
-        return {"store_url": f"sqlite:///{tmp}/fleet.db"}
-    cfg: CosmosConfig = request.getfixturevalue("cosmos_server")
-    return {
-        "store_url": "cosmos://",
-        "cosmos_endpoint": cfg.endpoint,
-        "cosmos_key": cfg.key,
-        "cosmos_database": f"t{uuid.uuid4().hex[:16]}",
-    }
-
-
 @pytest.fixture(scope="module", params=["memory", "sqlite", "cosmos"])
 def served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -287,7 +273,7 @@ def served(
     """One app per provider for the whole module, with one agent and one job stored."""
     tmp = tmp_path_factory.mktemp(str(request.param))
     cfg = Settings(
-        **_store(str(request.param), tmp, request), admin_token=ADMIN, reaper_enabled=False
+        **store_settings(str(request.param), tmp, request), admin_token=ADMIN, reaper_enabled=False
     )
     app = create_app(cfg)
     with TestClient(app) as client:
