@@ -60,16 +60,21 @@ def _signin_form(request: Request, *, status: int = 200, error: str | None = Non
     answer = page(
         request, "signin.html", session=None, status=status, error=error, signin_csrf=token
     )
+    _set_cookie(answer, request, SIGNIN_COOKIE, token, max_age=3600)
+    return answer
+
+
+def _set_cookie(answer: Response, request: Request, name: str, value: str, *, max_age: int) -> None:
+    # Both cookies of the console: HttpOnly, SameSite=Strict, under /ui only (SPEC).
     answer.set_cookie(
-        SIGNIN_COOKIE,
-        token,
-        max_age=3600,
+        name,
+        value,
+        max_age=max_age,
         path="/ui",
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
     )
-    return answer
 
 
 @router.get("/signin")
@@ -96,15 +101,7 @@ async def signin(request: Request, co: Co) -> Response:
     session_id, _ = await start_session(co)
     answer = redirect("/ui/")
     answer.delete_cookie(SIGNIN_COOKIE, path="/ui")
-    answer.set_cookie(
-        COOKIE,
-        session_id,
-        max_age=SESSION_SECONDS,
-        path="/ui",
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
+    _set_cookie(answer, request, COOKIE, session_id, max_age=SESSION_SECONDS)
     return answer
 
 

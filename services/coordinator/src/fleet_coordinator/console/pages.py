@@ -77,16 +77,34 @@ def _filter(queue: str | None, status: str | None, kind: str | None, lock: str |
     )
 
 
-async def _listing(
-    co: Coordinator, match: JobFilter, cursor: str | None
-) -> tuple[list[Any], str | None, str | None]:
+async def _listing_page(
+    request: Request,
+    template: str,
+    co: Coordinator,
+    session: Session,
+    match: JobFilter,
+    cursor: str | None,
+    **context: Any,
+) -> Response:
+    """A page of jobs matching ``match`` from ``cursor``, rendered with ``template``."""
+    notice = None
     try:
         jobs, nxt = await list_jobs(co, match, limit=PAGE_SIZE, cursor=cursor or None)
     except BadRequestError:
         # A cursor from other filters (edited by hand): show the first page and say so.
         jobs, nxt = await list_jobs(co, match, limit=PAGE_SIZE, cursor=None)
-        return jobs, nxt, "That page link no longer matches the filters; showing the first page."
-    return jobs, nxt, None
+        notice = "That page link no longer matches the filters; showing the first page."
+    return page(
+        request,
+        template,
+        session=session,
+        jobs=jobs,
+        match=match,
+        next_cursor=nxt,
+        cursor=cursor or "",
+        notice=notice,
+        **context,
+    )
 
 
 @router.get("/jobs", response_class=HTMLResponse)
@@ -102,18 +120,7 @@ async def jobs(
 ) -> Response:
     """Jobs filtered by queue, status, kind and lock, oldest first, a page at a time."""
     match = _filter(queue, status, kind, lock)
-    items, nxt, notice = await _listing(co, match, cursor)
-    return page(
-        request,
-        "jobs.html",
-        session=session,
-        jobs=items,
-        match=match,
-        next_cursor=nxt,
-        cursor=cursor or "",
-        notice=notice,
-        statuses=STATUSES,
-    )
+    return await _listing_page(request, "jobs.html", co, session, match, cursor, statuses=STATUSES)
 
 
 @router.get("/jobs/open", response_class=HTMLResponse)
@@ -153,18 +160,7 @@ async def failed(
     """Failed (or cancelled) jobs, oldest first, with a bulk retry of the same filter."""
     which = "cancelled" if status == "cancelled" else "failed"
     match = _filter(queue, which, kind, None)
-    items, nxt, notice = await _listing(co, match, cursor)
-    return page(
-        request,
-        "failed.html",
-        session=session,
-        retried=retried,
-        jobs=items,
-        match=match,
-        next_cursor=nxt,
-        cursor=cursor or "",
-        notice=notice,
-    )
+    return await _listing_page(request, "failed.html", co, session, match, cursor, retried=retried)
 
 
 @router.get("/agents", response_class=HTMLResponse)
