@@ -31,6 +31,13 @@ async def run_until_disconnect(
 ) -> None:
     """Run ``app`` on ``body``; cancel it if the client disconnects before it answers."""
     heard: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+    answered = False
+
+    async def sent(message: Message) -> None:
+        nonlocal answered
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            answered = True
+        await send(message)
 
     async def watch() -> None:
         # The body was read whole: the next message on the channel is the disconnect.
@@ -38,7 +45,8 @@ async def run_until_disconnect(
             message = await receive()
             if message["type"] == "http.disconnect":
                 heard.set_result(message)
-                serving.cancel()
+                if not answered:  # an in-process client "disconnects" once it has the answer
+                    serving.cancel()
                 return
 
     pending = True
@@ -50,7 +58,7 @@ async def run_until_disconnect(
             return {"type": "http.request", "body": body, "more_body": False}
         return await asyncio.shield(heard)  # the app may wait for the disconnect too
 
-    serving = asyncio.ensure_future(app(scope, replayed, send))
+    serving = asyncio.ensure_future(app(scope, replayed, sent))
     watcher = asyncio.ensure_future(watch())
     try:
         with contextlib.suppress(asyncio.CancelledError):
