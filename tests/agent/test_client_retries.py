@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
-from fleet_agent import AgentClient, CoordinatorUnavailable, ServerError
+from fleet_agent import AgentClient, CoordinatorUnavailable, ServerError, Worker
 from fleet_agent.errors import raise_for_answer, retry_unavailable
 
 
@@ -63,3 +65,30 @@ def test_a_bug_or_a_refusal_is_never_a_reason_to_retry() -> None:
         raise_for_answer(_error(500, "internal_error"))
     assert retry_unavailable(raised.value) is False
     assert retry_unavailable(ValueError("x")) is False
+
+
+async def test_a_worker_keeps_claiming_after_an_internal_error() -> None:
+    """A 500 on a claim is not retried by the client, but the Worker claims again after it."""
+    claims = 0
+    third = asyncio.Event()
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        nonlocal claims
+        claims += 1
+        # An empty answer at once is a busy loop without a real server's I/O: yield to
+        # the test's task as a socket read would.
+        await asyncio.sleep(0)
+        if claims == 3:
+            third.set()
+        if claims == 2:
+            return _error(500, "internal_error")
+        return httpx.Response(200, json={"leases": []})
+
+    transport = httpx.MockTransport(handle)
+    async with AgentClient("http://coordinator", "t", transport=transport) as client:
+        worker = Worker(client, {}, wait_seconds=0)
+        running = asyncio.create_task(worker.run())
+        await asyncio.wait_for(third.wait(), 10)
+        worker.stop()
+        await asyncio.wait_for(running, 10)  # stopped cleanly: the 500 did not end it
+    assert claims >= 3

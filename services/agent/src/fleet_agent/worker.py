@@ -36,6 +36,7 @@ from .errors import (
     JobFailed,
     LeaseLost,
     RequestRejected,
+    ServerError,
     Unauthorized,
 )
 from .job import CancelReason, Handler, Job
@@ -181,7 +182,9 @@ class Worker:
                     wait_seconds=self.wait_seconds,
                     retry_timeout=self.startup_timeout if first else None,
                 )
-            except CoordinatorUnavailable as exc:
+            except (CoordinatorUnavailable, ServerError) as exc:
+                # An outage, or a coordinator bug (500, not retried by the client): either
+                # way this claim got nothing; pause and claim again rather than stop.
                 if first:
                     raise
                 self.log.warning("agent.coordinator.unavailable", error=exc.message)
@@ -312,7 +315,7 @@ class Worker:
             interval = beat
             try:
                 answer = await self._heartbeat(job, interval)
-            except CoordinatorUnavailable:
+            except (CoordinatorUnavailable, ServerError):
                 continue  # keep trying; a lease that expires meanwhile answers lease_lost
             except RequestRejected as exc:
                 if exc.status == 413 and job.progress is not None:
