@@ -54,8 +54,8 @@ async def _noop(job: Job) -> None:
 
 async def _drain(
     url: str, pid: int, jobs: int, agents: int, concurrency: int, batch: bool
-) -> tuple[float, float]:
-    """Queue ``jobs``, drain them; jobs/s and the server's CPU ms per job during the drain."""
+) -> tuple[float, float, float]:
+    """Queue ``jobs``, drain them; jobs/s, the server's and the agents' CPU ms per job."""
     admin = {"Authorization": f"Bearer {ADMIN}"}
     async with httpx.AsyncClient(base_url=url, headers=admin, timeout=60) as http:
         tokens = []
@@ -71,12 +71,14 @@ async def _drain(
         for c in clients
     ]
     cpu_before = _cpu_seconds(pid)
+    agents_before = time.process_time()
     began = time.perf_counter()
     tasks = [asyncio.create_task(w.run()) for w in workers]
     while sum(w.stats["succeeded"] for w in workers) < jobs:  # noqa: ASYNC110
         await asyncio.sleep(0.01)  # the workers expose counters, not events: poll them
     elapsed = time.perf_counter() - began
     cpu = _cpu_seconds(pid) - cpu_before
+    agent_cpu = time.process_time() - agents_before
     if os.environ.get("BENCH_PROFILE"):
         os.kill(pid, signal.SIGUSR1)
     for w in workers:
@@ -84,12 +86,12 @@ async def _drain(
     await asyncio.gather(*tasks)
     for c in clients:
         await c.aclose()
-    return jobs / elapsed, cpu / jobs * 1000
+    return jobs / elapsed, cpu / jobs * 1000, agent_cpu / jobs * 1000
 
 
 def _run(
     variant: str, jobs: int, agents: int, concurrency: int, workdir: Path
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     spec = VARIANTS[variant]
     env = {"BENCH_HOT_PATH": "1" if spec["hot"] else "0", "PYTHONPATH": str(ROOT)}
     if os.environ.get("BENCH_PROFILE"):
@@ -99,7 +101,12 @@ def _run(
     with server:
         assert server.process is not None
         pid = server.process.pid
-        return asyncio.run(_drain(server.base_url, pid, jobs, agents, concurrency, spec["batch"]))
+        drain = _drain(server.base_url, pid, jobs, agents, concurrency, spec["batch"])
+        if os.environ.get("BENCH_AGENT_UVLOOP") == "1":
+            import uvloop
+
+            return uvloop.run(drain)
+        return asyncio.run(drain)
 
 
 def main(args: list[str]) -> None:
@@ -112,27 +119,36 @@ def main(args: list[str]) -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     opts = parser.parse_args(args)
     variants = opts.variants.split(",")
-    # The workers log every job; the benchmark reads their counters instead.
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
-    results: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
+    if os.environ.get("BENCH_AGENT_LOGS") == "1":
+        # the agents log as ``fleet-agent run`` does (JSON lines at info), into /dev/null
+        from fleet_agent.cli import _configure_logging
+
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the whole run
+        _configure_logging(20)
+    else:  # the workers log every job; the benchmark reads their counters instead
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
+    results: dict[str, list[tuple[float, float, float]]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(opts.reps):
             for variant in variants:
-                rate, cpu = _run(variant, opts.jobs, opts.agents, opts.concurrency, Path(tmp))
-                results[variant].append((rate, cpu))
+                rate, cpu, acpu = _run(variant, opts.jobs, opts.agents, opts.concurrency, Path(tmp))
+                results[variant].append((rate, cpu, acpu))
                 print(
                     f"rep {rep + 1} {variant:<22} drain {rate:7.0f} jobs/s  "
-                    f"server CPU {cpu:.3f} ms/job",
+                    f"server CPU {cpu:.3f} ms/job  agents' CPU {acpu:.3f} ms/job",
                     flush=True,
                 )
     base = variants[0]
-    base_rate = statistics.median(r for r, _ in results[base])
-    base_cpu = statistics.median(c for _, c in results[base])
+    base_rate = statistics.median(r for r, _, _ in results[base])
+    base_cpu = statistics.median(c for _, c, _ in results[base])
+    base_acpu = statistics.median(a for _, _, a in results[base])
     print(f"\nW={opts.agents} C={opts.concurrency} N={opts.jobs}, medians of {opts.reps}:")
     for variant in variants:
-        rate = statistics.median(r for r, _ in results[variant])
-        cpu = statistics.median(c for _, c in results[variant])
+        rate = statistics.median(r for r, _, _ in results[variant])
+        cpu = statistics.median(c for _, c, _ in results[variant])
+        acpu = statistics.median(a for _, _, a in results[variant])
         print(
             f"  {variant:<22} {rate:7.0f} jobs/s ({rate / base_rate:.2f}x)  "
-            f"{cpu:.3f} ms CPU/job ({cpu / base_cpu:.2f}x)"
+            f"server {cpu:.3f} ms CPU/job ({cpu / base_cpu:.2f}x)  "
+            f"agents {acpu:.3f} ms CPU/job ({acpu / base_acpu:.2f}x)"
         )

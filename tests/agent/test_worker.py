@@ -419,6 +419,35 @@ async def test_a_job_reported_twice_in_one_window_goes_out_in_two_requests(
     assert await fleet.status(job_id) == "succeeded"
 
 
+async def test_with_no_handler_running_a_report_does_not_wait_the_window(fleet: Fleet) -> None:
+    """No report can join the window when no handler runs, so the reporter sends at once.
+
+    The window here is an hour: the answer arriving proves it was skipped.
+    """
+    _, token = await fleet.register()
+    await fleet.enqueue()
+    client, transport = fleet.client(token)
+    async with client:
+        [claimed] = await client.claim()
+        reporter = Reporter(
+            client,
+            window=3600,
+            queues=[],
+            reserve_slots=lambda: 0,
+            claimed=lambda n, c: None,
+            handlers_running=lambda: 0,
+        )
+        running = asyncio.create_task(reporter.run())
+        try:
+            report = Report(job_id=claimed.job.id, epoch=claimed.lease.epoch, action="complete")
+            answer = await asyncio.wait_for(reporter.submit(report), 10)
+        finally:
+            running.cancel()
+    assert (answer.ok, answer.status) == (True, "succeeded")
+    assert transport.seen["reports"] == 1
+    assert await fleet.status(claimed.job.id) == "succeeded"
+
+
 async def test_a_bad_result_or_a_long_error_fails_only_its_own_job(fleet: Fleet) -> None:
     """A result JSON cannot encode and a 20,000-character error end only their own jobs."""
     _, token = await fleet.register(capacity=3)

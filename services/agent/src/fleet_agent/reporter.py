@@ -6,7 +6,10 @@ queued by then — up to 100 reports — goes out as one ``POST /v1/reports``,
 with a claim for the worker's free slots riding along. One request then ends a
 job and fetches the next, and the heartbeats of all of an agent's leases share
 a request. Requests go out one at a time: reports that arrive while one is in
-flight wait for the next, which batches them further under load.
+flight wait for the next, which batches them further under load. When no
+handler is running, no report can join the window, so it is skipped: an agent
+with one job in flight (``--concurrency 1``) does not wait the window after
+every job.
 
 Each report's caller gets its own answer (``ReportAnswer``), or the exception
 of the whole request (unreachable coordinator, revoked token).
@@ -61,8 +64,10 @@ class Reporter:
         queues: Sequence[str],
         reserve_slots: Callable[[], int],
         claimed: Callable[[int, list[Claimed]], None],
+        handlers_running: Callable[[], int] = lambda: 1,
     ) -> None:
         self.client = client
+        self._handlers_running = handlers_running
         self.window = window
         self.queues = list(queues)
         self._reserve_slots = reserve_slots
@@ -91,7 +96,7 @@ class Reporter:
             await self._ready.wait()
             self._in_flight = True
             try:
-                if self.window > 0:
+                if self.window > 0 and self._handlers_running() > 0:
                     await asyncio.sleep(self.window)  # the window: let ready reports join
                 batch = self._take_batch()
                 if batch:

@@ -103,6 +103,7 @@ class Worker:
                 queues=self.queues,
                 reserve_slots=self._reserve_slots,
                 claimed=self._on_claimed,
+                handlers_running=lambda: self._busy,
             )
             if batch_reports
             else None
