@@ -453,8 +453,10 @@ async def test_a_bad_result_or_a_long_error_fails_only_its_own_job(fleet: Fleet)
     _, token = await fleet.register(capacity=3)
     ids = [await fleet.enqueue(payload={"n": n}) for n in range(3)]
 
+    together = asyncio.Barrier(3)  # the three finish together, in one report window
+
     async def handler(job: Job) -> Any:
-        await asyncio.sleep(0.05)  # the three finish together, in one window
+        await together.wait()
         if job.payload["n"] == 0:
             return {"not json": object()}
         if job.payload["n"] == 1:
