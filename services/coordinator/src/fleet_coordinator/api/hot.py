@@ -43,6 +43,7 @@ from ..errors import CoordinatorError
 from ..services import Coordinator, authenticate
 from .deps import bearer_token, get_coordinator, is_admin, require_admin, require_agent
 from .errors import error_response
+from .middleware import replay_body
 
 __all__ = ["HotPath"]
 
@@ -188,7 +189,7 @@ class HotPath:
                 break
         body = b"".join(chunks)  # joined once: `+=` per chunk is quadratic in the body
         if not await self._serve(scope, route, params, body, send):
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay_body(body, receive), send)
 
     async def _serve(
         self, scope: Scope, route: _Route, params: dict[str, Any], raw: bytes, send: Send
@@ -231,20 +232,6 @@ class HotPath:
         await send(start)
         await send({"type": "http.response.body", "body": payload})
         return True
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that yields the already-read body once, then the real channel."""
-    pending = True
-
-    async def replayed() -> Message:
-        nonlocal pending
-        if pending:
-            pending = False
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replayed
 
 
 async def _no_body() -> Message:

@@ -43,7 +43,7 @@ from .errors import error_response
 from .limits import RouteRule, RouteRules
 from .unicode import unicode_problem
 
-__all__ = ["GuardMiddleware"]
+__all__ = ["GuardMiddleware", "replay_body"]
 
 
 class _RefusedError(Exception):
@@ -95,7 +95,7 @@ class GuardMiddleware:
             if may_long_poll(scope, body):  # its wait ends when the caller hangs up
                 await run_until_disconnect(self.app, scope, body, receive, tracked)
             else:
-                await self.app(scope, _replay(body, receive), tracked)
+                await self.app(scope, replay_body(body, receive), tracked)
         except _RefusedError as refused:
             if refused.unread:
                 refused.response.headers["connection"] = "close"
@@ -187,7 +187,7 @@ async def _read(receive: Receive, limit: int) -> bytes | None:
             return b"".join(chunks)  # joined once: `+=` per chunk is quadratic
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay_body(body: bytes, receive: Receive) -> Receive:
     """A ``receive`` that yields the body once, then the real channel (disconnects)."""
     pending = True
 
