@@ -614,9 +614,14 @@ class _RecordingClient(AgentClient):
             self.work.doubtful_claims[self.agent.id] += 1
         answer = await super().report(reports, **kw)
         acked = time.time()
+        # A retried request may have been applied by a try whose answer was lost: the
+        # retry then finds the lease gone and answers ``lease_lost`` for a write that
+        # landed. Only a first-try answer settles an item that was not ok.
+        first_try = self.counting.sent - tries == 1
         for r, item in zip(reports, answer.items, strict=True):
             history = self.work.round_of.get(r.job_id)
-            if r.action != "heartbeat" and history is not None:
+            settled = item.ok or first_try
+            if r.action != "heartbeat" and history is not None and settled:
                 history.doubtful_ends.pop((r.job_id, r.epoch), None)
             if item.ok:
                 raw = {"status": item.status}
@@ -625,7 +630,7 @@ class _RecordingClient(AgentClient):
                 self.work.record_write(self.agent, r, raw, sent, acked)
             elif item.code == "lease_lost":
                 self.work.stats.lease_lost += 1
-            if r.action == "complete" and (item.ok or item.code == "lease_lost"):
+            if r.action == "complete" and (item.ok or (item.code == "lease_lost" and settled)):
                 self.work.doubtful_tokens.discard(r.result["token"])
         if claims:
             self._acked(sent, tries, answer.leases)
