@@ -121,6 +121,50 @@ print(tracing.TRACING, [m.cls.__name__ for m in app.user_middleware])
     assert printed == "False ['GuardMiddleware', 'HotPath', 'ConsoleHeaders']"
 
 
+def test_with_the_extra_but_no_sdk_requests_skip_the_middleware() -> None:
+    """No tracer provider set: requests bypass OpenTelemetry's layer; once one is set, traced."""
+    printed = run_python(
+        """
+import asyncio
+import httpx
+from opentelemetry import trace
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from fleet_coordinator import Settings, create_app
+
+calls = 0
+inner = OpenTelemetryMiddleware.__call__
+async def counted(self, scope, receive, send):
+    global calls
+    calls += 1
+    await inner(self, scope, receive, send)
+OpenTelemetryMiddleware.__call__ = counted
+
+app = create_app(Settings(store_url="memory://", admin_token="t"))
+auth = {"Authorization": "Bearer t"}
+
+async def main():
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            first = (await http.get("/v1/queues", headers=auth)).status_code
+            before = calls
+            spans = InMemorySpanExporter()
+            provider = TracerProvider()
+            provider.add_span_processor(SimpleSpanProcessor(spans))
+            trace.set_tracer_provider(provider)
+            second = (await http.get("/v1/queues", headers=auth)).status_code
+            names = [s.name for s in spans.get_finished_spans()]
+            print(first, before, second, calls, names)
+
+asyncio.run(main())
+"""
+    )
+    assert printed.splitlines()[-1] == "200 0 200 1 ['GET /v1/queues']"  # after the log lines
+
+
 def test_without_opentelemetry_the_clients_read_no_trace_context() -> None:
     """Without ``opentelemetry-api`` the clients read no trace context and send no traceparent."""
     printed = run_python(
