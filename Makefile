@@ -40,8 +40,12 @@ browser:
 	fi
 vendor-htmx: ## refresh the console's vendored htmx from the npm registry (HTMX_VERSION)
 	services/coordinator/scripts/vendor-htmx.sh $(HTMX_VERSION)
+# Bytecode compiled once here, for the installed packages and the workspace's own: a
+# machine with PYTHONDONTWRITEBYTECODE set (CI's) otherwise compiles every import in
+# every process it starts — 0.45 s instead of 0.17 s of CPU for an agent's start-up.
 py-deps: tools
-	$(UV) sync --all-packages --frozen
+	$(UV) sync --all-packages --frozen --compile-bytecode
+	$(UV) run --no-sync python -m compileall -q -j 0 services packages >/dev/null
 node-deps:
 	@command -v npm >/dev/null 2>&1 || { echo "make: npm is not on PATH; installing nodejs and npm from Debian"; \
 	  $(APT_GET) update -qq && $(APT_GET) install -y -qq nodejs npm >/dev/null; }

@@ -37,7 +37,18 @@ def make_venv(root: Path, name: str, requirements: list[str]) -> Path:
         )
     say(f"venv {name}: uv pip install {' '.join(requirements)}")
     subprocess.run(
-        [_uv(), "pip", "install", "-q", "--python", str(python), *requirements],
+        # Bytecode compiled at install, as the project's own venv is (Makefile): with
+        # PYTHONDONTWRITEBYTECODE set, every worker start would compile its imports anew.
+        [
+            _uv(),
+            "pip",
+            "install",
+            "-q",
+            "--compile-bytecode",
+            "--python",
+            str(python),
+            *requirements,
+        ],
         check=True,
         env=env,
     )
