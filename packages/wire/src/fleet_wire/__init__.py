@@ -12,13 +12,14 @@ holds that common ground so neither client copies it nor depends on the other:
   and nothing (one ``None`` check) when it is not.
 """
 
-from .answers import UNAVAILABLE_STATUSES, ErrorAnswer, error_answer, transport_errors
+from .answers import UNAVAILABLE_STATUSES, Answered, ErrorAnswer, error_answer, transport_errors
 from .errors import WireError, retry_after, retry_wait
 from .tracing import TRACING, current_traceparent, inject_traceparent, span_from_traceparent
 
 __all__ = [
     "TRACING",
     "UNAVAILABLE_STATUSES",
+    "Answered",
     "ErrorAnswer",
     "WireError",
     "current_traceparent",

@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
-__all__ = ["UNAVAILABLE_STATUSES", "ErrorAnswer", "error_answer", "transport_errors"]
+__all__ = ["UNAVAILABLE_STATUSES", "Answered", "ErrorAnswer", "error_answer", "transport_errors"]
 
 UNAVAILABLE_STATUSES = frozenset({429, 502, 503, 504})
 """Statuses that mean "not now", the request not applied: worth a retry after a pause.
 
 503 is the store (or a proxy in front: 502, 504); 429 a per-agent limit of long-polls
 waiting on one replica."""
+
+
+class Answered(Protocol):
+    """What these functions read of an answer: ``httpx.Response`` or the agent's ``Answer``."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def reason_phrase(self) -> str: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    def json(self) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +48,7 @@ class ErrorAnswer:
         return f"{self.status} {self.code}: {self.message}"
 
 
-def error_answer(response: httpx.Response) -> ErrorAnswer:
+def error_answer(response: Answered) -> ErrorAnswer:
     """The error of a non-2xx answer; a body not in the SPEC shape becomes ``http_error``."""
     try:
         error = response.json()["error"]

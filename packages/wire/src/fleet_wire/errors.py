@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:
+    from .answers import Answered
 
 __all__ = ["WireError", "retry_after", "retry_wait"]
 
@@ -34,7 +35,7 @@ class WireError(Exception):
         self.details: dict[str, Any] = details or {}
 
 
-def retry_after(response: httpx.Response) -> float | None:
+def retry_after(response: Answered) -> float | None:
     """The answer's ``Retry-After`` in seconds; ``None`` when absent or an HTTP date."""
     value = response.headers.get("retry-after")
     try:

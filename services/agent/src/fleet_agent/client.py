@@ -1,4 +1,4 @@
-"""``AgentClient``: the coordinator's agent API over async httpx.
+"""``AgentClient``: the coordinator's agent API over HTTP (aiohttp; httpx for a given transport).
 
 Every call goes through ``_call``: one request, the answer or transport error
 translated into the ``AgentError`` tree, and ``CoordinatorUnavailable`` retried
@@ -18,6 +18,7 @@ import httpx
 import stamina
 
 from .errors import raise_for_answer, retry_unavailable, translate_transport_errors
+from .http import AiohttpPoster, HttpxPoster, Poster, encode
 from .models import Claimed, HeartbeatAnswer, JobInfo, Report, Reported
 
 __all__ = ["AgentClient"]
@@ -40,11 +41,12 @@ class AgentClient:
         self.base_url = base_url.rstrip("/")
         self.retry_timeout = retry_timeout
         self.retry_wait_max = retry_wait_max
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            transport=transport,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=_REQUEST_TIMEOUT,
+        headers = {"Authorization": f"Bearer {token}"}
+        # A transport is the tests' way in (the ASGI app in process, injected faults).
+        self._http: Poster = (
+            AiohttpPoster(self.base_url, headers)
+            if transport is None
+            else HttpxPoster(self.base_url, headers, transport)
         )
 
     async def __aenter__(self) -> AgentClient:
@@ -144,6 +146,7 @@ class AgentClient:
         retry_timeout: float | None = None,
     ) -> dict[str, Any]:
         budget = self.retry_timeout if retry_timeout is None else retry_timeout
+        content = encode(body)  # once, whatever the number of tries
         async for attempt in stamina.retry_context(
             on=retry_unavailable,  # after Retry-After when 429/503 sends one
             attempts=None,
@@ -154,7 +157,7 @@ class AgentClient:
         ):
             with attempt:
                 with translate_transport_errors(self.base_url):
-                    response = await self._http.post(path, json=body, timeout=request_timeout)
+                    response = await self._http.post(path, content, request_timeout)
                 raise_for_answer(response)
                 data: dict[str, Any] = response.json()
                 return data

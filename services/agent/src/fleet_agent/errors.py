@@ -11,18 +11,20 @@
     ├── RequestRejected           any other 4xx (400, 404, 409, 413, 422) with its code
     └── JobFailed                 raised by a handler: fail the job (retryable or not)
 
-HTTP answers and httpx errors become these in ``raise_for_answer`` and
-``translate_transport_errors``, the client's one boundary.
+HTTP answers and aiohttp's or httpx's transport errors become these in
+``raise_for_answer`` and ``translate_transport_errors``, the client's one boundary.
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-import httpx
+import aiohttp
 from fleet_wire import (
     UNAVAILABLE_STATUSES,
+    Answered,
     WireError,
     error_answer,
     retry_after,
@@ -76,9 +78,9 @@ class JobFailed(AgentError):
         self.retryable = retryable
 
 
-def raise_for_answer(response: httpx.Response) -> None:
+def raise_for_answer(response: Answered) -> None:
     """Raise the ``AgentError`` matching a non-2xx answer (SPEC error shape)."""
-    if response.is_success:
+    if 200 <= response.status_code < 300:
         return
     error = error_answer(response)
     status, code = error.status, error.code
@@ -98,9 +100,17 @@ def raise_for_answer(response: httpx.Response) -> None:
     raise RequestRejected(error.text, **kwargs)
 
 
-def translate_transport_errors(url: str) -> AbstractContextManager[None]:
-    """Turn httpx transport errors (refused, reset, timeout) into ``CoordinatorUnavailable``."""
-    return transport_errors(url, CoordinatorUnavailable)
+@contextmanager
+def translate_transport_errors(url: str) -> Iterator[None]:
+    """Turn transport errors (refused, reset, timeout) into ``CoordinatorUnavailable``."""
+    try:
+        with transport_errors(url, CoordinatorUnavailable):  # httpx's
+            yield
+    # aiohttp's: its own tree, and a plain TimeoutError when the total timeout passes
+    # (only this block's request can raise one here: an outer deadline cancels instead).
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise CoordinatorUnavailable(f"cannot reach the coordinator at {url}: {reason}") from exc
 
 
 def retry_unavailable(exc: Exception) -> bool | float:
