@@ -14,8 +14,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-import httpx
 import structlog
+import yarl
 
 from .client import AgentClient
 from .errors import AgentError, CoordinatorUnavailable, Unauthorized
@@ -82,9 +82,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.report_window < 0:
         parser.error("--report-window must not be negative")
     try:
-        if httpx.URL(args.url).scheme not in ("http", "https"):
-            raise httpx.InvalidURL("not http or https")
-    except httpx.InvalidURL:
+        url = yarl.URL(args.url)  # aiohttp's URL type: what the requests will be made of
+        usable = url.scheme in ("http", "https") and bool(url.host)
+    except ValueError:
+        usable = False
+    if not usable:
         parser.error(f"--url {args.url!r} is not an http(s) URL")
     _configure_logging(getattr(logging, args.log_level.upper()))
     try:

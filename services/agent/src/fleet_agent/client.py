@@ -12,14 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import stamina
 
 from .errors import raise_for_answer, retry_unavailable, translate_transport_errors
 from .http import AiohttpPoster, HttpxPoster, Poster, encode
 from .models import Claimed, HeartbeatAnswer, JobInfo, Report, Reported
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["AgentClient"]
 

@@ -20,10 +20,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
-import httpx
+
+if TYPE_CHECKING:  # imported by HttpxPoster when used: an agent process never needs it
+    import httpx
 
 __all__ = ["AiohttpPoster", "Answer", "HttpxPoster", "Poster", "encode"]
 
@@ -113,6 +115,8 @@ class HttpxPoster:
     def __init__(
         self, base_url: str, headers: Mapping[str, str], transport: httpx.AsyncBaseTransport
     ) -> None:
+        import httpx
+
         self._http = httpx.AsyncClient(
             base_url=base_url, transport=transport, headers={**headers, **_JSON}
         )
