@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from ..errors import InvalidRequestError
-from ..model import ContainerSpec, Patch
+from ..model import ContainerSpec, Index, Patch, Scalar
 from ..query import Filter, QueryPlan
 
 __all__ = [
@@ -185,10 +185,44 @@ def patch_columns(spec: ContainerSpec, patch: Patch) -> tuple[tuple[str, ...], l
     return tuple(cols), values
 
 
-def _index_sql(spec: ContainerSpec, name: str, cols: Sequence[str]) -> tuple[str, str]:
-    digest = hashlib.sha256("|".join(cols).encode()).hexdigest()[:12]
-    index = f"ix_{spec.name}_{name}_{digest}"
-    return index, f'CREATE INDEX IF NOT EXISTS "{index}" ON {table(spec)} ({", ".join(cols)})'
+def _index_sql(
+    spec: ContainerSpec, name: str, cols: Sequence[str], where: str = ""
+) -> tuple[str, str]:
+    # The condition is part of the name: a changed one is a new index (created) and
+    # the old one is stale (dropped by the migration).
+    digest = hashlib.sha256("|".join([*cols, *([where] if where else [])]).encode()).hexdigest()
+    index = f"ix_{spec.name}_{name}_{digest[:12]}"
+    create = f'CREATE INDEX IF NOT EXISTS "{index}" ON {table(spec)} ({", ".join(cols)})'
+    return index, create + (f" WHERE {where}" if where else "")
+
+
+def _literal(value: Scalar) -> str:
+    """A SQL literal of a declared field's value, as its column holds it (bool as 1/0)."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + value.replace("'", "''") + "'"
+
+
+def partial_where(spec: ContainerSpec, index: Index) -> str:
+    """The WHERE clause of a partial index ("" for a full one).
+
+    SQLite uses a partial index only for a query whose WHERE implies it: a
+    ``col = 'v'`` term by the same equality (a bound parameter counts: SQLite
+    re-plans the statement when its value changes), a ``col IS NOT NULL`` term by
+    any comparison on the column, which the query compiler always emits for a
+    filtered or sorted field.
+    """
+    terms = [f"{column(spec, n)} = {_literal(v)}" for n, v in index.where]
+    if index.sparse:
+        # id and the partition key are never NULL (and no query compares them here).
+        terms += [
+            f"{column(spec, n)} IS NOT NULL"
+            for n in index.names
+            if n not in ("id", spec.partition_key)
+        ]
+    return " AND ".join(terms)
 
 
 def _indexes(spec: ContainerSpec) -> list[tuple[str, str]]:
@@ -198,10 +232,11 @@ def _indexes(spec: ContainerSpec) -> list[tuple[str, str]]:
         cols = [f"{column(spec, n)} {d.upper()}" for n, d in index.fields]
         used = {column(spec, n) for n in index.names}
         tail = [c for c in ("id", "pk") if c not in used]
-        out.append(_index_sql(spec, "f", cols + tail))
+        where = partial_where(spec, index)
+        out.append(_index_sql(spec, "f", cols + tail, where))
         if index.per_partition and index.names[0] != spec.partition_key:
             inner = ["pk", *cols, *([] if "id" in used else ["id"])]
-            out.append(_index_sql(spec, "p", inner))
+            out.append(_index_sql(spec, "p", inner, where))
     return out
 
 
