@@ -341,7 +341,7 @@ def _json(value: Any) -> str:
 
 
 def _where(
-    spec: ContainerSpec, plan: QueryPlan, compared: Sequence[str] = ()
+    spec: ContainerSpec, plan: QueryPlan, compared: Sequence[str] = (), pinned: Sequence[str] = ()
 ) -> tuple[list[str], list[Any]]:
     """The filter and partition conditions; ``compared`` names sort fields the caller compares.
 
@@ -349,6 +349,11 @@ def _where(
     on each sort column that no condition already compares with a (never NULL)
     value. Only there: on a column that also has ``=`` SQLite would take the
     ``IS NOT NULL`` as the range to seek and sort what it found.
+
+    ``pinned`` names fields the caller fixes with ``=`` (a keyset branch): a range
+    filter on one of them is written ``+col <= ?``, which SQLite checks but never
+    seeks on. Otherwise, with a partial index, it may seek the range instead of
+    the equality and sort what it found.
     """
     conds: list[str] = []
     params: list[Any] = []
@@ -356,7 +361,8 @@ def _where(
         conds.append("pk = ?")
         params.append(plan.partition_key)
     for f in plan.where:
-        conds.append(_filter(spec, f, params))
+        cond = _filter(spec, f, params)
+        conds.append("+" + cond if f.field in pinned and f.op not in ("eq", "in") else cond)
     if plan.explicit_order:
         skip = {*compared, *(f.field for f in plan.where)}
         cols = (column(spec, n) for n, _ in plan.sort if n not in skip)
@@ -410,7 +416,12 @@ def query_branches(spec: ContainerSpec, plan: QueryPlan) -> list[Compiled]:
         return [Compiled(sql, (*base_params, *limit_params))]
     branches: list[Compiled] = []
     for depth in range(len(plan.sort) - 1, -1, -1):
-        conds, params = _where(spec, plan, [n for n, _ in plan.sort[: depth + 1]])
+        conds, params = _where(
+            spec,
+            plan,
+            [n for n, _ in plan.sort[: depth + 1]],
+            [n for n, _ in plan.sort[:depth]],
+        )
         for (name, _), value in zip(plan.sort[:depth], plan.after, strict=False):
             conds.append(f"{column(spec, name)} = ?")
             params.append(bind(value))
