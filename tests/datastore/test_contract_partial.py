@@ -158,3 +158,14 @@ def test_a_condition_on_an_undeclared_field_or_of_the_wrong_type_is_refused() ->
         ContainerSpec(name="x", fields={"a": "str"}, indexes=(Index.of("a", where={"a": 1}),))
     with pytest.raises(InvalidRequestError):
         ContainerSpec(name="x", fields={"a": "int"}, indexes=(Index.of("a", where={"a": True}),))
+
+
+async def test_any_value_of_a_condition_field_is_matched_exactly(partial: Container) -> None:
+    """Equalities on a field a condition names (SQLite writes them inline) take any string."""
+    odd = ["it's", "'; DROP TABLE x; --", "ü\\n", ""]
+    for i, status in enumerate(odd):
+        await partial.create(_doc(30 + i, status))
+    for i, status in enumerate(odd):
+        query = Query(where=[eq("status", status)], order_by=["-priority", "created_at"])
+        assert await _ids(partial, query) == [f"d{30 + i:02d}"]
+        assert await partial.count(Query(where=[eq("status", status)])) == 1

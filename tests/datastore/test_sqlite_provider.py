@@ -931,3 +931,15 @@ def test_a_status_change_outside_a_partial_index_condition_leaves_it_alone() -> 
         conn.execute(compiled.sql, compiled.params).fetchall()
         sizes = _partial_index_sizes(conn)
     assert list(sizes.values()) == [0, 0, 0, 0], sizes  # not queued, no lease.at: in none
+
+
+def test_an_equality_on_a_condition_field_is_inline_so_the_statement_is_not_replanned() -> None:
+    """``f_status = 'queued'``, not ``= ?``: a bound value there makes SQLite re-plan every run."""
+    plan = plan_query(PARTIAL_TASKS, QUERIES["eq prefix, order by the rest"])
+    (branch,) = query_branches(PARTIAL_TASKS, plan)
+    assert "f_status = 'queued'" in branch.sql, branch.sql
+    assert "queued" not in branch.params
+    plan = plan_query(TASKS, QUERIES["eq prefix, order by the rest"])
+    (branch,) = query_branches(TASKS, plan)
+    assert "f_status = ?" in branch.sql  # no partial index names status: bound
+    assert "queued" in branch.params

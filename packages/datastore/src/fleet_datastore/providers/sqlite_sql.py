@@ -112,6 +112,8 @@ class _Layout(NamedTuple):
     """The path of each column's field, split at the dots."""
     by_root: dict[str, tuple[tuple[str, tuple[str, ...]], ...]]
     """Top-level key → (column, path steps) of the declared fields under it."""
+    conditions: frozenset[str]
+    """Fields a partial index's ``where`` names: their equality filters are written inline."""
 
 
 _LAYOUTS: dict[int, tuple[ContainerSpec, _Layout]] = {}
@@ -132,6 +134,7 @@ def _layout(spec: ContainerSpec) -> _Layout:
         tuple(field_column(p) for p in paths),
         steps,
         {root: tuple(cols) for root, cols in by_root.items()},
+        frozenset(name for index in spec.indexes for name, _ in index.where),
     )
     if len(_LAYOUTS) >= 256:
         _LAYOUTS.clear()
@@ -372,6 +375,13 @@ def _where(
 
 def _filter(spec: ContainerSpec, f: Filter, params: list[Any]) -> str:
     col = column(spec, f.field)
+    if f.op == "eq" and f.field in _layout(spec).conditions and "\x00" not in str(f.value):
+        # Inline, not bound: to judge whether ``col = ?`` implies a partial index's
+        # ``col = 'v'``, SQLite reads the bound value and then re-plans the statement
+        # on every run (sqlite3VdbeSetVarmask), which doubled a claim query's cost.
+        # Such fields are few-valued (a status), so the statement texts stay few.
+        assert not isinstance(f.value, tuple)
+        return f"{col} = {_literal(f.value)}"
     if f.op == "in":
         assert isinstance(f.value, tuple)
         params.extend(bind(v) for v in f.value)
