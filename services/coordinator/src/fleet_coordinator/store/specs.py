@@ -19,8 +19,12 @@ conditional write. Top-level copies of what queries filter on:
   on terminal jobs; on Cosmos DB their ``ttl`` field does the same work).
 
 ``kind`` and ``lock`` never change after enqueue, so the indexes without
-``status`` cost a job write only when it is created; the others with ``status``
-move on every status change.
+``status`` cost a job write only when it is created; the listing ones with
+``status`` move on every status change. The claim, reaper and retention indexes are
+partial (memory and SQLite): the claim ones hold only queued jobs, the reaper's only
+leased ones (``due_at``) and the retention one only terminal ones (``ended_at``),
+so a job's claim or completion moves each of them at most once, and its enqueue
+skips the last two (``docs/architecture.md``).
 
 ``agents`` (partition key ``pk`` = the agent id, so a token's point read needs
 only the id embedded in the token) holds agent documents (``kind = "agent"``)
