@@ -161,11 +161,11 @@ class ContainerSpec:
             if len(set(index.names)) != len(index.names):
                 raise InvalidRequestError("an index names a field twice")
             for name, value in index.where:
-                kind = self.field_type(name)
-                if kind is None:
+                declared = self.field_type(name)
+                if declared is None:
                     raise InvalidRequestError(f"index condition field {name!r} is not declared")
-                if not _of_type(value, kind):
-                    raise InvalidRequestError(f"index condition {name!r}: not a {kind}")
+                if not _of_type(value, declared):
+                    raise InvalidRequestError(f"index condition {name!r}: not a {declared}")
         if self.default_ttl is not None and (self.default_ttl == 0 or self.default_ttl < -1):
             raise InvalidRequestError("default_ttl must be -1 or a positive number of seconds")
 
