@@ -24,7 +24,9 @@ from fleet_datastore import (
     UpsertOp,
     eq,
     le,
+    store_from_url,
 )
+from fleet_datastore.providers.memory import MemoryBackend
 
 from .test_contract_query import all_pages
 
@@ -61,6 +63,10 @@ def _doc(i: int, status: str, **extra: Any) -> dict[str, Any]:
 @pytest.fixture
 async def partial(store: DocumentStore) -> Container:
     """Docs in every state under partial indexes, moved in and out by every kind of write."""
+    return await _filled(store)
+
+
+async def _filled(store: DocumentStore) -> Container:
     c = await store.create_container_if_not_exists(SPEC)
     for i in range(12):
         status = ("queued", "leased", "done")[i % 3]
@@ -169,3 +175,19 @@ async def test_any_value_of_a_condition_field_is_matched_exactly(partial: Contai
         query = Query(where=[eq("status", status)], order_by=["-priority", "created_at"])
         assert await _ids(partial, query) == [f"d{30 + i:02d}"]
         assert await partial.count(Query(where=[eq("status", status)])) == 1
+
+
+async def test_the_memory_provider_keeps_only_matching_entries_in_a_partial_index() -> None:
+    """Memory's SortedLists hold queued docs (``where``), docs with ``due`` (sparse), and so on."""
+    async with store_from_url("memory://") as store:
+        c = await _filled(store)
+        docs = await _everything(c)
+        backend = c._backend
+        assert isinstance(backend, MemoryBackend)
+        sizes = [len(entries) for _, entries in backend._tables[SPEC.name].indexes]
+    assert sizes == [
+        sum(1 for d in docs if d["status"] == "queued"),
+        sum(1 for d in docs if "due" in d),
+        sum(1 for d in docs if d.get("flag") is True),
+        len(docs),
+    ]
