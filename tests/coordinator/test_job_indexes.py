@@ -2,19 +2,22 @@
 
 The claim indexes hold only queued jobs and the reaper and retention ones only
 leased and terminal jobs (partial indexes, ``store/specs.py``); these tests check
-that SQLite still judges each query to be served by one, with no sort step, and
-that the partial indexes hold what they should after a job's whole lifecycle.
+that SQLite still judges each query to be served by one, with no sort step, that
+the partial indexes hold what they should, and that a file written with the
+earlier full indexes migrates when it is opened.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import sqlite3
 from pathlib import Path
 
 import pytest
 from fleet_coordinator.domain import TERMINAL_STATUSES, JobStatus
 from fleet_coordinator.store import JOBS_SPEC
-from fleet_datastore import Query, eq, gt, in_, le
+from fleet_datastore import Query, eq, gt, in_, le, store_from_url
 from fleet_datastore.continuation import encode
 from fleet_datastore.providers.sqlite_sql import query_branches, schema_sql
 from fleet_datastore.query import plan_query
@@ -128,3 +131,60 @@ def test_each_partial_jobs_index_holds_only_the_jobs_its_queries_return(tmp_path
         "f_status IS NOT NULL AND f_due__at IS NOT NULL": 1,
         "f_status IS NOT NULL AND f_ended__at IS NOT NULL": 3,
     }
+
+
+async def test_a_jobs_file_with_the_full_indexes_migrates_on_open(tmp_path: Path) -> None:
+    """A file written with the earlier full indexes opens with the partial ones; answers agree."""
+    full = dataclasses.replace(
+        JOBS_SPEC,
+        indexes=tuple(dataclasses.replace(i, where=(), sparse=False) for i in JOBS_SPEC.indexes),
+    )
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    bodies = [
+        {
+            "id": f"j{i:03d}",
+            "pk": f"s{i % 4}",
+            "queue": "q",
+            "status": ("queued", "leased", "succeeded")[i % 3],
+            "priority": i % 2,
+            "created_at": float(i),
+            "run_after": 0.0,
+            "kind": "k",
+            "lock": "",
+            **({"due_at": 100.0 + i} if i % 3 == 1 else {}),
+            **({"ended_at": 50.0 + i} if i % 3 == 2 else {}),
+        }
+        for i in range(60)
+    ]
+    async with store_from_url(url) as store:
+        jobs = await store.create_container_if_not_exists(full)
+        for body in bodies:
+            await jobs.create(body)
+    async with store_from_url(url) as a, store_from_url(url) as b:
+        jobs, _ = await asyncio.gather(
+            a.create_container_if_not_exists(JOBS_SPEC), b.create_container_if_not_exists(JOBS_SPEC)
+        )
+        claim = await jobs.query(QUERIES["claim, one queue"])
+        queued = sorted(
+            (d for d in bodies if d["status"] == "queued"),
+            key=lambda d: (-d["priority"], d["created_at"]),
+        )
+        assert [d.id for d in claim.items] == [d["id"] for d in queued[:20]]
+        reaped = await jobs.query(
+            Query(where=[eq("status", "leased"), le("due_at", 130.0)], order_by=["due_at"])
+        )
+        assert [d.id for d in reaped.items] == [
+            d["id"] for d in bodies if d["status"] == "leased" and d["due_at"] <= 130.0
+        ]
+        assert await jobs.count(Query(where=[eq("status", "succeeded")])) == 20
+    with sqlite3.connect(tmp_path / "jobs.db") as conn:
+        indexes = [
+            str(sql)
+            for (sql,) in conn.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'doc_jobs'"
+            )
+            if sql is not None
+        ]
+    conn.close()
+    wanted = [sql.replace(" IF NOT EXISTS", "") for sql in schema_sql(JOBS_SPEC)[1:]]
+    assert sorted(indexes) == sorted(wanted)  # the old full ones dropped
