@@ -831,3 +831,115 @@ async def test_a_field_declared_later_gets_its_column_filled(db_path: Path) -> N
         ids = [d.id for d in (await tasks.query(by_owner)).items]
         assert ids == ["t0000", "t0001", "t0004", "t0008", "t0012", "t0016"]
         assert _columns_disagree(db_path, owned) == []
+
+
+# --- partial indexes ----------------------------------------------------------------------
+
+PARTIAL_TASKS = ContainerSpec(
+    name=TASKS.name,
+    partition_key=TASKS.partition_key,
+    fields=TASKS.fields,
+    indexes=(
+        Index.of("status", "-priority", "created_at", where={"status": "queued"}),
+        Index.of("status", "lease.at", sparse=True),
+        Index.of("tenant", "created_at"),
+    ),
+)
+
+
+async def test_a_file_with_full_indexes_is_migrated_to_partial_ones(db_path: Path) -> None:
+    """Reopened with partial indexes, the full ones are dropped, the partial ones built and used.
+
+    Two stores migrating at once take turns, a second open changes nothing, and a
+    query the condition implies seeks the partial index on every page.
+    """
+    async with store_from_url(_url(db_path)) as store:
+        tasks = await store.create_container_if_not_exists(TASKS)
+        for i in range(300):
+            await tasks.create(_task(i))
+    before = _schema(db_path)[1]
+    async with store_from_url(_url(db_path)) as a, store_from_url(_url(db_path)) as b:
+        tasks, _ = await asyncio.gather(
+            a.create_container_if_not_exists(PARTIAL_TASKS),
+            b.create_container_if_not_exists(PARTIAL_TASKS),
+        )
+        indexes = _schema(db_path)[1]
+        partial = [sql for sql in indexes if " WHERE " in sql]
+        assert len(partial) == 4, indexes  # two indexes, each with its partition copy
+        assert not set(partial) & set(before)
+        assert "f_status = 'queued'" in partial[0] or "f_status = 'queued'" in partial[1]
+        assert any("f_lease_0at IS NOT NULL" in sql for sql in partial)
+        assert len(indexes) == len(before)
+        with sqlite3.connect(db_path) as conn:
+            sizes = _partial_index_sizes(conn)
+        conn.close()
+        assert sorted(sizes.values()) == [150, 150, 300, 300], sizes  # the queued half only
+        for shape in ("eq prefix, order by the rest", "in one partition"):
+            for detail in await _branch_plans_of(PARTIAL_TASKS, db_path, QUERIES[shape]):
+                assert "TEMP B-TREE" not in detail, detail
+                assert detail.startswith("SEARCH"), detail
+        query = QUERIES["eq prefix, order by the rest"]
+        expected = sorted(
+            (d for d in (_task(i) for i in range(300)) if d["status"] == "queued"),
+            key=lambda d: (-d["priority"], d["created_at"], d["id"]),
+        )
+        assert [d.id for d in (await tasks.query(query)).items] == [d["id"] for d in expected[:10]]
+        # A query outside the condition does not use it, and still answers.
+        leased = Query(where=[eq("status", "leased")], order_by=["-priority", "created_at"])
+        assert len((await tasks.query(leased)).items) == 150
+        assert await tasks.count(Query(where=[eq("status", "leased")])) == 150
+    schema = _schema(db_path)
+    async with store_from_url(_url(db_path)) as again:
+        await again.create_container_if_not_exists(PARTIAL_TASKS)
+    assert _schema(db_path) == schema
+
+
+def _partial_index_sizes(conn: sqlite3.Connection) -> dict[str, int]:
+    """Entries in each partial index of ``doc_tasks`` (ANALYZE on a copy, which counts them)."""
+    conn.commit()  # a backup waits for the source's open transaction
+    with sqlite3.connect(":memory:") as copy:
+        conn.backup(copy)
+        copy.execute("ANALYZE")
+        stats = dict(copy.execute("SELECT idx, stat FROM sqlite_stat1").fetchall())
+        names = [
+            str(name)
+            for (name,) in copy.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND sql LIKE '% WHERE %'"
+            )
+        ]
+    copy.close()
+    return {name: int(str(stats.get(name, "0")).split()[0]) for name in names}
+
+
+async def _branch_plans_of(spec: ContainerSpec, db_path: Path, query: Query) -> list[str]:
+    plan = plan_query(spec, query)
+    return _explain(db_path, [(b.sql, b.params) for b in query_branches(spec, plan)])
+
+
+def test_a_status_change_outside_a_partial_index_condition_leaves_it_alone() -> None:
+    """leased -> done moves only the full status indexes: the queued-only one is not written."""
+    full = _index_writes(TASKS, Patch(set={"status": "x"}))
+    assert _index_writes(PARTIAL_TASKS, Patch(set={"status": "x"})) == full
+    with sqlite3.connect(":memory:") as conn:
+        for statement in schema_sql(PARTIAL_TASKS):
+            conn.execute(statement)
+        conn.execute(
+            'INSERT INTO "doc_tasks" (pk, id, etag, body, f_status, f_priority, f_created__at) '
+            "VALUES ('p', 'd', 'e', '{}', 'leased', 1, 1.0)"
+        )
+        compiled = patch_sql(PARTIAL_TASKS, "d", "p", "e", Patch(set={"status": "done"}), "n")
+        conn.execute(compiled.sql, compiled.params).fetchall()
+        sizes = _partial_index_sizes(conn)
+    assert list(sizes.values()) == [0, 0, 0, 0], sizes  # not queued, no lease.at: in none
+
+
+def test_an_equality_on_a_condition_field_is_inline_so_the_statement_is_not_replanned() -> None:
+    """``f_status = 'queued'``, not ``= ?``: a bound value there makes SQLite re-plan every run."""
+    plan = plan_query(PARTIAL_TASKS, QUERIES["eq prefix, order by the rest"])
+    (branch,) = query_branches(PARTIAL_TASKS, plan)
+    assert "f_status = 'queued'" in branch.sql, branch.sql
+    assert "queued" not in branch.params
+    plan = plan_query(TASKS, QUERIES["eq prefix, order by the rest"])
+    (branch,) = query_branches(TASKS, plan)
+    assert "f_status = ?" in branch.sql  # no partial index names status: bound
+    assert "queued" in branch.params

@@ -26,6 +26,9 @@ Direction = Literal["asc", "desc"]
 ASC: Direction = "asc"
 DESC: Direction = "desc"
 
+Scalar = str | int | float | bool
+"""A declared field's value."""
+
 FieldType = Literal["str", "int", "float", "bool"]
 """The type a declared field holds; ``float`` fields accept any JSON number."""
 
@@ -70,11 +73,38 @@ class Index:
     it (one more index to update per write that changes one of its fields); memory
     and Cosmos ignore it. Declare
     ``False`` for indexes only cross-partition queries use."""
+    where: tuple[tuple[str, Scalar], ...] = ()
+    """A partial index: only documents whose fields equal these values are in it, and
+    only queries with the same ``eq`` filters use it (others use another index or,
+    failing that, scan). A write that moves a document neither into nor out of it
+    nor within it leaves it alone. Memory and SQLite; Cosmos DB indexes every
+    document anyway and ignores it."""
+    sparse: bool = False
+    """Only documents holding every field of the index are in it. Every query the
+    index fits filters or sorts on all its fields, which leaves such documents out
+    anyway, so no query loses a match; only a count on a shorter prefix cannot use
+    it. Memory and SQLite; Cosmos DB ignores it."""
 
     @classmethod
-    def of(cls, *specs: str, per_partition: bool = True) -> Index:
-        """Build an index from field names, ``-name`` meaning descending."""
-        return cls(tuple(_parse_key(s) for s in specs), per_partition)
+    def of(
+        cls,
+        *specs: str,
+        per_partition: bool = True,
+        where: Mapping[str, Scalar] | None = None,
+        sparse: bool = False,
+    ) -> Index:
+        """Build an index from field names, ``-name`` meaning descending.
+
+        ``where={"status": "queued"}`` makes it partial (see ``Index.where``);
+        ``sparse=True`` keeps out documents lacking one of its fields.
+        """
+        only = tuple(sorted((where or {}).items()))
+        return cls(tuple(_parse_key(s) for s in specs), per_partition, only, sparse)
+
+    @property
+    def partial(self) -> bool:
+        """True when some documents are left out of the index (``where`` or ``sparse``)."""
+        return bool(self.where) or self.sparse
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -130,6 +160,12 @@ class ContainerSpec:
                     raise InvalidRequestError(f"index field {name!r}: bad direction")
             if len(set(index.names)) != len(index.names):
                 raise InvalidRequestError("an index names a field twice")
+            for name, value in index.where:
+                declared = self.field_type(name)
+                if declared is None:
+                    raise InvalidRequestError(f"index condition field {name!r} is not declared")
+                if not _of_type(value, declared):
+                    raise InvalidRequestError(f"index condition {name!r}: not a {declared}")
         if self.default_ttl is not None and (self.default_ttl == 0 or self.default_ttl < -1):
             raise InvalidRequestError("default_ttl must be -1 or a positive number of seconds")
 
@@ -138,6 +174,18 @@ class ContainerSpec:
         if path == "id" or path == self.partition_key:
             return "str"
         return self.fields.get(path)
+
+
+def _of_type(value: object, kind: FieldType) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind == "int":
+        return isinstance(value, int)
+    if kind == "float":
+        return isinstance(value, int | float)
+    return isinstance(value, str)
 
 
 @dataclass(frozen=True, slots=True)

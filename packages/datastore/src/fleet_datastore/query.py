@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from .continuation import decode, shape_of
 from .errors import InvalidRequestError
-from .model import ASC, DESC, ContainerSpec, Direction, Document, FieldType
+from .model import ASC, DESC, ContainerSpec, Direction, Document, FieldType, Scalar
 
 __all__ = [
     "Filter",
@@ -39,7 +39,7 @@ __all__ = [
     "MAX_LIMIT",
 ]
 
-Scalar = str | int | float | bool
+
 Op = Literal["eq", "in", "lt", "le", "gt", "ge"]
 MAX_IN_VALUES = 256
 MAX_LIMIT = 10_000

@@ -38,11 +38,21 @@ from ..model import (
     ContainerSpec,
     Direction,
     Document,
+    Index,
     Patch,
     UpdateResult,
 )
-from ..query import QueryPlan
-from .memory_index import TOP, entry_key, field_key, has_fields, matches, prefix_keys
+from ..query import Filter, QueryPlan
+from .memory_index import (
+    MISSING,
+    MISSING_LAST,
+    TOP,
+    entry_key,
+    field_key,
+    has_fields,
+    matches,
+    prefix_keys,
+)
 
 __all__ = ["MemoryBackend"]
 
@@ -54,7 +64,7 @@ class _Stored:
     body: dict[str, Any]
     raw: str
     etag: str
-    keys: list[tuple[Any, ...]] | None = None  # its entry in each index, once indexed
+    keys: list[tuple[Any, ...] | None] | None = None  # its entry in each index, once indexed
 
 
 @dataclass(slots=True)
@@ -62,9 +72,7 @@ class _Table:
     spec: ContainerSpec
     docs: dict[tuple[str, str], _Stored] = field(default_factory=dict)
     by_id: SortedList = field(default_factory=SortedList)  # (id, pk)
-    indexes: list[tuple[tuple[tuple[str, Direction], ...], SortedList]] = field(
-        default_factory=list
-    )
+    indexes: list[tuple[Index, SortedList]] = field(default_factory=list)
 
     def index(
         self,
@@ -76,7 +84,9 @@ class _Table:
         """Move the document's index entries from its old body to its new one.
 
         ``touched`` (the top-level fields a patch changed) skips the indexes whose
-        fields it leaves alone, since their entries cannot have moved.
+        fields (and partial-index conditions) it leaves alone, since their entries
+        cannot have moved. A partial index holds no entry (None) for a document
+        it leaves out.
         """
         pk, doc_id = key
         if old is None and new is not None:
@@ -84,19 +94,18 @@ class _Table:
         elif old is not None and new is None:
             self.by_id.remove((doc_id, pk))
         known = old.keys if old is not None else None
-        keys: list[tuple[Any, ...]] = []
-        for i, (fields, entries) in enumerate(self.indexes):
+        keys: list[tuple[Any, ...] | None] = []
+        for i, (index, entries) in enumerate(self.indexes):
             before = None
             if old is not None:
-                before = known[i] if known is not None else entry_key(fields, old.body, doc_id, pk)
+                before = known[i] if known is not None else _entry(index, old.body, doc_id, pk)
             if new is None:
                 after = None
-            elif before is not None and touched is not None and touched.isdisjoint(_roots(fields)):
+            elif old is not None and touched is not None and touched.isdisjoint(_roots(index)):
                 after = before
             else:
-                after = entry_key(fields, new.body, doc_id, pk)
-            if after is not None:
-                keys.append(after)
+                after = _entry(index, new.body, doc_id, pk)
+            keys.append(after)
             if before == after:
                 continue
             if before is not None:
@@ -107,15 +116,36 @@ class _Table:
             new.keys = keys
 
 
-_ROOTS: dict[tuple[tuple[str, Direction], ...], frozenset[str]] = {}
+_ROOTS: dict[Index, frozenset[str]] = {}
 
 
-def _roots(fields: tuple[tuple[str, Direction], ...]) -> frozenset[str]:
-    """The top-level names an index's fields live under (memoised per index)."""
-    roots = _ROOTS.get(fields)
+def _roots(index: Index) -> frozenset[str]:
+    """The top-level names an index's fields and conditions live under (memoised per index)."""
+    roots = _ROOTS.get(index)
     if roots is None:
-        roots = _ROOTS[fields] = frozenset(name.split(".")[0] for name, _ in fields)
+        names = (*index.names, *(name for name, _ in index.where))
+        roots = _ROOTS[index] = frozenset(name.split(".")[0] for name in names)
     return roots
+
+
+def _entry(index: Index, body: dict[str, Any], doc_id: str, pk: str) -> tuple[Any, ...] | None:
+    """The document's entry in ``index``, or None when a partial index leaves it out."""
+    for name, value in index.where:
+        if get_path(body, name) != value:
+            return None
+    key = entry_key(index.fields, body, doc_id, pk)
+    if index.sparse and any(k is MISSING or k is MISSING_LAST for k in key):
+        return None
+    return key
+
+
+def _serves(index: Index, equal: dict[str, Filter]) -> bool:
+    """True when the equality filters imply a partial index's conditions (as SQLite judges)."""
+    for name, value in index.where:
+        f = equal.get(name)
+        if f is None or f.op != "eq" or f.value != value:
+            return False
+    return True
 
 
 def _op_id(op: object) -> str:
@@ -163,7 +193,7 @@ class MemoryBackend:
                 return
             table = _Table(spec)
             for index in spec.indexes:
-                table.indexes.append((index.fields, SortedList()))
+                table.indexes.append((index, SortedList()))
             self._tables[spec.name] = table
 
     def _table(self, spec: ContainerSpec) -> _Table:
@@ -384,7 +414,12 @@ class MemoryBackend:
         wanted = plan.sort[: -plan.ties]
         flipped = tuple((n, ASC if d != ASC else "desc") for n, d in wanted)
         equal = {f.field: f for f in plan.where if f.op in ("eq", "in")}
-        for fields, entries in table.indexes:
+        for index, entries in table.indexes:
+            fields = index.fields
+            if index.where and not _serves(index, equal):
+                continue
+            # A sparse index fits only queries that filter on its prefix and sort on
+            # the rest, which leave out every document it leaves out: it is complete.
             start = len(fields) - len(wanted)
             if start < 0 or fields[start:] not in (wanted, flipped):
                 continue
@@ -466,10 +501,13 @@ class MemoryBackend:
         by_field = {f.field: f for f in plan.where}
         if len(by_field) != len(plan.where):
             return None
-        for fields, entries in table.indexes:
+        for index, entries in table.indexes:
+            fields = index.fields
             names = [n for n, _ in fields[: len(by_field)]]
             if set(names) != set(by_field):
                 continue
+            if not _serves(index, by_field) or (index.sparse and len(fields) > len(by_field)):
+                continue  # a partial index would miss documents this count matches
             return int(
                 sum(
                     entries.bisect_left((*prefix, TOP)) - entries.bisect_left(prefix)

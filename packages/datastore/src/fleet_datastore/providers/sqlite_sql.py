@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from ..errors import InvalidRequestError
-from ..model import ContainerSpec, Patch
+from ..model import ContainerSpec, Index, Patch, Scalar
 from ..query import Filter, QueryPlan
 
 __all__ = [
@@ -112,6 +112,8 @@ class _Layout(NamedTuple):
     """The path of each column's field, split at the dots."""
     by_root: dict[str, tuple[tuple[str, tuple[str, ...]], ...]]
     """Top-level key → (column, path steps) of the declared fields under it."""
+    conditions: frozenset[str]
+    """Fields a partial index's ``where`` names: their equality filters are written inline."""
 
 
 _LAYOUTS: dict[int, tuple[ContainerSpec, _Layout]] = {}
@@ -132,6 +134,7 @@ def _layout(spec: ContainerSpec) -> _Layout:
         tuple(field_column(p) for p in paths),
         steps,
         {root: tuple(cols) for root, cols in by_root.items()},
+        frozenset(name for index in spec.indexes for name, _ in index.where),
     )
     if len(_LAYOUTS) >= 256:
         _LAYOUTS.clear()
@@ -185,10 +188,44 @@ def patch_columns(spec: ContainerSpec, patch: Patch) -> tuple[tuple[str, ...], l
     return tuple(cols), values
 
 
-def _index_sql(spec: ContainerSpec, name: str, cols: Sequence[str]) -> tuple[str, str]:
-    digest = hashlib.sha256("|".join(cols).encode()).hexdigest()[:12]
-    index = f"ix_{spec.name}_{name}_{digest}"
-    return index, f'CREATE INDEX IF NOT EXISTS "{index}" ON {table(spec)} ({", ".join(cols)})'
+def _index_sql(
+    spec: ContainerSpec, name: str, cols: Sequence[str], where: str = ""
+) -> tuple[str, str]:
+    # The condition is part of the name: a changed one is a new index (created) and
+    # the old one is stale (dropped by the migration).
+    digest = hashlib.sha256("|".join([*cols, *([where] if where else [])]).encode()).hexdigest()
+    index = f"ix_{spec.name}_{name}_{digest[:12]}"
+    create = f'CREATE INDEX IF NOT EXISTS "{index}" ON {table(spec)} ({", ".join(cols)})'
+    return index, create + (f" WHERE {where}" if where else "")
+
+
+def _literal(value: Scalar) -> str:
+    """A SQL literal of a declared field's value, as its column holds it (bool as 1/0)."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + value.replace("'", "''") + "'"
+
+
+def partial_where(spec: ContainerSpec, index: Index) -> str:
+    """The WHERE clause of a partial index ("" for a full one).
+
+    SQLite uses a partial index only for a query whose WHERE implies it: a
+    ``col = 'v'`` term by the same equality (a bound parameter counts: SQLite
+    re-plans the statement when its value changes), a ``col IS NOT NULL`` term by
+    any comparison on the column, which the query compiler always emits for a
+    filtered or sorted field.
+    """
+    terms = [f"{column(spec, n)} = {_literal(v)}" for n, v in index.where]
+    if index.sparse:
+        # id and the partition key are never NULL (and no query compares them here).
+        terms += [
+            f"{column(spec, n)} IS NOT NULL"
+            for n in index.names
+            if n not in ("id", spec.partition_key)
+        ]
+    return " AND ".join(terms)
 
 
 def _indexes(spec: ContainerSpec) -> list[tuple[str, str]]:
@@ -198,10 +235,11 @@ def _indexes(spec: ContainerSpec) -> list[tuple[str, str]]:
         cols = [f"{column(spec, n)} {d.upper()}" for n, d in index.fields]
         used = {column(spec, n) for n in index.names}
         tail = [c for c in ("id", "pk") if c not in used]
-        out.append(_index_sql(spec, "f", cols + tail))
+        where = partial_where(spec, index)
+        out.append(_index_sql(spec, "f", cols + tail, where))
         if index.per_partition and index.names[0] != spec.partition_key:
             inner = ["pk", *cols, *([] if "id" in used else ["id"])]
-            out.append(_index_sql(spec, "p", inner))
+            out.append(_index_sql(spec, "p", inner, where))
     return out
 
 
@@ -306,7 +344,7 @@ def _json(value: Any) -> str:
 
 
 def _where(
-    spec: ContainerSpec, plan: QueryPlan, compared: Sequence[str] = ()
+    spec: ContainerSpec, plan: QueryPlan, compared: Sequence[str] = (), pinned: Sequence[str] = ()
 ) -> tuple[list[str], list[Any]]:
     """The filter and partition conditions; ``compared`` names sort fields the caller compares.
 
@@ -314,6 +352,11 @@ def _where(
     on each sort column that no condition already compares with a (never NULL)
     value. Only there: on a column that also has ``=`` SQLite would take the
     ``IS NOT NULL`` as the range to seek and sort what it found.
+
+    ``pinned`` names fields the caller fixes with ``=`` (a keyset branch): a range
+    filter on one of them is written ``+col <= ?``, which SQLite checks but never
+    seeks on. Otherwise, with a partial index, it may seek the range instead of
+    the equality and sort what it found.
     """
     conds: list[str] = []
     params: list[Any] = []
@@ -321,7 +364,8 @@ def _where(
         conds.append("pk = ?")
         params.append(plan.partition_key)
     for f in plan.where:
-        conds.append(_filter(spec, f, params))
+        cond = _filter(spec, f, params)
+        conds.append("+" + cond if f.field in pinned and f.op not in ("eq", "in") else cond)
     if plan.explicit_order:
         skip = {*compared, *(f.field for f in plan.where)}
         cols = (column(spec, n) for n, _ in plan.sort if n not in skip)
@@ -331,6 +375,13 @@ def _where(
 
 def _filter(spec: ContainerSpec, f: Filter, params: list[Any]) -> str:
     col = column(spec, f.field)
+    if f.op == "eq" and f.field in _layout(spec).conditions and "\x00" not in str(f.value):
+        # Inline, not bound: to judge whether ``col = ?`` implies a partial index's
+        # ``col = 'v'``, SQLite reads the bound value and then re-plans the statement
+        # on every run (sqlite3VdbeSetVarmask), which doubled a claim query's cost.
+        # Such fields are few-valued (a status), so the statement texts stay few.
+        assert not isinstance(f.value, tuple)
+        return f"{col} = {_literal(f.value)}"
     if f.op == "in":
         assert isinstance(f.value, tuple)
         params.extend(bind(v) for v in f.value)
@@ -375,7 +426,12 @@ def query_branches(spec: ContainerSpec, plan: QueryPlan) -> list[Compiled]:
         return [Compiled(sql, (*base_params, *limit_params))]
     branches: list[Compiled] = []
     for depth in range(len(plan.sort) - 1, -1, -1):
-        conds, params = _where(spec, plan, [n for n, _ in plan.sort[: depth + 1]])
+        conds, params = _where(
+            spec,
+            plan,
+            [n for n, _ in plan.sort[: depth + 1]],
+            [n for n, _ in plan.sort[:depth]],
+        )
         for (name, _), value in zip(plan.sort[:depth], plan.after, strict=False):
             conds.append(f"{column(spec, name)} = ?")
             params.append(bind(value))

@@ -22,6 +22,16 @@ lock (+ anything)          ``lock, created_at``, and the other filters checked
 A lock listing asks the store for the lock alone: with more equalities a
 store's planner may prefer a wider index (SQLite picks the one matching the
 most of them) and walk a whole queue for the few jobs of one lock.
+
+The four indexes with ``status`` move on every status change (the claim, reaper
+and retention indexes are partial and move far less: ``store/specs.py``). They stay
+full and all four stay, although serving ``kind, status`` (and ``queue, kind,
+status``) from the ``kind``-led index plus a status check, as a lock listing does,
+would spare two of them: retained terminal jobs far outnumber the rest, so such a
+walk would be bounded only by giving up (a short page), and the bulk calls, which
+always ask for one status and start from the oldest job each call, would then
+never reach failed or queued jobs behind a kind's retained history. Nor can a
+partial index serve them: a listing may ask for any status.
 """
 
 from __future__ import annotations

@@ -19,8 +19,12 @@ conditional write. Top-level copies of what queries filter on:
   on terminal jobs; on Cosmos DB their ``ttl`` field does the same work).
 
 ``kind`` and ``lock`` never change after enqueue, so the indexes without
-``status`` cost a job write only when it is created; the others with ``status``
-move on every status change.
+``status`` cost a job write only when it is created; the listing ones with
+``status`` move on every status change. The claim, reaper and retention indexes are
+partial (memory and SQLite): the claim ones hold only queued jobs, the reaper's only
+leased ones (``due_at``) and the retention one only terminal ones (``ended_at``),
+so a job's claim or completion moves each of them at most once, and its enqueue
+skips the last two (``docs/architecture.md``).
 
 ``agents`` (partition key ``pk`` = the agent id, so a token's point read needs
 only the id embedded in the token) holds agent documents (``kind = "agent"``)
@@ -41,6 +45,9 @@ __all__ = [
     "SCHEDULES_SPEC",
 ]
 
+_QUEUED = {"status": "queued"}
+"""The condition of the claim indexes: claims only ever look for queued jobs."""
+
 JOBS_SPEC = ContainerSpec(
     name="jobs",
     partition_key="pk",
@@ -57,10 +64,15 @@ JOBS_SPEC = ContainerSpec(
     },
     # Every jobs query spans the shards, so no index needs a per-partition copy
     # (on SQLite that halves the indexes each job write updates: 6 instead of 12).
+    # The claim, reaper and retention indexes are partial (memory and SQLite): each
+    # holds only the jobs its queries can return, so a job enters the claim indexes
+    # at enqueue and leaves them at its claim, the reaper's while leased and the
+    # retention one at its end, and every other write leaves them alone.
     indexes=(
-        Index.of("queue", "status", "-priority", "created_at", per_partition=False),
-        Index.of("status", "-priority", "created_at", per_partition=False),
-        Index.of("status", "due_at", per_partition=False),
+        Index.of("queue", "status", "-priority", "created_at", per_partition=False, where=_QUEUED),
+        Index.of("status", "-priority", "created_at", per_partition=False, where=_QUEUED),
+        # ``due_at`` is present only while leased, ``ended_at`` only once terminal.
+        Index.of("status", "due_at", per_partition=False, sparse=True),
         # Listing indexes, most specific first: the memory provider walks the first
         # index whose leading fields the query's equalities cover (store/listing.py).
         Index.of("queue", "kind", "status", "created_at", per_partition=False),
@@ -74,9 +86,9 @@ JOBS_SPEC = ContainerSpec(
         Index.of("created_at", per_partition=False),
         # Claims reaching past jobs whose lock is held: lockless jobs (lock = "") in
         # claim order, and the head of each next lock (services/locks.py).
-        Index.of("status", "lock", "-priority", "created_at", per_partition=False),
+        Index.of("status", "lock", "-priority", "created_at", per_partition=False, where=_QUEUED),
         # Retention on memory and SQLite: terminal jobs by when they ended.
-        Index.of("status", "ended_at", per_partition=False),
+        Index.of("status", "ended_at", per_partition=False, sparse=True),
     ),
     # Cosmos DB: time to live on, and only terminal jobs carry a ``ttl`` (retention).
     default_ttl=-1,

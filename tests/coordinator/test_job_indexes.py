@@ -1,0 +1,190 @@
+"""The jobs container's indexes: every claim, reaper and retention query seeks one (SQLite).
+
+The claim indexes hold only queued jobs and the reaper and retention ones only
+leased and terminal jobs (partial indexes, ``store/specs.py``); these tests check
+that SQLite still judges each query to be served by one, with no sort step, that
+the partial indexes hold what they should, and that a file written with the
+earlier full indexes migrates when it is opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sqlite3
+from pathlib import Path
+
+import pytest
+from fleet_coordinator.domain import TERMINAL_STATUSES, JobStatus
+from fleet_coordinator.store import JOBS_SPEC
+from fleet_datastore import Query, eq, gt, in_, le, store_from_url
+from fleet_datastore.continuation import encode
+from fleet_datastore.providers.sqlite_sql import query_branches, schema_sql
+from fleet_datastore.query import plan_query
+
+NOW = 1_000.0
+CLAIM = ["-priority", "created_at"]
+
+QUERIES = {
+    # services/candidates.py
+    "claim, any queue": Query(
+        where=[eq("status", "queued"), le("run_after", NOW)], order_by=CLAIM, limit=20
+    ),
+    "claim, one queue": Query(
+        where=[eq("queue", "q"), eq("status", "queued"), le("run_after", NOW)],
+        order_by=CLAIM,
+        limit=20,
+    ),
+    "claim, several queues": Query(
+        where=[in_("queue", ["a", "b"]), eq("status", "queued"), le("run_after", NOW)],
+        order_by=CLAIM,
+        limit=20,
+    ),
+    # services/locks.py
+    "lockless jobs": Query(
+        where=[eq("status", "queued"), le("run_after", NOW), eq("lock", "")],
+        order_by=CLAIM,
+        limit=20,
+    ),
+    "head of the next lock": Query(
+        where=[eq("status", "queued"), le("run_after", NOW), gt("lock", "a")],
+        order_by=["lock", *CLAIM],
+        limit=1,
+    ),
+    # services/reaper.py
+    "reaper": Query(
+        where=[eq("status", "leased"), le("due_at", NOW)], order_by=["due_at"], limit=200
+    ),
+    # services/queues.py
+    "oldest queued job": Query(
+        where=[eq("queue", "q"), eq("status", "queued")], order_by=["created_at"], limit=1
+    ),
+    # services/retention.py, one per terminal status
+    **{
+        f"retention of {s.value}": Query(
+            where=[eq("status", s.value), le("ended_at", NOW)], order_by=["ended_at"], limit=200
+        )
+        for s in sorted(TERMINAL_STATUSES)
+    },
+}
+
+
+@pytest.mark.parametrize("shape", list(QUERIES))
+def test_every_claim_reaper_and_retention_query_seeks_an_index(tmp_path: Path, shape: str) -> None:
+    """First page and later pages alike: an index SEARCH, never a sort or a scan."""
+    query = QUERIES[shape]
+    plan = plan_query(JOBS_SPEC, query)
+    values = {
+        name: ("a" if name in ("lock", "queue", "id", "pk") else 1.0) for name, _ in plan.sort
+    }
+    values.update(priority=1)
+    later = Query(
+        where=query.where,
+        order_by=query.order_by,
+        limit=query.limit,
+        continuation=encode(plan.shape, plan.sort, values),
+    )
+    with sqlite3.connect(tmp_path / "plan.db") as conn:
+        for statement in schema_sql(JOBS_SPEC):
+            conn.execute(statement)
+        for q in (query, later):
+            for branch in query_branches(JOBS_SPEC, plan_query(JOBS_SPEC, q)):
+                rows = conn.execute(f"EXPLAIN QUERY PLAN {branch.sql}", branch.params).fetchall()
+                text = " | ".join(str(row[3]) for row in rows)
+                assert text.startswith("SEARCH"), text
+                assert "USING INDEX" in text or "USING COVERING INDEX" in text, text
+                assert "TEMP B-TREE" not in text, text
+    conn.close()
+
+
+def test_each_partial_jobs_index_holds_only_the_jobs_its_queries_return(tmp_path: Path) -> None:
+    """Queued jobs in the claim indexes, leased ones in the reaper's, ended ones in retention's."""
+    conn = sqlite3.connect(tmp_path / "sizes.db")
+    for statement in schema_sql(JOBS_SPEC):
+        conn.execute(statement)
+    rows = [
+        ("queued", None, None),
+        ("queued", None, None),
+        ("leased", 5.0, None),
+        ("succeeded", None, 7.0),
+        ("failed", None, 8.0),
+        ("cancelled", None, 9.0),
+    ]
+    conn.executemany(
+        'INSERT INTO "doc_jobs" (pk, id, etag, body, f_queue, f_status, f_priority, '
+        "f_created__at, f_run__after, f_due__at, f_ended__at, f_kind, f_lock) "
+        "VALUES ('s', ?, 'e', '{}', 'q', ?, 0, 1.0, 0.0, ?, ?, 'k', '')",
+        [(f"j{i}", *row) for i, row in enumerate(rows)],
+    )
+    conn.commit()
+    conn.execute("ANALYZE")
+    stats = dict(conn.execute("SELECT idx, stat FROM sqlite_stat1").fetchall())
+    sizes: dict[str, int] = {}
+    for name, sql in conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql LIKE '% WHERE %'"
+    ):
+        sizes[str(sql).split(" WHERE ", 1)[1]] = int(str(stats.get(name, "0")).split()[0])
+    conn.close()
+    queued = sum(1 for status, _, _ in rows if status == JobStatus.QUEUED.value)
+    assert sizes == {
+        "f_status = 'queued'": queued,  # the three claim indexes share the condition
+        "f_status IS NOT NULL AND f_due__at IS NOT NULL": 1,
+        "f_status IS NOT NULL AND f_ended__at IS NOT NULL": 3,
+    }
+
+
+async def test_a_jobs_file_with_the_full_indexes_migrates_on_open(tmp_path: Path) -> None:
+    """A file written with the earlier full indexes opens with the partial ones; answers agree."""
+    full = dataclasses.replace(
+        JOBS_SPEC,
+        indexes=tuple(dataclasses.replace(i, where=(), sparse=False) for i in JOBS_SPEC.indexes),
+    )
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    bodies = [
+        {
+            "id": f"j{i:03d}",
+            "pk": f"s{i % 4}",
+            "queue": "q",
+            "status": ("queued", "leased", "succeeded")[i % 3],
+            "priority": i % 2,
+            "created_at": float(i),
+            "run_after": 0.0,
+            "kind": "k",
+            "lock": "",
+            **({"due_at": 100.0 + i} if i % 3 == 1 else {}),
+            **({"ended_at": 50.0 + i} if i % 3 == 2 else {}),
+        }
+        for i in range(60)
+    ]
+    async with store_from_url(url) as store:
+        jobs = await store.create_container_if_not_exists(full)
+        for body in bodies:
+            await jobs.create(body)
+    async with store_from_url(url) as a, store_from_url(url) as b:
+        jobs, _ = await asyncio.gather(
+            a.create_container_if_not_exists(JOBS_SPEC), b.create_container_if_not_exists(JOBS_SPEC)
+        )
+        claim = await jobs.query(QUERIES["claim, one queue"])
+        queued = sorted(
+            (d for d in bodies if d["status"] == "queued"),
+            key=lambda d: (-d["priority"], d["created_at"]),
+        )
+        assert [d.id for d in claim.items] == [d["id"] for d in queued[:20]]
+        reaped = await jobs.query(
+            Query(where=[eq("status", "leased"), le("due_at", 130.0)], order_by=["due_at"])
+        )
+        assert [d.id for d in reaped.items] == [
+            d["id"] for d in bodies if d["status"] == "leased" and d["due_at"] <= 130.0
+        ]
+        assert await jobs.count(Query(where=[eq("status", "succeeded")])) == 20
+    with sqlite3.connect(tmp_path / "jobs.db") as conn:
+        indexes = [
+            str(sql)
+            for (sql,) in conn.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'doc_jobs'"
+            )
+            if sql is not None
+        ]
+    conn.close()
+    wanted = [sql.replace(" IF NOT EXISTS", "") for sql in schema_sql(JOBS_SPEC)[1:]]
+    assert sorted(indexes) == sorted(wanted)  # the old full ones dropped
