@@ -474,6 +474,19 @@ async def test_waiting_for_the_write_lock_does_not_block_the_event_loop(
         assert (await write).ok
 
 
+async def test_a_new_file_takes_the_page_size_and_an_existing_one_keeps_its_own(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``PAGE_SIZE`` applies to a new file only; a file made with another size keeps it."""
+    assert sqlite_provider.PAGE_SIZE == 2048
+    async with store_from_url(_url(db_path)) as store:
+        await store.create_container_if_not_exists(TASKS)
+        assert await _pragma(store, "page_size") == 2048
+    monkeypatch.setattr(sqlite_provider, "PAGE_SIZE", 8192)
+    async with store_from_url(_url(db_path)) as store:
+        assert await _pragma(store, "page_size") == 2048
+
+
 async def test_a_dropped_table_is_an_unknown_container(store: DocumentStore, db_path: Path) -> None:
     """If another process drops a container's table, calls raise UnknownContainerError."""
     container = await store.create_container_if_not_exists(TASKS)

@@ -17,6 +17,9 @@
 - Blocking calls run on two worker threads, each owning one connection: one for
   writes (so a process never contends with itself for the write lock) and one
   for reads (so queries and writes overlap). sqlite3 objects never cross threads.
+- A new file gets ``PRAGMA page_size = PAGE_SIZE`` (2048): a commit writes each
+  page it dirtied to the WAL, and a job write dirties a page per index it
+  touches, so smaller pages make commits cheaper. An existing file keeps its own.
 - ``sqlite3`` errors are translated in one place, ``translated()``.
 """
 
@@ -47,13 +50,27 @@ from ..model import ContainerSpec, Document, Patch, UpdateResult
 from ..query import QueryPlan
 from . import sqlite_ops as stmt
 
-__all__ = ["BUSY_TIMEOUT_SECONDS", "WAL_CHECKPOINT_PAGES", "SqliteBackend", "translated"]
+__all__ = [
+    "BUSY_TIMEOUT_SECONDS",
+    "PAGE_SIZE",
+    "WAL_CHECKPOINT_PAGES",
+    "SqliteBackend",
+    "translated",
+]
 
 BUSY_TIMEOUT_SECONDS = 30.0
 """How long a statement waits for another connection's write lock before failing."""
 
 WAL_CHECKPOINT_PAGES = 4000
 """WAL pages between automatic checkpoints (SQLite's default is 1000)."""
+
+PAGE_SIZE = 2048
+"""``PRAGMA page_size`` of a new file (set before its first page is written; a file keeps its own).
+
+Measured in the drain (3 runs each, medians, coordinator CPU per job against 4096):
+--concurrency 1: 1024 and 2048 both 0.89x; --concurrency 10: 1024 0.84x, 2048 0.81x.
+Indexed top-10 queries at 200k documents are unchanged; 6 KB bodies read 4 % slower
+at 2048 and 15 % at 1024, hence 2048."""
 
 _SYNCHRONOUS = ("normal", "full", "extra")
 T = TypeVar("T")
@@ -278,6 +295,8 @@ class SqliteBackend:
             self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, cached_statements=512
         )
         try:
+            # Only a new, empty file takes it (before WAL, which writes the first page).
+            conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             _enable_wal(conn)
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             # A checkpoint costs two fsyncs under NORMAL; every 4000 pages (~16 MB of
