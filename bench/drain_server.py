@@ -11,6 +11,7 @@ import os
 
 import uvicorn
 from fleet_coordinator import Settings, create_app
+from fleet_coordinator.cli import http_protocol
 from fleet_coordinator.logs import configure_logging
 
 
@@ -22,10 +23,12 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging()
     hot = os.environ.get("BENCH_HOT_PATH", "1") != "0"
-    app = create_app(Settings(), hot_path=hot, tune_gc=True)
+    settings = Settings()
+    app = create_app(settings, hot_path=hot, tune_gc=True)
+    serve = {"log_level": "warning", "access_log": False, "http": http_protocol(settings)}
     profile = os.environ.get("BENCH_PROFILE")
     if not profile:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+        uvicorn.run(app, host=args.host, port=args.port, **serve)
         return
     import cProfile  # where the server's time goes, written on SIGUSR1
     import signal
@@ -33,7 +36,7 @@ def main() -> None:
     prof = cProfile.Profile()
     signal.signal(signal.SIGUSR1, lambda *_: prof.dump_stats(profile))
     prof.enable()
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    uvicorn.run(app, host=args.host, port=args.port, **serve)
 
 
 if __name__ == "__main__":

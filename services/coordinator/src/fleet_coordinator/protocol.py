@@ -17,7 +17,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["MAX_HEADER_BYTES", "GuardedHttpToolsProtocol"]
+__all__ = ["MAX_HEADER_BYTES", "GuardedHttpToolsProtocol", "OneWriteTransport"]
 
 MAX_HEADER_BYTES = 64 * 1024
 """The request line and headers of one request, together."""
@@ -30,6 +30,42 @@ _TOO_LARGE_BODY = (
     b'{"error":{"code":"headers_too_large","message":"the request headers are too large",'
     b'"details":{"limit":%d}}}' % MAX_HEADER_BYTES
 )
+
+
+class OneWriteTransport:
+    """A transport whose writes of one loop turn leave in one ``write``.
+
+    uvicorn writes a response's status line and headers, then its body, as two
+    writes: two system calls and two TCP segments, so on loopback the client wakes
+    twice per answer. Writes made in one turn of the event loop are joined here and
+    handed to the real transport once, at the end of that turn (``call_soon``);
+    ``close`` sends what is held first. Everything else is the real transport's.
+    """
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._held:
+            self._loop.call_soon(self.flush)
+        self._held.append(data)
+
+    def flush(self) -> None:
+        """Hand what is held to the real transport, as one write."""
+        if self._held:
+            data = b"".join(self._held) if len(self._held) > 1 else self._held[0]
+            self._held.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -74,6 +110,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # Measured (bench drain, --concurrency 1, 3 runs each, medians): 573 → 601 jobs/s,
+        # coordinator CPU per job 0.92x, agents' 0.94x; at --concurrency 10 no change.
+        self.transport = OneWriteTransport(transport, self.loop)  # type: ignore[assignment]
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
