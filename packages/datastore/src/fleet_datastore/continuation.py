@@ -16,7 +16,7 @@ from typing import Any
 
 from .documents import get_path
 from .errors import InvalidContinuationError
-from .model import Direction, FieldType
+from .model import Direction, FieldType, of_type
 
 __all__ = ["decode", "encode", "shape_of"]
 
@@ -57,18 +57,6 @@ def encode(shape: str, sort: Sequence[tuple[str, Direction]], body: dict[str, An
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _fits(kind: FieldType, value: Any) -> bool:
-    if kind == "str":
-        return isinstance(value, str)
-    if kind == "bool":
-        return isinstance(value, bool)
-    if isinstance(value, bool):
-        return False
-    if kind == "int":
-        return isinstance(value, int)
-    return isinstance(value, int | float)
-
-
 def decode(token: str, shape: str, kinds: Sequence[FieldType]) -> tuple[Any, ...]:
     """The keyset position in ``token``; raises when it is malformed or from another query."""
     if not isinstance(token, str) or not token or len(token) > _MAX_TOKEN:
@@ -86,6 +74,6 @@ def decode(token: str, shape: str, kinds: Sequence[FieldType]) -> tuple[Any, ...
     if not isinstance(key, list) or len(key) != len(kinds):
         raise InvalidContinuationError("continuation token is malformed")
     for kind, value in zip(kinds, key, strict=True):
-        if not _fits(kind, value):
+        if not of_type(value, kind):
             raise InvalidContinuationError("continuation token is malformed")
     return tuple(key)

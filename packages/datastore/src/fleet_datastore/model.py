@@ -20,6 +20,7 @@ __all__ = [
     "Patch",
     "UpdateResult",
     "MAX_DOCUMENT_BYTES",
+    "of_type",
 ]
 
 Direction = Literal["asc", "desc"]
@@ -164,7 +165,7 @@ class ContainerSpec:
                 declared = self.field_type(name)
                 if declared is None:
                     raise InvalidRequestError(f"index condition field {name!r} is not declared")
-                if not _of_type(value, declared):
+                if not of_type(value, declared):
                     raise InvalidRequestError(f"index condition {name!r}: not a {declared}")
         if self.default_ttl is not None and (self.default_ttl == 0 or self.default_ttl < -1):
             raise InvalidRequestError("default_ttl must be -1 or a positive number of seconds")
@@ -176,7 +177,8 @@ class ContainerSpec:
         return self.fields.get(path)
 
 
-def _of_type(value: object, kind: FieldType) -> bool:
+def of_type(value: object, kind: FieldType) -> bool:
+    """Whether ``value`` is a JSON value of declared type ``kind`` (a bool is no number)."""
     if kind == "bool":
         return isinstance(value, bool)
     if isinstance(value, bool):
