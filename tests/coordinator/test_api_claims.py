@@ -173,3 +173,68 @@ async def test_a_job_settled_while_a_query_ran_is_skipped_in_its_page(
     later = await pool.take(None, {}, 2, set())
     assert [d.id for d in later] == [b]
     pool.settle([b])
+
+
+async def _labelled_then_plain(api: Api, labelled: int, plain: int) -> list[str]:
+    """``labelled`` jobs only a gpu agent may take, then ``plain`` ones; the plain ids."""
+    for _ in range(labelled):
+        await api.enqueue(requires={"gpu": "a100"})
+        api.clock.advance(0.001)
+    ids = []
+    for _ in range(plain):
+        ids.append((await api.enqueue())["id"])
+        api.clock.advance(0.001)
+    return ids
+
+
+async def test_a_claim_reads_further_pages_while_the_clock_moves(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past a page of jobs the agent may not take, later pages are the same query.
+
+    Time passes between the pages (``run_after <= now`` is part of the query); a
+    continuation read with a later ``now`` was another query's, refused as a defect.
+    """
+    [plain_job] = await _labelled_then_plain(api, labelled=40, plain=1)
+    _, plain = await api.agent(name="plain")
+    query = api.co.candidates.jobs.query
+
+    async def time_passes(q: Query) -> Page:
+        page = await query(q)
+        api.clock.advance(0.5)
+        return page
+
+    monkeypatch.setattr(api.co.candidates.jobs, "query", time_passes)
+    [lease] = await api.claim(plain)
+    assert lease["job"]["id"] == plain_job
+
+
+async def test_picks_of_a_claim_that_fails_on_a_later_page_are_offered_again(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store failure on page two leaves no job of page one held back from later claims."""
+    from fleet_datastore import StoreUnavailableError
+
+    first = await _labelled_then_plain(api, labelled=20, plain=1)
+    second = await _labelled_then_plain(api, labelled=20, plain=1)
+    _, plain = await api.agent(name="plain", capacity=2)
+    pool = api.co.candidates
+    store = pool.jobs.inner  # below the boundary that translates store errors
+    query = store.query
+    later_pages = 0
+
+    async def a_later_page_fails(q: Query) -> Page:
+        nonlocal later_pages
+        if q.continuation is not None:
+            later_pages += 1
+            if later_pages == 2:  # page two picked the first plain job; page three fails
+                raise StoreUnavailableError("the store went away")
+        return await query(q)
+
+    monkeypatch.setattr(store, "query", a_later_page_fails)
+    r = await api.client.post("/v1/claims", json={"max_jobs": 2}, headers=plain)
+    assert r.status_code == 503, r.text
+    assert not pool._pending  # nothing left held back
+    monkeypatch.setattr(store, "query", query)
+    leases = await api.claim(plain, max_jobs=2)
+    assert sorted(lease["job"]["id"] for lease in leases) == sorted(first + second)

@@ -149,16 +149,24 @@ class CandidateSource:
         self._seq += 1
         batch = _Batch(seq=self._seq, users=1)
         self._live.append(batch)
+        # One instant for every page: the continuation of a page is only valid for
+        # the same query, and ``run_after <= now`` is part of it.
+        now = self.clock.now()
+        picked: list[Document] = []
         try:
-            picked: list[Document] = []
             cont: str | None = None
             for _ in range(_PAGES):
-                page = await self._query(queues, need + len(skip), cont)
+                page = await self._query(queues, need + len(skip), cont, now)
                 picked += self._pick(batch, page.items, labels, need - len(picked), skip)
                 cont = page.continuation
                 if len(picked) >= need or cont is None:
                     break
             return picked
+        except BaseException:
+            # The caller never sees these picks, so it cannot settle them: left
+            # pending, every later claim of this replica would skip them for good.
+            self._pending.difference_update(doc.id for doc in picked)
+            raise
         finally:
             self._done(batch)
 
@@ -189,12 +197,16 @@ class CandidateSource:
         return picked
 
     async def _query(
-        self, queues: Sequence[str] | None, needs: int, continuation: str | None = None
+        self,
+        queues: Sequence[str] | None,
+        needs: int,
+        continuation: str | None = None,
+        now: float | None = None,
     ) -> Page:
-        """The claim query: the one place it is built."""
+        """The claim query: the one place it is built (``now``: the instant of page one)."""
         where: list[Filter] = [
             eq("status", JobStatus.QUEUED.value),
-            le("run_after", self.clock.now()),
+            le("run_after", self.clock.now() if now is None else now),
         ]
         if queues:
             where.insert(0, eq("queue", queues[0]) if len(queues) == 1 else in_("queue", queues))
