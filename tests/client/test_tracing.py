@@ -180,3 +180,55 @@ print(TRACING, current_traceparent(), _with_trace(spec) is spec)
 """
     )
     assert printed == "False None True"
+
+
+def test_an_agent_opens_no_run_span_without_an_sdk_or_a_parent() -> None:
+    """No SDK and no ``traceparent``: the handler is awaited directly; else in a run span."""
+    printed = run_python(
+        """
+import asyncio
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+import fleet_agent.tracing
+from fleet_agent.job import Job
+from fleet_agent.models import Claimed
+
+opened = []
+inner = fleet_agent.tracing.span_from_traceparent
+def counted(name, traceparent, attributes=None):
+    opened.append(traceparent is not None)
+    return inner(name, traceparent, attributes)
+fleet_agent.tracing.span_from_traceparent = counted
+
+PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+def job(traceparent):
+    raw = {"id": "j1", "kind": "k", "queue": "default", "status": "leased", "attempts": 1,
+           "max_attempts": 3, "updated_at": "2026-12-05T00:00:00Z"}
+    if traceparent:
+        raw["traceparent"] = traceparent
+    lease = {"agent_id": "a", "run_id": "r", "epoch": 1, "expires_at": "2026-12-05T00:01:00Z"}
+    claimed = Claimed.from_json({"job": raw, "lease": lease})
+    return Job(claimed.job, claimed.lease)
+
+async def handler(job):
+    return ("complete", None, False)
+
+async def main():
+    run = fleet_agent.tracing.run_in_span
+    await run(job(None), handler)
+    bare = list(opened)
+    await run(job(PARENT), handler)
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    trace.set_tracer_provider(provider)
+    await run(job(None), handler)
+    print(bare, opened, [s.name for s in spans.get_finished_spans()])
+
+asyncio.run(main())
+"""
+    )
+    assert printed == "[] [True, False] ['fleet.job.run']"

@@ -14,7 +14,13 @@ holds that common ground so neither client copies it nor depends on the other:
 
 from .answers import UNAVAILABLE_STATUSES, Answered, ErrorAnswer, error_answer, transport_errors
 from .errors import WireError, retry_after, retry_wait
-from .tracing import TRACING, current_traceparent, inject_traceparent, span_from_traceparent
+from .tracing import (
+    TRACING,
+    current_traceparent,
+    inject_traceparent,
+    sdk_configured,
+    span_from_traceparent,
+)
 
 __all__ = [
     "TRACING",
@@ -27,6 +33,7 @@ __all__ = [
     "inject_traceparent",
     "retry_after",
     "retry_wait",
+    "sdk_configured",
     "span_from_traceparent",
     "transport_errors",
 ]

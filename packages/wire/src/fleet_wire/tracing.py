@@ -24,6 +24,7 @@ __all__ = [
     "SpanHandle",
     "current_traceparent",
     "inject_traceparent",
+    "sdk_configured",
     "span_from_traceparent",
 ]
 
@@ -31,6 +32,14 @@ TRACING = _trace is not None
 """Whether ``opentelemetry-api`` is importable in this process."""
 
 _W3C = TraceContextTextMapPropagator() if TRACING else None
+
+
+def sdk_configured() -> bool:
+    """Whether the process set a real tracer provider (not OpenTelemetry's proxy or no-op)."""
+    if _trace is None:
+        return False
+    provider = _trace.get_tracer_provider()
+    return not isinstance(provider, _trace.ProxyTracerProvider | _trace.NoOpTracerProvider)
 
 
 def inject_traceparent(headers: MutableMapping[str, str]) -> None:
