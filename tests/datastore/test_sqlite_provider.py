@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -956,3 +957,40 @@ def test_an_equality_on_a_condition_field_is_inline_so_the_statement_is_not_repl
     (branch,) = query_branches(TASKS, plan)
     assert "f_status = ?" in branch.sql  # no partial index names status: bound
     assert "queued" in branch.params
+
+
+def _triggers(path: Path) -> list[str]:
+    with sqlite3.connect(path) as conn:
+        sql = "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'doc_tasks'"
+        names = sorted(str(row[0]) for row in conn.execute(sql))
+    conn.close()
+    return names
+
+
+async def test_a_file_without_the_size_trigger_gets_it_and_a_changed_limit_replaces_it(
+    db_path: Path,
+) -> None:
+    """Patches are size-checked by a trigger: an older file gains it on open, a new limit swaps it.
+
+    A file written before the trigger (its size check was in each UPDATE) would
+    otherwise take oversized patches; a limit changed between opens must be the
+    one enforced, and the old trigger must not linger to enforce the smaller one.
+    """
+    _old_file(db_path, 3)
+    async with store_from_url(_url(db_path)) as store:
+        tasks = await store.create_container_if_not_exists(
+            dataclasses.replace(TASKS, max_document_bytes=400)
+        )
+        assert _triggers(db_path) == ["sz_tasks_400"]
+        doc = await tasks.get("t0001", "tenant1")
+        with pytest.raises(DocumentTooLargeError):
+            await tasks.update_if_match("t0001", "tenant1", doc, Patch(set={"blob": "x" * 400}))
+        assert await tasks.get("t0001", "tenant1") == doc
+    async with store_from_url(_url(db_path)) as store:
+        tasks = await store.create_container_if_not_exists(
+            dataclasses.replace(TASKS, max_document_bytes=4000)
+        )
+        assert _triggers(db_path) == ["sz_tasks_4000"]
+        assert (
+            await tasks.update_if_match("t0001", "tenant1", doc, Patch(set={"blob": "x" * 400}))
+        ).ok

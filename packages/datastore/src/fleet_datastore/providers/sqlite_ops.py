@@ -28,6 +28,7 @@ from ..errors import (
 from ..model import CONFLICT, NOT_FOUND, ContainerSpec, Document, Patch, UpdateResult
 from ..query import QueryPlan
 from .sqlite_sql import (
+    TOO_LARGE,
     backfill_sql,
     count_sql,
     field_column,
@@ -37,6 +38,7 @@ from .sqlite_sql import (
     patch_sql,
     query_branches,
     schema_sql,
+    size_trigger,
     sql_patchable,
     table,
 )
@@ -238,11 +240,18 @@ def patch_document(
     if not sql_patchable(patch):
         return _patch_in_python(conn, spec, doc_id, pk, etag, patch, new_etag)
     compiled = patch_sql(spec, doc_id, pk, etag, patch, new_etag)
-    rows = conn.execute(compiled.sql, compiled.params).fetchall()
-    if not rows:
-        # The etag still matches (etags are random, never reused): the size guard held it.
-        raise _mismatch(conn, spec, doc_id, pk, etag) or DocumentTooLargeError(
+    try:
+        rows = conn.execute(compiled.sql, compiled.params).fetchall()
+    except sqlite3.IntegrityError as exc:
+        if str(exc) != TOO_LARGE:
+            raise
+        # The size trigger aborted the statement: it wrote nothing.
+        raise DocumentTooLargeError(
             f"patched document {doc_id!r} would exceed {spec.max_document_bytes} bytes"
+        ) from None
+    if not rows:
+        raise _mismatch(conn, spec, doc_id, pk, etag) or NotFoundError(
+            f"document {doc_id!r} not found in partition {pk!r}"
         )
     return _document(doc_id, pk, new_etag, rows[0][0])
 
@@ -381,6 +390,14 @@ def _migrate(conn: sqlite3.Connection, spec: ContainerSpec) -> None:
     for (index,) in rows:
         if str(index).startswith(prefix) and index not in keep:
             conn.execute(f'DROP INDEX "{index}"')
+    trigger = size_trigger(spec)[0]
+    rows = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?",
+        (name.strip('"'),),
+    ).fetchall()
+    for (stale,) in rows:  # a size trigger of another limit
+        if str(stale).startswith(f"sz_{spec.name}_") and stale != trigger:
+            conn.execute(f'DROP TRIGGER "{stale}"')
     declared = {field_column(p) for p in wanted}
     for col in sorted(c for c in have if c.startswith("f_") and c not in declared):
         conn.execute(f"ALTER TABLE {name} DROP COLUMN {col}")
