@@ -138,13 +138,13 @@ async def test_a_503_is_retried_after_its_retry_after() -> None:
 
 def test_the_wait_is_the_retry_after_when_given() -> None:
     """The hook waits ``Retry-After`` seconds, else backs off as usual, and stops on others."""
-    from fleet_client.client import _backoff
+    from fleet_client.calls import backoff
 
     told = CoordinatorUnavailable("503 store_unavailable: …")
     told.retry_after = 1.5
-    assert _backoff(told) == 1.5
-    assert _backoff(CoordinatorUnavailable("refused")) is True
-    assert _backoff(NotFound("404")) is False
+    assert backoff(told) == 1.5
+    assert backoff(CoordinatorUnavailable("refused")) is True
+    assert backoff(NotFound("404")) is False
 
 
 async def test_a_500_is_a_server_error_and_not_retried() -> None:

@@ -173,7 +173,7 @@ import sys
 sys.modules["opentelemetry"] = None  # the otel extras not installed
 from fleet_wire import TRACING, current_traceparent
 from fleet_client import JobSpec
-from fleet_client.client import _with_trace
+from fleet_client.calls import _with_trace
 import fleet_agent
 spec = JobSpec(kind="k")
 print(TRACING, current_traceparent(), _with_trace(spec) is spec)

@@ -1,14 +1,12 @@
 """This coordinator: the no-op handler for ``fleet-agent run --handlers fleet_app:HANDLERS``,
-and a producer over the REST API with httpx (runs in the project's environment)."""
+and a producer through the project's own ``SyncFleetClient`` (runs in the project's
+environment), as RQ's goes through redis-py and Celery's through kombu."""
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
-import httpx
 from common import record_done
 from fleet_agent import Job
+from fleet_client import SyncFleetClient
 
 KIND = "noop"
 
@@ -22,15 +20,12 @@ HANDLERS = {KIND: noop}
 
 
 class FleetBackend:
-    """``POST /v1/jobs``, ``POST /v1/jobs/batch`` and ``GET /v1/queues`` with one httpx client."""
+    """``enqueue``, ``enqueue_batch`` and ``list_queues`` of one ``SyncFleetClient``."""
 
-    packages = ("fleet-coordinator", "fleet-agent", "httpx")
+    packages = ("fleet-coordinator", "fleet-agent", "fleet-client", "urllib3")
 
     def __init__(self) -> None:
-        token = os.environ["FLEET_ADMIN_TOKEN"]
-        self.http = httpx.Client(
-            base_url=os.environ["FLEET_URL"], headers={"Authorization": f"Bearer {token}"}
-        )
+        self.fleet = SyncFleetClient.from_env()  # $FLEET_URL, $FLEET_ADMIN_TOKEN
 
     def setup(self) -> None:
         """Nothing: the coordinator creates its store on start."""
@@ -40,23 +35,16 @@ class FleetBackend:
 
     def enqueue_one(self) -> str:
         """``POST /v1/jobs``."""
-        answer = self.http.post("/v1/jobs", json={"kind": KIND})
-        answer.raise_for_status()
-        return str(answer.json()["id"])
+        return self.fleet.enqueue(KIND).id
 
     def enqueue_batch(self, count: int) -> list[str]:
         """``POST /v1/jobs/batch``."""
-        answer = self.http.post("/v1/jobs/batch", json={"jobs": [{"kind": KIND}] * count})
-        answer.raise_for_status()
-        items: list[dict[str, Any]] = answer.json()["items"]
-        return [str(item["id"]) for item in items]
+        return [job.id for job in self.fleet.enqueue_batch([{"kind": KIND}] * count)]
 
     def finished(self) -> tuple[int, int]:
         """Summed over ``GET /v1/queues``."""
-        answer = self.http.get("/v1/queues")
-        answer.raise_for_status()
-        items = answer.json()["items"]
-        return sum(q["succeeded"] for q in items), sum(q["failed"] for q in items)
+        queues = self.fleet.list_queues()
+        return sum(q.succeeded for q in queues), sum(q.failed for q in queues)
 
 
 def backend() -> FleetBackend:

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-from fleet_wire import UNAVAILABLE_STATUSES, WireError, error_answer, retry_after
+from fleet_wire import UNAVAILABLE_STATUSES, Answered, WireError, error_answer, retry_after
 
 __all__ = [
     "Conflict",
@@ -70,9 +69,9 @@ _BY_STATUS: dict[int, type[FleetError]] = {
 }
 
 
-def raise_for_answer(response: httpx.Response) -> None:
+def raise_for_answer(response: Answered) -> None:
     """Raise the ``FleetError`` matching a non-2xx answer (SPEC error shape)."""
-    if response.is_success:
+    if 200 <= response.status_code < 300:
         return
     error = error_answer(response)
     fields: dict[str, Any] = {"status": error.status, "code": error.code, "details": error.details}

@@ -1,20 +1,29 @@
 """``SyncFleetClient``: ``FleetClient`` for code without an event loop.
 
-It runs one ``FleetClient`` on an event loop in a background thread (an anyio
-blocking portal) and waits for each call, so both clients share one
-implementation of every request, retry and error; this class only blocks.
+Every method builds the same ``calls.Call`` as ``FleetClient`` — the same
+request, the same retries of the same safe calls, the same answers and errors —
+and sends it over a urllib3 connection pool from the caller's own thread. It used
+to run a ``FleetClient`` on an event loop in a background thread and wait for each
+call: ~0.9 ms of the caller's CPU per enqueue, where urllib3 takes ~0.25 ms
+(docs/benchmarks.md). The pool is thread-safe: one client may serve every thread
+of a web application.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import ExitStack
 from types import TracebackType
-from typing import Any, Unpack
+from typing import Any, TypeVar, Unpack
+from urllib.parse import urlencode, urlsplit
 
-from anyio.from_thread import start_blocking_portal
+import stamina
+import urllib3
+from fleet_wire import Answer, encode, inject_traceparent, transport_errors
 
-from .client import FleetClient, env_settings
+from . import calls
+from .calls import BATCH_LIMIT, RETRY, Call, backoff
+from .client import env_settings
+from .errors import CoordinatorUnavailable, FleetError, NotFound, raise_for_answer
 from .models import (
     Agent,
     AgentCreated,
@@ -29,15 +38,36 @@ from .models import (
 
 __all__ = ["SyncFleetClient"]
 
+T = TypeVar("T")
+
+POOL_SIZE = 10
+"""Connections kept open for reuse; more threads at once open more, closed after use."""
+
 
 class SyncFleetClient:
     """A blocking admin client; use as ``with SyncFleetClient(url, token) as fleet``."""
 
-    def __init__(self, base_url: str, token: str, **options: Any) -> None:
-        self._stack = ExitStack()
-        self._portal = self._stack.enter_context(start_blocking_portal())
-        self._client = FleetClient(base_url, token, **options)
-        self.base_url = self._client.base_url
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 30.0,
+        retry_timeout: float = 10.0,
+        retry_wait_max: float = 2.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retry_timeout = retry_timeout
+        self.retry_wait_max = retry_wait_max
+        url = urlsplit(self.base_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise FleetError(f"not an http(s) URL: {base_url!r}")
+        self._prefix = url.path  # a coordinator behind a path prefix
+        self._headers = {"Authorization": f"Bearer {token}"}
+        self._timeout = urllib3.Timeout(connect=timeout, read=timeout)
+        self._pool = urllib3.connection_from_url(
+            f"{url.scheme}://{url.netloc}", maxsize=POOL_SIZE, retries=False
+        )
 
     @classmethod
     def from_env(cls, **options: Any) -> SyncFleetClient:
@@ -57,11 +87,10 @@ class SyncFleetClient:
         self.close()
 
     def close(self) -> None:
-        """Close the connection pool and stop the background loop."""
-        try:
-            self._portal.call(self._client.aclose)
-        finally:
-            self._stack.close()
+        """Close the pooled connections."""
+        self._pool.close()
+
+    # -- jobs ---------------------------------------------------------------------
 
     def enqueue(
         self, kind: str, payload: Mapping[str, Any] | None = None, **options: Unpack[JobOptions]
@@ -71,23 +100,32 @@ class SyncFleetClient:
 
     def enqueue_spec(self, job: JobSpec | Mapping[str, Any]) -> Job:
         """Enqueue one job described by a ``JobSpec`` (or its JSON fields)."""
-        return self._portal.call(lambda: self._client.enqueue_spec(job))
+        return self._call(calls.enqueue(job))
 
     def enqueue_batch(self, jobs: Sequence[JobSpec | Mapping[str, Any]]) -> list[Job]:
         """Enqueue 1..1000 jobs in one request, all or nothing."""
-        return self._portal.call(self._client.enqueue_batch, jobs)
+        return self._call(calls.enqueue_batch(jobs))
 
     def enqueue_many(self, jobs: Iterable[JobSpec | Mapping[str, Any]]) -> list[Job]:
         """Enqueue any number of jobs, 1,000 per request (each request all or nothing)."""
-        return self._portal.call(self._client.enqueue_many, jobs)
+        done: list[Job] = []
+        chunk: list[JobSpec | Mapping[str, Any]] = []
+        for job in jobs:
+            chunk.append(job)
+            if len(chunk) == BATCH_LIMIT:
+                done += self.enqueue_batch(chunk)
+                chunk = []
+        if chunk:
+            done += self.enqueue_batch(chunk)
+        return done
 
     def get_job(self, job_id: str) -> JobDetail:
         """One job with its runs; ``NotFound`` if there is none."""
-        return self._portal.call(self._client.get_job, job_id)
+        return self._call(calls.get_job(job_id))
 
     def list_jobs_page(self, **filters: Any) -> JobPage:
         """One page of jobs (``queue``, ``status``, ``kind``, ``lock``, ``limit``, ``cursor``)."""
-        return self._portal.call(lambda: self._client.list_jobs_page(**filters))
+        return self._call(calls.list_jobs_page(**filters))
 
     def list_jobs(self, *, page_size: int = 100, **filters: str | None) -> Iterator[Job]:
         """Every matching job, oldest first, fetched a page at a time as the loop goes."""
@@ -101,74 +139,125 @@ class SyncFleetClient:
 
     def cancel_job(self, job_id: str) -> Job:
         """Cancel a queued job, or ask the holder of a leased one to stop."""
-        return self._portal.call(self._client.cancel_job, job_id)
+        return self._call(calls.cancel_job(job_id))
 
     def retry_job(self, job_id: str) -> Job:
         """Requeue a failed or cancelled job with a fresh attempt budget."""
-        return self._portal.call(self._client.retry_job, job_id)
+        return self._call(calls.retry_job(job_id))
 
     def cancel_jobs(self, **filters: Any) -> list[Job]:
         """Bulk cancel (``queue``, ``kind``, ``lock``, ``limit``); the jobs it touched."""
-        return self._portal.call(lambda: self._client.cancel_jobs(**filters))
+        return self._call(calls.cancel_jobs(**filters))
 
     def retry_jobs(self, **filters: Any) -> list[Job]:
         """Bulk retry (``status``, ``queue``, ``kind``, ``limit``); the jobs requeued."""
-        return self._portal.call(lambda: self._client.retry_jobs(**filters))
+        return self._call(calls.retry_jobs(**filters))
+
+    # -- queues -------------------------------------------------------------------
 
     def list_queues(self) -> list[QueueStats]:
         """Every known queue with its counts."""
-        return self._portal.call(self._client.list_queues)
+        return self._call(calls.list_queues())
 
     def pause_queue(self, queue: str) -> QueueStats:
         """Stop claims from ``queue``."""
-        return self._portal.call(self._client.pause_queue, queue)
+        return self._call(calls.pause_queue(queue))
 
     def resume_queue(self, queue: str) -> QueueStats:
         """Let agents claim from ``queue`` again."""
-        return self._portal.call(self._client.resume_queue, queue)
+        return self._call(calls.resume_queue(queue))
+
+    # -- agents -------------------------------------------------------------------
 
     def create_agent(self, name: str, **fields: Any) -> AgentCreated:
         """Register an agent (``labels``, ``capacity``, ``queues``); its token is in the answer."""
-        return self._portal.call(lambda: self._client.create_agent(name, **fields))
+        return self._call(calls.create_agent(name, **fields))
 
     def list_agents(self) -> list[Agent]:
         """Every registered agent."""
-        return self._portal.call(self._client.list_agents)
+        return self._call(calls.list_agents())
 
     def get_agent(self, agent_id: str) -> Agent:
         """One agent; ``NotFound`` if there is none."""
-        return self._portal.call(self._client.get_agent, agent_id)
+        return self._call(calls.get_agent(agent_id))
 
     def drain_agent(self, agent_id: str) -> Agent:
         """Give the agent no new claims."""
-        return self._portal.call(self._client.drain_agent, agent_id)
+        return self._call(calls.drain_agent(agent_id))
 
     def delete_agent(self, agent_id: str) -> None:
         """Revoke the agent's token and release its leases."""
-        self._portal.call(self._client.delete_agent, agent_id)
+        self._call(calls.delete_agent(agent_id))
+
+    # -- schedules ----------------------------------------------------------------
 
     def set_schedule(
         self, name: str, cron: str, job: JobSpec | Mapping[str, Any], **fields: Any
     ) -> Schedule:
         """Create or replace a schedule (``timezone``, ``paused``)."""
-        return self._portal.call(lambda: self._client.set_schedule(name, cron, job, **fields))
+        return self._call(calls.set_schedule(name, cron, job, **fields))
 
     def list_schedules(self) -> list[Schedule]:
         """Every schedule."""
-        return self._portal.call(self._client.list_schedules)
+        return self._call(calls.list_schedules())
 
     def get_schedule(self, name: str) -> Schedule:
         """One schedule; ``NotFound`` if there is none."""
-        return self._portal.call(self._client.get_schedule, name)
+        return self._call(calls.get_schedule(name))
 
     def pause_schedule(self, name: str) -> Schedule:
         """Stop enqueuing the schedule's occurrences."""
-        return self._portal.call(self._client.pause_schedule, name)
+        return self._call(calls.pause_schedule(name))
 
     def resume_schedule(self, name: str) -> Schedule:
         """Enqueue the schedule's occurrences again."""
-        return self._portal.call(self._client.resume_schedule, name)
+        return self._call(calls.resume_schedule(name))
 
     def delete_schedule(self, name: str) -> None:
         """Delete the schedule; no error if it is already gone."""
-        self._portal.call(self._client.delete_schedule, name)
+        self._call(calls.delete_schedule(name))
+
+    # -- one request --------------------------------------------------------------
+
+    def _call(self, call: Call[T]) -> T:
+        """Send ``call`` (retried when safe) and read its answer."""
+        try:
+            answer = self._retried(call) if call.safe else self._once(call)
+        except NotFound:
+            if call.gone_is_done:
+                return call.read(None)
+            raise
+        return call.read(None if call.gone_is_done else answer.json())
+
+    def _retried(self, call: Call[Any]) -> Answer:
+        for attempt in stamina.retry_context(
+            on=backoff, timeout=self.retry_timeout, wait_max=self.retry_wait_max, **RETRY
+        ):
+            with attempt:
+                return self._once(call)
+        raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
+
+    def _once(self, call: Call[Any]) -> Answer:
+        headers = dict(self._headers)
+        inject_traceparent(headers)  # the caller's thread: its trace context
+        body = None
+        if call.body is not None:
+            body = encode(call.body)
+            headers["Content-Type"] = "application/json"
+        url = self._prefix + call.path
+        if call.params:
+            url += "?" + urlencode(call.params)
+        with transport_errors(self.base_url, CoordinatorUnavailable):
+            response = self._pool.urlopen(
+                call.method,
+                url,
+                body=body,
+                headers=headers,
+                retries=False,  # stamina retries, and only safe calls
+                redirect=False,
+                timeout=self._timeout,
+                assert_same_host=False,
+            )
+        answer = Answer(response.status, response.reason or "", response.headers, response.data)
+        raise_for_answer(answer)
+        return answer

@@ -12,7 +12,15 @@ holds that common ground so neither client copies it nor depends on the other:
   and nothing (one ``None`` check) when it is not.
 """
 
-from .answers import UNAVAILABLE_STATUSES, Answered, ErrorAnswer, error_answer, transport_errors
+from .answers import (
+    UNAVAILABLE_STATUSES,
+    Answer,
+    Answered,
+    ErrorAnswer,
+    encode,
+    error_answer,
+    transport_errors,
+)
 from .errors import WireError, retry_after, retry_wait
 from .tracing import (
     TRACING,
@@ -25,10 +33,12 @@ from .tracing import (
 __all__ = [
     "TRACING",
     "UNAVAILABLE_STATUSES",
+    "Answer",
     "Answered",
     "ErrorAnswer",
     "WireError",
     "current_traceparent",
+    "encode",
     "error_answer",
     "inject_traceparent",
     "retry_after",

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["UNAVAILABLE_STATUSES", "Answered", "ErrorAnswer", "error_answer", "transport_errors"]
+__all__ = [
+    "UNAVAILABLE_STATUSES",
+    "Answer",
+    "Answered",
+    "ErrorAnswer",
+    "encode",
+    "error_answer",
+    "transport_errors",
+]
 
 UNAVAILABLE_STATUSES = frozenset({429, 502, 503, 504})
 """Statuses that mean "not now", the request not applied: worth a retry after a pause.
@@ -30,6 +39,31 @@ class Answered(Protocol):
     def headers(self) -> Mapping[str, str]: ...
 
     def json(self) -> Any: ...
+
+
+def encode(body: Any) -> bytes:
+    """``body`` as JSON bytes, exactly as httpx's ``json=`` encodes it (NaN and ∞ refused)."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An HTTP answer, whichever library fetched it (aiohttp, urllib3, httpx)."""
+
+    status_code: int
+    reason_phrase: str
+    headers: Mapping[str, str]
+    """Case-insensitive lookup (``Retry-After``)."""
+    content: bytes
+
+    @property
+    def is_success(self) -> bool:
+        """A 2xx status."""
+        return 200 <= self.status_code < 300
+
+    def json(self) -> Any:
+        """The body, decoded."""
+        return json.loads(self.content)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,21 +92,28 @@ def error_answer(response: Answered) -> ErrorAnswer:
     return ErrorAnswer(response.status_code, code, message, details)
 
 
-def _httpx_transport_error() -> type[Exception] | tuple[()]:
-    """httpx's ``TransportError`` if httpx is loaded; else nothing can have raised one.
+def _loaded_transport_errors() -> tuple[type[Exception], ...]:
+    """The transport errors of the HTTP libraries this process has loaded.
 
     Looked up, not imported: an agent sends over aiohttp and need not load httpx
-    (≈ 0.1 s of CPU at every start); ``fleet_client`` imports it anyway.
+    (≈ 0.1 s of CPU at every start), a ``SyncFleetClient`` sends over urllib3 and
+    a ``FleetClient`` over httpx; what is not loaded cannot have raised.
     """
+    errors: list[type[Exception]] = []
     httpx = sys.modules.get("httpx")
-    return () if httpx is None else httpx.TransportError
+    if httpx is not None:
+        errors.append(httpx.TransportError)
+    urllib3 = sys.modules.get("urllib3.exceptions")
+    if urllib3 is not None:
+        errors.append(urllib3.HTTPError)  # refused, reset, timed out (retries=False)
+    return tuple(errors)
 
 
 @contextmanager
 def transport_errors(url: str, unavailable: Callable[[str], Exception]) -> Iterator[None]:
-    """Turn httpx transport errors (refused, reset, timeout) into ``unavailable(message)``."""
+    """Turn httpx's or urllib3's transport errors (refused, reset, timeout) into ``unavailable``."""
     try:
         yield
-    except _httpx_transport_error() as exc:
+    except _loaded_transport_errors() as exc:
         reason = str(exc) or type(exc).__name__
         raise unavailable(f"cannot reach the coordinator at {url}: {reason}") from exc

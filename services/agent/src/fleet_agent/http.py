@@ -17,12 +17,11 @@ exceptions; ``errors.translate_transport_errors`` turns both kinds into
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import aiohttp
+from fleet_wire import Answer, encode
 
 if TYPE_CHECKING:  # imported by HttpxPoster when used: an agent process never needs it
     import httpx
@@ -30,31 +29,6 @@ if TYPE_CHECKING:  # imported by HttpxPoster when used: an agent process never n
 __all__ = ["AiohttpPoster", "Answer", "HttpxPoster", "Poster", "encode"]
 
 _JSON = {"Content-Type": "application/json"}
-
-
-def encode(body: Any) -> bytes:
-    """``body`` as JSON bytes, exactly as httpx's ``json=`` encodes it (NaN and ∞ refused)."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """An HTTP answer, whichever library fetched it."""
-
-    status_code: int
-    reason_phrase: str
-    headers: Mapping[str, str]
-    """Case-insensitive lookup (``Retry-After``)."""
-    content: bytes
-
-    @property
-    def is_success(self) -> bool:
-        """A 2xx status."""
-        return 200 <= self.status_code < 300
-
-    def json(self) -> Any:
-        """The body, decoded."""
-        return json.loads(self.content)
 
 
 class Poster(Protocol):

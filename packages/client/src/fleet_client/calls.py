@@ -1,0 +1,255 @@
+"""What each admin call sends and how its answer is read, for both clients.
+
+``FleetClient`` (async, httpx) and ``SyncFleetClient`` (blocking, urllib3) differ
+only in how a request travels; everything else about a call — its method and
+path, its body, whether it may be retried, how its answer becomes a model — is
+one ``Call`` built here, so the two clients cannot drift apart.
+
+A call is ``safe`` when sending it twice does no harm, and only safe calls are
+retried on ``CoordinatorUnavailable``: reads, pause/resume, drain, deletes,
+``PUT`` of a schedule, and enqueues whose every job carries an idempotency key.
+Anything else (an enqueue without a key, cancel, retry, registering an agent) is
+sent once: a lost answer could hide a write that landed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote
+
+from fleet_wire import TRACING, current_traceparent, retry_wait
+from pydantic import TypeAdapter
+
+from .errors import CoordinatorUnavailable
+from .models import Agent, AgentCreated, Job, JobDetail, JobPage, JobSpec, QueueStats, Schedule
+
+__all__ = ["BATCH_LIMIT", "RETRY", "Call", "backoff"]
+
+T = TypeVar("T")
+
+BATCH_LIMIT = 1000
+"""Most jobs one ``POST /v1/jobs/batch`` takes."""
+
+RETRY: dict[str, Any] = {"attempts": None, "wait_initial": 0.05, "wait_jitter": 0.1}
+"""stamina's settings for a safe call, beside each client's ``retry_timeout`` and wait cap."""
+
+
+def backoff(exc: Exception) -> bool | float:
+    """Retry ``CoordinatorUnavailable``: after its ``Retry-After`` when it has one."""
+    return retry_wait(exc, CoordinatorUnavailable)
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    """One request of the admin API and how to read its answer."""
+
+    method: str
+    path: str
+    read: Callable[[Any], T]
+    """The answer's decoded JSON to the value the call returns."""
+    body: Mapping[str, Any] | None = None
+    params: Mapping[str, str | int] | None = None
+    safe: bool = True
+    gone_is_done: bool = False
+    """A delete: ``NotFound`` means what was asked is done; the answer has no body."""
+
+
+def _segment(value: str) -> str:
+    # Ids and names go into paths: an odd character must not change the route.
+    return quote(value, safe="")
+
+
+def _with_trace(spec: JobSpec, traceparent: str | None = None) -> JobSpec:
+    """``spec`` carrying the caller's trace context (``traceparent``, else the current one)."""
+    if spec.traceparent is not None or not TRACING:
+        return spec
+    traceparent = traceparent or current_traceparent()
+    return spec if traceparent is None else spec.model_copy(update={"traceparent": traceparent})
+
+
+def spec_of(job: JobSpec | Mapping[str, Any]) -> JobSpec:
+    """A ``JobSpec`` from itself or its JSON fields (validated)."""
+    return job if isinstance(job, JobSpec) else JobSpec.model_validate(job)
+
+
+def _present(**fields: Any) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+@cache
+def _items(model: type[T]) -> Callable[[Any], list[T]]:
+    # One validation of the whole list: a batch answer holds up to 1,000 jobs.
+    validate = TypeAdapter(list[model]).validate_python  # type: ignore[valid-type]
+    return lambda data: validate(data["items"])
+
+
+def _none(_: Any) -> None:
+    return None
+
+
+# -- jobs -------------------------------------------------------------------------
+
+
+def enqueue(job: JobSpec | Mapping[str, Any]) -> Call[Job]:
+    """``POST /v1/jobs``; the caller's trace context goes with the job."""
+    spec = _with_trace(spec_of(job))
+    safe = spec.idempotency_key is not None
+    return Call("POST", "/v1/jobs", Job.model_validate, spec.body(), safe=safe)
+
+
+def enqueue_batch(jobs: Sequence[JobSpec | Mapping[str, Any]]) -> Call[list[Job]]:
+    """``POST /v1/jobs/batch``: 1..1000 jobs, all or nothing."""
+    traceparent = current_traceparent() if TRACING else None  # one caller, one context
+    specs = [_with_trace(spec_of(job), traceparent) for job in jobs]
+    safe = all(spec.idempotency_key is not None for spec in specs)
+    body = {"jobs": [spec.body() for spec in specs]}
+    return Call("POST", "/v1/jobs/batch", _items(Job), body, safe=safe)
+
+
+def get_job(job_id: str) -> Call[JobDetail]:
+    """``GET /v1/jobs/{id}``."""
+    return Call("GET", f"/v1/jobs/{_segment(job_id)}", JobDetail.model_validate)
+
+
+def list_jobs_page(
+    *,
+    queue: str | None = None,
+    status: str | None = None,
+    kind: str | None = None,
+    lock: str | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> Call[JobPage]:
+    """``GET /v1/jobs`` with its filters."""
+    params = _present(queue=queue, status=status, kind=kind, lock=lock, cursor=cursor)
+    params["limit"] = limit
+    return Call("GET", "/v1/jobs", JobPage.model_validate, params=params)
+
+
+def cancel_job(job_id: str) -> Call[Job]:
+    """``POST /v1/jobs/{id}/cancel``."""
+    return Call("POST", f"/v1/jobs/{_segment(job_id)}/cancel", Job.model_validate, safe=False)
+
+
+def retry_job(job_id: str) -> Call[Job]:
+    """``POST /v1/jobs/{id}/retry``."""
+    return Call("POST", f"/v1/jobs/{_segment(job_id)}/retry", Job.model_validate, safe=False)
+
+
+def cancel_jobs(
+    *, queue: str | None = None, kind: str | None = None, lock: str | None = None, limit: int = 100
+) -> Call[list[Job]]:
+    """``POST /v1/jobs/cancel``."""
+    body = _present(queue=queue, kind=kind, lock=lock, limit=limit)
+    return Call("POST", "/v1/jobs/cancel", _items(Job), body, safe=False)
+
+
+def retry_jobs(
+    *,
+    status: str = "failed",
+    queue: str | None = None,
+    kind: str | None = None,
+    limit: int = 100,
+) -> Call[list[Job]]:
+    """``POST /v1/jobs/retry``."""
+    body = _present(status=status, queue=queue, kind=kind, limit=limit)
+    return Call("POST", "/v1/jobs/retry", _items(Job), body, safe=False)
+
+
+# -- queues -----------------------------------------------------------------------
+
+
+def list_queues() -> Call[list[QueueStats]]:
+    """``GET /v1/queues``."""
+    return Call("GET", "/v1/queues", _items(QueueStats))
+
+
+def pause_queue(queue: str) -> Call[QueueStats]:
+    """``POST /v1/queues/{queue}/pause``."""
+    return Call("POST", f"/v1/queues/{_segment(queue)}/pause", QueueStats.model_validate)
+
+
+def resume_queue(queue: str) -> Call[QueueStats]:
+    """``POST /v1/queues/{queue}/resume``."""
+    return Call("POST", f"/v1/queues/{_segment(queue)}/resume", QueueStats.model_validate)
+
+
+# -- agents -----------------------------------------------------------------------
+
+
+def create_agent(
+    name: str,
+    *,
+    labels: Mapping[str, str] | None = None,
+    capacity: int = 1,
+    queues: Sequence[str] | None = None,
+) -> Call[AgentCreated]:
+    """``POST /v1/agents``; never retried (a second send registers a second agent)."""
+    body: dict[str, Any] = {"name": name, "labels": dict(labels or {}), "capacity": capacity}
+    if queues:
+        body["queues"] = list(queues)
+    return Call("POST", "/v1/agents", AgentCreated.model_validate, body, safe=False)
+
+
+def list_agents() -> Call[list[Agent]]:
+    """``GET /v1/agents``."""
+    return Call("GET", "/v1/agents", _items(Agent))
+
+
+def get_agent(agent_id: str) -> Call[Agent]:
+    """``GET /v1/agents/{id}``."""
+    return Call("GET", f"/v1/agents/{_segment(agent_id)}", Agent.model_validate)
+
+
+def drain_agent(agent_id: str) -> Call[Agent]:
+    """``POST /v1/agents/{id}/drain``."""
+    return Call("POST", f"/v1/agents/{_segment(agent_id)}/drain", Agent.model_validate)
+
+
+def delete_agent(agent_id: str) -> Call[None]:
+    """``DELETE /v1/agents/{id}``; already gone is done."""
+    return Call("DELETE", f"/v1/agents/{_segment(agent_id)}", _none, gone_is_done=True)
+
+
+# -- schedules --------------------------------------------------------------------
+
+
+def set_schedule(
+    name: str,
+    cron: str,
+    job: JobSpec | Mapping[str, Any],
+    *,
+    timezone: str = "UTC",
+    paused: bool = False,
+) -> Call[Schedule]:
+    """``PUT /v1/schedules/{name}`` (a replace: safe to repeat)."""
+    body = {"cron": cron, "timezone": timezone, "job": spec_of(job).body(), "paused": paused}
+    return Call("PUT", f"/v1/schedules/{_segment(name)}", Schedule.model_validate, body)
+
+
+def list_schedules() -> Call[list[Schedule]]:
+    """``GET /v1/schedules``."""
+    return Call("GET", "/v1/schedules", _items(Schedule))
+
+
+def get_schedule(name: str) -> Call[Schedule]:
+    """``GET /v1/schedules/{name}``."""
+    return Call("GET", f"/v1/schedules/{_segment(name)}", Schedule.model_validate)
+
+
+def pause_schedule(name: str) -> Call[Schedule]:
+    """``POST /v1/schedules/{name}/pause``."""
+    return Call("POST", f"/v1/schedules/{_segment(name)}/pause", Schedule.model_validate)
+
+
+def resume_schedule(name: str) -> Call[Schedule]:
+    """``POST /v1/schedules/{name}/resume``."""
+    return Call("POST", f"/v1/schedules/{_segment(name)}/resume", Schedule.model_validate)
+
+
+def delete_schedule(name: str) -> Call[None]:
+    """``DELETE /v1/schedules/{name}``; already gone is done."""
+    return Call("DELETE", f"/v1/schedules/{_segment(name)}", _none, gone_is_done=True)

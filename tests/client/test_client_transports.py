@@ -1,0 +1,271 @@
+"""``FleetClient`` (httpx) and ``SyncFleetClient`` (urllib3) behave alike on a real socket.
+
+Both talk to one scripted HTTP/1.1 server in a thread: the same calls must send
+the same requests, and the same answers must give the same results, the same
+exceptions and the same retries — only safe calls retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+import pytest
+from fleet_client import (
+    Conflict,
+    CoordinatorUnavailable,
+    FleetClient,
+    NotFound,
+    ServerError,
+    SyncFleetClient,
+)
+
+Reply = tuple[int, dict[str, str], bytes]
+"""(status, headers, body)."""
+Answer = Reply | str | float
+"""A reply; "drop" closes the connection unanswered; a float answers late."""
+
+JOB = {
+    "id": "j1",
+    "queue": "default",
+    "kind": "k",
+    "payload": {},
+    "status": "queued",
+    "priority": 0,
+    "attempts": 0,
+    "max_attempts": 3,
+    "created_at": "2026-12-05T00:00:00Z",
+    "updated_at": "2026-12-05T00:00:00Z",
+    "run_after": "2026-12-05T00:00:00Z",
+}
+
+
+@dataclass
+class Scripted:
+    """A server answering each request with the next scripted answer."""
+
+    url: str = ""
+    answers: list[Answer] = field(default_factory=list)
+    seen: list[tuple[str, str, dict[str, str], bytes]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def ok(body: Any, status: int = 200) -> Reply:
+    return status, {}, orjson.dumps(body)
+
+
+def error(status: int, code: str, headers: dict[str, str] | None = None) -> Reply:
+    body = {"error": {"code": code, "message": code, "details": {}}}
+    return status, headers or {}, orjson.dumps(body)
+
+
+@pytest.fixture
+def scripted() -> Iterator[Scripted]:
+    """The scripted server on 127.0.0.1, in a thread."""
+    state = Scripted()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _any(self) -> None:
+            size = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(size) if size else b""
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            with state.lock:
+                state.seen.append((self.command, self.path, headers, body))
+                answer = state.answers.pop(0)
+            if answer == "drop":
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if isinstance(answer, float):
+                threading.Event().wait(answer)  # answer late: the client has timed out
+            status, extra, content = answer if isinstance(answer, tuple) else ok({"items": []})
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(content)))
+            for name, value in extra.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(content)
+
+        do_GET = do_POST = do_PUT = do_DELETE = _any  # noqa: N815 - http.server's names
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+Run = Callable[[str, Callable[[Any], Any], dict[str, Any]], Any]
+
+
+def run_sync(url: str, use: Callable[[Any], Any], options: dict[str, Any]) -> Any:
+    with SyncFleetClient(url, "admin-token", **options) as client:
+        return use(client)
+
+
+def run_async(url: str, use: Callable[[Any], Any], options: dict[str, Any]) -> Any:
+    async def main() -> Any:
+        async with FleetClient(url, "admin-token", **options) as client:
+            return await use(client)
+
+    return asyncio.run(main())
+
+
+def call(kind: str, scripted: Scripted, use: Callable[[Any], Any], **options: Any) -> Any:
+    """``use(client)`` with the kind of client asked for (awaited for the async one)."""
+    options.setdefault("retry_timeout", 5)
+    runner = run_sync if kind == "sync" else run_async
+    return runner(options.pop("url", scripted.url), use, options)
+
+
+KINDS = ["sync", "async"]
+
+
+def test_the_same_calls_send_the_same_requests(scripted: Scripted) -> None:
+    """Method, path, query, body bytes and the headers that matter: identical."""
+
+    def script(client: Any) -> list[Any]:
+        return [
+            client.enqueue("k", {"n": "é"}, priority=3),
+            client.list_jobs_page(status="queued", cursor="a+b/c= d", limit=5),
+            client.set_schedule("nightly", "0 3 * * *", {"kind": "k"}),
+            client.delete_agent("a/1"),
+        ]
+
+    async def ascript(client: Any) -> list[Any]:
+        return [
+            await client.enqueue("k", {"n": "é"}, priority=3),
+            await client.list_jobs_page(status="queued", cursor="a+b/c= d", limit=5),
+            await client.set_schedule("nightly", "0 3 * * *", {"kind": "k"}),
+            await client.delete_agent("a/1"),
+        ]
+
+    schedule = {
+        "name": "nightly",
+        "cron": "0 3 * * *",
+        "timezone": "UTC",
+        "job": {"kind": "k"},
+        "paused": False,
+        "next_run_at": None,
+        "last_run_at": None,
+    }
+    requests = []
+    for kind in KINDS:
+        scripted.seen.clear()
+        scripted.answers = [
+            ok(JOB, 201),
+            ok({"items": [JOB], "next_cursor": None}),
+            ok(schedule),
+            (204, {}, b""),
+        ]
+        results = call(kind, scripted, script if kind == "sync" else ascript)
+        assert [results[0].id, results[1].items[0].id] == ["j1", "j1"]
+        assert [results[2].name, results[3]] == ["nightly", None]
+        requests.append(
+            [
+                (
+                    method,
+                    urlsplit(path).path,
+                    parse_qs(urlsplit(path).query),
+                    headers.get("authorization"),
+                    headers.get("content-type"),
+                    body,
+                )
+                for method, path, headers, body in scripted.seen
+            ]
+        )
+    assert requests[0] == requests[1]
+    method, path, _, auth, ctype, body = requests[0][0]
+    assert (method, path, auth, ctype) == (
+        "POST",
+        "/v1/jobs",
+        "Bearer admin-token",
+        "application/json",
+    )
+    assert orjson.loads(body) == {"kind": "k", "payload": {"n": "é"}, "priority": 3}
+    assert requests[0][1][2] == {"status": ["queued"], "cursor": ["a+b/c= d"], "limit": ["5"]}
+    assert requests[0][3][:2] == ("DELETE", "/v1/agents/a%2F1")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_safe_call_is_retried_after_503_and_a_dropped_connection(
+    scripted: Scripted, kind: str
+) -> None:
+    """A read answered 503 (``Retry-After: 0``), then dropped, then answered: three requests."""
+    scripted.answers = [
+        error(503, "store_unavailable", {"Retry-After": "0"}),
+        "drop",
+        ok({"items": []}),
+    ]
+    assert call(kind, scripted, lambda c: c.list_agents()) == []
+    assert [path for _, path, _, _ in scripted.seen] == ["/v1/agents"] * 3
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_unsafe_call_is_sent_once(scripted: Scripted, kind: str) -> None:
+    """An enqueue without an idempotency key is not repeated after a dropped connection."""
+    scripted.answers = ["drop", ok(JOB, 201)]
+    with pytest.raises(CoordinatorUnavailable):
+        call(kind, scripted, lambda c: c.enqueue("k"))
+    assert len(scripted.seen) == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    ("answer", "raised"),
+    [(error(500, "internal_error"), ServerError), (error(409, "already_terminal"), Conflict)],
+)
+def test_a_500_and_a_409_raise_at_once(
+    scripted: Scripted, kind: str, answer: Answer, raised: type[Exception]
+) -> None:
+    """A defect and a conflict are not retried, even on a safe call."""
+    scripted.answers = [answer]
+    with pytest.raises(raised):
+        call(kind, scripted, lambda c: c.get_agent("a1"))
+    assert len(scripted.seen) == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_missing_job_is_not_found_and_a_missing_agent_deleted_is_done(
+    scripted: Scripted, kind: str
+) -> None:
+    """404 raises ``NotFound`` for a read; a delete of what is gone returns quietly."""
+    scripted.answers = [error(404, "not_found")]
+    with pytest.raises(NotFound):
+        call(kind, scripted, lambda c: c.get_job("j9"))
+    scripted.answers = [error(404, "not_found")]
+    assert call(kind, scripted, lambda c: c.delete_schedule("gone")) is None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_answer_too_late_is_unavailable(scripted: Scripted, kind: str) -> None:
+    """No answer within ``timeout``: ``CoordinatorUnavailable`` once the retries are spent."""
+    scripted.answers = [0.5, 0.5, 0.5, 0.5, 0.5, 0.5]
+    with pytest.raises(CoordinatorUnavailable):
+        call(kind, scripted, lambda c: c.list_queues(), timeout=0.1, retry_timeout=0.15)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_coordinator_behind_a_path_prefix(scripted: Scripted, kind: str) -> None:
+    """A base URL with a path keeps it in front of every request's path."""
+    scripted.answers = [ok({"items": []})]
+    assert call(kind, scripted, lambda c: c.list_queues(), url=scripted.url + "/fleet/") == []
+    assert scripted.seen[0][1] == "/fleet/v1/queues"
