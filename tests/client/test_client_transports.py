@@ -55,6 +55,7 @@ class Scripted:
     answers: list[Answer] = field(default_factory=list)
     seen: list[tuple[str, str, dict[str, str], bytes]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    closed: threading.Event = field(default_factory=threading.Event)
 
 
 def ok(body: Any, status: int = 200) -> Reply:
@@ -98,6 +99,11 @@ def scripted() -> Iterator[Scripted]:
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(content)
+            if "x-then-close" in extra:  # as an idle keep-alive timeout does, unannounced
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                state.closed.set()
 
         do_GET = do_POST = do_PUT = do_DELETE = _any  # noqa: N815 - http.server's names
 
@@ -269,3 +275,26 @@ def test_a_coordinator_behind_a_path_prefix(scripted: Scripted, kind: str) -> No
     scripted.answers = [ok({"items": []})]
     assert call(kind, scripted, lambda c: c.list_queues(), url=scripted.url + "/fleet/") == []
     assert scripted.seen[0][1] == "/fleet/v1/queues"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_connection_the_server_closed_while_idle_is_not_reused(
+    scripted: Scripted, kind: str
+) -> None:
+    """An enqueue (sent once, never retried) after the server closed the idle connection."""
+    closing = (200, {"x-then-close": "1"}, orjson.dumps({"items": []}))
+    scripted.answers = [closing, ok(JOB, 201)]
+
+    def script(client: Any) -> Any:
+        client.list_queues()
+        assert scripted.closed.wait(5)  # the server closed the connection the client keeps
+        return client.enqueue("k")
+
+    async def ascript(client: Any) -> Any:
+        await client.list_queues()
+        assert await asyncio.to_thread(scripted.closed.wait, 5)
+        return await client.enqueue("k")
+
+    job = call(kind, scripted, script if kind == "sync" else ascript)
+    assert job.id == "j1"
+    assert [path for _, path, _, _ in scripted.seen] == ["/v1/queues", "/v1/jobs"]

@@ -22,7 +22,7 @@ HANDLERS = {KIND: noop}
 class FleetBackend:
     """``enqueue``, ``enqueue_batch`` and ``list_queues`` of one ``SyncFleetClient``."""
 
-    packages = ("fleet-coordinator", "fleet-agent", "fleet-client", "urllib3")
+    packages = ("fleet-coordinator", "fleet-agent", "fleet-client")
 
     def __init__(self) -> None:
         self.fleet = SyncFleetClient.from_env()  # $FLEET_URL, $FLEET_ADMIN_TOKEN

@@ -1,6 +1,6 @@
 """What each admin call sends and how its answer is read, for both clients.
 
-``FleetClient`` (async, httpx) and ``SyncFleetClient`` (blocking, urllib3) differ
+``FleetClient`` (async, httpx) and ``SyncFleetClient`` (blocking, ``http.client``) differ
 only in how a request travels; everything else about a call — its method and
 path, its body, whether it may be retried, how its answer becomes a model — is
 one ``Call`` built here, so the two clients cannot drift apart.

@@ -2,11 +2,11 @@
 
 Every method builds the same ``calls.Call`` as ``FleetClient`` — the same
 request, the same retries of the same safe calls, the same answers and errors —
-and sends it over a urllib3 connection pool from the caller's own thread. It used
-to run a ``FleetClient`` on an event loop in a background thread and wait for each
-call: ~0.9 ms of the caller's CPU per enqueue, where urllib3 takes ~0.25 ms
-(docs/benchmarks.md). The pool is thread-safe: one client may serve every thread
-of a web application.
+and sends it from the caller's own thread over a pool of ``http.client``
+keep-alive connections (``connections.py``). It used to run a ``FleetClient`` on
+an event loop in a background thread and wait for each call: ~0.9 ms of the
+caller's CPU per enqueue, where this takes ~0.15 ms (docs/benchmarks.md). The
+pool is thread-safe: one client may serve every thread of a web application.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from typing import Any, TypeVar, Unpack
 from urllib.parse import urlencode, urlsplit
 
 import stamina
-import urllib3
 from fleet_wire import Answer, encode, inject_traceparent, transport_errors
 
 from . import calls
 from .calls import BATCH_LIMIT, RETRY, Call, backoff
 from .client import env_settings
+from .connections import Connections
 from .errors import CoordinatorUnavailable, FleetError, NotFound, raise_for_answer
 from .models import (
     Agent,
@@ -39,9 +39,6 @@ from .models import (
 __all__ = ["SyncFleetClient"]
 
 T = TypeVar("T")
-
-POOL_SIZE = 10
-"""Connections kept open for reuse; more threads at once open more, closed after use."""
 
 
 class SyncFleetClient:
@@ -64,10 +61,7 @@ class SyncFleetClient:
             raise FleetError(f"not an http(s) URL: {base_url!r}")
         self._prefix = url.path  # a coordinator behind a path prefix
         self._headers = {"Authorization": f"Bearer {token}"}
-        self._timeout = urllib3.Timeout(connect=timeout, read=timeout)
-        self._pool = urllib3.connection_from_url(
-            f"{url.scheme}://{url.netloc}", maxsize=POOL_SIZE, retries=False
-        )
+        self._connections = Connections(url.scheme, url.hostname, url.port, timeout)
 
     @classmethod
     def from_env(cls, **options: Any) -> SyncFleetClient:
@@ -88,7 +82,7 @@ class SyncFleetClient:
 
     def close(self) -> None:
         """Close the pooled connections."""
-        self._pool.close()
+        self._connections.close()
 
     # -- jobs ---------------------------------------------------------------------
 
@@ -248,16 +242,6 @@ class SyncFleetClient:
         if call.params:
             url += "?" + urlencode(call.params)
         with transport_errors(self.base_url, CoordinatorUnavailable):
-            response = self._pool.urlopen(
-                call.method,
-                url,
-                body=body,
-                headers=headers,
-                retries=False,  # stamina retries, and only safe calls
-                redirect=False,
-                timeout=self._timeout,
-                assert_same_host=False,
-            )
-        answer = Answer(response.status, response.reason or "", response.headers, response.data)
+            answer = self._connections.request(call.method, url, body, headers)
         raise_for_answer(answer)
         return answer

@@ -48,12 +48,12 @@ def encode(body: Any) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """An HTTP answer, whichever library fetched it (aiohttp, urllib3, httpx)."""
+    """An HTTP answer, whichever library fetched it (aiohttp, ``http.client``, httpx)."""
 
     status_code: int
     reason_phrase: str
     headers: Mapping[str, str]
-    """Case-insensitive lookup (``Retry-After``)."""
+    """Looked up by lower-case names (``retry-after``): case-insensitive, or lower-cased."""
     content: bytes
 
     @property
@@ -93,25 +93,19 @@ def error_answer(response: Answered) -> ErrorAnswer:
 
 
 def _loaded_transport_errors() -> tuple[type[Exception], ...]:
-    """The transport errors of the HTTP libraries this process has loaded.
+    """``ConnectionError``, and httpx's ``TransportError`` if httpx is loaded.
 
     Looked up, not imported: an agent sends over aiohttp and need not load httpx
-    (≈ 0.1 s of CPU at every start), a ``SyncFleetClient`` sends over urllib3 and
-    a ``FleetClient`` over httpx; what is not loaded cannot have raised.
+    (≈ 0.1 s of CPU at every start); a ``FleetClient`` sends over httpx, a
+    ``SyncFleetClient`` over ``http.client`` (which raises ``ConnectionError``).
     """
-    errors: list[type[Exception]] = []
     httpx = sys.modules.get("httpx")
-    if httpx is not None:
-        errors.append(httpx.TransportError)
-    urllib3 = sys.modules.get("urllib3.exceptions")
-    if urllib3 is not None:
-        errors.append(urllib3.HTTPError)  # refused, reset, timed out (retries=False)
-    return tuple(errors)
+    return (ConnectionError,) if httpx is None else (ConnectionError, httpx.TransportError)
 
 
 @contextmanager
 def transport_errors(url: str, unavailable: Callable[[str], Exception]) -> Iterator[None]:
-    """Turn httpx's or urllib3's transport errors (refused, reset, timeout) into ``unavailable``."""
+    """Turn transport errors (refused, reset, timed out) into ``unavailable(message)``."""
     try:
         yield
     except _loaded_transport_errors() as exc:
