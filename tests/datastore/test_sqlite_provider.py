@@ -536,25 +536,39 @@ async def test_bodies_are_stored_as_compact_json_text(tasks: Container, db_path:
     assert json.loads(raw) == (await tasks.get("t0003", "tenant0")).body
 
 
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "writer-thread"])
 async def test_a_group_commit_keeps_each_write_separate(
-    tasks: Container, monkeypatch: pytest.MonkeyPatch
+    db_path: Path, monkeypatch: pytest.MonkeyPatch, inline: bool
 ) -> None:
     """Writes queued together share one transaction, yet each succeeds or fails on its own.
 
     Failures inside the group (a duplicate create, a stale etag, a batch whose last
     operation fails, an oversized document) change nothing of theirs and nothing
-    of the others'; every acknowledged write is stored.
+    of the others'; every acknowledged write is stored. The same on the event
+    loop's connection (writes of one loop turn) and on the writer thread.
     """
     from fleet_datastore.providers import sqlite_ops
 
+    monkeypatch.setattr(sqlite_provider, "INLINE", inline)
+    store = await store_from_url(_url(db_path)).open()
+    tasks = await store.create_container_if_not_exists(TASKS)
+    for i in range(300):
+        await tasks.create(_task(i))
     sizes: list[int] = []
     run_group = sqlite_ops.run_group
+    commit = sqlite_provider._Inline._commit
 
     def observed(conn: sqlite3.Connection, calls: Any) -> Any:
         sizes.append(len(calls))
         return run_group(conn, calls)
 
+    def observed_inline(self: Any, writes: Any) -> Any:
+        sizes.append(len(writes))
+        return commit(self, writes)
+
     monkeypatch.setattr(sqlite_ops, "run_group", observed)
+    monkeypatch.setattr(sqlite_provider._Inline, "_commit", observed_inline)
+    sizes.clear()
     docs = [await tasks.get(f"t{i:04d}", f"tenant{i % 3}") for i in range(6)]
     stale = docs[5]
     await tasks.update_if_match(stale.id, stale.partition_key, stale, Patch(set={"priority": 9}))
@@ -592,6 +606,7 @@ async def test_a_group_commit_keeps_each_write_separate(
     for missing, pk in (("t0600", "tenant0"), ("t0501", "tenant0")):
         with pytest.raises(DatastoreError):
             await tasks.get(missing, pk)
+    await store.close()
 
 
 async def test_an_index_without_per_partition_has_no_partition_led_copy(
