@@ -298,6 +298,7 @@ class _Inline:
         self._queued: list[_Write] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._commits = 0
+        self._turn: asyncio.AbstractEventLoop | None = None
         conn.set_progress_handler(self._progress, INLINE_STEP_INSTRUCTIONS)
 
     def _progress(self) -> bool:
@@ -333,10 +334,38 @@ class _Inline:
         finally:
             self._lock.release()
 
-    def write(self, fn: Callable[..., T], args: tuple[Any, ...]) -> asyncio.Future[T] | None:
-        """Queue a write for the end of this loop turn; None if another loop's writes are queued."""
+    def _end_turn(self) -> None:
+        self._turn = None
+
+    def write(
+        self, fn: Callable[..., T], args: tuple[Any, ...]
+    ) -> asyncio.Future[T] | tuple[bool, Any] | None:
+        """Run a write now, or queue it for the end of this loop turn; None: use the writer.
+
+        The first write of a loop turn commits at once: alone (one job in flight)
+        it costs no future and no wait. Writes after it in the same turn (the
+        rest of an ``asyncio.gather``) are queued and commit together at the end
+        of the turn: an outcome ``(ok, value)``, a future, or None if another
+        loop's writes are queued.
+        """
         loop = asyncio.get_running_loop()
-        with self._lock:
+        if self._turn is None and not self._queued and self._lock.acquire(blocking=False):
+            try:
+                self._turn = loop
+                loop.call_soon(self._end_turn)
+                outcomes = self._commit([(None, fn, args)])  # type: ignore[list-item]
+            finally:
+                self._lock.release()
+            if outcomes is not None:
+                self._committed(loop)
+                ok, value = outcomes[0]
+                if not ok and not isinstance(value, DatastoreError):
+                    value = _translate(value)
+                return ok, value
+            return None
+        if not self._lock.acquire(blocking=False):
+            return None  # another thread is using the connection: never wait on the loop
+        try:
             if self._queued and self._loop is not loop:
                 return None
             if not self._queued:
@@ -344,17 +373,22 @@ class _Inline:
                 loop.call_soon(self.flush)
             future: asyncio.Future[T] = loop.create_future()
             self._queued.append((future, fn, args))
+        finally:
+            self._lock.release()
         return future
 
     def flush(self) -> None:
         """Commit the queued writes together, or hand them to the writer thread."""
-        with self._lock:
+        self._lock.acquire()  # at most one other thread's inline call, within its budget
+        try:
             queued, self._queued, loop = self._queued, [], self._loop
             self._loop = None
             writes = [w for w in queued if not w[0].done()]  # a cancelled caller's is not run
             if not writes or loop is None:
                 return
             outcomes = self._commit(writes)
+        finally:
+            self._lock.release()
         if outcomes is None:
             for future, fn, args in writes:
                 self._writer.hand(loop, future, fn, args)
@@ -363,9 +397,15 @@ class _Inline:
             if not ok and not isinstance(value, DatastoreError):
                 value = _translate(value)
             _settle(future, ok, value)
+        self._committed(loop)
+
+    def _committed(self, loop: asyncio.AbstractEventLoop) -> None:
         self._commits += 1
         if self._commits % INLINE_CHECKPOINT_COMMITS == 0:
-            self._writer.hand(loop, loop.create_future(), _checkpoint, ())
+            done: asyncio.Future[None] = loop.create_future()
+            # Nobody awaits it; a failed checkpoint is retried by the next one.
+            done.add_done_callback(lambda f: f.cancelled() or f.exception())
+            self._writer.hand(loop, done, _checkpoint, ())
 
     def _commit(self, writes: list[_Write]) -> list[tuple[bool, Any]] | None:
         """Run the writes in one transaction; None if it could not start or ran out of budget."""
@@ -537,6 +577,10 @@ class SqliteBackend:
         """A write: inline at the end of this loop turn, else on the writer thread."""
         if self._inline is not None:
             future = self._inline.write(fn, args)
+            if isinstance(future, tuple):
+                if future[0]:
+                    return future[1]  # type: ignore[no-any-return]
+                raise future[1]
             if future is not None:
                 return await future
         return await self._w.write(fn, *args)
