@@ -37,6 +37,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "single": {"batch": False, "hot": True},
     "batched-no-hot-path": {"batch": True, "hot": False},
     # SQLite A/Bs of the batched drain (bench/drain_server.py reads the knobs)
+    "sqlite-before": {  # worker threads only, 4096-byte pages: the provider before inline
+        "batch": True,
+        "hot": True,
+        "env": {"BENCH_SQLITE_INLINE": "0", "BENCH_SQLITE_PAGE_SIZE": "4096"},
+    },
     "sqlite-threads": {"batch": True, "hot": True, "env": {"BENCH_SQLITE_INLINE": "0"}},
     "sqlite-inline": {"batch": True, "hot": True, "env": {"BENCH_SQLITE_INLINE": "1"}},
     "page-1024": {"batch": True, "hot": True, "env": {"BENCH_SQLITE_PAGE_SIZE": "1024"}},

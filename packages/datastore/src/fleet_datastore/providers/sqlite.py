@@ -14,9 +14,18 @@
   ``synchronous=NORMAL``: in WAL mode a commit survives a killed process, and
   only an OS crash or power loss can drop the last commits. ``?synchronous=full``
   (or ``extra``) on the URL makes every commit survive power loss too.
-- Blocking calls run on two worker threads, each owning one connection: one for
-  writes (so a process never contends with itself for the write lock) and one
-  for reads (so queries and writes overlap). sqlite3 objects never cross threads.
+- Three connections. Two worker threads own one each: the writer (with group
+  commit) and the reader; they wait for another process's write lock with the
+  busy timeout. The third (``_Inline``) runs point reads, small queries and
+  writes on the event loop's own thread, saving the thread hop, which costs
+  more than a small statement: its busy timeout is zero, so a write finding
+  the lock taken fails in ``BEGIN IMMEDIATE`` before doing anything and goes to
+  the writer thread, and a call past a VM-step budget is interrupted, rolled
+  back and redone on a worker, so the loop never waits. Counts and large or
+  unbounded queries stay on the reader thread. A lock keeps each inline call to
+  one thread; the workers' connections never leave their threads.
+- A new file gets ``PRAGMA page_size = PAGE_SIZE`` (smaller pages, cheaper
+  commits); an existing file keeps its own.
 - ``sqlite3`` errors are translated in one place, ``translated()``.
 """
 
@@ -112,7 +121,7 @@ def _translate(exc: BaseException) -> BaseException:
 INLINE = True
 """Run point reads, small queries and writes on the event loop's thread when nothing waits."""
 
-PAGE_SIZE = 4096
+PAGE_SIZE = 2048
 """``PRAGMA page_size`` of a new file (set before its first table; a file keeps its own)."""
 
 GROUP_MAX = 64
