@@ -307,7 +307,6 @@ class _Inline:
         self._queued: list[_Write] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._commits = 0
-        self._turn: asyncio.AbstractEventLoop | None = None
         conn.set_progress_handler(self._progress, INLINE_STEP_INSTRUCTIONS)
 
     def _progress(self) -> bool:
@@ -343,35 +342,16 @@ class _Inline:
         finally:
             self._lock.release()
 
-    def _end_turn(self) -> None:
-        self._turn = None
+    def write(self, fn: Callable[..., T], args: tuple[Any, ...]) -> asyncio.Future[T] | None:
+        """Queue a write for the end of this loop turn; None: use the writer thread.
 
-    def write(
-        self, fn: Callable[..., T], args: tuple[Any, ...]
-    ) -> asyncio.Future[T] | tuple[bool, Any] | None:
-        """Run a write now, or queue it for the end of this loop turn; None: use the writer.
-
-        The first write of a loop turn commits at once: alone (one job in flight)
-        it costs no future and no wait. Writes after it in the same turn (the
-        rest of an ``asyncio.gather``) are queued and commit together at the end
-        of the turn: an outcome ``(ok, value)``, a future, or None if another
-        loop's writes are queued.
+        Every write waits for the end of its turn, even alone: it yields to the
+        loop once, as a hand-off to the writer thread did (committing at once
+        without yielding changed the coordinator's interleavings and failed
+        ``tests/stress/test_report_races.py``), and the writes of one turn (an
+        ``asyncio.gather``) commit together.
         """
         loop = asyncio.get_running_loop()
-        if self._turn is None and not self._queued and self._lock.acquire(blocking=False):
-            try:
-                self._turn = loop
-                loop.call_soon(self._end_turn)
-                outcomes = self._commit([(None, fn, args)])  # type: ignore[list-item]
-            finally:
-                self._lock.release()
-            if outcomes is not None:
-                self._committed(loop)
-                ok, value = outcomes[0]
-                if not ok and not isinstance(value, DatastoreError):
-                    value = _translate(value)
-                return ok, value
-            return None
         if not self._lock.acquire(blocking=False):
             return None  # another thread is using the connection: never wait on the loop
         try:
@@ -586,10 +566,6 @@ class SqliteBackend:
         """A write: inline at the end of this loop turn, else on the writer thread."""
         if self._inline is not None:
             future = self._inline.write(fn, args)
-            if isinstance(future, tuple):
-                if future[0]:
-                    return future[1]  # type: ignore[no-any-return]
-                raise future[1]
             if future is not None:
                 return await future
         return await self._w.write(fn, *args)
