@@ -78,6 +78,36 @@ async def test_one_lease_reported_through_three_replicas_at_once_has_one_winner(
                 await api.client.post(f"/v1/jobs/{job_id}/cancel", headers=api.admin)
 
 
+async def test_leases_ended_through_another_replica_free_their_slots_for_a_claim_here(
+    api: Api,
+) -> None:
+    """Ended through replica B, which writes their release later, the slots are free on A.
+
+    The claim on A sees fewer free slots than it asks for and checks the ledger's
+    entries against the jobs before it trusts them: it used to do so only with a
+    full ledger, and got one job here instead of three (its answer depended on which
+    replica won each report, as in the test above).
+    """
+    async with replicas_of(api, 2, ledger_flush_seconds=60) as (here, there):
+        _, headers = await api.agent(capacity=4)
+        for _ in range(4):
+            await api.enqueue(lease_seconds=LEASE)
+        ids = [le["job"]["id"] for le in await here.claim(headers, max_jobs=4)]
+        assert len(ids) == 4
+        # One ends here, two through the other replica (their release not yet written),
+        # and one lease stays live.
+        ended_here = await _report(here, headers, items=[_item(ids[0], 1, "complete")])
+        ended_there = await _report(
+            there, headers, items=[_item(j, 1, "complete") for j in ids[1:3]]
+        )
+        assert [i["ok"] for i in ended_here["items"] + ended_there["items"]] == [True] * 3
+        for _ in range(4):
+            await api.enqueue(lease_seconds=LEASE)
+        again = await here.claim(headers, max_jobs=4)
+        assert len(again) == 3  # capacity 4, one lease live
+        assert await here.claim(headers, max_jobs=4) == []  # and never more than capacity
+
+
 async def test_stale_epochs_mixed_with_live_ones_change_only_the_live_leases(api: Api) -> None:
     """A batch of epoch-1 reports, half of them stale, races the epoch-2 holder's batch."""
     async with replicas_of(api, 3) as apps:

@@ -24,14 +24,14 @@ LEASE = 10.0
 
 
 @asynccontextmanager
-async def replicas_of(api: Api, count: int) -> AsyncIterator[list[Api]]:
-    """``api`` plus ``count - 1`` more apps over the same store and clock."""
+async def replicas_of(api: Api, count: int, **settings_: Any) -> AsyncIterator[list[Api]]:
+    """``api`` plus ``count - 1`` more apps over the same store and clock (``settings_`` theirs)."""
     async with AsyncExitStack() as stack:
         apps = [api]
         settings = api.co.settings
         shared = api.co.containers.store if settings.store_url == "memory://" else None
         for _ in range(count - 1):
-            app = create_app(settings.model_copy(), clock=api.clock, store=shared)
+            app = create_app(settings.model_copy(update=settings_), clock=api.clock, store=shared)
             await stack.enter_async_context(app.router.lifespan_context(app))
             client = await stack.enter_async_context(
                 httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")

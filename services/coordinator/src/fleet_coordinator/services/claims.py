@@ -11,8 +11,11 @@ number of claimers on any number of replicas may run these steps at once:
    narrow the ones asked for, and paused queues (SPEC 10) are left out; its
    labels filter jobs; its ledger, minus leases
    that ended in this replica, gives the free slots.
-2. A full ledger may hold leftovers of a replica that died before writing its
-   releases: prune the entries whose lease is no longer live (one read each).
+2. A ledger with fewer free slots than asked for may hold leftovers: leases that
+   ended on another replica, which writes their release with its next claim (or
+   ``ledger_flush_seconds`` later), or of a replica that died before writing
+   them. Prune the entries whose lease is no longer live (one read each, oldest
+   first, until the shortfall is covered).
 3. Find candidates (``CandidateSource.take``): the one candidate query, shared
    with the claims arriving at the same moment in this replica, in SPEC 5 order,
    claimable and matching the agent's labels, none handed to two claimers here.
@@ -85,10 +88,11 @@ async def _claim(
     queues = co.pauses.unpaused(state.claim_queues(asked), co.known_queues)
     if queues is not None and not queues:
         return []
-    # 2. Only a full ledger is worth checking for leftovers (one job read per entry).
+    # 2. Fewer free slots than asked for: the ledger may hold leftovers (a read each).
     current: StoredAgent | None = agent
-    if co.ledger.free_slots(agent) <= 0:
-        current = await co.ledger.prune(agent)
+    shortfall = min(max_jobs, state.capacity) - co.ledger.free_slots(agent)
+    if shortfall > 0:
+        current = await co.ledger.prune(agent, enough=shortfall)
     won: list[JobState] = []
     tried: set[str] = set()
     held: set[str] = set()  # locks this claim found held (SPEC 9)

@@ -124,13 +124,20 @@ class Ledger:
 
         return await self.agents.update(agent, change, "agent.unreserve")
 
-    async def prune(self, agent: StoredAgent) -> StoredAgent | None:
-        """Drop ledger entries whose lease is no longer live (ended, expired, never taken)."""
+    async def prune(self, agent: StoredAgent, enough: int | None = None) -> StoredAgent | None:
+        """Drop ledger entries whose lease is no longer live (ended, expired, never taken).
+
+        The oldest entries are checked first (one job read each); with ``enough``,
+        the check stops once that many are found stale.
+        """
         now = self.clock.now()
         stale: set[str] = set()
-        for job_id, holding in agent.state.held.items():
+        # The leases known to have ended here leave with the write below; no need to read them.
+        for job_id, holding in agent.state.holding(self.ended(agent.id)).items():
             if is_stale(agent.id, holding, await self.read_job(job_id), now):
                 stale.add(job_id)
+                if enough is not None and len(stale) >= enough:
+                    break
         if not stale:
             return agent
 
