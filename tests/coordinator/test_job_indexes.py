@@ -186,5 +186,9 @@ async def test_a_jobs_file_with_the_full_indexes_migrates_on_open(tmp_path: Path
             if sql is not None
         ]
     conn.close()
-    wanted = [sql.replace(" IF NOT EXISTS", "") for sql in schema_sql(JOBS_SPEC)[1:]]
+    wanted = [
+        sql.replace(" IF NOT EXISTS", "")
+        for sql in schema_sql(JOBS_SPEC)[1:]
+        if sql.startswith("CREATE INDEX")  # not the size trigger
+    ]
     assert sorted(indexes) == sorted(wanted)  # the old full ones dropped
