@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import structlog
@@ -31,11 +32,24 @@ __all__ = ["main"]
 
 ADMIN = "bench-admin-token"
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS: dict[str, dict[str, bool]] = {
+VARIANTS: dict[str, dict[str, Any]] = {
     "batched": {"batch": True, "hot": True},
     "single": {"batch": False, "hot": True},
     "batched-no-hot-path": {"batch": True, "hot": False},
+    # SQLite A/Bs of the batched drain (bench/drain_server.py reads the knobs)
+    "sqlite-before": {  # worker threads only, 4096-byte pages: the provider before inline
+        "batch": True,
+        "hot": True,
+        "env": {"BENCH_SQLITE_INLINE": "0", "BENCH_SQLITE_PAGE_SIZE": "4096"},
+    },
+    "sqlite-threads": {"batch": True, "hot": True, "env": {"BENCH_SQLITE_INLINE": "0"}},
+    "sqlite-inline": {"batch": True, "hot": True, "env": {"BENCH_SQLITE_INLINE": "1"}},
+    "page-1024": {"batch": True, "hot": True, "env": {"BENCH_SQLITE_PAGE_SIZE": "1024"}},
+    "page-2048": {"batch": True, "hot": True, "env": {"BENCH_SQLITE_PAGE_SIZE": "2048"}},
+    "page-4096": {"batch": True, "hot": True, "env": {"BENCH_SQLITE_PAGE_SIZE": "4096"}},
 }
+"""The first three by default (``--variants`` picks others)."""
+DEFAULT_VARIANTS = ("batched", "single", "batched-no-hot-path")
 
 
 class _Server(Served):
@@ -94,6 +108,7 @@ def _run(
 ) -> tuple[float, float, float]:
     spec = VARIANTS[variant]
     env = {"BENCH_HOT_PATH": "1" if spec["hot"] else "0", "PYTHONPATH": str(ROOT)}
+    env.update(spec.get("env", {}))
     if os.environ.get("BENCH_PROFILE"):
         env["BENCH_PROFILE"] = os.environ["BENCH_PROFILE"]
     store = f"sqlite:///{workdir}/{variant}-{time.monotonic_ns()}.db"
@@ -116,7 +131,7 @@ def main(args: list[str]) -> None:
     parser.add_argument("--agents", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
     opts = parser.parse_args(args)
     variants = opts.variants.split(",")
     if os.environ.get("BENCH_AGENT_LOGS") == "1":

@@ -1,7 +1,10 @@
 """``python -m bench.drain_server --port N``: the coordinator as ``serve`` runs it.
 
 ``BENCH_HOT_PATH=0`` serves every request through FastAPI's routes alone, for
-the hot path's A/B in ``bench/drain.py``; everything else is ``serve``'s setup.
+the hot path's A/B in ``bench/drain.py``; ``BENCH_SQLITE_INLINE=0`` runs every
+SQLite statement on the provider's worker threads and ``BENCH_SQLITE_PAGE_SIZE``
+sets the page size of the new file, for the SQLite A/Bs. Everything else is
+``serve``'s setup.
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     configure_logging()
+    from fleet_datastore.providers import sqlite
+
+    sqlite.INLINE = os.environ.get("BENCH_SQLITE_INLINE", "1") != "0"
+    sqlite.PAGE_SIZE = int(os.environ.get("BENCH_SQLITE_PAGE_SIZE", sqlite.PAGE_SIZE))
     hot = os.environ.get("BENCH_HOT_PATH", "1") != "0"
     settings = Settings()
     app = create_app(settings, hot_path=hot, tune_gc=True)

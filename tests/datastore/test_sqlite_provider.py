@@ -475,6 +475,172 @@ async def test_waiting_for_the_write_lock_does_not_block_the_event_loop(
         assert (await write).ok
 
 
+# --- the event loop's own connection ---------------------------------------------------
+
+
+def _inline(store: DocumentStore) -> Any:
+    backend = store.backend
+    assert isinstance(backend, SqliteBackend)
+    assert backend._inline is not None
+    return backend._inline
+
+
+async def test_writes_parked_on_another_connections_lock_all_land_exactly_once(
+    db_path: Path,
+) -> None:
+    """Writes that find the lock taken go to the writer thread; the loop runs; each lands once."""
+    async with store_from_url(_url(db_path)) as store:
+        container = await store.create_container_if_not_exists(TASKS)
+        docs = [await container.create(_task(i)) for i in range(5)]
+        holder = sqlite3.connect(db_path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        writes = asyncio.gather(
+            container.create(_task(100)),
+            *(
+                container.update_if_match(d.id, d.partition_key, d, Patch(set={"n": 1}))
+                for d in docs
+            ),  # queued for the end of the turn, then handed over together
+        )
+        for _ in range(20):  # the loop turns while every write waits for the lock
+            await asyncio.sleep(0.005)
+            assert not writes.done()
+        holder.execute("COMMIT")
+        holder.close()
+        created, *updated = await writes
+        assert created.id == "t0100"
+        assert all(r.ok for r in updated)  # run once each: a second run would conflict
+        assert not _inline(store)._conn.in_transaction
+
+
+async def test_a_call_past_its_budget_moves_to_a_worker_and_runs_once(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no budget, every inline call is interrupted, rolled back and redone on a worker."""
+    monkeypatch.setattr(sqlite_provider, "INLINE_BUDGET_STEPS", 0)
+    monkeypatch.setattr(sqlite_provider, "INLINE_STEP_INSTRUCTIONS", 1)
+    handed: list[bool] = []
+    hand_over = sqlite_provider._hand_over
+
+    def counted(exc: BaseException) -> bool:
+        handed.append(hand_over(exc))
+        return handed[-1]
+
+    monkeypatch.setattr(sqlite_provider, "_hand_over", counted)
+    async with store_from_url(_url(db_path)) as store:
+        container = await store.create_container_if_not_exists(TASKS)
+        doc = await container.create(_task(1))  # AlreadyExistsError if it ran twice
+        results = await asyncio.gather(
+            container.update_if_match(doc.id, doc.partition_key, doc, Patch(set={"n": 1})),
+            container.create(_task(2)),
+            container.create(_task(3)),
+        )
+        assert results[0].ok  # CONFLICT if it ran twice
+        assert (await container.get(doc.id, doc.partition_key)).body["n"] == 1
+        page = await container.query(Query(where=[eq("status", "queued")], limit=10))
+        assert sorted(d.id for d in page.items) == ["t0001", "t0003"]
+        assert handed.count(True) >= 4  # each inline attempt above: 2 commits, a get, a query
+        assert not _inline(store)._conn.in_transaction
+
+
+async def test_racing_writes_of_one_loop_turn_have_one_winner(db_path: Path) -> None:
+    """Twenty writes on one etag, committed together at the end of a turn: one wins."""
+    async with store_from_url(_url(db_path)) as store:
+        container = await store.create_container_if_not_exists(TASKS)
+        doc = await container.create(_task(1, n=0))
+        for _ in range(5):
+            results = await asyncio.gather(
+                *(
+                    container.update_if_match(
+                        doc.id, doc.partition_key, doc, Patch(set={"n": doc.body["n"] + 1})
+                    )
+                    for _ in range(20)
+                )
+            )
+            winners = [r.document for r in results if r.ok]
+            assert len(winners) == 1
+            assert [r.outcome for r in results].count(Outcome.CONFLICT) == 19
+            doc = winners[0]
+        assert (await container.get(doc.id, doc.partition_key)).body["n"] == 5
+
+
+async def test_a_cancelled_queued_write_is_not_run_and_leaves_no_transaction(
+    db_path: Path,
+) -> None:
+    """A write cancelled while queued for the end of the turn never reaches the file."""
+    async with store_from_url(_url(db_path)) as store:
+        container = await store.create_container_if_not_exists(TASKS)
+        first = asyncio.ensure_future(container.create(_task(1)))
+        second = asyncio.ensure_future(container.create(_task(2)))
+        await asyncio.sleep(0)  # both start and queue for the end of the turn
+        second.cancel()
+        await first
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        await asyncio.sleep(0)
+        with pytest.raises(DatastoreError):
+            await container.get("t0002", "tenant2")
+        assert not _inline(store)._conn.in_transaction
+
+
+async def test_closing_commits_the_writes_queued_for_the_end_of_the_turn(db_path: Path) -> None:
+    """Writes queued when the store closes are committed, then every connection closes."""
+    store = await store_from_url(_url(db_path)).open()
+    container = await store.create_container_if_not_exists(TASKS)
+    writes = [asyncio.ensure_future(container.create(_task(i))) for i in range(3)]
+    await asyncio.sleep(0)
+    await store.close()
+    assert [w.result().id for w in writes] == ["t0000", "t0001", "t0002"]
+    async with store_from_url(_url(db_path)) as reopened:
+        tasks = await reopened.create_container_if_not_exists(TASKS)
+        assert (await tasks.get("t0002", "tenant2")).id == "t0002"
+
+
+async def _script(db_path: Path) -> list[Any]:
+    """The same calls, their outcomes without etags (random per write)."""
+    seen: list[Any] = []
+    async with store_from_url(_url(db_path)) as store:
+        c = await store.create_container_if_not_exists(TASKS)
+        docs = [await c.create(_task(i)) for i in range(20)]
+        stale = docs[0]
+        await c.update_if_match(stale.id, stale.partition_key, stale, Patch(set={"priority": 7}))
+        outcomes = await asyncio.gather(
+            *(
+                c.update_if_match(d.id, d.partition_key, d, Patch(set={"status": "x"}))
+                for d in docs
+            ),
+            c.create(_task(3)),
+            c.replace(_task(4, status="r"), etag=docs[4].etag),
+            c.delete("t0005", "tenant2"),
+            c.upsert(_task(50)),
+            c.batch("tenant0", [UpsertOp(_task(60, tenant="tenant0"))]),
+            return_exceptions=True,
+        )
+        for o in outcomes:
+            if isinstance(o, BaseException):
+                seen.append(type(o).__name__)
+            elif hasattr(o, "outcome"):
+                seen.append((o.outcome, o.document and o.document.body))
+            elif isinstance(o, list):
+                seen.append([d and d.body for d in o])
+            else:
+                seen.append(getattr(o, "body", o))
+        page = await c.query(Query(where=[eq("status", "x")], order_by=["created_at"], limit=50))
+        seen.append([d.body for d in page.items])
+        seen.append(await c.count(Query(where=[eq("status", "queued")])))
+    return seen
+
+
+async def test_the_inline_path_and_the_worker_threads_give_identical_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One script of writes, races and reads answers the same with and without inline calls."""
+    inline = await _script(tmp_path / "inline.db")
+    monkeypatch.setattr(sqlite_provider, "INLINE", False)
+    threads = await _script(tmp_path / "threads.db")
+    assert inline == threads
+    assert inline[0][0] == Outcome.CONFLICT  # the stale write lost on both
+
+
 async def test_a_new_file_takes_the_page_size_and_an_existing_one_keeps_its_own(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -550,25 +716,39 @@ async def test_bodies_are_stored_as_compact_json_text(tasks: Container, db_path:
     assert json.loads(raw) == (await tasks.get("t0003", "tenant0")).body
 
 
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "writer-thread"])
 async def test_a_group_commit_keeps_each_write_separate(
-    tasks: Container, monkeypatch: pytest.MonkeyPatch
+    db_path: Path, monkeypatch: pytest.MonkeyPatch, inline: bool
 ) -> None:
     """Writes queued together share one transaction, yet each succeeds or fails on its own.
 
     Failures inside the group (a duplicate create, a stale etag, a batch whose last
     operation fails, an oversized document) change nothing of theirs and nothing
-    of the others'; every acknowledged write is stored.
+    of the others'; every acknowledged write is stored. The same on the event
+    loop's connection (writes of one loop turn) and on the writer thread.
     """
     from fleet_datastore.providers import sqlite_ops
 
+    monkeypatch.setattr(sqlite_provider, "INLINE", inline)
+    store = await store_from_url(_url(db_path)).open()
+    tasks = await store.create_container_if_not_exists(TASKS)
+    for i in range(300):
+        await tasks.create(_task(i))
     sizes: list[int] = []
     run_group = sqlite_ops.run_group
+    commit = sqlite_provider._Inline._commit
 
     def observed(conn: sqlite3.Connection, calls: Any) -> Any:
         sizes.append(len(calls))
         return run_group(conn, calls)
 
+    def observed_inline(self: Any, writes: Any) -> Any:
+        sizes.append(len(writes))
+        return commit(self, writes)
+
     monkeypatch.setattr(sqlite_ops, "run_group", observed)
+    monkeypatch.setattr(sqlite_provider._Inline, "_commit", observed_inline)
+    sizes.clear()
     docs = [await tasks.get(f"t{i:04d}", f"tenant{i % 3}") for i in range(6)]
     stale = docs[5]
     await tasks.update_if_match(stale.id, stale.partition_key, stale, Patch(set={"priority": 9}))
@@ -606,6 +786,7 @@ async def test_a_group_commit_keeps_each_write_separate(
     for missing, pk in (("t0600", "tenant0"), ("t0501", "tenant0")):
         with pytest.raises(DatastoreError):
             await tasks.get(missing, pk)
+    await store.close()
 
 
 async def test_an_index_without_per_partition_has_no_partition_led_copy(

@@ -14,9 +14,16 @@
   ``synchronous=NORMAL``: in WAL mode a commit survives a killed process, and
   only an OS crash or power loss can drop the last commits. ``?synchronous=full``
   (or ``extra``) on the URL makes every commit survive power loss too.
-- Blocking calls run on two worker threads, each owning one connection: one for
-  writes (so a process never contends with itself for the write lock) and one
-  for reads (so queries and writes overlap). sqlite3 objects never cross threads.
+- Three connections. Two worker threads own one each: the writer (with group
+  commit) and the reader; they wait for another process's write lock with the
+  busy timeout. The third (``_Inline``) runs point reads, small queries and
+  writes on the event loop's own thread, saving the thread hop, which costs
+  more than a small statement: its busy timeout is zero, so a write finding
+  the lock taken fails in ``BEGIN IMMEDIATE`` before doing anything and goes to
+  the writer thread, and a call past a VM-step budget is interrupted, rolled
+  back and redone on a worker, so the loop never waits. Counts and large or
+  unbounded queries stay on the reader thread. A lock keeps each inline call to
+  one thread; the workers' connections never leave their threads.
 - A new file gets ``PRAGMA page_size = PAGE_SIZE`` (2048): a commit writes each
   page it dirtied to the WAL, and a job write dirties a page per index it
   touches, so smaller pages make commits cheaper. An existing file keeps its own.
@@ -126,6 +133,9 @@ def _translate(exc: BaseException) -> BaseException:
         return translated_exc
 
 
+INLINE = True
+"""Run point reads, small queries and writes on the event loop's thread when nothing waits."""
+
 GROUP_MAX = 64
 """Most writes one group commit takes from the writer's queue."""
 
@@ -203,6 +213,19 @@ class _Worker:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_settle_all, settled)
 
+    def hand(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[Any],
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+    ) -> None:
+        """Queue a groupable write whose caller already awaits ``future`` (from ``_Inline``)."""
+        if self._closed:
+            _settle(future, False, StoreUnavailableError("the SQLite store is closed"))
+            return
+        self._jobs.put((loop, future, fn, args, True))
+
     def _submit(
         self, fn: Callable[..., T], args: tuple[Any, ...], groupable: bool = False
     ) -> asyncio.Future[T]:
@@ -243,6 +266,194 @@ class _Worker:
         done = self._submit(self._close, ())
         self._jobs.put(None)
         await done
+
+
+INLINE_STEP_INSTRUCTIONS = 1000
+"""SQLite VM instructions between two calls of the inline connection's progress handler."""
+
+INLINE_BUDGET_STEPS = 200
+"""Progress-handler calls an inline call may take (~200,000 VM instructions, a few ms)
+before it is interrupted, rolled back and handed to a worker thread."""
+
+INLINE_QUERY_MAX = 200
+"""Largest ``plan.fetch`` of a query run on the event loop; larger and unbounded
+queries, and every count, run on the reader thread."""
+
+INLINE_CHECKPOINT_COMMITS = 500
+"""Inline write commits between two checkpoints queued to the writer thread (the inline
+connection never checkpoints itself: a checkpoint writes pages and syncs files)."""
+
+_BUSY_OR_INTERRUPTED = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_INTERRUPT)
+_Write = tuple["asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]
+
+
+def _hand_over(exc: BaseException) -> bool:
+    """Whether an inline call failed only for want of the lock or of its budget (nothing done)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.OperationalError) and (code or 0) & 0xFF in _BUSY_OR_INTERRUPTED
+
+
+class _Inline:
+    """A connection used on the event loop's own thread: no thread hop when nothing waits.
+
+    Its busy timeout is zero, so a write that finds the write lock taken (by this
+    process's writer thread or another process) fails at once in ``BEGIN
+    IMMEDIATE``, before doing anything, and goes to the writer thread, which waits
+    with the 30 s timeout. A call running past ``INLINE_BUDGET_STEPS`` (the
+    progress handler) is interrupted and rolled back and goes to a worker thread
+    too, so the loop is never held long. Writes made in one turn of the loop (an
+    ``asyncio.gather`` of them) are queued until the end of that turn
+    (``call_soon``) and committed together, each in its own savepoint, as the
+    writer thread's group commit does. The lock keeps the connection to one
+    thread at a time (a store used from loops on two threads: the other one's
+    calls go to the workers); every call, inline or not, ends with no
+    transaction open, and nothing awaits inside one.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, writer: _Worker) -> None:
+        self._conn = conn
+        self._writer = writer
+        self._lock = threading.Lock()
+        self._steps = 0
+        self._armed = False
+        self._queued: list[_Write] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._commits = 0
+        conn.set_progress_handler(self._progress, INLINE_STEP_INSTRUCTIONS)
+
+    def _progress(self) -> bool:
+        self._steps += 1
+        return self._armed and self._steps > INLINE_BUDGET_STEPS
+
+    def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        """``fn(conn, *args)`` under the budget.
+
+        Only there: SQLite may call the handler after a statement's end, so an
+        interrupt of a COMMIT could come after the commit took effect, and an
+        interrupted ROLLBACK would leave the transaction open.
+        """
+        self._armed = True
+        try:
+            return fn(self._conn, *args)
+        finally:
+            self._armed = False
+
+    def read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> tuple[bool, T | None]:
+        """``(True, fn(conn, *args))``, or ``(False, None)``: run it on the reader instead."""
+        if not self._lock.acquire(blocking=False):
+            return False, None
+        try:
+            self._steps = 0
+            with translated():
+                try:
+                    return True, self._call(fn, args)
+                except sqlite3.OperationalError as exc:
+                    if _hand_over(exc):
+                        return False, None
+                    raise
+        finally:
+            self._lock.release()
+
+    def write(self, fn: Callable[..., T], args: tuple[Any, ...]) -> asyncio.Future[T] | None:
+        """Queue a write for the end of this loop turn; None: use the writer thread.
+
+        Every write waits for the end of its turn, even alone: it yields to the
+        loop once, as a hand-off to the writer thread did (committing at once
+        without yielding changed the coordinator's interleavings and failed
+        ``tests/stress/test_report_races.py``), and the writes of one turn (an
+        ``asyncio.gather``) commit together.
+        """
+        loop = asyncio.get_running_loop()
+        if not self._lock.acquire(blocking=False):
+            return None  # another thread is using the connection: never wait on the loop
+        try:
+            if self._queued and self._loop is not loop:
+                return None
+            if not self._queued:
+                self._loop = loop
+                loop.call_soon(self.flush)
+            future: asyncio.Future[T] = loop.create_future()
+            self._queued.append((future, fn, args))
+        finally:
+            self._lock.release()
+        return future
+
+    def flush(self) -> None:
+        """Commit the queued writes together, or hand them to the writer thread."""
+        self._lock.acquire()  # at most one other thread's inline call, within its budget
+        try:
+            queued, self._queued, loop = self._queued, [], self._loop
+            self._loop = None
+            writes = [w for w in queued if not w[0].done()]  # a cancelled caller's is not run
+            if not writes or loop is None:
+                return
+            outcomes = self._commit(writes)
+        finally:
+            self._lock.release()
+        if outcomes is None:
+            for future, fn, args in writes:
+                self._writer.hand(loop, future, fn, args)
+            return
+        for (future, _, _), (ok, value) in zip(writes, outcomes, strict=True):
+            if not ok and not isinstance(value, DatastoreError):
+                value = _translate(value)
+            _settle(future, ok, value)
+        self._committed(loop)
+
+    def _committed(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._commits += 1
+        if self._commits % INLINE_CHECKPOINT_COMMITS == 0:
+            done: asyncio.Future[None] = loop.create_future()
+            # Nobody awaits it; a failed checkpoint is retried by the next one.
+            done.add_done_callback(lambda f: f.cancelled() or f.exception())
+            self._writer.hand(loop, done, _checkpoint, ())
+
+    def _commit(self, writes: list[_Write]) -> list[tuple[bool, Any]] | None:
+        """Run the writes in one transaction; None if it could not start or ran out of budget."""
+        conn, alone = self._conn, len(writes) == 1
+        self._steps = 0
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if _hand_over(exc):
+                return None
+            return [(False, exc)] * len(writes)
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            for _, fn, args in writes:
+                if not alone:
+                    conn.execute("SAVEPOINT fleet_call")
+                try:
+                    outcomes.append((True, self._call(fn, args)))
+                except Exception as exc:
+                    if _hand_over(exc) or not conn.in_transaction:
+                        raise  # out of budget, or SQLite rolled it all back (I/O error)
+                    conn.execute("ROLLBACK" if alone else "ROLLBACK TO fleet_call")
+                    outcomes.append((False, exc))
+                if not alone:
+                    conn.execute("RELEASE fleet_call")
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if _hand_over(exc):
+                return None
+            if not isinstance(exc, Exception):
+                raise
+            return [(False, exc)] * len(writes)
+        return outcomes
+
+    def close(self) -> None:
+        """Commit what is queued, then close the connection."""
+        self.flush()
+        with self._lock:
+            self._conn.close()
+
+
+def _checkpoint(conn: sqlite3.Connection) -> None:
+    """A passive checkpoint of the WAL, on the writer thread, for the inline connection's writes."""
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 def _enable_wal(conn: sqlite3.Connection) -> None:
@@ -287,12 +498,17 @@ class SqliteBackend:
         self.path, self.synchronous = _parse_path(path)
         self._writer: _Worker | None = None
         self._reader: _Worker | None = None
+        self._inline: _Inline | None = None
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, inline: bool = False) -> sqlite3.Connection:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, cached_statements=512
+            self.path,
+            timeout=0 if inline else BUSY_TIMEOUT_SECONDS,
+            isolation_level=None,
+            cached_statements=512,
+            check_same_thread=not inline,  # _Inline's lock keeps it to one thread at a time
         )
         try:
             # Only a new, empty file takes it (before WAL, which writes the first page).
@@ -301,7 +517,9 @@ class SqliteBackend:
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             # A checkpoint costs two fsyncs under NORMAL; every 4000 pages (~16 MB of
             # WAL) instead of SQLite's 1000 makes them a quarter as frequent per write.
-            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
+            # The inline connection leaves them to the writer thread (_Inline.flush).
+            pages = 0 if inline else WAL_CHECKPOINT_PAGES
+            conn.execute(f"PRAGMA wal_autocheckpoint = {pages}")
         except BaseException:
             conn.close()
             raise
@@ -332,10 +550,21 @@ class SqliteBackend:
             await writer.close()
             await reader.close()
             raise
+        if INLINE and reader is not writer:
+            try:
+                conn = await writer.run(lambda _: self._connect(inline=True))
+            except BaseException:
+                await writer.close()
+                await reader.close()
+                raise
+            self._inline = _Inline(conn, writer)
         self._writer, self._reader = writer, reader
 
     async def close(self) -> None:
-        """Close both connections; safe to call twice."""
+        """Commit the inline writes queued, close every connection; safe to call twice."""
+        inline, self._inline = self._inline, None
+        if inline is not None:
+            inline.close()
         workers = {id(w): w for w in (self._writer, self._reader) if w is not None}
         self._writer = self._reader = None
         for worker in workers.values():
@@ -345,33 +574,49 @@ class SqliteBackend:
         """Run ``SELECT 1``."""
         await self._r.run(lambda conn: conn.execute("SELECT 1").fetchall())
 
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        """A write: inline at the end of this loop turn, else on the writer thread."""
+        if self._inline is not None:
+            future = self._inline.write(fn, args)
+            if future is not None:
+                return await future
+        return await self._w.write(fn, *args)
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        """A short read: inline, else (lock taken, over budget, another thread) on the reader."""
+        if self._inline is not None:
+            done, value = self._inline.read(fn, args)
+            if done:
+                return value  # type: ignore[return-value]
+        return await self._r.run(fn, *args)
+
     async def ensure_container(self, spec: ContainerSpec) -> None:
         """Create the container's table and indexes if missing; idempotent across processes."""
         await self._w.run(stmt.ensure, spec)
 
     async def create(self, spec: ContainerSpec, doc: PreparedDocument) -> Document:
         """Insert; AlreadyExistsError if the id exists in that partition."""
-        return await self._w.write(stmt.insert, spec, doc)
+        return await self._write(stmt.insert, spec, doc)
 
     async def get(self, spec: ContainerSpec, doc_id: str, partition_key: str) -> Document:
         """Read; NotFoundError if missing."""
-        return await self._r.run(stmt.get, spec, doc_id, partition_key)
+        return await self._read(stmt.get, spec, doc_id, partition_key)
 
     async def replace(
         self, spec: ContainerSpec, doc: PreparedDocument, etag: str | None
     ) -> Document:
         """Overwrite; NotFoundError if missing, PreconditionFailedError on etag mismatch."""
-        return await self._w.write(stmt.replace, spec, doc, etag)
+        return await self._write(stmt.replace, spec, doc, etag)
 
     async def upsert(self, spec: ContainerSpec, doc: PreparedDocument) -> Document:
         """Insert or overwrite."""
-        return await self._w.write(stmt.upsert, spec, doc)
+        return await self._write(stmt.upsert, spec, doc)
 
     async def delete(
         self, spec: ContainerSpec, doc_id: str, partition_key: str, etag: str | None
     ) -> bool:
         """Remove; False if it was missing, PreconditionFailedError on etag mismatch."""
-        return await self._w.write(stmt.delete, spec, doc_id, partition_key, etag)
+        return await self._write(stmt.delete, spec, doc_id, partition_key, etag)
 
     async def update_if_match(
         self,
@@ -382,7 +627,7 @@ class SqliteBackend:
         patch: Patch,
     ) -> UpdateResult:
         """Apply ``patch`` in one conditional UPDATE if the stored etag is ``expected.etag``."""
-        return await self._w.write(
+        return await self._write(
             stmt.update_if_match, spec, doc_id, partition_key, expected.etag, patch
         )
 
@@ -390,10 +635,12 @@ class SqliteBackend:
         self, spec: ContainerSpec, partition_key: str, ops: Sequence[PreparedOp]
     ) -> list[Document | None]:
         """Run all operations in one IMMEDIATE transaction; BatchError and ROLLBACK on failure."""
-        return await self._w.write(stmt.batch, spec, partition_key, ops)
+        return await self._write(stmt.batch, spec, partition_key, ops)
 
     async def query(self, spec: ContainerSpec, plan: QueryPlan) -> list[Document]:
         """Up to ``plan.fetch`` matches after ``plan.after``, in ``plan.sort`` order."""
+        if plan.fetch is not None and plan.fetch <= INLINE_QUERY_MAX:
+            return await self._read(stmt.query, spec, plan)
         return await self._r.run(stmt.query, spec, plan)
 
     async def count(self, spec: ContainerSpec, plan: QueryPlan) -> int:
