@@ -14,7 +14,7 @@ sent once: a lost answer could hide a write that landed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Generic, TypeVar
@@ -107,6 +107,20 @@ def enqueue_batch(jobs: Sequence[JobSpec | Mapping[str, Any]]) -> Call[list[Job]
     safe = all(spec.idempotency_key is not None for spec in specs)
     body = {"jobs": [spec.body() for spec in specs]}
     return Call("POST", "/v1/jobs/batch", _items(Job), body, safe=safe)
+
+
+def batches(
+    jobs: Iterable[JobSpec | Mapping[str, Any]],
+) -> Iterator[list[JobSpec | Mapping[str, Any]]]:
+    """``jobs`` in lists of at most ``BATCH_LIMIT``, for ``enqueue_many``."""
+    chunk: list[JobSpec | Mapping[str, Any]] = []
+    for job in jobs:
+        chunk.append(job)
+        if len(chunk) == BATCH_LIMIT:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def get_job(job_id: str) -> Call[JobDetail]:

@@ -105,13 +105,7 @@ class FleetClient:
     async def enqueue_many(self, jobs: Iterable[JobSpec | Mapping[str, Any]]) -> list[Job]:
         """Enqueue any number of jobs, 1,000 per request (each request all or nothing)."""
         done: list[Job] = []
-        chunk: list[JobSpec | Mapping[str, Any]] = []
-        for job in jobs:
-            chunk.append(job)
-            if len(chunk) == BATCH_LIMIT:
-                done += await self.enqueue_batch(chunk)
-                chunk = []
-        if chunk:
+        for chunk in calls.batches(jobs):
             done += await self.enqueue_batch(chunk)
         return done
 

@@ -20,7 +20,7 @@ import stamina
 from fleet_wire import Answer, encode, inject_traceparent, transport_errors
 
 from . import calls
-from .calls import BATCH_LIMIT, RETRY, Call, backoff
+from .calls import RETRY, Call, backoff
 from .client import env_settings
 from .connections import Connections
 from .errors import CoordinatorUnavailable, FleetError, NotFound, raise_for_answer
@@ -103,13 +103,7 @@ class SyncFleetClient:
     def enqueue_many(self, jobs: Iterable[JobSpec | Mapping[str, Any]]) -> list[Job]:
         """Enqueue any number of jobs, 1,000 per request (each request all or nothing)."""
         done: list[Job] = []
-        chunk: list[JobSpec | Mapping[str, Any]] = []
-        for job in jobs:
-            chunk.append(job)
-            if len(chunk) == BATCH_LIMIT:
-                done += self.enqueue_batch(chunk)
-                chunk = []
-        if chunk:
+        for chunk in calls.batches(jobs):
             done += self.enqueue_batch(chunk)
         return done
 
