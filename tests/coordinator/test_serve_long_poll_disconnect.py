@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import select
 import socket
 import time
 from collections.abc import Callable
@@ -54,8 +55,19 @@ def test_a_disconnected_long_poll_frees_its_slot_before_its_wait_ends(tmp_path: 
         token = made.json()["token"]
         began = time.monotonic()
         sock = _long_poll(served.port, token, 30)
-        # The slot is taken once the server answers this agent's next long-poll 429.
-        _until(lambda: _claim_status(client, token) == 429, "the long-poll to wait")
+
+        def waiting() -> bool:
+            # The slot is taken once the server answers this agent's next long-poll 429.
+            # A probe (itself a long-poll of 10 ms) read first may have taken the slot and
+            # got the 30 s one answered 429 instead: then send that one again.
+            nonlocal sock
+            if select.select([sock], [], [], 0)[0]:
+                sock.close()
+                sock = _long_poll(served.port, token, 30)
+                return False
+            return _claim_status(client, token) == 429
+
+        _until(waiting, "the long-poll to wait")
         sock.close()
         _until(lambda: _claim_status(client, token) == 200, "the slot to be freed")
         assert time.monotonic() - began < 15, "the slot was held for the whole wait"
