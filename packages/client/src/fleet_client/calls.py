@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
@@ -79,11 +78,16 @@ def _present(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
-@cache
-def _items(model: type[T]) -> Callable[[Any], list[T]]:
+def _items(adapter: TypeAdapter[list[T]]) -> Callable[[Any], list[T]]:
     # One validation of the whole list: a batch answer holds up to 1,000 jobs.
-    validate = TypeAdapter(list[model]).validate_python  # type: ignore[valid-type]
-    return lambda data: validate(data["items"])
+    return lambda data: adapter.validate_python(data["items"])
+
+
+_SPECS = TypeAdapter(list[JobSpec])
+_JOBS = TypeAdapter(list[Job])
+_QUEUES = TypeAdapter(list[QueueStats])
+_AGENTS = TypeAdapter(list[Agent])
+_SCHEDULES = TypeAdapter(list[Schedule])
 
 
 def _none(_: Any) -> None:
@@ -102,11 +106,14 @@ def enqueue(job: JobSpec | Mapping[str, Any]) -> Call[Job]:
 
 def enqueue_batch(jobs: Sequence[JobSpec | Mapping[str, Any]]) -> Call[list[Job]]:
     """``POST /v1/jobs/batch``: 1..1000 jobs, all or nothing."""
+    # One validation and one dump for the whole list: ~2x cheaper than per spec.
+    specs = _SPECS.validate_python(list(jobs))
     traceparent = current_traceparent() if TRACING else None  # one caller, one context
-    specs = [_with_trace(spec_of(job), traceparent) for job in jobs]
+    if traceparent is not None:
+        specs = [_with_trace(spec, traceparent) for spec in specs]
     safe = all(spec.idempotency_key is not None for spec in specs)
-    body = {"jobs": [spec.body() for spec in specs]}
-    return Call("POST", "/v1/jobs/batch", _items(Job), body, safe=safe)
+    body = {"jobs": _SPECS.dump_python(specs, mode="json", exclude_none=True)}
+    return Call("POST", "/v1/jobs/batch", _items(_JOBS), body, safe=safe)
 
 
 def batches(
@@ -158,7 +165,7 @@ def cancel_jobs(
 ) -> Call[list[Job]]:
     """``POST /v1/jobs/cancel``."""
     body = _present(queue=queue, kind=kind, lock=lock, limit=limit)
-    return Call("POST", "/v1/jobs/cancel", _items(Job), body, safe=False)
+    return Call("POST", "/v1/jobs/cancel", _items(_JOBS), body, safe=False)
 
 
 def retry_jobs(
@@ -170,7 +177,7 @@ def retry_jobs(
 ) -> Call[list[Job]]:
     """``POST /v1/jobs/retry``."""
     body = _present(status=status, queue=queue, kind=kind, limit=limit)
-    return Call("POST", "/v1/jobs/retry", _items(Job), body, safe=False)
+    return Call("POST", "/v1/jobs/retry", _items(_JOBS), body, safe=False)
 
 
 # -- queues -----------------------------------------------------------------------
@@ -178,7 +185,7 @@ def retry_jobs(
 
 def list_queues() -> Call[list[QueueStats]]:
     """``GET /v1/queues``."""
-    return Call("GET", "/v1/queues", _items(QueueStats))
+    return Call("GET", "/v1/queues", _items(_QUEUES))
 
 
 def pause_queue(queue: str) -> Call[QueueStats]:
@@ -210,7 +217,7 @@ def create_agent(
 
 def list_agents() -> Call[list[Agent]]:
     """``GET /v1/agents``."""
-    return Call("GET", "/v1/agents", _items(Agent))
+    return Call("GET", "/v1/agents", _items(_AGENTS))
 
 
 def get_agent(agent_id: str) -> Call[Agent]:
@@ -246,7 +253,7 @@ def set_schedule(
 
 def list_schedules() -> Call[list[Schedule]]:
     """``GET /v1/schedules``."""
-    return Call("GET", "/v1/schedules", _items(Schedule))
+    return Call("GET", "/v1/schedules", _items(_SCHEDULES))
 
 
 def get_schedule(name: str) -> Call[Schedule]:
