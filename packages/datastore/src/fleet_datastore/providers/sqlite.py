@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl
 
 import orjson
@@ -293,6 +294,12 @@ def _hand_over(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and (code or 0) & 0xFF in _BUSY_OR_INTERRUPTED
 
 
+class _Elsewhere(enum.Enum):
+    """What ``_Inline.read`` returns when it did not run the call (a worker must)."""
+
+    RUN = "run elsewhere"
+
+
 class _Inline:
     """A connection used on the event loop's own thread: no thread hop when nothing waits.
 
@@ -338,18 +345,18 @@ class _Inline:
         finally:
             self._armed = False
 
-    def read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> tuple[bool, T | None]:
-        """``(True, fn(conn, *args))``, or ``(False, None)``: run it on the reader instead."""
+    def read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T | Literal[_Elsewhere.RUN]:
+        """``fn(conn, *args)``, or ``_Elsewhere.RUN``: run it on the reader instead."""
         if not self._lock.acquire(blocking=False):
-            return False, None
+            return _Elsewhere.RUN
         try:
             self._steps = 0
             with translated():
                 try:
-                    return True, self._call(fn, args)
+                    return self._call(fn, args)
                 except sqlite3.OperationalError as exc:
                     if _hand_over(exc):
-                        return False, None
+                        return _Elsewhere.RUN
                     raise
         finally:
             self._lock.release()
@@ -585,9 +592,9 @@ class SqliteBackend:
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         """A short read: inline, else (lock taken, over budget, another thread) on the reader."""
         if self._inline is not None:
-            done, value = self._inline.read(fn, args)
-            if done:
-                return value  # type: ignore[return-value]
+            value = self._inline.read(fn, args)
+            if value is not _Elsewhere.RUN:
+                return value
         return await self._r.run(fn, *args)
 
     async def ensure_container(self, spec: ContainerSpec) -> None:
