@@ -26,6 +26,7 @@ answer). Times are epoch seconds.
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -97,6 +98,8 @@ class History:
     """Job id → its lock, for the jobs enqueued with one."""
     claims: dict[str, list[Claim]] = field(default_factory=lambda: defaultdict(list))
     writes: dict[str, list[Write]] = field(default_factory=lambda: defaultdict(list))
+    capacity: int | None = None
+    """Every agent's capacity (SPEC 4), when the run gave them all one; None: unchecked."""
     doubtful_claims: Counter[str] = field(default_factory=Counter)
     """Agents with claims whose answer never came (the claim may have leased a job)."""
     doubtful_tokens: set[str] = field(default_factory=set)
@@ -169,6 +172,43 @@ def check(
         found += _check_completion(history, job_id, job, writes)
     found += _check_counts(history, final, queue_counts)
     found += _check_locks(history)
+    found += _check_capacity(history)
+    return found
+
+
+def _check_capacity(history: History) -> list[Violation]:
+    """SPEC 4 on the server clock: no agent held more live leases than its capacity.
+
+    As for locks, a lease counts from its claim to the earliest moment it may have
+    ended by what was acknowledged (``_lease_end``): a lost answer can hide an excess
+    but never invent one.
+    """
+    if history.capacity is None:
+        return []
+    found: list[Violation] = []
+    by_agent: dict[str, list[tuple[float, float, Claim]]] = defaultdict(list)
+    for job_id, claims in history.claims.items():
+        writes = history.writes.get(job_id, [])
+        for claim in claims:
+            by_agent[claim.agent].append(
+                (claim.claimed_at, _lease_end(history, claim, writes), claim)
+            )
+    for agent, leases in by_agent.items():
+        leases.sort(key=lambda lease: lease[0])
+        live: list[float] = []  # ends of the leases live at the current claim (a heap)
+        for start, end, claim in leases:
+            while live and live[0] <= start + TOLERANCE:
+                heapq.heappop(live)
+            heapq.heappush(live, end)
+            if len(live) > history.capacity:
+                found.append(
+                    Violation(
+                        "over_capacity",
+                        claim.job,
+                        f"agent {agent} held {len(live)} live leases at {start:.6f} "
+                        f"(capacity {history.capacity})",
+                    )
+                )
     return found
 
 

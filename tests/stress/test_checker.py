@@ -200,3 +200,38 @@ def test_a_lock_passed_on_after_the_holders_end_is_clean() -> None:
     }
     counts["q"] = {"queued": 0, "leased": 1, "succeeded": 1, "failed": 0, "cancelled": 0}
     assert check(h, final, counts) == []
+
+
+def test_an_agent_over_its_capacity_is_reported() -> None:
+    """Agent b holding a third lease while two of its leases live fails at capacity 2."""
+    h, final, counts = _good()
+    h.capacity = 2
+    h.enqueued.update(j3="q")
+    h.claim(_claim("j3", 1, "b", 102.6))
+    assert check(h, final | _leased("j3", "b", 102.6), _counts(counts, 1)) == []
+    h.enqueued.update(j4="q")
+    h.claim(_claim("j4", 1, "b", 103.5))  # j1 (until 104) and j3 (until 104.6) still live
+    final = final | _leased("j3", "b", 102.6) | _leased("j4", "b", 103.5)
+    assert _kinds(check(h, final, _counts(counts, 2))) == {"over_capacity"}
+
+
+def test_a_slot_freed_by_a_completion_is_no_excess() -> None:
+    """A third lease claimed just after one of two ended is within capacity 2."""
+    h, final, counts = _good()
+    h.capacity = 2
+    h.enqueued.update(j3="q", j4="q")
+    h.claim(_claim("j3", 1, "b", 102.6))
+    h.claim(_claim("j4", 1, "b", 104.0))  # the instant j1's epoch 2 completed
+    final = final | _leased("j3", "b", 102.6) | _leased("j4", "b", 104.0)
+    assert check(h, final, _counts(counts, 2)) == []
+
+
+def _leased(job: str, agent: str, at: float) -> dict[str, dict[str, Any] | None]:
+    run = _run(1, agent, at, "running", None)
+    return {
+        job: {"status": "leased", "attempts": 1, "max_attempts": 3, "result": None, "runs": [run]}
+    }
+
+
+def _counts(counts: dict[str, dict[str, int]], leased: int) -> dict[str, dict[str, int]]:
+    return {"q": {**counts["q"], "leased": leased}}

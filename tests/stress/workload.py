@@ -472,7 +472,9 @@ class Workload:
     async def _enqueue_round(self) -> str:
         queue = f"{self.run_id}-r{self.stats.rounds + len(self.rounds)}"
         history = History(
-            doubtful_claims=self.doubtful_claims, doubtful_tokens=self.doubtful_tokens
+            capacity=self.plan.capacity,
+            doubtful_claims=self.doubtful_claims,
+            doubtful_tokens=self.doubtful_tokens,
         )
         self.rounds[queue] = history  # before any job exists: a claim may come back first
         n = self.plan.jobs_per_round
