@@ -365,10 +365,10 @@ class _Inline:
         """Queue a write for the end of this loop turn; None: use the writer thread.
 
         Every write waits for the end of its turn, even alone: it yields to the
-        loop once, as a hand-off to the writer thread did (committing at once
-        without yielding changed the coordinator's interleavings and failed
-        ``tests/stress/test_report_races.py``), and the writes of one turn (an
-        ``asyncio.gather``) commit together.
+        loop once, as a hand-off to the writer thread did, and the writes of one
+        turn (an ``asyncio.gather``) commit together. (Committing a lone write at
+        once saved no CPU in the drain; its different interleavings exposed a claim
+        bug, since fixed: docs/benchmarks.md, "SQLite on the event loop's thread".)
         """
         loop = asyncio.get_running_loop()
         if not self._lock.acquire(blocking=False):
