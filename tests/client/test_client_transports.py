@@ -105,8 +105,8 @@ def scripted() -> Iterator[Scripted]:
                 self.connection.shutdown(socket.SHUT_RDWR)
                 state.closed.set()
 
-        do_GET = do_POST = do_PUT = do_DELETE = _any  # noqa: N815 - http.server's names
-
+    for method in ("GET", "POST", "PUT", "DELETE"):  # http.server calls do_<METHOD>
+        setattr(Handler, f"do_{method}", Handler._any)
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
