@@ -7,9 +7,12 @@
   parses a body to maintain an index (``sqlite_sql``). ``ensure_container``
   migrates a table of an older layout (``sqlite_ops.ensure``).
 - ``update_if_match`` is one ``UPDATE … WHERE pk=? AND id=? AND etag=?`` that
-  applies the patch inside SQLite (``json_set``/``json_remove``): the compare and
-  the write are one statement under SQLite's write lock, so any number of
-  threads or processes race safely; nothing is read first.
+  writes ``expected``'s body with the patch applied in Python (an etag names one
+  stored version, so that body is the stored one whenever the condition holds):
+  the compare and the write are one statement under SQLite's write lock, so any
+  number of threads or processes race safely; nothing is read first. A batch's
+  ``PatchOp``, which brings no body to start from, is applied inside SQLite
+  (``json_set``/``json_remove``).
 - WAL journal (readers never block the writer), a 30 s busy timeout, and
   ``synchronous=NORMAL``: in WAL mode a commit survives a killed process, and
   only an OS crash or power loss can drop the last commits. ``?synchronous=full``
@@ -633,10 +636,8 @@ class SqliteBackend:
         expected: Document,
         patch: Patch,
     ) -> UpdateResult:
-        """Apply ``patch`` in one conditional UPDATE if the stored etag is ``expected.etag``."""
-        return await self._write(
-            stmt.update_if_match, spec, doc_id, partition_key, expected.etag, patch
-        )
+        """Write ``expected`` patched, in one conditional UPDATE, if the stored etag is its etag."""
+        return await self._write(stmt.update_if_match, spec, doc_id, partition_key, expected, patch)
 
     async def batch(
         self, spec: ContainerSpec, partition_key: str, ops: Sequence[PreparedOp]

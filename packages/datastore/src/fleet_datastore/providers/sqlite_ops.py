@@ -35,6 +35,7 @@ from .sqlite_sql import (
     field_columns,
     field_values,
     index_names,
+    patch_columns,
     patch_sql,
     query_branches,
     schema_sql,
@@ -286,16 +287,38 @@ def update_if_match(
     spec: ContainerSpec,
     doc_id: str,
     pk: str,
-    etag: str,
+    expected: Document,
     patch: Patch,
 ) -> UpdateResult:
-    """``patch_document`` with the etag condition, its failures returned as outcomes."""
+    """Write ``expected``'s body under ``patch`` if the stored etag is still ``expected.etag``.
+
+    Every write draws a fresh random etag, so a stored etag equal to
+    ``expected.etag`` means the stored body is the one ``expected`` was read with:
+    the patch is applied to that body here, in Python (``apply_patch``, as the
+    memory provider does), and the whole new body is written by one ``UPDATE …
+    WHERE pk=? AND id=? AND etag=?``. The etag condition is still the only judge
+    of who wins, under SQLite's write lock; nothing is read first. This costs
+    0.64x a ``json_set`` of the stored text inside SQLite: no JSON parsed and
+    re-serialised there, no ``RETURNING`` body to decode (docs/benchmarks.md).
+    Only the field columns under the patched keys are assigned, so the indexes
+    on the other columns are left untouched.
+    """
+    new_etag = _etag()
     try:
-        return UpdateResult.won(patch_document(conn, spec, doc_id, pk, etag, patch))
-    except NotFoundError:
-        return NOT_FOUND
-    except PreconditionFailedError:
-        return CONFLICT
+        new = apply_patch(spec, expected.body, patch)
+    except DocumentTooLargeError:
+        # Too large only matters for a write that would have happened.
+        mismatch = _mismatch(conn, spec, doc_id, pk, expected.etag)
+        if mismatch is None:
+            raise
+        return NOT_FOUND if isinstance(mismatch, NotFoundError) else CONFLICT
+    cols, values = patch_columns(spec, patch)
+    sql = _replace_text(table(spec), cols, True)
+    params = (new.raw, new_etag, *values, pk, doc_id, expected.etag)
+    if conn.execute(sql, params).rowcount == 0:
+        mismatch = _mismatch(conn, spec, doc_id, pk, expected.etag)
+        return NOT_FOUND if isinstance(mismatch, NotFoundError) else CONFLICT
+    return UpdateResult.won(Document(doc_id, pk, new_etag, new.body))
 
 
 def _batch_op(
