@@ -47,6 +47,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "page-1024": {"batch": True, "hot": True, "env": {"BENCH_SQLITE_PAGE_SIZE": "1024"}},
     "page-2048": {"batch": True, "hot": True, "env": {"BENCH_SQLITE_PAGE_SIZE": "2048"}},
     "page-4096": {"batch": True, "hot": True, "env": {"BENCH_SQLITE_PAGE_SIZE": "4096"}},
+    "candidates-2": {"batch": True, "hot": True, "env": {"BENCH_CLAIM_CANDIDATES": "2"}},
 }
 """The first three by default (``--variants`` picks others)."""
 DEFAULT_VARIANTS = ("batched", "single", "batched-no-hot-path")

@@ -3,8 +3,9 @@
 ``BENCH_HOT_PATH=0`` serves every request through FastAPI's routes alone, for
 the hot path's A/B in ``bench/drain.py``; ``BENCH_SQLITE_INLINE=0`` runs every
 SQLite statement on the provider's worker threads and ``BENCH_SQLITE_PAGE_SIZE``
-sets the page size of the new file, for the SQLite A/Bs. Everything else is
-``serve``'s setup.
+sets the page size of the new file, for the SQLite A/Bs;
+``BENCH_CLAIM_CANDIDATES`` sets ``claim_candidates`` (``FLEET_*`` is not passed
+through). Everything else is ``serve``'s setup.
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ def main() -> None:
     sqlite.INLINE = os.environ.get("BENCH_SQLITE_INLINE", "1") != "0"
     sqlite.PAGE_SIZE = int(os.environ.get("BENCH_SQLITE_PAGE_SIZE", sqlite.PAGE_SIZE))
     hot = os.environ.get("BENCH_HOT_PATH", "1") != "0"
-    settings = Settings()
+    knobs = {}
+    if os.environ.get("BENCH_CLAIM_CANDIDATES"):
+        knobs["claim_candidates"] = int(os.environ["BENCH_CLAIM_CANDIDATES"])
+    settings = Settings(**knobs)
     app = create_app(settings, hot_path=hot, tune_gc=True)
     serve = {"log_level": "warning", "access_log": False, "http": http_protocol(settings)}
     profile = os.environ.get("BENCH_PROFILE")

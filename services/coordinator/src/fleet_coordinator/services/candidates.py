@@ -2,8 +2,9 @@
 
 Every claim finds its jobs here, through ``_query``, the one place the claim
 query is built: ``status = queued AND queue IN (…) AND run_after <= now ORDER
-BY -priority, created_at`` over the claim index, ``claim_candidates`` rows more
-than asked for, at most 1,000.
+BY -priority, created_at`` over the claim index, a few rows more than asked
+for (``_SHARED_SLACK``), at most 1,000; a claim whose shared page held nothing it
+may take reads further pages on its own with ``claim_candidates`` rows to spare.
 
 Many claimers asking at once would all read the same head of the queue and
 fight over it, one conditional write winning per job. Instead, claims arriving
@@ -42,6 +43,14 @@ _MAX_QUERY = 1000
 """Rows one candidate query reads at most."""
 _PAGES = 3
 """Pages a claim reads on its own past jobs it cannot take (labels) before giving up."""
+_SHARED_SLACK = 2
+"""Rows the shared query reads past what its claims ask for.
+
+Each row read is decoded, and most claims take the head of the queue: 16 spare
+rows cost a claim of one job 0.93x the coordinator's CPU per job in the drain
+(docs/benchmarks.md). A claim that finds nothing it may take in the shared page
+(labels, ``requires``) reads further pages with ``claim_candidates`` to spare.
+"""
 
 
 @dataclass(eq=False)
@@ -128,7 +137,7 @@ class CandidateSource:
                 # store and sort first: read past them, or the page holds nothing new.
                 reach = batch.needs + len(self._pending)
                 try:
-                    page = await self._query(queues, reach)
+                    page = await self._query(queues, reach, _SHARED_SLACK)
                     batch.result.set_result((page.items, page.continuation is not None))
                 except Exception as exc:
                     batch.result.set_exception(exc)
@@ -156,7 +165,8 @@ class CandidateSource:
         try:
             cont: str | None = None
             for _ in range(_PAGES):
-                page = await self._query(queues, need + len(skip), cont, now)
+                slack = self.settings.claim_candidates
+                page = await self._query(queues, need + len(skip), slack, cont, now)
                 picked += self._pick(batch, page.items, labels, need - len(picked), skip)
                 cont = page.continuation
                 if len(picked) >= need or cont is None:
@@ -200,17 +210,18 @@ class CandidateSource:
         self,
         queues: Sequence[str] | None,
         needs: int,
+        slack: int,
         continuation: str | None = None,
         now: float | None = None,
     ) -> Page:
-        """The claim query: the one place it is built (``now``: the instant of page one)."""
+        """The claim query, built only here: ``needs + slack`` rows (``now``: page 1's instant)."""
         where: list[Filter] = [
             eq("status", JobStatus.QUEUED.value),
             le("run_after", self.clock.now() if now is None else now),
         ]
         if queues:
             where.insert(0, eq("queue", queues[0]) if len(queues) == 1 else in_("queue", queues))
-        limit = min(needs + self.settings.claim_candidates, _MAX_QUERY)
+        limit = min(needs + slack, _MAX_QUERY)
         query = Query(
             where=where,
             order_by=["-priority", "created_at"],
