@@ -31,10 +31,10 @@ def main() -> None:
     sqlite.INLINE = os.environ.get("BENCH_SQLITE_INLINE", "1") != "0"
     sqlite.PAGE_SIZE = int(os.environ.get("BENCH_SQLITE_PAGE_SIZE", sqlite.PAGE_SIZE))
     hot = os.environ.get("BENCH_HOT_PATH", "1") != "0"
-    knobs = {}
+    settings = Settings()
     if os.environ.get("BENCH_CLAIM_CANDIDATES"):
-        knobs["claim_candidates"] = int(os.environ["BENCH_CLAIM_CANDIDATES"])
-    settings = Settings(**knobs)
+        candidates = int(os.environ["BENCH_CLAIM_CANDIDATES"])
+        settings = settings.model_copy(update={"claim_candidates": candidates})
     app = create_app(settings, hot_path=hot, tune_gc=True)
     serve = {"log_level": "warning", "access_log": False, "http": http_protocol(settings)}
     profile = os.environ.get("BENCH_PROFILE")

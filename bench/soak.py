@@ -58,14 +58,14 @@ async def soak(jobs: int, retention: int, step: float, every: int) -> list[tuple
         app = create_app(settings, clock=clock, tune_gc=True)
         async with app.router.lifespan_context(app):
             co: Coordinator = app.state.coordinator
-            body, _ = await create_agent(co, name="soak", labels={}, capacity=100, queues=[])
+            state, _ = await create_agent(co, name="soak", labels={}, capacity=100, queues=[])
             done = deleted = 0
             began = time.perf_counter()
             while done < jobs:
                 await enqueue_batch(co, [NewJob(kind="soak", payload={"n": done})] * _ROUND)
                 finished = 0
                 while finished < _ROUND:
-                    agent = await read_agent(co, body["id"], fresh=True)
+                    agent = await read_agent(co, state.id, fresh=True)
                     assert agent is not None
                     leased = await claim_jobs(co, agent, None, 100)
                     for job in leased:
@@ -78,9 +78,10 @@ async def soak(jobs: int, retention: int, step: float, every: int) -> list[tuple
                     size = _size(db)
                     samples.append((done, size))
                     rate = done / (time.perf_counter() - began)
+                    wal = _size(db) - db.stat().st_size
                     print(
                         f"jobs={done:>9,} deleted={deleted:>9,} db={size / 1e6:8.2f} MB"
-                        f" ({rate:,.0f} jobs/s)",
+                        f" (WAL {wal / 1e6:.2f} MB, {rate:,.0f} jobs/s)",
                         flush=True,
                     )
     return samples
