@@ -380,6 +380,11 @@ class _Inline:
         bug, since fixed: docs/benchmarks.md, "SQLite on the event loop's thread".)
         """
         loop = asyncio.get_running_loop()
+        if self._checkpointing:
+            # Queued behind the checkpoint on the writer thread: committing here meanwhile
+            # would race it for the write lock, which it polls for and can lose for as long
+            # as the loop keeps writing.
+            return None
         if not self._lock.acquire(blocking=False):
             return None  # another thread is using the connection: never wait on the loop
         try:
@@ -483,9 +488,9 @@ def _checkpoint(conn: sqlite3.Connection) -> None:
     the loop kept committing (every commit lands after it began), so SQLite never
     started the WAL over and it grew without bound: 35 MB a thousand jobs in
     ``python -m bench soak``. RESTART holds the write lock until every frame is
-    copied and no reader needs the WAL: inline writes meanwhile find the lock
-    taken and queue on this thread behind it, so the loop never waits, and the
-    WAL stays within the frames of ``INLINE_CHECKPOINT_COMMITS`` commits.
+    copied and no reader needs the WAL. Inline writes meanwhile queue on this
+    thread behind it (``_Inline.write``), so the loop never waits, and the WAL
+    stays within the frames of ``INLINE_CHECKPOINT_COMMITS`` commits.
     """
     conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
 
