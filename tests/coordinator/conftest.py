@@ -12,9 +12,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fleet_coordinator import Settings, create_app
-from fleet_coordinator.domain import ManualClock
+from fleet_coordinator.domain import JobState, ManualClock
 from fleet_coordinator.services import Coordinator
-from fleet_datastore import CosmosConfig
+from fleet_coordinator.services.cache import JobStates
+from fleet_coordinator.store import job_from_doc
+from fleet_datastore import CosmosConfig, Document
 
 ADMIN = "admin-token-for-tests"
 API_PROVIDERS = ("memory", "sqlite", "cosmos")
@@ -29,6 +31,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "api" in metafunc.fixturenames:
         providers = getattr(metafunc.module, "PROVIDERS", API_PROVIDERS)
         metafunc.parametrize("api", providers, indirect=True)
+
+
+class CheckedJobStates(JobStates):
+    """``JobStates`` that checks every state a write remembers against a fresh decode.
+
+    The coordinator remembers the ``JobState`` it wrote instead of decoding the
+    stored body again, which is right only while ``job_from_doc(job_to_doc(s))``
+    gives back ``s``: every API test on every provider checks that it does.
+    """
+
+    def remember(self, doc: Document, state: JobState) -> None:
+        assert job_from_doc(doc.body) == state, (doc.body, state)
+        super().remember(doc, state)
 
 
 @dataclass
@@ -118,6 +133,8 @@ async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[A
     clock = ManualClock()
     app = create_app(settings, clock=clock)
     async with app.router.lifespan_context(app):
+        co: Coordinator = app.state.coordinator
+        co.job_states = co.candidates.states = CheckedJobStates()
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield Api(client, clock, app)

@@ -13,7 +13,10 @@ from collections import OrderedDict
 
 from fleet_datastore import Document
 
-__all__ = ["DocCache"]
+from ..domain import JobState
+from ..store import job_from_doc
+
+__all__ = ["DocCache", "JobStates"]
 
 
 class DocCache:
@@ -47,3 +50,36 @@ class DocCache:
     def evict(self, doc_id: str) -> None:
         """Forget a document (deleted, or known to be stale)."""
         self._items.pop(doc_id, None)
+
+
+class JobStates:
+    """Job documents decoded, by id and etag: decoded once, however many steps read them.
+
+    An etag names one stored version of a document (every write draws a new one),
+    so the ``JobState`` of an ``(id, etag)`` never changes. A claim decodes each
+    candidate to check it, then again to lease it, and the completion decodes
+    what the lease wrote: ``remember`` records the state a write stored, so the
+    next step starts from it. Bounded: cleared when full.
+    """
+
+    def __init__(self, max_items: int = 4096) -> None:
+        self._items: dict[tuple[str, str], JobState] = {}
+        self._max = max_items
+
+    def of(self, doc: Document) -> JobState:
+        """The domain value of a stored job document."""
+        key = (doc.id, doc.etag)
+        state = self._items.get(key)
+        if state is None:
+            state = job_from_doc(doc.body)
+            self._put(key, state)
+        return state
+
+    def remember(self, doc: Document, state: JobState) -> None:
+        """``doc`` was just written from ``state`` (``job_to_doc``): its decoding."""
+        self._put((doc.id, doc.etag), state)
+
+    def _put(self, key: tuple[str, str], state: JobState) -> None:
+        if len(self._items) >= self._max:
+            self._items.clear()
+        self._items[key] = state

@@ -34,8 +34,8 @@ from fleet_datastore import Document, Filter, Page, Query, eq, in_, le
 
 from ..domain import Clock, JobStatus, is_claimable
 from ..settings import Settings
-from ..store import job_from_doc
 from .boundary import GuardedContainer
+from .cache import JobStates
 
 __all__ = ["CandidateSource"]
 
@@ -67,8 +67,11 @@ class _Batch:
 class CandidateSource:
     """Hands out distinct claim candidates to the concurrent claims of one replica."""
 
-    def __init__(self, jobs: GuardedContainer, clock: Clock, settings: Settings) -> None:
+    def __init__(
+        self, jobs: GuardedContainer, states: JobStates, clock: Clock, settings: Settings
+    ) -> None:
         self.jobs = jobs
+        self.states = states
         self.clock = clock
         self.settings = settings
         self._open: dict[tuple[str, ...] | None, _Batch] = {}
@@ -199,7 +202,7 @@ class CandidateSource:
                 continue
             if settled.get(job_id, -1) >= batch.seq:
                 continue  # settled after this query started: its page may predate the lease
-            if not is_claimable(job_from_doc(doc.body), now, labels):
+            if not is_claimable(self.states.of(doc), now, labels):
                 continue
             batch.taken.add(job_id)
             self._pending.add(job_id)

@@ -47,7 +47,7 @@ from fleet_datastore import Document
 from .. import domain
 from ..domain import JobState
 from ..errors import TooManyRequestsError
-from ..store import job_from_doc, new_id
+from ..store import new_id
 from ..tracing import job_span
 from .agent_docs import StoredAgent
 from .context import Coordinator
@@ -147,7 +147,7 @@ async def _lease(
     co: Coordinator, agent_id: str, labels: Mapping[str, str], doc: Document, held: set[str]
 ) -> JobState | None:
     """Lease one reserved job; None when it is no longer claimable or another claimer won."""
-    job = job_from_doc(doc.body)
+    job = co.job_states.of(doc)
     run_id = new_id()
     taken: Taken | None = None
     if job.lock is not None:

@@ -16,7 +16,7 @@ from ..settings import Settings
 from ..store import Containers, Retention, job_from_doc, shard_of
 from .agent_docs import MAX_CAS_ATTEMPTS, AgentDocs
 from .boundary import GuardedContainer
-from .cache import DocCache
+from .cache import DocCache, JobStates
 from .candidates import CandidateSource
 from .ledger import Ledger
 from .paused_set import PausedQueues
@@ -124,6 +124,8 @@ class Coordinator:
     throughput: Throughput = field(default_factory=Throughput)
     """Jobs enqueued, succeeded and failed here per minute (the console's chart)."""
     job_cache: DocCache = field(init=False)
+    job_states: JobStates = field(default_factory=JobStates)
+    """Job documents decoded, by id and etag (``services/cache.py``)."""
     agent_docs: AgentDocs = field(init=False)
     candidates: CandidateSource = field(init=False)
     ledger: Ledger = field(init=False)
@@ -142,7 +144,7 @@ class Coordinator:
         self.job_cache = DocCache(settings.job_cache_size)
         agent_cache = DocCache(10_000, settings.agent_cache_seconds)
         self.agent_docs = AgentDocs(self.agents, agent_cache, self.metrics)
-        self.candidates = CandidateSource(self.jobs, self.clock, settings)
+        self.candidates = CandidateSource(self.jobs, self.job_states, self.clock, settings)
         self.ledger = Ledger(
             self.agent_docs, self._job_or_none, self.clock, settings.ledger_flush_seconds, self.log
         )

@@ -9,7 +9,7 @@ from fleet_datastore import Document, NotFoundError, Outcome
 from ..domain import JobState, Rejected, Timestamp
 from ..errors import ConflictError, UnavailableError
 from ..errors import NotFoundError as JobNotFoundError
-from ..store import is_valid_id, job_from_doc, job_to_doc, patch_between
+from ..store import is_valid_id, job_to_doc, patch_between
 from .context import MAX_CAS_ATTEMPTS, Coordinator
 
 __all__ = ["Decide", "read_job", "transition", "write_job"]
@@ -51,6 +51,7 @@ async def write_job(co: Coordinator, doc: Document, new: JobState, op: str) -> D
         co.metrics.conflicts.labels(op).inc()
         return None
     co.job_cache.put(result.document)
+    co.job_states.remember(result.document, new)
     return result.document
 
 
@@ -69,7 +70,7 @@ async def transition(
         #    cached copy, which step 3's condition makes safe.
         doc = cached or await read_job(co, job_id)
         from_cache, cached = cached is not None, None
-        old = job_from_doc(doc.body)
+        old = co.job_states.of(doc)
         # 2. Decide with the coordinator's clock: liveness and expiry are judged here,
         #    never from a timestamp a client sent.
         new = decide(old, co.clock.now())
@@ -87,6 +88,7 @@ async def transition(
         result = await co.jobs.update_if_match(job_id, shard, doc, patch)
         if result.ok and result.document is not None:
             co.job_cache.put(result.document)
+            co.job_states.remember(result.document, new)
             return old, new
         co.job_cache.evict(job_id)
         if result.outcome is Outcome.NOT_FOUND:
