@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
+from ._replace import replace
 from .clock import Timestamp
 from .job import MAX_RUNS, JobState, Lease, Run
 from .rejections import Rejected, Rejection

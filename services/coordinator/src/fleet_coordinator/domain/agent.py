@@ -15,8 +15,9 @@ Everything here is pure: the service joins it to the store (``services/ledger.py
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
+from ._replace import replace
 from .clock import Timestamp
 from .job import JobState
 from .statuses import JobStatus

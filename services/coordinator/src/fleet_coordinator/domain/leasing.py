@@ -13,10 +13,10 @@ Attempts are counted at claim time, as in River and Oban: a crash mid-run
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 from ._changes import append_run, end_lease, held_lease, moved
+from ._replace import replace
 from .backoff import DEFAULT_BACKOFF, BackoffPolicy, RandomSource
 from .clock import Timestamp
 from .job import JobState, Lease, Run

@@ -1,0 +1,72 @@
+"""``domain._replace.replace`` returns what ``dataclasses.replace`` does, for each domain value."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from fleet_coordinator.domain import AgentState, Holding, JobState, JobStatus
+from fleet_coordinator.domain._replace import replace
+from fleet_coordinator.domain.job import Lease, Run
+from fleet_coordinator.domain.statuses import RunOutcome
+
+LEASE = Lease(agent_id="a1", run_id="r1", epoch=3, expires_at=10.0, claimed_at=1.0)
+RUN = Run(run_id="r1", epoch=3, agent_id="a1", claimed_at=1.0)
+JOB = JobState(id="j1", queue="q", kind="k", payload={"x": [1]}, lease=LEASE, runs=(RUN,), epoch=3)
+AGENT = AgentState(
+    id="a1",
+    name="n",
+    labels={},
+    capacity=2,
+    queues=(),
+    draining=False,
+    token_hash="h",
+    created_at=0.0,
+    last_seen=None,
+    held={"j1": Holding(3, 1.0)},
+)
+
+CASES = [
+    (JOB, {"status": JobStatus.LEASED, "updated_at": 2.0, "epoch": 4}),
+    (JOB, {"lease": None, "runs": (), "result": {"ok": True}}),
+    (JOB, {}),
+    (RUN, {"ended_at": 5.0, "outcome": RunOutcome.SUCCEEDED, "error": None}),
+    (LEASE, {"expires_at": 20.0}),
+    (AGENT, {"held": {}, "last_seen": 7.0}),
+    (Holding(1, 2.0), {"epoch": 2}),
+]
+
+
+@pytest.mark.parametrize(("value", "changes"), CASES)
+def test_it_returns_what_dataclasses_replace_returns(
+    value: object, changes: dict[str, object]
+) -> None:
+    new = replace(value, **changes)
+    assert new == dataclasses.replace(value, **changes)  # type: ignore[type-var]
+    assert type(new) is type(value)
+    assert new is not value
+    for name, changed in changes.items():
+        assert getattr(new, name) is changed
+    assert value == replace(value)  # the original is untouched
+
+
+def test_an_unknown_field_is_a_type_error_as_in_dataclasses() -> None:
+    with pytest.raises(TypeError, match="no fields"):
+        replace(JOB, statuss=JobStatus.LEASED)
+
+
+def test_a_class_it_cannot_copy_faithfully_is_refused() -> None:
+    @dataclasses.dataclass
+    class Mutable:
+        x: int
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Checked:
+        x: int
+
+        def __post_init__(self) -> None:
+            assert self.x >= 0
+
+    for value in (Mutable(1), Checked(1)):
+        with pytest.raises(TypeError, match="not a frozen slotted dataclass"):
+            replace(value, x=2)
