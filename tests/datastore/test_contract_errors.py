@@ -181,11 +181,13 @@ async def test_declared_fields_of_the_wrong_type_are_refused_and_nothing_is_writ
     jobs: Container, wrong: dict[str, Any]
 ) -> None:
     """A declared field holding another type raises InvalidRequestError from every write."""
-    await jobs.create(job("j1"))
+    stored = await jobs.create(job("j1"))
     before = await snapshot(jobs)
     await _assert_unchanged(jobs, before, lambda: jobs.create({**job("j2"), **wrong}))
     await _assert_unchanged(jobs, before, lambda: jobs.upsert({**job("j1"), **wrong}))
     await _assert_unchanged(jobs, before, lambda: jobs.replace({**job("j1"), **wrong}))
+    patch = Patch(set=wrong)  # top-level fields, and a nested one inside the value it sets
+    await _assert_unchanged(jobs, before, lambda: jobs.update_if_match("j1", "q1", stored, patch))
 
 
 async def test_declared_float_fields_accept_ints_and_nested_parents_may_be_absent(

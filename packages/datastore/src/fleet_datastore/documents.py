@@ -160,9 +160,12 @@ def _check_declared(spec: ContainerSpec, body: Mapping[str, Any]) -> None:
         if _has_path(body, path):
             value = get_path(body, path)
             if not _type_ok(kind, value):
-                raise InvalidRequestError(
-                    f"field {path!r} is declared {kind} but holds {type(value).__name__}"
-                )
+                raise _wrong_type(path, kind, value)
+
+
+def _wrong_type(path: str, kind: FieldType, value: Any) -> InvalidRequestError:
+    held = type(value).__name__
+    return InvalidRequestError(f"field {path!r} is declared {kind} but holds {held}")
 
 
 def _check_keys(body: Mapping[str, Any]) -> None:
@@ -251,8 +254,16 @@ def validate_patch(spec: ContainerSpec, patch: Any) -> None:
     # A declared field inside a value the patch sets must keep its declared type,
     # so that no provider needs to re-read the document to validate it.
     roots = spec.declared_roots
-    if roots and not roots.isdisjoint(sets):
-        _check_declared(spec, {k: v for k, v in sets.items() if k in roots})
+    if roots.isdisjoint(sets):
+        return
+    fields = spec.fields
+    for name in roots.intersection(sets):
+        kind = fields.get(name)  # a top-level declared field: its value is the field
+        if kind is not None and not _type_ok(kind, sets[name]):
+            raise _wrong_type(name, kind, sets[name])
+    inner = spec.nested_roots
+    if inner and not inner.isdisjoint(sets):
+        _check_declared(spec, {k: v for k, v in sets.items() if k in inner})
 
 
 def apply_patch(spec: ContainerSpec, body: Mapping[str, Any], patch: Patch) -> PreparedDocument:

@@ -132,12 +132,16 @@ class ContainerSpec:
     document expires only if its own ``ttl`` field says so; None: off). Memory and
     SQLite keep every document until it is deleted (``DocumentStore.expires_documents``)."""
     declared_roots: frozenset[str] = field(init=False, repr=False, compare=False)
+    nested_roots: frozenset[str] = field(init=False, repr=False, compare=False)
+    """The roots of declared fields inside objects (``"a"`` of ``"a.b"``)."""
 
     def __post_init__(self) -> None:
         from .errors import InvalidRequestError
 
         roots = frozenset(path.split(".", 1)[0] for path in self.fields)
         object.__setattr__(self, "declared_roots", roots)
+        nested = frozenset(path.split(".", 1)[0] for path in self.fields if "." in path)
+        object.__setattr__(self, "nested_roots", nested)
         if not _CONTAINER_NAME.match(self.name):
             raise InvalidRequestError(f"invalid container name {self.name!r}")
         if not _FIELD_PATH.match(self.partition_key) or "." in self.partition_key:
