@@ -20,7 +20,7 @@ from .continuation import encode
 from .documents import check_id, check_partition_key, prepare, validate_patch
 from .errors import InvalidRequestError
 from .model import ContainerSpec, Document, Patch, UpdateResult
-from .query import Page, Query, plan_query
+from .query import Page, Query, plan_query, plan_shape
 
 __all__ = ["Container"]
 
@@ -118,7 +118,7 @@ class Container:
         docs = await self._backend.query(self.spec, plan)
         if plan.limit is not None and len(docs) > plan.limit:
             docs = docs[: plan.limit]
-            return Page(docs, encode(plan.shape, plan.sort, docs[-1].body))
+            return Page(docs, encode(plan_shape(plan), plan.sort, docs[-1].body))
         return Page(docs, None)
 
     async def count(self, query: Query | None = None) -> int:
