@@ -1,15 +1,16 @@
-"""``python -m bench [datastore|coordinator|drain|console|soak] [options]``: run a suite."""
+"""``python -m bench [suite] [options]``: one suite of ``SUITES`` or ``ONLY_BY_NAME``."""
 
 from __future__ import annotations
 
 import sys
 
-from bench import console, coordinator, datastore, drain, soak
+from bench import claim_loop, console, coordinator, datastore, drain, soak
 
 SUITES = {
     "datastore": datastore.main,
     "coordinator": coordinator.main,
     "drain": drain.main,
+    "claim-loop": claim_loop.main,
     "console": console.main,
 }
 BY_DEFAULT = ("datastore", "coordinator")
