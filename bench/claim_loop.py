@@ -71,9 +71,16 @@ def main(args: list[str]) -> None:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--reps", type=int, default=1)
     parsed = parser.parse_args(args)
-    # The tree this file is in, ahead of the installed (editable) packages: an A/B
-    # runs the same command from two worktrees.
-    sys.path[:0] = [str(ROOT / s) for s in SOURCES]
+    import fleet_coordinator
+
+    if not Path(fleet_coordinator.__file__ or "").is_relative_to(ROOT):
+        # Another tree's packages are installed (an A/B from a second worktree): run
+        # again, once, with this tree's sources first on the path.
+        if os.environ.get("BENCH_CLAIM_LOOP_TREE") == str(ROOT):
+            raise SystemExit(f"fleet_coordinator is not imported from {ROOT}")
+        path = os.pathsep.join([str(ROOT), *(str(ROOT / s) for s in SOURCES)])
+        env = {**os.environ, "PYTHONPATH": path, "BENCH_CLAIM_LOOP_TREE": str(ROOT)}
+        os.execve(sys.executable, [sys.executable, "-m", "bench.claim_loop", *args], env)
     from fleet_coordinator.logs import configure_logging
 
     with open(os.devnull, "w") as sink:
@@ -81,3 +88,7 @@ def main(args: list[str]) -> None:
         for rep in range(parsed.reps):
             cpu = asyncio.run(_drain(parsed.jobs, parsed.concurrency))
             print(f"rep {rep + 1} claim+complete {cpu:.1f} µs CPU/job ({ROOT.name})", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
