@@ -156,7 +156,10 @@ def _type_ok(kind: FieldType, value: Any) -> bool:
 
 
 def _check_declared(spec: ContainerSpec, body: Mapping[str, Any]) -> None:
-    for path, kind in spec.fields.items():
+    for name, kind in spec.top_fields.items():
+        if name in body and not _type_ok(kind, body[name]):
+            raise _wrong_type(name, kind, body[name])
+    for path, kind in spec.nested_fields.items():
         if _has_path(body, path):
             value = get_path(body, path)
             if not _type_ok(kind, value):
@@ -253,17 +256,8 @@ def validate_patch(spec: ContainerSpec, patch: Any) -> None:
         _encode(dict(sets))
     # A declared field inside a value the patch sets must keep its declared type,
     # so that no provider needs to re-read the document to validate it.
-    roots = spec.declared_roots
-    if roots.isdisjoint(sets):
-        return
-    fields = spec.fields
-    for name in roots.intersection(sets):
-        kind = fields.get(name)  # a top-level declared field: its value is the field
-        if kind is not None and not _type_ok(kind, sets[name]):
-            raise _wrong_type(name, kind, sets[name])
-    inner = spec.nested_roots
-    if inner and not inner.isdisjoint(sets):
-        _check_declared(spec, {k: v for k, v in sets.items() if k in inner})
+    if not spec.declared_roots.isdisjoint(sets):
+        _check_declared(spec, sets if type(sets) is dict else dict(sets))
 
 
 def apply_patch(spec: ContainerSpec, body: Mapping[str, Any], patch: Patch) -> PreparedDocument:

@@ -132,16 +132,20 @@ class ContainerSpec:
     document expires only if its own ``ttl`` field says so; None: off). Memory and
     SQLite keep every document until it is deleted (``DocumentStore.expires_documents``)."""
     declared_roots: frozenset[str] = field(init=False, repr=False, compare=False)
-    nested_roots: frozenset[str] = field(init=False, repr=False, compare=False)
-    """The roots of declared fields inside objects (``"a"`` of ``"a.b"``)."""
+    top_fields: Mapping[str, FieldType] = field(init=False, repr=False, compare=False)
+    """The declared fields that are top-level names (validated by a key look-up)."""
+    nested_fields: Mapping[str, FieldType] = field(init=False, repr=False, compare=False)
+    """The declared fields inside objects (``"a.b"``; validated by walking the path)."""
 
     def __post_init__(self) -> None:
         from .errors import InvalidRequestError
 
         roots = frozenset(path.split(".", 1)[0] for path in self.fields)
         object.__setattr__(self, "declared_roots", roots)
-        nested = frozenset(path.split(".", 1)[0] for path in self.fields if "." in path)
-        object.__setattr__(self, "nested_roots", nested)
+        top = {path: kind for path, kind in self.fields.items() if "." not in path}
+        object.__setattr__(self, "top_fields", top)
+        nested = {path: kind for path, kind in self.fields.items() if "." in path}
+        object.__setattr__(self, "nested_fields", nested)
         if not _CONTAINER_NAME.match(self.name):
             raise InvalidRequestError(f"invalid container name {self.name!r}")
         if not _FIELD_PATH.match(self.partition_key) or "." in self.partition_key:
