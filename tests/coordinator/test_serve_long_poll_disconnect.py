@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
+from fleet_coordinator.api.disconnects import may_long_poll
 
 from tests.support.served import Served
 
@@ -71,3 +73,29 @@ def test_a_disconnected_long_poll_frees_its_slot_before_its_wait_ends(tmp_path: 
         sock.close()
         _until(lambda: _claim_status(client, token) == 200, "the slot to be freed")
         assert time.monotonic() - began < 15, "the slot was held for the whole wait"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "watched"),
+    [
+        ("/v1/claims", b'{"wait_seconds": 2}', True),
+        ("/v1/reports", b'{"items": [], "claim": {"max_jobs": 1, "wait_seconds": 0.5}}', True),
+        ("/v1/claims", b'{"wait_seconds":0}', False),
+        ("/v1/reports", b'{"items": [], "claim": {"max_jobs": 1, "wait_seconds": 0.0 }}', False),
+        ("/v1/claims", b'{"max_jobs": 3}', False),
+        # A payload naming the key does not hide a claim that waits.
+        (
+            "/v1/reports",
+            b'{"items":[{"result":{"wait_seconds":0}}],"claim":{"wait_seconds":5}}',
+            True,
+        ),
+        ("/v1/claims", b'{"wait_seconds": 00}', True),  # not JSON: the route answers 422
+        ("/v1/jobs", b'{"kind": "k", "payload": {"wait_seconds": 9}}', False),
+    ],
+)
+def test_only_a_claim_that_may_wait_is_watched_for_its_caller_hanging_up(
+    path: str, body: bytes, watched: bool
+) -> None:
+    """A batched report's claim says ``"wait_seconds": 0``: it never waits, so the guard
+    skips the watch (two tasks per request, one request per job at ``--concurrency 1``)."""
+    assert may_long_poll({"path": path}, body) is watched

@@ -13,17 +13,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["may_long_poll", "run_until_disconnect"]
 
 _LONG_POLL_PATHS = frozenset({"/v1/claims", "/v1/reports"})
+_NO_WAIT = re.compile(rb'"wait_seconds"\s*:\s*0(?:\.0*)?\s*[,}]')
 
 
 def may_long_poll(scope: Scope, body: bytes) -> bool:
-    """Whether a request may wait: a claim path whose body names ``wait_seconds``."""
-    return scope["path"] in _LONG_POLL_PATHS and b"wait_seconds" in body
+    """Whether a request may wait: a claim path whose body names a ``wait_seconds`` not 0.
+
+    A byte search, before the body is parsed: a request taken for a long-poll only
+    costs the watch (two more tasks); one taken for none whose claim does wait only
+    loses the early end of that wait if its caller hangs up. A batched report's
+    claim says ``"wait_seconds": 0`` (one request per job at ``--concurrency 1``):
+    it never waits, so it is not watched.
+    """
+    if scope["path"] not in _LONG_POLL_PATHS:
+        return False
+    named = body.count(b'"wait_seconds"')
+    return named > 0 and named > len(_NO_WAIT.findall(body))
 
 
 async def run_until_disconnect(
