@@ -328,6 +328,27 @@ async def test_progress_too_large_is_dropped_and_the_lease_kept(fleet: Fleet) ->
     assert (job["status"], outcomes(job)) == ("succeeded", ["succeeded"])
 
 
+async def test_a_progress_json_cannot_carry_is_dropped_and_no_lease_is_lost(fleet: Fleet) -> None:
+    """A NaN progress renews its lease without it and sinks none of the heartbeats it
+    would share a request with: both jobs outlive several lease lengths and succeed."""
+    _, token = await fleet.register(capacity=2)
+    ids = [await fleet.enqueue(lease_seconds=0.6, payload={"n": n}) for n in range(2)]
+    client, transport = fleet.client(token)
+
+    async def handler(job: Job) -> str:
+        job.progress = {"ratio": float("nan")} if job.payload["n"] == 0 else {"ratio": 0.5}
+        await transport.wait_seen("heartbeat", 6)
+        return "done"
+
+    async with client:
+        worker = Worker(client, {"test": handler}, concurrency=2, wait_seconds=0.2)
+        async with working(worker):
+            await eventually(lambda: worker.stats["succeeded"] == 2)
+    for job_id in ids:
+        job = await fleet.job(job_id)
+        assert (job["status"], outcomes(job)) == ("succeeded", ["succeeded"])
+
+
 async def test_a_second_stop_ends_the_grace_period_at_once(fleet: Fleet) -> None:
     """stop() twice (Ctrl-C twice): the running job is released without waiting out grace."""
     _, job_id = await _stop_while_running(fleet, grace_seconds=60, stops=2)
@@ -449,11 +470,12 @@ async def test_with_no_handler_running_a_report_does_not_wait_the_window(fleet: 
 
 
 async def test_a_bad_result_or_a_long_error_fails_only_its_own_job(fleet: Fleet) -> None:
-    """A result JSON cannot encode and a 20,000-character error end only their own jobs."""
-    _, token = await fleet.register(capacity=3)
-    ids = [await fleet.enqueue(payload={"n": n}) for n in range(3)]
+    """A result JSON cannot encode (an object, a NaN) and a 20,000-character error end
+    only their own jobs: none of them sinks the batched request the others ride in."""
+    _, token = await fleet.register(capacity=4)
+    ids = [await fleet.enqueue(payload={"n": n}) for n in range(4)]
 
-    together = asyncio.Barrier(3)  # the three finish together, in one report window
+    together = asyncio.Barrier(4)  # the four finish together, in one report window
 
     async def handler(job: Job) -> Any:
         await together.wait()
@@ -461,15 +483,19 @@ async def test_a_bad_result_or_a_long_error_fails_only_its_own_job(fleet: Fleet)
             return {"not json": object()}
         if job.payload["n"] == 1:
             raise JobFailed("x" * 20_000, retryable=False)
+        if job.payload["n"] == 2:
+            return {"ratio": float("nan")}
         return "fine"
 
     client, _ = fleet.client(token)
     async with client:
-        worker = Worker(client, {"test": handler}, concurrency=3, wait_seconds=0.2)
+        worker = Worker(client, {"test": handler}, concurrency=4, wait_seconds=0.2)
         async with working(worker):
-            await eventually(lambda: worker.stats["failed"] + worker.stats["succeeded"] == 3)
-    bad, long, fine = [await fleet.job(job_id) for job_id in ids]
+            await eventually(lambda: worker.stats["failed"] + worker.stats["succeeded"] == 4)
+    bad, long, nan, fine = [await fleet.job(job_id) for job_id in ids]
     assert bad["status"] == "failed"
     assert "not JSON" in bad["last_error"]
     assert (long["status"], len(long["last_error"])) == ("failed", 10_000)
+    assert nan["status"] == "failed"
+    assert "not JSON" in nan["last_error"]
     assert (fine["status"], fine["result"]) == ("succeeded", "fine")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import orjson
 
 __all__ = [
     "UNAVAILABLE_STATUSES",
@@ -42,8 +45,36 @@ class Answered(Protocol):
 
 
 def encode(body: Any) -> bytes:
-    """``body`` as JSON bytes, exactly as httpx's ``json=`` encodes it (NaN and ∞ refused)."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    """``body`` as compact UTF-8 JSON bytes, as httpx's ``json=`` encodes it (NaN and ∞ refused).
+
+    orjson: a report request of 10 items costs an agent a few µs instead of ~25 with
+    ``json.dumps`` (docs/benchmarks.md). What orjson does differently falls back to
+    ``json.dumps``, so the errors are the standard library's: it writes NaN and ±∞
+    as ``null`` (looked for only when the output holds a ``null``) and refuses
+    integers beyond 64 bits.
+    """
+    try:
+        raw = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        raw = None
+    if raw is None or (b"null" in raw and not _all_finite(body)):
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    return raw
+
+
+def _all_finite(value: Any) -> bool:
+    """False when a float anywhere in ``value`` is NaN or infinite (orjson wrote null)."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, float):
+            if not math.isfinite(node):
+                return False
+        elif isinstance(node, Mapping):
+            stack.extend(node.values())
+        elif isinstance(node, list | tuple):
+            stack.extend(node)
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +93,8 @@ class Answer:
         return 200 <= self.status_code < 300
 
     def json(self) -> Any:
-        """The body, decoded."""
-        return json.loads(self.content)
+        """The body, decoded (``ValueError`` if it is not JSON)."""
+        return orjson.loads(self.content)
 
 
 @dataclass(frozen=True, slots=True)

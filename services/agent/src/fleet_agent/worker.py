@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import json
 import signal
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from fleet_wire import encode
 
 from .client import AgentClient
 from .errors import (
@@ -348,6 +348,14 @@ class Worker:
         return wait if wait > interval / 4 else wait + interval
 
     async def _heartbeat(self, job: Job, retry_timeout: float) -> HeartbeatAnswer:
+        if job.progress is not None:
+            try:
+                _check_json(job.progress)
+            except RequestRejected:
+                # Batched, it would sink every heartbeat of the request; alone, its own. Like
+                # a progress too large, it is dropped and the lease renewed without it.
+                self.log.warning("agent.job.progress_not_json", job_id=job.id)
+                job.progress = None
         if self._reporter is None:
             return await self.client.heartbeat(
                 job.id, job.epoch, progress=job.progress, retry_timeout=retry_timeout
@@ -435,9 +443,13 @@ class Worker:
 
 
 def _check_json(value: Any) -> None:
-    """``RequestRejected`` for a result JSON cannot encode, as the coordinator would refuse it."""
+    """``RequestRejected`` for a result JSON cannot encode, as the coordinator would refuse it.
+
+    With the encoder that sends it (NaN and ±∞ refused): ``json.dumps`` let a NaN
+    through, and then the whole batched request failed to encode.
+    """
     try:
-        json.dumps(value)
+        encode(value)
     except (TypeError, ValueError) as exc:
         raise RequestRejected(f"the result is not JSON: {exc}", status=422) from exc
 
