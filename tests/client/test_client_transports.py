@@ -8,6 +8,7 @@ exceptions and the same retries — only safe calls retried.
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from fleet_client import (
     Conflict,
     CoordinatorUnavailable,
     FleetClient,
+    FleetError,
     NotFound,
     ServerError,
     SyncFleetClient,
@@ -298,3 +300,52 @@ def test_a_connection_the_server_closed_while_idle_is_not_reused(
     job = call(kind, scripted, script if kind == "sync" else ascript)
     assert job.id == "j1"
     assert [path for _, path, _, _ in scripted.seen] == ["/v1/queues", "/v1/jobs"]
+
+
+_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture
+def no_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No proxy variable from the machine running the tests, in either case."""
+    for name in _PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_both_clients_go_through_the_http_proxy_the_environment_names(
+    scripted: Scripted, kind: str, no_proxy_settings: pytest.MonkeyPatch
+) -> None:
+    """``HTTP_PROXY`` as httpx takes it: the absolute URL as the request target, the
+    URL's credentials as ``Proxy-Authorization: Basic``. The scripted server is the proxy."""
+    no_proxy_settings.setenv("HTTP_PROXY", scripted.url.replace("://", "://fleet:s%40cret@"))
+    scripted.answers = [ok(JOB)]
+    job = call(kind, scripted, lambda c: c.get_job("j1"), url="http://coordinator.invalid:8787")
+    assert job.id == "j1"
+    [(method, target, headers, _)] = scripted.seen
+    assert (method, target) == ("GET", "http://coordinator.invalid:8787/v1/jobs/j1")
+    assert headers["proxy-authorization"] == "Basic " + base64.b64encode(b"fleet:s@cret").decode()
+    assert headers["authorization"] == "Bearer admin-token"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_proxy_sends_straight_to_the_coordinator(
+    scripted: Scripted, kind: str, no_proxy_settings: pytest.MonkeyPatch
+) -> None:
+    """A host ``NO_PROXY`` names is reached directly, the proxy untouched."""
+    no_proxy_settings.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    no_proxy_settings.setenv("NO_PROXY", "127.0.0.1")
+    scripted.answers = [ok(JOB)]
+    assert call(kind, scripted, lambda c: c.get_job("j1")).id == "j1"
+    assert [target for _, target, _, _ in scripted.seen] == ["/v1/jobs/j1"]
+
+
+def test_the_sync_client_refuses_an_https_proxy_at_once(
+    no_proxy_settings: pytest.MonkeyPatch,
+) -> None:
+    """It tunnels through ``http://`` proxies only; an ``https://`` one is a clear error."""
+    no_proxy_settings.setenv("HTTPS_PROXY", "https://proxy.invalid:3128")
+    with pytest.raises(FleetError, match="only http:// proxies"):
+        SyncFleetClient("https://coordinator.invalid", "admin-token")

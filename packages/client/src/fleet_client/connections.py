@@ -13,17 +13,27 @@ added that a client of one coordinator needs is kept, in a few lines:
 - the request line, headers and body leave in one ``send`` (as ``http.client``
   does for a bytes body): one segment, one wake-up of the server.
 
+- a proxy from the environment, as httpx (``FleetClient``) takes it:
+  ``HTTP_PROXY``, ``HTTPS_PROXY`` or ``ALL_PROXY`` by the coordinator's scheme,
+  unless ``NO_PROXY`` names its host. Plain HTTP goes to the proxy with the
+  absolute URL as the request target; HTTPS is tunnelled (``CONNECT``), so TLS
+  still ends at the coordinator. Credentials in the proxy URL are sent as
+  ``Proxy-Authorization: Basic``. Only ``http://`` proxies.
+
 Transport failures are raised as ``ConnectionError`` (refused, reset, closed
 without an answer, timed out); the caller translates them once.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import select
 import socket
 import threading
+import urllib.request
 from collections.abc import Mapping
+from urllib.parse import unquote, urlsplit
 
 from fleet_wire import Answer
 
@@ -36,20 +46,44 @@ IDLE_MAX = 10
 class Connections:
     """A thread-safe pool of keep-alive connections to one ``http(s)://host:port``."""
 
-    def __init__(self, scheme: str, host: str, port: int | None, timeout: float) -> None:
+    def __init__(
+        self, scheme: str, host: str, port: int | None, timeout: float, *, trust_env: bool = True
+    ) -> None:
         self._kind = (
             http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
         )
-        self._address = (host, port)
+        self._address: tuple[str, int | None] = (host, port)
         self._timeout = timeout
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
+        self._origin = ""  # through an HTTP proxy: the absolute URL's scheme and authority
+        self._proxy_headers: dict[str, str] = {}
+        self._tunnel: tuple[str, int] | None = None  # through a proxy, HTTPS: CONNECT here
+        proxy = _proxy_for(scheme, host) if trust_env else None
+        if proxy is None:
+            return
+        url = urlsplit(proxy)
+        if url.scheme != "http" or not url.hostname:
+            raise ValueError(f"only http:// proxies are supported, not {proxy!r}")
+        self._address = (url.hostname, url.port or 80)
+        if url.username is not None:
+            user = f"{unquote(url.username)}:{unquote(url.password or '')}"
+            basic = base64.b64encode(user.encode()).decode()
+            self._proxy_headers = {"Proxy-Authorization": f"Basic {basic}"}
+        default = 443 if scheme == "https" else 80
+        if scheme == "https":
+            self._tunnel = (host, port or default)
+        else:
+            self._origin = f"http://{_bracketed(host)}:{port or default}"
 
     def request(
         self, method: str, target: str, body: bytes | None, headers: Mapping[str, str]
     ) -> Answer:
         """Send one request and read its whole answer; ``ConnectionError`` if none came."""
         conn = self._take()
+        if self._origin:
+            target = self._origin + target
+            headers = {**headers, **self._proxy_headers}
         try:
             conn.request(method, target, body=body, headers=dict(headers))
             response = conn.getresponse()
@@ -77,7 +111,10 @@ class Connections:
                     return conn
                 conn.close()
         host, port = self._address
-        return self._kind(host, port, timeout=self._timeout)
+        conn = self._kind(host, port, timeout=self._timeout)
+        if self._tunnel is not None:
+            conn.set_tunnel(*self._tunnel, headers=self._proxy_headers)
+        return conn
 
     def _give(self, conn: http.client.HTTPConnection) -> None:
         with self._lock:
@@ -92,6 +129,19 @@ class Connections:
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
+
+
+def _proxy_for(scheme: str, host: str) -> str | None:
+    """The proxy URL the environment names for ``scheme://host``, or None."""
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(host):  # NO_PROXY (and the OS settings)
+        return None
+    return proxy
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _dropped(conn: http.client.HTTPConnection) -> bool:

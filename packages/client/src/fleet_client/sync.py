@@ -61,7 +61,10 @@ class SyncFleetClient:
             raise FleetError(f"not an http(s) URL: {base_url!r}")
         self._prefix = url.path  # a coordinator behind a path prefix
         self._headers = {"Authorization": f"Bearer {token}"}
-        self._connections = Connections(url.scheme, url.hostname, url.port, timeout)
+        try:
+            self._connections = Connections(url.scheme, url.hostname, url.port, timeout)
+        except ValueError as exc:  # a proxy from the environment it cannot use
+            raise FleetError(str(exc)) from None
 
     @classmethod
     def from_env(cls, **options: Any) -> SyncFleetClient:

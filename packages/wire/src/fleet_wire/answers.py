@@ -44,6 +44,11 @@ class Answered(Protocol):
     def json(self) -> Any: ...
 
 
+_OPTIONS = (
+    orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+)
+
+
 def encode(body: Any) -> bytes:
     """``body`` as compact UTF-8 JSON bytes, as httpx's ``json=`` encodes it (NaN and ∞ refused).
 
@@ -54,7 +59,8 @@ def encode(body: Any) -> bytes:
     integers beyond 64 bits.
     """
     try:
-        raw = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+        # Dataclasses and datetimes go to json.dumps too, which refuses them as before.
+        raw = orjson.dumps(body, option=_OPTIONS)
     except (TypeError, orjson.JSONEncodeError):
         raw = None
     if raw is None or (b"null" in raw and not _all_finite(body)):
