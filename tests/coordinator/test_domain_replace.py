@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 from fleet_coordinator.domain import AgentState, Holding, JobState, JobStatus
@@ -38,11 +39,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("value", "changes"), CASES)
-def test_it_returns_what_dataclasses_replace_returns(
-    value: object, changes: dict[str, object]
-) -> None:
+def test_it_returns_what_dataclasses_replace_returns(value: Any, changes: dict[str, Any]) -> None:
     new = replace(value, **changes)
-    assert new == dataclasses.replace(value, **changes)  # type: ignore[type-var]
+    assert new == dataclasses.replace(value, **changes)
     assert type(new) is type(value)
     assert new is not value
     for name, changed in changes.items():
