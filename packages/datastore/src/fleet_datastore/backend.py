@@ -26,6 +26,9 @@ class Backend(Protocol):
 
     expires_documents: bool
     """Whether the provider deletes documents whose time to live passed (Cosmos DB)."""
+    local: bool
+    """Whether calls are served by this machine's CPU (memory, SQLite) rather than by a
+    server over the network (Cosmos DB): what the caller's own CPU time buys."""
 
     async def open(self) -> None:
         """Connect; called once before any other method."""

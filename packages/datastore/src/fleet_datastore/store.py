@@ -30,6 +30,11 @@ class DocumentStore:
         """Whether this store deletes documents by time to live (``ContainerSpec.default_ttl``)."""
         return self._backend.expires_documents
 
+    @property
+    def local(self) -> bool:
+        """Whether this store's calls run on this machine's CPU, not over the network."""
+        return self._backend.local
+
     async def open(self) -> DocumentStore:
         """Connect to the store."""
         await self._backend.open()

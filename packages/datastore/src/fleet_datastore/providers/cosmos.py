@@ -65,6 +65,8 @@ class CosmosBackend:
 
     expires_documents = True
     """Containers declared with ``default_ttl`` delete documents whose ``ttl`` has passed."""
+    local = False
+    """Every call is a request to a server; the time goes to the network."""
 
     def __init__(
         self,

@@ -172,6 +172,8 @@ class MemoryBackend:
 
     expires_documents = False
     """Documents stay until deleted; ``ContainerSpec.default_ttl`` is a Cosmos DB setting."""
+    local = True
+    """Calls run in this process: the time they take is its CPU's."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -560,6 +560,8 @@ class SqliteBackend:
 
     expires_documents = False
     """Documents stay until deleted; ``ContainerSpec.default_ttl`` is a Cosmos DB setting."""
+    local = True
+    """Calls run in this process: the time they take is its CPU's."""
 
     def __init__(self, path: str) -> None:
         self.path, self.synchronous = _parse_path(path)

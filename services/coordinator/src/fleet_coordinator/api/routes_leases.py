@@ -131,16 +131,21 @@ async def reports(body: ReportRequest, agent: AgentAuth, co: Co) -> ReportOut:
     """Apply many reports, each as its single endpoint; then optionally claim freed slots."""
     checked = [_report(co, item) for item in body.items]
     valid = [r for r in checked if isinstance(r, Report)]
-    applied = iter(await apply_reports(co, agent.id, valid))
+    want = body.claim
+    long_poll = want is not None and want.wait_seconds > 0
+    jobs: list[JobState] = []
+    # In this replica's current wave of reports (services/waves.py); the claim comes
+    # after the reports, so the slots their ended leases freed count already.
+    async with co.waves.turn():
+        applied = iter(await apply_reports(co, agent.id, valid))
+        if want is not None and not long_poll:
+            jobs = await wait_and_claim(co, agent, want.queues, want.max_jobs, 0)
+    if want is not None and long_poll:
+        # A claim that may wait leaves the wave first: the next one must not wait for it.
+        jobs = await wait_and_claim(co, agent, want.queues, want.max_jobs, want.wait_seconds)
     outcomes = [
         ReportOutcome(item.job_id, error=r) if isinstance(r, CoordinatorError) else next(applied)
         for item, r in zip(body.items, checked, strict=True)
     ]
-    leases: list[ClaimedLease] = []
-    if body.claim is not None:
-        # After the reports: the slots their ended leases freed count already.
-        want = body.claim
-        jobs = await wait_and_claim(co, agent, want.queues, want.max_jobs, want.wait_seconds)
-        leases = _claimed(jobs)
     answers = [_item_out(i, o) for i, o in zip(body.items, outcomes, strict=True)]
-    return ReportOut.model_construct(items=answers, leases=leases)
+    return ReportOut.model_construct(items=answers, leases=_claimed(jobs))

@@ -21,6 +21,7 @@ from .candidates import CandidateSource
 from .ledger import Ledger
 from .paused_set import PausedQueues
 from .throughput import Throughput
+from .waves import Waves
 
 __all__ = ["MAX_CAS_ATTEMPTS", "Coordinator", "KnownQueues", "Notifier"]
 
@@ -130,6 +131,8 @@ class Coordinator:
     candidates: CandidateSource = field(init=False)
     ledger: Ledger = field(init=False)
     known_queues: KnownQueues = field(default_factory=KnownQueues)
+    waves: Waves = field(init=False)
+    """Agents' report requests, run in waves on a local store (``services/waves.py``)."""
     long_polls: dict[str, int] = field(default_factory=dict)
     """Waiting claims per agent id on this replica (``FLEET_MAX_LONG_POLLS_PER_AGENT``)."""
 
@@ -154,6 +157,7 @@ class Coordinator:
             settings.retain_succeeded_seconds, settings.retain_failed_seconds
         )
         self.ttl = self.retention if self.containers.store.expires_documents else None
+        self.waves = Waves(enabled=self.containers.store.local)
 
     @property
     def agent_cache(self) -> DocCache:

@@ -1,0 +1,137 @@
+"""``Waves``: report requests that arrive while a wave runs wait for it, then run together."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from fleet_coordinator.services.waves import Waves
+
+from .conftest import Api
+
+_GUARD = 10.0
+"""Seconds after which a test fails instead of hanging (never waited in a passing run)."""
+
+
+async def _settle() -> None:
+    """Let every ready task run until it blocks (loop turns, not time)."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+class _Caller:
+    """A caller of ``Waves.turn`` that records when it is inside and leaves on ``go``."""
+
+    def __init__(self, waves: Waves, trace: list[str], name: str) -> None:
+        self.inside = asyncio.Event()
+        self.go = asyncio.Event()
+        self.task = asyncio.create_task(self._run(waves, trace, name))
+
+    async def _run(self, waves: Waves, trace: list[str], name: str) -> None:
+        async with waves.turn():
+            trace.append(f"{name} in")
+            self.inside.set()
+            await self.go.wait()
+            trace.append(f"{name} out")
+
+
+async def test_callers_that_arrive_during_a_wave_wait_for_it_and_then_run_together() -> None:
+    waves, trace = Waves(), []
+    first = _Caller(waves, trace, "a")
+    await asyncio.wait_for(first.inside.wait(), _GUARD)
+    second, third = _Caller(waves, trace, "b"), _Caller(waves, trace, "c")
+    await _settle()
+    assert trace == ["a in"]  # b and c wait for a's wave
+    first.go.set()
+    # b and c run as one wave: both are inside before either leaves (one at a time,
+    # the first would wait for a `go` that comes only once both are in).
+    await asyncio.wait_for(asyncio.gather(second.inside.wait(), third.inside.wait()), _GUARD)
+    fourth = _Caller(waves, trace, "d")
+    await _settle()
+    assert not fourth.inside.is_set()  # arrived during b and c's wave: waits for it
+    second.go.set()
+    await _settle()
+    assert not fourth.inside.is_set()
+    third.go.set()
+    await asyncio.wait_for(fourth.inside.wait(), _GUARD)
+    fourth.go.set()
+    await asyncio.wait_for(asyncio.gather(first.task, second.task, third.task, fourth.task), _GUARD)
+    assert trace[:2] == ["a in", "a out"]
+    assert sorted(trace[2:4]) == ["b in", "c in"]
+    assert trace[-2:] == ["d in", "d out"]
+
+
+async def test_a_caller_cancelled_while_waiting_leaves_the_next_wave_to_run() -> None:
+    waves, trace = Waves(), []
+    first = _Caller(waves, trace, "a")
+    await asyncio.wait_for(first.inside.wait(), _GUARD)
+    gone, kept = _Caller(waves, trace, "gone"), _Caller(waves, trace, "kept")
+    await _settle()
+    gone.task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await gone.task
+    first.go.set()
+    await asyncio.wait_for(kept.inside.wait(), _GUARD)
+    kept.go.set()
+    await asyncio.wait_for(asyncio.gather(first.task, kept.task), _GUARD)
+    assert "gone in" not in trace
+
+
+async def test_a_caller_that_fails_inside_its_wave_ends_it() -> None:
+    waves = Waves()
+    with pytest.raises(RuntimeError):
+        async with waves.turn():
+            raise RuntimeError("a defect in a report")
+    trace: list[str] = []
+    caller = _Caller(waves, trace, "next")
+    await asyncio.wait_for(caller.inside.wait(), _GUARD)
+    caller.go.set()
+    await asyncio.wait_for(caller.task, _GUARD)
+
+
+async def test_disabled_waves_never_make_a_caller_wait() -> None:
+    waves, trace = Waves(enabled=False), []
+    first = _Caller(waves, trace, "a")
+    second = _Caller(waves, trace, "b")
+    await asyncio.wait_for(asyncio.gather(first.inside.wait(), second.inside.wait()), _GUARD)
+    first.go.set()
+    second.go.set()
+    await asyncio.wait_for(asyncio.gather(first.task, second.task), _GUARD)
+
+
+async def test_waves_run_on_a_local_store_only(api: Api) -> None:
+    """Memory and SQLite work on the replica's CPU; a Cosmos DB request waits on the network."""
+    assert api.co.waves.enabled is api.co.containers.store.local
+    assert api.co.containers.store.local is (api.co.settings.store_url.split(":")[0] != "cosmos")
+
+
+async def test_a_report_whose_claim_long_polls_does_not_hold_the_wave(api: Api) -> None:
+    """A report's waiting claim runs outside the wave: other agents' reports go on meanwhile."""
+    _, waiting = await api.agent(name="waiting")
+    _, busy = await api.agent(name="busy")
+    job = await api.enqueue()
+    (lease,) = await api.claim(busy)
+    long_poll = asyncio.create_task(
+        api.client.post(
+            "/v1/reports", json={"items": [], "claim": {"wait_seconds": 30}}, headers=waiting
+        )
+    )
+    await _settle()
+    done = await asyncio.wait_for(
+        api.client.post(
+            "/v1/reports",
+            json={
+                "items": [
+                    {"job_id": job["id"], "epoch": lease["lease"]["epoch"], "action": "complete"}
+                ]
+            },
+            headers=busy,
+        ),
+        _GUARD,
+    )
+    assert done.status_code == 200, done.text
+    assert done.json()["items"][0]["ok"] is True
+    await api.enqueue()  # wakes the long-poll, which leases it
+    answer = await asyncio.wait_for(long_poll, _GUARD)
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["leases"]) == 1
