@@ -235,14 +235,26 @@ async def test_limit_returns_the_first_documents_and_a_continuation(seeded: Cont
     """A limit smaller than the matches returns that many, in order, with a continuation."""
     page = await seeded.query(Query(order_by=["-priority", "created_at"], limit=2))
     assert [d.id for d in page.items] == ["d", "b"]
+    assert page.more
     assert isinstance(page.continuation, str)
     assert page.continuation
+
+
+async def test_a_continuation_read_late_resumes_where_its_page_ended(seeded: Container) -> None:
+    """The token is made when first read; what the caller did to the bodies meanwhile is moot."""
+    query = Query(order_by=["-priority", "created_at"], limit=2)
+    page = await seeded.query(query)
+    for doc in page.items:
+        doc.body["priority"], doc.body["created_at"] = -100, 99.0
+    rest = await seeded.query(Query(order_by=query.order_by, continuation=page.continuation))
+    assert [d.id for d in rest.items] == ["a", "f", "c", "e"]
 
 
 async def test_limit_equal_to_the_matches_returns_no_continuation(seeded: Container) -> None:
     """When the page holds the last match there is no continuation and no empty extra page."""
     page = await seeded.query(Query(where=[eq("status", "leased")], limit=2))
     assert [d.id for d in page.items] == ["c", "f"]
+    assert not page.more
     assert page.continuation is None
 
 

@@ -16,7 +16,7 @@ from .batch import (
     ReplaceOp,
     UpsertOp,
 )
-from .continuation import encode
+from .continuation import encode, position
 from .documents import check_id, check_partition_key, prepare, validate_patch
 from .errors import InvalidRequestError
 from .model import ContainerSpec, Document, Patch, UpdateResult
@@ -118,7 +118,9 @@ class Container:
         docs = await self._backend.query(self.spec, plan)
         if plan.limit is not None and len(docs) > plan.limit:
             docs = docs[: plan.limit]
-            return Page(docs, encode(plan_shape(plan), plan.sort, docs[-1].body))
+            # The position now (bodies are the caller's to keep); the token if it is read.
+            key = position(plan.sort, docs[-1].body)
+            return Page(docs, make=lambda: encode(plan_shape(plan), key))
         return Page(docs, None)
 
     async def count(self, query: Query | None = None) -> int:

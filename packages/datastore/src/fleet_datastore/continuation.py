@@ -20,7 +20,7 @@ from .documents import get_path
 from .errors import InvalidContinuationError
 from .model import Direction, FieldType, of_type
 
-__all__ = ["decode", "encode", "shape_of"]
+__all__ = ["decode", "encode", "position", "shape_of"]
 
 _MAX_TOKEN = 16_384
 
@@ -52,9 +52,13 @@ def shape_of(
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def encode(shape: str, sort: Sequence[tuple[str, Direction]], body: dict[str, Any]) -> str:
-    """The token that resumes the query of ``shape`` (ordered by ``sort``) after ``body``."""
-    key = [get_path(body, name) for name, _ in sort]
+def position(sort: Sequence[tuple[str, Direction]], body: dict[str, Any]) -> list[Any]:
+    """The keyset position of ``body`` in a query ordered by ``sort``: its sort values."""
+    return [get_path(body, name) for name, _ in sort]
+
+
+def encode(shape: str, key: list[Any]) -> str:
+    """The token that resumes the query of ``shape`` after the keyset position ``key``."""
     raw = orjson.dumps({"s": shape, "k": key})  # what json.dumps writes, compact; 4x faster
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 

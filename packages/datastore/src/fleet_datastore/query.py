@@ -13,7 +13,7 @@ Every provider evaluates a query the same way:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -96,12 +96,41 @@ class Query:
     continuation: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
 class Page:
-    """One page of results; ``continuation`` is None when there are no more."""
+    """One page of results; ``continuation`` is None when there are no more.
 
-    items: list[Document]
-    continuation: str | None = None
+    The token is made when it is first read: a caller that only asks whether more
+    exist (``more``), as every claim's candidate query does, never pays for the
+    query's shape digest and the token's encoding (~10 µs a query).
+    """
+
+    __slots__ = ("_make", "_token", "items")
+
+    def __init__(
+        self,
+        items: list[Document],
+        continuation: str | None = None,
+        *,
+        make: Callable[[], str] | None = None,
+    ) -> None:
+        self.items = items
+        self._token = continuation
+        self._make = make
+
+    @property
+    def more(self) -> bool:
+        """Whether another page exists."""
+        return self._token is not None or self._make is not None
+
+    @property
+    def continuation(self) -> str | None:
+        """The token that resumes the query after this page, or None at its end."""
+        if self._make is not None:
+            self._token, self._make = self._make(), None
+        return self._token
+
+    def __repr__(self) -> str:
+        return f"Page(items={self.items!r}, more={self.more})"
 
 
 @dataclass(frozen=True, slots=True)

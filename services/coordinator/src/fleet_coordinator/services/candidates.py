@@ -141,7 +141,7 @@ class CandidateSource:
                 reach = batch.needs + len(self._pending)
                 try:
                     page = await self._query(queues, reach, _SHARED_SLACK)
-                    batch.result.set_result((page.items, page.continuation is not None))
+                    batch.result.set_result((page.items, page.more))
                 except Exception as exc:
                     batch.result.set_exception(exc)
             docs, more = await batch.result
