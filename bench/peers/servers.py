@@ -119,6 +119,11 @@ def start_postgres(processes: Processes, workdir: Path) -> Postgres:
         [
             *(str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(sockets)),
             *("-c", "listen_addresses=127.0.0.1"),
+            # A worker stopped mid-query leaves its backend running the query to its end
+            # (PostgreSQL notices a closed client only when it next writes to it): the
+            # 2026-12-05 15:41 run had two such backends at 40-80 % CPU for a minute,
+            # through the next system's trials. Checked every 100 ms, they end at once.
+            *("-c", "client_connection_check_interval=100ms"),
         ],
         log=log,
         user=user,
