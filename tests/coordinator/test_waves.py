@@ -89,6 +89,23 @@ async def test_a_caller_that_fails_inside_its_wave_ends_it() -> None:
     await asyncio.wait_for(caller.task, _GUARD)
 
 
+async def test_a_caller_runs_anyway_when_a_wave_outlasts_the_longest_wait() -> None:
+    """A wave held up (a write lock another process keeps) does not hold the next for long."""
+    waves, trace = Waves(max_wait=0.05), []
+    stuck = _Caller(waves, trace, "stuck")
+    await asyncio.wait_for(stuck.inside.wait(), _GUARD)
+    late = _Caller(waves, trace, "late")
+    await asyncio.wait_for(late.inside.wait(), _GUARD)  # after max_wait, stuck still inside
+    assert trace == ["stuck in", "late in"]
+    late.go.set()
+    stuck.go.set()
+    await asyncio.wait_for(asyncio.gather(stuck.task, late.task), _GUARD)
+    after = _Caller(waves, trace, "after")  # the waves carry on as before
+    await asyncio.wait_for(after.inside.wait(), _GUARD)
+    after.go.set()
+    await asyncio.wait_for(after.task, _GUARD)
+
+
 async def test_disabled_waves_never_make_a_caller_wait() -> None:
     waves, trace = Waves(enabled=False), []
     first = _Caller(waves, trace, "a")

@@ -18,17 +18,26 @@ Long-polls never join a wave (the route leaves the waiting claim out).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-__all__ = ["Waves"]
+__all__ = ["MAX_WAIT_SECONDS", "Waves"]
+
+
+MAX_WAIT_SECONDS = 0.5
+"""How long a caller waits for a wave to end before it runs anyway.
+
+A wave takes a few milliseconds; one held up (a SQLite write lock another
+process keeps, a very slow disk) must not hold every other agent's reports."""
 
 
 class Waves:
     """Runs callers in waves: one that arrives while a wave runs joins the next."""
 
-    def __init__(self, enabled: bool = True) -> None:
+    def __init__(self, enabled: bool = True, max_wait: float = MAX_WAIT_SECONDS) -> None:
         self.enabled = enabled
+        self.max_wait = max_wait
         self._running = 0
         self._next: asyncio.Future[None] | None = None
 
@@ -38,9 +47,10 @@ class Waves:
         if self.enabled and self._running:
             if self._next is None:
                 self._next = asyncio.get_running_loop().create_future()
-            # Shielded: a caller cancelled while waiting must not cancel the wave's
-            # future, which the others wait on too.
-            await asyncio.shield(self._next)
+            # Shielded: a caller cancelled (or timed out) while waiting must not cancel
+            # the wave's future, which the others wait on too.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._next), self.max_wait)
         self._running += 1
         try:
             yield
