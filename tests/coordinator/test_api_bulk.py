@@ -17,7 +17,7 @@ from fleet_coordinator import create_app
 from fleet_coordinator.store import JOBS_SPEC
 from fleet_coordinator.store.listing import JobFilter, listing_query
 from fleet_datastore import Patch, Query
-from fleet_datastore.continuation import encode
+from fleet_datastore.continuation import encode, position
 from fleet_datastore.providers.memory import MemoryBackend
 from fleet_datastore.providers.sqlite_sql import query_branches, schema_sql
 from fleet_datastore.query import plan_query, plan_shape
@@ -217,7 +217,9 @@ def test_every_listing_filter_combination_is_an_index_seek_on_sqlite(
     match = JobFilter(queue=queue, status=status, kind=kind, lock=lock)
     first = listing_query(match, 50)
     plan = plan_query(spec, first)
-    after = encode(plan_shape(plan), plan.sort, {"created_at": 1.0, "id": "x", "pk": "s00"})
+    after = encode(
+        plan_shape(plan), position(plan.sort, {"created_at": 1.0, "id": "x", "pk": "s00"})
+    )
     db = tmp_path / "plan.db"
     with sqlite3.connect(db) as conn:
         for statement in schema_sql(spec):

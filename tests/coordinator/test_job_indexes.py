@@ -18,7 +18,7 @@ import pytest
 from fleet_coordinator.domain import TERMINAL_STATUSES, JobStatus
 from fleet_coordinator.store import JOBS_SPEC
 from fleet_datastore import Query, eq, gt, in_, le, store_from_url
-from fleet_datastore.continuation import encode
+from fleet_datastore.continuation import encode, position
 from fleet_datastore.providers.sqlite_sql import query_branches, schema_sql
 from fleet_datastore.query import plan_query, plan_shape
 
@@ -82,7 +82,7 @@ def test_every_claim_reaper_and_retention_query_seeks_an_index(tmp_path: Path, s
         where=query.where,
         order_by=query.order_by,
         limit=query.limit,
-        continuation=encode(plan_shape(plan), plan.sort, values),
+        continuation=encode(plan_shape(plan), position(plan.sort, values)),
     )
     with sqlite3.connect(tmp_path / "plan.db") as conn:
         for statement in schema_sql(JOBS_SPEC):
