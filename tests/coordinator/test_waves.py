@@ -36,7 +36,7 @@ class _Caller:
 
 
 async def test_callers_that_arrive_during_a_wave_wait_for_it_and_then_run_together() -> None:
-    waves, trace = Waves(), []
+    waves, trace = Waves(), list[str]()
     first = _Caller(waves, trace, "a")
     await asyncio.wait_for(first.inside.wait(), _GUARD)
     second, third = _Caller(waves, trace, "b"), _Caller(waves, trace, "c")
@@ -62,7 +62,7 @@ async def test_callers_that_arrive_during_a_wave_wait_for_it_and_then_run_togeth
 
 
 async def test_a_caller_cancelled_while_waiting_leaves_the_next_wave_to_run() -> None:
-    waves, trace = Waves(), []
+    waves, trace = Waves(), list[str]()
     first = _Caller(waves, trace, "a")
     await asyncio.wait_for(first.inside.wait(), _GUARD)
     gone, kept = _Caller(waves, trace, "gone"), _Caller(waves, trace, "kept")
@@ -91,7 +91,7 @@ async def test_a_caller_that_fails_inside_its_wave_ends_it() -> None:
 
 async def test_a_caller_runs_anyway_when_a_wave_outlasts_the_longest_wait() -> None:
     """A wave held up (a write lock another process keeps) does not hold the next for long."""
-    waves, trace = Waves(max_wait=0.05), []
+    waves, trace = Waves(max_wait=0.05), list[str]()
     stuck = _Caller(waves, trace, "stuck")
     await asyncio.wait_for(stuck.inside.wait(), _GUARD)
     late = _Caller(waves, trace, "late")
@@ -107,7 +107,7 @@ async def test_a_caller_runs_anyway_when_a_wave_outlasts_the_longest_wait() -> N
 
 
 async def test_disabled_waves_never_make_a_caller_wait() -> None:
-    waves, trace = Waves(enabled=False), []
+    waves, trace = Waves(enabled=False), list[str]()
     first = _Caller(waves, trace, "a")
     second = _Caller(waves, trace, "b")
     await asyncio.wait_for(asyncio.gather(first.inside.wait(), second.inside.wait()), _GUARD)
