@@ -171,7 +171,7 @@ async def batched_rate(client: Client, concurrency: int, capacity: int, jobs: in
     """
     tokens = await client.agents(concurrency, capacity)
     done = 0
-    finished = asyncio.get_running_loop().create_future()
+    finished: asyncio.Future[float] = asyncio.get_running_loop().create_future()
 
     async def produce() -> None:
         await client.enqueue_many(jobs, "batched")

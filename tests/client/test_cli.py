@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +48,11 @@ class Fleet:
 @pytest.fixture
 def fleet(
     served: Served, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> Fleet:
+) -> Iterator[Fleet]:
     """``fleet`` with ``FLEET_ADMIN_TOKEN`` set; checks afterwards that it never printed it."""
     monkeypatch.setenv("FLEET_ADMIN_TOKEN", served.admin_token)
     runner = Fleet(served, capsys)
-    yield runner  # type: ignore[misc]
+    yield runner
     assert not any(served.admin_token in text for text in runner.outputs)
 
 
@@ -160,7 +161,7 @@ def test_enqueue_file_reports_invalid_lines_and_reruns_with_keys_enqueue_nothing
 def test_enqueue_file_counts_a_refused_batch_and_goes_on(fleet: Fleet, tmp_path: Path) -> None:
     """A batch the coordinator refuses (422) is reported by line range; later batches still go."""
     queue = f"refused{uuid.uuid4().hex[:8]}"
-    lines = [{"kind": "f", "queue": queue} for _ in range(6)]
+    lines: list[dict[str, Any]] = [{"kind": "f", "queue": queue} for _ in range(6)]
     lines[1]["max_attempts"] = 0  # valid JSON for the client, refused by the coordinator
     path = tmp_path / "jobs.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))

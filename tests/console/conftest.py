@@ -20,7 +20,6 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -46,7 +45,7 @@ def _browser_binaries() -> tuple[str, str]:
 class Console:
     """A browser signed in (or not yet) to a served coordinator, with an admin API client."""
 
-    driver: WebDriver
+    driver: webdriver.Chrome
     server: Served
     http: httpx.Client
     shots: Path | None
@@ -98,7 +97,7 @@ class Console:
         return [str(e["message"]) for e in logs if "Content Security Policy" in str(e["message"])]
 
 
-def chromium(*, javascript: bool = True) -> WebDriver:
+def chromium(*, javascript: bool = True) -> webdriver.Chrome:
     """A headless Chromium (Debian's) driven by its chromedriver; quit it when done."""
     browser, chromedriver = _browser_binaries()
     options = webdriver.ChromeOptions()

@@ -105,7 +105,7 @@ def cosmos_server() -> Iterator[CosmosConfig]:
         yield cfg
 
 
-def store_settings(provider: str, tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str]:
+def store_settings(provider: str, tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, Any]:
     """The ``Settings`` fields of a fresh store on ``provider`` (memory, sqlite, cosmos)."""
     if provider == "memory":
         return {"store_url": "memory://"}

@@ -20,8 +20,8 @@ from .conftest import Api
 from .replicas import PROVIDERS, replicas
 
 
-def _utc(*parts: int) -> float:
-    return datetime(*parts, tzinfo=UTC).timestamp()
+def _utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> float:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC).timestamp()
 
 
 async def _run(apps: list[Api], start: float, end: float, step: float) -> list[str]:

@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fleet_coordinator.domain import TERMINAL_STATUSES, JobStatus
@@ -140,7 +141,7 @@ async def test_a_jobs_file_with_the_full_indexes_migrates_on_open(tmp_path: Path
         indexes=tuple(dataclasses.replace(i, where=(), sparse=False) for i in JOBS_SPEC.indexes),
     )
     url = f"sqlite:///{tmp_path / 'jobs.db'}"
-    bodies = [
+    bodies: list[dict[str, Any]] = [
         {
             "id": f"j{i:03d}",
             "pk": f"s{i % 4}",

@@ -36,6 +36,7 @@ from fleet_datastore import (
     Query,
     StoreUnavailableError,
     UnknownContainerError,
+    UpdateResult,
     UpsertOp,
     eq,
     lt,
@@ -587,7 +588,7 @@ async def test_racing_writes_of_one_loop_turn_have_one_winner(db_path: Path) -> 
                     for _ in range(20)
                 )
             )
-            winners = [r.document for r in results if r.ok]
+            winners = [r.document for r in results if r.ok and r.document is not None]
             assert len(winners) == 1
             assert [r.outcome for r in results].count(Outcome.CONFLICT) == 19
             doc = winners[0]
@@ -649,7 +650,7 @@ async def _script(db_path: Path) -> list[Any]:
         for o in outcomes:
             if isinstance(o, BaseException):
                 seen.append(type(o).__name__)
-            elif hasattr(o, "outcome"):
+            elif isinstance(o, UpdateResult):
                 seen.append((o.outcome, o.document and o.document.body))
             elif isinstance(o, list):
                 seen.append([d and d.body for d in o])
@@ -804,7 +805,8 @@ async def test_a_group_commit_keeps_each_write_separate(
     )
 
     assert max(sizes, default=0) > 1, "the writes did not share a transaction"
-    assert [r.outcome for r in results[:6]] == [Outcome.OK] * 5 + [Outcome.CONFLICT]
+    updates = [r for r in results[:6] if isinstance(r, UpdateResult)]
+    assert [r.outcome for r in updates] == [Outcome.OK] * 5 + [Outcome.CONFLICT]
     assert isinstance(results[6], DatastoreError)
     assert not isinstance(results[7], BaseException)
     assert isinstance(results[8], BatchError)

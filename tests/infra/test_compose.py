@@ -80,7 +80,8 @@ def test_coordinators_are_configured_by_settings_fields_for_cosmos() -> None:
     for name in COORDINATORS:
         env = _env(name)
         assert set(env) <= settings_env_names(), set(env) - settings_env_names()
-        settings = Settings(**{k.removeprefix("FLEET_").lower(): v for k, v in env.items()})
+        fields: dict[str, Any] = {k.removeprefix("FLEET_").lower(): v for k, v in env.items()}
+        settings = Settings(**fields)
         config = settings.cosmos_config()
         assert config is not None
         assert base64.b64decode(config.key, validate=True)

@@ -626,7 +626,7 @@ class _RecordingClient(AgentClient):
             if r.action != "heartbeat" and history is not None and settled:
                 history.doubtful_ends.pop((r.job_id, r.epoch), None)
             if item.ok:
-                raw = {"status": item.status}
+                raw: dict[str, Any] = {"status": item.status}
                 if item.lease is not None:
                     raw["lease"] = {"expires_at": item.lease.expires_at.isoformat()}
                 self.work.record_write(self.agent, r, raw, sent, acked)
