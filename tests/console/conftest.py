@@ -18,6 +18,11 @@ from typing import Any
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
@@ -65,7 +70,21 @@ class Console:
 
     def wait_text(self, selector: str, text: str) -> None:
         """Wait until the element at ``selector`` shows ``text``."""
-        self.wait(ec.text_to_be_present_in_element((By.CSS_SELECTOR, selector), text))
+
+        def shows(driver: webdriver.Chrome) -> bool:
+            try:
+                return text in driver.find_element(By.CSS_SELECTOR, selector).text
+            except (NoSuchElementException, StaleElementReferenceException):
+                return False
+            except WebDriverException as exc:
+                # While a page is replaced (a form's redirect with JavaScript off) Chrome
+                # may report the node it has just found as gone: look again. (Once in CI:
+                # "Node with given id does not belong to the document".)
+                if "does not belong to the document" in str(exc):
+                    return False
+                raise
+
+        self.wait(shows)
 
     def css(self, selector: str) -> Any:
         """The first element at ``selector``."""
