@@ -13,21 +13,18 @@ _GUARD = 10.0
 """Seconds after which a test fails instead of hanging (never waited in a passing run)."""
 
 
-async def _settle() -> None:
-    """Let every ready task run until it blocks (loop turns, not time)."""
-    for _ in range(20):
-        await asyncio.sleep(0)
-
-
 class _Caller:
     """A caller of ``Waves.turn`` that records when it is inside and leaves on ``go``."""
 
     def __init__(self, waves: Waves, trace: list[str], name: str) -> None:
+        self.arrived = asyncio.Event()
+        """Set as it asks for its turn: once a waiter sees it, the caller waits or is in."""
         self.inside = asyncio.Event()
         self.go = asyncio.Event()
         self.task = asyncio.create_task(self._run(waves, trace, name))
 
     async def _run(self, waves: Waves, trace: list[str], name: str) -> None:
+        self.arrived.set()
         async with waves.turn():
             trace.append(f"{name} in")
             self.inside.set()
@@ -40,18 +37,18 @@ async def test_callers_that_arrive_during_a_wave_wait_for_it_and_then_run_togeth
     first = _Caller(waves, trace, "a")
     await asyncio.wait_for(first.inside.wait(), _GUARD)
     second, third = _Caller(waves, trace, "b"), _Caller(waves, trace, "c")
-    await _settle()
+    await asyncio.wait_for(asyncio.gather(second.arrived.wait(), third.arrived.wait()), _GUARD)
     assert trace == ["a in"]  # b and c wait for a's wave
     first.go.set()
     # b and c run as one wave: both are inside before either leaves (one at a time,
     # the first would wait for a `go` that comes only once both are in).
     await asyncio.wait_for(asyncio.gather(second.inside.wait(), third.inside.wait()), _GUARD)
     fourth = _Caller(waves, trace, "d")
-    await _settle()
+    await asyncio.wait_for(fourth.arrived.wait(), _GUARD)
     assert not fourth.inside.is_set()  # arrived during b and c's wave: waits for it
     second.go.set()
-    await _settle()
-    assert not fourth.inside.is_set()
+    await asyncio.wait_for(second.task, _GUARD)
+    assert not fourth.inside.is_set()  # c is still in the wave
     third.go.set()
     await asyncio.wait_for(fourth.inside.wait(), _GUARD)
     fourth.go.set()
@@ -66,7 +63,7 @@ async def test_a_caller_cancelled_while_waiting_leaves_the_next_wave_to_run() ->
     first = _Caller(waves, trace, "a")
     await asyncio.wait_for(first.inside.wait(), _GUARD)
     gone, kept = _Caller(waves, trace, "gone"), _Caller(waves, trace, "kept")
-    await _settle()
+    await asyncio.wait_for(asyncio.gather(gone.arrived.wait(), kept.arrived.wait()), _GUARD)
     gone.task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await gone.task
@@ -122,8 +119,20 @@ async def test_waves_run_on_a_local_store_only(api: Api) -> None:
     assert api.co.containers.store.local is (api.co.settings.store_url.split(":")[0] != "cosmos")
 
 
-async def test_a_report_whose_claim_long_polls_does_not_hold_the_wave(api: Api) -> None:
+async def test_a_report_whose_claim_long_polls_does_not_hold_the_wave(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A report's waiting claim runs outside the wave: other agents' reports go on meanwhile."""
+    parked = asyncio.Event()
+    wait = api.co.notifier.wait
+
+    async def parks(seconds: float, since: int, interval: float) -> bool:
+        parked.set()  # the long-poll found nothing and waits for a job
+        return await wait(seconds, since, interval)
+
+    monkeypatch.setattr(api.co.notifier, "wait", parks)
+    # A wave's longest wait would let the other report through anyway: out of the way.
+    monkeypatch.setattr(api.co.waves, "max_wait", 3600.0)
     _, waiting = await api.agent(name="waiting")
     _, busy = await api.agent(name="busy")
     job = await api.enqueue()
@@ -133,7 +142,7 @@ async def test_a_report_whose_claim_long_polls_does_not_hold_the_wave(api: Api) 
             "/v1/reports", json={"items": [], "claim": {"wait_seconds": 30}}, headers=waiting
         )
     )
-    await _settle()
+    await asyncio.wait_for(parked.wait(), _GUARD)
     done = await asyncio.wait_for(
         api.client.post(
             "/v1/reports",
