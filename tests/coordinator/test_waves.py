@@ -32,12 +32,20 @@ class _Caller:
             trace.append(f"{name} out")
 
 
+async def _two_behind_one(
+    waves: Waves, trace: list[str], names: tuple[str, str, str]
+) -> tuple[_Caller, _Caller, _Caller]:
+    """A caller inside a wave, then two more that have asked for their turn meanwhile."""
+    first = _Caller(waves, trace, names[0])
+    await asyncio.wait_for(first.inside.wait(), _GUARD)
+    second, third = _Caller(waves, trace, names[1]), _Caller(waves, trace, names[2])
+    await asyncio.wait_for(asyncio.gather(second.arrived.wait(), third.arrived.wait()), _GUARD)
+    return first, second, third
+
+
 async def test_callers_that_arrive_during_a_wave_wait_for_it_and_then_run_together() -> None:
     waves, trace = Waves(), list[str]()
-    first = _Caller(waves, trace, "a")
-    await asyncio.wait_for(first.inside.wait(), _GUARD)
-    second, third = _Caller(waves, trace, "b"), _Caller(waves, trace, "c")
-    await asyncio.wait_for(asyncio.gather(second.arrived.wait(), third.arrived.wait()), _GUARD)
+    first, second, third = await _two_behind_one(waves, trace, ("a", "b", "c"))
     assert trace == ["a in"]  # b and c wait for a's wave
     first.go.set()
     # b and c run as one wave: both are inside before either leaves (one at a time,
@@ -60,10 +68,7 @@ async def test_callers_that_arrive_during_a_wave_wait_for_it_and_then_run_togeth
 
 async def test_a_caller_cancelled_while_waiting_leaves_the_next_wave_to_run() -> None:
     waves, trace = Waves(), list[str]()
-    first = _Caller(waves, trace, "a")
-    await asyncio.wait_for(first.inside.wait(), _GUARD)
-    gone, kept = _Caller(waves, trace, "gone"), _Caller(waves, trace, "kept")
-    await asyncio.wait_for(asyncio.gather(gone.arrived.wait(), kept.arrived.wait()), _GUARD)
+    first, gone, kept = await _two_behind_one(waves, trace, ("a", "gone", "kept"))
     gone.task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await gone.task
