@@ -1,18 +1,59 @@
-"""Domain values and stored documents to response models (epoch floats to ISO-8601).
+"""Domain values to response models, or to the JSON of those models (epoch floats to ISO-8601).
 
 Jobs and leases are built with ``model_construct``: their values come from the
 domain already in the declared types, so validating them again only cost time
 (≈ a fifth of a batch enqueue's server work, 1,000 jobs answered per request).
+
+The routes every job passes through (enqueue, claim, reports, complete, fail,
+release) skip the models altogether: ``job_json`` and ``lease_json`` give the
+same fields as plain values and ``Answer`` encodes them with orjson, byte for
+byte what the model would serialise (``tests/coordinator/test_answers.py``), at
+a quarter of the CPU (a claimed job 20 → 5 µs). Those routes still declare
+their model as ``response_model``, so the OpenAPI document is unchanged.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..domain import AgentState, JobState, to_datetime
+import orjson
+from starlette.responses import Response
+
+from ..domain import AgentState, JobState, Lease, to_datetime
 from .models import AgentOut, JobDetailOut, JobOut, LeaseOut, RunOut
 
-__all__ = ["agent_out", "job_detail_out", "job_out", "lease_out"]
+__all__ = [
+    "Answer",
+    "agent_out",
+    "job_detail_out",
+    "job_json",
+    "job_out",
+    "lease_json",
+    "lease_out",
+]
+
+
+class Answer(Response):
+    """A JSON answer encoded from plain values, as its route's response model would be.
+
+    FastAPI sends a returned ``Response`` as it is, and so does the hot path.
+    """
+
+    media_type = "application/json"
+
+    def __init__(self, content: Any, status_code: int = 200) -> None:
+        # OPT_UTC_Z: aware UTC datetimes end in "Z", as pydantic writes them.
+        super().__init__(orjson.dumps(content, option=orjson.OPT_UTC_Z), status_code)
+
+
+def lease_json(lease: Lease) -> dict[str, Any]:
+    """A lease as ``LeaseOut`` shows it, as plain values."""
+    return {
+        "agent_id": lease.agent_id,
+        "run_id": lease.run_id,
+        "epoch": lease.epoch,
+        "expires_at": to_datetime(lease.expires_at),
+    }
 
 
 def lease_out(job: JobState) -> LeaseOut | None:
@@ -20,15 +61,16 @@ def lease_out(job: JobState) -> LeaseOut | None:
     lease = job.lease
     if lease is None:
         return None
-    return LeaseOut.model_construct(
-        agent_id=lease.agent_id,
-        run_id=lease.run_id,
-        epoch=lease.epoch,
-        expires_at=to_datetime(lease.expires_at),
-    )
+    return LeaseOut.model_construct(**lease_json(lease))
 
 
-def _fields(job: JobState) -> dict[str, Any]:
+def job_json(job: JobState) -> dict[str, Any]:
+    """A job without its runs as ``JobOut`` shows it, as plain values."""
+    lease = job.lease
+    return _fields(job, None if lease is None else lease_json(lease))
+
+
+def _fields(job: JobState, lease: Any) -> dict[str, Any]:
     return {
         "id": job.id,
         "queue": job.queue,
@@ -48,13 +90,13 @@ def _fields(job: JobState) -> dict[str, Any]:
         "updated_at": to_datetime(job.updated_at),
         "lock": job.lock,
         "schedule": job.schedule,
-        "lease": lease_out(job),
+        "lease": lease,
     }
 
 
 def job_out(job: JobState) -> JobOut:
     """A job without its runs."""
-    return JobOut.model_construct(**_fields(job))
+    return JobOut.model_construct(**_fields(job, lease_out(job)))
 
 
 def job_detail_out(job: JobState) -> JobDetailOut:
@@ -71,7 +113,7 @@ def job_detail_out(job: JobState) -> JobDetailOut:
         )
         for r in job.runs
     ]
-    return JobDetailOut(**_fields(job), runs=runs)
+    return JobDetailOut(**_fields(job, lease_out(job)), runs=runs)
 
 
 def agent_out(agent: AgentState, live_leases: int) -> AgentOut:

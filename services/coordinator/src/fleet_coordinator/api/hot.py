@@ -226,6 +226,12 @@ class HotPath:
                 scope, _no_body, send
             )
             return True
+        if isinstance(out, Response):
+            # Encoded by the endpoint already (convert.Answer): sent as FastAPI sends it.
+            start = {"type": "http.response.start", "status": out.status_code}
+            await send({**start, "headers": out.raw_headers})
+            await send({"type": "http.response.body", "body": bytes(out.body)})
+            return True
         payload = out.__pydantic_serializer__.to_json(out, by_alias=True)
         headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
         start = {"type": "http.response.start", "status": response.status_code, "headers": headers}

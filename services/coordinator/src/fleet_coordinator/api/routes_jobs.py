@@ -25,7 +25,7 @@ from ..services import (
 )
 from ..services.context import Coordinator
 from ..store.listing import JobFilter
-from .convert import job_detail_out, job_out
+from .convert import Answer, job_detail_out, job_json, job_out
 from .deps import AdminAuth, Co
 from .models import (
     BatchCreate,
@@ -115,23 +115,22 @@ def _new_job(co: Coordinator, body: JobCreate) -> NewJob:
     )
 
 
-@router.post("/jobs", status_code=201, responses={200: {"model": JobOut}})
-async def create_job(body: JobCreate, co: Co, response: Response) -> JobOut:
+@router.post("/jobs", status_code=201, response_model=JobOut, responses={200: {"model": JobOut}})
+async def create_job(body: JobCreate, co: Co) -> Response:
     """Enqueue a job; with a used idempotency key: 200 and the same job, or 409."""
     job, created = await enqueue(co, _new_job(co, body))
-    if not created:
-        response.status_code = 200
-    return job_out(job)
+    return Answer(job_json(job), status_code=201 if created else 200)
 
 
-@router.post("/jobs/batch", status_code=201)
-async def create_jobs(body: BatchCreate, co: Co) -> JobItems:
+@router.post("/jobs/batch", status_code=201, response_model=JobItems)
+async def create_jobs(body: BatchCreate, co: Co) -> Response:
     """Enqueue 1..1000 jobs, all or nothing."""
     new = [_new_job(co, job) for job in body.jobs]
     keys = [j.idempotency_key for j in new if j.idempotency_key]
     if len(keys) != len(set(keys)):
         raise ValidationFailedError("idempotency keys repeat within the batch")
-    return JobItems(items=[job_out(j) for j in await enqueue_batch(co, new)])
+    jobs = await enqueue_batch(co, new)
+    return Answer({"items": [job_json(j) for j in jobs]}, status_code=201)
 
 
 @router.get("/jobs")

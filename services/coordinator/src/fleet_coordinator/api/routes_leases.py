@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
+
+from fastapi import APIRouter, Response
 
 from ..domain import JobState
 from ..errors import ConflictError, CoordinatorError
 from ..services import complete_job, fail_job, heartbeat_job, release_job, wait_and_claim
 from ..services.context import Coordinator
 from ..services.reports import Action, Report, ReportOutcome, apply_reports
-from .convert import job_out, lease_out
+from .convert import Answer, job_json, lease_json, lease_out
 from .deps import AgentAuth, Co
 from .models import (
-    ClaimedLease,
     ClaimOut,
     ClaimRequest,
     CompleteRequest,
@@ -22,9 +23,7 @@ from .models import (
     HeartbeatRequest,
     JobOut,
     ReleaseRequest,
-    ReportError,
     ReportItem,
-    ReportItemOut,
     ReportOut,
     ReportRequest,
 )
@@ -38,20 +37,25 @@ router = APIRouter(prefix="/v1", tags=["agent"])
 _TOO_MANY = "this agent's long-polls waiting on this replica are at the cap (too_many_long_polls)"
 
 
-def _claimed(jobs: list[JobState]) -> list[ClaimedLease]:
+def _claimed(jobs: list[JobState]) -> list[dict[str, Any]]:
+    """The leases of a claim as ``ClaimedLease`` shows them, as plain values."""
     leases = []
     for job in jobs:
-        lease = lease_out(job)
-        if lease is not None:
-            leases.append(ClaimedLease(job=job_out(job), lease=lease))
+        shown = job_json(job)
+        if shown["lease"] is not None:
+            leases.append({"job": shown, "lease": shown["lease"]})
     return leases
 
 
-@router.post("/claims", responses={429: {"model": ErrorOut, "description": _TOO_MANY}})
-async def claim(body: ClaimRequest, agent: AgentAuth, co: Co) -> ClaimOut:
+@router.post(
+    "/claims",
+    response_model=ClaimOut,
+    responses={429: {"model": ErrorOut, "description": _TOO_MANY}},
+)
+async def claim(body: ClaimRequest, agent: AgentAuth, co: Co) -> Response:
     """Lease up to ``max_jobs`` jobs, long-polling up to ``wait_seconds``."""
     jobs = await wait_and_claim(co, agent, body.queues, body.max_jobs, body.wait_seconds)
-    return ClaimOut(leases=_claimed(jobs))
+    return Answer({"leases": _claimed(jobs)})
 
 
 @router.post("/jobs/{job_id}/heartbeat")
@@ -65,23 +69,24 @@ async def heartbeat(job_id: str, body: HeartbeatRequest, agent: AgentAuth, co: C
     return HeartbeatOut(lease=lease, cancel_requested=job.cancel_requested)
 
 
-@router.post("/jobs/{job_id}/complete")
-async def complete(job_id: str, body: CompleteRequest, agent: AgentAuth, co: Co) -> JobOut:
+@router.post("/jobs/{job_id}/complete", response_model=JobOut)
+async def complete(job_id: str, body: CompleteRequest, agent: AgentAuth, co: Co) -> Response:
     """Mark the job succeeded with its result."""
     check_size(co, body.result, "result")
-    return job_out(await complete_job(co, agent.id, job_id, body.epoch, body.result))
+    return Answer(job_json(await complete_job(co, agent.id, job_id, body.epoch, body.result)))
 
 
-@router.post("/jobs/{job_id}/fail")
-async def fail(job_id: str, body: FailRequest, agent: AgentAuth, co: Co) -> JobOut:
+@router.post("/jobs/{job_id}/fail", response_model=JobOut)
+async def fail(job_id: str, body: FailRequest, agent: AgentAuth, co: Co) -> Response:
     """End the attempt as failed; requeued with backoff while attempts remain."""
-    return job_out(await fail_job(co, agent.id, job_id, body.epoch, body.error, body.retryable))
+    job = await fail_job(co, agent.id, job_id, body.epoch, body.error, body.retryable)
+    return Answer(job_json(job))
 
 
-@router.post("/jobs/{job_id}/release")
-async def release(job_id: str, body: ReleaseRequest, agent: AgentAuth, co: Co) -> JobOut:
+@router.post("/jobs/{job_id}/release", response_model=JobOut)
+async def release(job_id: str, body: ReleaseRequest, agent: AgentAuth, co: Co) -> Response:
     """Give the job back to the queue without counting the attempt."""
-    return job_out(await release_job(co, agent.id, job_id, body.epoch))
+    return Answer(job_json(await release_job(co, agent.id, job_id, body.epoch)))
 
 
 def _report(co: Coordinator, item: ReportItem) -> Report | CoordinatorError:
@@ -103,31 +108,32 @@ def _report(co: Coordinator, item: ReportItem) -> Report | CoordinatorError:
     )
 
 
-def _item_out(item: ReportItem, outcome: ReportOutcome) -> ReportItemOut:
+def _item_out(item: ReportItem, outcome: ReportOutcome) -> dict[str, Any]:
+    """One item's answer as ``ReportItemOut`` shows it, as plain values."""
     error, job = outcome.error, outcome.job
     if error is not None or job is None:
         exc = error or ConflictError("the lease is gone", code="lease_lost")
-        return ReportItemOut.model_construct(
-            job_id=outcome.job_id,
-            ok=False,
-            status=None,
-            lease=None,
-            cancel_requested=None,
-            error=ReportError.model_construct(code=exc.code, message=exc.message),
-        )
+        return {
+            "job_id": outcome.job_id,
+            "ok": False,
+            "status": None,
+            "lease": None,
+            "cancel_requested": None,
+            "error": {"code": exc.code, "message": exc.message},
+        }
     heartbeat = item.action == "heartbeat"
-    return ReportItemOut.model_construct(
-        job_id=outcome.job_id,
-        ok=True,
-        status=job.status.value,
-        lease=lease_out(job) if heartbeat else None,
-        cancel_requested=job.cancel_requested if heartbeat else None,
-        error=None,
-    )
+    return {
+        "job_id": outcome.job_id,
+        "ok": True,
+        "status": job.status.value,
+        "lease": lease_json(job.lease) if heartbeat and job.lease is not None else None,
+        "cancel_requested": job.cancel_requested if heartbeat else None,
+        "error": None,
+    }
 
 
-@router.post("/reports")
-async def reports(body: ReportRequest, agent: AgentAuth, co: Co) -> ReportOut:
+@router.post("/reports", response_model=ReportOut)
+async def reports(body: ReportRequest, agent: AgentAuth, co: Co) -> Response:
     """Apply many reports, each as its single endpoint; then optionally claim freed slots."""
     checked = [_report(co, item) for item in body.items]
     valid = [r for r in checked if isinstance(r, Report)]
@@ -148,4 +154,4 @@ async def reports(body: ReportRequest, agent: AgentAuth, co: Co) -> ReportOut:
         for item, r in zip(body.items, checked, strict=True)
     ]
     answers = [_item_out(i, o) for i, o in zip(body.items, outcomes, strict=True)]
-    return ReportOut.model_construct(items=answers, leases=_claimed(jobs))
+    return Answer({"items": answers, "leases": _claimed(jobs)})
