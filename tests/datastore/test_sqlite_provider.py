@@ -42,7 +42,7 @@ from fleet_datastore import (
     lt,
     store_from_url,
 )
-from fleet_datastore.documents import apply_patch, dumps, loads
+from fleet_datastore.documents import PreparedDocument, apply_patch, dumps, loads
 from fleet_datastore.providers import sqlite as sqlite_provider
 from fleet_datastore.providers.sqlite import SqliteBackend, translated
 from fleet_datastore.providers.sqlite_sql import field_column, patch_sql, query_branches, schema_sql
@@ -783,6 +783,8 @@ async def test_a_group_commit_keeps_each_write_separate(
     sizes.clear()
     docs = [await tasks.get(f"t{i:04d}", f"tenant{i % 3}") for i in range(6)]
     stale = docs[5]
+    huge = await tasks.get("t0200", "tenant2")
+    big = dumps({**huge.body, "blob": "x" * (2 * 1024 * 1024)})
     await tasks.update_if_match(stale.id, stale.partition_key, stale, Patch(set={"priority": 9}))
 
     results = await asyncio.gather(
@@ -801,6 +803,9 @@ async def test_a_group_commit_keeps_each_write_separate(
             ],
         ),
         tasks.create(_task(501, blob="x" * (2 * 1024 * 1024))),  # too large
+        # Past the checks of ``prepare``: SQLite's size trigger aborts this statement
+        # inside the group (a one-statement write, so it has no savepoint of its own).
+        tasks._backend.upsert(TASKS, PreparedDocument(huge.id, huge.partition_key, {}, big)),
         return_exceptions=True,
     )
 
@@ -811,6 +816,8 @@ async def test_a_group_commit_keeps_each_write_separate(
     assert not isinstance(results[7], BaseException)
     assert isinstance(results[8], BatchError)
     assert isinstance(results[9], DocumentTooLargeError)
+    assert isinstance(results[10], DatastoreError)
+    assert (await tasks.get(huge.id, huge.partition_key)).body == huge.body
     for d in docs[:5]:
         assert (await tasks.get(d.id, d.partition_key)).body["status"] == "done"
     assert (await tasks.get(stale.id, stale.partition_key)).body["priority"] == 9

@@ -467,16 +467,21 @@ class _Inline:
         outcomes: list[tuple[bool, Any]] = []
         try:
             for _, fn, args in writes:
-                if not alone:
+                # A lone write, or one of one statement, needs no savepoint: see run_group.
+                guarded = not alone and fn not in stmt.ONE_STATEMENT
+                if guarded:
                     conn.execute("SAVEPOINT fleet_call")
                 try:
                     outcomes.append((True, self._call(fn, args)))
                 except Exception as exc:
                     if _hand_over(exc) or not conn.in_transaction:
                         raise  # out of budget, or SQLite rolled it all back (I/O error)
-                    conn.execute("ROLLBACK" if alone else "ROLLBACK TO fleet_call")
+                    if alone:
+                        conn.execute("ROLLBACK")
+                    elif guarded:
+                        conn.execute("ROLLBACK TO fleet_call")
                     outcomes.append((False, exc))
-                if not alone:
+                if guarded:
                     conn.execute("RELEASE fleet_call")
             if conn.in_transaction:
                 conn.execute("COMMIT")
