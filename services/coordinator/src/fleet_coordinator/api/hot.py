@@ -214,9 +214,9 @@ class HotPath:
             return False
         if route.co is not None:
             kwargs[route.co] = co
-        response = Response(status_code=route.status)
+        response: Response | None = None  # made only for a route that asks for it
         if route.response is not None:
-            kwargs[route.response] = response
+            response = kwargs[route.response] = Response(status_code=route.status)
         scope["route"] = route  # GuardMiddleware labels the latency metric with its path
         assert route.endpoint is not None
         try:
@@ -234,7 +234,8 @@ class HotPath:
             return True
         payload = out.__pydantic_serializer__.to_json(out, by_alias=True)
         headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
-        start = {"type": "http.response.start", "status": response.status_code, "headers": headers}
+        status = route.status if response is None else response.status_code
+        start = {"type": "http.response.start", "status": status, "headers": headers}
         await send(start)
         await send({"type": "http.response.body", "body": payload})
         return True
