@@ -722,6 +722,7 @@ def _raising(exc: BaseException) -> Any:
         (_raising(sqlite3.OperationalError("no such table: doc_x")), UnknownContainerError),
         (_raising(sqlite3.DatabaseError("file is not a database")), StoreUnavailableError),
         (_raising(sqlite3.IntegrityError("UNIQUE constraint failed")), DatastoreError),
+        (_raising(sqlite3.IntegrityError("fleet: document too large")), DocumentTooLargeError),
         (
             _raising(sqlite3.ProgrammingError("Cannot operate on a closed database.")),
             DatastoreError,
@@ -816,7 +817,7 @@ async def test_a_group_commit_keeps_each_write_separate(
     assert not isinstance(results[7], BaseException)
     assert isinstance(results[8], BatchError)
     assert isinstance(results[9], DocumentTooLargeError)
-    assert isinstance(results[10], DatastoreError)
+    assert isinstance(results[10], DocumentTooLargeError)
     assert (await tasks.get(huge.id, huge.partition_key)).body == huge.body
     for d in docs[:5]:
         assert (await tasks.get(d.id, d.partition_key)).body["status"] == "done"

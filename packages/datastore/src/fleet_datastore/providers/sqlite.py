@@ -54,6 +54,7 @@ from ..backend import PreparedOp
 from ..documents import PreparedDocument
 from ..errors import (
     DatastoreError,
+    DocumentTooLargeError,
     InvalidRequestError,
     StoreUnavailableError,
     UnknownContainerError,
@@ -61,6 +62,7 @@ from ..errors import (
 from ..model import ContainerSpec, Document, Patch, UpdateResult
 from ..query import QueryPlan
 from . import sqlite_ops as stmt
+from .sqlite_sql import TOO_LARGE
 
 __all__ = [
     "BUSY_TIMEOUT_SECONDS",
@@ -101,6 +103,10 @@ def translated() -> Iterator[None]:
     except sqlite3.Error as exc:
         if isinstance(exc, sqlite3.OperationalError) and "no such table" in str(exc):
             raise UnknownContainerError(f"sqlite: {exc}") from exc
+        if isinstance(exc, sqlite3.IntegrityError) and str(exc) == TOO_LARGE:
+            # The size trigger, the backstop behind ``prepare``/``apply_patch``: it
+            # aborted its statement, which wrote nothing.
+            raise DocumentTooLargeError("sqlite: the document is over the size limit") from exc
         # Locked past the busy timeout, I/O error, disk full, read-only or unopenable
         # file (OperationalError); not a database or corrupt (plain DatabaseError).
         if isinstance(exc, sqlite3.OperationalError | sqlite3.InternalError) or (
