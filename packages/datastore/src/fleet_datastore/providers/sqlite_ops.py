@@ -251,7 +251,8 @@ def patch_document(
     except sqlite3.IntegrityError as exc:
         if str(exc) != TOO_LARGE:
             raise
-        # The size trigger aborted the statement: it wrote nothing.
+        # The size trigger aborted the statement: it wrote nothing. Translated here, not
+        # only in ``translated()``: inside a batch the error must name its operation.
         raise DocumentTooLargeError(
             f"patched document {doc_id!r} would exceed {spec.max_document_bytes} bytes"
         ) from None
