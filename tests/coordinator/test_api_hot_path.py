@@ -18,10 +18,12 @@ import httpx
 import pytest
 from fastapi import APIRouter, Request
 from fleet_coordinator import Settings, create_app
-from fleet_coordinator.api.deps import AgentAuth, Co
+from fleet_coordinator.api.deps import AgentAuth, Co, Role
 from fleet_coordinator.api.hot import HotPath, _post_routes
+from fleet_coordinator.api.middleware import ADMITTED, Admitted, GuardMiddleware
 from fleet_coordinator.api.models import ClaimOut, ClaimRequest
 from fleet_coordinator.domain import ManualClock
+from fleet_coordinator.metrics import Metrics
 from starlette.types import Message, Receive, Scope, Send
 
 ADMIN = "admin-token-for-hot-path-tests"
@@ -225,7 +227,11 @@ async def test_hot_and_plain_paths_answer_alike(sides: list[Side]) -> None:
 
 
 async def test_the_hot_path_serves_well_formed_requests_and_replays_the_rest() -> None:
-    """The parity test would pass with the hot path never taken: show when it is."""
+    """The parity test would pass with the hot path never taken: show when it is.
+
+    The hot path sits inside the guard, as in the app: the guard reads the body (in
+    two chunks here) and checks the caller once, and the hot path serves from that.
+    """
     settings = Settings(store_url="memory://", admin_token=ADMIN, reaper_enabled=False)
     app = create_app(settings, hot_path=False)
     inner: list[bytes] = []
@@ -241,7 +247,7 @@ async def test_the_hot_path_serves_well_formed_requests_and_replays_the_rest() -
         await send({"type": "http.response.start", "status": 418, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    hot = HotPath(fastapi_stand_in)
+    hot = GuardMiddleware(HotPath(fastapi_stand_in), settings=settings, metrics=Metrics())
 
     async def call(path: str, token: str, body: bytes) -> int:
         scope = {
@@ -270,14 +276,53 @@ async def test_the_hot_path_serves_well_formed_requests_and_replays_the_rest() -
         assert await call("/v1/jobs", ADMIN, b'{"kind": "k"}') == 201
         assert await call("/v1/jobs/batch", ADMIN, b'{"jobs": [{"kind": "k"}]}') == 201
         assert inner == []
-        # Invalid, unauthenticated or not hot: FastAPI gets the body, whole, once.
+        # Invalid or not hot: FastAPI gets the body, whole, once.
         assert await call("/v1/jobs", ADMIN, b'{"kind": 1}') == 418
-        assert await call("/v1/jobs", "nope", b'{"kind": "k"}') == 418
         assert await call("/v1/jobs/x/cancel", ADMIN, b"{}") == 418  # no body model: not hot
-        assert inner == [b'{"kind": 1}', b'{"kind": "k"}', b"{}"]
+        assert inner == [b'{"kind": 1}', b"{}"]
+        # An unknown token is the guard's answer: neither path reads the body.
+        assert await call("/v1/jobs", "nope", b'{"kind": "k"}') == 401
         # What is hot comes from the app's routes: any authenticated POST with a body model.
         assert await call("/v1/agents", ADMIN, b'{"name": "a"}') == 201
-        assert len(inner) == 3
+        assert len(inner) == 2
+
+
+async def test_the_hot_path_serves_only_a_caller_the_guard_checked_for_the_route_role() -> None:
+    """Without the guard's ``Admitted``, or with one checked for another role, FastAPI answers."""
+    settings = Settings(store_url="memory://", admin_token=ADMIN, reaper_enabled=False)
+    app = create_app(settings, hot_path=False)
+    answered: list[int] = []
+
+    async def fastapi_stand_in(scope: Scope, receive: Receive, send: Send) -> None:
+        answered.append(418)
+
+    hot = HotPath(fastapi_stand_in)
+    body = b'{"kind": "k"}'
+
+    async def call(admitted: Admitted | None) -> list[Message]:
+        scope: dict[str, Any] = {"type": "http", "method": "POST", "path": "/v1/jobs", "app": app}
+        if admitted is not None:
+            scope[ADMITTED] = admitted
+        sent: list[Message] = []
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        await hot(scope, _nothing, send)
+        return sent
+
+    async with app.router.lifespan_context(app):
+        assert await call(None) == []
+        assert await call(Admitted(body, None, None, None)) == []
+        assert await call(Admitted(body, None, Role.AGENT, None)) == []
+        assert answered == [418, 418, 418]
+        sent = await call(Admitted(body, None, Role.ADMIN, None))
+        assert sent[0]["status"] == 201
+        assert answered == [418, 418, 418]
+
+
+async def _nothing() -> Message:
+    raise AssertionError("the body was read again")
 
 
 def test_what_is_hot_comes_from_the_routes_and_asks_for_nothing_fastapi_alone_supplies() -> None:

@@ -11,21 +11,25 @@ token's document or the admin token as a router dependency, a ``Response``) and
 whose response options are the defaults. For such a route it matches the path
 with the route's own regular expression, in the router's order, parses the
 body with ``json.loads`` as Starlette's ``Request.json`` does, validates it
-with the route's body model, authenticates with the same service call, runs
+with the route's body model, takes the caller the guard outside has already
+authenticated for the route's role (``Admitted``: the guard read the body and
+checked the token, so neither happens twice), runs
 **the route's endpoint function** and maps the coordinator's errors with the
 same ``error_response``.
 
-Everything else is handed to FastAPI unchanged, with the body it already read
+Everything else is handed to FastAPI unchanged, with the body the guard read
 replayed: any other route or method, a body that is empty, not JSON, not
-``application/json`` or invalid for the model, and a missing, unknown or
-wrong-role token. Nothing has been written at that point, so FastAPI's answer
-(the 400, 401, 403 or 422 of SPEC.md, in its exact shape) is the answer, and the
-two paths cannot disagree on what a bad request gets. A route renamed or added
-in a router is served hot (or not) by the same rules with no change here.
+``application/json`` or invalid for the model. (A missing, unknown or
+wrong-role token never gets here: the guard answers it.) Nothing has been
+written at that point, so FastAPI's answer (the 400 or 422 of SPEC.md, in its
+exact shape) is the answer, and the two paths cannot disagree on what a bad
+request gets. A route renamed or added in a router is served hot (or not) by
+the same rules with no change here.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import re
@@ -35,15 +39,15 @@ from typing import Any
 
 from fastapi import FastAPI, Response
 from fastapi.routing import iter_route_contexts
-from fleet_datastore import Document
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import CoordinatorError
-from ..services import Coordinator, authenticate
-from .deps import bearer_token, get_coordinator, is_admin, require_admin, require_agent
+from ..services import Coordinator
+from .deps import Role, get_coordinator, require_admin, require_agent
 from .errors import error_response
-from .middleware import replay_body
+from .limits import MATCHES_KEPT
+from .middleware import ADMITTED, Admitted
 
 __all__ = ["HotPath"]
 
@@ -65,6 +69,7 @@ class _Route:
     regex: re.Pattern[str]
     convert: dict[str, Callable[[str], Any]]
     endpoint: Callable[..., Any] | None = None
+    role: Role | None = None  # the token the route's dependencies check
     model: type[BaseModel] | None = None
     body: str = ""
     agent: str | None = None  # the parameter taking the agent document
@@ -99,23 +104,24 @@ def _hot(context: Any) -> _Route:
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
         return plain
     agent = co = None
-    role = None
+    role: Role | None = None
     for dep in dependant.dependencies:
         if dep.call is get_coordinator and dep.name:
             co = dep.name
         elif dep.call is require_agent:
-            agent, role = dep.name, "agent"
+            agent, role = dep.name, Role.AGENT
         elif dep.call is require_admin and dep.name is None:
-            role = "admin"
+            role = Role.ADMIN
         else:
             return plain
-    if role is None or (role == "agent" and agent is None):
+    if role is None or (role is Role.AGENT and agent is None):
         return plain  # only authenticated routes are served here
     return _Route(
         context.path,
         context.path_regex,
         convert,
         endpoint=context.endpoint,
+        role=role,
         model=model,
         body=dependant.body_params[0].name,
         agent=agent,
@@ -134,17 +140,6 @@ def _post_routes(app: FastAPI) -> list[_Route]:
     ]
 
 
-def _headers(scope: Scope) -> tuple[bytes | None, bytes | None]:
-    """The first Authorization and Content-Type header values."""
-    auth = ctype = None
-    for name, value in scope["headers"]:
-        if name == b"authorization" and auth is None:
-            auth = value
-        elif name == b"content-type" and ctype is None:
-            ctype = value
-    return auth, ctype
-
-
 def _is_json(ctype: bytes | None) -> bool:
     # FastAPI parses a missing content type as JSON too; anything unusual goes to it.
     return ctype is None or ctype.split(b";")[0].strip().lower() == b"application/json"
@@ -156,12 +151,13 @@ class HotPath:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self._routes: list[_Route] | None = None
+        self._match = functools.lru_cache(MATCHES_KEPT)(self._first)
 
-    def _match(self, scope: Scope) -> tuple[_Route, dict[str, Any]] | None:
+    def _first(self, app: FastAPI, path: str) -> tuple[_Route, dict[str, Any]] | None:
+        """The first POST route matching ``path`` and its path parameters (None: FastAPI's)."""
         routes = self._routes
         if routes is None:
-            routes = self._routes = _post_routes(scope["app"])
-        path = scope["path"]
+            routes = self._routes = _post_routes(app)
         for route in routes:
             found = route.regex.match(path)
             if found is not None:
@@ -172,46 +168,46 @@ class HotPath:
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The guard outside has read the body and checked the caller (``Admitted``).
+        admitted: Admitted | None = None
         found = None
         if scope["type"] == "http" and scope["method"] == "POST":
-            found = self._match(scope)
-        if found is None:
+            admitted = scope.get(ADMITTED)
+            if admitted is not None:
+                found = self._match(scope["app"], scope["path"])
+        if found is None or admitted is None:
             await self.app(scope, receive, send)
             return
         route, params = found
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away before sending its body
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)  # joined once: `+=` per chunk is quadratic in the body
-        if not await self._serve(scope, route, params, body, send):
-            await self.app(scope, replay_body(body, receive), send)
+        if not await self._serve(scope, route, params, admitted, send):
+            await self.app(scope, receive, send)  # the guard's receive replays the body
 
     async def _serve(
-        self, scope: Scope, route: _Route, params: dict[str, Any], raw: bytes, send: Send
+        self,
+        scope: Scope,
+        route: _Route,
+        params: dict[str, Any],
+        admitted: Admitted,
+        send: Send,
     ) -> bool:
         """Answer the request, or return False (having sent nothing) to hand it to FastAPI."""
-        header, ctype = _headers(scope)
-        token = None if header is None else bearer_token(header.decode("latin-1"))
-        if token is None or not raw or not _is_json(ctype) or route.model is None:
+        raw = admitted.body
+        if route.model is None or admitted.role is not route.role:
+            return False  # not served here, or the guard checked another role than it needs
+        if not raw or not _is_json(admitted.content_type):
             return False
         try:
+            # json.loads as Starlette's Request.json: orjson reads integers past 64 bits
+            # as floats, which would pass where FastAPI refuses them (422).
             parsed = route.model.model_validate(json.loads(raw))
         except (ValueError, RecursionError, ValidationError):  # JSONDecodeError: a ValueError
             return False
         co: Coordinator = scope["app"].state.coordinator
         kwargs = {**params, route.body: parsed}
         if route.agent is not None:
-            agent: Document | None = await authenticate(co, token)
-            if agent is None:
+            if admitted.agent is None:
                 return False
-            kwargs[route.agent] = agent
-        elif not is_admin(co, token):
-            return False
+            kwargs[route.agent] = admitted.agent
         if route.co is not None:
             kwargs[route.co] = co
         response: Response | None = None  # made only for a route that asks for it

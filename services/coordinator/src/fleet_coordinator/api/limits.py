@@ -17,8 +17,9 @@ cannot wait for FastAPI's routing. Nothing here is a second hand-written table:
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,15 @@ from fastapi.routing import iter_route_contexts
 
 from .deps import Role, require_admin, require_agent
 
-__all__ = ["SMALL_BODY", "Role", "RouteRule", "RouteRules", "schema_bound"]
+__all__ = ["MATCHES_KEPT", "SMALL_BODY", "Role", "RouteRule", "RouteRules", "schema_bound"]
+
+MATCHES_KEPT = 4096
+"""Paths whose route match is remembered (least recently used out first).
+
+Agents send the same few paths over and over (``/v1/reports``, ``/v1/claims``):
+a remembered match is one lookup instead of a regular expression per route tried
+(~20 for ``/v1/reports``); paths with ids come and go without growing the memory.
+"""
 
 SMALL_BODY = 16 * 1024
 """The limit of a route without a body model (and of unknown paths)."""
@@ -150,7 +159,10 @@ class RouteRules:
             rule = RouteRule(path, _role(dependant), limit)
             self.rules.append((context.path_regex, frozenset(methods), rule))
 
-    def match(self, method: str, path: str) -> RouteRule:
+        self.match: Callable[[str, str], RouteRule] = functools.lru_cache(MATCHES_KEPT)(self._first)
+        """``match(method, path)``: the rule of the route FastAPI would pick, remembered."""
+
+    def _first(self, method: str, path: str) -> RouteRule:
         """The rule of the first route whose path and method match, as FastAPI would route."""
         for regex, methods, rule in self.rules:
             if method in methods and regex.match(path):

@@ -32,18 +32,42 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI
+from fleet_datastore import Document
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import CoordinatorError
 from ..metrics import Metrics
 from ..settings import Settings
-from .deps import authorize
+from .deps import Role, authorize
 from .disconnects import may_long_poll, run_until_disconnect
 from .errors import error_response
 from .limits import RouteRule, RouteRules
 from .unicode import unicode_problem
 
-__all__ = ["GuardMiddleware", "replay_body"]
+__all__ = ["ADMITTED", "Admitted", "GuardMiddleware", "replay_body"]
+
+ADMITTED = "fleet.admitted"
+"""The scope key under which the guard leaves what it decided for the layers inside it."""
+
+
+class Admitted:
+    """What the guard learned of a request it let through (``scope[ADMITTED]``).
+
+    The hot path (``api/hot.py``) serves from it instead of reading the body and
+    authenticating the caller a second time: ``role`` is the role the guard checked
+    the token for (None on a route that needs none) and ``agent`` the calling agent's
+    document when that role is ``AGENT``.
+    """
+
+    __slots__ = ("agent", "body", "content_type", "role")
+
+    def __init__(
+        self, body: bytes, content_type: bytes | None, role: Role | None, agent: Document | None
+    ) -> None:
+        self.body = body
+        self.content_type = content_type
+        self.role = role
+        self.agent = agent
 
 
 class _RefusedError(Exception):
@@ -89,9 +113,11 @@ class GuardMiddleware:
             await send(message)
 
         try:
-            body = await self._admit(scope, receive, rule)
-            if body is None:
+            admitted = await self._admit(scope, receive, rule)
+            if admitted is None:
                 return  # the client went away before sending its body
+            scope[ADMITTED] = admitted
+            body = admitted.body
             if may_long_poll(scope, body):  # its wait ends when the caller hangs up
                 await run_until_disconnect(self.app, scope, body, receive, tracked)
             else:
@@ -123,8 +149,8 @@ class GuardMiddleware:
             elapsed = time.perf_counter() - begin
             self.metrics.latency.labels(scope["method"], route).observe(elapsed)
 
-    async def _admit(self, scope: Scope, receive: Receive, rule: RouteRule) -> bytes | None:
-        """The whole body once caller, size and text pass; raise ``_RefusedError`` else."""
+    async def _admit(self, scope: Scope, receive: Receive, rule: RouteRule) -> Admitted | None:
+        """The whole body and the caller once caller, size and text pass; ``_RefusedError`` else."""
         auth = ctype = length = None
         for name, value in scope["headers"]:
             if name == b"authorization" and auth is None:
@@ -133,10 +159,11 @@ class GuardMiddleware:
                 ctype = value
             elif name == b"content-length":
                 length = value
+        agent = None
         if rule.role is not None:
             header = None if auth is None else auth.decode("latin-1")
             try:
-                await authorize(scope["app"].state.coordinator, header, rule.role)
+                agent = await authorize(scope["app"].state.coordinator, header, rule.role)
             except CoordinatorError as exc:
                 raise _RefusedError(
                     error_response(exc.status, exc.code, exc.message, exc.details)
@@ -153,6 +180,8 @@ class GuardMiddleware:
             raise _RefusedError(
                 error_response(408, "request_timeout", "the body did not arrive in time")
             ) from None
+        if body is None:
+            return None
         if body:
             problem = unicode_problem(body, ctype)
             if problem is not None:
@@ -160,7 +189,7 @@ class GuardMiddleware:
                     error_response(problem.status, problem.code, problem.message, problem.details),
                     unread=False,
                 )
-        return body
+        return Admitted(body, ctype, rule.role, agent)
 
 
 def _too_large(limit: int) -> Any:
