@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fleet_datastore import DocumentStore, store_from_url
+from starlette.types import ASGIApp
 
 from .api import (
     agents_router,
@@ -99,7 +100,14 @@ def create_app(
         finally:
             await opened.close()
 
-    app = FastAPI(
+    def front(framework: ASGIApp) -> ASGIApp:
+        # Outermost first: tracing (when installed), the guard, the hot path, then the
+        # framework's own layers, which only requests the hot path hands on go through.
+        inner = HotPath(framework) if hot_path else framework
+        return instrument(GuardMiddleware(inner, settings=settings, metrics=metrics))
+
+    app = _CoordinatorApp(
+        front,
         title="Fleet Coordinator",
         version="1",
         lifespan=lifespan,
@@ -111,15 +119,36 @@ def create_app(
 
     install_error_handlers(app)
     install_console(app, settings)  # its security-headers middleware sits inside the guard
-    if hot_path:
-        app.add_middleware(HotPath)  # inside the guard: callers, limits and metrics apply
-    app.add_middleware(GuardMiddleware, settings=settings, metrics=metrics)
-    instrument(app)  # OpenTelemetry outermost, when the otel extra is installed
 
     for router in (jobs_router, queues_router, agents_router, leases_router, schedules_router):
         app.include_router(router, responses=_ERROR_RESPONSES)
     app.include_router(ops_router)
     return app
+
+
+class _CoordinatorApp(FastAPI):
+    """FastAPI with the coordinator's own layers in front of the framework's.
+
+    FastAPI puts its server-error, exception-telemetry and body-limit layers
+    outside every added middleware, so each hot request went through three more
+    layers (and a wrapper of every ``send``) before the guard. Built here, the
+    guard and the hot path come first and only what the hot path hands on reaches
+    them. A defect on that path must still reach the guard, which logs it with an
+    error id and answers 500 ``internal_error``: Starlette's server-error layer would
+    answer first with its own plain 500, so its handler hands the exception on.
+    """
+
+    def __init__(self, front: Callable[[ASGIApp], ASGIApp], **options: Any) -> None:
+        super().__init__(**options)
+        self._front = front
+        self.add_exception_handler(Exception, _to_the_guard)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return self._front(super().build_middleware_stack())
+
+
+async def _to_the_guard(request: Request, exc: Exception) -> Response:
+    raise exc  # the guard outside logs the defect and answers it (api/middleware.py)
 
 
 GC_THRESHOLDS = (50_000, 20, 10)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from starlette.types import ASGIApp
+
 from .domain import JobState
 
 try:
@@ -82,15 +84,16 @@ class _WhileTracing:
             await self.app(scope, receive, send)
 
 
-def instrument(app: Any) -> None:
-    """Add the OpenTelemetry ASGI middleware as the outermost layer of ``app``."""
-    if _Middleware is not None:
-        app.add_middleware(
-            _WhileTracing,
-            excluded_urls=_NOT_TRACED,
-            default_span_details=_span_details,
-            exclude_spans=["receive", "send"],  # one span per request, not three
-        )
+def instrument(app: ASGIApp) -> ASGIApp:
+    """``app`` inside the OpenTelemetry ASGI middleware (``app`` itself without the extra)."""
+    if _Middleware is None:
+        return app
+    return _WhileTracing(
+        app,
+        excluded_urls=_NOT_TRACED,
+        default_span_details=_span_details,
+        exclude_spans=["receive", "send"],  # one span per request, not three
+    )
 
 
 def job_span(event: str, job: JobState, agent_id: str, epoch: int) -> None:
