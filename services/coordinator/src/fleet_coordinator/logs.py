@@ -2,19 +2,81 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
+import threading
+import time
 from typing import TextIO
 
 import orjson
 import structlog
+from structlog.typing import EventDict, WrappedLogger
 
-__all__ = ["configure_logging"]
+__all__ = ["TurnFlushedLogger", "configure_logging", "utc_timestamp"]
 
 
 def _dumps(event: object, **_: object) -> str:
     # orjson: several times faster than json.dumps on every state change.
     return orjson.dumps(event, default=str).decode()
+
+
+class TurnFlushedLogger:
+    """Writes each line to its file at once and flushes the file once per event-loop turn.
+
+    structlog's loggers flush after every line: a ``write`` system call per event,
+    two events a job (SPEC: one per state change). Here the lines of one turn of
+    the event loop (a batched report's ten completions, say) leave in one
+    ``write``, at the end of that turn; outside a running loop (a thread, the
+    command line) every line is flushed at once, as before.
+    """
+
+    def __init__(self, file: TextIO) -> None:
+        self._file = file
+        self._lock = threading.Lock()
+        self._flushing: asyncio.AbstractEventLoop | None = None
+
+    def msg(self, message: str) -> None:
+        with self._lock:
+            self._file.write(message + "\n")
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        if self._flushing is not loop:
+            self._flushing = loop
+            loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Hand what is buffered to the operating system."""
+        self._flushing = None
+        with self._lock:
+            self._file.flush()
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+_second = -1
+_prefix = ""
+
+
+def utc_timestamp(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+    """``timestamp`` as structlog's ``TimeStamper(fmt="iso", utc=True)`` writes it, cheaper.
+
+    ``2026-12-05T19:30:29.257273Z`` (no fraction when the microseconds are 0, as
+    ``datetime.isoformat`` does); the date and time of day are formatted once a
+    second instead of building a ``datetime`` per event (~1.6 → ~0.5 µs).
+    """
+    global _second, _prefix
+    now = time.time_ns()
+    second, micro = divmod(now // 1000, 1_000_000)
+    if second != _second:
+        _prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second = second
+    event["timestamp"] = f"{_prefix}.{micro:06d}Z" if micro else f"{_prefix}Z"
+    return event
 
 
 def configure_logging(level: int = logging.INFO, file: TextIO | None = None) -> None:
@@ -24,6 +86,7 @@ def configure_logging(level: int = logging.INFO, file: TextIO | None = None) -> 
     is a terminal.
     """
     out = sys.stdout if file is None else file
+    logger = TurnFlushedLogger(out)
     # Tracebacks are plain text: rich's, with local variables, would print tokens and
     # payloads, and took minutes of CPU on a deeply nested request body.
     renderers: list[structlog.typing.Processor] = (
@@ -38,10 +101,10 @@ def configure_logging(level: int = logging.INFO, file: TextIO | None = None) -> 
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            utc_timestamp,
             *renderers,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file),
+        logger_factory=lambda *_: logger,
         cache_logger_on_first_use=True,
     )

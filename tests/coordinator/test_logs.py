@@ -1,0 +1,86 @@
+"""The coordinator's log lines: flushed once per event-loop turn, timestamped as before."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import io
+import json
+import time
+
+import pytest
+import structlog
+from fleet_coordinator.logs import TurnFlushedLogger, configure_logging, utc_timestamp
+
+
+class _Spy(io.StringIO):
+    """A file that counts its flushes and remembers what each one handed on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushed: list[str] = []
+
+    def flush(self) -> None:
+        self.flushed.append(self.getvalue())
+        super().flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+async def test_the_lines_of_one_loop_turn_leave_in_one_flush_at_its_end() -> None:
+    spy = _Spy()
+    logger = TurnFlushedLogger(spy)
+    logger.msg("one")
+    logger.msg("two")
+    assert spy.flushed == []  # still this turn
+    await asyncio.sleep(0)
+    assert spy.flushed == ["one\ntwo\n"]
+    logger.msg("three")
+    await asyncio.sleep(0)
+    assert spy.flushed == ["one\ntwo\n", "one\ntwo\nthree\n"]
+
+
+def test_outside_an_event_loop_every_line_is_flushed_at_once() -> None:
+    spy = _Spy()
+    logger = TurnFlushedLogger(spy)
+    logger.msg("one")
+    assert spy.flushed == ["one\n"]
+    logger.msg("two")
+    assert spy.flushed == ["one\n", "one\ntwo\n"]
+
+
+async def test_configured_events_are_json_lines_on_the_file() -> None:
+    spy = _Spy()
+    configure_logging(file=spy)
+    try:
+        structlog.get_logger("fleet_coordinator").info("coordinator.test", job_id="j", epoch=1)
+        await asyncio.sleep(0)
+    finally:
+        structlog.reset_defaults()
+    [line] = spy.flushed
+    event = json.loads(line)
+    assert event["event"] == "coordinator.test"
+    assert (event["job_id"], event["epoch"], event["level"]) == ("j", 1, "info")
+    assert event["timestamp"].endswith("Z")
+
+
+def test_the_timestamp_is_what_structlogs_iso_utc_stamper_writes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def iso(ns: int) -> str:
+        # structlog's TimeStamper(fmt="iso", utc=True), at a given instant.
+        second, micro = divmod(ns // 1000, 1_000_000)
+        moment = datetime.datetime.fromtimestamp(second, tz=datetime.UTC).replace(microsecond=micro)
+        return moment.isoformat().replace("+00:00", "Z")
+
+    instants = [
+        1_764_963_029_257_273_000,  # 2025-12-05T19:30:29.257273Z
+        1_764_963_029_000_000_000,  # a whole second: no fraction, as isoformat does
+        1_764_963_029_000_001_999,
+        1_764_963_030_999_999_999,  # the next second's prefix
+        951_782_400_000_000_000,  # 2000-02-29, a leap day
+    ]
+    for ns in instants:
+        monkeypatch.setattr(time, "time_ns", lambda ns=ns: ns)
+        assert utc_timestamp(None, "info", {})["timestamp"] == iso(ns)
