@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 __all__ = ["MAX_WAIT_SECONDS", "Waves"]
 
@@ -41,9 +39,16 @@ class Waves:
         self._running = 0
         self._next: asyncio.Future[None] | None = None
 
-    @asynccontextmanager
-    async def turn(self) -> AsyncIterator[None]:
-        """Wait for the wave that runs (if any) to end, then run in the next one."""
+    def turn(self) -> Waves:
+        """``async with waves.turn():`` wait for the wave that runs (if any), then run in the next.
+
+        The waves themselves are the context manager (their state is the count of
+        callers inside): no generator and context object per request, as
+        ``@asynccontextmanager`` would make.
+        """
+        return self
+
+    async def __aenter__(self) -> None:
         if self.enabled and self._running:
             if self._next is None:
                 self._next = asyncio.get_running_loop().create_future()
@@ -52,10 +57,9 @@ class Waves:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._next), self.max_wait)
         self._running += 1
-        try:
-            yield
-        finally:
-            self._running -= 1
-            if not self._running and self._next is not None:
-                wave, self._next = self._next, None
-                wave.set_result(None)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._running -= 1
+        if not self._running and self._next is not None:
+            wave, self._next = self._next, None
+            wave.set_result(None)
