@@ -59,6 +59,19 @@ async def test_batch_retry_with_idempotency_keys_enqueues_each_job_once(api: Api
     assert len(listed.json()["items"]) == 30
 
 
+async def test_a_batch_counts_each_created_job_once_in_its_queue(api: Api) -> None:
+    """``fleet_jobs_enqueued_total`` grows by the jobs a batch created, per queue (a replay: 0)."""
+    jobs = [
+        {"kind": "k", "queue": "a" if i % 3 else "b", "idempotency_key": f"m-{i}"} for i in range(9)
+    ]
+    for _ in range(2):
+        r = await api.client.post("/v1/jobs/batch", json={"jobs": jobs}, headers=api.admin)
+        assert r.status_code == 201, r.text
+    sample = api.co.metrics.registry.get_sample_value
+    assert sample("fleet_jobs_enqueued_total", {"queue": "a"}) == 6
+    assert sample("fleet_jobs_enqueued_total", {"queue": "b"}) == 3
+
+
 async def test_list_pages_with_a_cursor_and_filters(api: Api) -> None:
     """Listing pages through jobs with next_cursor and filters by queue and status."""
     for i in range(5):

@@ -176,6 +176,14 @@ async def test_malformed_bodies_are_refused_and_nothing_is_written(
     await _assert_unchanged(jobs, before, lambda: jobs.upsert(body))
 
 
+async def test_a_key_holding_a_line_break_and_an_underscore_is_not_refused(
+    jobs: Container,
+) -> None:
+    """Only a key that starts with '_' is refused (the check joins the keys with line breaks)."""
+    stored = await jobs.create({**job("x"), "a\n_b": 1})
+    assert stored.body["a\n_b"] == 1
+
+
 @pytest.mark.parametrize("wrong", WRONG_TYPES)
 async def test_declared_fields_of_the_wrong_type_are_refused_and_nothing_is_written(
     jobs: Container, wrong: dict[str, Any]

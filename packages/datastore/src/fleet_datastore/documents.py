@@ -172,12 +172,18 @@ def _wrong_type(path: str, kind: FieldType, value: Any) -> InvalidRequestError:
 
 
 def _check_keys(body: Mapping[str, Any]) -> None:
-    for key in body:
-        if not isinstance(key, str):
-            raise InvalidRequestError("document keys must be strings")
-        if key.startswith("_"):
-            # Cosmos reserves _rid, _self, _etag, _ts, _attachments; one rule for all.
-            raise InvalidRequestError(f"top-level field {key!r} may not start with '_'")
+    # One join instead of a check per key (a job has 26; every create pays it): the
+    # join refuses a key that is not a string, and a '_' can only start a key at the
+    # start or after a separator. A key holding "\n_" itself only sends it to the loop.
+    try:
+        joined = "\n".join(body)
+    except TypeError:
+        raise InvalidRequestError("document keys must be strings") from None
+    if joined.startswith("_") or "\n_" in joined:
+        for key in body:
+            if key.startswith("_"):
+                # Cosmos reserves _rid, _self, _etag, _ts, _attachments; one rule for all.
+                raise InvalidRequestError(f"top-level field {key!r} may not start with '_'")
 
 
 def prepare(spec: ContainerSpec, body: Any) -> PreparedDocument:

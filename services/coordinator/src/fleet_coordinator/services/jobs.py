@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -165,9 +165,9 @@ async def enqueue_batch(co: Coordinator, jobs: Sequence[NewJob]) -> list[JobStat
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome
-    for state, fresh in zip(result, created, strict=True):
-        if fresh:
-            co.metrics.enqueued.labels(state.queue).inc()
+    fresh_by_queue = Counter(s.queue for s, fresh in zip(result, created, strict=True) if fresh)
+    for queue, count in fresh_by_queue.items():
+        co.metrics.enqueued.labels(queue).inc(count)  # once per queue, not per job
     co.throughput.add(Event.ENQUEUED, now, sum(created))
     co.log.info("coordinator.job.batch_enqueued", count=len(result), created=sum(created))
     co.notifier.notify()
