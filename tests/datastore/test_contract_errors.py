@@ -50,6 +50,7 @@ NOT_JSON = [
     pytest.param({"f": float("nan")}, id="nan"),
     pytest.param({"f": float("inf")}, id="infinity"),
     pytest.param({"n": None, "deep": [{"f": -float("inf")}]}, id="nested-infinity-beside-null"),
+    pytest.param({"n": None, "m": None, "f": float("nan")}, id="nan-beside-top-level-nulls"),
     pytest.param({"o": object()}, id="object"),
     pytest.param({"b": b"bytes"}, id="bytes"),
     pytest.param({"nested": {"deep": [1, {2, 3}]}}, id="nested-set"),

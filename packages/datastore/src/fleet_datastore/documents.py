@@ -48,9 +48,23 @@ def _encode(value: Any) -> bytes:
     except (TypeError, orjson.JSONEncodeError) as exc:
         raise InvalidRequestError(f"document is not JSON-serialisable: {exc}") from exc
     # orjson writes NaN and infinities as null; only then look for a float that is one.
-    if b"null" in raw and not _all_finite(value):
+    # Every None writes one "null" too: when the top-level ones account for them all
+    # (a job's enqueue), no other null, hence no NaN, can be anywhere in the document.
+    if b"null" in raw and not _nulls_are_nones(raw, value) and not _all_finite(value):
         raise InvalidRequestError("document is not JSON-serialisable: numbers must be finite")
     return raw
+
+
+def _nulls_are_nones(raw: bytes, value: Any) -> bool:
+    """Whether each ``null`` in ``raw`` is a None value at the top of ``value`` (a dict).
+
+    A None deeper down, a NaN or the text ``null`` inside a string each adds one more,
+    so equal counts leave room for none of them; unequal ones prove nothing either way.
+    """
+    if type(value) is not dict:
+        return False
+    nones = sum(1 for item in value.values() if item is None)
+    return raw.count(b"null") == nones
 
 
 def _all_finite(value: Any) -> bool:
