@@ -28,17 +28,23 @@ class _Spy(io.StringIO):
         return False
 
 
+async def _flushed_by_then(spy: _Spy) -> list[str]:
+    """The flushes seen by a callback queued now: the logger's, queued before it, ran."""
+    loop = asyncio.get_running_loop()
+    seen: asyncio.Future[list[str]] = loop.create_future()
+    loop.call_soon(lambda: seen.set_result(list(spy.flushed)))
+    return await asyncio.wait_for(seen, 5)  # the timeout only guards against a hang
+
+
 async def test_the_lines_of_one_loop_turn_leave_in_one_flush_at_its_end() -> None:
     spy = _Spy()
     logger = TurnFlushedLogger(spy)
     logger.msg("one")
     logger.msg("two")
     assert spy.flushed == []  # still this turn
-    await asyncio.sleep(0)
-    assert spy.flushed == ["one\ntwo\n"]
+    assert await _flushed_by_then(spy) == ["one\ntwo\n"]
     logger.msg("three")
-    await asyncio.sleep(0)
-    assert spy.flushed == ["one\ntwo\n", "one\ntwo\nthree\n"]
+    assert await _flushed_by_then(spy) == ["one\ntwo\n", "one\ntwo\nthree\n"]
 
 
 def test_outside_an_event_loop_every_line_is_flushed_at_once() -> None:
@@ -55,10 +61,9 @@ async def test_configured_events_are_json_lines_on_the_file() -> None:
     configure_logging(file=spy)
     try:
         structlog.get_logger("fleet_coordinator").info("coordinator.test", job_id="j", epoch=1)
-        await asyncio.sleep(0)
+        [line] = await _flushed_by_then(spy)
     finally:
         structlog.reset_defaults()
-    [line] = spy.flushed
     event = json.loads(line)
     assert event["event"] == "coordinator.test"
     assert (event["job_id"], event["epoch"], event["level"]) == ("j", 1, "info")
