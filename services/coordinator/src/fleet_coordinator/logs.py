@@ -58,8 +58,8 @@ class TurnFlushedLogger:
     fatal = failure = err = error = critical = exception = msg
 
 
-_second = -1
-_prefix = ""
+_stamp_second: tuple[int, str] = (-1, "")
+"""The last second formatted and its text; one tuple, so a thread reads both at once."""
 
 
 def utc_timestamp(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
@@ -69,13 +69,13 @@ def utc_timestamp(_logger: WrappedLogger, _name: str, event: EventDict) -> Event
     ``datetime.isoformat`` does); the date and time of day are formatted once a
     second instead of building a ``datetime`` per event (~1.6 → ~0.5 µs).
     """
-    global _second, _prefix
-    now = time.time_ns()
-    second, micro = divmod(now // 1000, 1_000_000)
-    if second != _second:
-        _prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _second = second
-    event["timestamp"] = f"{_prefix}.{micro:06d}Z" if micro else f"{_prefix}Z"
+    global _stamp_second
+    second, micro = divmod(time.time_ns() // 1000, 1_000_000)
+    cached, prefix = _stamp_second
+    if second != cached:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _stamp_second = (second, prefix)
+    event["timestamp"] = f"{prefix}.{micro:06d}Z" if micro else f"{prefix}Z"
     return event
 
 
