@@ -20,7 +20,7 @@ from fleet_coordinator.domain import TERMINAL_STATUSES, JobStatus
 from fleet_coordinator.store import JOBS_SPEC
 from fleet_datastore import Query, eq, gt, in_, le, store_from_url
 from fleet_datastore.continuation import encode, position
-from fleet_datastore.providers.sqlite_sql import query_branches, schema_sql
+from fleet_datastore.providers.sqlite_sql import count_sql, query_branches, schema_sql
 from fleet_datastore.query import plan_query, plan_shape
 
 NOW = 1_000.0
@@ -99,7 +99,11 @@ def test_every_claim_reaper_and_retention_query_seeks_an_index(tmp_path: Path, s
 
 
 def test_each_partial_jobs_index_holds_only_the_jobs_its_queries_return(tmp_path: Path) -> None:
-    """Queued jobs in the claim indexes, leased ones in the reaper's, ended ones in retention's."""
+    """Queued jobs in the claim indexes, leased ones in the reaper's, ended ones in retention's.
+
+    The listing indexes with ``status`` hold every job but the leased ones, which
+    have their own listing index.
+    """
     conn = sqlite3.connect(tmp_path / "sizes.db")
     for statement in schema_sql(JOBS_SPEC):
         conn.execute(statement)
@@ -127,10 +131,15 @@ def test_each_partial_jobs_index_holds_only_the_jobs_its_queries_return(tmp_path
         sizes[str(sql).split(" WHERE ", 1)[1]] = int(str(stats.get(name, "0")).split()[0])
     conn.close()
     queued = sum(1 for status, _, _ in rows if status == JobStatus.QUEUED.value)
+    at_rest = " OR ".join(
+        f"f_status = '{s}'" for s in ("cancelled", "failed", "queued", "succeeded")
+    )
     assert sizes == {
         "f_status = 'queued'": queued,  # the three claim indexes share the condition
         "f_status IS NOT NULL AND f_due__at IS NOT NULL": 1,
         "f_status IS NOT NULL AND f_ended__at IS NOT NULL": 3,
+        f"({at_rest})": len(rows) - 1,  # the four listing indexes with status: all but leased
+        "f_status = 'leased'": 1,  # the leased jobs' listing index
     }
 
 
@@ -193,3 +202,31 @@ async def test_a_jobs_file_with_the_full_indexes_migrates_on_open(tmp_path: Path
         if sql.startswith("CREATE INDEX")  # not the size trigger
     ]
     assert sorted(indexes) == sorted(wanted)  # the old full ones dropped
+
+
+@pytest.mark.parametrize("status", [s.value for s in JobStatus])
+def test_a_queue_count_by_status_seeks_an_index_of_jobs_in_that_status(
+    tmp_path: Path, status: str
+) -> None:
+    """GET /v1/queues counts each status of a queue from an index holding that status.
+
+    The leased count walks the leased jobs' own index (at most the fleet's
+    capacity), never the queue's whole history through ``queue, created_at``.
+    """
+    query = Query(where=[eq("queue", "q"), eq("status", status)])
+    compiled = count_sql(JOBS_SPEC, plan_query(JOBS_SPEC, query))
+    with sqlite3.connect(tmp_path / "count.db") as conn:
+        for statement in schema_sql(JOBS_SPEC):
+            conn.execute(statement)
+        partial = {
+            str(name): str(sql).split(" WHERE ", 1)[1]
+            for name, sql in conn.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql LIKE '% WHERE %'"
+            )
+        }
+        rows = conn.execute(f"EXPLAIN QUERY PLAN {compiled.sql}", compiled.params).fetchall()
+    conn.close()
+    text = " | ".join(str(row[3]) for row in rows)
+    assert text.startswith("SEARCH"), text
+    used = text.split(" INDEX ", 1)[1].split(" ", 1)[0]
+    assert f"f_status = '{status}'" in partial.get(used, ""), text

@@ -7,6 +7,7 @@ index would, whichever writes moved a document into or out of the index.
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import pytest
@@ -27,6 +28,8 @@ from fleet_datastore import (
     store_from_url,
 )
 from fleet_datastore.providers.memory import MemoryBackend
+from fleet_datastore.providers.sqlite_sql import query_branches, schema_sql
+from fleet_datastore.query import plan_query
 
 from .test_contract_query import all_pages
 
@@ -44,6 +47,7 @@ SPEC = ContainerSpec(
         Index.of("status", "-priority", "created_at", where={"status": "queued"}),
         Index.of("status", "due", sparse=True),
         Index.of("flag", "created_at", where={"flag": True}),
+        Index.of("priority", "created_at", where={"status": ("queued", "done")}),
         Index.of("status", "created_at"),
     ),
 )
@@ -156,6 +160,55 @@ async def test_a_sparse_index_answers_its_queries_and_counts_stay_whole(
     )
 
 
+async def test_a_condition_of_several_values_serves_each_and_leaves_the_rest_out(
+    partial: Container,
+) -> None:
+    """``where={"status": ("queued", "done")}``: either status by priority; leased ones still found.
+
+    Counts on two fields no index leads with both (memory walks the fewest entries
+    an index narrows them to) agree with the documents.
+    """
+    docs = await _everything(partial)
+    for status in ("queued", "done", "leased"):
+        for priority in range(4):
+            want = sorted(
+                (d for d in docs if d["status"] == status and d["priority"] == priority),
+                key=lambda d: d["created_at"],
+            )
+            where = [eq("status", status), eq("priority", priority)]
+            query = Query(where=where, order_by=["created_at"], limit=2)
+            assert await _ids(partial, query) == [d["id"] for d in want]
+            assert await partial.count(Query(where=where)) == len(want)
+            with_queue = [*where, eq("queue", "q1")]
+            expected = sum(1 for d in want if d["queue"] == "q1")
+            assert await partial.count(Query(where=with_queue)) == expected
+
+
+def test_sqlite_seeks_a_condition_of_several_values_for_each_of_them() -> None:
+    """SQLite judges ``status = 'done'`` to imply ``(status = 'done' OR status = 'queued')``."""
+    spec = ContainerSpec(
+        name="several",
+        fields={"status": "str", "priority": "int", "created_at": "float"},
+        indexes=(Index.of("priority", "created_at", where={"status": ("queued", "done")}),),
+    )
+    conn = sqlite3.connect(":memory:")
+    for statement in schema_sql(spec):
+        conn.execute(statement)
+    # The index and its per-partition copy.
+    several = [n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE sql LIKE '% OR %'")]
+    assert len(several) == 2
+    for status, wanted in (("queued", True), ("done", True), ("leased", False)):
+        query = Query(
+            where=[eq("status", status), eq("priority", 1)], order_by=["created_at"], limit=5
+        )
+        for branch in query_branches(spec, plan_query(spec, query)):
+            rows = conn.execute(f"EXPLAIN QUERY PLAN {branch.sql}", branch.params).fetchall()
+            text = " | ".join(str(row[3]) for row in rows)
+            assert any(f"INDEX {name} " in text for name in several) is wanted, (status, text)
+            assert "TEMP B-TREE" not in text or not wanted, text
+    conn.close()
+
+
 def test_a_condition_on_an_undeclared_field_or_of_the_wrong_type_is_refused() -> None:
     """``where`` names declared fields with values of their type, or the spec is invalid."""
     with pytest.raises(InvalidRequestError):
@@ -164,6 +217,15 @@ def test_a_condition_on_an_undeclared_field_or_of_the_wrong_type_is_refused() ->
         ContainerSpec(name="x", fields={"a": "str"}, indexes=(Index.of("a", where={"a": 1}),))
     with pytest.raises(InvalidRequestError):
         ContainerSpec(name="x", fields={"a": "int"}, indexes=(Index.of("a", where={"a": True}),))
+    with pytest.raises(InvalidRequestError):
+        ContainerSpec(name="x", fields={"a": "str"}, indexes=(Index.of("a", where={"a": ()}),))
+    with pytest.raises(InvalidRequestError):
+        ContainerSpec(
+            name="x", fields={"a": "str"}, indexes=(Index.of("a", where={"a": ("v", 1)}),)
+        )
+    one = Index.of("a", where={"a": ("v",)})
+    assert one == Index.of("a", where={"a": "v"})  # one value is that value
+    assert Index.of("a", where={"a": ("w", "v")}) == Index.of("a", where={"a": ["v", "w", "v"]})
 
 
 async def test_any_value_of_a_condition_field_is_matched_exactly(partial: Container) -> None:
@@ -189,5 +251,6 @@ async def test_the_memory_provider_keeps_only_matching_entries_in_a_partial_inde
         sum(1 for d in docs if d["status"] == "queued"),
         sum(1 for d in docs if "due" in d),
         sum(1 for d in docs if d.get("flag") is True),
+        sum(1 for d in docs if d["status"] in ("queued", "done")),
         len(docs),
     ]

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 __all__ = [
     "ASC",
     "DESC",
+    "Condition",
     "Direction",
     "Document",
     "FieldType",
     "Index",
     "ContainerSpec",
     "Outcome",
+    "allowed",
     "Patch",
     "UpdateResult",
     "MAX_DOCUMENT_BYTES",
@@ -29,6 +31,9 @@ DESC: Direction = "desc"
 
 Scalar = str | int | float | bool
 """A declared field's value."""
+
+Condition = Scalar | tuple[Scalar, ...]
+"""A partial index's condition on one field: that value, or any one of several."""
 
 FieldType = Literal["str", "int", "float", "bool"]
 """The type a declared field holds; ``float`` fields accept any JSON number."""
@@ -53,6 +58,19 @@ class Document(NamedTuple):
     body: dict[str, Any]
 
 
+def allowed(condition: Condition) -> tuple[Scalar, ...]:
+    """The values a partial index's condition on a field lets in."""
+    return condition if isinstance(condition, tuple) else (condition,)
+
+
+def _condition(value: Scalar | Iterable[Scalar]) -> Condition:
+    """One value as is; several as a sorted tuple, so equal conditions compare (and name) equal."""
+    if isinstance(value, str | int | float | bool):
+        return value
+    values = tuple(sorted(set(value), key=repr))
+    return values[0] if len(values) == 1 else values  # () is refused by ContainerSpec
+
+
 def _parse_key(spec: str) -> tuple[str, Direction]:
     if spec.startswith("-"):
         return spec[1:], DESC
@@ -74,12 +92,12 @@ class Index:
     it (one more index to update per write that changes one of its fields); memory
     and Cosmos ignore it. Declare
     ``False`` for indexes only cross-partition queries use."""
-    where: tuple[tuple[str, Scalar], ...] = ()
-    """A partial index: only documents whose fields equal these values are in it, and
-    only queries with the same ``eq`` filters use it (others use another index or,
-    failing that, scan). A write that moves a document neither into nor out of it
-    nor within it leaves it alone. Memory and SQLite; Cosmos DB indexes every
-    document anyway and ignores it."""
+    where: tuple[tuple[str, Condition], ...] = ()
+    """A partial index: only documents whose fields equal these values (or one of a
+    field's several values) are in it, and only queries with ``eq`` filters on such
+    values use it (others use another index or, failing that, scan). A write that
+    moves a document neither into nor out of it nor within it leaves it alone.
+    Memory and SQLite; Cosmos DB indexes every document anyway and ignores it."""
     sparse: bool = False
     """Only documents holding every field of the index are in it. Every query the
     index fits filters or sorts on all its fields, which leaves such documents out
@@ -91,15 +109,16 @@ class Index:
         cls,
         *specs: str,
         per_partition: bool = True,
-        where: Mapping[str, Scalar] | None = None,
+        where: Mapping[str, Scalar | Iterable[Scalar]] | None = None,
         sparse: bool = False,
     ) -> Index:
         """Build an index from field names, ``-name`` meaning descending.
 
-        ``where={"status": "queued"}`` makes it partial (see ``Index.where``);
+        ``where={"status": "queued"}`` makes it partial (see ``Index.where``), and
+        ``where={"status": ("queued", "failed")}`` lets in either value;
         ``sparse=True`` keeps out documents lacking one of its fields.
         """
-        only = tuple(sorted((where or {}).items()))
+        only = tuple(sorted((name, _condition(v)) for name, v in (where or {}).items()))
         return cls(tuple(_parse_key(s) for s in specs), per_partition, only, sparse)
 
     @property
@@ -173,7 +192,8 @@ class ContainerSpec:
                 declared = self.field_type(name)
                 if declared is None:
                     raise InvalidRequestError(f"index condition field {name!r} is not declared")
-                if not of_type(value, declared):
+                values = allowed(value)
+                if not values or not all(of_type(v, declared) for v in values):
                     raise InvalidRequestError(f"index condition {name!r}: not a {declared}")
         if self.default_ttl is not None and (self.default_ttl == 0 or self.default_ttl < -1):
             raise InvalidRequestError("default_ttl must be -1 or a positive number of seconds")

@@ -41,6 +41,7 @@ from ..model import (
     Index,
     Patch,
     UpdateResult,
+    allowed,
 )
 from ..query import Filter, QueryPlan
 from .memory_index import (
@@ -130,8 +131,8 @@ def _roots(index: Index) -> frozenset[str]:
 
 def _entry(index: Index, body: dict[str, Any], doc_id: str, pk: str) -> tuple[Any, ...] | None:
     """The document's entry in ``index``, or None when a partial index leaves it out."""
-    for name, value in index.where:
-        if get_path(body, name) != value:
+    for name, condition in index.where:
+        if get_path(body, name) not in allowed(condition):
             return None
     key = entry_key(index.fields, body, doc_id, pk)
     if index.sparse and any(k is MISSING or k is MISSING_LAST for k in key):
@@ -141,9 +142,9 @@ def _entry(index: Index, body: dict[str, Any], doc_id: str, pk: str) -> tuple[An
 
 def _serves(index: Index, equal: dict[str, Filter]) -> bool:
     """True when the equality filters imply a partial index's conditions (as SQLite judges)."""
-    for name, value in index.where:
+    for name, condition in index.where:
         f = equal.get(name)
-        if f is None or f.op != "eq" or f.value != value:
+        if f is None or f.op != "eq" or f.value not in allowed(condition):
             return False
     return True
 
@@ -516,4 +517,38 @@ class MemoryBackend:
                     for prefix in prefix_keys(fields[: len(by_field)], by_field)
                 )
             )
-        return None
+        return self._count_by_walk(table, plan, by_field)
+
+    def _count_by_walk(
+        self, table: _Table, plan: QueryPlan, by_field: dict[str, Filter]
+    ) -> int | None:
+        """Walk the fewest index entries the equalities narrow to, checking the rest on each.
+
+        For a count no index answers by bisection alone: ``queue = q AND status =
+        'leased'`` walks the leased jobs (a partial index) rather than every job.
+        """
+        best: tuple[int, list[tuple[int, int]], SortedList] | None = None
+        for index, entries in table.indexes:
+            if not _serves(index, by_field) or index.sparse:
+                continue  # a sparse index would miss documents lacking a later field
+            lead = 0
+            while lead < len(index.fields) and index.fields[lead][0] in by_field:
+                lead += 1
+            if not lead:
+                continue
+            spans = [
+                (entries.bisect_left(prefix), entries.bisect_left((*prefix, TOP)))
+                for prefix in prefix_keys(index.fields[:lead], by_field)
+            ]
+            size = sum(hi - lo for lo, hi in spans)
+            if best is None or size < best[0]:
+                best = (size, spans, entries)
+        if best is None:
+            return None
+        _, spans, entries = best
+        return sum(
+            1
+            for lo, hi in spans
+            for entry in entries.islice(lo, hi)
+            if self._keep(table, plan, (entry[-1], entry[-2]))
+        )

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from ..errors import InvalidRequestError
-from ..model import ContainerSpec, Index, Patch, Scalar
+from ..model import ContainerSpec, Index, Patch, Scalar, allowed
 from ..query import Filter, QueryPlan
 
 __all__ = [
@@ -215,11 +215,18 @@ def partial_where(spec: ContainerSpec, index: Index) -> str:
 
     SQLite uses a partial index only for a query whose WHERE implies it: a
     ``col = 'v'`` term by the same equality (a bound parameter counts: SQLite
-    re-plans the statement when its value changes), a ``col IS NOT NULL`` term by
+    re-plans the statement when its value changes), ``(col = 'a' OR col = 'b')``
+    by either equality, a ``col IS NOT NULL`` term by
     any comparison on the column, which the query compiler always emits for a
     filtered or sorted field.
     """
-    terms = [f"{column(spec, n)} = {_literal(v)}" for n, v in index.where]
+    terms: list[str] = []
+    for name, condition in index.where:
+        col, values = column(spec, name), allowed(condition)
+        ors = " OR ".join(f"{col} = {_literal(v)}" for v in values)
+        # Several values as OR terms, not IN: SQLite sees that ``col = 'v'`` implies
+        # an OR holding that very term, but not that it implies an IN list.
+        terms.append(ors if len(values) == 1 else f"({ors})")
     if index.sparse:
         # id and the partition key are never NULL (and no query compares them here).
         terms += [

@@ -8,7 +8,7 @@ page is an index seek on every provider, never a scan of the jobs:
 filters                    index
 =========================  =====================================
 (none)                     ``created_at``
-status                     ``status, created_at``
+status                     ``status, created_at`` (all but leased jobs)
 queue                      ``queue, created_at``
 queue, status              ``queue, status, created_at``
 kind                       ``kind, created_at``
@@ -17,21 +17,29 @@ queue, kind                ``queue, kind, created_at``
 queue, kind, status        ``queue, kind, status, created_at``
 lock (+ anything)          ``lock, created_at``, and the other filters checked
                            here on the lock's jobs, which are few by nature
+status leased (+ queue,    ``status, created_at`` over leased jobs only, and
+kind)                      the other filters checked here
 =========================  =====================================
 
 A lock listing asks the store for the lock alone: with more equalities a
 store's planner may prefer a wider index (SQLite picks the one matching the
-most of them) and walk a whole queue for the few jobs of one lock.
+most of them) and walk a whole queue for the few jobs of one lock. A listing of
+leased jobs likewise asks for ``status = leased`` alone and checks the queue and
+kind here: the listing indexes with ``status`` leave leased jobs out (a claim
+then takes a job out of them once and its end puts it back once, instead of
+moving it twice), and the leased jobs, at most the fleet's capacity, have an
+index of their own (``status, created_at`` over leased jobs only).
 
-The four indexes with ``status`` move on every status change (the claim, reaper
-and retention indexes are partial and move far less: ``store/specs.py``). They stay
-full and all four stay, although serving ``kind, status`` (and ``queue, kind,
-status``) from the ``kind``-led index plus a status check, as a lock listing does,
-would spare two of them: retained terminal jobs far outnumber the rest, so such a
-walk would be bounded only by giving up (a short page), and the bulk calls, which
-always ask for one status and start from the oldest job each call, would then
-never reach failed or queued jobs behind a kind's retained history. Nor can a
-partial index serve them: a listing may ask for any status.
+The four indexes with ``status`` change on a job's claim and on its end (the
+claim, reaper and retention indexes are partial and move far less:
+``store/specs.py``). All four stay, although serving ``kind, status`` (and
+``queue, kind, status``) from the ``kind``-led index plus a status check, as a
+lock listing does, would spare two of them: retained terminal jobs far outnumber
+the rest, so such a walk would be bounded only by giving up (a short page), and
+the bulk calls, which always ask for one status and start from the oldest job
+each call, would then never reach failed or queued jobs behind a kind's retained
+history. A listing may ask for any status, so the four hold every status a job
+keeps for long: all but ``leased``.
 """
 
 from __future__ import annotations
@@ -41,10 +49,14 @@ from typing import Protocol
 
 from fleet_datastore import Document, Filter, Page, Query, eq
 
+from ..domain import JobStatus
+
 __all__ = ["JobFilter", "list_page", "listing_query"]
 
-_LOCK_PAGES = 10
-"""Store pages one lock listing reads past jobs the other filters leave out."""
+_LEASED = JobStatus.LEASED.value
+
+_NARROW_PAGES = 10
+"""Store pages one lock (or leased) listing reads past jobs the other filters leave out."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,11 +69,18 @@ class JobFilter:
     lock: str | None = None
 
 
+def _narrowed(match: JobFilter) -> bool:
+    """True when the store is asked for the lock, or for the leased jobs, alone (see above)."""
+    return match.lock is not None or match.status == _LEASED
+
+
 def listing_query(match: JobFilter, limit: int, continuation: str | None = None) -> Query:
-    """The store query of a listing: the lock alone when there is one (see above)."""
+    """The store query of a listing: the lock, or the leased status, alone (see above)."""
     where: list[Filter] = []
     if match.lock is not None:
         where.append(eq("lock", match.lock))
+    elif match.status == _LEASED:
+        where.append(eq("status", _LEASED))
     else:
         # Equalities in the order of the index that serves them (the table above).
         if match.queue is not None:
@@ -98,11 +117,11 @@ async def list_page(
     Raises the store's ``InvalidContinuationError`` for a continuation of another listing.
     """
     page = await jobs.query(listing_query(match, limit, continuation))
-    if match.lock is None:
+    if not _narrowed(match):
         return page.items, page.continuation
     found = [d for d in page.items if _keeps(match, d)]
     cont = page.continuation
-    for _ in range(_LOCK_PAGES - 1):
+    for _ in range(_NARROW_PAGES - 1):
         if len(found) >= limit or cont is None:
             break
         # Ask for only what is missing, so the continuation lands after the last job kept.

@@ -36,6 +36,8 @@ from __future__ import annotations
 
 from fleet_datastore import ContainerSpec, Index
 
+from ..domain import JobStatus
+
 __all__ = [
     "AGENTS_SPEC",
     "CONTAINER_SPECS",
@@ -45,8 +47,14 @@ __all__ = [
     "SCHEDULES_SPEC",
 ]
 
-_QUEUED = {"status": "queued"}
+_QUEUED = {"status": JobStatus.QUEUED.value}
 """The condition of the claim indexes: claims only ever look for queued jobs."""
+
+_LEASED = {"status": JobStatus.LEASED.value}
+"""The condition of the index listing leased jobs (at most the fleet's capacity)."""
+
+_AT_REST = {"status": tuple(s.value for s in JobStatus if s is not JobStatus.LEASED)}
+"""The condition of the listing indexes with ``status``: every job no lease holds."""
 
 JOBS_SPEC = ContainerSpec(
     name="jobs",
@@ -75,14 +83,18 @@ JOBS_SPEC = ContainerSpec(
         Index.of("status", "due_at", per_partition=False, sparse=True),
         # Listing indexes, most specific first: the memory provider walks the first
         # index whose leading fields the query's equalities cover (store/listing.py).
-        Index.of("queue", "kind", "status", "created_at", per_partition=False),
-        Index.of("queue", "status", "created_at", per_partition=False),
+        # Those with ``status`` leave leased jobs out, so a claim only takes a job out
+        # of them and its end only puts it back, instead of moving it twice; the
+        # leased jobs, few by nature, have an index of their own.
+        Index.of("queue", "kind", "status", "created_at", per_partition=False, where=_AT_REST),
+        Index.of("queue", "status", "created_at", per_partition=False, where=_AT_REST),
         Index.of("queue", "kind", "created_at", per_partition=False),
-        Index.of("kind", "status", "created_at", per_partition=False),
+        Index.of("kind", "status", "created_at", per_partition=False, where=_AT_REST),
         Index.of("lock", "created_at", per_partition=False),
         Index.of("queue", "created_at", per_partition=False),
         Index.of("kind", "created_at", per_partition=False),
-        Index.of("status", "created_at", per_partition=False),
+        Index.of("status", "created_at", per_partition=False, where=_AT_REST),
+        Index.of("status", "created_at", per_partition=False, where=_LEASED),
         Index.of("created_at", per_partition=False),
         # Claims reaching past jobs whose lock is held: lockless jobs (lock = "") in
         # claim order, and the head of each next lock (services/locks.py).
