@@ -6,6 +6,7 @@ import asyncio
 import datetime
 import io
 import json
+import threading
 import time
 
 import pytest
@@ -19,6 +20,12 @@ class _Spy(io.StringIO):
     def __init__(self) -> None:
         super().__init__()
         self.flushed: list[str] = []
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        # Every write counted, as with PYTHONUNBUFFERED=1, where each reaches the OS.
+        self.writes.append(text)
+        return super().write(text)
 
     def flush(self) -> None:
         self.flushed.append(self.getvalue())
@@ -45,6 +52,7 @@ async def test_the_lines_of_one_loop_turn_leave_in_one_flush_at_its_end() -> Non
     assert await _flushed_by_then(spy) == ["one\ntwo\n"]
     logger.msg("three")
     assert await _flushed_by_then(spy) == ["one\ntwo\n", "one\ntwo\nthree\n"]
+    assert spy.writes == ["one\ntwo\n", "three\n"]  # one write a turn, however unbuffered
 
 
 def test_outside_an_event_loop_every_line_is_flushed_at_once() -> None:
@@ -54,6 +62,18 @@ def test_outside_an_event_loop_every_line_is_flushed_at_once() -> None:
     assert spy.flushed == ["one\n"]
     logger.msg("two")
     assert spy.flushed == ["one\n", "one\ntwo\n"]
+
+
+async def test_a_line_from_a_thread_follows_the_lines_the_loop_still_holds() -> None:
+    spy = _Spy()
+    logger = TurnFlushedLogger(spy)
+    logger.msg("held by the loop")
+    # Joined without yielding to the loop, so its flush cannot run in between.
+    thread = threading.Thread(target=logger.msg, args=("from a thread",))
+    thread.start()
+    thread.join()  # no loop on that thread: written at once, after what is held
+    assert spy.writes == ["held by the loop\nfrom a thread\n"]
+    assert await _flushed_by_then(spy) == ["held by the loop\nfrom a thread\n"] * 2
 
 
 async def test_configured_events_are_json_lines_on_the_file() -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import logging
 import sys
 import threading
 import time
+import weakref
 from typing import TextIO
 
 import orjson
@@ -15,6 +18,16 @@ from structlog.typing import EventDict, WrappedLogger
 
 __all__ = ["TurnFlushedLogger", "configure_logging", "utc_timestamp"]
 
+_HOLDING: weakref.WeakSet[TurnFlushedLogger] = weakref.WeakSet()
+"""Every live logger, for the lines still held when the interpreter exits."""
+
+
+@atexit.register
+def _write_what_is_held() -> None:
+    for logger in list(_HOLDING):
+        with contextlib.suppress(ValueError, OSError):  # a file closed or gone by now
+            logger.flush()
+
 
 def _dumps(event: object, **_: object) -> str:
     # orjson: several times faster than json.dumps on every state change.
@@ -22,37 +35,51 @@ def _dumps(event: object, **_: object) -> str:
 
 
 class TurnFlushedLogger:
-    """Writes each line to its file at once and flushes the file once per event-loop turn.
+    """Holds each line until the end of its event-loop turn, then writes the turn's lines at once.
 
-    structlog's loggers flush after every line: a ``write`` system call per event,
-    two events a job (SPEC: one per state change). Here the lines of one turn of
-    the event loop (a batched report's ten completions, say) leave in one
-    ``write``, at the end of that turn; outside a running loop (a thread, the
-    command line) every line is flushed at once, as before.
+    structlog's loggers write and flush every line: a ``write`` system call per
+    event, two events a job (SPEC: one per state change). Here the lines of one
+    turn of the event loop (a batched report's ten completions, say) leave in one
+    ``write``, at the end of that turn. They are held here, not in the file's own
+    buffer, so that holds with ``PYTHONUNBUFFERED=1`` too (the container image
+    sets it), where standard output writes every line through at once. Outside a
+    running loop (a thread, the command line) every line is written at once, after
+    any still held; lines still held when the interpreter exits are written then.
     """
 
     def __init__(self, file: TextIO) -> None:
         self._file = file
         self._lock = threading.Lock()
+        self._held: list[str] = []
         self._flushing: asyncio.AbstractEventLoop | None = None
+        _HOLDING.add(self)
 
     def msg(self, message: str) -> None:
-        with self._lock:
-            self._file.write(message + "\n")
         try:
-            loop = asyncio.get_running_loop()
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
-            self.flush()
-            return
-        if self._flushing is not loop:
+            loop = None
+        with self._lock:
+            self._held.append(message)
+            if loop is None:
+                self._write_held()
+                return
+            if self._flushing is loop:
+                return  # this turn's flush is queued already
             self._flushing = loop
-            loop.call_soon(self.flush)
+        loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        """Hand what is buffered to the operating system."""
-        self._flushing = None
+        """Write the held lines and hand them to the operating system."""
         with self._lock:
-            self._file.flush()
+            self._flushing = None
+            self._write_held()
+
+    def _write_held(self) -> None:
+        if self._held:
+            lines, self._held = self._held, []
+            self._file.write("\n".join(lines) + "\n")
+        self._file.flush()
 
     log = debug = info = warn = warning = msg
     fatal = failure = err = error = critical = exception = msg
