@@ -91,7 +91,7 @@ async def _replay(co: Coordinator, state: JobState, request_hash: str) -> JobSta
     # The id exists: it came from this idempotency key. Same body → the same job (200);
     # a different body under the same key → 409, and nothing is written.
     stored = (await read_job(co, state.id)).body
-    if stored.get("request_hash") != request_hash:
+    if stored.get("request_hash", "") != request_hash:
         raise ConflictError(
             "idempotency_key was already used with a different body",
             code="idempotency_conflict",
@@ -104,7 +104,7 @@ async def _create(co: Coordinator, state: JobState, body: dict[str, Any]) -> tup
     try:
         co.job_cache.put(await co.jobs.create(body))
     except AlreadyExistsError:
-        return await _replay(co, state, str(body["request_hash"])), False
+        return await _replay(co, state, str(body.get("request_hash", ""))), False
     return state, True
 
 

@@ -6,8 +6,14 @@ retention's index on memory and SQLite), ``ttl`` (only while terminal, on stores
 that expire documents: Cosmos DB deletes the job that many seconds after this last
 write) and ``request_hash`` (the hash of the enqueue body, to tell an idempotent
 replay from a different job). A job without a lock stores ``lock = ""`` so that
-claims can query lockless jobs by index. A stored agent adds ``pk`` (its id) and
-``kind = "agent"``; its ledger ``held`` is ``{job_id: {"epoch", "at"}}``.
+claims can query lockless jobs by index. Fields no query reads are left out
+while they hold their default (``_DEFAULTS``; a run's ``error`` while None):
+``job_from_doc`` reads an absent one as its default, and a job body shrinks from
+~710 to ~500 bytes, so a 2 KB SQLite page holds three jobs instead of two and
+every write encodes, compares and checks less (docs/benchmarks.md).
+
+A stored agent adds ``pk`` (its id) and ``kind = "agent"``; its ledger ``held``
+is ``{job_id: {"epoch", "at"}}``.
 """
 
 from __future__ import annotations
@@ -64,11 +70,28 @@ def _run_to_doc(run: Run) -> dict[str, Any]:
         "claimed_at": run.claimed_at,
         "ended_at": run.ended_at,
         "outcome": run.outcome.value,
-        "error": run.error,
     }
+    if run.error is not None:
+        doc["error"] = run.error
     if run.progress is not None:
         doc["progress"] = run.progress  # only when reported: most runs never carry any
     return doc
+
+
+_DEFAULTS: tuple[tuple[str, Any], ...] = (
+    # Never a declared (queried) field: those stay present (store/specs.py).
+    ("payload", {}),
+    ("traceparent", None),
+    ("timeout_seconds", None),
+    ("requires", {}),
+    ("idempotency_key", None),
+    ("cancel_requested", False),
+    ("result", None),
+    ("last_error", None),
+    ("lease", None),
+    ("runs_dropped", 0),
+    ("request_hash", ""),
+)
 
 
 def job_to_doc(
@@ -103,6 +126,9 @@ def job_to_doc(
         "runs_dropped": job.runs_dropped,
         "request_hash": request_hash,
     }
+    for key, default in _DEFAULTS:
+        if body[key] == default:
+            del body[key]  # read back as the default (job_from_doc)
     if job.schedule is not None:
         body["schedule"] = job.schedule
     due = reap_due_at(job)
