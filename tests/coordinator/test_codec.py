@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 from fleet_coordinator.domain import complete
 from fleet_coordinator.store import job_from_doc, job_to_doc, patch_between
 
@@ -40,7 +41,7 @@ def _as_written_before(body: dict[str, object]) -> dict[str, object]:
         "runs_dropped": 0,
         "request_hash": "",
         **body,
-        "runs": [{"error": None, **run} for run in runs],
+        "runs": [{"error": None, "ended_at": None, **run} for run in runs],
     }
 
 
@@ -51,6 +52,10 @@ def test_a_job_at_its_defaults_leaves_them_out_and_reads_back_whole() -> None:
     # The declared (queried) fields stay, at any value: their columns and indexes need them.
     assert {"queue", "status", "priority", "created_at", "run_after", "kind", "lock"} <= set(body)
     assert job_from_doc(body) == queued
+    running = job_to_doc(leased(queued), "s00")
+    assert "deadline" not in running["lease"]  # no timeout
+    assert "ended_at" not in running["runs"][0]  # still running
+    assert b"null" not in orjson.dumps(running)  # so the datastore walks it for no NaN
     done = ok(complete(leased(queued), AGENT, 1, T0 + 1))
     body = job_to_doc(done, "s00")
     assert "error" not in body["runs"][0]
@@ -59,9 +64,12 @@ def test_a_job_at_its_defaults_leaves_them_out_and_reads_back_whole() -> None:
 
 
 def test_fields_away_from_their_default_are_written() -> None:
-    job = new_job(payload={"n": 1}, traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01")
+    job = new_job(
+        payload={"n": 1}, traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01", timeout_seconds=5
+    )
     body = job_to_doc(leased(job), "s00", request_hash="abc")
-    assert {"payload", "traceparent", "lease", "request_hash"} <= set(body)
+    assert {"payload", "traceparent", "lease", "request_hash", "timeout_seconds"} <= set(body)
+    assert "deadline" in body["lease"]
     assert job_from_doc(body) == leased(job)
 
 
