@@ -141,6 +141,19 @@ async def test_bulk_cancel_cancels_queued_and_requests_leased_jobs_once(api: Api
     assert r.status_code == 422
 
 
+async def test_bulk_cancel_reaches_leased_jobs_behind_many_of_other_queues(api: Api) -> None:
+    """The leased listing checks the queue on each leased job; bulk cancel walks them all."""
+    _, headers = await api.agent(capacity=60)
+    for _ in range(55):
+        await api.enqueue(queue="other")
+        api.clock.advance(0.001)
+    target = await api.enqueue(queue="q")
+    claimed = await api.claim(headers, max_jobs=56)
+    assert len(claimed) == 56
+    [cancelled] = await _bulk(api, "cancel", queue="q", limit=1)
+    assert (cancelled["id"], cancelled["cancel_requested"]) == (target["id"], True)
+
+
 async def _set_lock(api: Api, job_id: str, lock: str) -> None:
     # The lock field arrives with the locks feature; until then the store is written directly.
     jobs = api.co.containers.jobs

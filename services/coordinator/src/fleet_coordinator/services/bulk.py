@@ -35,11 +35,18 @@ async def _oldest(
 
     ``fresh`` leaves out leased jobs whose cancellation is already requested
     (SPEC: they are not matched again); they are few, as leases are.
+
+    Leased jobs are walked to the end if need be: their listing checks queue and
+    kind on each leased job (``store/listing.py``), so the matches may lie behind
+    many of other queues, and there are at most as many as the fleet has slots.
+    Other statuses give up after ``_PAGES`` pages of jobs racing calls took.
     """
     found: list[Document] = []
     cont: str | None = None
     only = replace(match, status=status.value)
-    for _ in range(_PAGES):
+    pages = 0
+    while status is JobStatus.LEASED or pages < _PAGES:
+        pages += 1
         docs, cont = await list_page(co.jobs, only, limit=limit, continuation=cont)
         found.extend(d for d in docs if not (fresh and d.body.get("cancel_requested")))
         if len(found) >= limit or cont is None:
