@@ -9,7 +9,7 @@ replay from a different job). A job without a lock stores ``lock = ""`` so that
 claims can query lockless jobs by index. Fields no query reads are left out
 while they hold their default (``_DEFAULTS``; a lease's ``deadline`` and a run's
 ``ended_at`` and ``error`` while None): ``job_from_doc`` reads an absent one as
-its default, and a job body shrinks from ~710 to ~480 bytes, so a 2 KB SQLite
+its default, and a job body shrinks from ~710 to ~500 bytes, so a 2 KB SQLite
 page holds three jobs instead of two and every write encodes, compares and
 checks less. With no None inside them, a claim's lease and run need no walk for
 a NaN either (the datastore looks for one only where its JSON holds a ``null``:
