@@ -53,7 +53,7 @@ from ..domain import JobStatus
 
 __all__ = ["JobFilter", "list_page", "listing_query"]
 
-_LEASED = JobStatus.LEASED.value
+_LEASED_STATUS = JobStatus.LEASED.value
 
 _NARROW_PAGES = 10
 """Store pages one lock (or leased) listing reads past jobs the other filters leave out."""
@@ -71,7 +71,7 @@ class JobFilter:
 
 def _narrowed(match: JobFilter) -> bool:
     """True when the store is asked for the lock, or for the leased jobs, alone (see above)."""
-    return match.lock is not None or match.status == _LEASED
+    return match.lock is not None or match.status == _LEASED_STATUS
 
 
 def listing_query(match: JobFilter, limit: int, continuation: str | None = None) -> Query:
@@ -79,8 +79,8 @@ def listing_query(match: JobFilter, limit: int, continuation: str | None = None)
     where: list[Filter] = []
     if match.lock is not None:
         where.append(eq("lock", match.lock))
-    elif match.status == _LEASED:
-        where.append(eq("status", _LEASED))
+    elif match.status == _LEASED_STATUS:
+        where.append(eq("status", _LEASED_STATUS))
     else:
         # Equalities in the order of the index that serves them (the table above).
         if match.queue is not None:
