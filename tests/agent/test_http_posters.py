@@ -1,4 +1,4 @@
-"""The agent's two HTTP paths (aiohttp by default, httpx with a transport) behave alike.
+"""The agent's two HTTP paths (its own connections by default, httpx with a transport) behave alike.
 
 Both talk to one scripted server on a real socket: the same answers must give the
 same results, the same exceptions and the same retries, and the request must be
@@ -69,12 +69,12 @@ async def scripted() -> AsyncIterator[Scripted]:
 
 
 def _client(kind: str, url: str) -> AgentClient:
-    if kind == "aiohttp":
+    if kind == "own":
         return AgentClient(url, "fa.token", retry_timeout=5)
     return AgentClient(url, "fa.token", transport=httpx.AsyncHTTPTransport(), retry_timeout=5)
 
 
-KINDS = ["aiohttp", "httpx"]
+KINDS = ["own", "httpx"]
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -93,7 +93,7 @@ def _all_finite(value: Any) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """An HTTP answer, whichever library fetched it (aiohttp, ``http.client``, httpx)."""
+    """An HTTP answer, whichever way it came (the agent's connections, ``http.client``, httpx)."""
 
     status_code: int
     reason_phrase: str
@@ -140,8 +140,8 @@ def error_answer(response: Answered) -> ErrorAnswer:
 def _loaded_transport_errors() -> tuple[type[Exception], ...]:
     """``ConnectionError``, and httpx's ``TransportError`` if httpx is loaded.
 
-    Looked up, not imported: an agent sends over aiohttp and need not load httpx
-    (≈ 0.1 s of CPU at every start); a ``FleetClient`` sends over httpx, a
+    Looked up, not imported: an agent sends over its own connections and need not
+    load httpx (≈ 0.1 s of CPU at every start); a ``FleetClient`` sends over httpx, a
     ``SyncFleetClient`` over ``http.client`` (which raises ``ConnectionError``).
     """
     httpx = sys.modules.get("httpx")

@@ -13,10 +13,10 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 import orjson
 import structlog
-import yarl
 
 from .client import AgentClient
 from .errors import AgentError, CoordinatorUnavailable, Unauthorized
@@ -83,8 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.report_window < 0:
         parser.error("--report-window must not be negative")
     try:
-        url = yarl.URL(args.url)  # aiohttp's URL type: what the requests will be made of
-        usable = url.scheme in ("http", "https") and bool(url.host)
+        url = urlsplit(args.url)  # as connections.ConnectionPool reads it
+        usable = url.scheme in ("http", "https") and bool(url.hostname) and url.port != 0
     except ValueError:
         usable = False
     if not usable:

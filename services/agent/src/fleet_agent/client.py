@@ -1,4 +1,4 @@
-"""``AgentClient``: the coordinator's agent API over HTTP (aiohttp; httpx for a given transport).
+"""``AgentClient``: the coordinator's agent API over HTTP (own connections; httpx when given).
 
 Every call goes through ``_call``: one request, the answer or transport error
 translated into the ``AgentError`` tree, and ``CoordinatorUnavailable`` retried
@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import stamina
 
+from .connections import ConnectionPool
 from .errors import raise_for_answer, retry_unavailable, translate_transport_errors
-from .http import AiohttpPoster, HttpxPoster, Poster, encode
+from .http import HttpxPoster, Poster, encode
 from .models import Claimed, HeartbeatAnswer, JobInfo, Report, Reported
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ class AgentClient:
         headers = {"Authorization": f"Bearer {token}"}
         # A transport is the tests' way in (the ASGI app in process, injected faults).
         self._http: Poster = (
-            AiohttpPoster(self.base_url, headers)
+            ConnectionPool(self.base_url, headers)
             if transport is None
             else HttpxPoster(self.base_url, headers, transport)
         )

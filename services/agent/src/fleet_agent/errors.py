@@ -11,7 +11,8 @@
     ├── RequestRejected           any other 4xx (400, 404, 409, 413, 422) with its code
     └── JobFailed                 raised by a handler: fail the job (retryable or not)
 
-HTTP answers and aiohttp's or httpx's transport errors become these in
+HTTP answers and transport errors (the standard library's ``OSError``s from the
+agent's own connections, or httpx's) become these in
 ``raise_for_answer`` and ``translate_transport_errors``, the client's one boundary.
 """
 
@@ -21,7 +22,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import aiohttp
 from fleet_wire import (
     UNAVAILABLE_STATUSES,
     Answered,
@@ -106,9 +106,10 @@ def translate_transport_errors(url: str) -> Iterator[None]:
     try:
         with transport_errors(url, CoordinatorUnavailable):  # httpx's
             yield
-    # aiohttp's: its own tree, and a plain TimeoutError when the total timeout passes
-    # (only this block's request can raise one here: an outer deadline cancels instead).
-    except (aiohttp.ClientError, TimeoutError) as exc:
+    # The agent's own connections (connections.py): refused, reset, TLS, a broken
+    # answer, and TimeoutError (an OSError) when the request's time passes (only this
+    # block's request can raise one here: an outer deadline cancels instead).
+    except OSError as exc:
         reason = str(exc) or type(exc).__name__
         raise CoordinatorUnavailable(f"cannot reach the coordinator at {url}: {reason}") from exc
 
