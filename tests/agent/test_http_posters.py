@@ -128,3 +128,29 @@ async def test_an_answer_later_than_the_request_timeout_is_unavailable(
     async with _client(kind, scripted.url) as client:
         with pytest.raises(CoordinatorUnavailable, match="cannot reach the coordinator"):
             await client._call("/v1/claims", {}, request_timeout=0.2, retry_timeout=0.3)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_first_try_refused_for_now_waits_retry_after_before_the_next(
+    kind: str, scripted: Scripted
+) -> None:
+    """The first try goes out without the retry loop; its 503 still gets the loop's wait."""
+    scripted.answers += [
+        _error(503, "store_unavailable", {"Retry-After": "0.3"}),
+        _json(200, {"leases": []}),
+    ]
+    loop = asyncio.get_running_loop()
+    arrived: list[float] = []
+
+    def noted(answer: Callable[[], Any]) -> Callable[[], Any]:
+        def note() -> Any:
+            arrived.append(loop.time())
+            return answer()
+
+        return note
+
+    scripted.answers[:] = [noted(a) for a in scripted.answers]
+    async with _client(kind, scripted.url) as client:
+        assert await client.claim() == []
+    assert len(arrived) == 2
+    assert arrived[1] - arrived[0] >= 0.3
