@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from fleet_agent import LeaseLost, RequestRejected, Unauthorized
+from fleet_agent import LeaseLost, Report, RequestRejected, Unauthorized
 
 from .conftest import ADMIN, Fleet
 
@@ -58,3 +60,21 @@ async def test_other_refusals_raise_request_rejected_with_status_and_code(fleet:
             await client.claim(max_jobs=1000)
     assert (caught.value.status, caught.value.code) == (422, "validation_error")
     assert "422 validation_error" in caught.value.message
+
+
+@pytest.mark.parametrize("result", [None, 0, False, "", {}, []])
+async def test_a_completion_report_stores_its_result_even_a_falsy_one(
+    fleet: Fleet, result: Any
+) -> None:
+    """A None result is left out of the request (the API's default); every other one is sent."""
+    _, token = await fleet.register()
+    job_id = await fleet.enqueue(lease_seconds=30)
+    item = Report(job_id=job_id, epoch=1, action="complete", result=result)
+    assert ("result" in item.to_json()) is (result is not None)
+    client, _ = fleet.client(token)
+    async with client:
+        await client.claim()
+        [answer] = (await client.report([item])).items
+    assert answer.ok
+    stored = await fleet.job(job_id)
+    assert (stored["status"], stored["result"]) == ("succeeded", result)

@@ -107,7 +107,9 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         """The item as the API takes it (fields that do not apply are left out)."""
         body: dict[str, Any] = {"job_id": self.job_id, "epoch": self.epoch, "action": self.action}
-        if self.action == "complete":
+        if self.action == "complete" and self.result is not None:
+            # None is the API's default: left out, the request holds no ``null`` for the
+            # encoder to look behind for a NaN (fleet_wire.encode).
             body["result"] = self.result
         elif self.action == "fail":
             body["error"] = self.error or ""
