@@ -1,4 +1,4 @@
-"""``FleetClient`` (httpx) and ``SyncFleetClient`` (urllib3) behave alike on a real socket.
+"""``FleetClient`` (httpx) and ``SyncFleetClient`` (its own pool) behave alike on a real socket.
 
 Both talk to one scripted HTTP/1.1 server in a thread: the same calls must send
 the same requests, and the same answers must give the same results, the same
@@ -58,6 +58,8 @@ class Scripted:
     seen: list[tuple[str, str, dict[str, str], bytes]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     closed: threading.Event = field(default_factory=threading.Event)
+    ports: list[int] = field(default_factory=list)
+    """The client port of each request: one per connection."""
 
 
 def ok(body: Any, status: int = 200) -> Reply:
@@ -86,6 +88,7 @@ def scripted() -> Iterator[Scripted]:
             headers = {k.lower(): v for k, v in self.headers.items()}
             with state.lock:
                 state.seen.append((self.command, self.path, headers, body))
+                state.ports.append(self.client_address[1])
                 answer = state.answers.pop(0)
             if answer == "drop":
                 self.close_connection = True
@@ -349,3 +352,20 @@ def test_the_sync_client_refuses_an_https_proxy_at_once(
     no_proxy_settings.setenv("HTTPS_PROXY", "https://proxy.invalid:3128")
     with pytest.raises(FleetError, match="only http:// proxies"):
         SyncFleetClient("https://coordinator.invalid", "admin-token")
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_calls_one_after_another_share_one_connection(scripted: Scripted, kind: str) -> None:
+    """Keep-alive: five calls in a row, one connection (the sync client reads the answer
+    off the socket itself, and must give the connection back for the next call)."""
+    scripted.answers += [ok(JOB)] * 5
+
+    def script(client: Any) -> list[Any]:
+        return [client.get_job("j1") for _ in range(5)]
+
+    async def ascript(client: Any) -> list[Any]:
+        return [await client.get_job("j1") for _ in range(5)]
+
+    jobs = call(kind, scripted, script if kind == "sync" else ascript)
+    assert [job.id for job in jobs] == ["j1"] * 5
+    assert len(set(scripted.ports)) == 1
