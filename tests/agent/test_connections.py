@@ -8,8 +8,10 @@ close, chunked bodies, late answers, answers that are not HTTP at all.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from fleet_agent import connections
@@ -216,3 +218,37 @@ def test_a_bad_url_or_a_header_with_a_line_break_is_refused(
 ) -> None:
     with pytest.raises(ValueError, match=error):
         ConnectionPool(url, headers)
+
+
+async def test_https_is_verified_and_kept_alive(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TLS with the default context: a certificate for the host is accepted and its
+    connection reused; the same certificate for another name is refused."""
+    tls = Path(__file__).parent / "tls"  # a self-signed certificate for localhost, tests only
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls / "localhost-cert.pem"))  # trusted, for once
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(tls / "localhost-cert.pem", tls / "localhost-key.pem")
+    raw = Raw()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raw.connections += 1
+        try:
+            while True:
+                try:
+                    request = await _read_request(reader)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                writer.write(_answer(request.rpartition(b"\r\n\r\n")[2]))
+                await writer.drain()
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=served)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        pool = _pool(f"https://localhost:{port}")
+        answers = [await pool.post("/x", b'"%d"' % i, 5) for i in range(3)]
+        await pool.aclose()
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await _pool(f"https://127.0.0.1:{port}").post("/x", b"{}", 5)
+    assert [a.json() for a in answers] == ["0", "1", "2"]
+    assert raw.connections == 1  # the refused handshake never reached the handler
