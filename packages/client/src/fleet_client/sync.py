@@ -6,8 +6,8 @@ and sends it from the caller's own thread over a pool of keep-alive connections
 (``connections.py``: opened by ``http.client``, answers parsed by httptools). It
 used to run a ``FleetClient`` on an event loop in a background thread and wait for
 each call: ~0.9 ms of the caller's CPU per enqueue, where ``http.client`` took ~0.15
-ms, and this about half of that (docs/benchmarks.md). The pool is thread-safe: one client may serve every thread of
-a web application.
+ms, and this about half of that (docs/benchmarks.md). The pool is thread-safe: one
+client may serve every thread of a web application.
 """
 
 from __future__ import annotations
