@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,9 +52,9 @@ async def _read_request(reader: asyncio.StreamReader) -> bytes:
     return head + await reader.readexactly(length)
 
 
-@pytest.fixture
-async def raw() -> AsyncIterator[Raw]:
-    state = Raw()
+@asynccontextmanager
+async def _served(state: Raw, tls: ssl.SSLContext | None = None) -> AsyncIterator[Raw]:
+    """``state``'s server on 127.0.0.1 (over TLS with ``tls``) while the block runs."""
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         state.connections += 1
@@ -74,13 +75,24 @@ async def raw() -> AsyncIterator[Raw]:
         finally:
             writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=tls)
     state.port = server.sockets[0].getsockname()[1]
     try:
         yield state
     finally:
         server.close()
         await server.wait_closed()
+
+
+@pytest.fixture
+async def raw() -> AsyncIterator[Raw]:
+    async with _served(Raw()) as state:
+        yield state
+
+
+def _echo(request: bytes) -> bytes:
+    """An answer whose body is the request's."""
+    return _answer(request.rpartition(b"\r\n\r\n")[2])
 
 
 def _pool(url: str) -> ConnectionPool:
@@ -118,7 +130,7 @@ async def test_one_connection_serves_request_after_request(raw: Raw) -> None:
 async def test_requests_at_once_get_their_own_connections_and_answers(raw: Raw) -> None:
     """Each answer goes to its own request, never to another one in flight."""
     raw.delay = 0.01
-    raw.reply = lambda request: _answer(request.rpartition(b"\r\n\r\n")[2])
+    raw.reply = _echo
     pool = _pool(raw.url)
     answers = await asyncio.gather(*(pool.post("/x", b"%d" % i, 5) for i in range(6)))
     await pool.aclose()
@@ -168,7 +180,7 @@ async def test_a_chunked_answer_is_joined() -> None:
 
 async def test_a_late_answer_is_never_read_as_the_next_one(raw: Raw) -> None:
     """A request that timed out gives up its connection: its answer cannot reach another."""
-    raw.reply = lambda request: _answer(request.rpartition(b"\r\n\r\n")[2])  # an echo
+    raw.reply = _echo
     raw.delay = 0.3
     pool = _pool(raw.url)
     with pytest.raises(TimeoutError):
@@ -227,28 +239,11 @@ async def test_https_is_verified_and_kept_alive(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("SSL_CERT_FILE", str(tls / "localhost-cert.pem"))  # trusted, for once
     served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     served.load_cert_chain(tls / "localhost-cert.pem", tls / "localhost-key.pem")
-    raw = Raw()
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        raw.connections += 1
-        try:
-            while True:
-                try:
-                    request = await _read_request(reader)
-                except (asyncio.IncompleteReadError, ConnectionError):
-                    return
-                writer.write(_answer(request.rpartition(b"\r\n\r\n")[2]))
-                await writer.drain()
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=served)
-    port = server.sockets[0].getsockname()[1]
-    async with server:
-        pool = _pool(f"https://localhost:{port}")
+    async with _served(Raw(reply=_echo), served) as raw:
+        pool = _pool(f"https://localhost:{raw.port}")
         answers = [await pool.post("/x", b'"%d"' % i, 5) for i in range(3)]
         await pool.aclose()
         with pytest.raises(ssl.SSLCertVerificationError):
-            await _pool(f"https://127.0.0.1:{port}").post("/x", b"{}", 5)
+            await _pool(f"https://127.0.0.1:{raw.port}").post("/x", b"{}", 5)
     assert [a.json() for a in answers] == ["0", "1", "2"]
     assert raw.connections == 1  # the refused handshake never reached the handler
