@@ -119,6 +119,17 @@ async def test_the_request_and_its_answer(raw: Raw) -> None:
     assert body == b'{"max_jobs":1}'
 
 
+async def test_a_path_with_spaces_or_line_breaks_is_quoted(raw: Raw) -> None:
+    """A job id is the caller's string: it never ends the request line or adds a header."""
+    pool = _pool(raw.url)
+    await pool.post("/v1/jobs/a b\r\nX-Injected: 1/é", b"{}", 5)
+    await pool.aclose()
+    [request] = raw.requests
+    lines = request.partition(b"\r\n\r\n")[0].split(b"\r\n")
+    assert lines[0] == b"POST /v1/jobs/a%20b%0D%0AX-Injected:%201/%C3%A9 HTTP/1.1"
+    assert not any(line.lower().startswith(b"x-injected") for line in lines)
+
+
 async def test_one_connection_serves_request_after_request(raw: Raw) -> None:
     pool = _pool(raw.url)
     for _ in range(5):

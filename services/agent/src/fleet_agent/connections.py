@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httptools
 from fleet_wire import Answer
@@ -39,6 +39,9 @@ IDLE_SECONDS = 4.0
 """An idle connection older than this is closed instead of reused: uvicorn closes
 its side after 5 s (``--timeout-keep-alive``), and a request sent on a connection
 the server is closing at that moment is lost to a reset."""
+
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~?"
+"""What a path keeps unquoted: RFC 3986's path characters, ``%`` and the query's ``?``."""
 
 MAX_IDLE = 16
 """Idle connections kept at most (an agent has a few requests in flight at once)."""
@@ -145,9 +148,14 @@ class ConnectionPool:
 
     async def post(self, path: str, body: bytes, time_limit: float) -> Answer:
         """The answer to ``POST path`` with ``body`` within ``time_limit`` seconds."""
+        target = self._prefix + path
+        if " " in target or not (target.isascii() and target.isprintable()):
+            # Quoted as a URL library sends it (a job id is the caller's string): a space
+            # or a line break must never end the request line or start a header.
+            target = quote(target, safe=_PATH_SAFE)
         request = b"".join(
             (
-                f"POST {self._prefix}{path} HTTP/1.1\r\n".encode("latin-1"),
+                f"POST {target} HTTP/1.1\r\n".encode("latin-1"),
                 self._head,
                 b"Content-Length: %d\r\n\r\n" % len(body),
                 body,
