@@ -32,7 +32,9 @@ class Raw:
     """A server on 127.0.0.1 answering request after request with ``reply``."""
 
     reply: Reply = lambda request: _answer(b"{}")
-    delay: float = 0.0
+    hold: asyncio.Event | None = None
+    """When set: every answer waits for it (set by the test, or at ``release_at`` requests)."""
+    release_at: int = 0
     connections: int = 0
     requests: list[bytes] = field(default_factory=list)
     port: int = 0
@@ -65,8 +67,10 @@ async def _served(state: Raw, tls: ssl.SSLContext | None = None) -> AsyncIterato
                 except (asyncio.IncompleteReadError, ConnectionError):
                     return
                 state.requests.append(request)
-                if state.delay:
-                    await asyncio.sleep(state.delay)
+                if state.hold is not None:
+                    if len(state.requests) == state.release_at:
+                        state.hold.set()
+                    await state.hold.wait()
                 answer = state.reply(request)
                 if answer is None:
                     return
@@ -140,7 +144,7 @@ async def test_one_connection_serves_request_after_request(raw: Raw) -> None:
 
 async def test_requests_at_once_get_their_own_connections_and_answers(raw: Raw) -> None:
     """Each answer goes to its own request, never to another one in flight."""
-    raw.delay = 0.01
+    raw.hold, raw.release_at = asyncio.Event(), 6  # no answer until all six are in flight
     raw.reply = _echo
     pool = _pool(raw.url)
     answers = await asyncio.gather(*(pool.post("/x", b"%d" % i, 5) for i in range(6)))
@@ -192,11 +196,11 @@ async def test_a_chunked_answer_is_joined() -> None:
 async def test_a_late_answer_is_never_read_as_the_next_one(raw: Raw) -> None:
     """A request that timed out gives up its connection: its answer cannot reach another."""
     raw.reply = _echo
-    raw.delay = 0.3
+    raw.hold = asyncio.Event()  # the first answer waits until its request has timed out
     pool = _pool(raw.url)
     with pytest.raises(TimeoutError):
         await pool.post("/x", b'"late"', 0.05)
-    raw.delay = 0.0
+    raw.hold.set()
     answer = await pool.post("/x", b'"next"', 5)
     await pool.aclose()
     assert answer.json() == "next"
