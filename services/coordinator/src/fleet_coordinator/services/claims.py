@@ -123,9 +123,13 @@ async def _claim(
                 break
             # 5. Lease each with one conditional write on the etag the query returned;
             #    the writes go out together (distinct jobs: one group commit on SQLite).
-            leased = await asyncio.gather(
-                *(_lease(co, agent.id, state.labels, doc, held) for doc in granted)
-            )
+            #    One job (an agent of capacity 1) is awaited as is: no task for it.
+            if len(granted) == 1:
+                leased = [await _lease(co, agent.id, state.labels, granted[0], held)]
+            else:
+                leased = await asyncio.gather(
+                    *(_lease(co, agent.id, state.labels, doc, held) for doc in granted)
+                )
             for doc, job in zip(granted, leased, strict=True):
                 tried.add(doc.id)
                 if job is None:
