@@ -7,6 +7,13 @@ drain jobs/s (first claim → last completion seen by the workers) and the
 coordinator process's CPU (user + system, from ``/proc``) per job during the
 drain. Variants run alternately, one after the other, ``--reps`` times; the
 medians and the ratio to the first variant are printed.
+
+``--processes`` runs each agent as ``fleet-agent run`` in its own process instead,
+with the peer benchmark's no-op handler (``bench/peers/inside/fleet_app.py``): the
+drain ends when the handlers have recorded N ids, and the agents' CPU is read from
+``/proc`` like the server's. That is the layout ``make bench-peers`` times, where
+the server shares the cores with W interpreters instead of one; its server CPU per
+job is higher than with the workers in this process.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import asyncio
 import os
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +34,7 @@ import httpx
 import structlog
 from fleet_agent import AgentClient, Job, Worker
 
-from tests.support.served import Served
+from tests.support.served import Served, tool_path
 
 __all__ = ["main"]
 
@@ -67,10 +75,8 @@ async def _noop(job: Job) -> None:
     return None
 
 
-async def _drain(
-    url: str, pid: int, jobs: int, agents: int, concurrency: int, batch: bool
-) -> tuple[float, float, float]:
-    """Queue ``jobs``, drain them; jobs/s, the server's and the agents' CPU ms per job."""
+async def _prepare(url: str, jobs: int, agents: int, concurrency: int) -> list[str]:
+    """Register the agents and queue ``jobs`` (untimed); the agents' tokens."""
     admin = {"Authorization": f"Bearer {ADMIN}"}
     async with httpx.AsyncClient(base_url=url, headers=admin, timeout=60) as http:
         tokens = []
@@ -80,6 +86,14 @@ async def _drain(
         for start in range(0, jobs, 1000):
             body = {"jobs": [{"kind": "noop"} for _ in range(min(1000, jobs - start))]}
             assert (await http.post("/v1/jobs/batch", json=body)).status_code == 201
+    return tokens
+
+
+async def _drain(
+    url: str, pid: int, jobs: int, agents: int, concurrency: int, batch: bool
+) -> tuple[float, float, float]:
+    """Queue ``jobs``, drain them; jobs/s, the server's and the agents' CPU ms per job."""
+    tokens = await _prepare(url, jobs, agents, concurrency)
     clients = [AgentClient(url, token) for token in tokens]
     workers = [
         Worker(c, {"noop": _noop}, concurrency=concurrency, wait_seconds=1, batch_reports=batch)
@@ -104,8 +118,55 @@ async def _drain(
     return jobs / elapsed, cpu / jobs * 1000, agent_cpu / jobs * 1000
 
 
+def _lines(path: Path) -> int:
+    try:
+        with path.open("rb") as file:
+            return sum(1 for _ in file)
+    except FileNotFoundError:
+        return 0
+
+
+def _drain_processes(
+    url: str, pid: int, jobs: int, agents: int, concurrency: int, workdir: Path
+) -> tuple[float, float, float]:
+    """As ``_drain``, with each agent a ``fleet-agent run`` process (``--processes``)."""
+    tokens = asyncio.run(_prepare(url, jobs, agents, concurrency))
+    done = workdir / f"done-{time.monotonic_ns()}.txt"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
+    env.update(PYTHONPATH=str(ROOT / "bench" / "peers" / "inside"), PEERS_DONE_FILE=str(done))
+    argv = [tool_path("fleet-agent"), "run", "--url", url, "--concurrency", str(concurrency)]
+    argv += ["--handlers", "fleet_app:HANDLERS"]
+    cpu_before = _cpu_seconds(pid)
+    began = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            argv,
+            env={**env, "FLEET_AGENT_TOKEN": token},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for token in tokens
+    ]
+    agent_cpu: dict[int, float] = {}
+    try:
+        while _lines(done) < jobs:
+            for proc in procs:  # read while they run: an exited process has no /proc entry
+                agent_cpu[proc.pid] = _cpu_seconds(proc.pid)
+            if any(proc.poll() is not None for proc in procs):
+                raise SystemExit("drain: an agent exited before the drain ended")
+            time.sleep(0.02)  # the agents are other processes: poll their done file
+        elapsed = time.perf_counter() - began
+        cpu = _cpu_seconds(pid) - cpu_before
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait()
+    return jobs / elapsed, cpu / jobs * 1000, sum(agent_cpu.values()) / jobs * 1000
+
+
 def _run(
-    variant: str, jobs: int, agents: int, concurrency: int, workdir: Path
+    variant: str, jobs: int, agents: int, concurrency: int, workdir: Path, processes: bool = False
 ) -> tuple[float, float, float]:
     spec = VARIANTS[variant]
     env = {"BENCH_HOT_PATH": "1" if spec["hot"] else "0", "PYTHONPATH": str(ROOT)}
@@ -117,6 +178,12 @@ def _run(
     with server:
         assert server.process is not None
         pid = server.process.pid
+        if processes:
+            if not spec["batch"]:
+                raise SystemExit(
+                    f"drain: --processes runs `fleet-agent run` at its defaults, not {variant}"
+                )
+            return _drain_processes(server.base_url, pid, jobs, agents, concurrency, workdir)
         drain = _drain(server.base_url, pid, jobs, agents, concurrency, spec["batch"])
         if os.environ.get("BENCH_AGENT_UVLOOP") == "1":
             import uvloop
@@ -133,6 +200,9 @@ def main(args: list[str]) -> None:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
+    parser.add_argument(
+        "--processes", action="store_true", help="agents as `fleet-agent run` processes"
+    )
     opts = parser.parse_args(args)
     variants = opts.variants.split(",")
     if os.environ.get("BENCH_AGENT_LOGS") == "1":
@@ -147,7 +217,9 @@ def main(args: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(opts.reps):
             for variant in variants:
-                rate, cpu, acpu = _run(variant, opts.jobs, opts.agents, opts.concurrency, Path(tmp))
+                rate, cpu, acpu = _run(
+                    variant, opts.jobs, opts.agents, opts.concurrency, Path(tmp), opts.processes
+                )
                 results[variant].append((rate, cpu, acpu))
                 print(
                     f"rep {rep + 1} {variant:<22} drain {rate:7.0f} jobs/s  "
