@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import claim_loop, console, coordinator, datastore, drain, soak
+from bench import claim_loop, console, coordinator, datastore, drain, request_cpu, soak
 
 SUITES = {
     "datastore": datastore.main,
@@ -12,6 +12,7 @@ SUITES = {
     "drain": drain.main,
     "claim-loop": claim_loop.main,
     "console": console.main,
+    "requests": request_cpu.main,
 }
 BY_DEFAULT = ("datastore", "coordinator")
 """What ``python -m bench`` runs with no suite named: the console's fills a million jobs first."""

@@ -1,0 +1,181 @@
+"""``python -m bench requests``: the server's CPU per request, in process, without sockets.
+
+``serve``'s stack as it runs (uvicorn's config and ``GuardedHttpToolsProtocol``,
+the app with its hot path and guard, SQLite inline), fed raw request bytes through
+``data_received`` by a transport that only collects the answer. No client, no
+loopback, no scheduler between the two: what is left is the coordinator's own CPU
+per request, which repeats within a few percent where the served benchmarks swing
+by ±15 % on a noisy machine. Two workloads:
+
+* ``enqueue``: ``POST /v1/jobs`` with the admin token, one job a request;
+* ``cycle``: one agent of capacity 1 drains queued jobs with ``POST /v1/reports``,
+  each request completing its job and claiming the next, as ``fleet-agent run
+  --concurrency 1`` does.
+
+For an A/B, run it alternately from two worktrees: it imports the packages of the
+tree it is run from. Where the machine is too noisy even for this, count
+instructions instead: ``valgrind --tool=callgrind python -m bench requests enqueue
+--requests 1000 --reps 1`` and again with 2,000; the difference over 1,000 is the
+instructions a request, the same to a few in a million run after run
+(``PYTHONHASHSEED=0``; docs/benchmarks.md, "Tenth session").
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+__all__ = ["main"]
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN = "bench-admin-token"
+
+
+class _Collector(asyncio.Transport):
+    """A transport that keeps what is written and wakes the caller once an answer is whole."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data = b""
+        self.whole: asyncio.Future[bytes] | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.data += bytes(data)
+        head, sep, body = self.data.partition(b"\r\n\r\n")
+        if not sep:
+            return
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        if len(body) >= length and self.whole is not None and not self.whole.done():
+            answer, self.data = head + sep + body[:length], body[length:]
+            self.whole.set_result(answer)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 40000) if name in ("peername", "sockname") else default
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+def _request(path: str, token: str, body: Any) -> bytes:
+    raw = orjson.dumps(body)
+    head = (
+        f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+        f"authorization: Bearer {token}\r\ncontent-length: {len(raw)}\r\n\r\n"
+    )
+    return head.encode() + raw
+
+
+async def _exchange(protocol: Any, collector: _Collector, request: bytes) -> dict[str, Any]:
+    collector.whole = asyncio.get_running_loop().create_future()
+    protocol.data_received(request)
+    answer = await collector.whole
+    status = int(answer.split(b" ", 2)[1])
+    body: dict[str, Any] = orjson.loads(answer.partition(b"\r\n\r\n")[2])
+    if status >= 300:
+        raise SystemExit(f"requests: {status} {body}")
+    return body
+
+
+async def _run(workload: str, count: int, workdir: Path) -> float:
+    """CPU µs per request of ``count`` requests of ``workload``."""
+    import uvicorn
+    from fleet_coordinator import Settings, create_app
+    from fleet_coordinator.cli import KEEP_ALIVE_SECONDS, http_protocol
+
+    settings = Settings(
+        store_url=f"sqlite:///{workdir}/requests-{time.monotonic_ns()}.db",
+        admin_token=ADMIN,
+        reaper_enabled=False,
+    )
+    app = create_app(settings, tune_gc=True)
+    protocol_class = http_protocol(settings)
+    config = uvicorn.Config(
+        app,
+        http=protocol_class,
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    )
+    config.load()
+    async with app.router.lifespan_context(app):
+        protocol = protocol_class(
+            config=config, server_state=uvicorn.server.ServerState(), app_state={}
+        )
+        collector = _Collector()
+        protocol.connection_made(collector)
+        admin = _request("/v1/agents", ADMIN, {"name": "bench", "capacity": 1})
+        token = (await _exchange(protocol, collector, admin))["token"]
+        if workload == "cycle":
+            for start in range(0, count + 1, 1000):
+                jobs = [{"kind": "noop"}] * min(1000, count + 1 - start)
+                await _exchange(
+                    protocol, collector, _request("/v1/jobs/batch", ADMIN, {"jobs": jobs})
+                )
+            claim = await _exchange(
+                protocol, collector, _request("/v1/claims", token, {"max_jobs": 1})
+            )
+            lease = claim["leases"][0]
+        began = time.process_time()
+        for _ in range(count):
+            if workload == "enqueue":
+                await _exchange(protocol, collector, _request("/v1/jobs", ADMIN, {"kind": "noop"}))
+                continue
+            item = {
+                "job_id": lease["job"]["id"],
+                "epoch": lease["lease"]["epoch"],
+                "action": "complete",
+            }
+            body = {"items": [item], "claim": {"max_jobs": 1}}
+            answer = await _exchange(protocol, collector, _request("/v1/reports", token, body))
+            lease = answer["leases"][0]
+        spent = time.process_time() - began
+        protocol.connection_lost(None)
+    return spent / count * 1e6
+
+
+def main(args: list[str]) -> None:
+    """Print the CPU per request of each rep and their median."""
+    parser = argparse.ArgumentParser(prog="python -m bench requests")
+    parser.add_argument("workload", choices=("enqueue", "cycle"))
+    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--reps", type=int, default=3)
+    opts = parser.parse_args(args)
+    for source in ("packages/datastore/src", "services/coordinator/src"):
+        sys.path.insert(0, str(ROOT / source))
+    from fleet_coordinator.logs import configure_logging
+
+    configure_logging(file=open(os.devnull, "w"))  # noqa: SIM115 - for the whole process
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(opts.reps):
+            import uvloop
+
+            runs.append(uvloop.run(_run(opts.workload, opts.requests, Path(tmp))))
+            print(f"rep {rep + 1} {opts.workload} {runs[-1]:.1f} µs CPU/request ({ROOT.name})")
+    print(f"median {statistics.median(runs):.1f} µs CPU/request")
