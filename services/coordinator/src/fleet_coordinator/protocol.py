@@ -8,15 +8,19 @@ protocol closes a connection whose request headers are not complete within
 ``FLEET_HEADER_TIMEOUT_SECONDS`` of its first byte (or of the connection, when
 nothing comes at all), and answers 431 to headers larger than ``MAX_HEADER_BYTES``.
 Bodies are the guard's (``api/middleware.py``): bounded per route and in time.
+This protocol only tells it, with ``BODY_COMPLETE`` in the scope, that a body was
+parsed whole before the app ran, so that its read needs no deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from .api.middleware import BODY_COMPLETE
 
 __all__ = ["MAX_HEADER_BYTES", "GuardedHttpToolsProtocol", "OneWriteTransport"]
 
@@ -177,4 +181,5 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._awaiting_headers = True  # the next request on this connection
+        cast("dict[str, Any]", self.scope)[BODY_COMPLETE] = True
         super().on_message_complete()
