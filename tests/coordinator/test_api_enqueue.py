@@ -72,6 +72,29 @@ async def test_a_batch_counts_each_created_job_once_in_its_queue(api: Api) -> No
     assert sample("fleet_jobs_enqueued_total", {"queue": "b"}) == 3
 
 
+async def test_each_enqueue_claim_end_and_request_is_counted_per_label(api: Api) -> None:
+    """The counters the hot paths keep a child of count on, per label, every time."""
+    _, agent = await api.agent(capacity=2)
+    for queue in ("a", "a", "b"):
+        r = await api.client.post("/v1/jobs", json={"kind": "k", "queue": queue}, headers=api.admin)
+        assert r.status_code == 201, r.text
+    for _ in range(2):
+        r = await api.client.post("/v1/claims", json={"max_jobs": 2}, headers=agent)
+        for lease in r.json()["leases"]:
+            epoch = {"epoch": lease["lease"]["epoch"]}
+            done = f"/v1/jobs/{lease['job']['id']}/complete"
+            assert (await api.client.post(done, json=epoch, headers=agent)).status_code == 200
+    sample = api.co.metrics.registry.get_sample_value
+    assert sample("fleet_jobs_enqueued_total", {"queue": "a"}) == 2
+    assert sample("fleet_jobs_enqueued_total", {"queue": "b"}) == 1
+    assert sample("fleet_claims_total", {"queue": "a"}) == 2
+    assert sample("fleet_claims_total", {"queue": "b"}) == 1
+    finished = {"op": "completed", "status": "succeeded"}
+    assert sample("fleet_jobs_finished_total", finished) == 3
+    posts = {"method": "POST", "route": "/v1/jobs"}
+    assert sample("fleet_request_seconds_count", posts) == 3
+
+
 async def test_list_pages_with_a_cursor_and_filters(api: Api) -> None:
     """Listing pages through jobs with next_cursor and filters by queue and status."""
     for i in range(5):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["Metrics"]
+
+_M = TypeVar("_M", Counter, Gauge, Histogram)
 
 
 @dataclass
@@ -52,3 +55,17 @@ class Metrics:
         self.latency = Histogram(
             "fleet_request_seconds", "HTTP request latency", ["method", "route"], registry=r
         )
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def labelled(self, metric: _M, *values: str) -> _M:
+        """``metric.labels(*values)``, looked up once per label set and then kept.
+
+        prometheus_client's ``labels`` takes a lock and builds its key on every call
+        (~3 µs); the hot paths count every request and job. The child is the one
+        ``labels`` keeps too, so nothing here outgrows the metric itself.
+        """
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return cast(_M, child)

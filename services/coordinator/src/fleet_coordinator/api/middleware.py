@@ -156,7 +156,7 @@ class GuardMiddleware:
         finally:
             route = getattr(scope.get("route"), "path", rule.path)
             elapsed = time.perf_counter() - begin
-            self.metrics.latency.labels(scope["method"], route).observe(elapsed)
+            self.metrics.labelled(self.metrics.latency, scope["method"], route).observe(elapsed)
 
     async def _admit(self, scope: Scope, receive: Receive, rule: RouteRule) -> Admitted | None:
         """The whole body and the caller once caller, size and text pass; ``_RefusedError`` else."""

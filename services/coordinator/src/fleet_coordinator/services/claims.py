@@ -170,7 +170,7 @@ async def _lease(
         if taken is not None:
             await undo(co, taken)  # nothing was leased: the lock goes back
         return None
-    co.metrics.claims.labels(new.queue).inc()
+    co.metrics.labelled(co.metrics.claims, new.queue).inc()
     co.log.info("coordinator.job.claimed", job_id=new.id, agent_id=agent_id, epoch=new.epoch)
     job_span("coordinator.job.claimed", new, agent_id, new.epoch)
     return new

@@ -115,7 +115,7 @@ async def enqueue(co: Coordinator, new: NewJob) -> tuple[JobState, bool]:
     state, created = await _create(co, *_build(co, new, now))
     if not created:
         return state, False
-    co.metrics.enqueued.labels(state.queue).inc()
+    co.metrics.labelled(co.metrics.enqueued, state.queue).inc()
     co.throughput.add(Event.ENQUEUED, now)
     co.log.info("coordinator.job.enqueued", job_id=state.id, queue=state.queue)
     co.notifier.notify()

@@ -40,7 +40,7 @@ async def lease_ended(co: Coordinator, old: JobState, new: JobState) -> None:
 
 async def _ended(co: Coordinator, op: str, agent_id: str, old: JobState, new: JobState) -> None:
     await lease_ended(co, old, new)
-    co.metrics.finished.labels(op, new.status.value).inc()
+    co.metrics.labelled(co.metrics.finished, op, new.status.value).inc()
     _count_end(co, new)
     co.log.info(
         f"coordinator.job.{op}",
