@@ -170,9 +170,9 @@ def main(args: list[str]) -> None:
         sys.path.insert(0, str(ROOT / source))
     from fleet_coordinator.logs import configure_logging
 
-    configure_logging(file=open(os.devnull, "w"))  # noqa: SIM115 - for the whole process
     runs = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with open(os.devnull, "w") as sink, tempfile.TemporaryDirectory() as tmp:
+        configure_logging(file=sink)  # the coordinator logs every job: not into the numbers
         for rep in range(opts.reps):
             import uvloop
 
