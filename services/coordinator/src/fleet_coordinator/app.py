@@ -24,7 +24,7 @@ from .api import (
 from .api.hot import HotPath
 from .api.middleware import GuardMiddleware
 from .api.models import ErrorOut
-from .console import install_console
+from .console import ConsoleHeaders, install_console
 from .domain import Clock, SystemClock
 from .metrics import Metrics
 from .services import Coordinator, refresh_paused, run_reaper
@@ -101,10 +101,13 @@ def create_app(
             await opened.close()
 
     def front(framework: ASGIApp) -> ASGIApp:
-        # Outermost first: tracing (when installed), the guard, the hot path, then the
-        # framework's own layers, which only requests the hot path hands on go through.
+        # Outermost first: tracing (when installed), the console's security headers (on
+        # every /ui answer, the guard's refusals and 500s included), the guard, the hot
+        # path, then the framework's own layers, which only requests the hot path hands on
+        # go through.
         inner = HotPath(framework) if hot_path else framework
-        return instrument(GuardMiddleware(inner, settings=settings, metrics=metrics))
+        guarded = GuardMiddleware(inner, settings=settings, metrics=metrics)
+        return instrument(ConsoleHeaders(guarded))
 
     app = _CoordinatorApp(
         front,
@@ -118,7 +121,7 @@ def create_app(
     )
 
     install_error_handlers(app)
-    install_console(app, settings)  # its security-headers middleware sits inside the guard
+    install_console(app, settings)
 
     for router in (jobs_router, queues_router, agents_router, leases_router, schedules_router):
         app.include_router(router, responses=_ERROR_RESPONSES)

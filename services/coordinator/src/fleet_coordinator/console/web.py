@@ -29,6 +29,7 @@ from .sessions import COOKIE, Session, find_session, same_token
 __all__ = [
     "CSP",
     "Console",
+    "BadForm",
     "ConsoleHeaders",
     "Forbidden",
     "SignInNeeded",
@@ -53,6 +54,8 @@ _HEADERS = [
 REFRESH_SECONDS = 5
 """How often an open, visible console page refreshes its live part."""
 MAX_FORM_BYTES = 16 * 1024
+MAX_FORM_FIELDS = 50
+"""Fields a console form may have; the largest (a job filter) has seven."""
 
 
 class ConsoleHeaders:
@@ -62,7 +65,7 @@ class ConsoleHeaders:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = str(scope.get("path", ""))
+        path = scope.get("path", "")
         if scope["type"] != "http" or not (path == "/ui" or path.startswith("/ui/")):
             await self.app(scope, receive, send)
             return
@@ -143,6 +146,15 @@ class Forbidden(Exception):  # noqa: N818 - a signal, answered with 403
     """A state-changing request without the session's CSRF token."""
 
 
+class BadForm(Exception):  # noqa: N818 - a signal, answered with its status
+    """A form the console will not read: 413 too large, 400 not a form of UTF-8 text."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
 async def require_session(request: Request) -> Session:
     """The request's live session, else ``SignInNeeded``."""
     co = await get_coordinator(request)
@@ -158,12 +170,16 @@ async def read_form(request: Request) -> dict[str, str]:
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_FORM_BYTES:
-            raise Forbidden("form too large")
+            raise BadForm(413, "The form is larger than the console accepts.")
     try:
-        text = body.decode()
-    except UnicodeDecodeError as exc:
-        raise Forbidden("form is not UTF-8") from exc
-    pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, max_num_fields=50)
+        # strict: a percent-escape that is not UTF-8 is refused, not read as U+FFFD (SPEC).
+        pairs = urllib.parse.parse_qsl(
+            body.decode(), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS, errors="strict"
+        )
+    except UnicodeDecodeError as exc:  # a ValueError: caught first for its own message
+        raise BadForm(400, "The form is not UTF-8 text.") from exc
+    except ValueError as exc:  # more fields than MAX_FORM_FIELDS
+        raise BadForm(400, "The form has more fields than the console accepts.") from exc
     form: dict[str, str] = {}
     for key, value in pairs:
         form.setdefault(key, value)
