@@ -55,3 +55,41 @@ async def test_long_polls_past_the_cap_get_429_and_an_honest_agent_is_served(api
     answers = await asyncio.gather(*waiting)
     assert sum(len(a.json()["leases"]) for a in answers) == cap
     assert api.co.long_polls == {}
+
+
+async def test_a_report_whose_waiting_claim_is_past_the_cap_applies_none_of_its_items(
+    api: Api,
+) -> None:
+    """``POST /v1/reports`` with a waiting claim past the cap: 429 and nothing applied
+    (it used to complete the job and then answer 429, so a retry found it lost)."""
+    cap = api.co.settings.max_long_polls_per_agent
+    agent_id, headers = await api.agent(name="greedy", capacity=100)
+    job = await api.enqueue(queue="work")
+    [lease] = await api.claim(headers, queues=["work"])
+    idle = {"queues": ["idle"], "wait_seconds": 30}
+    waiting = [
+        asyncio.create_task(api.client.post("/v1/claims", json=idle, headers=headers))
+        for _ in range(cap)
+    ]
+    await _until(lambda: api.co.long_polls.get(agent_id) == cap, "the long-polls to wait")
+
+    done = {"job_id": job["id"], "epoch": lease["lease"]["epoch"], "action": "complete"}
+    report = {"items": [done], "claim": {"queues": ["idle"], "wait_seconds": 5}}
+    refused = await api.client.post("/v1/reports", json=report, headers=headers)
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"]["code"] == "too_many_long_polls"
+    assert (await api.job(job["id"]))["status"] == "leased"
+    assert api.co.long_polls == {agent_id: cap}
+
+    # The same report with a claim that does not wait is no long-poll: applied.
+    report["claim"] = {"queues": ["idle"]}
+    r = await api.client.post("/v1/reports", json=report, headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["items"][0]["ok"] is True
+    assert (await api.job(job["id"]))["status"] == "succeeded"
+
+    for _ in range(cap):
+        await api.enqueue(queue="idle")
+    answers = await asyncio.gather(*waiting)
+    assert sum(len(a.json()["leases"]) for a in answers) == cap
+    assert api.co.long_polls == {}

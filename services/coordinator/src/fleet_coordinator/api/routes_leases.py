@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 from fastapi import APIRouter, Response
 
 from ..domain import JobState
 from ..errors import ConflictError, CoordinatorError
-from ..services import complete_job, fail_job, heartbeat_job, release_job, wait_and_claim
+from ..services import (
+    claim_jobs,
+    claim_waiting,
+    complete_job,
+    fail_job,
+    heartbeat_job,
+    long_poll_slot,
+    release_job,
+    wait_and_claim,
+)
 from ..services.context import Coordinator
 from ..services.reports import Action, Report, ReportOutcome, apply_reports
 from .convert import Answer, job_json, lease_json, lease_out
@@ -140,15 +150,18 @@ async def reports(body: ReportRequest, agent: AgentAuth, co: Co) -> Response:
     want = body.claim
     long_poll = want is not None and want.wait_seconds > 0
     jobs: list[JobState] = []
-    # In this replica's current wave of reports (services/waves.py); the claim comes
-    # after the reports, so the slots their ended leases freed count already.
-    async with co.waves.turn():
-        applied = iter(await apply_reports(co, agent.id, valid))
-        if want is not None and not long_poll:
-            jobs = await wait_and_claim(co, agent, want.queues, want.max_jobs, 0)
-    if want is not None and long_poll:
-        # A claim that may wait leaves the wave first: the next one must not wait for it.
-        jobs = await wait_and_claim(co, agent, want.queues, want.max_jobs, want.wait_seconds)
+    # A claim that may wait takes its long-poll slot before any item is applied: a 429
+    # then refuses the whole request, instead of answering for items it applied.
+    with long_poll_slot(co, agent.id) if long_poll else nullcontext():
+        # In this replica's current wave of reports (services/waves.py); the claim comes
+        # after the reports, so the slots their ended leases freed count already.
+        async with co.waves.turn():
+            applied = iter(await apply_reports(co, agent.id, valid))
+            if want is not None and not long_poll:
+                jobs = await claim_jobs(co, agent, want.queues, want.max_jobs)
+        if want is not None and long_poll:
+            # A claim that may wait leaves the wave first: the next one must not wait for it.
+            jobs = await claim_waiting(co, agent, want.queues, want.max_jobs, want.wait_seconds)
     outcomes = [
         ReportOutcome(item.job_id, error=r) if isinstance(r, CoordinatorError) else next(applied)
         for item, r in zip(body.items, checked, strict=True)

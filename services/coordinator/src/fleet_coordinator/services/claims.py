@@ -40,7 +40,8 @@ number of claimers on any number of replicas may run these steps at once:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 from fleet_datastore import Document
 
@@ -54,7 +55,7 @@ from .context import Coordinator
 from .locks import Taken, acquire, candidates_past_held_locks, undo
 from .transitions import write_job
 
-__all__ = ["claim_jobs", "wait_and_claim"]
+__all__ = ["claim_jobs", "claim_waiting", "long_poll_slot", "wait_and_claim"]
 
 _ROUNDS = 4
 """Rounds of find → reserve → lease before a claim gives up on a contended queue."""
@@ -203,37 +204,51 @@ async def wait_and_claim(
 ) -> list[JobState]:
     """Claim, long-polling up to ``wait_seconds`` until at least one job is leased.
 
-    An agent may have ``FLEET_MAX_LONG_POLLS_PER_AGENT`` long-polls waiting on this
-    replica; one more is refused at once (429): each waiter re-polls on every wake-up,
-    so one greedy agent could otherwise multiply the store's load at will.
+    A claim that may wait takes one of the agent's long-poll slots first
+    (``long_poll_slot``: 429 when none is free).
     """
     if wait_seconds <= 0:
         return await claim_jobs(co, agent, queues, max_jobs)
-    waiting = co.long_polls.get(agent.id, 0)
+    with long_poll_slot(co, agent.id):
+        return await claim_waiting(co, agent, queues, max_jobs, wait_seconds)
+
+
+@contextmanager
+def long_poll_slot(co: Coordinator, agent_id: str) -> Iterator[None]:
+    """One of the agent's long-poll slots on this replica, held for the block.
+
+    An agent may have ``FLEET_MAX_LONG_POLLS_PER_AGENT`` long-polls waiting on this
+    replica; one more is refused at once (429): each waiter re-polls on every wake-up,
+    so one greedy agent could otherwise multiply the store's load at will. A batch
+    report takes its slot before it applies any item, so that a refused claim
+    refuses the whole request and applies nothing.
+    """
+    waiting = co.long_polls.get(agent_id, 0)
     if waiting >= co.settings.max_long_polls_per_agent:
         raise TooManyRequestsError(
             f"this agent already has {waiting} long-polls waiting on this replica",
             code="too_many_long_polls",
             limit=co.settings.max_long_polls_per_agent,
         )
-    co.long_polls[agent.id] = waiting + 1
+    co.long_polls[agent_id] = waiting + 1
     try:
-        return await _wait_and_claim(co, agent, queues, max_jobs, wait_seconds)
+        yield
     finally:
-        left = co.long_polls[agent.id] - 1
+        left = co.long_polls[agent_id] - 1
         if left:
-            co.long_polls[agent.id] = left
+            co.long_polls[agent_id] = left
         else:
-            del co.long_polls[agent.id]
+            del co.long_polls[agent_id]
 
 
-async def _wait_and_claim(
+async def claim_waiting(
     co: Coordinator,
     agent: Document,
     queues: Sequence[str] | None,
     max_jobs: int,
     wait_seconds: float,
 ) -> list[JobState]:
+    """Claim until at least one job is leased or ``wait_seconds`` pass (its slot held)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
     while True:
