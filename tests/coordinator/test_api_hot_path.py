@@ -20,6 +20,7 @@ from fastapi import APIRouter, Request
 from fleet_coordinator import Settings, create_app
 from fleet_coordinator.api.deps import AgentAuth, Co, Role
 from fleet_coordinator.api.hot import HotPath, _post_routes
+from fleet_coordinator.api.limits import REMEMBERED_PATH, remembered
 from fleet_coordinator.api.middleware import ADMITTED, Admitted, GuardMiddleware
 from fleet_coordinator.api.models import ClaimOut, ClaimRequest
 from fleet_coordinator.domain import ManualClock
@@ -355,3 +356,20 @@ def test_what_is_hot_comes_from_the_routes_and_asks_for_nothing_fastapi_alone_su
     assert not served["/x/request"]
     assert not served["/x/sync"]
     assert not served["/x/anonymous"]
+
+
+def test_only_paths_of_a_route_s_length_are_remembered() -> None:
+    """A route match is kept for short paths only: unique long paths (anyone may send
+    them, each a 404) cannot fill the guard's and the hot path's caches with their text."""
+    seen: list[str] = []
+
+    def first(method: str, path: str) -> int:
+        seen.append(path)
+        return len(path)
+
+    match = remembered(first)
+    short, long = "/v1/reports", "/v1/" + "x" * REMEMBERED_PATH
+    for _ in range(3):
+        assert match("POST", short) == len(short)
+        assert match("POST", long) == len(long)
+    assert seen == [short, long, long, long]

@@ -29,7 +29,6 @@ the same rules with no change here.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import json
 import re
@@ -46,7 +45,7 @@ from ..errors import CoordinatorError
 from ..services import Coordinator
 from .deps import Role, get_coordinator, require_admin, require_agent
 from .errors import error_response
-from .limits import MATCHES_KEPT
+from .limits import remembered
 from .middleware import ADMITTED, Admitted
 
 __all__ = ["HotPath"]
@@ -151,7 +150,7 @@ class HotPath:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self._routes: list[_Route] | None = None
-        self._match = functools.lru_cache(MATCHES_KEPT)(self._first)
+        self._match = remembered(self._first)
 
     def _first(self, app: FastAPI, path: str) -> tuple[_Route, dict[str, Any]] | None:
         """The first POST route matching ``path`` and its path parameters (None: FastAPI's)."""

@@ -21,14 +21,23 @@ import functools
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 
 from .deps import Role, require_admin, require_agent
 
-__all__ = ["MATCHES_KEPT", "SMALL_BODY", "Role", "RouteRule", "RouteRules", "schema_bound"]
+__all__ = [
+    "MATCHES_KEPT",
+    "REMEMBERED_PATH",
+    "SMALL_BODY",
+    "Role",
+    "RouteRule",
+    "RouteRules",
+    "remembered",
+    "schema_bound",
+]
 
 MATCHES_KEPT = 4096
 """Paths whose route match is remembered (least recently used out first).
@@ -37,6 +46,28 @@ Agents send the same few paths over and over (``/v1/reports``, ``/v1/claims``):
 a remembered match is one lookup instead of a regular expression per route tried
 (~20 for ``/v1/reports``); paths with ids come and go without growing the memory.
 """
+
+A = TypeVar("A")
+R = TypeVar("R")
+
+REMEMBERED_PATH = 512
+"""The longest path whose match is remembered; a longer one is matched anew each time.
+
+A remembered path is kept until 4,096 newer ones push it out: without a bound, anyone
+could pin ~250 MB a replica with unique 60 KB paths, unauthenticated (each is a 404).
+No route of the API has a path near this long.
+"""
+
+
+def remembered(first: Callable[[A, str], R]) -> Callable[[A, str], R]:
+    """``first(a, path)`` with its answers for paths up to ``REMEMBERED_PATH`` kept."""
+    kept = functools.lru_cache(MATCHES_KEPT)(first)
+
+    def match(a: A, path: str) -> R:
+        return kept(a, path) if len(path) <= REMEMBERED_PATH else first(a, path)
+
+    return match
+
 
 SMALL_BODY = 16 * 1024
 """The limit of a route without a body model (and of unknown paths)."""
@@ -159,7 +190,7 @@ class RouteRules:
             rule = RouteRule(path, _role(dependant), limit)
             self.rules.append((context.path_regex, frozenset(methods), rule))
 
-        self.match: Callable[[str, str], RouteRule] = functools.lru_cache(MATCHES_KEPT)(self._first)
+        self.match: Callable[[str, str], RouteRule] = remembered(self._first)
         """``match(method, path)``: the rule of the route FastAPI would pick, remembered."""
 
     def _first(self, method: str, path: str) -> RouteRule:
