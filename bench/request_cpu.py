@@ -23,7 +23,6 @@ instructions a request, the same to a few in a million run after run
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import statistics
 import sys
@@ -34,51 +33,12 @@ from typing import Any
 
 import orjson
 
+from tests.support.raw_http import Collector, connect
+
 __all__ = ["main"]
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN = "bench-admin-token"
-
-
-class _Collector(asyncio.Transport):
-    """A transport that keeps what is written and wakes the caller once an answer is whole."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.data = b""
-        self.whole: asyncio.Future[bytes] | None = None
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.data += bytes(data)
-        head, sep, body = self.data.partition(b"\r\n\r\n")
-        if not sep:
-            return
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        if len(body) >= length and self.whole is not None and not self.whole.done():
-            answer, self.data = head + sep + body[:length], body[length:]
-            self.whole.set_result(answer)
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 40000) if name in ("peername", "sockname") else default
-
-    def is_closing(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
 
 
 def _request(path: str, token: str, body: Any) -> bytes:
@@ -90,10 +50,8 @@ def _request(path: str, token: str, body: Any) -> bytes:
     return head.encode() + raw
 
 
-async def _exchange(protocol: Any, collector: _Collector, request: bytes) -> dict[str, Any]:
-    collector.whole = asyncio.get_running_loop().create_future()
-    protocol.data_received(request)
-    answer = await collector.whole
+async def _exchange(protocol: Any, collector: Collector, request: bytes) -> dict[str, Any]:
+    answer = await collector.answer(protocol, request)
     status = int(answer.split(b" ", 2)[1])
     body: dict[str, Any] = orjson.loads(answer.partition(b"\r\n\r\n")[2])
     if status >= 300:
@@ -103,7 +61,6 @@ async def _exchange(protocol: Any, collector: _Collector, request: bytes) -> dic
 
 async def _run(workload: str, count: int, workdir: Path) -> float:
     """CPU µs per request of ``count`` requests of ``workload``."""
-    import uvicorn
     from fleet_coordinator import Settings, create_app
     from fleet_coordinator.cli import KEEP_ALIVE_SECONDS, http_protocol
 
@@ -113,22 +70,10 @@ async def _run(workload: str, count: int, workdir: Path) -> float:
         reaper_enabled=False,
     )
     app = create_app(settings, tune_gc=True)
-    protocol_class = http_protocol(settings)
-    config = uvicorn.Config(
-        app,
-        http=protocol_class,
-        lifespan="off",
-        log_level="warning",
-        access_log=False,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
-    )
-    config.load()
     async with app.router.lifespan_context(app):
-        protocol = protocol_class(
-            config=config, server_state=uvicorn.server.ServerState(), app_state={}
+        protocol, collector = connect(
+            app, http_protocol(settings), timeout_keep_alive=KEEP_ALIVE_SECONDS
         )
-        collector = _Collector()
-        protocol.connection_made(collector)
         admin = _request("/v1/agents", ADMIN, {"name": "bench", "capacity": 1})
         token = (await _exchange(protocol, collector, admin))["token"]
         if workload == "cycle":

@@ -11,30 +11,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import uvicorn
 from fleet_coordinator.api.middleware import BODY_COMPLETE
-from fleet_coordinator.protocol import GuardedHttpToolsProtocol
+
+from tests.support.raw_http import connect
 
 _BODY = b'{"kind": "k"}'
 _HEAD = b"POST /v1/jobs HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n" % len(_BODY)
-
-
-class _Sink(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.data = b""
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.data += bytes(data)
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 1) if name in ("peername", "sockname") else default
-
-    def is_closing(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
 
 
 class _App:
@@ -61,15 +43,9 @@ class _App:
         self.answered.set()
 
 
-def _protocol(app: _App) -> tuple[GuardedHttpToolsProtocol, _Sink]:
-    config = uvicorn.Config(app, lifespan="off", log_level="warning", proxy_headers=False)
-    config.load()
-    protocol = GuardedHttpToolsProtocol(
-        config=config, server_state=uvicorn.server.ServerState(), app_state={}
-    )
-    sink = _Sink()
-    protocol.connection_made(sink)
-    return protocol, sink
+def _protocol(app: _App) -> Any:
+    protocol, _ = connect(app, proxy_headers=False)
+    return protocol
 
 
 async def _answered(app: _App) -> None:
@@ -79,7 +55,7 @@ async def _answered(app: _App) -> None:
 
 async def test_a_request_read_in_one_piece_starts_with_its_body_complete() -> None:
     app = _App()
-    protocol, _ = _protocol(app)
+    protocol = _protocol(app)
     protocol.data_received(_HEAD + _BODY)
     await _answered(app)
     assert app.seen == [True]
@@ -90,7 +66,7 @@ async def test_a_request_read_in_one_piece_starts_with_its_body_complete() -> No
 async def test_a_body_still_arriving_starts_without_the_mark() -> None:
     """The app starts on the headers; the rest of the body comes later, read as usual."""
     app = _App()
-    protocol, _ = _protocol(app)
+    protocol = _protocol(app)
     protocol.data_received(_HEAD + _BODY[:3])
     await asyncio.wait_for(app.started.wait(), 5)  # its task starts on what came
     assert app.seen == [False]
