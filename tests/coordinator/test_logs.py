@@ -6,12 +6,23 @@ import asyncio
 import datetime
 import io
 import json
+import logging
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 import structlog
 from fleet_coordinator.logs import TurnFlushedLogger, configure_logging, utc_timestamp
+
+
+@pytest.fixture(autouse=True)
+def _root_handlers() -> Iterator[None]:
+    """``configure_logging`` adds a handler to the root logger: each test's goes after it."""
+    root = logging.getLogger()
+    kept = list(root.handlers)
+    yield
+    root.handlers = kept
 
 
 class _Spy(io.StringIO):
@@ -87,6 +98,22 @@ async def test_configured_events_are_json_lines_on_the_file() -> None:
     event = json.loads(line)
     assert event["event"] == "coordinator.test"
     assert (event["job_id"], event["epoch"], event["level"]) == ("j", 1, "info")
+    assert event["timestamp"].endswith("Z")
+
+
+def test_the_standard_librarys_records_are_json_lines_on_the_same_file() -> None:
+    """uvicorn's own warnings (a request that is not HTTP, say) were plain text on stderr."""
+    spy = _Spy()
+    configure_logging(file=spy)
+    try:
+        logging.getLogger("uvicorn.error").warning("Invalid HTTP request received.")
+        logging.getLogger("some.library").info("below the root's level: not written")
+    finally:
+        structlog.reset_defaults()
+    [line] = spy.getvalue().splitlines()
+    event = json.loads(line)
+    assert event["event"] == "Invalid HTTP request received."
+    assert (event["level"], event["logger"]) == ("warning", "uvicorn.error")
     assert event["timestamp"].endswith("Z")
 
 

@@ -82,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         log_level="warning",
+        log_config=None,  # its records go through the root logger: JSON lines (logs.py)
         access_log=False,
         loop="auto",
         http=http_protocol(settings),

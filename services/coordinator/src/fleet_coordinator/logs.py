@@ -106,11 +106,16 @@ def utc_timestamp(_logger: WrappedLogger, _name: str, event: EventDict) -> Event
     return event
 
 
+class _StdlibLines(logging.StreamHandler):  # type: ignore[type-arg]
+    """The root logger's handler that ``configure_logging`` installs (and replaces)."""
+
+
 def configure_logging(level: int = logging.INFO, file: TextIO | None = None) -> None:
     """Configure structlog once for the process (called by the CLI, not at import).
 
     Events go to ``file`` (default: standard output), rendered as JSON unless it
-    is a terminal.
+    is a terminal; so do the records of the standard library's loggers (``serve``
+    hands uvicorn no logging configuration of its own).
     """
     out = sys.stdout if file is None else file
     logger = TurnFlushedLogger(out)
@@ -124,6 +129,23 @@ def configure_logging(level: int = logging.INFO, file: TextIO | None = None) -> 
             structlog.processors.JSONRenderer(serializer=_dumps),
         ]
     )
+    # Records of the standard library's loggers (uvicorn's own warnings, a library's)
+    # become the same lines, rendered by the same processors, instead of plain text.
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _StdlibLines)]:
+        root.removeHandler(handler)
+    lines = _StdlibLines(out)
+    lines.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                utc_timestamp,
+            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderers],
+        )
+    )
+    root.addHandler(lines)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -6,7 +6,9 @@ that opens connections and sends a header byte now and then holds each of them
 forever, and one that sends endless headers grows the server's memory. This
 protocol closes a connection whose request headers are not complete within
 ``FLEET_HEADER_TIMEOUT_SECONDS`` of its first byte (or of the connection, when
-nothing comes at all), and answers 431 to headers larger than ``MAX_HEADER_BYTES``.
+nothing comes at all), and answers 431 to headers larger than ``MAX_HEADER_BYTES``
+(whether they end within one read or never), and 400 in the API's error shape to
+bytes httptools cannot read as HTTP/1.1.
 Bodies are the guard's (``api/middleware.py``): bounded per route and in time.
 This protocol only tells it, with ``BODY_COMPLETE`` in the scope, that a body was
 parsed whole before the app ran, so that its read needs no deadline.
@@ -27,14 +29,25 @@ __all__ = ["MAX_HEADER_BYTES", "GuardedHttpToolsProtocol", "OneWriteTransport"]
 MAX_HEADER_BYTES = 64 * 1024
 """The request line and headers of one request, together."""
 
-_TOO_LARGE = (
-    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+_REFUSAL = (
+    b"HTTP/1.1 %s\r\n"
     b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s"
 )
 _TOO_LARGE_BODY = (
     b'{"error":{"code":"headers_too_large","message":"the request headers are too large",'
     b'"details":{"limit":%d}}}' % MAX_HEADER_BYTES
 )
+_TOO_LARGE = _REFUSAL % (
+    b"431 Request Header Fields Too Large",
+    len(_TOO_LARGE_BODY),
+    _TOO_LARGE_BODY,
+)
+_NOT_HTTP_BODY = (
+    b'{"error":{"code":"bad_request","message":"the request is not valid HTTP/1.1","details":{}}}'
+)
+_NOT_HTTP = _REFUSAL % (b"400 Bad Request", len(_NOT_HTTP_BODY), _NOT_HTTP_BODY)
+_HEADER_LINE = 4
+"""Bytes a header line adds to its name and value: ``": "`` and ``"\\r\\n"``."""
 
 
 class OneWriteTransport(asyncio.Transport):
@@ -145,18 +158,29 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             self.transport.close()  # nothing was answered: no request was ever complete
 
+    def _refuse(self, answer: bytes) -> None:
+        """Answer ``answer`` and close: nothing more is read from this connection."""
+        self._refused = True
+        self._disarm()
+        self.transport.write(answer)
+        self.transport.close()
+
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
         if self._awaiting_headers:
             self._header_bytes += len(data)
         super().data_received(data)
+        if self._refused:
+            return
         # Still no end of headers after this many bytes: httptools would keep buffering.
         if self._awaiting_headers and self._header_bytes > MAX_HEADER_BYTES:
-            self._refused = True
-            self._disarm()
-            self.transport.write(_TOO_LARGE % (len(_TOO_LARGE_BODY), _TOO_LARGE_BODY))
-            self.transport.close()
+            self._refuse(_TOO_LARGE)
+
+    def send_400_response(self, msg: str) -> None:
+        """Not HTTP/1.1 as httptools reads it: 400 in the API's error shape (uvicorn's is text)."""
+        if not self._refused:
+            self._refuse(_NOT_HTTP)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -171,15 +195,30 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._arm()
+        if not self._refused:
+            self._arm()
 
     def on_headers_complete(self) -> None:
         self._disarm()
         self._awaiting_headers = False
         self._header_bytes = 0
+        if self._refused:
+            return  # a request pipelined behind a refused one, in the same read
+        # Headers that ended within one read were never counted against the limit above:
+        # count what httptools parsed (the request line's method and version aside).
+        size = len(self.url) + sum(len(n) + len(v) + _HEADER_LINE for n, v in self.headers)
+        if size > MAX_HEADER_BYTES:
+            self._refuse(_TOO_LARGE)  # no request cycle: the app never sees it
+            return
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._awaiting_headers = True  # the next request on this connection
+        if self._refused:
+            return
         cast("dict[str, Any]", self.scope)[BODY_COMPLETE] = True
         super().on_message_complete()

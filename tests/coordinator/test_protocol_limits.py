@@ -1,0 +1,94 @@
+"""``serve``'s protocol refuses what is not a bounded HTTP/1.1 request, in the API's error shape.
+
+Driven with raw bytes in process (``tests/support/raw_http.py``); the same limits
+over real sockets, with slow clients, are ``test_serve_slow_clients.py``'s.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from fleet_coordinator.protocol import MAX_HEADER_BYTES
+
+from tests.support.raw_http import connect
+
+
+class _App:
+    """Answers 204 to every request it is given, and counts them."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.calls += 1
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+def _get(header_bytes: int) -> bytes:
+    """A GET whose one ``x-big`` header makes its headers ``header_bytes`` long, about."""
+    return b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: %s\r\n\r\n" % (b"a" * header_bytes)
+
+
+async def _closed_with(data: bytes) -> tuple[int, dict[str, Any], _App]:
+    """Feed ``data`` in one read: the status and error the protocol answered before closing."""
+    app = _App()
+    protocol, wire = connect(app)
+    protocol.data_received(data)
+    assert wire.closed  # a refusal is written and closed at once, with no turn between
+    head, _, body = wire.data.partition(b"\r\n\r\n")
+    assert b"content-type: application/json" in head
+    protocol.connection_lost(None)
+    return int(head.split(b" ", 2)[1]), json.loads(body)["error"], app
+
+
+async def test_headers_over_the_limit_within_one_read_get_431_and_never_reach_the_app() -> None:
+    """Headers that end in the same read as they began were not counted (it was a 200)."""
+    status, error, app = await _closed_with(_get(MAX_HEADER_BYTES + 1))
+    assert (status, error["code"], error["details"]) == (
+        431,
+        "headers_too_large",
+        {"limit": MAX_HEADER_BYTES},
+    )
+    assert app.calls == 0
+
+
+async def test_a_url_over_the_limit_gets_431() -> None:
+    status, error, app = await _closed_with(
+        b"GET /v1/jobs?kind=%s HTTP/1.1\r\nhost: x\r\n\r\n" % (b"k" * MAX_HEADER_BYTES)
+    )
+    assert (status, error["code"], app.calls) == (431, "headers_too_large", 0)
+
+
+async def test_headers_under_the_limit_are_served() -> None:
+    app = _App()
+    protocol, wire = connect(app)
+    answer = await wire.answer(protocol, _get(MAX_HEADER_BYTES - 100))
+    assert answer.startswith(b"HTTP/1.1 204 ")
+    assert app.calls == 1
+    assert not wire.closed
+    protocol.connection_lost(None)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", id="tls-hello"),
+        pytest.param(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", id="http2-preface"),
+        pytest.param(b"GET / HTTP/1.1\r\ncontent-length: -1\r\n\r\n", id="negative-length"),
+        pytest.param(
+            b"POST / HTTP/1.1\r\ncontent-length: 1\r\ntransfer-encoding: chunked\r\n\r\n",
+            id="length-and-chunked",
+        ),
+        pytest.param(b"GET / HTTP/1.1\r\nx: a\r\n b\r\n\r\n", id="obs-fold"),
+    ],
+)
+async def test_bytes_that_are_not_http_get_400_in_the_error_shape(data: bytes) -> None:
+    """uvicorn's own answer here is text/plain; the API's clients expect its error shape."""
+    status, error, app = await _closed_with(data)
+    assert (status, error["code"], app.calls) == (400, "bad_request", 0)
+    assert error["message"] == "the request is not valid HTTP/1.1"
