@@ -85,6 +85,39 @@ async def test_unknown_ids_and_routes_are_404(api: Api) -> None:
     assert r.status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/jobs?kind=%ff"),
+        ("GET", "/v1/jobs?lock=%ED%A0%80"),  # an escaped lone surrogate
+        ("GET", "/v1/jobs?queue=ok&cursor=%c3"),  # a sequence cut short
+        ("GET", "/v1/jobs/%ED%A0%80"),
+        ("POST", "/v1/jobs/%ff/cancel"),
+        ("GET", "/v1/agents/%FF"),
+        ("POST", "/v1/queues/%ff/pause"),
+    ],
+)
+async def test_escapes_that_are_not_utf8_in_a_path_or_query_are_400(
+    api: Api, method: str, path: str
+) -> None:
+    """Percent-escapes decode to text as a body does: not UTF-8 is 400, never U+FFFD
+    looked up (404), listed by (200) or echoed back; and nothing is written."""
+    r = await api.client.request(method, path, headers=api.admin)
+    assert r.status_code == 400, r.text
+    assert_error(r.json(), "bad_request")
+    assert (await api.client.get("/v1/queues", headers=api.admin)).json()["items"] == []
+
+
+async def test_escapes_of_utf8_text_are_read_as_that_text(api: Api) -> None:
+    job = await api.enqueue(kind="café", queue="q")
+    r = await api.client.get("/v1/jobs?kind=caf%C3%A9", headers=api.admin)
+    assert [j["id"] for j in r.json()["items"]] == [job["id"]]
+    r = await api.client.get(
+        f"/v1/jobs/{job['id'][:-1]}%{ord(job['id'][-1]):02X}", headers=api.admin
+    )
+    assert r.json()["id"] == job["id"]
+
+
 async def test_wrong_method_is_405_in_the_error_shape(api: Api) -> None:
     """A known path with the wrong method answers 405 in the error shape."""
     r = await api.client.delete("/v1/jobs", headers=api.admin)

@@ -12,7 +12,8 @@ request and costs several times a bare endpoint's overhead). For each request:
    body is read chunk by chunk and refused with 413 as soon as it passes the limit,
    chunked or not. No store request, lock or thread is held while a body arrives,
    and the whole body must arrive within ``FLEET_BODY_TIMEOUT_SECONDS`` (else 408).
-4. **Text**: invalid UTF-8 or a lone-surrogate escape is refused (``api/unicode.py``).
+4. **Text**: invalid UTF-8 or a lone-surrogate escape is refused (``api/unicode.py``),
+   in the body and in the path's and query's percent-escapes.
 5. **App**: the body is handed on as one message (the hot path and FastAPI read it
    as usual); a claim that may long-poll is cancelled if its caller disconnects
    (``api/disconnects.py``), which frees its long-poll slot at once. A crash is a
@@ -42,7 +43,7 @@ from .deps import Role, authorize
 from .disconnects import may_long_poll, run_until_disconnect
 from .errors import error_response
 from .limits import RouteRule, RouteRules
-from .unicode import unicode_problem
+from .unicode import escapes_problem, unicode_problem
 
 __all__ = ["ADMITTED", "BODY_COMPLETE", "Admitted", "GuardMiddleware", "replay_body"]
 
@@ -177,6 +178,9 @@ class GuardMiddleware:
                 raise _RefusedError(
                     error_response(exc.status, exc.code, exc.message, exc.details)
                 ) from None
+        escapes = escapes_problem(scope.get("raw_path") or b"", scope.get("query_string", b""))
+        if escapes is not None:
+            raise _RefusedError(error_response(escapes.status, escapes.code, escapes.message))
         if length is not None:
             if not length.isdigit():
                 raise _RefusedError(error_response(400, "bad_request", "invalid Content-Length"))

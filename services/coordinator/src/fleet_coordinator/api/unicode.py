@@ -15,6 +15,12 @@ so the guard checks every JSON body once, here, for every route:
 
 A body that is not JSON at all is left to the route, whose answer (400) is the one
 clients already get.
+
+The path and the query string are text too: their raw bytes are ASCII (httptools
+refuses others), but a percent-escape may stand for a byte that is not UTF-8
+(``%ff``, or ``%ed%a0%80``, a surrogate), which Starlette would decode as U+FFFD and
+a route would then look up, list by or echo. ``escapes_problem`` refuses those with
+400 before the route runs.
 """
 
 from __future__ import annotations
@@ -22,9 +28,10 @@ from __future__ import annotations
 import codecs
 import json
 import re
+import urllib.parse
 from typing import Any
 
-__all__ = ["UnicodeProblem", "unicode_problem"]
+__all__ = ["UnicodeProblem", "escapes_problem", "unicode_problem"]
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _SLICE = 1 << 20
@@ -49,6 +56,18 @@ def _is_json(content_type: bytes | None) -> bool:
         return True
     media = content_type.split(b";")[0].strip().lower()
     return media in _JSON_TYPES or media.endswith(b"+json")
+
+
+def escapes_problem(raw_path: bytes, query: bytes) -> UnicodeProblem | None:
+    """Why the path's or the query's percent-escapes are not UTF-8, or None when they are."""
+    for part, raw in (("path", raw_path), ("query string", query)):
+        if b"%" in raw:
+            try:
+                urllib.parse.unquote_to_bytes(raw).decode("utf-8")
+            except UnicodeDecodeError:
+                message = f"the {part} is not UTF-8 once its percent-escapes are decoded"
+                return UnicodeProblem(400, "bad_request", message, {})
+    return None
 
 
 def unicode_problem(body: bytes, content_type: bytes | None) -> UnicodeProblem | None:
