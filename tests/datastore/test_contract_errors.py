@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from fleet_datastore import (
+    ASC,
     MAX_DOCUMENT_BYTES,
     Container,
     ContainerSpec,
@@ -29,6 +30,7 @@ from fleet_datastore import (
     lt,
     store_from_url,
 )
+from fleet_datastore.query import plan_query
 
 from .conftest import job, job_spec, snapshot
 
@@ -354,6 +356,21 @@ async def test_invalid_queries_raise_invalid_request_error(jobs: Container, quer
     await jobs.create(job("j1", payload="x"))
     with pytest.raises(InvalidRequestError):
         await jobs.query(query)
+
+
+def test_an_ordering_is_resolved_for_each_spec_and_a_refused_one_every_time() -> None:
+    """The resolved orderings ``plan_query`` keeps are the spec's own, never another's."""
+    indexed = ContainerSpec(name="a", fields={"n": "int"}, indexes=(Index.of("n"),))
+    bare = ContainerSpec(name="b", fields={"n": "int"})
+    query = Query(order_by=["n"])
+    assert plan_query(indexed, query).sort == (("n", ASC), ("id", ASC), ("pk", ASC))
+    for _ in range(2):  # the same strings on a spec without the index: refused, each time
+        with pytest.raises(InvalidRequestError, match="not a suffix"):
+            plan_query(bare, query)
+    assert plan_query(indexed, query).sort == (("n", ASC), ("id", ASC), ("pk", ASC))
+    unhashable = Query(order_by=[["n"]])  # type: ignore[list-item]
+    with pytest.raises(InvalidRequestError, match="bad order_by entry"):
+        plan_query(indexed, unhashable)
 
 
 @pytest.mark.parametrize(
