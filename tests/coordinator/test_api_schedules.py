@@ -53,14 +53,23 @@ async def test_a_schedule_is_created_replaced_listed_and_deleted(api: Api) -> No
         ("0 0 1#2 * *", "UTC"),
         ("61 * * * *", "UTC"),
         ("0 0 * * *", "Mars/Olympus"),
+        # Files of the zone database that are no IANA name: each host's own zone, a
+        # default rule set, the POSIX and leap-second copies (all were accepted).
+        ("0 0 * * *", "localtime"),
+        ("0 0 * * *", "posixrules"),
+        ("0 0 * * *", "posix/Europe/Paris"),
+        ("0 0 * * *", "right/UTC"),
     ],
 )
 async def test_cron_and_timezone_outside_the_spec_are_refused(
     api: Api, cron: str, timezone: str
 ) -> None:
-    """Anything but five fields of numbers, *, ranges, lists and steps, or an unknown zone: 422."""
+    """Anything but five fields of numbers, *, ranges, lists and steps, or an unknown zone: 422
+    naming the field at fault."""
     r = await _put(api, "bad", cron=cron, timezone=timezone)
     assert r.status_code == 422, r.text
+    field = "cron" if timezone == "UTC" else "timezone"
+    assert r.json()["error"]["details"]["field"] == field
     assert (await api.client.get("/v1/schedules/bad", headers=api.admin)).status_code == 404
 
 

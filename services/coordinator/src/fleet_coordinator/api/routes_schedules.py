@@ -7,8 +7,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Response
 
 from ..domain import to_datetime
-from ..domain.cron import CronError
-from ..errors import ValidationFailedError
 from ..services import (
     delete_schedule,
     get_schedule,
@@ -49,17 +47,14 @@ def _out(co: Coordinator, body: dict[str, Any]) -> ScheduleOut:
 async def put(name: Name, body: ScheduleCreate, co: Co, response: Response) -> ScheduleOut:
     """Create (201) or replace (200) a schedule; 422 for a cron or time zone SPEC refuses."""
     check_size(co, body.job.payload, "payload")
-    try:
-        doc, created = await put_schedule(
-            co,
-            name,
-            cron=body.cron,
-            timezone=body.timezone,
-            job=body.job.model_dump(mode="json", exclude={"idempotency_key", "run_after"}),
-            paused=body.paused,
-        )
-    except CronError as exc:
-        raise ValidationFailedError(str(exc), field="cron") from exc
+    doc, created = await put_schedule(
+        co,
+        name,
+        cron=body.cron,
+        timezone=body.timezone,
+        job=body.job.model_dump(mode="json", exclude={"idempotency_key", "run_after"}),
+        paused=body.paused,
+    )
     if not created:
         response.status_code = 200
     return _out(co, doc)

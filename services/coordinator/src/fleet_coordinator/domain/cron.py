@@ -33,7 +33,18 @@ _SEARCH = 5_000
 
 
 class CronError(ValueError):
-    """A cron expression or time zone that SPEC 11 does not accept."""
+    """A cron expression or time zone that SPEC 11 does not accept; ``field`` names which."""
+
+    def __init__(self, message: str, field: str = "cron") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+_NOT_IANA_ZONES = frozenset({"localtime", "posixrules"})
+"""Files of the zone database that are no IANA zone name: ``localtime`` is each host's
+own zone (replicas on hosts set differently would disagree on every occurrence), and
+``posixrules`` a default rule set. The ``posix/`` and ``right/`` copies (the latter
+counting leap seconds) are refused by their prefix."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +63,13 @@ class CronSchedule:
         for f in fields:
             if not _FIELD.match(f):
                 raise CronError(f"cron field {f!r}: only numbers, *, ranges, lists and steps")
+        unknown = CronError(f"unknown time zone {timezone!r}", field="timezone")
+        if timezone in _NOT_IANA_ZONES or timezone.startswith(("posix/", "right/")):
+            raise unknown
         try:
             zone = ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise CronError(f"unknown time zone {timezone!r}") from exc
+            raise unknown from exc
         try:
             CronSim(" ".join(fields), datetime(2000, 1, 1))
         except CronSimError as exc:

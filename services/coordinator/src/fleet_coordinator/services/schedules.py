@@ -119,7 +119,7 @@ async def put_schedule(
     try:
         CronSchedule.parse(cron, timezone)
     except CronError as exc:
-        raise ValidationFailedError(str(exc), field="cron") from exc
+        raise ValidationFailedError(str(exc), field=exc.field) from exc
     key = schedule_id(name)
     for _ in range(MAX_CAS_ATTEMPTS):
         now = co.clock.now()
