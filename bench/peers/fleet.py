@@ -22,6 +22,7 @@ from tests.support.served import tool_path
 from .context import Bench
 from .servers import free_port
 from .system import Command, Driver
+from .venvs import workspace_requirements
 
 __all__ = ["Fleet"]
 
@@ -42,6 +43,7 @@ class Fleet:
         self._server: subprocess.Popen[bytes] | None = None
         self._port = 0
         self._trials = 0
+        self._agent = Path(tool_path("fleet-agent"))
 
     @property
     def url(self) -> str:
@@ -49,8 +51,16 @@ class Fleet:
         return f"http://127.0.0.1:{self._port}"
 
     def prepare(self, bench: Bench) -> None:
-        """Nothing to install: the project's environment has both commands."""
+        """A venv holding ``fleet-agent`` alone, pinned by ``uv.lock``, for the agents.
+
+        As on an agent host, and as each peer's workers run from a venv of their own:
+        the project's environment also holds the client's ``rich``, which structlog
+        imports whenever it is installed, ~0.13 s of CPU more at every agent's start
+        (docs/benchmarks.md). The coordinator and the producer run from the project's.
+        """
         self._bench = bench
+        python = bench.venv("fleet-agent", workspace_requirements("fleet-agent", bench.venv_root))
+        self._agent = python.parent / "fleet-agent"
 
     def fresh(self) -> None:
         """Stop the last coordinator; start one on an empty SQLite file and wait for /readyz."""
@@ -93,7 +103,7 @@ class Fleet:
                 body = {"name": f"bench-{index}", "capacity": self.concurrency}
                 answer = http.post("/v1/agents", json=body)
                 answer.raise_for_status()
-                argv = [tool_path("fleet-agent"), "run", "--url", self.url]
+                argv = [str(self._agent), "run", "--url", self.url]
                 argv += ["--concurrency", str(self.concurrency), "--handlers", "fleet_app:HANDLERS"]
                 commands.append(Command(argv, {"FLEET_AGENT_TOKEN": answer.json()["token"]}))
         return commands

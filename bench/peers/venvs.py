@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .progress import say
 
-__all__ = ["make_venv"]
+__all__ = ["make_venv", "workspace_requirements"]
 
 
 def _uv() -> str:
@@ -22,6 +22,33 @@ def _uv() -> str:
     if uv is None:
         raise SystemExit("peers: uv not found (make bench-peers passes it as UV)")
     return uv
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def workspace_requirements(package: str, folder: Path) -> list[str]:
+    """``package`` of this workspace and what it needs, pinned as ``uv.lock`` pins them.
+
+    ``uv export`` writes the pins (to ``folder``); the workspace's own packages it
+    needs are installed from their folders, built as a wheel would be.
+    """
+    export = [_uv(), "export", "--frozen", "--package", package, "--no-dev", "--no-hashes"]
+    text = subprocess.run(
+        [*export, "--no-emit-workspace"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
+    workspace = subprocess.run(
+        [*export, "--only-emit-workspace"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
+    local = [
+        str(ROOT / line.removeprefix("-e ").strip())
+        for line in workspace.splitlines()
+        if line.startswith("-e ")
+    ]
+    folder.mkdir(parents=True, exist_ok=True)
+    pins = folder / f"{package}.txt"
+    pins.write_text(text)
+    return ["-r", str(pins), *local]
 
 
 def make_venv(root: Path, name: str, requirements: list[str]) -> Path:
