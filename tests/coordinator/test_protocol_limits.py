@@ -92,3 +92,17 @@ async def test_bytes_that_are_not_http_get_400_in_the_error_shape(data: bytes) -
     status, error, app = await _closed_with(data)
     assert (status, error["code"], app.calls) == (400, "bad_request", 0)
     assert error["message"] == "the request is not valid HTTP/1.1"
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one-read", "over-two-reads"])
+async def test_headers_over_the_limit_behind_a_pipelined_request_get_431(split: bool) -> None:
+    """A request that begins in the middle of a read, behind another, is bounded too."""
+    app = _App()
+    protocol, wire = connect(app)
+    data = _get(10) + _get(MAX_HEADER_BYTES + 1)
+    reads = [data[: len(data) // 2], data[len(data) // 2 :]] if split else [data]
+    for read in reads:
+        protocol.data_received(read)
+    assert wire.closed
+    assert b"HTTP/1.1 431 " in wire.data
+    protocol.connection_lost(None)

@@ -142,6 +142,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._header_deadline: asyncio.TimerHandle | None = None
         self._awaiting_headers = True  # from a request's first byte to its headers' end
         self._header_bytes = 0  # received while awaiting headers (httptools buffers them)
+        self._read = 0  # the size of the read being parsed
+        self._could_be_headers = 0  # bytes of the reads a request's headers came in
         self._refused = False
 
     def _arm(self) -> None:
@@ -168,8 +170,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
+        self._read = len(data)
         if self._awaiting_headers:
-            self._header_bytes += len(data)
+            self._header_bytes += self._read
+            self._could_be_headers += self._read
         super().data_received(data)
         if self._refused:
             return
@@ -195,6 +199,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        # A request may begin in the middle of a read (pipelined behind another): count
+        # that whole read, an upper bound of what of it is this request's.
+        self._could_be_headers = self._read
         if not self._refused:
             self._arm()
 
@@ -204,12 +211,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         if self._refused:
             return  # a request pipelined behind a refused one, in the same read
-        # Headers that ended within one read were never counted against the limit above:
-        # count what httptools parsed (the request line's method and version aside).
-        size = len(self.url) + sum(len(n) + len(v) + _HEADER_LINE for n, v in self.headers)
-        if size > MAX_HEADER_BYTES:
-            self._refuse(_TOO_LARGE)  # no request cycle: the app never sees it
-            return
+        # Headers that ended within one read were never counted against the limit above.
+        # When the reads they came in could hold more than the limit (rarely: ~1 µs saved
+        # on every other request), count what httptools parsed (method and version aside).
+        if self._could_be_headers > MAX_HEADER_BYTES:
+            size = len(self.url) + sum(len(n) + len(v) + _HEADER_LINE for n, v in self.headers)
+            if size > MAX_HEADER_BYTES:
+                self._refuse(_TOO_LARGE)  # no request cycle: the app never sees it
+                return
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:

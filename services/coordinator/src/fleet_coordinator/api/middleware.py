@@ -178,9 +178,11 @@ class GuardMiddleware:
                 raise _RefusedError(
                     error_response(exc.status, exc.code, exc.message, exc.details)
                 ) from None
-        escapes = escapes_problem(scope.get("raw_path") or b"", scope.get("query_string", b""))
-        if escapes is not None:
-            raise _RefusedError(error_response(escapes.status, escapes.code, escapes.message))
+        raw_path, query = scope.get("raw_path") or b"", scope.get("query_string", b"")
+        if b"%" in raw_path or b"%" in query:  # else nothing to decode (httptools: ASCII)
+            escapes = escapes_problem(raw_path, query)
+            if escapes is not None:
+                raise _RefusedError(error_response(escapes.status, escapes.code, escapes.message))
         if length is not None:
             if not length.isdigit():
                 raise _RefusedError(error_response(400, "bad_request", "invalid Content-Length"))
