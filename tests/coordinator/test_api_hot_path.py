@@ -373,3 +373,40 @@ def test_only_paths_of_a_route_s_length_are_remembered() -> None:
         assert match("POST", short) == len(short)
         assert match("POST", long) == len(long)
     assert seen == [short, long, long, long]
+
+
+def test_every_string_of_a_request_body_is_bounded_in_the_schema() -> None:
+    """The guard bounds a body from its route's schema (api/limits.py), and a string with
+    no maxLength counts as a free-form value, twice FLEET_MAX_PAYLOAD_BYTES: one such
+    field (the traceparent's) doubled POST /v1/jobs's limit. Free-form values are the
+    payloads, results and progress, which have no string type."""
+    app = create_app(Settings(store_url="memory://", admin_token="t" * 32))
+    schema = app.openapi()
+    components = schema["components"]["schemas"]
+    unbounded: list[str] = []
+
+    def walk(node: Any, where: str, seen: frozenset[str]) -> None:
+        if not isinstance(node, dict):
+            return
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            name = ref.rsplit("/", 1)[-1]
+            if name not in seen:
+                walk(components[name], f"{where} {name}", seen | {name})
+            return
+        bounded = "maxLength" in node or "enum" in node or "const" in node or "format" in node
+        if node.get("type") == "string" and not bounded:
+            unbounded.append(where)
+        for key, value in (node.get("properties") or {}).items():
+            walk(value, f"{where}.{key}", seen)
+        for key in ("items", "additionalProperties"):
+            walk(node.get(key), f"{where}[]", seen)
+        for option in node.get("anyOf", []) + node.get("oneOf", []) + node.get("allOf", []):
+            walk(option, where, seen)
+
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            if body is not None:
+                walk(body["schema"], f"{method.upper()} {path}", frozenset())
+    assert unbounded == []

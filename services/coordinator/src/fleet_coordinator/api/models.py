@@ -64,7 +64,11 @@ Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=32)]
 Epoch = Annotated[int, Field(ge=1, le=2**53 - 1)]
 Traceparent = Annotated[
     str,
-    StringConstraints(pattern=r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"),
+    # max_length as well: the guard's body limits count a string without one as a
+    # free-form value (2 x FLEET_MAX_PAYLOAD_BYTES), which doubled POST /v1/jobs's.
+    StringConstraints(
+        pattern=r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$", max_length=55
+    ),
     Field(description="W3C trace context of the enqueue; the agent runs the job in a child span"),
 ]
 LockName = Annotated[str, StringConstraints(min_length=1, max_length=255)]
