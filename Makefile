@@ -51,7 +51,7 @@ node-deps:
 	  $(APT_GET) update -qq && $(APT_GET) install -y -qq nodejs npm >/dev/null; }
 	cd $(COSMOS_DIR) && npm ci --no-audit --no-fund --loglevel=error
 
-tools: ## install uv $(UV_VERSION) into .tools/ (from PyPI, with pip) if no uv is on PATH
+tools: ## install uv (the version the Makefile pins) into .tools/ (from PyPI, with pip) if no uv is on PATH
 	@command -v $(UV) >/dev/null 2>&1 || $(MAKE) --no-print-directory $(TOOLS)/bin/uv
 
 $(TOOLS)/bin/uv:
@@ -80,7 +80,7 @@ test: ## all tests (the Cosmos-protocol server is started by the fixtures)
 
 verify: setup style test ## what CI runs: setup, lint, format check, mypy strict, all tests
 
-generate: py-deps ## rewrite the files derived from code: infra/azure/containers.json, docs/api.md
+generate: py-deps ## rewrite the files derived from code: infra/azure/containers.json, docs/api.md, the settings table of docs/operations.md
 	$(UV) run python -m fleet_coordinator.generate
 
 bench: setup ## benchmarks; prints ratios measured in one run
