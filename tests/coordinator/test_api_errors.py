@@ -125,6 +125,18 @@ async def test_wrong_method_is_405_in_the_error_shape(api: Api) -> None:
     assert_error(r.json(), "method_not_allowed")
 
 
+@pytest.mark.parametrize("coding", ["gzip, chunked", "deflate", "chunked, chunked"])
+async def test_a_transfer_coding_other_than_chunked_is_400_and_stores_nothing(
+    api: Api, coding: str
+) -> None:
+    """Such a body would be read as if uncoded: refused (RFC 9112's 501 is a 5xx)."""
+    headers = {**api.admin, "content-type": "application/json", "transfer-encoding": coding}
+    r = await api.client.post("/v1/jobs", content=b'{"kind": "k"}', headers=headers)
+    assert r.status_code == 400, r.text
+    assert_error(r.json(), "bad_request")
+    assert (await api.client.get("/v1/jobs", headers=api.admin)).json()["items"] == []
+
+
 async def test_oversized_payload_is_413_and_stores_nothing(api: Api) -> None:
     """A payload over MAX_PAYLOAD_BYTES answers 413, as does a huge body."""
     r = await api.client.post(

@@ -161,7 +161,7 @@ class GuardMiddleware:
 
     async def _admit(self, scope: Scope, receive: Receive, rule: RouteRule) -> Admitted | None:
         """The whole body and the caller once caller, size and text pass; ``_RefusedError`` else."""
-        auth = ctype = length = None
+        auth = ctype = length = coding = None
         for name, value in scope["headers"]:
             if name == b"authorization" and auth is None:
                 auth = value
@@ -169,6 +169,8 @@ class GuardMiddleware:
                 ctype = value
             elif name == b"content-length":
                 length = value
+            elif name == b"transfer-encoding":
+                coding = value
         agent = None
         if rule.role is not None:
             header = None if auth is None else auth.decode("latin-1")
@@ -183,6 +185,11 @@ class GuardMiddleware:
             escapes = escapes_problem(raw_path, query)
             if escapes is not None:
                 raise _RefusedError(error_response(escapes.status, escapes.code, escapes.message))
+        if coding is not None and coding.strip().lower() != b"chunked":
+            # httptools reads the chunks and ignores any coding under them (a gzip'd body
+            # would be read as it is): refused, with 400, not RFC 9112's 501 (SPEC: no
+            # input gets a 5xx but 503).
+            raise _RefusedError(error_response(400, "bad_request", "unsupported transfer coding"))
         if length is not None:
             if not length.isdigit():
                 raise _RefusedError(error_response(400, "bad_request", "invalid Content-Length"))
