@@ -23,6 +23,7 @@ instructions a request, the same to a few in a million run after run
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import statistics
 import sys
@@ -51,7 +52,10 @@ def _request(path: str, token: str, body: Any) -> bytes:
 
 
 async def _exchange(protocol: Any, collector: Collector, request: bytes) -> dict[str, Any]:
-    answer = await collector.answer(protocol, request)
+    # Collector.answer's steps inline: this harness's work is inside the CPU measured.
+    collector.whole = asyncio.get_running_loop().create_future()
+    protocol.data_received(request)
+    answer = await collector.whole
     status = int(answer.split(b" ", 2)[1])
     body: dict[str, Any] = orjson.loads(answer.partition(b"\r\n\r\n")[2])
     if status >= 300:

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request
 from fleet_coordinator import Settings, create_app
 from fleet_coordinator.api.deps import AgentAuth, Co, Role
 from fleet_coordinator.api.hot import HotPath, _post_routes
-from fleet_coordinator.api.limits import REMEMBERED_PATH, remembered
+from fleet_coordinator.api.limits import REMEMBERED_PATH
 from fleet_coordinator.api.middleware import ADMITTED, Admitted, GuardMiddleware
 from fleet_coordinator.api.models import ClaimOut, ClaimRequest
 from fleet_coordinator.domain import ManualClock
@@ -358,21 +358,28 @@ def test_what_is_hot_comes_from_the_routes_and_asks_for_nothing_fastapi_alone_su
     assert not served["/x/anonymous"]
 
 
-def test_only_paths_of_a_route_s_length_are_remembered() -> None:
+async def test_only_paths_of_a_route_s_length_are_remembered() -> None:
     """A route match is kept for short paths only: unique long paths (anyone may send
     them, each a 404) cannot fill the guard's and the hot path's caches with their text."""
-    seen: list[str] = []
-
-    def first(method: str, path: str) -> int:
-        seen.append(path)
-        return len(path)
-
-    match = remembered(first)
-    short, long = "/v1/reports", "/v1/" + "x" * REMEMBERED_PATH
-    for _ in range(3):
-        assert match("POST", short) == len(short)
-        assert match("POST", long) == len(long)
-    assert seen == [short, long, long, long]
+    app = create_app(Settings(store_url="memory://", admin_token="t" * 32))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
+        for i in range(3):
+            long = f"/v1/{i}" + "x" * REMEMBERED_PATH
+            assert (await client.get(long)).status_code == 404
+            assert (await client.post(long, json={})).status_code == 404
+        layers: list[Any] = []
+        layer: Any = app.middleware_stack
+        while layer is not None:
+            layers.append(layer)
+            layer = getattr(layer, "app", None)
+        [guard] = [x for x in layers if isinstance(x, GuardMiddleware)]
+        [hot] = [x for x in layers if isinstance(x, HotPath)]
+        assert guard.rules(app).remembered.cache_info().currsize == 0  # type: ignore[attr-defined]
+        assert hot._match.cache_info().currsize == 0  # type: ignore[attr-defined]
+        assert (await client.post("/v1/short", json={})).status_code == 404
+        assert guard.rules(app).remembered.cache_info().currsize == 1  # type: ignore[attr-defined]
+        assert hot._match.cache_info().currsize == 1  # type: ignore[attr-defined]
 
 
 def test_every_string_of_a_request_body_is_bounded_in_the_schema() -> None:

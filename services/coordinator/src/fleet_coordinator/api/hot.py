@@ -45,7 +45,7 @@ from ..errors import CoordinatorError
 from ..services import Coordinator
 from .deps import Role, get_coordinator, require_admin, require_agent
 from .errors import error_response
-from .limits import remembered
+from .limits import REMEMBERED_PATH, remembered
 from .middleware import ADMITTED, Admitted
 
 __all__ = ["HotPath"]
@@ -173,7 +173,11 @@ class HotPath:
         if scope["type"] == "http" and scope["method"] == "POST":
             admitted = scope.get(ADMITTED)
             if admitted is not None:
-                found = self._match(scope["app"], scope["path"])
+                path = scope["path"]
+                if len(path) <= REMEMBERED_PATH:
+                    found = self._match(scope["app"], path)
+                else:
+                    found = self._first(scope["app"], path)
         if found is None or admitted is None:
             await self.app(scope, receive, send)
             return

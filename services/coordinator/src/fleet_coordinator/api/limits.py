@@ -60,13 +60,12 @@ No route of the API has a path near this long.
 
 
 def remembered(first: Callable[[A, str], R]) -> Callable[[A, str], R]:
-    """``first(a, path)`` with its answers for paths up to ``REMEMBERED_PATH`` kept."""
-    kept = functools.lru_cache(MATCHES_KEPT)(first)
+    """``first(a, path)`` with its answers kept: call it for paths up to ``REMEMBERED_PATH``.
 
-    def match(a: A, path: str) -> R:
-        return kept(a, path) if len(path) <= REMEMBERED_PATH else first(a, path)
-
-    return match
+    The caller checks the length (``len(path) <= REMEMBERED_PATH``) and calls ``first``
+    itself for a longer path: a wrapper doing it would cost every request a frame.
+    """
+    return functools.lru_cache(MATCHES_KEPT)(first)
 
 
 SMALL_BODY = 16 * 1024
@@ -190,10 +189,16 @@ class RouteRules:
             rule = RouteRule(path, _role(dependant), limit)
             self.rules.append((context.path_regex, frozenset(methods), rule))
 
-        self.match: Callable[[str, str], RouteRule] = remembered(self._first)
-        """``match(method, path)``: the rule of the route FastAPI would pick, remembered."""
+        self.remembered: Callable[[str, str], RouteRule] = remembered(self.first)
+        """``first``, remembered: for paths up to ``REMEMBERED_PATH`` (``match`` checks)."""
 
-    def _first(self, method: str, path: str) -> RouteRule:
+    def match(self, method: str, path: str) -> RouteRule:
+        """The rule of the route FastAPI would pick (remembered for a path of a route's length)."""
+        if len(path) <= REMEMBERED_PATH:
+            return self.remembered(method, path)
+        return self.first(method, path)
+
+    def first(self, method: str, path: str) -> RouteRule:
         """The rule of the first route whose path and method match, as FastAPI would route."""
         for regex, methods, rule in self.rules:
             if method in methods and regex.match(path):

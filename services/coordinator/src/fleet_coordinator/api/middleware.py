@@ -42,7 +42,7 @@ from ..settings import Settings
 from .deps import Role, authorize
 from .disconnects import may_long_poll, run_until_disconnect
 from .errors import error_response
-from .limits import RouteRule, RouteRules
+from .limits import REMEMBERED_PATH, RouteRule, RouteRules
 from .unicode import escapes_problem, unicode_problem
 
 __all__ = ["ADMITTED", "BODY_COMPLETE", "Admitted", "GuardMiddleware", "replay_body"]
@@ -113,7 +113,11 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
         begin = time.perf_counter()
-        rule = self.rules(scope["app"]).match(scope["method"], scope["path"])
+        rules, path = self.rules(scope["app"]), scope["path"]
+        if len(path) <= REMEMBERED_PATH:  # RouteRules.match, without a frame of its own
+            rule = rules.remembered(scope["method"], path)
+        else:
+            rule = rules.first(scope["method"], path)
         started = False
 
         async def tracked(message: Message) -> None:
