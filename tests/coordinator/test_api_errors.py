@@ -58,6 +58,8 @@ async def test_malformed_json_is_400(api: Api) -> None:
         {"kind": "k", "payload": [1]},
         {"kind": "k", "max_attempts": 0},
         {"kind": "k", "queue": "bad queue!"},
+        {"kind": "k", "queue": "."},  # a dot-segment: no path can name it to pause it
+        {"kind": "k", "queue": ".."},
         {"kind": "k", "run_after": "2024-01-01T00:00:00"},
         {"kind": "k", "requires": {"a": 1}},
         {"kind": "k", "unknown": 1},

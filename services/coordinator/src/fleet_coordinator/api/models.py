@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -55,8 +56,21 @@ __all__ = [
 
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+
+
+def _not_a_dot_segment(name: str) -> str:
+    # "." and ".." match the pattern, but no HTTP client can put them in a path as one
+    # segment (they are dot-segments, removed before sending): such a queue could be
+    # enqueued to and never paused or resumed.
+    if name in (".", ".."):
+        raise ValueError("'.' and '..' are not queue names")
+    return name
+
+
 QueueName = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", max_length=64)
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", max_length=64),
+    AfterValidator(_not_a_dot_segment),
 ]  # max_length also in the schema: the guard's body limits are computed from it
 LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=63)]
 LabelValue = Annotated[str, StringConstraints(max_length=255)]
