@@ -128,6 +128,41 @@ async def test_handler_errors_fail_the_job_retryable_unless_said_otherwise(fleet
     assert (second["status"], second["last_error"]) == ("failed", "input is corrupt")
 
 
+@pytest.mark.parametrize("exit_type", [SystemExit, KeyboardInterrupt])
+async def test_a_handler_raising_an_exit_fails_its_attempt_and_the_worker_goes_on(
+    fleet: Fleet, exit_type: type[BaseException]
+) -> None:
+    """SystemExit / KeyboardInterrupt from a handler (async or in a thread) is its failure.
+
+    Before, an async handler's ``raise SystemExit(3)`` escaped the event loop (the agent
+    hung, its leases expiring), and ``sys.exit(0)`` in a thread ended the process.
+    """
+    _, token = await fleet.register(capacity=2)
+    in_task = await fleet.enqueue(kind="exits", max_attempts=1)
+    in_thread = await fleet.enqueue(kind="exits_in_thread", max_attempts=1)
+
+    async def exits(job: Job) -> None:
+        raise exit_type(3)
+
+    def exits_in_thread(job: Job) -> None:
+        raise exit_type(0)  # as sys.exit(0) does
+
+    client, _ = fleet.client(token)
+    async with client:
+        handlers = {"exits": exits, "exits_in_thread": exits_in_thread, "test": lambda job: "ok"}
+        worker = Worker(client, handlers, concurrency=2, wait_seconds=0.2)
+        async with working(worker) as task:
+            await eventually(lambda: worker.stats["failed"] == 2)
+            after = await fleet.enqueue()  # the worker goes on claiming and running
+            await eventually(lambda: worker.stats["succeeded"] == 1)
+            assert not task.done()
+    name = exit_type.__name__
+    for job_id, code in ((in_task, 3), (in_thread, 0)):
+        job = await fleet.job(job_id)
+        assert (job["status"], job["last_error"]) == ("failed", f"{name}: {code}")
+    assert await fleet.status(after) == "succeeded"
+
+
 async def test_a_job_of_an_unknown_kind_fails_with_a_clear_error(fleet: Fleet) -> None:
     """No handler for the kind: the attempt fails naming the kind, the worker keeps going."""
     _, token = await fleet.register()

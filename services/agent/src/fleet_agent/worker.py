@@ -303,7 +303,12 @@ class Worker:
                     result = await result
         except JobFailed as exc:
             return "fail", exc.message, exc.retryable
-        except Exception as exc:
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
+            # SystemExit and KeyboardInterrupt too: raised by a handler (``sys.exit()`` in
+            # a thread, ``raise SystemExit``) they are its failure, not the agent's. Left
+            # to asyncio, they escape the event loop from the handler's task (the agent hung
+            # with every lease expiring) or end the process silently with the job leased.
+            # CancelledError is not caught: it is how the worker stops a handler.
             self.log.warning("agent.handler.raised", job_id=job.id, error_type=type(exc).__name__)
             return "fail", f"{type(exc).__name__}: {exc}", True
         return "complete", result, False
