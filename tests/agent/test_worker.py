@@ -319,6 +319,47 @@ async def test_a_report_that_cannot_connect_is_retried_and_lands_once(fleet: Fle
     assert (job["status"], outcomes(job)) == ("succeeded", ["succeeded"])
 
 
+async def test_a_report_outlasting_its_retry_budget_is_retried_while_the_lease_lives(
+    fleet: Fleet,
+) -> None:
+    """An outage longer than a call's retry budget does not drop the completion.
+
+    Before, the report was given up after ``retry_timeout`` (30 s by default; 0.3 s
+    here) and the job ran again once its lease expired, though the coordinator was
+    back long before.
+    """
+    _, token = await fleet.register()
+    job_id = await fleet.enqueue(lease_seconds=10.0)
+    client, transport = fleet.client(token, retry_timeout=0.3, retry_wait_max=0.05)
+    transport.failing["complete"] = -1  # down until cleared
+    async with client:
+        worker = Worker(client, {"test": lambda job: "ok"}, wait_seconds=0.2)
+        async with working(worker):
+            # Tries well past the 0.3 s budget (each waits ≥ 0.05 s): still trying.
+            await transport.wait_seen("complete", 20)
+            assert worker.stats["report_rejected"] == 0
+            transport.failing.pop("complete")  # the coordinator is back
+            await eventually(lambda: worker.stats["succeeded"] == 1)
+    job = await fleet.job(job_id)
+    assert (job["status"], job["result"], outcomes(job)) == ("succeeded", "ok", ["succeeded"])
+
+
+async def test_the_end_of_the_grace_period_ends_a_report_still_retrying(fleet: Fleet) -> None:
+    """stop() while a report retries: run() returns once the grace period is over."""
+    _, token = await fleet.register()
+    job_id = await fleet.enqueue(lease_seconds=30.0)
+    client, transport = fleet.client(token, retry_timeout=30.0, retry_wait_max=0.05)
+    transport.failing["complete"] = -1
+    async with client:
+        worker = Worker(client, {"test": lambda job: "ok"}, wait_seconds=0.2, grace_seconds=0.2)
+        task = asyncio.create_task(worker.run())
+        await transport.wait_seen("complete", 2)
+        worker.stop()
+        await asyncio.wait_for(task, 5)  # not the 30 s budget, nor the lease's 30 s
+    assert worker.stats["report_rejected"] == 1
+    assert await fleet.status(job_id) == "leased"  # its lease expires: the job is not lost
+
+
 async def test_a_revoked_agent_stops_with_unauthorized(fleet: Fleet) -> None:
     """Deleting the agent makes run() raise Unauthorized; its running handler is cancelled."""
     agent_id, token = await fleet.register()

@@ -101,19 +101,39 @@ class AgentClient:
         data = await self._call(f"/v1/jobs/{job_id}/heartbeat", body, retry_timeout=retry_timeout)
         return HeartbeatAnswer.from_json(data)
 
-    async def complete(self, job_id: str, epoch: int, result: Any = None) -> JobInfo:
+    async def complete(
+        self, job_id: str, epoch: int, result: Any = None, *, retry_timeout: float | None = None
+    ) -> JobInfo:
         """Mark the job succeeded with ``result``."""
-        data = await self._call(f"/v1/jobs/{job_id}/complete", {"epoch": epoch, "result": result})
+        data = await self._call(
+            f"/v1/jobs/{job_id}/complete",
+            {"epoch": epoch, "result": result},
+            retry_timeout=retry_timeout,
+        )
         return JobInfo.from_json(data)
 
-    async def fail(self, job_id: str, epoch: int, error: str, *, retryable: bool = True) -> JobInfo:
+    async def fail(
+        self,
+        job_id: str,
+        epoch: int,
+        error: str,
+        *,
+        retryable: bool = True,
+        retry_timeout: float | None = None,
+    ) -> JobInfo:
         """End the attempt as failed (requeued with backoff while attempts remain)."""
         body = {"epoch": epoch, "error": error, "retryable": retryable}
-        return JobInfo.from_json(await self._call(f"/v1/jobs/{job_id}/fail", body))
+        data = await self._call(f"/v1/jobs/{job_id}/fail", body, retry_timeout=retry_timeout)
+        return JobInfo.from_json(data)
 
-    async def release(self, job_id: str, epoch: int) -> JobInfo:
+    async def release(
+        self, job_id: str, epoch: int, *, retry_timeout: float | None = None
+    ) -> JobInfo:
         """Give the job back to the queue without counting the attempt."""
-        return JobInfo.from_json(await self._call(f"/v1/jobs/{job_id}/release", {"epoch": epoch}))
+        data = await self._call(
+            f"/v1/jobs/{job_id}/release", {"epoch": epoch}, retry_timeout=retry_timeout
+        )
+        return JobInfo.from_json(data)
 
     async def report(
         self,
@@ -164,6 +184,9 @@ class AgentClient:
             return await self._once(path, content, request_timeout)
         except CoordinatorUnavailable as exc:
             first: CoordinatorUnavailable | None = exc
+            left = budget - (loop.time() - started)
+            if left <= 0:
+                raise  # no budget left for retries (stamina warns at a timeout of 0)
         # Imported at the first outage, not at start: stamina and tenacity cost ~13 ms of
         # CPU (~5 % of an agent's start-up), paid by every agent a fleet starts.
         import stamina
@@ -171,7 +194,7 @@ class AgentClient:
         async for attempt in stamina.retry_context(
             on=retry_unavailable,  # after Retry-After when 429/503 sends one
             attempts=None,
-            timeout=max(budget - (loop.time() - started), 0.0),
+            timeout=left,
             wait_initial=0.05,
             wait_max=self.retry_wait_max,
             wait_jitter=0.1,  # stamina's default (1 s) would outlast short leases

@@ -22,8 +22,9 @@ import contextlib
 import inspect
 import signal
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -50,6 +51,11 @@ _MIN_BEAT = 0.05
 _MAX_ERROR = 10_000
 """Characters of a failure's error the coordinator takes (longer is refused with 422)."""
 _REPORTS_NONE = (CancelReason.LEASE_LOST, CancelReason.UNAUTHORIZED)
+_SKEW_MARGIN = 10.0
+"""Seconds a report is retried past its lease's ``expires_at`` as the agent last knew it:
+that time is on the coordinator's clock, which the agent's may be behind by as much."""
+_REPORT_PAUSE = 0.1
+"""Seconds between a report's calls once one ran out of retries (it did wait between tries)."""
 
 
 class Worker:
@@ -91,6 +97,7 @@ class Worker:
         self._tasks: dict[str, _Running] = {}
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
+        self._grace_over = asyncio.Event()  # reports still retrying give up (stop())
         self._slot_freed = asyncio.Event()
         self._connected = asyncio.Event()
         self._busy = 0  # slots whose handler has not finished
@@ -121,6 +128,7 @@ class Worker:
         """
         if self._stopping.is_set():
             self._hurry.set()
+            self._grace_over.set()
             return
         self.log.info("agent.stopping", running=len(self._tasks))
         self._stopping.set()
@@ -149,6 +157,8 @@ class Worker:
             revoked = isinstance(exc, Unauthorized)
             reason = CancelReason.UNAUTHORIZED if revoked else CancelReason.SHUTDOWN
             self._stopping.set()
+            self._grace_over.set()
+            self._hurry.set()  # the worker is going away: releases get one try each
             claiming.cancel()
             await self._cancel_all(reason)
             await self._release_all_unstarted()
@@ -371,7 +381,51 @@ class Worker:
         assert answer.lease is not None  # an ok heartbeat always carries its lease
         return HeartbeatAnswer(lease=answer.lease, cancel_requested=answer.cancel_requested)
 
-    async def _end(self, job: Job, action: str, value: Any, retryable: bool) -> None:
+    async def _deliver(self, job: Job, action: str, value: Any, retryable: bool) -> None:
+        """``_end``, retried while the lease may still be live; the shutdown ends the wait.
+
+        A report that cannot reach the coordinator is not given up after one call's
+        retry budget: dropped, its lease would expire and the job run again, though the
+        coordinator, back in time, would have taken it (SPEC: no restart duplicates a
+        job). Once the lease has surely expired (its ``expires_at`` as last renewed,
+        plus ``_SKEW_MARGIN``) the report could only be refused, so it is given up.
+
+        The end of the grace period (or a second ``stop()``) ends the wait: reports
+        begun before it are abandoned; those begun after (the releases of jobs cancelled
+        at its end) get one call, cut short by a second ``stop()``; after that one, a
+        single try each.
+        """
+        loop = asyncio.get_running_loop()
+        if not self._grace_over.is_set():
+            cut: asyncio.Event | None = self._grace_over
+        elif not self._hurry.is_set():
+            cut = self._hurry
+        else:
+            cut = None
+        deadline = loop.time() + _seconds_until(job.lease.expires_at) + _SKEW_MARGIN
+        while True:
+            budget = self.client.retry_timeout if cut is not None else 0.0
+            if cut is self._grace_over:
+                budget = min(budget, max(deadline - loop.time(), _REPORT_PAUSE))
+            try:
+                await _unless(cut, self._end(job, action, value, retryable, budget))
+                return
+            except CoordinatorUnavailable as exc:
+                if cut is not self._grace_over or cut.is_set() or loop.time() >= deadline:
+                    raise
+                self.log.warning(
+                    "agent.job.report_delayed",
+                    job_id=job.id,
+                    epoch=job.epoch,
+                    action=action,
+                    error=exc.message,
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(cut.wait(), _REPORT_PAUSE)
+
+    async def _end(
+        self, job: Job, action: str, value: Any, retryable: bool, retry_timeout: float
+    ) -> None:
         """One complete, fail or release of ``job``: batched, or through its own endpoint."""
         error = str(value)[:_MAX_ERROR] if action == "fail" else None
         if action == "complete":
@@ -385,13 +439,15 @@ class Worker:
                 error=error,
                 retryable=retryable,
             )
-            raise_for_report(await self._reporter.submit(report))
+            raise_for_report(await self._reporter.submit(report, retry_timeout=retry_timeout))
         elif action == "complete":
-            await self.client.complete(job.id, job.epoch, value)
+            await self.client.complete(job.id, job.epoch, value, retry_timeout=retry_timeout)
         elif action == "fail":
-            await self.client.fail(job.id, job.epoch, error or "", retryable=retryable)
+            await self.client.fail(
+                job.id, job.epoch, error or "", retryable=retryable, retry_timeout=retry_timeout
+            )
         else:
-            await self.client.release(job.id, job.epoch)
+            await self.client.release(job.id, job.epoch, retry_timeout=retry_timeout)
 
     def _cancel(self, job: Job, reason: CancelReason, task: asyncio.Task[Any]) -> None:
         if job.cancel_reason is None:
@@ -406,12 +462,12 @@ class Worker:
         """Send the run's one report; a rejection is logged, never retried as another report."""
         try:
             try:
-                await self._end(job, action, value, retryable)
+                await self._deliver(job, action, value, retryable)
             except RequestRejected as exc:  # e.g. 413: the result is too large
                 if action != "complete":
                     raise
                 action, retryable = "fail", False
-                await self._end(job, "fail", f"the result was rejected: {exc.message}", False)
+                await self._deliver(job, "fail", f"the result was rejected: {exc.message}", False)
         except AgentError as exc:
             self.stats["report_rejected"] += 1
             self.log.warning(
@@ -436,6 +492,7 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.grace_seconds):
                     await _first(asyncio.wait(tasks), self._hurry.wait())
+        self._grace_over.set()
         await self._cancel_all(CancelReason.SHUTDOWN)
 
     async def _cancel_all(self, reason: CancelReason) -> None:
@@ -445,6 +502,28 @@ class Worker:
                 # The job task then sees the handler cancelled and reports (release) itself.
                 self._cancel(entry.job, reason, entry.handler)
             await asyncio.gather(*(entry.task for entry in entries), return_exceptions=True)
+
+
+def _seconds_until(when: datetime) -> float:
+    return (when - datetime.now(UTC)).total_seconds()
+
+
+async def _unless(event: asyncio.Event | None, call: Coroutine[Any, Any, None]) -> None:
+    """Await ``call``, unless ``event`` is set first: then cancel it, ``CoordinatorUnavailable``."""
+    if event is None:
+        await call
+        return
+    task = asyncio.ensure_future(call)
+    try:
+        await _first(task, event.wait())
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.cancelled():
+        raise CoordinatorUnavailable("the agent is stopping: the report was abandoned")
+    task.result()
 
 
 def _check_json(value: Any) -> None:
