@@ -236,6 +236,22 @@ def test_an_unreachable_url_is_one_clear_line_and_a_non_zero_exit() -> None:
     assert "Traceback" not in done.stderr
 
 
+async def test_sigterm_during_start_up_retries_exits_zero_at_once(tmp_path: Path) -> None:
+    """Nothing listens yet, start-up budget 20 s: SIGTERM ends the agent at once, exit 0.
+
+    Before, the agent waited out the whole budget and exited 1.
+    """
+    url = f"http://127.0.0.1:{free_port()}"
+    args = ("--startup-timeout", "20", "--log-level", "info")
+    with AgentProcess(url, "fa.nobody.nothing", tmp_path, args) as agent:
+        await eventually(lambda: "stamina.retry_scheduled" in agent.log_text(), within=20)
+        agent.signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert agent.wait(20) == 0
+        assert time.monotonic() - started < 5
+    assert "Traceback" not in agent.log_text()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

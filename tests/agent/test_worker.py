@@ -385,6 +385,38 @@ async def test_an_unreachable_coordinator_fails_the_first_claim_fast() -> None:
             await asyncio.wait_for(worker.run(), 10)
 
 
+async def test_stop_ends_the_start_up_claims_retries_at_once(fleet: Fleet) -> None:
+    """stop() while the first claim retries (20 s budget): run() returns at once, no error.
+
+    Before, it waited out the start-up budget, then raised CoordinatorUnavailable (exit 1).
+    """
+    _, token = await fleet.register()
+    client, transport = fleet.client(token, retry_wait_max=10.0)
+    transport.failing["claims"] = -1  # unreachable from the start
+    async with client:
+        worker = Worker(client, {}, startup_timeout=20.0)
+        task = asyncio.create_task(worker.run())
+        await transport.wait_seen("claims", 6)  # retrying, the waits grown to ~1.6 s
+        worker.stop()
+        await asyncio.wait_for(task, 1.5)
+    assert not worker.connected.is_set()
+
+
+async def test_stop_ends_an_idle_agents_claim_retries_at_once(fleet: Fleet) -> None:
+    """Connected, then the coordinator goes away: stop() does not wait out the 30 s retries."""
+    _, token = await fleet.register()
+    client, transport = fleet.client(token, retry_timeout=30.0, retry_wait_max=10.0)
+    async with client:
+        worker = Worker(client, {}, wait_seconds=0.1)
+        task = asyncio.create_task(worker.run())
+        await asyncio.wait_for(worker.connected.wait(), 5)
+        transport.failing["claims"] = -1
+        seen = transport.seen["claims"]
+        await transport.wait_seen("claims", seen + 6)
+        worker.stop()
+        await asyncio.wait_for(task, 1.5)
+
+
 async def test_progress_too_large_is_dropped_and_the_lease_kept(fleet: Fleet) -> None:
     """A 413 on a heartbeat's progress renews the lease without it; the job still succeeds."""
     _, token = await fleet.register()

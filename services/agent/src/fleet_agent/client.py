@@ -78,8 +78,13 @@ class AgentClient:
         max_jobs: int = 1,
         wait_seconds: float = 0,
         retry_timeout: float | None = None,
+        abort: asyncio.Event | None = None,
     ) -> list[Claimed]:
-        """Lease up to ``max_jobs`` jobs, long-polling up to ``wait_seconds``."""
+        """Lease up to ``max_jobs`` jobs, long-polling up to ``wait_seconds``.
+
+        Once ``abort`` is set, an unreachable coordinator is not retried any more: the
+        wait between tries ends at once, and a try in flight is the last.
+        """
         body: dict[str, Any] = {"max_jobs": max_jobs, "wait_seconds": wait_seconds}
         if queues:
             body["queues"] = list(queues)
@@ -88,6 +93,7 @@ class AgentClient:
             body,
             request_timeout=_REQUEST_TIMEOUT + wait_seconds,
             retry_timeout=retry_timeout,
+            abort=abort,
         )
         return [Claimed.from_json(item) for item in data["leases"]]
 
@@ -171,6 +177,7 @@ class AgentClient:
         *,
         request_timeout: float = _REQUEST_TIMEOUT,
         retry_timeout: float | None = None,
+        abort: asyncio.Event | None = None,
     ) -> dict[str, Any]:
         budget = self.retry_timeout if retry_timeout is None else retry_timeout
         content = encode(body)  # once, whatever the number of tries
@@ -183,27 +190,71 @@ class AgentClient:
         try:
             return await self._once(path, content, request_timeout)
         except CoordinatorUnavailable as exc:
-            first: CoordinatorUnavailable | None = exc
             left = budget - (loop.time() - started)
-            if left <= 0:
+            if left <= 0 or (abort is not None and abort.is_set()):
                 raise  # no budget left for retries (stamina warns at a timeout of 0)
+            first = exc
+        if abort is None:
+            return await self._retry(path, content, request_timeout, left, first, None)
+        # ``abort`` (the worker stopping) ends the retries: at once while waiting between
+        # tries; a try in flight is let finish (a claim's answer may hold leases, which
+        # the worker then releases) and, failing, is not retried.
+        trying = [False]
+        retrying = asyncio.ensure_future(
+            self._retry(path, content, request_timeout, left, first, abort, trying)
+        )
+        waiting = asyncio.ensure_future(abort.wait())
+        try:
+            await asyncio.wait({retrying, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            if not retrying.done() and not trying[0]:
+                retrying.cancel()
+                raise first  # the outage, as it looked when the retries began
+            return await retrying
+        finally:
+            waiting.cancel()
+            retrying.cancel()
+
+    async def _retry(
+        self,
+        path: str,
+        content: bytes,
+        request_timeout: float,
+        budget: float,
+        first: CoordinatorUnavailable,
+        abort: asyncio.Event | None,
+        trying: list[bool] | None = None,
+    ) -> dict[str, Any]:
+        """Retry after ``first`` (the first try's failure) for ``budget`` seconds, or ``abort``."""
+
+        def retry(exc: Exception) -> bool | float:
+            if abort is not None and abort.is_set():
+                return False  # stopping: the failure is final
+            return retry_unavailable(exc)  # after Retry-After when 429/503 sends one
+
         # Imported at the first outage, not at start: stamina and tenacity cost ~13 ms of
         # CPU (~5 % of an agent's start-up), paid by every agent a fleet starts.
         import stamina
 
+        pending: CoordinatorUnavailable | None = first
         async for attempt in stamina.retry_context(
-            on=retry_unavailable,  # after Retry-After when 429/503 sends one
+            on=retry,
             attempts=None,
-            timeout=left,
+            timeout=budget,
             wait_initial=0.05,
             wait_max=self.retry_wait_max,
             wait_jitter=0.1,  # stamina's default (1 s) would outlast short leases
         ):
             with attempt:
-                if first is not None:
-                    failed, first = first, None
+                if pending is not None:
+                    failed, pending = pending, None
                     raise failed  # the first try's failure: stamina waits, then retries
-                return await self._once(path, content, request_timeout)
+                if trying is not None:
+                    trying[0] = True
+                try:
+                    return await self._once(path, content, request_timeout)
+                finally:
+                    if trying is not None:
+                        trying[0] = False
         raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
 
     async def _once(self, path: str, content: bytes, request_timeout: float) -> dict[str, Any]:

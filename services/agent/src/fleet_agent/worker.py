@@ -192,8 +192,13 @@ class Worker:
                     max_jobs=free,
                     wait_seconds=self.wait_seconds,
                     retry_timeout=self.startup_timeout if first else None,
+                    # A signal ends the retries at once: an agent stopping does not wait
+                    # out an outage (30 s, or the start-up's budget) to exit.
+                    abort=self._stopping,
                 )
             except (CoordinatorUnavailable, ServerError) as exc:
+                if self._stopping.is_set():
+                    return  # stopped while the coordinator was unreachable: a clean stop
                 # An outage, or a coordinator bug (500, not retried by the client): either
                 # way this claim got nothing; pause and claim again rather than stop.
                 if first:
