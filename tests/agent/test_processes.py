@@ -260,6 +260,9 @@ async def test_sigterm_during_start_up_retries_exits_zero_at_once(tmp_path: Path
         (("--handlers", "json:dumps"), "is not a mapping of kinds to handlers"),
         (("--url", "ftp://x"), "is not an http(s) URL"),
         (("--concurrency", "0"), "--concurrency must be at least 1"),
+        (("--wait-seconds", "31"), "--wait-seconds must be between 0 and 30"),
+        (("--wait-seconds", "-1"), "--wait-seconds must be between 0 and 30"),
+        (("--grace-seconds", "-1"), "--grace-seconds must not be negative"),
     ],
 )
 def test_bad_command_lines_are_one_clear_line_and_exit_2(

@@ -163,6 +163,36 @@ async def test_a_handler_raising_an_exit_fails_its_attempt_and_the_worker_goes_o
     assert await fleet.status(after) == "succeeded"
 
 
+async def test_concurrency_above_one_claims_limit_is_filled_by_more_claims(fleet: Fleet) -> None:
+    """--concurrency 105: no claim asks for more than 100 jobs (SPEC), and all 105 run at once.
+
+    Before, the first claim asked for 105 and the coordinator refused it (422): run() raised.
+    """
+    _, token = await fleet.register(capacity=105)
+    r = await fleet.admin.post(
+        "/v1/jobs/batch", json={"jobs": [{"kind": "test", "lease_seconds": 30}] * 105}
+    )
+    assert r.status_code == 201, r.text
+    all_started = asyncio.Event()
+    started = 0
+
+    async def handler(job: Job) -> str:
+        nonlocal started
+        started += 1
+        if started == 105:
+            all_started.set()
+        await all_started.wait()  # returns only once all 105 run at the same time
+        return "ok"
+
+    client, _ = fleet.client(token)
+    async with client:
+        worker = Worker(client, {"test": handler}, concurrency=105, wait_seconds=0.2)
+        async with working(worker) as task:
+            await eventually(lambda: worker.stats["succeeded"] == 105 or task.done())
+            assert not task.done()
+    assert worker.stats["succeeded"] == 105
+
+
 async def test_a_job_of_an_unknown_kind_fails_with_a_clear_error(fleet: Fleet) -> None:
     """No handler for the kind: the attempt fails naming the kind, the worker keeps going."""
     _, token = await fleet.register()

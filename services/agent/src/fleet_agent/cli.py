@@ -22,7 +22,7 @@ from .client import AgentClient
 from .errors import AgentError, CoordinatorUnavailable, Unauthorized
 from .handlers import HandlerLoadError, load_handlers
 from .job import Handler
-from .worker import Worker
+from .worker import MAX_WAIT_SECONDS, Worker
 
 __all__ = ["main"]
 
@@ -82,6 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--concurrency must be at least 1")
     if args.report_window < 0:
         parser.error("--report-window must not be negative")
+    if not 0 <= args.wait_seconds <= MAX_WAIT_SECONDS:  # also refuses NaN
+        parser.error(f"--wait-seconds must be between 0 and {MAX_WAIT_SECONDS:g}")
+    if not args.grace_seconds >= 0:
+        parser.error("--grace-seconds must not be negative")
     try:
         url = urlsplit(args.url)  # as connections.ConnectionPool reads it
         usable = url.scheme in ("http", "https") and bool(url.hostname) and url.port != 0

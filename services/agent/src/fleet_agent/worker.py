@@ -48,6 +48,10 @@ from .tracing import run_in_span
 __all__ = ["Worker"]
 
 _MIN_BEAT = 0.05
+MAX_CLAIM = 100
+"""Jobs one claim may ask for (SPEC: ``max_jobs`` 1..100); more free slots take more claims."""
+MAX_WAIT_SECONDS = 30.0
+"""The longest claim long-poll (SPEC: ``wait_seconds`` 0..30)."""
 _MAX_ERROR = 10_000
 """Characters of a failure's error the coordinator takes (longer is refused with 422)."""
 _REPORTS_NONE = (CancelReason.LEASE_LOST, CancelReason.UNAUTHORIZED)
@@ -81,6 +85,10 @@ class Worker:
             raise ValueError("heartbeat_fraction must be between 0 and 1")
         if report_window < 0:
             raise ValueError("report_window must not be negative")
+        if not 0 <= wait_seconds <= MAX_WAIT_SECONDS:
+            raise ValueError(f"wait_seconds must be between 0 and {MAX_WAIT_SECONDS:g}")
+        if not grace_seconds >= 0:  # NaN too
+            raise ValueError("grace_seconds must not be negative")
         self.client = client
         self.handlers = dict(handlers)
         self.queues = list(queues or [])
@@ -185,6 +193,9 @@ class Worker:
                 await _first(self._slot_freed.wait(), self._stopping.wait())
                 continue
             first = not self._connected.is_set()
+            # An agent may run more jobs than one claim can ask for (--concurrency 250, a
+            # capacity up to 1000): the slots left over go to the next claim, at once.
+            free = min(free, MAX_CLAIM)
             self._claiming += free
             try:
                 claimed = await self.client.claim(
@@ -221,7 +232,7 @@ class Worker:
 
     def _reserve_slots(self) -> int:
         """The slots a report request may claim now (none while stopping); counted as claiming."""
-        free = 0 if self._stopping.is_set() else max(self._free(), 0)
+        free = 0 if self._stopping.is_set() else min(max(self._free(), 0), MAX_CLAIM)
         self._claiming += free
         return free
 
