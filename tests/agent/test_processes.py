@@ -252,6 +252,21 @@ async def test_sigterm_during_start_up_retries_exits_zero_at_once(tmp_path: Path
     assert "Traceback" not in agent.log_text()
 
 
+@pytest.mark.parametrize("token", ["fa.secret-token\r", "fa.secret\ntoken", "fa.sécret"])
+def test_a_token_a_header_cannot_carry_is_one_clear_line_and_exit_2(token: str) -> None:
+    """A token ending in a carriage return (a Windows file): one line, exit 2, never the token.
+
+    Before, a traceback (``ValueError: header 'Authorization' holds a line break``).
+    """
+    done = run_cli("run", "--url", "http://127.0.0.1:9", token=token)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "fleet-agent: error: the agent token (--token or FLEET_AGENT_TOKEN) holds a character"
+        " an HTTP header cannot carry (a line break, a space or a non-ASCII one)"
+    ]
+    assert "secret" not in done.stderr + done.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -93,6 +93,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         usable = False
     if not usable:
         parser.error(f"--url {args.url!r} is not an http(s) URL")
+    if not _header_safe(args.token):
+        # Checked here, not left to the HTTP layer's ValueError (a traceback); and the
+        # message never quotes the token, which would put it in a log.
+        return _fail(
+            "the agent token (--token or FLEET_AGENT_TOKEN) holds a character an HTTP"
+            " header cannot carry (a line break, a space or a non-ASCII one)",
+            EXIT_USAGE,
+        )
     _configure_logging(getattr(logging, args.log_level.upper()))
     try:
         handlers = load_handlers(args.handlers, use_entry_points=not args.no_entry_points)
@@ -125,6 +133,11 @@ async def _run(args: argparse.Namespace, handlers: dict[str, Handler]) -> None:
             report_window=args.report_window,
         )
         await worker.run(handle_signals=True)
+
+
+def _header_safe(token: str) -> bool:
+    """Whether ``token`` is visible ASCII only, as a bearer token is (RFC 6750)."""
+    return all("!" <= c <= "~" for c in token)
 
 
 def _fail(message: str, status: int = EXIT_ERROR) -> int:
