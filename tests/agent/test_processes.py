@@ -267,6 +267,18 @@ def test_a_token_a_header_cannot_carry_is_one_clear_line_and_exit_2(token: str) 
     assert "secret" not in done.stderr + done.stdout
 
 
+def test_credentials_in_the_url_never_reach_the_agents_output() -> None:
+    """``http://user:PW@host``: the retry lines and the error line show ``***@`` instead."""
+    port = free_port()
+    done = run_cli("run", "--url", f"http://user:PW@127.0.0.1:{port}", "--startup-timeout", "0.5")
+    assert done.returncode == 1
+    assert "stamina.retry_scheduled" in done.stderr  # the retries were logged
+    assert f"fleet-agent: error: cannot reach the coordinator at http://***@127.0.0.1:{port}" in (
+        done.stderr
+    )
+    assert "PW" not in done.stderr + done.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -19,7 +19,7 @@ import orjson
 import structlog
 
 from .client import AgentClient
-from .errors import AgentError, CoordinatorUnavailable, Unauthorized
+from .errors import AgentError, CoordinatorUnavailable, Unauthorized, redact_url
 from .handlers import HandlerLoadError, load_handlers
 from .job import Handler
 from .worker import MAX_WAIT_SECONDS, Worker
@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError:
         usable = False
     if not usable:
-        parser.error(f"--url {args.url!r} is not an http(s) URL")
+        parser.error(f"--url {redact_url(args.url)!r} is not an http(s) URL")
     if not _header_safe(args.token):
         # Checked here, not left to the HTTP layer's ValueError (a traceback); and the
         # message never quotes the token, which would put it in a log.
@@ -109,7 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         asyncio.run(_run(args, handlers))
     except Unauthorized as exc:
-        return _fail(f"the coordinator at {args.url} refused the agent token ({exc.message})")
+        shown = redact_url(args.url)
+        return _fail(f"the coordinator at {shown} refused the agent token ({exc.message})")
     except CoordinatorUnavailable as exc:
         return _fail(exc.message)
     except AgentError as exc:

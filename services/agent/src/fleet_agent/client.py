@@ -19,6 +19,7 @@ from .connections import ConnectionPool
 from .errors import (
     CoordinatorUnavailable,
     raise_for_answer,
+    redact_url,
     retry_unavailable,
     translate_transport_errors,
 )
@@ -46,6 +47,8 @@ class AgentClient:
         retry_wait_max: float = 2.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.display_url = redact_url(self.base_url)
+        """``base_url`` without its credentials, if any: what messages and logs show."""
         self.retry_timeout = retry_timeout
         self.retry_wait_max = retry_wait_max
         headers = {"Authorization": f"Bearer {token}"}
@@ -259,7 +262,7 @@ class AgentClient:
 
     async def _once(self, path: str, content: bytes, request_timeout: float) -> dict[str, Any]:
         """One try: the answer's JSON, or the ``AgentError`` it (or the transport) stands for."""
-        with translate_transport_errors(self.base_url):
+        with translate_transport_errors(self.display_url):
             response = await self._http.post(path, content, request_timeout)
         raise_for_answer(response)
         data: dict[str, Any] = response.json()

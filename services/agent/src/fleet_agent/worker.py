@@ -223,7 +223,7 @@ class Worker:
                 self._claiming -= free
             if first:
                 self._connected.set()
-                self.log.info("agent.connected", url=self.client.base_url)
+                self.log.info("agent.connected", url=self.client.display_url)
             pause = 0.1
             self._take(claimed)
 
