@@ -86,7 +86,8 @@ class AgentClient:
         """Lease up to ``max_jobs`` jobs, long-polling up to ``wait_seconds``.
 
         Once ``abort`` is set, an unreachable coordinator is not retried any more: the
-        wait between tries ends at once, and a try in flight is the last.
+        wait between tries ends at once, and a try in flight is the last (every call
+        that retries takes ``abort``).
         """
         body: dict[str, Any] = {"max_jobs": max_jobs, "wait_seconds": wait_seconds}
         if queues:
@@ -111,13 +112,20 @@ class AgentClient:
         return HeartbeatAnswer.from_json(data)
 
     async def complete(
-        self, job_id: str, epoch: int, result: Any = None, *, retry_timeout: float | None = None
+        self,
+        job_id: str,
+        epoch: int,
+        result: Any = None,
+        *,
+        retry_timeout: float | None = None,
+        abort: asyncio.Event | None = None,
     ) -> JobInfo:
         """Mark the job succeeded with ``result``."""
         data = await self._call(
             f"/v1/jobs/{job_id}/complete",
             {"epoch": epoch, "result": result},
             retry_timeout=retry_timeout,
+            abort=abort,
         )
         return JobInfo.from_json(data)
 
@@ -129,18 +137,29 @@ class AgentClient:
         *,
         retryable: bool = True,
         retry_timeout: float | None = None,
+        abort: asyncio.Event | None = None,
     ) -> JobInfo:
         """End the attempt as failed (requeued with backoff while attempts remain)."""
         body = {"epoch": epoch, "error": error, "retryable": retryable}
-        data = await self._call(f"/v1/jobs/{job_id}/fail", body, retry_timeout=retry_timeout)
+        data = await self._call(
+            f"/v1/jobs/{job_id}/fail", body, retry_timeout=retry_timeout, abort=abort
+        )
         return JobInfo.from_json(data)
 
     async def release(
-        self, job_id: str, epoch: int, *, retry_timeout: float | None = None
+        self,
+        job_id: str,
+        epoch: int,
+        *,
+        retry_timeout: float | None = None,
+        abort: asyncio.Event | None = None,
     ) -> JobInfo:
         """Give the job back to the queue without counting the attempt."""
         data = await self._call(
-            f"/v1/jobs/{job_id}/release", {"epoch": epoch}, retry_timeout=retry_timeout
+            f"/v1/jobs/{job_id}/release",
+            {"epoch": epoch},
+            retry_timeout=retry_timeout,
+            abort=abort,
         )
         return JobInfo.from_json(data)
 
@@ -152,6 +171,7 @@ class AgentClient:
         max_jobs: int = 0,
         wait_seconds: float = 0,
         retry_timeout: float | None = None,
+        abort: asyncio.Event | None = None,
     ) -> Reported:
         """Send up to 100 reports in one request, then claim up to ``max_jobs`` (0: no claim).
 
@@ -170,6 +190,7 @@ class AgentClient:
             body,
             request_timeout=_REQUEST_TIMEOUT + wait_seconds,
             retry_timeout=retry_timeout,
+            abort=abort,
         )
         return Reported.from_json(data)
 

@@ -22,7 +22,7 @@ import contextlib
 import inspect
 import signal
 from collections import Counter
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -119,6 +119,7 @@ class Worker:
                 reserve_slots=self._reserve_slots,
                 claimed=self._on_claimed,
                 handlers_running=lambda: self._busy,
+                abort=self._report_abort,
             )
             if batch_reports
             else None
@@ -406,28 +407,28 @@ class Worker:
         job). Once the lease has surely expired (its ``expires_at`` as last renewed,
         plus ``_SKEW_MARGIN``) the report could only be refused, so it is given up.
 
-        The end of the grace period (or a second ``stop()``) ends the wait: reports
-        begun before it are abandoned; those begun after (the releases of jobs cancelled
-        at its end) get one call, cut short by a second ``stop()``; after that one, a
-        single try each.
+        The end of the grace period (or a second ``stop()``) ends the wait: the retries
+        of reports begun before it stop (a try in flight is their last); those begun
+        after (the releases of jobs cancelled at its end) get one call's retries, ended
+        the same way by a second ``stop()``; after that one, a single try each. The
+        client stops the retries (``abort``), so the race costs no task per report.
         """
         loop = asyncio.get_running_loop()
-        if not self._grace_over.is_set():
-            cut: asyncio.Event | None = self._grace_over
-        elif not self._hurry.is_set():
-            cut = self._hurry
-        else:
-            cut = None
-        deadline = loop.time() + _seconds_until(job.lease.expires_at) + _SKEW_MARGIN
+        cut = self._report_abort()
+        deadline: float | None = None  # known after a first failure: the hot path skips it
         while True:
             budget = self.client.retry_timeout if cut is not None else 0.0
-            if cut is self._grace_over:
+            if deadline is not None:
                 budget = min(budget, max(deadline - loop.time(), _REPORT_PAUSE))
             try:
-                await _unless(cut, self._end(job, action, value, retryable, budget))
+                await self._end(job, action, value, retryable, budget, cut)
                 return
             except CoordinatorUnavailable as exc:
-                if cut is not self._grace_over or cut.is_set() or loop.time() >= deadline:
+                if cut is not self._grace_over or cut.is_set():
+                    raise
+                if deadline is None:
+                    deadline = loop.time() + _seconds_until(job.lease.expires_at) + _SKEW_MARGIN
+                if loop.time() >= deadline:
                     raise
                 self.log.warning(
                     "agent.job.report_delayed",
@@ -439,8 +440,22 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(cut.wait(), _REPORT_PAUSE)
 
+    def _report_abort(self) -> asyncio.Event | None:
+        """What ends a report's retries: the grace period's end, then a second ``stop()``."""
+        if not self._grace_over.is_set():
+            return self._grace_over
+        if not self._hurry.is_set():
+            return self._hurry
+        return None
+
     async def _end(
-        self, job: Job, action: str, value: Any, retryable: bool, retry_timeout: float
+        self,
+        job: Job,
+        action: str,
+        value: Any,
+        retryable: bool,
+        retry_timeout: float,
+        abort: asyncio.Event | None,
     ) -> None:
         """One complete, fail or release of ``job``: batched, or through its own endpoint."""
         error = str(value)[:_MAX_ERROR] if action == "fail" else None
@@ -455,15 +470,23 @@ class Worker:
                 error=error,
                 retryable=retryable,
             )
+            # Sent with the abort the reporter asks for then (``_report_abort``).
             raise_for_report(await self._reporter.submit(report, retry_timeout=retry_timeout))
         elif action == "complete":
-            await self.client.complete(job.id, job.epoch, value, retry_timeout=retry_timeout)
+            await self.client.complete(
+                job.id, job.epoch, value, retry_timeout=retry_timeout, abort=abort
+            )
         elif action == "fail":
             await self.client.fail(
-                job.id, job.epoch, error or "", retryable=retryable, retry_timeout=retry_timeout
+                job.id,
+                job.epoch,
+                error or "",
+                retryable=retryable,
+                retry_timeout=retry_timeout,
+                abort=abort,
             )
         else:
-            await self.client.release(job.id, job.epoch, retry_timeout=retry_timeout)
+            await self.client.release(job.id, job.epoch, retry_timeout=retry_timeout, abort=abort)
 
     def _cancel(self, job: Job, reason: CancelReason, task: asyncio.Task[Any]) -> None:
         if job.cancel_reason is None:
@@ -522,24 +545,6 @@ class Worker:
 
 def _seconds_until(when: datetime) -> float:
     return (when - datetime.now(UTC)).total_seconds()
-
-
-async def _unless(event: asyncio.Event | None, call: Coroutine[Any, Any, None]) -> None:
-    """Await ``call``, unless ``event`` is set first: then cancel it, ``CoordinatorUnavailable``."""
-    if event is None:
-        await call
-        return
-    task = asyncio.ensure_future(call)
-    try:
-        await _first(task, event.wait())
-    finally:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    if task.cancelled():
-        raise CoordinatorUnavailable("the agent is stopping: the report was abandoned")
-    task.result()
 
 
 def _check_json(value: Any) -> None:
