@@ -5,7 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fleet_agent import LeaseLost, Report, RequestRejected, Unauthorized
+from fleet_agent import (
+    AgentClient,
+    CoordinatorUnavailable,
+    LeaseLost,
+    Report,
+    RequestRejected,
+    Unauthorized,
+)
+from fleet_agent.errors import redact_url
+
+from tests.support.served import free_port
 
 from .conftest import ADMIN, Fleet
 
@@ -78,3 +88,30 @@ async def test_a_completion_report_stores_its_result_even_a_falsy_one(
     assert answer.ok
     stored = await fleet.job(job_id)
     assert (stored["status"], stored["result"]) == ("succeeded", result)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://user:PW@host:8787/base", "http://***@host:8787/base"),
+        ("https://PW@host", "https://***@host"),
+        ("http://u:P@W@host/a@b?c=@d", "http://***@host/a@b?c=@d"),
+        ("http://host:8787/a@b", "http://host:8787/a@b"),
+        ("http://[::1]:8787", "http://[::1]:8787"),
+        ("user:PW@host", "***@host"),
+    ],
+)
+def test_redact_url_masks_credentials_only(url: str, shown: str) -> None:
+    """The userinfo goes, whatever it holds; an ``@`` in the path or query stays."""
+    assert redact_url(url) == shown
+
+
+async def test_an_unreachable_coordinators_error_never_shows_the_urls_credentials() -> None:
+    """``cannot reach the coordinator at …`` (logged on every retry) masks ``user:PW@``."""
+    port = free_port()
+    async with AgentClient(f"http://user:PW@127.0.0.1:{port}", "fa.x.y") as client:
+        assert client.display_url == f"http://***@127.0.0.1:{port}"
+        with pytest.raises(CoordinatorUnavailable) as caught:
+            await client.claim(retry_timeout=0.2)
+    assert f"cannot reach the coordinator at http://***@127.0.0.1:{port}" in caught.value.message
+    assert "PW" not in str(caught.value)

@@ -236,6 +236,49 @@ def test_an_unreachable_url_is_one_clear_line_and_a_non_zero_exit() -> None:
     assert "Traceback" not in done.stderr
 
 
+async def test_sigterm_during_start_up_retries_exits_zero_at_once(tmp_path: Path) -> None:
+    """Nothing listens yet, start-up budget 20 s: SIGTERM ends the agent at once, exit 0.
+
+    Before, the agent waited out the whole budget and exited 1.
+    """
+    url = f"http://127.0.0.1:{free_port()}"
+    args = ("--startup-timeout", "20", "--log-level", "info")
+    with AgentProcess(url, "fa.nobody.nothing", tmp_path, args) as agent:
+        await eventually(lambda: "stamina.retry_scheduled" in agent.log_text(), within=20)
+        agent.signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert agent.wait(20) == 0
+        assert time.monotonic() - started < 5
+    assert "Traceback" not in agent.log_text()
+
+
+@pytest.mark.parametrize("token", ["fa.secret-token\r", "fa.secret\ntoken", "fa.sécret"])
+def test_a_token_a_header_cannot_carry_is_one_clear_line_and_exit_2(token: str) -> None:
+    """A token ending in a carriage return (a Windows file): one line, exit 2, never the token.
+
+    Before, a traceback (``ValueError: header 'Authorization' holds a line break``).
+    """
+    done = run_cli("run", "--url", "http://127.0.0.1:9", token=token)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "fleet-agent: error: the agent token (--token or FLEET_AGENT_TOKEN) holds a character"
+        " an HTTP header cannot carry (a line break, a space or a non-ASCII one)"
+    ]
+    assert "secret" not in done.stderr + done.stdout
+
+
+def test_credentials_in_the_url_never_reach_the_agents_output() -> None:
+    """``http://user:PW@host``: the retry lines and the error line show ``***@`` instead."""
+    port = free_port()
+    done = run_cli("run", "--url", f"http://user:PW@127.0.0.1:{port}", "--startup-timeout", "0.5")
+    assert done.returncode == 1
+    assert "stamina.retry_scheduled" in done.stderr  # the retries were logged
+    assert f"fleet-agent: error: cannot reach the coordinator at http://***@127.0.0.1:{port}" in (
+        done.stderr
+    )
+    assert "PW" not in done.stderr + done.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -244,6 +287,9 @@ def test_an_unreachable_url_is_one_clear_line_and_a_non_zero_exit() -> None:
         (("--handlers", "json:dumps"), "is not a mapping of kinds to handlers"),
         (("--url", "ftp://x"), "is not an http(s) URL"),
         (("--concurrency", "0"), "--concurrency must be at least 1"),
+        (("--wait-seconds", "31"), "--wait-seconds must be between 0 and 30"),
+        (("--wait-seconds", "-1"), "--wait-seconds must be between 0 and 30"),
+        (("--grace-seconds", "-1"), "--grace-seconds must not be negative"),
     ],
 )
 def test_bad_command_lines_are_one_clear_line_and_exit_2(

@@ -128,6 +128,71 @@ async def test_handler_errors_fail_the_job_retryable_unless_said_otherwise(fleet
     assert (second["status"], second["last_error"]) == ("failed", "input is corrupt")
 
 
+@pytest.mark.parametrize("exit_type", [SystemExit, KeyboardInterrupt])
+async def test_a_handler_raising_an_exit_fails_its_attempt_and_the_worker_goes_on(
+    fleet: Fleet, exit_type: type[BaseException]
+) -> None:
+    """SystemExit / KeyboardInterrupt from a handler (async or in a thread) is its failure.
+
+    Before, an async handler's ``raise SystemExit(3)`` escaped the event loop (the agent
+    hung, its leases expiring), and ``sys.exit(0)`` in a thread ended the process.
+    """
+    _, token = await fleet.register(capacity=2)
+    in_task = await fleet.enqueue(kind="exits", max_attempts=1)
+    in_thread = await fleet.enqueue(kind="exits_in_thread", max_attempts=1)
+
+    async def exits(job: Job) -> None:
+        raise exit_type(3)
+
+    def exits_in_thread(job: Job) -> None:
+        raise exit_type(0)  # as sys.exit(0) does
+
+    client, _ = fleet.client(token)
+    async with client:
+        handlers = {"exits": exits, "exits_in_thread": exits_in_thread, "test": lambda job: "ok"}
+        worker = Worker(client, handlers, concurrency=2, wait_seconds=0.2)
+        async with working(worker) as task:
+            await eventually(lambda: worker.stats["failed"] == 2)
+            after = await fleet.enqueue()  # the worker goes on claiming and running
+            await eventually(lambda: worker.stats["succeeded"] == 1)
+            assert not task.done()
+    name = exit_type.__name__
+    for job_id, code in ((in_task, 3), (in_thread, 0)):
+        job = await fleet.job(job_id)
+        assert (job["status"], job["last_error"]) == ("failed", f"{name}: {code}")
+    assert await fleet.status(after) == "succeeded"
+
+
+async def test_concurrency_above_one_claims_limit_is_filled_by_more_claims(fleet: Fleet) -> None:
+    """--concurrency 105: no claim asks for more than 100 jobs (SPEC), and all 105 run at once.
+
+    Before, the first claim asked for 105 and the coordinator refused it (422): run() raised.
+    """
+    _, token = await fleet.register(capacity=105)
+    r = await fleet.admin.post(
+        "/v1/jobs/batch", json={"jobs": [{"kind": "test", "lease_seconds": 30}] * 105}
+    )
+    assert r.status_code == 201, r.text
+    all_started = asyncio.Event()
+    started = 0
+
+    async def handler(job: Job) -> str:
+        nonlocal started
+        started += 1
+        if started == 105:
+            all_started.set()
+        await all_started.wait()  # returns only once all 105 run at the same time
+        return "ok"
+
+    client, _ = fleet.client(token)
+    async with client:
+        worker = Worker(client, {"test": handler}, concurrency=105, wait_seconds=0.2)
+        async with working(worker) as task:
+            await eventually(lambda: worker.stats["succeeded"] == 105 or task.done())
+            assert not task.done()
+    assert worker.stats["succeeded"] == 105
+
+
 async def test_a_job_of_an_unknown_kind_fails_with_a_clear_error(fleet: Fleet) -> None:
     """No handler for the kind: the attempt fails naming the kind, the worker keeps going."""
     _, token = await fleet.register()
@@ -284,6 +349,47 @@ async def test_a_report_that_cannot_connect_is_retried_and_lands_once(fleet: Fle
     assert (job["status"], outcomes(job)) == ("succeeded", ["succeeded"])
 
 
+async def test_a_report_outlasting_its_retry_budget_is_retried_while_the_lease_lives(
+    fleet: Fleet,
+) -> None:
+    """An outage longer than a call's retry budget does not drop the completion.
+
+    Before, the report was given up after ``retry_timeout`` (30 s by default; 0.3 s
+    here) and the job ran again once its lease expired, though the coordinator was
+    back long before.
+    """
+    _, token = await fleet.register()
+    job_id = await fleet.enqueue(lease_seconds=10.0)
+    client, transport = fleet.client(token, retry_timeout=0.3, retry_wait_max=0.05)
+    transport.failing["complete"] = -1  # down until cleared
+    async with client:
+        worker = Worker(client, {"test": lambda job: "ok"}, wait_seconds=0.2)
+        async with working(worker):
+            # Tries well past the 0.3 s budget (each waits ≥ 0.05 s): still trying.
+            await transport.wait_seen("complete", 20)
+            assert worker.stats["report_rejected"] == 0
+            transport.failing.pop("complete")  # the coordinator is back
+            await eventually(lambda: worker.stats["succeeded"] == 1)
+    job = await fleet.job(job_id)
+    assert (job["status"], job["result"], outcomes(job)) == ("succeeded", "ok", ["succeeded"])
+
+
+async def test_the_end_of_the_grace_period_ends_a_report_still_retrying(fleet: Fleet) -> None:
+    """stop() while a report retries: run() returns once the grace period is over."""
+    _, token = await fleet.register()
+    job_id = await fleet.enqueue(lease_seconds=30.0)
+    client, transport = fleet.client(token, retry_timeout=30.0, retry_wait_max=0.05)
+    transport.failing["complete"] = -1
+    async with client:
+        worker = Worker(client, {"test": lambda job: "ok"}, wait_seconds=0.2, grace_seconds=0.2)
+        task = asyncio.create_task(worker.run())
+        await transport.wait_seen("complete", 2)
+        worker.stop()
+        await asyncio.wait_for(task, 5)  # not the 30 s budget, nor the lease's 30 s
+    assert worker.stats["report_rejected"] == 1
+    assert await fleet.status(job_id) == "leased"  # its lease expires: the job is not lost
+
+
 async def test_a_revoked_agent_stops_with_unauthorized(fleet: Fleet) -> None:
     """Deleting the agent makes run() raise Unauthorized; its running handler is cancelled."""
     agent_id, token = await fleet.register()
@@ -307,6 +413,38 @@ async def test_an_unreachable_coordinator_fails_the_first_claim_fast() -> None:
         worker = Worker(client, {}, startup_timeout=0.3)
         with pytest.raises(CoordinatorUnavailable, match="cannot reach the coordinator"):
             await asyncio.wait_for(worker.run(), 10)
+
+
+async def test_stop_ends_the_start_up_claims_retries_at_once(fleet: Fleet) -> None:
+    """stop() while the first claim retries (20 s budget): run() returns at once, no error.
+
+    Before, it waited out the start-up budget, then raised CoordinatorUnavailable (exit 1).
+    """
+    _, token = await fleet.register()
+    client, transport = fleet.client(token, retry_wait_max=10.0)
+    transport.failing["claims"] = -1  # unreachable from the start
+    async with client:
+        worker = Worker(client, {}, startup_timeout=20.0)
+        task = asyncio.create_task(worker.run())
+        await transport.wait_seen("claims", 6)  # retrying, the waits grown to ~1.6 s
+        worker.stop()
+        await asyncio.wait_for(task, 1.5)
+    assert not worker.connected.is_set()
+
+
+async def test_stop_ends_an_idle_agents_claim_retries_at_once(fleet: Fleet) -> None:
+    """Connected, then the coordinator goes away: stop() does not wait out the 30 s retries."""
+    _, token = await fleet.register()
+    client, transport = fleet.client(token, retry_timeout=30.0, retry_wait_max=10.0)
+    async with client:
+        worker = Worker(client, {}, wait_seconds=0.1)
+        task = asyncio.create_task(worker.run())
+        await asyncio.wait_for(worker.connected.wait(), 5)
+        transport.failing["claims"] = -1
+        seen = transport.seen["claims"]
+        await transport.wait_seen("claims", seen + 6)
+        worker.stop()
+        await asyncio.wait_for(task, 1.5)
 
 
 async def test_progress_too_large_is_dropped_and_the_lease_kept(fleet: Fleet) -> None:

@@ -19,10 +19,10 @@ import orjson
 import structlog
 
 from .client import AgentClient
-from .errors import AgentError, CoordinatorUnavailable, Unauthorized
+from .errors import AgentError, CoordinatorUnavailable, Unauthorized, redact_url
 from .handlers import HandlerLoadError, load_handlers
 from .job import Handler
-from .worker import Worker
+from .worker import MAX_WAIT_SECONDS, Worker
 
 __all__ = ["main"]
 
@@ -82,13 +82,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--concurrency must be at least 1")
     if args.report_window < 0:
         parser.error("--report-window must not be negative")
+    if not 0 <= args.wait_seconds <= MAX_WAIT_SECONDS:  # also refuses NaN
+        parser.error(f"--wait-seconds must be between 0 and {MAX_WAIT_SECONDS:g}")
+    if not args.grace_seconds >= 0:
+        parser.error("--grace-seconds must not be negative")
     try:
         url = urlsplit(args.url)  # as connections.ConnectionPool reads it
         usable = url.scheme in ("http", "https") and bool(url.hostname) and url.port != 0
     except ValueError:
         usable = False
     if not usable:
-        parser.error(f"--url {args.url!r} is not an http(s) URL")
+        parser.error(f"--url {redact_url(args.url)!r} is not an http(s) URL")
+    if not _header_safe(args.token):
+        # Checked here, not left to the HTTP layer's ValueError (a traceback); and the
+        # message never quotes the token, which would put it in a log.
+        return _fail(
+            "the agent token (--token or FLEET_AGENT_TOKEN) holds a character an HTTP"
+            " header cannot carry (a line break, a space or a non-ASCII one)",
+            EXIT_USAGE,
+        )
     _configure_logging(getattr(logging, args.log_level.upper()))
     try:
         handlers = load_handlers(args.handlers, use_entry_points=not args.no_entry_points)
@@ -97,7 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         asyncio.run(_run(args, handlers))
     except Unauthorized as exc:
-        return _fail(f"the coordinator at {args.url} refused the agent token ({exc.message})")
+        shown = redact_url(args.url)
+        return _fail(f"the coordinator at {shown} refused the agent token ({exc.message})")
     except CoordinatorUnavailable as exc:
         return _fail(exc.message)
     except AgentError as exc:
@@ -121,6 +134,11 @@ async def _run(args: argparse.Namespace, handlers: dict[str, Handler]) -> None:
             report_window=args.report_window,
         )
         await worker.run(handle_signals=True)
+
+
+def _header_safe(token: str) -> bool:
+    """Whether ``token`` is visible ASCII only, as a bearer token is (RFC 6750)."""
+    return all("!" <= c <= "~" for c in token)
 
 
 def _fail(message: str, status: int = EXIT_ERROR) -> int:

@@ -19,6 +19,7 @@ from .connections import ConnectionPool
 from .errors import (
     CoordinatorUnavailable,
     raise_for_answer,
+    redact_url,
     retry_unavailable,
     translate_transport_errors,
 )
@@ -46,6 +47,8 @@ class AgentClient:
         retry_wait_max: float = 2.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.display_url = redact_url(self.base_url)
+        """``base_url`` without its credentials, if any: what messages and logs show."""
         self.retry_timeout = retry_timeout
         self.retry_wait_max = retry_wait_max
         headers = {"Authorization": f"Bearer {token}"}
@@ -78,8 +81,14 @@ class AgentClient:
         max_jobs: int = 1,
         wait_seconds: float = 0,
         retry_timeout: float | None = None,
+        abort: asyncio.Event | None = None,
     ) -> list[Claimed]:
-        """Lease up to ``max_jobs`` jobs, long-polling up to ``wait_seconds``."""
+        """Lease up to ``max_jobs`` jobs, long-polling up to ``wait_seconds``.
+
+        Once ``abort`` is set, an unreachable coordinator is not retried any more: the
+        wait between tries ends at once, and a try in flight is the last (every call
+        that retries takes ``abort``).
+        """
         body: dict[str, Any] = {"max_jobs": max_jobs, "wait_seconds": wait_seconds}
         if queues:
             body["queues"] = list(queues)
@@ -88,6 +97,7 @@ class AgentClient:
             body,
             request_timeout=_REQUEST_TIMEOUT + wait_seconds,
             retry_timeout=retry_timeout,
+            abort=abort,
         )
         return [Claimed.from_json(item) for item in data["leases"]]
 
@@ -101,19 +111,57 @@ class AgentClient:
         data = await self._call(f"/v1/jobs/{job_id}/heartbeat", body, retry_timeout=retry_timeout)
         return HeartbeatAnswer.from_json(data)
 
-    async def complete(self, job_id: str, epoch: int, result: Any = None) -> JobInfo:
+    async def complete(
+        self,
+        job_id: str,
+        epoch: int,
+        result: Any = None,
+        *,
+        retry_timeout: float | None = None,
+        abort: asyncio.Event | None = None,
+    ) -> JobInfo:
         """Mark the job succeeded with ``result``."""
-        data = await self._call(f"/v1/jobs/{job_id}/complete", {"epoch": epoch, "result": result})
+        data = await self._call(
+            f"/v1/jobs/{job_id}/complete",
+            {"epoch": epoch, "result": result},
+            retry_timeout=retry_timeout,
+            abort=abort,
+        )
         return JobInfo.from_json(data)
 
-    async def fail(self, job_id: str, epoch: int, error: str, *, retryable: bool = True) -> JobInfo:
+    async def fail(
+        self,
+        job_id: str,
+        epoch: int,
+        error: str,
+        *,
+        retryable: bool = True,
+        retry_timeout: float | None = None,
+        abort: asyncio.Event | None = None,
+    ) -> JobInfo:
         """End the attempt as failed (requeued with backoff while attempts remain)."""
         body = {"epoch": epoch, "error": error, "retryable": retryable}
-        return JobInfo.from_json(await self._call(f"/v1/jobs/{job_id}/fail", body))
+        data = await self._call(
+            f"/v1/jobs/{job_id}/fail", body, retry_timeout=retry_timeout, abort=abort
+        )
+        return JobInfo.from_json(data)
 
-    async def release(self, job_id: str, epoch: int) -> JobInfo:
+    async def release(
+        self,
+        job_id: str,
+        epoch: int,
+        *,
+        retry_timeout: float | None = None,
+        abort: asyncio.Event | None = None,
+    ) -> JobInfo:
         """Give the job back to the queue without counting the attempt."""
-        return JobInfo.from_json(await self._call(f"/v1/jobs/{job_id}/release", {"epoch": epoch}))
+        data = await self._call(
+            f"/v1/jobs/{job_id}/release",
+            {"epoch": epoch},
+            retry_timeout=retry_timeout,
+            abort=abort,
+        )
+        return JobInfo.from_json(data)
 
     async def report(
         self,
@@ -123,6 +171,7 @@ class AgentClient:
         max_jobs: int = 0,
         wait_seconds: float = 0,
         retry_timeout: float | None = None,
+        abort: asyncio.Event | None = None,
     ) -> Reported:
         """Send up to 100 reports in one request, then claim up to ``max_jobs`` (0: no claim).
 
@@ -141,6 +190,7 @@ class AgentClient:
             body,
             request_timeout=_REQUEST_TIMEOUT + wait_seconds,
             retry_timeout=retry_timeout,
+            abort=abort,
         )
         return Reported.from_json(data)
 
@@ -151,6 +201,7 @@ class AgentClient:
         *,
         request_timeout: float = _REQUEST_TIMEOUT,
         retry_timeout: float | None = None,
+        abort: asyncio.Event | None = None,
     ) -> dict[str, Any]:
         budget = self.retry_timeout if retry_timeout is None else retry_timeout
         content = encode(body)  # once, whatever the number of tries
@@ -163,29 +214,76 @@ class AgentClient:
         try:
             return await self._once(path, content, request_timeout)
         except CoordinatorUnavailable as exc:
-            first: CoordinatorUnavailable | None = exc
+            left = budget - (loop.time() - started)
+            if left <= 0 or (abort is not None and abort.is_set()):
+                raise  # no budget left for retries (stamina warns at a timeout of 0)
+            first = exc
+        if abort is None:
+            return await self._retry(path, content, request_timeout, left, first, None)
+        # ``abort`` (the worker stopping) ends the retries: at once while waiting between
+        # tries; a try in flight is let finish (a claim's answer may hold leases, which
+        # the worker then releases) and, failing, is not retried.
+        trying = [False]
+        retrying = asyncio.ensure_future(
+            self._retry(path, content, request_timeout, left, first, abort, trying)
+        )
+        waiting = asyncio.ensure_future(abort.wait())
+        try:
+            await asyncio.wait({retrying, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            if not retrying.done() and not trying[0]:
+                retrying.cancel()
+                raise first  # the outage, as it looked when the retries began
+            return await retrying
+        finally:
+            waiting.cancel()
+            retrying.cancel()
+
+    async def _retry(
+        self,
+        path: str,
+        content: bytes,
+        request_timeout: float,
+        budget: float,
+        first: CoordinatorUnavailable,
+        abort: asyncio.Event | None,
+        trying: list[bool] | None = None,
+    ) -> dict[str, Any]:
+        """Retry after ``first`` (the first try's failure) for ``budget`` seconds, or ``abort``."""
+
+        def retry(exc: Exception) -> bool | float:
+            if abort is not None and abort.is_set():
+                return False  # stopping: the failure is final
+            return retry_unavailable(exc)  # after Retry-After when 429/503 sends one
+
         # Imported at the first outage, not at start: stamina and tenacity cost ~13 ms of
         # CPU (~5 % of an agent's start-up), paid by every agent a fleet starts.
         import stamina
 
+        pending: CoordinatorUnavailable | None = first
         async for attempt in stamina.retry_context(
-            on=retry_unavailable,  # after Retry-After when 429/503 sends one
+            on=retry,
             attempts=None,
-            timeout=max(budget - (loop.time() - started), 0.0),
+            timeout=budget,
             wait_initial=0.05,
             wait_max=self.retry_wait_max,
             wait_jitter=0.1,  # stamina's default (1 s) would outlast short leases
         ):
             with attempt:
-                if first is not None:
-                    failed, first = first, None
+                if pending is not None:
+                    failed, pending = pending, None
                     raise failed  # the first try's failure: stamina waits, then retries
-                return await self._once(path, content, request_timeout)
+                if trying is not None:
+                    trying[0] = True
+                try:
+                    return await self._once(path, content, request_timeout)
+                finally:
+                    if trying is not None:
+                        trying[0] = False
         raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
 
     async def _once(self, path: str, content: bytes, request_timeout: float) -> dict[str, Any]:
         """One try: the answer's JSON, or the ``AgentError`` it (or the transport) stands for."""
-        with translate_transport_errors(self.base_url):
+        with translate_transport_errors(self.display_url):
             response = await self._http.post(path, content, request_timeout)
         raise_for_answer(response)
         data: dict[str, Any] = response.json()

@@ -41,6 +41,7 @@ __all__ = [
     "ServerError",
     "Unauthorized",
     "raise_for_answer",
+    "redact_url",
     "retry_unavailable",
     "translate_transport_errors",
 ]
@@ -98,6 +99,26 @@ def raise_for_answer(response: Answered) -> None:
     if status > 500:  # 501, 505, …: a broken proxy in front, not the coordinator's answer
         raise CoordinatorUnavailable(error.text, **kwargs)
     raise RequestRejected(error.text, **kwargs)
+
+
+def redact_url(url: str) -> str:
+    """``url`` fit for a log line or a message: credentials (``user:password@``) masked.
+
+    Parsed by hand, not by ``urlsplit``: it raises on some malformed URLs, and a URL
+    that is to be shown in an error message may well be malformed.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    end = len(rest)
+    for stop in "/?#":
+        found = rest.find(stop)
+        if found != -1:
+            end = min(end, found)
+    authority = rest[:end]
+    if "@" not in authority:
+        return url
+    return f"{scheme}{sep}***@{authority.rpartition('@')[2]}{rest[end:]}"
 
 
 @contextmanager

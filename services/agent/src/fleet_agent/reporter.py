@@ -65,8 +65,10 @@ class Reporter:
         reserve_slots: Callable[[], int],
         claimed: Callable[[int, list[Claimed]], None],
         handlers_running: Callable[[], int] = lambda: 1,
+        abort: Callable[[], asyncio.Event | None] = lambda: None,
     ) -> None:
         self.client = client
+        self._abort = abort  # what ends a request's retries, asked when it is sent
         self._handlers_running = handlers_running
         self.window = window
         self.queues = list(queues)
@@ -131,6 +133,7 @@ class Reporter:
                 queues=self.queues,
                 max_jobs=slots,
                 retry_timeout=min(budgets) if budgets else None,
+                abort=self._abort(),
             )
         except BaseException as exc:
             self._claimed(slots, [])

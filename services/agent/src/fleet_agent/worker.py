@@ -24,6 +24,7 @@ import signal
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -47,9 +48,18 @@ from .tracing import run_in_span
 __all__ = ["Worker"]
 
 _MIN_BEAT = 0.05
+MAX_CLAIM = 100
+"""Jobs one claim may ask for (SPEC: ``max_jobs`` 1..100); more free slots take more claims."""
+MAX_WAIT_SECONDS = 30.0
+"""The longest claim long-poll (SPEC: ``wait_seconds`` 0..30)."""
 _MAX_ERROR = 10_000
 """Characters of a failure's error the coordinator takes (longer is refused with 422)."""
 _REPORTS_NONE = (CancelReason.LEASE_LOST, CancelReason.UNAUTHORIZED)
+_SKEW_MARGIN = 10.0
+"""Seconds a report is retried past its lease's ``expires_at`` as the agent last knew it:
+that time is on the coordinator's clock, which the agent's may be behind by as much."""
+_REPORT_PAUSE = 0.1
+"""Seconds between a report's calls once one ran out of retries (it did wait between tries)."""
 
 
 class Worker:
@@ -75,6 +85,10 @@ class Worker:
             raise ValueError("heartbeat_fraction must be between 0 and 1")
         if report_window < 0:
             raise ValueError("report_window must not be negative")
+        if not 0 <= wait_seconds <= MAX_WAIT_SECONDS:
+            raise ValueError(f"wait_seconds must be between 0 and {MAX_WAIT_SECONDS:g}")
+        if not grace_seconds >= 0:  # NaN too
+            raise ValueError("grace_seconds must not be negative")
         self.client = client
         self.handlers = dict(handlers)
         self.queues = list(queues or [])
@@ -91,6 +105,7 @@ class Worker:
         self._tasks: dict[str, _Running] = {}
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
+        self._grace_over = asyncio.Event()  # reports still retrying give up (stop())
         self._slot_freed = asyncio.Event()
         self._connected = asyncio.Event()
         self._busy = 0  # slots whose handler has not finished
@@ -104,6 +119,7 @@ class Worker:
                 reserve_slots=self._reserve_slots,
                 claimed=self._on_claimed,
                 handlers_running=lambda: self._busy,
+                abort=self._report_abort,
             )
             if batch_reports
             else None
@@ -121,6 +137,7 @@ class Worker:
         """
         if self._stopping.is_set():
             self._hurry.set()
+            self._grace_over.set()
             return
         self.log.info("agent.stopping", running=len(self._tasks))
         self._stopping.set()
@@ -149,6 +166,8 @@ class Worker:
             revoked = isinstance(exc, Unauthorized)
             reason = CancelReason.UNAUTHORIZED if revoked else CancelReason.SHUTDOWN
             self._stopping.set()
+            self._grace_over.set()
+            self._hurry.set()  # the worker is going away: releases get one try each
             claiming.cancel()
             await self._cancel_all(reason)
             await self._release_all_unstarted()
@@ -175,6 +194,9 @@ class Worker:
                 await _first(self._slot_freed.wait(), self._stopping.wait())
                 continue
             first = not self._connected.is_set()
+            # An agent may run more jobs than one claim can ask for (--concurrency 250, a
+            # capacity up to 1000): the slots left over go to the next claim, at once.
+            free = min(free, MAX_CLAIM)
             self._claiming += free
             try:
                 claimed = await self.client.claim(
@@ -182,8 +204,13 @@ class Worker:
                     max_jobs=free,
                     wait_seconds=self.wait_seconds,
                     retry_timeout=self.startup_timeout if first else None,
+                    # A signal ends the retries at once: an agent stopping does not wait
+                    # out an outage (30 s, or the start-up's budget) to exit.
+                    abort=self._stopping,
                 )
             except (CoordinatorUnavailable, ServerError) as exc:
+                if self._stopping.is_set():
+                    return  # stopped while the coordinator was unreachable: a clean stop
                 # An outage, or a coordinator bug (500, not retried by the client): either
                 # way this claim got nothing; pause and claim again rather than stop.
                 if first:
@@ -197,7 +224,7 @@ class Worker:
                 self._claiming -= free
             if first:
                 self._connected.set()
-                self.log.info("agent.connected", url=self.client.base_url)
+                self.log.info("agent.connected", url=self.client.display_url)
             pause = 0.1
             self._take(claimed)
 
@@ -206,7 +233,7 @@ class Worker:
 
     def _reserve_slots(self) -> int:
         """The slots a report request may claim now (none while stopping); counted as claiming."""
-        free = 0 if self._stopping.is_set() else max(self._free(), 0)
+        free = 0 if self._stopping.is_set() else min(max(self._free(), 0), MAX_CLAIM)
         self._claiming += free
         return free
 
@@ -303,7 +330,12 @@ class Worker:
                     result = await result
         except JobFailed as exc:
             return "fail", exc.message, exc.retryable
-        except Exception as exc:
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
+            # SystemExit and KeyboardInterrupt too: raised by a handler (``sys.exit()`` in
+            # a thread, ``raise SystemExit``) they are its failure, not the agent's. Left
+            # to asyncio, they escape the event loop from the handler's task (the agent hung
+            # with every lease expiring) or end the process silently with the job leased.
+            # CancelledError is not caught: it is how the worker stops a handler.
             self.log.warning("agent.handler.raised", job_id=job.id, error_type=type(exc).__name__)
             return "fail", f"{type(exc).__name__}: {exc}", True
         return "complete", result, False
@@ -366,7 +398,65 @@ class Worker:
         assert answer.lease is not None  # an ok heartbeat always carries its lease
         return HeartbeatAnswer(lease=answer.lease, cancel_requested=answer.cancel_requested)
 
-    async def _end(self, job: Job, action: str, value: Any, retryable: bool) -> None:
+    async def _deliver(self, job: Job, action: str, value: Any, retryable: bool) -> None:
+        """``_end``, retried while the lease may still be live; the shutdown ends the wait.
+
+        A report that cannot reach the coordinator is not given up after one call's
+        retry budget: dropped, its lease would expire and the job run again, though the
+        coordinator, back in time, would have taken it (SPEC: no restart duplicates a
+        job). Once the lease has surely expired (its ``expires_at`` as last renewed,
+        plus ``_SKEW_MARGIN``) the report could only be refused, so it is given up.
+
+        The end of the grace period (or a second ``stop()``) ends the wait: the retries
+        of reports begun before it stop (a try in flight is their last); those begun
+        after (the releases of jobs cancelled at its end) get one call's retries, ended
+        the same way by a second ``stop()``; after that one, a single try each. The
+        client stops the retries (``abort``), so the race costs no task per report.
+        """
+        loop = asyncio.get_running_loop()
+        cut = self._report_abort()
+        deadline: float | None = None  # known after a first failure: the hot path skips it
+        while True:
+            budget = self.client.retry_timeout if cut is not None else 0.0
+            if deadline is not None:
+                budget = min(budget, max(deadline - loop.time(), _REPORT_PAUSE))
+            try:
+                await self._end(job, action, value, retryable, budget, cut)
+                return
+            except CoordinatorUnavailable as exc:
+                if cut is not self._grace_over or cut.is_set():
+                    raise
+                if deadline is None:
+                    deadline = loop.time() + _seconds_until(job.lease.expires_at) + _SKEW_MARGIN
+                if loop.time() >= deadline:
+                    raise
+                self.log.warning(
+                    "agent.job.report_delayed",
+                    job_id=job.id,
+                    epoch=job.epoch,
+                    action=action,
+                    error=exc.message,
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(cut.wait(), _REPORT_PAUSE)
+
+    def _report_abort(self) -> asyncio.Event | None:
+        """What ends a report's retries: the grace period's end, then a second ``stop()``."""
+        if not self._grace_over.is_set():
+            return self._grace_over
+        if not self._hurry.is_set():
+            return self._hurry
+        return None
+
+    async def _end(
+        self,
+        job: Job,
+        action: str,
+        value: Any,
+        retryable: bool,
+        retry_timeout: float,
+        abort: asyncio.Event | None,
+    ) -> None:
         """One complete, fail or release of ``job``: batched, or through its own endpoint."""
         error = str(value)[:_MAX_ERROR] if action == "fail" else None
         if action == "complete":
@@ -380,13 +470,23 @@ class Worker:
                 error=error,
                 retryable=retryable,
             )
-            raise_for_report(await self._reporter.submit(report))
+            # Sent with the abort the reporter asks for then (``_report_abort``).
+            raise_for_report(await self._reporter.submit(report, retry_timeout=retry_timeout))
         elif action == "complete":
-            await self.client.complete(job.id, job.epoch, value)
+            await self.client.complete(
+                job.id, job.epoch, value, retry_timeout=retry_timeout, abort=abort
+            )
         elif action == "fail":
-            await self.client.fail(job.id, job.epoch, error or "", retryable=retryable)
+            await self.client.fail(
+                job.id,
+                job.epoch,
+                error or "",
+                retryable=retryable,
+                retry_timeout=retry_timeout,
+                abort=abort,
+            )
         else:
-            await self.client.release(job.id, job.epoch)
+            await self.client.release(job.id, job.epoch, retry_timeout=retry_timeout, abort=abort)
 
     def _cancel(self, job: Job, reason: CancelReason, task: asyncio.Task[Any]) -> None:
         if job.cancel_reason is None:
@@ -401,12 +501,12 @@ class Worker:
         """Send the run's one report; a rejection is logged, never retried as another report."""
         try:
             try:
-                await self._end(job, action, value, retryable)
+                await self._deliver(job, action, value, retryable)
             except RequestRejected as exc:  # e.g. 413: the result is too large
                 if action != "complete":
                     raise
                 action, retryable = "fail", False
-                await self._end(job, "fail", f"the result was rejected: {exc.message}", False)
+                await self._deliver(job, "fail", f"the result was rejected: {exc.message}", False)
         except AgentError as exc:
             self.stats["report_rejected"] += 1
             self.log.warning(
@@ -431,6 +531,7 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.grace_seconds):
                     await _first(asyncio.wait(tasks), self._hurry.wait())
+        self._grace_over.set()
         await self._cancel_all(CancelReason.SHUTDOWN)
 
     async def _cancel_all(self, reason: CancelReason) -> None:
@@ -440,6 +541,10 @@ class Worker:
                 # The job task then sees the handler cancelled and reports (release) itself.
                 self._cancel(entry.job, reason, entry.handler)
             await asyncio.gather(*(entry.task for entry in entries), return_exceptions=True)
+
+
+def _seconds_until(when: datetime) -> float:
+    return (when - datetime.now(UTC)).total_seconds()
 
 
 def _check_json(value: Any) -> None:
