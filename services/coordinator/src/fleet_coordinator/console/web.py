@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
@@ -65,15 +64,15 @@ class ConsoleHeaders:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        # A plain function: every API request passes here (this layer is outside the
-        # guard), and gets the app's own awaitable, without a coroutine of this layer's.
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # A coroutine function, though every API request passes here: a plain function
+        # returning the app's awaitable would save a frame, but asgiref (under the
+        # OpenTelemetry ASGI middleware) takes such an app for an ASGI 2 one.
         path = scope.get("path", "")
         if scope["type"] != "http" or not (path == "/ui" or path.startswith("/ui/")):
-            return self.app(scope, receive, send)
-        return self._with_headers(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
 
-    async def _with_headers(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 names = {name for name, _ in message.get("headers", [])}
