@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,3 +171,46 @@ def test_enqueue_file_counts_a_refused_batch_and_goes_on(fleet: Fleet, tmp_path:
     summary = json.loads(out)
     assert (code, summary["enqueued"], summary["rejected"]) == (EXIT_REJECTED, 3, 3)
     assert summary["problems"][0].startswith("lines 1-3: refused: 422")
+
+
+def _procsub_lines(queue: str, count: int) -> bytes:
+    line = json.dumps({"kind": "x", "queue": queue}).encode() + b"\n"
+    return line * count
+
+
+def test_enqueue_file_reads_a_pipe_once(fleet: Fleet) -> None:
+    """``<(…)`` is a pipe at /dev/fd/N: its jobs are read once, not counted away first."""
+    queue = f"procsub{uuid.uuid4().hex[:8]}"
+    read_end, write_end = os.pipe()
+    os.write(write_end, _procsub_lines(queue, 3))
+    os.close(write_end)
+    try:
+        code, out, _ = fleet("jobs", "enqueue-file", f"/dev/fd/{read_end}", "--json")
+    finally:
+        os.close(read_end)
+    summary = json.loads(out)
+    assert (code, summary["lines"], summary["enqueued"]) == (EXIT_OK, 3, 3)
+
+
+def test_enqueue_file_reads_a_fifo_and_ends_when_its_writer_closes(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """A named FIFO is opened once: the command ends with the writer, every job sent."""
+    queue = f"fifo{uuid.uuid4().hex[:8]}"
+    fifo = tmp_path / "jobs.fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=fifo.write_bytes, args=(_procsub_lines(queue, 3),))
+    writer.start()
+    result: list[tuple[int, str, str]] = []
+    runner = threading.Thread(
+        target=lambda: result.append(fleet("jobs", "enqueue-file", str(fifo), "--json"))
+    )
+    runner.start()
+    runner.join(timeout=20)
+    if runner.is_alive():  # the old code waits on a second open: give it a writer, then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        runner.join(timeout=20)
+    writer.join(timeout=5)
+    code, out, _ = result[0]
+    summary = json.loads(out)
+    assert (code, summary["lines"], summary["enqueued"]) == (EXIT_OK, 3, 3)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import os
+import stat
 import sys
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .arguments import add_job_options, pair, spec_from_args
 from .client import BATCH_LIMIT, FleetClient
 from .exits import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, exit_code_of
-from .jobs_file import count_lines, enqueue_file
+from .jobs_file import FileSummary, count_lines, enqueue_file
 from .models import JobSpec
 from .render import Output
 
@@ -85,36 +88,14 @@ async def _enqueue(client: FleetClient, args: argparse.Namespace, out: Output) -
 
 
 async def _enqueue_file(client: FleetClient, args: argparse.Namespace, out: Output) -> int:
-    path = Path(args.path)
     stdin = args.path == "-"
-    total = None if stdin else count_lines(path)
-    columns = (
-        TextColumn("enqueued"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("lines"),
-        TimeElapsedColumn(),
-    )
-    # The bar goes to stderr and only to a terminal: stdout stays the summary alone.
-    with Progress(*columns, console=out.err, disable=not out.err.is_terminal) as bar:
-        task = bar.add_task("enqueue", total=total)
-
-        def progress(enqueued: int, lines: int) -> None:
-            bar.update(task, completed=lines, description=f"{enqueued:,} enqueued")
-
-        # Blocking reads of a local file: this loop runs this one command and nothing else.
-        source = sys.stdin if stdin else path.open(encoding="utf-8")  # noqa: ASYNC230
-        try:
-            summary = await enqueue_file(
-                client,
-                source,
-                key_prefix=args.key_prefix,
-                batch_size=max(1, min(args.batch_size, BATCH_LIMIT)),
-                progress=progress,
-            )
-        finally:
-            if not stdin:
-                source.close()
+    # Opened once, before anything reads it: a pipe, a FIFO or the /dev/fd/N of a
+    # process substitution can be read only once (and a FIFO's second open waits
+    # for a writer that never comes).
+    with (
+        nullcontext(sys.stdin) if stdin else Path(args.path).open(encoding="utf-8")  # noqa: ASYNC230
+    ) as source:
+        summary = await _send_file(client, args, out, source)
     if args.json:
         out.json(summary.as_json())
     else:
@@ -132,6 +113,36 @@ async def _enqueue_file(client: FleetClient, args: argparse.Namespace, out: Outp
     if summary.error is not None:
         return exit_code_of(summary.error)
     return EXIT_OK if summary.ok else EXIT_REJECTED
+
+
+async def _send_file(
+    client: FleetClient, args: argparse.Namespace, out: Output, source: IO[str]
+) -> FileSummary:
+    # The bar's total costs a pass over the file: only a regular file can be read twice.
+    regular = source is not sys.stdin and stat.S_ISREG(os.fstat(source.fileno()).st_mode)
+    total = count_lines(Path(args.path)) if regular else None
+    columns = (
+        TextColumn("enqueued"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("lines"),
+        TimeElapsedColumn(),
+    )
+    # The bar goes to stderr and only to a terminal: stdout stays the summary alone.
+    with Progress(*columns, console=out.err, disable=not out.err.is_terminal) as bar:
+        task = bar.add_task("enqueue", total=total)
+
+        def progress(enqueued: int, lines: int) -> None:
+            bar.update(task, completed=lines, description=f"{enqueued:,} enqueued")
+
+        # Blocking reads of a local file: this loop runs this one command and nothing else.
+        return await enqueue_file(
+            client,
+            source,
+            key_prefix=args.key_prefix,
+            batch_size=max(1, min(args.batch_size, BATCH_LIMIT)),
+            progress=progress,
+        )
 
 
 async def _list(client: FleetClient, args: argparse.Namespace, out: Output) -> int:
