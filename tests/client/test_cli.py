@@ -214,3 +214,15 @@ def test_enqueue_file_reads_a_fifo_and_ends_when_its_writer_closes(
     code, out, _ = result[0]
     summary = json.loads(out)
     assert (code, summary["lines"], summary["enqueued"]) == (EXIT_OK, 3, 3)
+
+
+def test_a_token_with_a_line_ending_works_and_one_no_header_can_carry_exits_2(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``$TOK\\r`` is the token; ``tökén`` is refused at once, exit 2, and never printed."""
+    monkeypatch.setenv("FLEET_ADMIN_TOKEN", fleet.served.admin_token + "\r")
+    assert fleet("queues", "--retry-seconds", "0.2")[0] == EXIT_OK
+    bad = "tökén-" + fleet.served.admin_token
+    monkeypatch.setenv("FLEET_ADMIN_TOKEN", bad)
+    code, out, err = fleet("queues", "--retry-seconds", "0.2")
+    assert (code, bad in out + err, "tökén" in out + err) == (EXIT_USAGE, False, False)

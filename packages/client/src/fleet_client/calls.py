@@ -14,6 +14,7 @@ sent once: a lost answer could hide a write that landed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -22,10 +23,10 @@ from urllib.parse import quote
 from fleet_wire import TRACING, current_traceparent, retry_wait
 from pydantic import TypeAdapter
 
-from .errors import CoordinatorUnavailable
+from .errors import CoordinatorUnavailable, FleetError
 from .models import Agent, AgentCreated, Job, JobDetail, JobPage, JobSpec, QueueStats, Schedule
 
-__all__ = ["BATCH_LIMIT", "RETRY", "Call", "backoff"]
+__all__ = ["BATCH_LIMIT", "RETRY", "Call", "auth_headers", "backoff"]
 
 T = TypeVar("T")
 
@@ -54,6 +55,30 @@ class Call(Generic[T]):
     safe: bool = True
     gone_is_done: bool = False
     """A delete: ``NotFound`` means what was asked is done; the answer has no body."""
+
+
+_HEADER_TEXT = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
+"""Visible ASCII, inner spaces allowed: what every HTTP library sends as a header value."""
+
+
+def auth_headers(token: str) -> dict[str, str]:
+    """The ``Authorization`` header of ``token``; ``FleetError`` if no header can carry it.
+
+    Checked when a client is made, so a bad token fails at once and in the same way
+    in both clients, not as a transport error on the first request, whose message
+    (the HTTP library's) would hold the header's value: the token. Whitespace
+    around it (a carriage return from a file written on Windows, a newline from
+    ``$(cat …)``) is dropped. No message here ever holds the token, not even in part.
+    """
+    stripped = token.strip()
+    if not stripped:
+        raise FleetError("the admin token is empty")
+    if not _HEADER_TEXT.fullmatch(stripped):
+        raise FleetError(
+            "the admin token holds a character an HTTP header cannot carry "
+            "(only visible ASCII and inner spaces); it is not shown"
+        )
+    return {"Authorization": f"Bearer {stripped}"}
 
 
 def _segment(value: str) -> str:

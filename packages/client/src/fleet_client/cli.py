@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pydantic import ValidationError
 
 from . import commands
+from .calls import auth_headers
 from .client import DEFAULT_URL, FleetClient
 from .errors import FleetError
 from .exits import EXIT_CODES, EXIT_REJECTED, EXIT_USAGE, exit_code_of
@@ -64,6 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     token = os.environ.get("FLEET_ADMIN_TOKEN")
     if not token:
         out.err.print("fleet: error: FLEET_ADMIN_TOKEN is not set", highlight=False)
+        return EXIT_USAGE
+    try:
+        auth_headers(token)  # a token no header can carry is a mistake in the setup
+    except FleetError as exc:
+        out.err.print(f"fleet: error: {exc.message}", highlight=False, markup=False)
         return EXIT_USAGE
     command: Command = args.run
     try:

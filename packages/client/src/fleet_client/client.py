@@ -20,7 +20,7 @@ import stamina
 from fleet_wire import inject_traceparent, transport_errors
 
 from . import calls
-from .calls import BATCH_LIMIT, RETRY, Call, backoff
+from .calls import BATCH_LIMIT, RETRY, Call, auth_headers, backoff
 from .errors import CoordinatorUnavailable, FleetError, NotFound, raise_for_answer
 from .models import (
     Agent,
@@ -60,7 +60,7 @@ class FleetClient:
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             transport=transport,
-            headers={"Authorization": f"Bearer {token}"},
+            headers=auth_headers(token),
             timeout=timeout,
         )
 

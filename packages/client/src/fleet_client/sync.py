@@ -21,7 +21,7 @@ import stamina
 from fleet_wire import Answer, encode, inject_traceparent, transport_errors
 
 from . import calls
-from .calls import RETRY, Call, backoff
+from .calls import RETRY, Call, auth_headers, backoff
 from .client import env_settings
 from .connections import Connections
 from .errors import CoordinatorUnavailable, FleetError, NotFound, raise_for_answer
@@ -61,7 +61,7 @@ class SyncFleetClient:
         if url.scheme not in ("http", "https") or not url.hostname:
             raise FleetError(f"not an http(s) URL: {base_url!r}")
         self._prefix = url.path  # a coordinator behind a path prefix
-        self._headers = {"Authorization": f"Bearer {token}"}
+        self._headers = auth_headers(token)
         try:
             self._connections = Connections(url.scheme, url.hostname, url.port, timeout)
         except ValueError as exc:  # a proxy from the environment it cannot use

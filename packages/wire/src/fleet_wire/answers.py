@@ -148,6 +148,11 @@ def _loaded_transport_errors() -> tuple[type[Exception], ...]:
     return (ConnectionError,) if httpx is None else (ConnectionError, httpx.TransportError)
 
 
+def _is_local_protocol_error(exc: Exception) -> bool:
+    httpx = sys.modules.get("httpx")
+    return httpx is not None and isinstance(exc, httpx.LocalProtocolError)
+
+
 @contextmanager
 def transport_errors(url: str, unavailable: Callable[[str], Exception]) -> Iterator[None]:
     """Turn transport errors (refused, reset, timed out) into ``unavailable(message)``."""
@@ -155,4 +160,8 @@ def transport_errors(url: str, unavailable: Callable[[str], Exception]) -> Itera
         yield
     except _loaded_transport_errors() as exc:
         reason = str(exc) or type(exc).__name__
+        if _is_local_protocol_error(exc):
+            # h11 names the offending header with its value ("Illegal header value
+            # b'Bearer …'"): that value may be a token, and no message may show one.
+            reason = f"the request could not be written ({type(exc).__name__})"
         raise unavailable(f"cannot reach the coordinator at {url}: {reason}") from exc

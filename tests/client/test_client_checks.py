@@ -1,0 +1,54 @@
+"""What both clients check before anything is sent: the token, the payload, the ids."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from fleet_client import FleetClient, FleetError, SyncFleetClient
+
+from .spec_fake import SpecFake
+
+TOKEN = "s3cret-admin-token"
+
+Make = Callable[[str], Any]
+
+
+def _async_client(token: str) -> FleetClient:
+    transport = httpx.MockTransport(SpecFake().handle)
+    return FleetClient("http://coordinator", token, transport=transport)
+
+
+def _sync_client(token: str) -> SyncFleetClient:
+    return SyncFleetClient("http://127.0.0.1:9", token)
+
+
+@pytest.mark.parametrize("make", [_async_client, _sync_client], ids=["async", "sync"])
+@pytest.mark.parametrize("bad", [TOKEN + "\rX", "tökén-" + TOKEN, TOKEN + "\x00", "  \r\n"])
+def test_a_token_no_header_can_carry_is_refused_when_the_client_is_made(
+    make: Make, bad: str
+) -> None:
+    """A FleetError at once, that never shows the token (not even a part of it)."""
+    with pytest.raises(FleetError) as caught:
+        make(bad)
+    assert TOKEN not in str(caught.value)
+    assert "tökén" not in str(caught.value)
+
+
+async def test_whitespace_around_the_token_is_dropped() -> None:
+    """A token read with its line ending (``\\r``, ``\\n``) authenticates as the token."""
+    sent: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers["authorization"])
+        return httpx.Response(200, json={"items": []})
+
+    async with FleetClient(
+        "http://coordinator", f" {TOKEN}\r\n", transport=httpx.MockTransport(handle)
+    ) as client:
+        await client.list_queues()
+    sync = SyncFleetClient("http://127.0.0.1:9", TOKEN + "\r")
+    assert sent == [f"Bearer {TOKEN}"]
+    assert sync._headers == {"Authorization": f"Bearer {TOKEN}"}
