@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -226,3 +228,27 @@ def test_a_token_with_a_line_ending_works_and_one_no_header_can_carry_exits_2(
     monkeypatch.setenv("FLEET_ADMIN_TOKEN", bad)
     code, out, err = fleet("queues", "--retry-seconds", "0.2")
     assert (code, bad in out + err, "tökén" in out + err) == (EXIT_USAGE, False, False)
+
+
+def _fleet_process(*argv: str, token: str = "t0ken") -> subprocess.CompletedProcess[str]:
+    """``fleet`` in a process of its own: what a shell sees on its stdout and stderr."""
+    env = {**os.environ, "FLEET_ADMIN_TOKEN": token}
+    return subprocess.run(
+        [sys.executable, "-m", "fleet_client.cli", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    "argv", [("jobs", "list", "--json"), ("jobs", "enqueue", "k", "-q", "--key", "k")]
+)
+def test_retry_lines_go_to_stderr_and_stdout_holds_only_the_result(argv: tuple[str, ...]) -> None:
+    """Retrying an unreachable coordinator writes its lines to stderr: stdout stays empty."""
+    url = f"http://127.0.0.1:{free_port()}"
+    done = _fleet_process(*argv, "--url", url, "--retry-seconds", "0.5")
+    assert (done.returncode, done.stdout) == (EXIT_UNAVAILABLE, "")
+    assert "retry 1 in" in done.stderr

@@ -14,7 +14,9 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
+import stamina
 from pydantic import ValidationError
+from stamina.instrumentation import RetryDetails, RetryHook
 
 from . import commands
 from .calls import auth_headers
@@ -72,6 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.err.print(f"fleet: error: {exc.message}", highlight=False, markup=False)
         return EXIT_USAGE
     command: Command = args.run
+    # stamina logs each retry through structlog (to stdout unless configured) or
+    # logging: stdout must hold only the result (``-q``'s id, ``--json``'s document).
+    hooks = stamina.instrumentation.get_on_retry_hooks()
+    stamina.instrumentation.set_on_retry_hooks([_retry_reporter(out)])
     try:
         return asyncio.run(_run(command, args, out, token))
     except FleetError as exc:
@@ -84,6 +90,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_REJECTED
     except KeyboardInterrupt:
         return 130
+    finally:
+        stamina.instrumentation.set_on_retry_hooks(hooks)
+
+
+def _retry_reporter(out: Output) -> RetryHook:
+    """A stamina hook writing one line per retry to stderr."""
+
+    def report(details: RetryDetails) -> None:
+        cause = details.caused_by
+        why = cause.message if isinstance(cause, FleetError) else type(cause).__name__
+        out.err.print(
+            f"fleet: {why}; retry {details.retry_num} in {details.wait_for:.1f} s",
+            highlight=False,
+            markup=False,
+        )
+
+    return report
 
 
 async def _run(command: Command, args: argparse.Namespace, out: Output, token: str) -> int:
