@@ -252,3 +252,31 @@ def test_retry_lines_go_to_stderr_and_stdout_holds_only_the_result(argv: tuple[s
     done = _fleet_process(*argv, "--url", url, "--retry-seconds", "0.5")
     assert (done.returncode, done.stdout) == (EXIT_UNAVAILABLE, "")
     assert "retry 1 in" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "payload", ['{"a": NaN}', '{"b": Infinity}', '{"c": [-Infinity]}', '{"s": "\\ud800"}']
+)
+def test_a_payload_without_a_json_form_is_a_command_line_mistake(
+    fleet: Fleet, payload: str
+) -> None:
+    """NaN, ±Infinity (Python's json reads them) and a lone surrogate exit 2, nothing sent."""
+    with pytest.raises(SystemExit) as caught:
+        fleet("jobs", "enqueue", "k", "--payload", payload)
+    assert caught.value.code == EXIT_USAGE
+
+
+def test_enqueue_file_reports_a_line_without_a_json_form_and_sends_the_others(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """A lone surrogate or a NaN makes its line invalid; the rest of the file goes."""
+    queue = f"nojson{uuid.uuid4().hex[:8]}"
+    good = json.dumps({"kind": "x", "queue": queue})
+    surrogate = '{"kind": "x", "payload": {"s": "\\ud800"}}'
+    lines = [good, surrogate, good, '{"kind": "x", "payload": {"n": NaN}}']
+    path = tmp_path / "jobs.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    code, out, _ = fleet("jobs", "enqueue-file", str(path), "--json")
+    summary = json.loads(out)
+    assert (code, summary["enqueued"], summary["invalid"]) == (EXIT_REJECTED, 2, 2)
+    assert [p.split(":")[0] for p in summary["problems"]] == ["line 2", "line 4"]

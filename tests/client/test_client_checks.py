@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 from fleet_client import FleetClient, FleetError, SyncFleetClient
+from pydantic import ValidationError
 
 from .spec_fake import SpecFake
 
@@ -52,3 +53,32 @@ async def test_whitespace_around_the_token_is_dropped() -> None:
     sync = SyncFleetClient("http://127.0.0.1:9", TOKEN + "\r")
     assert sent == [f"Bearer {TOKEN}"]
     assert sync._headers == {"Authorization": f"Bearer {TOKEN}"}
+
+
+NO_JSON_FORM = [
+    {"s": float("nan")},
+    {"deep": [{"b": float("inf")}]},
+    {"s": -float("inf"), "t": None},
+]
+
+
+@pytest.mark.parametrize("payload", NO_JSON_FORM)
+async def test_nan_and_infinity_are_refused_before_any_request(payload: dict[str, Any]) -> None:
+    """pydantic would send NaN and ±∞ as null: both clients raise ValidationError instead."""
+    sent: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(500)
+
+    transport = httpx.MockTransport(handle)
+    async with FleetClient("http://coordinator", TOKEN, transport=transport) as client:
+        with pytest.raises(ValidationError):
+            await client.enqueue("k", payload)
+        with pytest.raises(ValidationError):
+            await client.enqueue("k", {}, lease_seconds=float("nan"))
+        with pytest.raises(ValidationError):
+            await client.enqueue_batch([{"kind": "k", "payload": payload}])
+    with SyncFleetClient("http://127.0.0.1:9", TOKEN) as sync, pytest.raises(ValidationError):
+        sync.enqueue("k", payload)  # sent, this would be CoordinatorUnavailable
+    assert sent == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from fleet_wire import WireError, transport_errors
+from fleet_wire import WireError, all_finite, encode, transport_errors
 
 
 class UnavailableError(WireError):
@@ -17,3 +17,15 @@ def test_a_refused_header_is_not_repeated_in_the_message() -> None:
         raise httpx.LocalProtocolError("Illegal header value b'Bearer s3cret\\r'")
     assert "s3cret" not in str(caught.value)
     assert "http://c" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"a": float("nan")}, {"a": [1, {"b": float("inf")}]}, ({"a": None}, -float("inf"))],
+)
+def test_encode_refuses_nan_and_infinity(body: object) -> None:
+    """orjson writes NaN and ±∞ as null; ``encode`` looks behind each null and refuses them."""
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        encode(body)
+    assert all_finite(body) is False
+    assert all_finite({"a": [1.5, None, "NaN"]}) is True

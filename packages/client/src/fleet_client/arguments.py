@@ -8,6 +8,8 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from fleet_wire import encode
+
 from .models import JobSpec
 
 __all__ = ["add_job_options", "json_object", "pair", "spec_from_args", "when"]
@@ -32,14 +34,24 @@ def when(text: str) -> datetime:
 
 
 def json_object(text: str) -> dict[str, Any]:
-    """A JSON object given on the command line."""
+    """A JSON object given on the command line (NaN, ±Infinity and lone surrogates refused)."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_no_constant)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("must be a JSON object")
+    try:
+        encode(value)  # what will be sent: a "\ud800" escape decodes to a lone surrogate
+    except ValueError:
+        raise argparse.ArgumentTypeError("a string is not Unicode (a lone surrogate)") from None
     return value
+
+
+def _no_constant(name: str) -> Any:
+    # Python's json reads NaN and ±Infinity, which JSON does not have (and pydantic
+    # would send as null).
+    raise ValueError(f"{name} is not JSON")
 
 
 def pair(text: str) -> tuple[str, str]:

@@ -17,7 +17,7 @@ from typing import Any, TypeVar, Unpack
 
 import httpx
 import stamina
-from fleet_wire import inject_traceparent, transport_errors
+from fleet_wire import encode, inject_traceparent, transport_errors
 
 from . import calls
 from .calls import BATCH_LIMIT, RETRY, Call, auth_headers, backoff
@@ -284,9 +284,15 @@ class FleetClient:
     async def _once(self, call: Call[Any]) -> httpx.Response:
         headers: dict[str, str] = {}
         inject_traceparent(headers)  # the coordinator's server span joins the caller's trace
+        content = None
+        if call.body is not None:
+            # The encoder both clients and the agent share: the same bytes, and the
+            # same refusals (NaN, ±∞, a lone surrogate), whichever client sends.
+            content = encode(call.body)
+            headers["Content-Type"] = "application/json"
         with transport_errors(self.base_url, CoordinatorUnavailable):
             response = await self._http.request(
-                call.method, call.path, json=call.body, params=call.params, headers=headers
+                call.method, call.path, content=content, params=call.params, headers=headers
             )
         raise_for_answer(response)
         return response
