@@ -280,3 +280,22 @@ def test_enqueue_file_reports_a_line_without_a_json_form_and_sends_the_others(
     summary = json.loads(out)
     assert (code, summary["enqueued"], summary["invalid"]) == (EXIT_REJECTED, 2, 2)
     assert [p.split(":")[0] for p in summary["problems"]] == ["line 2", "line 4"]
+
+
+def test_cancel_and_retry_try_every_id_and_exit_with_the_worst_outcome(fleet: Fleet) -> None:
+    """An unknown or ended job is reported in its place; the ids after it are still acted on."""
+    queue = f"each{uuid.uuid4().hex[:8]}"
+    ids = [fleet("jobs", "enqueue", "k", "--queue", queue, "-q")[1].strip() for _ in range(3)]
+    a, b, c = ids
+    code, out, err = fleet("jobs", "cancel", a, "nope", c, "--json")
+    assert code == EXIT_NOT_FOUND
+    assert [(j["id"], j["status"]) for j in json.loads(out)] == [
+        (a, "cancelled"),
+        (c, "cancelled"),
+    ]
+    assert "nope" in err
+    code, out, err = fleet("jobs", "cancel", a, b, "--json")  # a is already cancelled
+    assert (code, [j["id"] for j in json.loads(out)]) == (EXIT_CONFLICT, [b])
+    assert a in err
+    code, out, _ = fleet("jobs", "retry", "nope", *ids, "--json")
+    assert (code, sorted(j["id"] for j in json.loads(out))) == (EXIT_NOT_FOUND, sorted(ids))

@@ -6,6 +6,7 @@ import argparse
 import os
 import stat
 import sys
+from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import IO, Any
@@ -14,9 +15,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .arguments import add_job_options, pair, spec_from_args
 from .client import BATCH_LIMIT, FleetClient
+from .errors import FleetError
 from .exits import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, exit_code_of
 from .jobs_file import FileSummary, count_lines, enqueue_file
-from .models import JobSpec
+from .models import Job, JobSpec
 from .render import Output
 
 __all__ = ["add_agents", "add_jobs", "add_queues", "add_schedules"]
@@ -170,10 +172,24 @@ def _bulk_filters(args: argparse.Namespace, out: Output, *names: str) -> dict[st
     return filters
 
 
+async def _each_job(ids: list[str], act: Callable[[str], Awaitable[Job]], out: Output) -> int:
+    """``act`` on every id, whatever became of the ones before; the worst exit status."""
+    done: list[Job] = []
+    worst = EXIT_OK
+    for job_id in ids:
+        try:
+            done.append(await act(job_id))
+        except FleetError as exc:  # this id's own outcome: the others are still tried
+            out.err.print(f"fleet: error: {job_id}: {exc.message}", highlight=False, markup=False)
+            worst = max(worst, exit_code_of(exc))  # the statuses grow with how bad it is
+    if done or out.as_json:
+        out.jobs(done)
+    return worst
+
+
 async def _cancel(client: FleetClient, args: argparse.Namespace, out: Output) -> int:
     if args.job_ids:
-        out.jobs([await client.cancel_job(job_id) for job_id in args.job_ids])
-        return EXIT_OK
+        return await _each_job(args.job_ids, client.cancel_job, out)
     filters = _bulk_filters(args, out, "queue", "kind", "lock")
     if filters is None:
         return EXIT_USAGE
@@ -183,8 +199,7 @@ async def _cancel(client: FleetClient, args: argparse.Namespace, out: Output) ->
 
 async def _retry(client: FleetClient, args: argparse.Namespace, out: Output) -> int:
     if args.job_ids:
-        out.jobs([await client.retry_job(job_id) for job_id in args.job_ids])
-        return EXIT_OK
+        return await _each_job(args.job_ids, client.retry_job, out)
     filters = _bulk_filters(args, out, "queue", "kind")
     if filters is None:
         return EXIT_USAGE
