@@ -299,3 +299,27 @@ def test_cancel_and_retry_try_every_id_and_exit_with_the_worst_outcome(fleet: Fl
     assert a in err
     code, out, _ = fleet("jobs", "retry", "nope", *ids, "--json")
     assert (code, sorted(j["id"] for j in json.loads(out))) == (EXIT_NOT_FOUND, sorted(ids))
+
+
+def test_enqueue_file_that_cannot_be_opened_is_a_command_line_mistake(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """No such file, or a directory: a message and exit 2, no traceback."""
+    code, _, err = fleet("jobs", "enqueue-file", str(tmp_path / "missing.jsonl"))
+    assert (code, "cannot read" in err) == (EXIT_USAGE, True)
+    code, _, err = fleet("jobs", "enqueue-file", str(tmp_path))
+    assert (code, "cannot read" in err) == (EXIT_USAGE, True)
+
+
+def test_enqueue_file_reports_a_line_not_utf8_and_accepts_a_bom(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """A BOM before line 1 is not part of it; a line not UTF-8 is invalid, the others go."""
+    queue = f"bytes{uuid.uuid4().hex[:8]}"
+    good = json.dumps({"kind": "x", "queue": queue}).encode()
+    path = tmp_path / "jobs.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + good + b"\n" + b'{"kind": "\xff"}\n' + good + b"\n")
+    code, out, _ = fleet("jobs", "enqueue-file", str(path), "--json")
+    summary = json.loads(out)
+    assert (code, summary["enqueued"], summary["invalid"]) == (EXIT_REJECTED, 2, 1)
+    assert summary["problems"] == ["line 2: not UTF-8 (byte 11)"]

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fleet_client import FleetClient, FleetError, SyncFleetClient
+from fleet_client import CoordinatorUnavailable, FleetClient, FleetError, SyncFleetClient
 from pydantic import ValidationError
 
 from .spec_fake import SpecFake
@@ -82,3 +82,49 @@ async def test_nan_and_infinity_are_refused_before_any_request(payload: dict[str
     with SyncFleetClient("http://127.0.0.1:9", TOKEN) as sync, pytest.raises(ValidationError):
         sync.enqueue("k", payload)  # sent, this would be CoordinatorUnavailable
     assert sent == []
+
+
+def _no_server(kind: str) -> Any:
+    """A client whose every request would fail: what it raises first must come before one."""
+    if kind == "sync":
+        return SyncFleetClient("http://127.0.0.1:9", TOKEN, retry_timeout=0.1)
+    return FleetClient("http://127.0.0.1:9", TOKEN, retry_timeout=0.1)
+
+
+async def _use(client: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+    result = getattr(client, method)(*args, **kwargs)
+    return await result if isinstance(client, FleetClient) else result
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize("payload", [[1, 2], "text", 3])
+async def test_a_payload_that_is_not_an_object_is_a_validation_error(
+    kind: str, payload: Any
+) -> None:
+    """As docs/client.md promises: pydantic's ValidationError, before any request."""
+    client = _no_server(kind)
+    with pytest.raises(ValidationError):
+        await _use(client, "enqueue", "k", payload)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize(
+    ("method", "args", "kwargs"),
+    [
+        ("get_job", ("\ud800",), {}),
+        ("pause_queue", ("q\udc00",), {}),
+        ("list_jobs_page", (), {"queue": "\ud800"}),
+        ("cancel_jobs", (), {"kind": "\ud800"}),
+        ("create_agent", ("\ud800",), {}),
+        ("enqueue", ("k", {"s": "\ud800"}), {}),
+    ],
+)
+async def test_a_lone_surrogate_is_refused_before_any_request(
+    kind: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """No bare UnicodeEncodeError: a FleetError (or, in a job, a ValidationError)."""
+    client = _no_server(kind)
+    with pytest.raises((FleetError, ValidationError)) as caught:
+        await _use(client, method, *args, **kwargs)
+    assert not isinstance(caught.value, CoordinatorUnavailable)  # nothing was sent
+    assert "surrogate" in str(caught.value)

@@ -14,19 +14,20 @@ sent once: a lost answer could hide a write that landed.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
-from fleet_wire import TRACING, current_traceparent, retry_wait
+from fleet_wire import TRACING, Answered, current_traceparent, encode, retry_wait
 from pydantic import TypeAdapter
 
 from .errors import CoordinatorUnavailable, FleetError
 from .models import Agent, AgentCreated, Job, JobDetail, JobPage, JobSpec, QueueStats, Schedule
 
-__all__ = ["BATCH_LIMIT", "RETRY", "Call", "auth_headers", "backoff"]
+__all__ = ["BATCH_LIMIT", "RETRY", "Call", "auth_headers", "backoff", "body_bytes", "read_answer"]
 
 T = TypeVar("T")
 
@@ -83,7 +84,46 @@ def auth_headers(token: str) -> dict[str, str]:
 
 def _segment(value: str) -> str:
     # Ids and names go into paths: an odd character must not change the route.
-    return quote(value, safe="")
+    return quote(_unicode(value), safe="")
+
+
+def _unicode(text: str) -> str:
+    """``text``, if UTF-8 can hold it; ``FleetError`` for a lone surrogate."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise FleetError(f"not valid Unicode (a lone surrogate): {text!r}") from None
+    return text
+
+
+def body_bytes(call: Call[Any]) -> bytes | None:
+    """The call's body as JSON bytes (``fleet_wire.encode``); ``FleetError`` if it has none."""
+    if call.body is None:
+        return None
+    try:
+        return encode(call.body)
+    except ValueError as exc:  # NaN or ±∞, a lone surrogate (UnicodeEncodeError)
+        why = "a lone surrogate" if isinstance(exc, UnicodeEncodeError) else str(exc)
+        raise FleetError(f"the request has no JSON form: {why}") from None
+
+
+def read_answer(call: Call[T], answer: Answered) -> T:
+    """The value ``call`` returns, read off a 2xx answer; ``FleetError`` if it is not one of
+    the coordinator's answers (not JSON, or not the shape the call expects: ``--url``
+    names another server)."""
+    if call.gone_is_done:
+        return call.read(None)
+    try:
+        return call.read(answer.json())
+    except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError, ValidationError …
+        not_json = isinstance(exc, json.JSONDecodeError | UnicodeDecodeError)
+        kind = "not JSON" if not_json else "not the answer expected"
+        raise FleetError(
+            f"{answer.status_code} {call.method} {call.path}: the answer is {kind}; "
+            "is the URL the coordinator's?",
+            status=answer.status_code,
+            code="unexpected_answer",
+        ) from None
 
 
 def _with_trace(spec: JobSpec, traceparent: str | None = None) -> JobSpec:
@@ -94,13 +134,25 @@ def _with_trace(spec: JobSpec, traceparent: str | None = None) -> JobSpec:
     return spec if traceparent is None else spec.model_copy(update={"traceparent": traceparent})
 
 
+def job_spec(kind: str, payload: Any, options: Mapping[str, Any]) -> JobSpec:
+    """The ``JobSpec`` of ``enqueue(kind, payload, **options)``, validated by pydantic.
+
+    The payload goes to the model as given (``None`` is ``{}``): a list or a string
+    is then pydantic's ``ValidationError``, not ``dict()``'s ``TypeError``.
+    """
+    return JobSpec.model_validate(
+        {"kind": kind, "payload": {} if payload is None else payload, **options}
+    )
+
+
 def spec_of(job: JobSpec | Mapping[str, Any]) -> JobSpec:
     """A ``JobSpec`` from itself or its JSON fields (validated)."""
     return job if isinstance(job, JobSpec) else JobSpec.model_validate(job)
 
 
 def _present(**fields: Any) -> dict[str, Any]:
-    return {k: v for k, v in fields.items() if v is not None}
+    # Filters go into a query string or a body: a lone surrogate fails here, named.
+    return {k: _unicode(v) if isinstance(v, str) else v for k, v in fields.items() if v is not None}
 
 
 def _items(adapter: TypeAdapter[list[T]]) -> Callable[[Any], list[T]]:

@@ -17,10 +17,19 @@ from typing import Any, TypeVar, Unpack
 
 import httpx
 import stamina
-from fleet_wire import encode, inject_traceparent, transport_errors
+from fleet_wire import inject_traceparent, transport_errors
 
 from . import calls
-from .calls import BATCH_LIMIT, RETRY, Call, auth_headers, backoff
+from .calls import (
+    BATCH_LIMIT,
+    RETRY,
+    Call,
+    auth_headers,
+    backoff,
+    body_bytes,
+    job_spec,
+    read_answer,
+)
 from .errors import CoordinatorUnavailable, FleetError, NotFound, raise_for_answer
 from .models import (
     Agent,
@@ -91,8 +100,7 @@ class FleetClient:
         self, kind: str, payload: Mapping[str, Any] | None = None, **options: Unpack[JobOptions]
     ) -> Job:
         """Enqueue one job; with an ``idempotency_key`` a repeat returns the same job."""
-        spec = JobSpec(kind=kind, payload=dict(payload or {}), **options)
-        return await self.enqueue_spec(spec)
+        return await self.enqueue_spec(job_spec(kind, payload, options))
 
     async def enqueue_spec(self, job: JobSpec | Mapping[str, Any]) -> Job:
         """Enqueue one job described by a ``JobSpec`` (or its JSON fields)."""
@@ -271,7 +279,7 @@ class FleetClient:
             if call.gone_is_done:
                 return call.read(None)
             raise
-        return call.read(None if call.gone_is_done else response.json())
+        return read_answer(call, response)
 
     async def _retried(self, call: Call[Any]) -> httpx.Response:
         async for attempt in stamina.retry_context(
@@ -284,11 +292,10 @@ class FleetClient:
     async def _once(self, call: Call[Any]) -> httpx.Response:
         headers: dict[str, str] = {}
         inject_traceparent(headers)  # the coordinator's server span joins the caller's trace
-        content = None
-        if call.body is not None:
-            # The encoder both clients and the agent share: the same bytes, and the
-            # same refusals (NaN, ±∞, a lone surrogate), whichever client sends.
-            content = encode(call.body)
+        # The encoder both clients and the agent share: the same bytes, and the
+        # same refusals (NaN, ±∞, a lone surrogate), whichever client sends.
+        content = body_bytes(call)
+        if content is not None:
             headers["Content-Type"] = "application/json"
         with transport_errors(self.base_url, CoordinatorUnavailable):
             response = await self._http.request(

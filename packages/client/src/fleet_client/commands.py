@@ -93,10 +93,19 @@ async def _enqueue_file(client: FleetClient, args: argparse.Namespace, out: Outp
     stdin = args.path == "-"
     # Opened once, before anything reads it: a pipe, a FIFO or the /dev/fd/N of a
     # process substitution can be read only once (and a FIFO's second open waits
-    # for a writer that never comes).
-    with (
-        nullcontext(sys.stdin) if stdin else Path(args.path).open(encoding="utf-8")  # noqa: ASYNC230
-    ) as source:
+    # for a writer that never comes). As bytes, decoded line by line (jobs_file): a
+    # line that is not UTF-8 is reported as invalid, not the end of the run.
+    path = Path(args.path)
+    try:
+        opened = nullcontext(sys.stdin.buffer) if stdin else path.open("rb")  # noqa: ASYNC230
+    except OSError as exc:  # no such file, a directory, no permission …
+        out.err.print(
+            f"fleet: error: cannot read {args.path}: {exc.strerror or exc}",
+            highlight=False,
+            markup=False,
+        )
+        return EXIT_USAGE
+    with opened as source:
         summary = await _send_file(client, args, out, source)
     if args.json:
         out.json(summary.as_json())
@@ -118,10 +127,10 @@ async def _enqueue_file(client: FleetClient, args: argparse.Namespace, out: Outp
 
 
 async def _send_file(
-    client: FleetClient, args: argparse.Namespace, out: Output, source: IO[str]
+    client: FleetClient, args: argparse.Namespace, out: Output, source: IO[bytes]
 ) -> FileSummary:
     # The bar's total costs a pass over the file: only a regular file can be read twice.
-    regular = source is not sys.stdin and stat.S_ISREG(os.fstat(source.fileno()).st_mode)
+    regular = args.path != "-" and stat.S_ISREG(os.fstat(source.fileno()).st_mode)
     total = count_lines(Path(args.path)) if regular else None
     columns = (
         TextColumn("enqueued"),

@@ -18,10 +18,10 @@ from typing import Any, TypeVar, Unpack
 from urllib.parse import urlencode, urlsplit
 
 import stamina
-from fleet_wire import Answer, encode, inject_traceparent, transport_errors
+from fleet_wire import Answer, inject_traceparent, transport_errors
 
 from . import calls
-from .calls import RETRY, Call, auth_headers, backoff
+from .calls import RETRY, Call, auth_headers, backoff, body_bytes, job_spec, read_answer
 from .client import env_settings
 from .connections import Connections
 from .errors import CoordinatorUnavailable, FleetError, NotFound, raise_for_answer
@@ -94,7 +94,7 @@ class SyncFleetClient:
         self, kind: str, payload: Mapping[str, Any] | None = None, **options: Unpack[JobOptions]
     ) -> Job:
         """Enqueue one job; with an ``idempotency_key`` a repeat returns the same job."""
-        return self.enqueue_spec(JobSpec(kind=kind, payload=dict(payload or {}), **options))
+        return self.enqueue_spec(job_spec(kind, payload, options))
 
     def enqueue_spec(self, job: JobSpec | Mapping[str, Any]) -> Job:
         """Enqueue one job described by a ``JobSpec`` (or its JSON fields)."""
@@ -219,7 +219,7 @@ class SyncFleetClient:
             if call.gone_is_done:
                 return call.read(None)
             raise
-        return call.read(None if call.gone_is_done else answer.json())
+        return read_answer(call, answer)
 
     def _retried(self, call: Call[Any]) -> Answer:
         for attempt in stamina.retry_context(
@@ -232,9 +232,8 @@ class SyncFleetClient:
     def _once(self, call: Call[Any]) -> Answer:
         headers = dict(self._headers)
         inject_traceparent(headers)  # the caller's thread: its trace context
-        body = None
-        if call.body is not None:
-            body = encode(call.body)
+        body = body_bytes(call)
+        if body is not None:
             headers["Content-Type"] = "application/json"
         url = self._prefix + call.path
         if call.params:
