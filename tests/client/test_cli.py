@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -323,3 +324,19 @@ def test_enqueue_file_reports_a_line_not_utf8_and_accepts_a_bom(
     summary = json.loads(out)
     assert (code, summary["enqueued"], summary["invalid"]) == (EXIT_REJECTED, 2, 1)
     assert summary["problems"] == ["line 2: not UTF-8 (byte 11)"]
+
+
+def test_a_url_that_is_not_http_exits_2_at_once_and_credentials_are_not_shown(
+    fleet: Fleet,
+) -> None:
+    """``--url notaurl`` is a command-line mistake, not an unreachable coordinator."""
+    for url in ("notaurl", "ftp://x"):
+        started = time.monotonic()
+        code = main(["queues", "--url", url])
+        _, err = fleet.capsys.readouterr()
+        assert (code, "not an http(s) URL" in err) == (EXIT_USAGE, True)
+        assert time.monotonic() - started < 2
+    url = f"http://user:PW-s3cret@127.0.0.1:{free_port()}"
+    code = main(["queues", "--url", url, "--retry-seconds", "0.2"])
+    _, err = fleet.capsys.readouterr()
+    assert (code, "PW-s3cret" in err, "***@127.0.0.1" in err) == (EXIT_UNAVAILABLE, False, True)

@@ -10,6 +10,8 @@ import pytest
 from fleet_client import CoordinatorUnavailable, FleetClient, FleetError, SyncFleetClient
 from pydantic import ValidationError
 
+from tests.support.served import free_port
+
 from .spec_fake import SpecFake
 
 TOKEN = "s3cret-admin-token"
@@ -128,3 +130,30 @@ async def test_a_lone_surrogate_is_refused_before_any_request(
         await _use(client, method, *args, **kwargs)
     assert not isinstance(caught.value, CoordinatorUnavailable)  # nothing was sent
     assert "surrogate" in str(caught.value)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize(
+    "url", ["notaurl", "ftp://x", "http://", "http://host:port", "http://[::1"]
+)
+def test_a_url_that_is_not_http_is_refused_when_the_client_is_made(kind: str, url: str) -> None:
+    """Not a coordinator to retry for ten seconds: a FleetError at once."""
+    make = SyncFleetClient if kind == "sync" else FleetClient
+    with pytest.raises(FleetError) as caught:
+        make(url, TOKEN)
+    assert "not an http(s) URL" in str(caught.value)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_credentials_in_the_url_are_not_shown_in_errors(kind: str) -> None:
+    """``http://user:PW@host`` is shown as ``http://***@host``."""
+    url = f"http://user:PW-s3cret@127.0.0.1:{free_port()}"
+    make = SyncFleetClient if kind == "sync" else FleetClient
+    client = make(url, TOKEN, retry_timeout=0.1)
+    with pytest.raises(CoordinatorUnavailable) as caught:
+        await _use(client, "list_queues")
+    assert "PW-s3cret" not in str(caught.value)
+    assert "***@127.0.0.1" in str(caught.value)
+    with pytest.raises(FleetError) as refused:
+        make("ftp://user:PW-s3cret@host", TOKEN)
+    assert "PW-s3cret" not in str(refused.value)

@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from fleet_wire import TRACING, Answered, current_traceparent, encode, retry_wait
 from pydantic import TypeAdapter
@@ -27,7 +27,17 @@ from pydantic import TypeAdapter
 from .errors import CoordinatorUnavailable, FleetError
 from .models import Agent, AgentCreated, Job, JobDetail, JobPage, JobSpec, QueueStats, Schedule
 
-__all__ = ["BATCH_LIMIT", "RETRY", "Call", "auth_headers", "backoff", "body_bytes", "read_answer"]
+__all__ = [
+    "BATCH_LIMIT",
+    "RETRY",
+    "Call",
+    "auth_headers",
+    "backoff",
+    "body_bytes",
+    "checked_url",
+    "read_answer",
+    "shown_url",
+]
 
 T = TypeVar("T")
 
@@ -60,6 +70,34 @@ class Call(Generic[T]):
 
 _HEADER_TEXT = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
 """Visible ASCII, inner spaces allowed: what every HTTP library sends as a header value."""
+
+
+def shown_url(url: str) -> str:
+    """``url`` as messages show it: credentials in it (``http://user:pw@host``) are ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unbalanced "[": show what cannot hold credentials anyway
+        return url if "@" not in url else "(a URL that cannot be read)"
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+
+
+def checked_url(url: str) -> str:
+    """``url`` without a trailing ``/``, if it is ``http(s)://host[:port][/prefix]``.
+
+    Checked when a client is made: a mistyped URL (``notaurl``, ``ftp://x``, a port
+    that is not a number) is a mistake to say at once, not a coordinator to retry
+    for ``retry_timeout`` and call unreachable.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise FleetError(f"not an http(s) URL: {shown_url(url)}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FleetError(f"not an http(s) URL: {shown_url(url)}")
+    return url.rstrip("/")
 
 
 def auth_headers(token: str) -> dict[str, str]:

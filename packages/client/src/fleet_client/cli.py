@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from stamina.instrumentation import RetryDetails, RetryHook
 
 from . import commands
-from .calls import auth_headers
+from .calls import auth_headers, checked_url
 from .client import DEFAULT_URL, FleetClient
 from .errors import FleetError
 from .exits import EXIT_CODES, EXIT_REJECTED, EXIT_USAGE, exit_code_of
@@ -70,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         auth_headers(token)  # a token no header can carry is a mistake in the setup
+        checked_url(args.url)  # so is a URL that is not http(s): not a coordinator to retry
     except FleetError as exc:
         out.err.print(f"fleet: error: {exc.message}", highlight=False, markup=False)
         return EXIT_USAGE

@@ -27,8 +27,10 @@ from .calls import (
     auth_headers,
     backoff,
     body_bytes,
+    checked_url,
     job_spec,
     read_answer,
+    shown_url,
 )
 from .errors import CoordinatorUnavailable, FleetError, NotFound, raise_for_answer
 from .models import (
@@ -63,7 +65,8 @@ class FleetClient:
         retry_timeout: float = 10.0,
         retry_wait_max: float = 2.0,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.base_url = checked_url(base_url)
+        self._shown_url = shown_url(self.base_url)  # for messages: no credentials
         self.retry_timeout = retry_timeout
         self.retry_wait_max = retry_wait_max
         self._http = httpx.AsyncClient(
@@ -297,7 +300,7 @@ class FleetClient:
         content = body_bytes(call)
         if content is not None:
             headers["Content-Type"] = "application/json"
-        with transport_errors(self.base_url, CoordinatorUnavailable):
+        with transport_errors(self._shown_url, CoordinatorUnavailable):
             response = await self._http.request(
                 call.method, call.path, content=content, params=call.params, headers=headers
             )

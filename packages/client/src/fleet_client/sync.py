@@ -21,7 +21,17 @@ import stamina
 from fleet_wire import Answer, inject_traceparent, transport_errors
 
 from . import calls
-from .calls import RETRY, Call, auth_headers, backoff, body_bytes, job_spec, read_answer
+from .calls import (
+    RETRY,
+    Call,
+    auth_headers,
+    backoff,
+    body_bytes,
+    checked_url,
+    job_spec,
+    read_answer,
+    shown_url,
+)
 from .client import env_settings
 from .connections import Connections
 from .errors import CoordinatorUnavailable, FleetError, NotFound, raise_for_answer
@@ -54,16 +64,15 @@ class SyncFleetClient:
         retry_timeout: float = 10.0,
         retry_wait_max: float = 2.0,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.base_url = checked_url(base_url)
+        self._shown_url = shown_url(self.base_url)  # for messages: no credentials
         self.retry_timeout = retry_timeout
         self.retry_wait_max = retry_wait_max
         url = urlsplit(self.base_url)
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise FleetError(f"not an http(s) URL: {base_url!r}")
         self._prefix = url.path  # a coordinator behind a path prefix
         self._headers = auth_headers(token)
         try:
-            self._connections = Connections(url.scheme, url.hostname, url.port, timeout)
+            self._connections = Connections(url.scheme, url.hostname or "", url.port, timeout)
         except ValueError as exc:  # a proxy from the environment it cannot use
             raise FleetError(str(exc)) from None
 
@@ -238,7 +247,7 @@ class SyncFleetClient:
         url = self._prefix + call.path
         if call.params:
             url += "?" + urlencode(call.params)
-        with transport_errors(self.base_url, CoordinatorUnavailable):
+        with transport_errors(self._shown_url, CoordinatorUnavailable):
             answer = self._connections.request(call.method, url, body, headers)
         raise_for_answer(answer)
         return answer
