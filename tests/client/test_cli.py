@@ -74,10 +74,10 @@ def test_enqueue_show_list_cancel_retry(fleet: Fleet) -> None:
     code, out, _ = fleet("jobs", "list", "--queue", queue)
     assert code == EXIT_OK
     assert job_id in out
-    assert fleet.json("jobs", "cancel", job_id)[0]["status"] == "cancelled"
+    assert fleet.json("jobs", "cancel", job_id)["status"] == "cancelled"  # one id: an object
     code, _, err = fleet("jobs", "cancel", job_id)
     assert (code, "already_terminal" in err) == (EXIT_CONFLICT, True)
-    assert fleet.json("jobs", "retry", job_id)[0]["status"] == "queued"
+    assert fleet.json("jobs", "retry", job_id)["status"] == "queued"
     assert [j["id"] for j in fleet.json("jobs", "list", "--queue", queue, "--limit", "0")] == [
         job_id
     ]
@@ -97,11 +97,11 @@ def test_enqueue_options_reach_the_job(fleet: Fleet) -> None:
         "--require",
         "gpu=yes",
     )
-    job = fleet.json(*argv, "--run-after", "2099-01-01T00:00:00Z", "--key", key)[0]
-    again = fleet.json(*argv, "--run-after", "2099-01-01T00:00:00Z", "--key", key)[0]
+    job = fleet.json(*argv, "--run-after", "2099-01-01T00:00:00Z", "--key", key)
+    again = fleet.json(*argv, "--run-after", "2099-01-01T00:00:00Z", "--key", key)
     assert (job["priority"], job["max_attempts"], job["requires"]) == (7, 5, {"gpu": "yes"})
     assert (job["run_after"], again["id"]) == ("2099-01-01T00:00:00Z", job["id"])
-    later = fleet.json("jobs", "enqueue", "k", "--run-after", "+1h")[0]
+    later = fleet.json("jobs", "enqueue", "k", "--run-after", "+1h")
     assert later["run_after"] > later["created_at"]
 
 
@@ -136,7 +136,7 @@ def test_agents_add_prints_the_agent_token_once_and_drain_rm_work(fleet: Fleet) 
     agent_id = created["agent"]["id"]
     assert created["token"].startswith("fa.")
     assert created["agent"]["labels"] == {"os": "linux"}
-    assert fleet.json("agents", "drain", agent_id)[0]["draining"] is True
+    assert fleet.json("agents", "drain", agent_id)["draining"] is True
     assert fleet("agents", "rm", agent_id)[0] == EXIT_OK
     assert agent_id not in [a["id"] for a in fleet.json("agents")]
 

@@ -85,7 +85,7 @@ async def _enqueue(client: FleetClient, args: argparse.Namespace, out: Output) -
     if args.quiet:
         out.out.file.write(job.id + "\n")
     else:
-        out.jobs([job])
+        out.jobs([job], one=True)
     return EXIT_OK
 
 
@@ -191,7 +191,10 @@ async def _each_job(ids: list[str], act: Callable[[str], Awaitable[Job]], out: O
         except FleetError as exc:  # this id's own outcome: the others are still tried
             out.err.print(f"fleet: error: {job_id}: {exc.message}", highlight=False, markup=False)
             worst = max(worst, exit_code_of(exc))  # the statuses grow with how bad it is
-    if done or out.as_json:
+    if len(ids) == 1:  # one job: its object, or nothing if it failed
+        if done:
+            out.jobs(done, one=True)
+    elif done or out.as_json:
         out.jobs(done)
     return worst
 
@@ -236,12 +239,12 @@ async def _queues(client: FleetClient, args: argparse.Namespace, out: Output) ->
 
 
 async def _pause(client: FleetClient, args: argparse.Namespace, out: Output) -> int:
-    out.queues([await client.pause_queue(args.queue)])
+    out.queues([await client.pause_queue(args.queue)], one=True)
     return EXIT_OK
 
 
 async def _resume(client: FleetClient, args: argparse.Namespace, out: Output) -> int:
-    out.queues([await client.resume_queue(args.queue)])
+    out.queues([await client.resume_queue(args.queue)], one=True)
     return EXIT_OK
 
 
@@ -292,7 +295,7 @@ async def _agent_add(client: FleetClient, args: argparse.Namespace, out: Output)
 
 
 async def _agent_drain(client: FleetClient, args: argparse.Namespace, out: Output) -> int:
-    out.agents([await client.drain_agent(args.agent_id)])
+    out.agents([await client.drain_agent(args.agent_id)], one=True)
     return EXIT_OK
 
 
@@ -340,22 +343,22 @@ async def _schedule_set(client: FleetClient, args: argparse.Namespace, out: Outp
     made = await client.set_schedule(
         args.name, args.cron, spec, timezone=args.timezone, paused=args.paused
     )
-    out.schedules([made])
+    out.schedules([made], one=True)
     return EXIT_OK
 
 
 async def _schedule_show(client: FleetClient, args: argparse.Namespace, out: Output) -> int:
-    out.schedules([await client.get_schedule(args.name)])
+    out.schedules([await client.get_schedule(args.name)], one=True)
     return EXIT_OK
 
 
 async def _schedule_pause(client: FleetClient, args: argparse.Namespace, out: Output) -> int:
-    out.schedules([await client.pause_schedule(args.name)])
+    out.schedules([await client.pause_schedule(args.name)], one=True)
     return EXIT_OK
 
 
 async def _schedule_resume(client: FleetClient, args: argparse.Namespace, out: Output) -> int:
-    out.schedules([await client.resume_schedule(args.name)])
+    out.schedules([await client.resume_schedule(args.name)], one=True)
     return EXIT_OK
 
 
