@@ -340,3 +340,9 @@ def test_a_url_that_is_not_http_exits_2_at_once_and_credentials_are_not_shown(
     code = main(["queues", "--url", url, "--retry-seconds", "0.2"])
     _, err = fleet.capsys.readouterr()
     assert (code, "PW-s3cret" in err, "***@127.0.0.1" in err) == (EXIT_UNAVAILABLE, False, True)
+
+
+def test_a_refused_field_is_named(fleet: Fleet) -> None:
+    """A 422 says which field the coordinator refused, not only "the request is invalid"."""
+    code, _, err = fleet("jobs", "enqueue", "k", "--max-attempts", "0")
+    assert (code, "body.max_attempts" in err.replace("\n", "")) == (EXIT_REJECTED, True)
