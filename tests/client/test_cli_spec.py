@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 from fleet_client import FleetClient, cli
-from fleet_client.exits import EXIT_NOT_FOUND, EXIT_OK, EXIT_REJECTED
+from fleet_client.exits import EXIT_NOT_FOUND, EXIT_OK, EXIT_REJECTED, EXIT_USAGE
 
 from .spec_fake import SpecFake, job
 
@@ -63,3 +63,23 @@ def test_schedules(fake: SpecFake, capsys: pytest.CaptureFixture[str]) -> None:
     assert fleet_json(capsys, "schedules", "rm", "nightly") == {"deleted": "nightly"}
     assert cli.main(["schedules", "show", "nightly"]) == EXIT_NOT_FOUND
     assert cli.main(["schedules", "set", "bad", "@daily", "report"]) == EXIT_REJECTED
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("jobs", "list", "--limit", "-1"),
+        ("jobs", "cancel", "--all", "--limit", "0"),
+        ("jobs", "retry", "--all", "--limit", "1001"),
+        ("schedules", "set", "n", "0 3 * * *", "k", "--run-after", "+1h"),
+        ("schedules", "set", "n", "0 3 * * *", "k", "--key", "x"),
+    ],
+)
+def test_arguments_the_coordinator_would_refuse_are_refused_at_parsing(
+    fake: SpecFake, argv: tuple[str, ...]
+) -> None:
+    """A negative list limit, a bulk limit out of 1..1000, a schedule's key or run_after: 2."""
+    with pytest.raises(SystemExit) as caught:
+        cli.main(list(argv))
+    assert caught.value.code == EXIT_USAGE
+    assert fake.seen == []

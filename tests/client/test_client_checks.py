@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fleet_client import CoordinatorUnavailable, FleetClient, FleetError, SyncFleetClient
+from fleet_client import CoordinatorUnavailable, FleetClient, FleetError, NotFound, SyncFleetClient
 from pydantic import ValidationError
 
 from tests.support.served import free_port
@@ -157,3 +157,35 @@ async def test_credentials_in_the_url_are_not_shown_in_errors(kind: str) -> None
     with pytest.raises(FleetError) as refused:
         make("ftp://user:PW-s3cret@host", TOKEN)
     assert "PW-s3cret" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("job_id", "raw_path"),
+    [
+        ("..", b"/v1/jobs/%2E%2E"),
+        (".", b"/v1/jobs/%2E"),
+        ("../agents", b"/v1/jobs/..%2Fagents"),
+        ("a/b", b"/v1/jobs/a%2Fb"),
+        ("a b?c#d", b"/v1/jobs/a%20b%3Fc%23d"),
+    ],
+)
+async def test_an_id_is_one_path_segment_whatever_it_holds(job_id: str, raw_path: bytes) -> None:
+    """``get_job("..")`` must not reach ``/v1``, nor ``get_job("../agents")`` the agents."""
+    sent: list[bytes] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url.raw_path)
+        return httpx.Response(404, json={"error": {"code": "not_found", "message": "no"}})
+
+    transport = httpx.MockTransport(handle)
+    async with FleetClient("http://coordinator", TOKEN, transport=transport) as client:
+        with pytest.raises(NotFound):
+            await client.get_job(job_id)
+    assert sent == [raw_path]
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_an_empty_id_is_refused_before_any_request(kind: str) -> None:
+    """``/v1/jobs/`` is the collection, not a job."""
+    with pytest.raises(FleetError, match="empty"):
+        await _use(_no_server(kind), "get_job", "")

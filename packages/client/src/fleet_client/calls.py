@@ -121,7 +121,16 @@ def auth_headers(token: str) -> dict[str, str]:
 
 
 def _segment(value: str) -> str:
-    # Ids and names go into paths: an odd character must not change the route.
+    """``value`` as one path segment: an id or a name must not change the route.
+
+    ``/`` and everything else reserved is percent-encoded; ``.`` and ``..`` are too,
+    which ``quote`` leaves alone and a URL library then resolves as dot segments
+    (``/v1/jobs/..`` is ``/v1``). An empty one would name the collection instead.
+    """
+    if not value:
+        raise FleetError("an id or a name cannot be empty")
+    if value in (".", ".."):
+        return value.replace(".", "%2E")
     return quote(_unicode(value), safe="")
 
 

@@ -13,7 +13,7 @@ from typing import IO, Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .arguments import add_job_options, pair, spec_from_args
+from .arguments import add_job_options, count, pair, spec_from_args
 from .client import BATCH_LIMIT, FleetClient
 from .errors import FleetError
 from .exits import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, exit_code_of
@@ -57,7 +57,7 @@ def add_jobs(groups: Groups, common: argparse.ArgumentParser) -> None:
     )
     listing.add_argument("--kind")
     listing.add_argument("--lock")
-    listing.add_argument("--limit", type=int, default=50, help="at most this many (0: all)")
+    listing.add_argument("--limit", type=count(0), default=50, help="at most this many (0: all)")
     listing.set_defaults(run=_list)
 
     show = sub.add_parser("show", parents=[common], help="one job with its runs")
@@ -75,7 +75,9 @@ def add_jobs(groups: Groups, common: argparse.ArgumentParser) -> None:
             act.add_argument("--lock", help="bulk: only jobs with this lock")
         else:
             act.add_argument("--status", choices=["failed", "cancelled"], default="failed")
-        act.add_argument("--limit", type=int, default=100, help="bulk: at most this many (1..1000)")
+        act.add_argument(
+            "--limit", type=count(1, 1000), default=100, help="bulk: at most this many (1..1000)"
+        )
         act.add_argument("--all", action="store_true", help="bulk without a filter")
         act.set_defaults(run=_cancel if name == "cancel" else _retry)
 
@@ -320,7 +322,7 @@ def add_schedules(groups: Groups, common: argparse.ArgumentParser) -> None:
     put.add_argument("kind", help="the kind of the jobs it enqueues")
     put.add_argument("--timezone", default="UTC", help="IANA name (default UTC)")
     put.add_argument("--paused", action="store_true")
-    add_job_options(put)
+    add_job_options(put, schedule=True)
     put.set_defaults(run=_schedule_set)
     for name, run in (
         ("show", _schedule_show),
