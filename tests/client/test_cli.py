@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -346,3 +347,25 @@ def test_a_refused_field_is_named(fleet: Fleet) -> None:
     """A 422 says which field the coordinator refused, not only "the request is invalid"."""
     code, _, err = fleet("jobs", "enqueue", "k", "--max-attempts", "0")
     assert (code, "body.max_attempts" in err.replace("\n", "")) == (EXIT_REJECTED, True)
+
+
+def test_one_ctrl_c_stops_enqueue_file_waiting_on_a_fifo(tmp_path: Path) -> None:
+    """Blocked opening a FIFO no writer opened, ``fleet`` ends at the first SIGINT (130)."""
+    fifo = tmp_path / "jobs.fifo"
+    os.mkfifo(fifo)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fleet_client.cli", "jobs", "enqueue-file", str(fifo)],
+        env={**os.environ, "FLEET_ADMIN_TOKEN": "t0ken"},
+        # A child of a shell's background job inherits an ignored SIGINT: a terminal's.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        time.sleep(2)  # started, and blocked in open()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()

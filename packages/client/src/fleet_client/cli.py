@@ -11,8 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Sequence
+from types import FrameType
+from typing import Any
 
 import stamina
 from pydantic import ValidationError
@@ -79,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # logging: stdout must hold only the result (``-q``'s id, ``--json``'s document).
     hooks = stamina.instrumentation.get_on_retry_hooks()
     stamina.instrumentation.set_on_retry_hooks([_retry_reporter(out)])
+    sigint = _interrupt_at_once()
     try:
         return asyncio.run(_run(command, args, out, token))
     except FleetError as exc:
@@ -93,6 +98,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         stamina.instrumentation.set_on_retry_hooks(hooks)
+        if sigint is not None:
+            signal.signal(signal.SIGINT, sigint)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _interrupt_at_once() -> Any:
+    """Make Ctrl-C raise ``KeyboardInterrupt`` wherever ``fleet`` is; the handler it replaced.
+
+    ``asyncio.run`` replaces Python's own handler with one whose first Ctrl-C only
+    cancels the main task, which never runs while the loop's thread is blocked: in
+    ``enqueue-file``, opening a FIFO no writer has opened yet, or reading a pipe
+    that has nothing to say. A handler that is not Python's own is left in place
+    (asyncio does the same), and so is an ignored SIGINT (a background job's).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return None
+    return signal.signal(signal.SIGINT, _interrupt)
 
 
 def _retry_reporter(out: Output) -> RetryHook:
