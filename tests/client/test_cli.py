@@ -369,3 +369,15 @@ def test_one_ctrl_c_stops_enqueue_file_waiting_on_a_fifo(tmp_path: Path) -> None
         if process.poll() is None:
             process.kill()
         process.communicate()
+
+
+def test_messages_to_a_file_are_not_cut_into_80_columns(fleet: Fleet) -> None:
+    """stderr redirected: each message is one line, whatever its length."""
+    url = f"http://127.0.0.1:{free_port()}/" + "p" * 80
+    code = main(["queues", "--url", url, "--retry-seconds", "0.05"])
+    _, err = fleet.capsys.readouterr()
+    assert code == EXIT_UNAVAILABLE
+    assert [line for line in err.splitlines() if line.startswith("fleet: error:")] == [
+        err.strip().splitlines()[-1]
+    ]
+    assert "p" * 80 in err

@@ -35,6 +35,9 @@ class Output:
             # Piped or redirected: rich would assume 80 columns and cut ids in half.
             self.out = Console(soft_wrap=True, width=200)
         self.err = Console(stderr=True)
+        if not self.err.is_terminal:
+            # Redirected: a message cut into 80-column lines defeats a grep of the log.
+            self.err = Console(stderr=True, soft_wrap=True)
 
     def json(self, value: Any) -> None:
         """Write ``value`` (models included) as one JSON document."""
