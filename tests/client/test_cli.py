@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,10 +75,10 @@ def test_enqueue_show_list_cancel_retry(fleet: Fleet) -> None:
     code, out, _ = fleet("jobs", "list", "--queue", queue)
     assert code == EXIT_OK
     assert job_id in out
-    assert fleet.json("jobs", "cancel", job_id)[0]["status"] == "cancelled"
+    assert fleet.json("jobs", "cancel", job_id)["status"] == "cancelled"  # one id: an object
     code, _, err = fleet("jobs", "cancel", job_id)
     assert (code, "already_terminal" in err) == (EXIT_CONFLICT, True)
-    assert fleet.json("jobs", "retry", job_id)[0]["status"] == "queued"
+    assert fleet.json("jobs", "retry", job_id)["status"] == "queued"
     assert [j["id"] for j in fleet.json("jobs", "list", "--queue", queue, "--limit", "0")] == [
         job_id
     ]
@@ -92,11 +98,11 @@ def test_enqueue_options_reach_the_job(fleet: Fleet) -> None:
         "--require",
         "gpu=yes",
     )
-    job = fleet.json(*argv, "--run-after", "2099-01-01T00:00:00Z", "--key", key)[0]
-    again = fleet.json(*argv, "--run-after", "2099-01-01T00:00:00Z", "--key", key)[0]
+    job = fleet.json(*argv, "--run-after", "2099-01-01T00:00:00Z", "--key", key)
+    again = fleet.json(*argv, "--run-after", "2099-01-01T00:00:00Z", "--key", key)
     assert (job["priority"], job["max_attempts"], job["requires"]) == (7, 5, {"gpu": "yes"})
     assert (job["run_after"], again["id"]) == ("2099-01-01T00:00:00Z", job["id"])
-    later = fleet.json("jobs", "enqueue", "k", "--run-after", "+1h")[0]
+    later = fleet.json("jobs", "enqueue", "k", "--run-after", "+1h")
     assert later["run_after"] > later["created_at"]
 
 
@@ -131,7 +137,7 @@ def test_agents_add_prints_the_agent_token_once_and_drain_rm_work(fleet: Fleet) 
     agent_id = created["agent"]["id"]
     assert created["token"].startswith("fa.")
     assert created["agent"]["labels"] == {"os": "linux"}
-    assert fleet.json("agents", "drain", agent_id)[0]["draining"] is True
+    assert fleet.json("agents", "drain", agent_id)["draining"] is True
     assert fleet("agents", "rm", agent_id)[0] == EXIT_OK
     assert agent_id not in [a["id"] for a in fleet.json("agents")]
 
@@ -169,3 +175,209 @@ def test_enqueue_file_counts_a_refused_batch_and_goes_on(fleet: Fleet, tmp_path:
     summary = json.loads(out)
     assert (code, summary["enqueued"], summary["rejected"]) == (EXIT_REJECTED, 3, 3)
     assert summary["problems"][0].startswith("lines 1-3: refused: 422")
+
+
+def _procsub_lines(queue: str, count: int) -> bytes:
+    line = json.dumps({"kind": "x", "queue": queue}).encode() + b"\n"
+    return line * count
+
+
+def test_enqueue_file_reads_a_pipe_once(fleet: Fleet) -> None:
+    """``<(…)`` is a pipe at /dev/fd/N: its jobs are read once, not counted away first."""
+    queue = f"procsub{uuid.uuid4().hex[:8]}"
+    read_end, write_end = os.pipe()
+    os.write(write_end, _procsub_lines(queue, 3))
+    os.close(write_end)
+    try:
+        code, out, _ = fleet("jobs", "enqueue-file", f"/dev/fd/{read_end}", "--json")
+    finally:
+        os.close(read_end)
+    summary = json.loads(out)
+    assert (code, summary["lines"], summary["enqueued"]) == (EXIT_OK, 3, 3)
+
+
+def test_enqueue_file_reads_a_fifo_and_ends_when_its_writer_closes(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """A named FIFO is opened once: the command ends with the writer, every job sent."""
+    queue = f"fifo{uuid.uuid4().hex[:8]}"
+    fifo = tmp_path / "jobs.fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=fifo.write_bytes, args=(_procsub_lines(queue, 3),))
+    writer.start()
+    result: list[tuple[int, str, str]] = []
+    runner = threading.Thread(
+        target=lambda: result.append(fleet("jobs", "enqueue-file", str(fifo), "--json"))
+    )
+    runner.start()
+    runner.join(timeout=20)
+    if runner.is_alive():  # the old code waits on a second open: give it a writer, then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        runner.join(timeout=20)
+    writer.join(timeout=5)
+    code, out, _ = result[0]
+    summary = json.loads(out)
+    assert (code, summary["lines"], summary["enqueued"]) == (EXIT_OK, 3, 3)
+
+
+def test_a_token_with_a_line_ending_works_and_one_no_header_can_carry_exits_2(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``$TOK\\r`` is the token; ``tökén`` is refused at once, exit 2, and never printed."""
+    monkeypatch.setenv("FLEET_ADMIN_TOKEN", fleet.served.admin_token + "\r")
+    assert fleet("queues", "--retry-seconds", "0.2")[0] == EXIT_OK
+    bad = "tökén-" + fleet.served.admin_token
+    monkeypatch.setenv("FLEET_ADMIN_TOKEN", bad)
+    code, out, err = fleet("queues", "--retry-seconds", "0.2")
+    assert (code, bad in out + err, "tökén" in out + err) == (EXIT_USAGE, False, False)
+
+
+def _fleet_process(*argv: str, token: str = "t0ken") -> subprocess.CompletedProcess[str]:
+    """``fleet`` in a process of its own: what a shell sees on its stdout and stderr."""
+    env = {**os.environ, "FLEET_ADMIN_TOKEN": token}
+    return subprocess.run(
+        [sys.executable, "-m", "fleet_client.cli", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    "argv", [("jobs", "list", "--json"), ("jobs", "enqueue", "k", "-q", "--key", "k")]
+)
+def test_retry_lines_go_to_stderr_and_stdout_holds_only_the_result(argv: tuple[str, ...]) -> None:
+    """Retrying an unreachable coordinator writes its lines to stderr: stdout stays empty."""
+    url = f"http://127.0.0.1:{free_port()}"
+    done = _fleet_process(*argv, "--url", url, "--retry-seconds", "0.5")
+    assert (done.returncode, done.stdout) == (EXIT_UNAVAILABLE, "")
+    assert "retry 1 in" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "payload", ['{"a": NaN}', '{"b": Infinity}', '{"c": [-Infinity]}', '{"s": "\\ud800"}']
+)
+def test_a_payload_without_a_json_form_is_a_command_line_mistake(
+    fleet: Fleet, payload: str
+) -> None:
+    """NaN, ±Infinity (Python's json reads them) and a lone surrogate exit 2, nothing sent."""
+    with pytest.raises(SystemExit) as caught:
+        fleet("jobs", "enqueue", "k", "--payload", payload)
+    assert caught.value.code == EXIT_USAGE
+
+
+def test_enqueue_file_reports_a_line_without_a_json_form_and_sends_the_others(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """A lone surrogate or a NaN makes its line invalid; the rest of the file goes."""
+    queue = f"nojson{uuid.uuid4().hex[:8]}"
+    good = json.dumps({"kind": "x", "queue": queue})
+    surrogate = '{"kind": "x", "payload": {"s": "\\ud800"}}'
+    lines = [good, surrogate, good, '{"kind": "x", "payload": {"n": NaN}}']
+    path = tmp_path / "jobs.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    code, out, _ = fleet("jobs", "enqueue-file", str(path), "--json")
+    summary = json.loads(out)
+    assert (code, summary["enqueued"], summary["invalid"]) == (EXIT_REJECTED, 2, 2)
+    assert [p.split(":")[0] for p in summary["problems"]] == ["line 2", "line 4"]
+
+
+def test_cancel_and_retry_try_every_id_and_exit_with_the_worst_outcome(fleet: Fleet) -> None:
+    """An unknown or ended job is reported in its place; the ids after it are still acted on."""
+    queue = f"each{uuid.uuid4().hex[:8]}"
+    ids = [fleet("jobs", "enqueue", "k", "--queue", queue, "-q")[1].strip() for _ in range(3)]
+    a, b, c = ids
+    code, out, err = fleet("jobs", "cancel", a, "nope", c, "--json")
+    assert code == EXIT_NOT_FOUND
+    assert [(j["id"], j["status"]) for j in json.loads(out)] == [
+        (a, "cancelled"),
+        (c, "cancelled"),
+    ]
+    assert "nope" in err
+    code, out, err = fleet("jobs", "cancel", a, b, "--json")  # a is already cancelled
+    assert (code, [j["id"] for j in json.loads(out)]) == (EXIT_CONFLICT, [b])
+    assert a in err
+    code, out, _ = fleet("jobs", "retry", "nope", *ids, "--json")
+    assert (code, sorted(j["id"] for j in json.loads(out))) == (EXIT_NOT_FOUND, sorted(ids))
+
+
+def test_enqueue_file_that_cannot_be_opened_is_a_command_line_mistake(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """No such file, or a directory: a message and exit 2, no traceback."""
+    code, _, err = fleet("jobs", "enqueue-file", str(tmp_path / "missing.jsonl"))
+    assert (code, "cannot read" in err) == (EXIT_USAGE, True)
+    code, _, err = fleet("jobs", "enqueue-file", str(tmp_path))
+    assert (code, "cannot read" in err) == (EXIT_USAGE, True)
+
+
+def test_enqueue_file_reports_a_line_not_utf8_and_accepts_a_bom(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """A BOM before line 1 is not part of it; a line not UTF-8 is invalid, the others go."""
+    queue = f"bytes{uuid.uuid4().hex[:8]}"
+    good = json.dumps({"kind": "x", "queue": queue}).encode()
+    path = tmp_path / "jobs.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + good + b"\n" + b'{"kind": "\xff"}\n' + good + b"\n")
+    code, out, _ = fleet("jobs", "enqueue-file", str(path), "--json")
+    summary = json.loads(out)
+    assert (code, summary["enqueued"], summary["invalid"]) == (EXIT_REJECTED, 2, 1)
+    assert summary["problems"] == ["line 2: not UTF-8 (byte 11)"]
+
+
+def test_a_url_that_is_not_http_exits_2_at_once_and_credentials_are_not_shown(
+    fleet: Fleet,
+) -> None:
+    """``--url notaurl`` is a command-line mistake, not an unreachable coordinator."""
+    for url in ("notaurl", "ftp://x"):
+        started = time.monotonic()
+        code = main(["queues", "--url", url])
+        _, err = fleet.capsys.readouterr()
+        assert (code, "not an http(s) URL" in err) == (EXIT_USAGE, True)
+        assert time.monotonic() - started < 2
+    url = f"http://user:PW-s3cret@127.0.0.1:{free_port()}"
+    code = main(["queues", "--url", url, "--retry-seconds", "0.2"])
+    _, err = fleet.capsys.readouterr()
+    assert (code, "PW-s3cret" in err, "***@127.0.0.1" in err) == (EXIT_UNAVAILABLE, False, True)
+
+
+def test_a_refused_field_is_named(fleet: Fleet) -> None:
+    """A 422 says which field the coordinator refused, not only "the request is invalid"."""
+    code, _, err = fleet("jobs", "enqueue", "k", "--max-attempts", "0")
+    assert (code, "body.max_attempts" in err.replace("\n", "")) == (EXIT_REJECTED, True)
+
+
+def test_one_ctrl_c_stops_enqueue_file_waiting_on_a_fifo(tmp_path: Path) -> None:
+    """Blocked opening a FIFO no writer opened, ``fleet`` ends at the first SIGINT (130)."""
+    fifo = tmp_path / "jobs.fifo"
+    os.mkfifo(fifo)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fleet_client.cli", "jobs", "enqueue-file", str(fifo)],
+        env={**os.environ, "FLEET_ADMIN_TOKEN": "t0ken"},
+        # A child of a shell's background job inherits an ignored SIGINT: a terminal's.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        time.sleep(2)  # started, and blocked in open()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+
+
+def test_messages_to_a_file_are_not_cut_into_80_columns(fleet: Fleet) -> None:
+    """stderr redirected: each message is one line, whatever its length."""
+    url = f"http://127.0.0.1:{free_port()}/" + "p" * 80
+    code = main(["queues", "--url", url, "--retry-seconds", "0.05"])
+    _, err = fleet.capsys.readouterr()
+    assert code == EXIT_UNAVAILABLE
+    assert [line for line in err.splitlines() if line.startswith("fleet: error:")] == [
+        err.strip().splitlines()[-1]
+    ]
+    assert "p" * 80 in err

@@ -369,3 +369,18 @@ def test_calls_one_after_another_share_one_connection(scripted: Scripted, kind: 
     jobs = call(kind, scripted, script if kind == "sync" else ascript)
     assert [job.id for job in jobs] == ["j1"] * 5
     assert len(set(scripted.ports)) == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    "body", [b"<!doctype html><p>a web server</p>", b'{"unrelated": true}', b"\xff\xfe"]
+)
+def test_an_answer_that_is_not_the_coordinators_is_a_fleet_error(
+    scripted: Scripted, kind: str, body: bytes
+) -> None:
+    """A 200 in HTML (``--url`` names another server), or JSON of another shape: FleetError."""
+    scripted.answers = [(200, {"Content-Type": "text/html"}, body)]
+    with pytest.raises(FleetError) as caught:
+        call(kind, scripted, lambda c: c.get_job("j1"))
+    assert type(caught.value) is FleetError
+    assert caught.value.code == "unexpected_answer"

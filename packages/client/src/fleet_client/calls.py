@@ -14,18 +14,30 @@ sent once: a lost answer could hide a write that landed.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
-from fleet_wire import TRACING, current_traceparent, retry_wait
+from fleet_wire import TRACING, Answered, current_traceparent, encode, retry_wait
 from pydantic import TypeAdapter
 
-from .errors import CoordinatorUnavailable
+from .errors import CoordinatorUnavailable, FleetError
 from .models import Agent, AgentCreated, Job, JobDetail, JobPage, JobSpec, QueueStats, Schedule
 
-__all__ = ["BATCH_LIMIT", "RETRY", "Call", "backoff"]
+__all__ = [
+    "BATCH_LIMIT",
+    "RETRY",
+    "Call",
+    "auth_headers",
+    "backoff",
+    "body_bytes",
+    "checked_url",
+    "read_answer",
+    "shown_url",
+]
 
 T = TypeVar("T")
 
@@ -56,9 +68,109 @@ class Call(Generic[T]):
     """A delete: ``NotFound`` means what was asked is done; the answer has no body."""
 
 
+_HEADER_TEXT = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
+"""Visible ASCII, inner spaces allowed: what every HTTP library sends as a header value."""
+
+
+def shown_url(url: str) -> str:
+    """``url`` as messages show it: credentials in it (``http://user:pw@host``) are ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unbalanced "[": show what cannot hold credentials anyway
+        return url if "@" not in url else "(a URL that cannot be read)"
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+
+
+def checked_url(url: str) -> str:
+    """``url`` without a trailing ``/``, if it is ``http(s)://host[:port][/prefix]``.
+
+    Checked when a client is made: a mistyped URL (``notaurl``, ``ftp://x``, a port
+    that is not a number) is a mistake to say at once, not a coordinator to retry
+    for ``retry_timeout`` and call unreachable.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise FleetError(f"not an http(s) URL: {shown_url(url)}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FleetError(f"not an http(s) URL: {shown_url(url)}")
+    return url.rstrip("/")
+
+
+def auth_headers(token: str) -> dict[str, str]:
+    """The ``Authorization`` header of ``token``; ``FleetError`` if no header can carry it.
+
+    Checked when a client is made, so a bad token fails at once and in the same way
+    in both clients, not as a transport error on the first request, whose message
+    (the HTTP library's) would hold the header's value: the token. Whitespace
+    around it (a carriage return from a file written on Windows, a newline from
+    ``$(cat …)``) is dropped. No message here ever holds the token, not even in part.
+    """
+    stripped = token.strip()
+    if not stripped:
+        raise FleetError("the admin token is empty")
+    if not _HEADER_TEXT.fullmatch(stripped):
+        raise FleetError(
+            "the admin token holds a character an HTTP header cannot carry "
+            "(only visible ASCII and inner spaces); it is not shown"
+        )
+    return {"Authorization": f"Bearer {stripped}"}
+
+
 def _segment(value: str) -> str:
-    # Ids and names go into paths: an odd character must not change the route.
-    return quote(value, safe="")
+    """``value`` as one path segment: an id or a name must not change the route.
+
+    ``/`` and everything else reserved is percent-encoded; ``.`` and ``..`` are too,
+    which ``quote`` leaves alone and a URL library then resolves as dot segments
+    (``/v1/jobs/..`` is ``/v1``). An empty one would name the collection instead.
+    """
+    if not value:
+        raise FleetError("an id or a name cannot be empty")
+    if value in (".", ".."):
+        return value.replace(".", "%2E")
+    return quote(_unicode(value), safe="")
+
+
+def _unicode(text: str) -> str:
+    """``text``, if UTF-8 can hold it; ``FleetError`` for a lone surrogate."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise FleetError(f"not valid Unicode (a lone surrogate): {text!r}") from None
+    return text
+
+
+def body_bytes(call: Call[Any]) -> bytes | None:
+    """The call's body as JSON bytes (``fleet_wire.encode``); ``FleetError`` if it has none."""
+    if call.body is None:
+        return None
+    try:
+        return encode(call.body)
+    except ValueError as exc:  # NaN or ±∞, a lone surrogate (UnicodeEncodeError)
+        why = "a lone surrogate" if isinstance(exc, UnicodeEncodeError) else str(exc)
+        raise FleetError(f"the request has no JSON form: {why}") from None
+
+
+def read_answer(call: Call[T], answer: Answered) -> T:
+    """The value ``call`` returns, read off a 2xx answer; ``FleetError`` if it is not one of
+    the coordinator's answers (not JSON, or not the shape the call expects: ``--url``
+    names another server)."""
+    if call.gone_is_done:
+        return call.read(None)
+    try:
+        return call.read(answer.json())
+    except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError, ValidationError …
+        not_json = isinstance(exc, json.JSONDecodeError | UnicodeDecodeError)
+        kind = "not JSON" if not_json else "not the answer expected"
+        raise FleetError(
+            f"{answer.status_code} {call.method} {call.path}: the answer is {kind}; "
+            "is the URL the coordinator's?",
+            status=answer.status_code,
+            code="unexpected_answer",
+        ) from None
 
 
 def _with_trace(spec: JobSpec, traceparent: str | None = None) -> JobSpec:
@@ -69,13 +181,25 @@ def _with_trace(spec: JobSpec, traceparent: str | None = None) -> JobSpec:
     return spec if traceparent is None else spec.model_copy(update={"traceparent": traceparent})
 
 
+def job_spec(kind: str, payload: Any, options: Mapping[str, Any]) -> JobSpec:
+    """The ``JobSpec`` of ``enqueue(kind, payload, **options)``, validated by pydantic.
+
+    The payload goes to the model as given (``None`` is ``{}``): a list or a string
+    is then pydantic's ``ValidationError``, not ``dict()``'s ``TypeError``.
+    """
+    return JobSpec.model_validate(
+        {"kind": kind, "payload": {} if payload is None else payload, **options}
+    )
+
+
 def spec_of(job: JobSpec | Mapping[str, Any]) -> JobSpec:
     """A ``JobSpec`` from itself or its JSON fields (validated)."""
     return job if isinstance(job, JobSpec) else JobSpec.model_validate(job)
 
 
 def _present(**fields: Any) -> dict[str, Any]:
-    return {k: v for k, v in fields.items() if v is not None}
+    # Filters go into a query string or a body: a lone surrogate fails here, named.
+    return {k: _unicode(v) if isinstance(v, str) else v for k, v in fields.items() if v is not None}
 
 
 def _items(adapter: TypeAdapter[list[T]]) -> Callable[[Any], list[T]]:

@@ -11,12 +11,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Sequence
+from types import FrameType
+from typing import Any
 
+import stamina
 from pydantic import ValidationError
+from stamina.instrumentation import RetryDetails, RetryHook
 
 from . import commands
+from .calls import auth_headers, checked_url
 from .client import DEFAULT_URL, FleetClient
 from .errors import FleetError
 from .exits import EXIT_CODES, EXIT_REJECTED, EXIT_USAGE, exit_code_of
@@ -65,7 +72,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not token:
         out.err.print("fleet: error: FLEET_ADMIN_TOKEN is not set", highlight=False)
         return EXIT_USAGE
+    try:
+        auth_headers(token)  # a token no header can carry is a mistake in the setup
+        checked_url(args.url)  # so is a URL that is not http(s): not a coordinator to retry
+    except FleetError as exc:
+        out.err.print(f"fleet: error: {exc.message}", highlight=False, markup=False)
+        return EXIT_USAGE
     command: Command = args.run
+    # stamina logs each retry through structlog (to stdout unless configured) or
+    # logging: stdout must hold only the result (``-q``'s id, ``--json``'s document).
+    hooks = stamina.instrumentation.get_on_retry_hooks()
+    stamina.instrumentation.set_on_retry_hooks([_retry_reporter(out)])
+    sigint = _interrupt_at_once()
     try:
         return asyncio.run(_run(command, args, out, token))
     except FleetError as exc:
@@ -78,6 +96,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_REJECTED
     except KeyboardInterrupt:
         return 130
+    finally:
+        stamina.instrumentation.set_on_retry_hooks(hooks)
+        if sigint is not None:
+            signal.signal(signal.SIGINT, sigint)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _interrupt_at_once() -> Any:
+    """Make Ctrl-C raise ``KeyboardInterrupt`` wherever ``fleet`` is; the handler it replaced.
+
+    ``asyncio.run`` replaces Python's own handler with one whose first Ctrl-C only
+    cancels the main task, which never runs while the loop's thread is blocked: in
+    ``enqueue-file``, opening a FIFO no writer has opened yet, or reading a pipe
+    that has nothing to say. A handler that is not Python's own is left in place
+    (asyncio does the same), and so is an ignored SIGINT (a background job's).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return None
+    return signal.signal(signal.SIGINT, _interrupt)
+
+
+def _retry_reporter(out: Output) -> RetryHook:
+    """A stamina hook writing one line per retry to stderr."""
+
+    def report(details: RetryDetails) -> None:
+        cause = details.caused_by
+        why = cause.message if isinstance(cause, FleetError) else type(cause).__name__
+        out.err.print(
+            f"fleet: {why}; retry {details.retry_num} in {details.wait_for:.1f} s",
+            highlight=False,
+            markup=False,
+        )
+
+    return report
 
 
 async def _run(command: Command, args: argparse.Namespace, out: Output, token: str) -> int:

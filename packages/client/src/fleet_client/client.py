@@ -20,7 +20,18 @@ import stamina
 from fleet_wire import inject_traceparent, transport_errors
 
 from . import calls
-from .calls import BATCH_LIMIT, RETRY, Call, backoff
+from .calls import (
+    BATCH_LIMIT,
+    RETRY,
+    Call,
+    auth_headers,
+    backoff,
+    body_bytes,
+    checked_url,
+    job_spec,
+    read_answer,
+    shown_url,
+)
 from .errors import CoordinatorUnavailable, FleetError, NotFound, raise_for_answer
 from .models import (
     Agent,
@@ -54,13 +65,14 @@ class FleetClient:
         retry_timeout: float = 10.0,
         retry_wait_max: float = 2.0,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.base_url = checked_url(base_url)
+        self._shown_url = shown_url(self.base_url)  # for messages: no credentials
         self.retry_timeout = retry_timeout
         self.retry_wait_max = retry_wait_max
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             transport=transport,
-            headers={"Authorization": f"Bearer {token}"},
+            headers=auth_headers(token),
             timeout=timeout,
         )
 
@@ -91,8 +103,7 @@ class FleetClient:
         self, kind: str, payload: Mapping[str, Any] | None = None, **options: Unpack[JobOptions]
     ) -> Job:
         """Enqueue one job; with an ``idempotency_key`` a repeat returns the same job."""
-        spec = JobSpec(kind=kind, payload=dict(payload or {}), **options)
-        return await self.enqueue_spec(spec)
+        return await self.enqueue_spec(job_spec(kind, payload, options))
 
     async def enqueue_spec(self, job: JobSpec | Mapping[str, Any]) -> Job:
         """Enqueue one job described by a ``JobSpec`` (or its JSON fields)."""
@@ -271,7 +282,7 @@ class FleetClient:
             if call.gone_is_done:
                 return call.read(None)
             raise
-        return call.read(None if call.gone_is_done else response.json())
+        return read_answer(call, response)
 
     async def _retried(self, call: Call[Any]) -> httpx.Response:
         async for attempt in stamina.retry_context(
@@ -284,9 +295,14 @@ class FleetClient:
     async def _once(self, call: Call[Any]) -> httpx.Response:
         headers: dict[str, str] = {}
         inject_traceparent(headers)  # the coordinator's server span joins the caller's trace
-        with transport_errors(self.base_url, CoordinatorUnavailable):
+        # The encoder both clients and the agent share: the same bytes, and the
+        # same refusals (NaN, ±∞, a lone surrogate), whichever client sends.
+        content = body_bytes(call)
+        if content is not None:
+            headers["Content-Type"] = "application/json"
+        with transport_errors(self._shown_url, CoordinatorUnavailable):
             response = await self._http.request(
-                call.method, call.path, json=call.body, params=call.params, headers=headers
+                call.method, call.path, content=content, params=call.params, headers=headers
             )
         raise_for_answer(response)
         return response

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import os
+import stat
 import sys
+from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .arguments import add_job_options, pair, spec_from_args
+from .arguments import add_job_options, count, pair, spec_from_args
 from .client import BATCH_LIMIT, FleetClient
+from .errors import FleetError
 from .exits import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, exit_code_of
-from .jobs_file import count_lines, enqueue_file
-from .models import JobSpec
+from .jobs_file import FileSummary, count_lines, enqueue_file
+from .models import Job, JobSpec
 from .render import Output
 
 __all__ = ["add_agents", "add_jobs", "add_queues", "add_schedules"]
@@ -52,7 +57,7 @@ def add_jobs(groups: Groups, common: argparse.ArgumentParser) -> None:
     )
     listing.add_argument("--kind")
     listing.add_argument("--lock")
-    listing.add_argument("--limit", type=int, default=50, help="at most this many (0: all)")
+    listing.add_argument("--limit", type=count(0), default=50, help="at most this many (0: all)")
     listing.set_defaults(run=_list)
 
     show = sub.add_parser("show", parents=[common], help="one job with its runs")
@@ -70,7 +75,9 @@ def add_jobs(groups: Groups, common: argparse.ArgumentParser) -> None:
             act.add_argument("--lock", help="bulk: only jobs with this lock")
         else:
             act.add_argument("--status", choices=["failed", "cancelled"], default="failed")
-        act.add_argument("--limit", type=int, default=100, help="bulk: at most this many (1..1000)")
+        act.add_argument(
+            "--limit", type=count(1, 1000), default=100, help="bulk: at most this many (1..1000)"
+        )
         act.add_argument("--all", action="store_true", help="bulk without a filter")
         act.set_defaults(run=_cancel if name == "cancel" else _retry)
 
@@ -80,41 +87,28 @@ async def _enqueue(client: FleetClient, args: argparse.Namespace, out: Output) -
     if args.quiet:
         out.out.file.write(job.id + "\n")
     else:
-        out.jobs([job])
+        out.jobs([job], one=True)
     return EXIT_OK
 
 
 async def _enqueue_file(client: FleetClient, args: argparse.Namespace, out: Output) -> int:
-    path = Path(args.path)
     stdin = args.path == "-"
-    total = None if stdin else count_lines(path)
-    columns = (
-        TextColumn("enqueued"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("lines"),
-        TimeElapsedColumn(),
-    )
-    # The bar goes to stderr and only to a terminal: stdout stays the summary alone.
-    with Progress(*columns, console=out.err, disable=not out.err.is_terminal) as bar:
-        task = bar.add_task("enqueue", total=total)
-
-        def progress(enqueued: int, lines: int) -> None:
-            bar.update(task, completed=lines, description=f"{enqueued:,} enqueued")
-
-        # Blocking reads of a local file: this loop runs this one command and nothing else.
-        source = sys.stdin if stdin else path.open(encoding="utf-8")  # noqa: ASYNC230
-        try:
-            summary = await enqueue_file(
-                client,
-                source,
-                key_prefix=args.key_prefix,
-                batch_size=max(1, min(args.batch_size, BATCH_LIMIT)),
-                progress=progress,
-            )
-        finally:
-            if not stdin:
-                source.close()
+    # Opened once, before anything reads it: a pipe, a FIFO or the /dev/fd/N of a
+    # process substitution can be read only once (and a FIFO's second open waits
+    # for a writer that never comes). As bytes, decoded line by line (jobs_file): a
+    # line that is not UTF-8 is reported as invalid, not the end of the run.
+    path = Path(args.path)
+    try:
+        opened = nullcontext(sys.stdin.buffer) if stdin else path.open("rb")  # noqa: ASYNC230
+    except OSError as exc:  # no such file, a directory, no permission …
+        out.err.print(
+            f"fleet: error: cannot read {args.path}: {exc.strerror or exc}",
+            highlight=False,
+            markup=False,
+        )
+        return EXIT_USAGE
+    with opened as source:
+        summary = await _send_file(client, args, out, source)
     if args.json:
         out.json(summary.as_json())
     else:
@@ -132,6 +126,36 @@ async def _enqueue_file(client: FleetClient, args: argparse.Namespace, out: Outp
     if summary.error is not None:
         return exit_code_of(summary.error)
     return EXIT_OK if summary.ok else EXIT_REJECTED
+
+
+async def _send_file(
+    client: FleetClient, args: argparse.Namespace, out: Output, source: IO[bytes]
+) -> FileSummary:
+    # The bar's total costs a pass over the file: only a regular file can be read twice.
+    regular = args.path != "-" and stat.S_ISREG(os.fstat(source.fileno()).st_mode)
+    total = count_lines(Path(args.path)) if regular else None
+    columns = (
+        TextColumn("enqueued"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("lines"),
+        TimeElapsedColumn(),
+    )
+    # The bar goes to stderr and only to a terminal: stdout stays the summary alone.
+    with Progress(*columns, console=out.err, disable=not out.err.is_terminal) as bar:
+        task = bar.add_task("enqueue", total=total)
+
+        def progress(enqueued: int, lines: int) -> None:
+            bar.update(task, completed=lines, description=f"{enqueued:,} enqueued")
+
+        # Blocking reads of a local file: this loop runs this one command and nothing else.
+        return await enqueue_file(
+            client,
+            source,
+            key_prefix=args.key_prefix,
+            batch_size=max(1, min(args.batch_size, BATCH_LIMIT)),
+            progress=progress,
+        )
 
 
 async def _list(client: FleetClient, args: argparse.Namespace, out: Output) -> int:
@@ -159,10 +183,27 @@ def _bulk_filters(args: argparse.Namespace, out: Output, *names: str) -> dict[st
     return filters
 
 
+async def _each_job(ids: list[str], act: Callable[[str], Awaitable[Job]], out: Output) -> int:
+    """``act`` on every id, whatever became of the ones before; the worst exit status."""
+    done: list[Job] = []
+    worst = EXIT_OK
+    for job_id in ids:
+        try:
+            done.append(await act(job_id))
+        except FleetError as exc:  # this id's own outcome: the others are still tried
+            out.err.print(f"fleet: error: {job_id}: {exc.message}", highlight=False, markup=False)
+            worst = max(worst, exit_code_of(exc))  # the statuses grow with how bad it is
+    if len(ids) == 1:  # one job: its object, or nothing if it failed
+        if done:
+            out.jobs(done, one=True)
+    elif done or out.as_json:
+        out.jobs(done)
+    return worst
+
+
 async def _cancel(client: FleetClient, args: argparse.Namespace, out: Output) -> int:
     if args.job_ids:
-        out.jobs([await client.cancel_job(job_id) for job_id in args.job_ids])
-        return EXIT_OK
+        return await _each_job(args.job_ids, client.cancel_job, out)
     filters = _bulk_filters(args, out, "queue", "kind", "lock")
     if filters is None:
         return EXIT_USAGE
@@ -172,8 +213,7 @@ async def _cancel(client: FleetClient, args: argparse.Namespace, out: Output) ->
 
 async def _retry(client: FleetClient, args: argparse.Namespace, out: Output) -> int:
     if args.job_ids:
-        out.jobs([await client.retry_job(job_id) for job_id in args.job_ids])
-        return EXIT_OK
+        return await _each_job(args.job_ids, client.retry_job, out)
     filters = _bulk_filters(args, out, "queue", "kind")
     if filters is None:
         return EXIT_USAGE
@@ -201,12 +241,12 @@ async def _queues(client: FleetClient, args: argparse.Namespace, out: Output) ->
 
 
 async def _pause(client: FleetClient, args: argparse.Namespace, out: Output) -> int:
-    out.queues([await client.pause_queue(args.queue)])
+    out.queues([await client.pause_queue(args.queue)], one=True)
     return EXIT_OK
 
 
 async def _resume(client: FleetClient, args: argparse.Namespace, out: Output) -> int:
-    out.queues([await client.resume_queue(args.queue)])
+    out.queues([await client.resume_queue(args.queue)], one=True)
     return EXIT_OK
 
 
@@ -257,7 +297,7 @@ async def _agent_add(client: FleetClient, args: argparse.Namespace, out: Output)
 
 
 async def _agent_drain(client: FleetClient, args: argparse.Namespace, out: Output) -> int:
-    out.agents([await client.drain_agent(args.agent_id)])
+    out.agents([await client.drain_agent(args.agent_id)], one=True)
     return EXIT_OK
 
 
@@ -282,7 +322,7 @@ def add_schedules(groups: Groups, common: argparse.ArgumentParser) -> None:
     put.add_argument("kind", help="the kind of the jobs it enqueues")
     put.add_argument("--timezone", default="UTC", help="IANA name (default UTC)")
     put.add_argument("--paused", action="store_true")
-    add_job_options(put)
+    add_job_options(put, schedule=True)
     put.set_defaults(run=_schedule_set)
     for name, run in (
         ("show", _schedule_show),
@@ -305,22 +345,22 @@ async def _schedule_set(client: FleetClient, args: argparse.Namespace, out: Outp
     made = await client.set_schedule(
         args.name, args.cron, spec, timezone=args.timezone, paused=args.paused
     )
-    out.schedules([made])
+    out.schedules([made], one=True)
     return EXIT_OK
 
 
 async def _schedule_show(client: FleetClient, args: argparse.Namespace, out: Output) -> int:
-    out.schedules([await client.get_schedule(args.name)])
+    out.schedules([await client.get_schedule(args.name)], one=True)
     return EXIT_OK
 
 
 async def _schedule_pause(client: FleetClient, args: argparse.Namespace, out: Output) -> int:
-    out.schedules([await client.pause_schedule(args.name)])
+    out.schedules([await client.pause_schedule(args.name)], one=True)
     return EXIT_OK
 
 
 async def _schedule_resume(client: FleetClient, args: argparse.Namespace, out: Output) -> int:
-    out.schedules([await client.resume_schedule(args.name)])
+    out.schedules([await client.resume_schedule(args.name)], one=True)
     return EXIT_OK
 
 

@@ -80,4 +80,28 @@ def raise_for_answer(response: Answered) -> None:
         unavailable.retry_after = retry_after(response)
         raise unavailable
     kind = _BY_STATUS.get(error.status, RequestRejected if error.status < 500 else ServerError)
-    raise kind(error.text, **fields)
+    raise kind(error.text + _fields_named(error.details), **fields)
+
+
+_NAMED = 3
+"""Invalid fields a message names; ``.details`` holds them all."""
+
+
+def _fields_named(details: dict[str, Any]) -> str:
+    """`` (body.max_attempts: Input should be …)`` from a 422's ``details.errors``, or ``""``.
+
+    "the request is invalid" alone leaves a person to guess which field; the
+    coordinator says which (location and message, never the input).
+    """
+    errors = details.get("errors")
+    if not isinstance(errors, list):
+        return ""
+    named = []
+    for error in errors:
+        if isinstance(error, dict) and isinstance(error.get("loc"), list):
+            where = ".".join(str(part) for part in error["loc"])
+            named.append(f"{where}: {error.get('msg', 'invalid')}")
+    if not named:
+        return ""
+    more = f"; {len(named) - _NAMED} more" if len(named) > _NAMED else ""
+    return f" ({'; '.join(named[:_NAMED])}{more})"

@@ -35,7 +35,7 @@ EXIT_SERVER_ERROR = 7
 EXIT_CODES = {
     EXIT_OK: "done",
     EXIT_REJECTED: "refused: invalid input (400, 413, 422) or some lines of a file not enqueued",
-    EXIT_USAGE: "command-line mistake, or FLEET_ADMIN_TOKEN not set",
+    EXIT_USAGE: "command-line mistake (a bad --url too), or FLEET_ADMIN_TOKEN not set or unusable",
     EXIT_NOT_FOUND: "no such job, agent or schedule (404)",
     EXIT_CONFLICT: "the state does not allow it (409: already ended, key reused …)",
     EXIT_UNAUTHORIZED: "the token was refused (401, 403)",

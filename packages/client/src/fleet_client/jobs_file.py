@@ -70,7 +70,7 @@ class FileSummary:
 
 
 def _specs(
-    lines: Iterator[str], summary: FileSummary, key_prefix: str | None
+    lines: Iterator[bytes | str], summary: FileSummary, key_prefix: str | None
 ) -> Iterator[tuple[int, JobSpec]]:
     """``(line number, job)`` for each valid line; invalid ones are counted and noted."""
     for number, line in enumerate(lines, start=1):
@@ -78,7 +78,15 @@ def _specs(
             continue
         summary.lines += 1
         try:
-            fields = json.loads(line)
+            # Decoded line by line: a line that is not UTF-8 is that line's problem,
+            # not the end of the file (and of its summary).
+            text = line.decode() if isinstance(line, bytes) else line
+        except UnicodeDecodeError as exc:
+            summary.invalid += 1
+            summary.note(f"line {number}: not UTF-8 (byte {exc.start + 1})")
+            continue
+        try:
+            fields = json.loads(text)
             if not isinstance(fields, dict):
                 raise ValueError("not a JSON object")
             if key_prefix is not None:
@@ -99,7 +107,7 @@ def _specs(
 
 async def enqueue_file(
     client: FleetClient,
-    source: IO[str],
+    source: IO[bytes] | IO[str],
     *,
     key_prefix: str | None = None,
     batch_size: int = BATCH_LIMIT,
@@ -123,7 +131,7 @@ async def enqueue_file(
         progress(summary.enqueued, summary.lines)
 
     try:
-        for item in _specs(iter(source), summary, key_prefix):
+        for item in _specs(_without_bom(source), summary, key_prefix):
             batch.append(item)
             if len(batch) >= batch_size:
                 await send()
@@ -134,6 +142,19 @@ async def enqueue_file(
         summary.error = exc
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _without_bom(source: IO[bytes] | IO[str]) -> Iterator[bytes | str]:
+    """The lines of ``source``, the first without a UTF-8 byte order mark (Windows editors')."""
+    lines: Iterator[bytes | str] = iter(source)
+    first = next(lines, None)
+    if first is None:
+        return
+    if isinstance(first, bytes):
+        yield first.removeprefix(b"\xef\xbb\xbf")
+    else:
+        yield first.removeprefix("\ufeff")
+    yield from lines
 
 
 def count_lines(path: Path) -> int:

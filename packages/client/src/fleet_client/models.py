@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypedDict
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from fleet_wire import all_finite, encode
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "Agent",
@@ -166,7 +167,8 @@ class JobOptions(TypedDict, total=False):
 class JobSpec(BaseModel):
     """A job to enqueue: the body of ``POST /v1/jobs`` (checked here before it is sent)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # NaN and ±∞ have no JSON form: pydantic would send them as null.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     kind: Annotated[str, Field(min_length=1, max_length=200)]
     payload: dict[str, Any] = Field(default_factory=dict)
@@ -181,6 +183,39 @@ class JobSpec(BaseModel):
     lock: Annotated[str, Field(min_length=1, max_length=255)] | None = None
     traceparent: str | None = None
 
+    @field_validator("payload")
+    @classmethod
+    def _payload_has_a_json_form(cls, payload: dict[str, Any]) -> dict[str, Any]:
+        # Dumped as JSON, pydantic turns NaN and ±∞ into null and lets a lone
+        # surrogate through to fail the request's encoding; both are refused here,
+        # with the field's name, before anything is sent.
+        if not all_finite(payload):
+            raise ValueError("NaN and ±Infinity have no JSON form")
+        try:
+            encode(payload)
+        except ValueError as exc:  # a lone surrogate (UnicodeEncodeError) …
+            raise ValueError(f"has no JSON form: {_reason(exc)}") from None
+        return payload
+
+    @field_validator("kind", "queue", "idempotency_key", "lock", "traceparent", "requires")
+    @classmethod
+    def _text_is_unicode(cls, value: Any) -> Any:
+        if value is None:
+            return value
+        texts = [value] if isinstance(value, str) else [*value.keys(), *value.values()]
+        for text in texts:
+            try:
+                text.encode()
+            except UnicodeEncodeError:
+                raise ValueError("not valid Unicode (a lone surrogate)") from None
+        return value
+
     def body(self) -> dict[str, Any]:
         """The JSON body: unset fields left out, so the coordinator's defaults apply."""
         return self.model_dump(mode="json", exclude_none=True)
+
+
+def _reason(exc: ValueError) -> str:
+    if isinstance(exc, UnicodeEncodeError):
+        return "a string is not valid Unicode (a lone surrogate)"
+    return str(exc)

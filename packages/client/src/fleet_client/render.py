@@ -35,15 +35,18 @@ class Output:
             # Piped or redirected: rich would assume 80 columns and cut ids in half.
             self.out = Console(soft_wrap=True, width=200)
         self.err = Console(stderr=True)
+        if not self.err.is_terminal:
+            # Redirected: a message cut into 80-column lines defeats a grep of the log.
+            self.err = Console(stderr=True, soft_wrap=True)
 
     def json(self, value: Any) -> None:
         """Write ``value`` (models included) as one JSON document."""
         self.out.file.write(json.dumps(_plain(value), ensure_ascii=False) + "\n")
 
-    def jobs(self, jobs: Sequence[Job]) -> None:
+    def jobs(self, jobs: Sequence[Job], *, one: bool = False) -> None:
         """A list of jobs."""
         if self.as_json:
-            return self.json(jobs)
+            return self.json(_one_or_all(jobs, one=one))
         table = Table("queue", "kind", "status", "prio", "tries", "lock", "created (UTC)")
         table.add_column("id", no_wrap=True)  # last, whole: people copy it
         for job in jobs:
@@ -89,10 +92,10 @@ class Output:
             self.out.print(runs)
         return None
 
-    def queues(self, queues: Iterable[QueueStats]) -> None:
+    def queues(self, queues: Iterable[QueueStats], *, one: bool = False) -> None:
         """Queues and their counts."""
         if self.as_json:
-            return self.json(list(queues))
+            return self.json(_one_or_all(list(queues), one=one))
         table = Table("queue", "paused", "queued", "leased", "succeeded", "failed", "cancelled")
         table.add_column("oldest queued")
         for q in queues:
@@ -102,10 +105,10 @@ class Output:
         self.out.print(table)
         return None
 
-    def agents(self, agents: Iterable[Agent]) -> None:
+    def agents(self, agents: Iterable[Agent], *, one: bool = False) -> None:
         """Registered agents."""
         if self.as_json:
-            return self.json(list(agents))
+            return self.json(_one_or_all(list(agents), one=one))
         table = Table("id", "name", "capacity", "leases", "queues", "labels", "draining")
         table.add_column("last seen (UTC)")
         for a in agents:
@@ -123,10 +126,10 @@ class Output:
         self.out.print(table)
         return None
 
-    def schedules(self, schedules: Iterable[Schedule]) -> None:
+    def schedules(self, schedules: Iterable[Schedule], *, one: bool = False) -> None:
         """Schedules and their next run."""
         if self.as_json:
-            return self.json(list(schedules))
+            return self.json(_one_or_all(list(schedules), one=one))
         table = Table("name", "cron", "timezone", "kind", "queue", "paused", "next (UTC)")
         table.add_column("last (UTC)")
         for s in schedules:
@@ -142,6 +145,13 @@ class Output:
             )
         self.out.print(table)
         return None
+
+
+def _one_or_all(items: Iterable[Any], *, one: bool) -> Any:
+    # docs/client.md: a list for lists, an object for one thing (``one``: the command
+    # acts on a single thing, whose table has one row).
+    listed = list(items)
+    return listed[0] if one and len(listed) == 1 else listed
 
 
 def _plain(value: Any) -> Any:

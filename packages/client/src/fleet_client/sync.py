@@ -18,10 +18,20 @@ from typing import Any, TypeVar, Unpack
 from urllib.parse import urlencode, urlsplit
 
 import stamina
-from fleet_wire import Answer, encode, inject_traceparent, transport_errors
+from fleet_wire import Answer, inject_traceparent, transport_errors
 
 from . import calls
-from .calls import RETRY, Call, backoff
+from .calls import (
+    RETRY,
+    Call,
+    auth_headers,
+    backoff,
+    body_bytes,
+    checked_url,
+    job_spec,
+    read_answer,
+    shown_url,
+)
 from .client import env_settings
 from .connections import Connections
 from .errors import CoordinatorUnavailable, FleetError, NotFound, raise_for_answer
@@ -54,16 +64,15 @@ class SyncFleetClient:
         retry_timeout: float = 10.0,
         retry_wait_max: float = 2.0,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.base_url = checked_url(base_url)
+        self._shown_url = shown_url(self.base_url)  # for messages: no credentials
         self.retry_timeout = retry_timeout
         self.retry_wait_max = retry_wait_max
         url = urlsplit(self.base_url)
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise FleetError(f"not an http(s) URL: {base_url!r}")
         self._prefix = url.path  # a coordinator behind a path prefix
-        self._headers = {"Authorization": f"Bearer {token}"}
+        self._headers = auth_headers(token)
         try:
-            self._connections = Connections(url.scheme, url.hostname, url.port, timeout)
+            self._connections = Connections(url.scheme, url.hostname or "", url.port, timeout)
         except ValueError as exc:  # a proxy from the environment it cannot use
             raise FleetError(str(exc)) from None
 
@@ -94,7 +103,7 @@ class SyncFleetClient:
         self, kind: str, payload: Mapping[str, Any] | None = None, **options: Unpack[JobOptions]
     ) -> Job:
         """Enqueue one job; with an ``idempotency_key`` a repeat returns the same job."""
-        return self.enqueue_spec(JobSpec(kind=kind, payload=dict(payload or {}), **options))
+        return self.enqueue_spec(job_spec(kind, payload, options))
 
     def enqueue_spec(self, job: JobSpec | Mapping[str, Any]) -> Job:
         """Enqueue one job described by a ``JobSpec`` (or its JSON fields)."""
@@ -219,7 +228,7 @@ class SyncFleetClient:
             if call.gone_is_done:
                 return call.read(None)
             raise
-        return call.read(None if call.gone_is_done else answer.json())
+        return read_answer(call, answer)
 
     def _retried(self, call: Call[Any]) -> Answer:
         for attempt in stamina.retry_context(
@@ -232,14 +241,13 @@ class SyncFleetClient:
     def _once(self, call: Call[Any]) -> Answer:
         headers = dict(self._headers)
         inject_traceparent(headers)  # the caller's thread: its trace context
-        body = None
-        if call.body is not None:
-            body = encode(call.body)
+        body = body_bytes(call)
+        if body is not None:
             headers["Content-Type"] = "application/json"
         url = self._prefix + call.path
         if call.params:
             url += "?" + urlencode(call.params)
-        with transport_errors(self.base_url, CoordinatorUnavailable):
+        with transport_errors(self._shown_url, CoordinatorUnavailable):
             answer = self._connections.request(call.method, url, body, headers)
         raise_for_answer(answer)
         return answer
