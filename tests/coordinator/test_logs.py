@@ -101,8 +101,15 @@ async def test_configured_events_are_json_lines_on_the_file() -> None:
     assert event["timestamp"].endswith("Z")
 
 
-def test_the_standard_librarys_records_are_json_lines_on_the_same_file() -> None:
+def test_the_standard_librarys_records_are_json_lines_on_the_same_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """uvicorn's own warnings (a request that is not HTTP, say) were plain text on stderr."""
+    # As under serve, which hands uvicorn no logging configuration: an earlier test's
+    # uvicorn.Config may have given its loggers handlers of their own and no propagation.
+    for name in ("uvicorn", "uvicorn.error"):
+        monkeypatch.setattr(logging.getLogger(name), "handlers", [])
+        monkeypatch.setattr(logging.getLogger(name), "propagate", True)
     spy = _Spy()
     configure_logging(file=spy)
     try:

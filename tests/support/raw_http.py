@@ -69,7 +69,15 @@ def connect(app: Any, protocol_class: type | None = None, **config: Any) -> tupl
     from fleet_coordinator.protocol import GuardedHttpToolsProtocol
 
     cls = GuardedHttpToolsProtocol if protocol_class is None else protocol_class
-    options = {"lifespan": "off", "log_level": "warning", "access_log": False, **config}
+    # log_config None, as serve passes it: uvicorn's default would configure the
+    # process's logging (its loggers' handlers) for every later test.
+    options = {
+        "lifespan": "off",
+        "log_level": "warning",
+        "access_log": False,
+        "log_config": None,
+        **config,
+    }
     loaded = uvicorn.Config(app, http=cls, **options)
     loaded.load()
     protocol = cls(config=loaded, server_state=uvicorn.server.ServerState(), app_state={})
