@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -349,6 +350,15 @@ def test_a_refused_field_is_named(fleet: Fleet) -> None:
     assert (code, "body.max_attempts" in err.replace("\n", "")) == (EXIT_REJECTED, True)
 
 
+def _waits_for_a_fifo_partner(pid: int) -> bool:
+    """Whether a thread of ``pid`` is blocked in ``open()`` of a FIFO no writer opened."""
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            if (task / "wchan").read_text() == "wait_for_partner":
+                return True
+    return False
+
+
 def test_one_ctrl_c_stops_enqueue_file_waiting_on_a_fifo(tmp_path: Path) -> None:
     """Blocked opening a FIFO no writer opened, ``fleet`` ends at the first SIGINT (130)."""
     fifo = tmp_path / "jobs.fifo"
@@ -362,7 +372,13 @@ def test_one_ctrl_c_stops_enqueue_file_waiting_on_a_fifo(tmp_path: Path) -> None
         stderr=subprocess.PIPE,
     )
     try:
-        time.sleep(2)  # started, and blocked in open()
+        # Signalled once it is blocked opening the FIFO (the kernel's wait for a writer),
+        # not after a guessed delay.
+        deadline = time.monotonic() + 30
+        while not _waits_for_a_fifo_partner(process.pid):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "fleet never blocked opening the FIFO"
+            time.sleep(0.01)
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=10) == 130
     finally:
