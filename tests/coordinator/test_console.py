@@ -170,6 +170,29 @@ async def test_forms_that_cannot_be_read_get_4xx_with_the_headers_and_change_not
     assert queues == []  # no pause went through
 
 
+async def test_a_crash_under_ui_is_a_500_with_the_console_headers(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guard answers a defect with 500; under /ui that answer carries the CSP too."""
+    from fleet_coordinator.console import pages
+
+    async def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("a defect")
+
+    await _signin(api.client)
+    monkeypatch.setattr(pages, "list_agents", broken)
+    r = await api.client.get("/ui/agents")
+    assert r.status_code == 500
+    assert r.json()["error"]["code"] == "internal_error"
+    assert "script-src 'self'" in r.headers["content-security-policy"]
+    assert r.headers["x-frame-options"] == "DENY"
+    # An API answer gets none of them.
+    assert (
+        "content-security-policy"
+        not in (await api.client.get("/v1/queues", headers=api.admin)).headers
+    )
+
+
 async def test_forms_act_as_the_api_does(api: Api) -> None:
     """Pausing, cancelling, retrying one and in bulk, draining and deleting through the console."""
     await _signin(api.client)

@@ -24,7 +24,7 @@ from .api import (
 from .api.hot import HotPath
 from .api.middleware import GuardMiddleware
 from .api.models import ErrorOut
-from .console import ConsoleHeaders, install_console
+from .console import SECURITY_HEADERS, install_console
 from .domain import Clock, SystemClock
 from .metrics import Metrics
 from .services import Coordinator, refresh_paused, run_reaper
@@ -101,13 +101,15 @@ def create_app(
             await opened.close()
 
     def front(framework: ASGIApp) -> ASGIApp:
-        # Outermost first: tracing (when installed), the console's security headers (on
-        # every /ui answer, the guard's refusals and 500s included), the guard, the hot
-        # path, then the framework's own layers, which only requests the hot path hands on
-        # go through.
+        # Outermost first: tracing (when installed), the guard (which also puts the
+        # console's security headers on every /ui answer, its own refusals and 500s
+        # included), the hot path, then the framework's own layers, which only requests
+        # the hot path hands on go through.
         inner = HotPath(framework) if hot_path else framework
-        guarded = GuardMiddleware(inner, settings=settings, metrics=metrics)
-        return instrument(ConsoleHeaders(guarded))
+        headers = ("/ui", SECURITY_HEADERS)
+        return instrument(
+            GuardMiddleware(inner, settings=settings, metrics=metrics, headers_under=headers)
+        )
 
     app = _CoordinatorApp(
         front,

@@ -14,7 +14,9 @@ request and costs several times a bare endpoint's overhead). For each request:
    and the whole body must arrive within ``FLEET_BODY_TIMEOUT_SECONDS`` (else 408).
 4. **Text**: invalid UTF-8 or a lone-surrogate escape is refused (``api/unicode.py``),
    in the body and in the path's and query's percent-escapes.
-5. **App**: the body is handed on as one message (the hot path and FastAPI read it
+5. **Headers**: answers under a given prefix get its headers (the console's security
+   headers under ``/ui``: ``app.py``), the guard's own refusals and 500s included.
+6. **App**: the body is handed on as one message (the hot path and FastAPI read it
    as usual); a claim that may long-poll is cancelled if its caller disconnects
    (``api/disconnects.py``), which frees its long-poll slot at once. A crash is a
    defect: logged with an error id and its traceback (never the body or a header),
@@ -29,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -95,10 +98,20 @@ class _RefusedError(Exception):
 class GuardMiddleware:
     """Refuse callers, oversized bodies and invalid text early; time requests; catch defects."""
 
-    def __init__(self, app: ASGIApp, *, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        settings: Settings,
+        metrics: Metrics,
+        headers_under: tuple[str, Sequence[tuple[bytes, bytes]]] | None = None,
+    ) -> None:
         self.app = app
         self.settings = settings
         self.metrics = metrics
+        # (prefix, headers): added to every answer under the prefix that lacks them.
+        self._prefix, self._headers = headers_under or ("", ())
+        self._prefix_dir = self._prefix + "/"
         self.log = structlog.get_logger("fleet_coordinator")
         self._rules: RouteRules | None = None
 
@@ -119,11 +132,17 @@ class GuardMiddleware:
         else:
             rule = rules.first(scope["method"], path)
         started = False
+        under = self._prefix and (path == self._prefix or path.startswith(self._prefix_dir))
+        extra = self._headers if under else None
 
         async def tracked(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                if extra is not None:
+                    headers = list(message.get("headers", []))
+                    names = {name for name, _ in headers}
+                    message["headers"] = headers + [h for h in extra if h[0] not in names]
             await send(message)
 
         try:
@@ -139,7 +158,7 @@ class GuardMiddleware:
         except _RefusedError as refused:
             if refused.unread:
                 refused.response.headers["connection"] = "close"
-            await refused.response(scope, receive, send)
+            await refused.response(scope, receive, tracked)
         except Exception as exc:
             error_id = uuid.uuid4().hex
             # The path and method only: a body or a header could hold a payload or a token.
@@ -157,7 +176,7 @@ class GuardMiddleware:
                     "an internal error; it is logged under this error_id",
                     {"error_id": error_id},
                 )
-                await crash(scope, receive, send)
+                await crash(scope, receive, tracked)
         finally:
             route = getattr(scope.get("route"), "path", rule.path)
             elapsed = time.perf_counter() - begin

@@ -1,9 +1,9 @@
 """The operator console at ``/ui/``: server-rendered pages, plain forms, htmx for refreshing.
 
 ``install_console(app, settings)`` adds its routes, static files and error
-pages to the coordinator's app; ``ConsoleHeaders``, its security headers, wraps
-the app outside the guard (``app.py``), so that the guard's refusals and 500s
-under ``/ui`` carry them too. It needs no other server and loads nothing from
+pages to the coordinator's app; its security headers (``SECURITY_HEADERS``) are
+added by the guard to every answer under ``/ui`` (``app.py``), its own refusals
+and 500s included. It needs no other server and loads nothing from
 elsewhere (htmx is vendored under ``static/``).
 """
 
@@ -18,9 +18,17 @@ from fastapi.staticfiles import StaticFiles
 from ..settings import Settings
 from .actions import router as actions_router
 from .pages import router as pages_router
-from .web import BadForm, Console, ConsoleHeaders, Forbidden, SignInNeeded, page, redirect
+from .web import (
+    SECURITY_HEADERS,
+    BadForm,
+    Console,
+    Forbidden,
+    SignInNeeded,
+    page,
+    redirect,
+)
 
-__all__ = ["ConsoleHeaders", "install_console"]
+__all__ = ["SECURITY_HEADERS", "install_console"]
 
 
 async def _on_signin_needed(request: Request, exc: Exception) -> Response:

@@ -19,7 +19,6 @@ from typing import Any
 import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..api.deps import get_coordinator
 from ..services import Coordinator
@@ -30,8 +29,8 @@ __all__ = [
     "CSP",
     "Console",
     "BadForm",
-    "ConsoleHeaders",
     "Forbidden",
+    "SECURITY_HEADERS",
     "SignInNeeded",
     "console_of",
     "page",
@@ -45,42 +44,20 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-_HEADERS = [
+SECURITY_HEADERS = (
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
-]
+)
+"""On every answer under ``/ui``, the guard's own refusals and 500s included: the guard
+adds them (``GuardMiddleware``'s ``headers_under``, set in ``app.py``), so the console
+needs no ASGI layer of its own, which every API request would pass through."""
 REFRESH_SECONDS = 5
 """How often an open, visible console page refreshes its live part."""
 MAX_FORM_BYTES = 16 * 1024
 MAX_FORM_FIELDS = 50
 """Fields a console form may have; the largest (a job filter) has seven."""
-
-
-class ConsoleHeaders:
-    """ASGI middleware: the security headers on every ``/ui`` answer, errors included."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # A coroutine function, though every API request passes here: a plain function
-        # returning the app's awaitable would save a frame, but asgiref (under the
-        # OpenTelemetry ASGI middleware) takes such an app for an ASGI 2 one.
-        path = scope.get("path", "")
-        if scope["type"] != "http" or not (path == "/ui" or path.startswith("/ui/")):
-            await self.app(scope, receive, send)
-            return
-
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                names = {name for name, _ in message.get("headers", [])}
-                extra = [(n, v) for n, v in _HEADERS if n not in names]
-                message["headers"] = [*message.get("headers", []), *extra]
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
 
 
 def _age(seconds: float) -> str:
