@@ -375,11 +375,11 @@ async def test_only_paths_of_a_route_s_length_are_remembered() -> None:
             layer = getattr(layer, "app", None)
         [guard] = [x for x in layers if isinstance(x, GuardMiddleware)]
         [hot] = [x for x in layers if isinstance(x, HotPath)]
-        assert guard.rules(app).remembered.cache_info().currsize == 0  # type: ignore[attr-defined]
-        assert hot._match.cache_info().currsize == 0  # type: ignore[attr-defined]
+        assert guard.rules(app).remembered.cache_info().currsize == 0
+        assert hot._match.cache_info().currsize == 0
         assert (await client.post("/v1/short", json={})).status_code == 404
-        assert guard.rules(app).remembered.cache_info().currsize == 1  # type: ignore[attr-defined]
-        assert hot._match.cache_info().currsize == 1  # type: ignore[attr-defined]
+        assert guard.rules(app).remembered.cache_info().currsize == 1
+        assert hot._match.cache_info().currsize == 1
 
 
 def test_every_string_of_a_request_body_is_bounded_in_the_schema() -> None:

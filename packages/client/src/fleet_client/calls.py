@@ -92,7 +92,7 @@ def checked_url(url: str) -> str:
     """
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        _ = parts.port  # raises ValueError for a port that is not a number
     except ValueError:
         raise FleetError(f"not an http(s) URL: {shown_url(url)}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:

@@ -106,7 +106,7 @@ def utc_timestamp(_logger: WrappedLogger, _name: str, event: EventDict) -> Event
     return event
 
 
-class _StdlibLines(logging.StreamHandler):  # type: ignore[type-arg]
+class _StdlibLines(logging.StreamHandler[TextIO]):
     """The root logger's handler that ``configure_logging`` installs (and replaces)."""
 
 

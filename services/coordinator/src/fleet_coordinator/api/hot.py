@@ -29,6 +29,7 @@ the same rules with no change here.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import re
@@ -45,7 +46,7 @@ from ..errors import CoordinatorError
 from ..services import Coordinator
 from .deps import Role, get_coordinator, require_admin, require_agent
 from .errors import error_response
-from .limits import REMEMBERED_PATH, remembered
+from .limits import MATCHES_KEPT, REMEMBERED_PATH
 from .middleware import ADMITTED, Admitted
 
 __all__ = ["HotPath"]
@@ -150,7 +151,8 @@ class HotPath:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self._routes: list[_Route] | None = None
-        self._match = remembered(self._first)
+        # Called for paths up to REMEMBERED_PATH only (``__call__`` checks the length).
+        self._match = functools.lru_cache(MATCHES_KEPT)(self._first)
 
     def _first(self, app: FastAPI, path: str) -> tuple[_Route, dict[str, Any]] | None:
         """The first POST route matching ``path`` and its path parameters (None: FastAPI's)."""

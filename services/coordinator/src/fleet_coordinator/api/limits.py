@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
@@ -35,7 +35,6 @@ __all__ = [
     "Role",
     "RouteRule",
     "RouteRules",
-    "remembered",
     "schema_bound",
 ]
 
@@ -47,9 +46,6 @@ a remembered match is one lookup instead of a regular expression per route tried
 (~20 for ``/v1/reports``); paths with ids come and go without growing the memory.
 """
 
-A = TypeVar("A")
-R = TypeVar("R")
-
 REMEMBERED_PATH = 512
 """The longest path whose match is remembered; a longer one is matched anew each time.
 
@@ -57,15 +53,6 @@ A remembered path is kept until 4,096 newer ones push it out: without a bound, a
 could pin ~250 MB a replica with unique 60 KB paths, unauthenticated (each is a 404).
 No route of the API has a path near this long.
 """
-
-
-def remembered(first: Callable[[A, str], R]) -> Callable[[A, str], R]:
-    """``first(a, path)`` with its answers kept: call it for paths up to ``REMEMBERED_PATH``.
-
-    The caller checks the length (``len(path) <= REMEMBERED_PATH``) and calls ``first``
-    itself for a longer path: a wrapper doing it would cost every request a frame.
-    """
-    return functools.lru_cache(MATCHES_KEPT)(first)
 
 
 SMALL_BODY = 16 * 1024
@@ -189,8 +176,9 @@ class RouteRules:
             rule = RouteRule(path, _role(dependant), limit)
             self.rules.append((context.path_regex, frozenset(methods), rule))
 
-        self.remembered: Callable[[str, str], RouteRule] = remembered(self.first)
-        """``first``, remembered: for paths up to ``REMEMBERED_PATH`` (``match`` checks)."""
+        # Called for paths up to REMEMBERED_PATH only (``match`` and the guard check the
+        # length where they call it: a wrapper doing it would cost every request a frame).
+        self.remembered = functools.lru_cache(MATCHES_KEPT)(self.first)
 
     def match(self, method: str, path: str) -> RouteRule:
         """The rule of the route FastAPI would pick (remembered for a path of a route's length)."""
