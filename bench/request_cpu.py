@@ -8,16 +8,21 @@ per request, which repeats within a few percent where the served benchmarks swin
 by ±15 % on a noisy machine. Two workloads:
 
 * ``enqueue``: ``POST /v1/jobs`` with the admin token, one job a request;
+* ``batch``: ``POST /v1/jobs/batch`` of 1,000 jobs (figures are per job);
 * ``cycle``: one agent of capacity 1 drains queued jobs with ``POST /v1/reports``,
   each request completing its job and claiming the next, as ``fleet-agent run
-  --concurrency 1`` does.
+  --concurrency 1`` does;
+* ``cycle10``: the same at capacity 10, each request completing ten jobs and
+  claiming ten (figures are per job), the shape of a busy ``--concurrency 10`` agent.
 
 For an A/B, run it alternately from two worktrees: it imports the packages of the
 tree it is run from. Where the machine is too noisy even for this, count
 instructions instead: ``valgrind --tool=callgrind python -m bench requests enqueue
 --requests 1000 --reps 1`` and again with 2,000; the difference over 1,000 is the
 instructions a request, the same to a few in a million run after run
-(``PYTHONHASHSEED=0``; docs/benchmarks.md, "Tenth session").
+(``PYTHONHASHSEED=0``; docs/benchmarks.md, "Tenth session"). For the cycle workloads
+pass both runs the larger one's ``--queued`` (2,001 jobs a unit of capacity for
+2,000 requests), or the difference also holds the enqueue of the extra jobs.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ __all__ = ["main"]
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN = "bench-admin-token"
+BATCH = 1000  # jobs a request of the ``batch`` workload, as ``make bench-peers`` sends
+WIDTHS = {"cycle": 1, "cycle10": 10}  # an agent's capacity in each report-cycle workload
 
 
 def _request(path: str, token: str, body: Any) -> bytes:
@@ -63,7 +70,7 @@ async def _exchange(protocol: Any, collector: Collector, request: bytes) -> dict
     return body
 
 
-async def _run(workload: str, count: int, workdir: Path) -> float:
+async def _run(workload: str, count: int, workdir: Path, queued: int = 0) -> float:
     """CPU µs per request of ``count`` requests of ``workload``."""
     from fleet_coordinator import Settings, create_app
     from fleet_coordinator.cli import KEEP_ALIVE_SECONDS, http_protocol
@@ -78,53 +85,70 @@ async def _run(workload: str, count: int, workdir: Path) -> float:
         protocol, collector = connect(
             app, http_protocol(settings), timeout_keep_alive=KEEP_ALIVE_SECONDS
         )
-        admin = _request("/v1/agents", ADMIN, {"name": "bench", "capacity": 1})
+        width = WIDTHS.get(workload, 1)
+        admin = _request("/v1/agents", ADMIN, {"name": "bench", "capacity": width})
         token = (await _exchange(protocol, collector, admin))["token"]
-        if workload == "cycle":
-            for start in range(0, count + 1, 1000):
-                jobs = [{"kind": "noop"}] * min(1000, count + 1 - start)
+        leases: list[dict[str, Any]] = []
+        if workload in WIDTHS:
+            total = max(queued, (count + 1) * width)
+            for start in range(0, total, 1000):
+                jobs = [{"kind": "noop"}] * min(1000, total - start)
                 await _exchange(
                     protocol, collector, _request("/v1/jobs/batch", ADMIN, {"jobs": jobs})
                 )
             claim = await _exchange(
-                protocol, collector, _request("/v1/claims", token, {"max_jobs": 1})
+                protocol, collector, _request("/v1/claims", token, {"max_jobs": width})
             )
-            lease = claim["leases"][0]
+            leases = claim["leases"]
+        batch = _request("/v1/jobs/batch", ADMIN, {"jobs": [{"kind": "noop"}] * BATCH})
         began = time.process_time()
         for _ in range(count):
+            if workload == "batch":
+                await _exchange(protocol, collector, batch)
+                continue
             if workload == "enqueue":
                 await _exchange(protocol, collector, _request("/v1/jobs", ADMIN, {"kind": "noop"}))
                 continue
-            item = {
-                "job_id": lease["job"]["id"],
-                "epoch": lease["lease"]["epoch"],
-                "action": "complete",
-            }
-            body = {"items": [item], "claim": {"max_jobs": 1}}
+            items = [
+                {"job_id": held["job"]["id"], "epoch": held["lease"]["epoch"], "action": "complete"}
+                for held in leases
+            ]
+            body = {"items": items, "claim": {"max_jobs": width}}
             answer = await _exchange(protocol, collector, _request("/v1/reports", token, body))
-            lease = answer["leases"][0]
+            leases = answer["leases"]
+            if len(leases) != width:
+                raise SystemExit(f"requests: {len(leases)} leases granted, not {width}")
         spent = time.process_time() - began
         protocol.connection_lost(None)
-    return spent / count * 1e6
+    return spent / count / (BATCH if workload == "batch" else width) * 1e6
 
 
 def main(args: list[str]) -> None:
     """Print the CPU per request of each rep and their median."""
     parser = argparse.ArgumentParser(prog="python -m bench requests")
-    parser.add_argument("workload", choices=("enqueue", "cycle"))
+    parser.add_argument("workload", choices=("enqueue", "batch", *WIDTHS))
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument(
+        "--queued",
+        type=int,
+        default=0,
+        help="jobs to queue before a cycle workload (default: as many as it drains); give "
+        "the larger run's figure to both runs of an instruction count, so that the "
+        "difference holds no enqueue",
+    )
     opts = parser.parse_args(args)
     for source in ("packages/datastore/src", "services/coordinator/src"):
         sys.path.insert(0, str(ROOT / source))
     from fleet_coordinator.logs import configure_logging
 
+    unit = "request" if opts.workload in ("enqueue", "cycle") else "job"
     runs = []
     with open(os.devnull, "w") as sink, tempfile.TemporaryDirectory() as tmp:
         configure_logging(file=sink)  # the coordinator logs every job: not into the numbers
         for rep in range(opts.reps):
             import uvloop
 
-            runs.append(uvloop.run(_run(opts.workload, opts.requests, Path(tmp))))
-            print(f"rep {rep + 1} {opts.workload} {runs[-1]:.1f} µs CPU/request ({ROOT.name})")
-    print(f"median {statistics.median(runs):.1f} µs CPU/request")
+            runs.append(uvloop.run(_run(opts.workload, opts.requests, Path(tmp), opts.queued)))
+            print(f"rep {rep + 1} {opts.workload} {runs[-1]:.1f} µs CPU/{unit} ({ROOT.name})")
+    print(f"median {statistics.median(runs):.1f} µs CPU/{unit}")

@@ -180,6 +180,20 @@ async def test_batch_error_for_a_create_conflicting_with_an_earlier_op_in_the_ba
     assert await snapshot(jobs) == []
 
 
+@pytest.mark.parametrize("taken", [0, 4, 9])
+async def test_batch_of_creates_only_with_one_id_taken_names_it_and_writes_nothing(
+    jobs: Container, taken: int
+) -> None:
+    """Creates alone (SQLite runs them as one statement) still name the create that failed."""
+    await jobs.create(job(f"c{taken}", status="stored"))
+    before = await snapshot(jobs)
+    with pytest.raises(BatchError) as caught:
+        await jobs.batch("q1", [CreateOp(job(f"c{i}")) for i in range(10)])
+    assert caught.value.index == taken
+    assert isinstance(caught.value.cause, AlreadyExistsError)
+    assert await snapshot(jobs) == before
+
+
 async def test_batch_of_the_maximum_size_succeeds(jobs: Container) -> None:
     """A batch of exactly MAX_BATCH_OPERATIONS operations is accepted."""
     ops: list[BatchOp] = [CreateOp(job(f"d{i:03}")) for i in range(MAX_BATCH_OPERATIONS)]

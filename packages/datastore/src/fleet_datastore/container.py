@@ -79,9 +79,9 @@ class Container:
         check_partition_key(partition_key)
         if not isinstance(expected, Document) or not expected.etag:
             raise InvalidRequestError("expected must be a Document with an etag")
-        validate_patch(self.spec, patch)
+        owned = validate_patch(self.spec, patch)
         return await self._backend.update_if_match(
-            self.spec, doc_id, partition_key, expected, patch
+            self.spec, doc_id, partition_key, expected, owned
         )
 
     async def batch(self, partition_key: str, ops: Sequence[BatchOp]) -> list[Document | None]:
@@ -104,7 +104,7 @@ class Container:
             elif isinstance(op, DeleteOp | PatchOp | ReadOp):
                 check_id(op.id)
                 if isinstance(op, PatchOp):
-                    validate_patch(self.spec, op.patch)
+                    op = PatchOp(op.id, validate_patch(self.spec, op.patch), op.etag)
                 if isinstance(op, DeleteOp | PatchOp):
                     _check_etag(op.etag)
                 prepared.append((op, None))

@@ -235,15 +235,6 @@ def _plain_scalar(value: Any) -> bool:
     return False
 
 
-def _owned(sets: Mapping[str, Any]) -> dict[str, Any]:
-    """The patch values as objects the store may keep: containers are copied."""
-    out = dict(sets)
-    for name, value in out.items():
-        if isinstance(value, dict | list | tuple):
-            out[name] = orjson.loads(orjson.dumps(value))
-    return out
-
-
 def _check_patch_name(spec: ContainerSpec, name: Any) -> None:
     if not isinstance(name, str) or not name or "." in name or "/" in name:
         raise InvalidRequestError(f"patch field {name!r} must be a top-level name")
@@ -253,8 +244,13 @@ def _check_patch_name(spec: ContainerSpec, name: Any) -> None:
         raise InvalidRequestError(f"patch field {name!r} may not start with '_'")
 
 
-def validate_patch(spec: ContainerSpec, patch: Any) -> None:
-    """Check a patch on its own: top-level names, no id or partition key, declared types."""
+def validate_patch(spec: ContainerSpec, patch: Any) -> Patch:
+    """Check a patch on its own: top-level names, no id or partition key, declared types.
+
+    Returns the patch the store applies: its values are the store's own (an object
+    or array set is a copy, as read back from its JSON), so a caller that changes
+    its own values later changes nothing stored. ``apply_patch`` takes only these.
+    """
     if not isinstance(patch, Patch):
         raise InvalidRequestError("patch must be a Patch")
     sets, removes = patch.set, patch.remove
@@ -272,25 +268,30 @@ def validate_patch(spec: ContainerSpec, patch: Any) -> None:
             raise InvalidRequestError(f"patch both sets and removes {name!r}")
     if len(set(removes)) != len(removes):
         raise InvalidRequestError("patch removes a field twice")
+    owned: dict[str, Any] = dict(sets)
     if nested:
-        _encode(dict(sets))
+        # One serialisation checks every value, and read back gives the copies: a
+        # dumps and a loads per object or array set was ~3 % of a claimed job.
+        owned = orjson.loads(_encode(owned))
     # A declared field inside a value the patch sets must keep its declared type,
     # so that no provider needs to re-read the document to validate it.
-    if not spec.declared_roots.isdisjoint(sets):
-        _check_declared(spec, sets if type(sets) is dict else dict(sets))
+    if not spec.declared_roots.isdisjoint(owned):
+        _check_declared(spec, owned)
+    return Patch(set=owned, remove=removes)
 
 
 def apply_patch(spec: ContainerSpec, body: Mapping[str, Any], patch: Patch) -> PreparedDocument:
-    """The document a stored ``body`` becomes under a validated ``patch``, serialised.
+    """The document a stored ``body`` becomes under ``patch``, serialised.
 
-    The stored body was validated when written and the patch by ``validate_patch``,
-    so only the size of the result is left to check. The result shares nested
-    values with ``body``: stores never mutate a stored body in place.
+    ``patch`` is one ``validate_patch`` returned (its values are the store's own);
+    the stored body was validated when written, so only the size of the result is
+    left to check. The result shares nested values with ``body`` and ``patch``:
+    stores never mutate a stored body in place.
     """
     new = dict(body)
     for name in patch.remove:
         new.pop(name, None)
-    new.update(_owned(patch.set))
+    new.update(patch.set)
     try:
         raw = orjson.dumps(new, option=orjson.OPT_STRICT_INTEGER)
     except (TypeError, orjson.JSONEncodeError) as exc:
