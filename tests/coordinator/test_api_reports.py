@@ -129,6 +129,45 @@ async def test_a_repeated_job_or_an_invalid_item_rejects_the_whole_request(api: 
     assert (await api.job(job_id))["status"] == "leased"
 
 
+STRAY_FIELDS = [
+    ("heartbeat", "result", {"r": 1}),
+    ("heartbeat", "error", "boom"),
+    ("heartbeat", "retryable", False),
+    ("heartbeat", "result", None),
+    ("complete", "error", "boom"),
+    ("complete", "progress", {"p": 1}),
+    ("complete", "retryable", True),
+    ("fail", "result", {"r": 1}),
+    ("fail", "progress", {"p": 1}),
+    ("release", "result", None),
+    ("release", "error", "boom"),
+    ("release", "retryable", False),
+    ("release", "progress", {"p": 1}),
+]
+"""A field an action's single endpoint does not take, with a value (``null`` included)."""
+
+
+async def test_a_field_its_action_does_not_take_rejects_the_whole_request(api: Api) -> None:
+    """An item carrying a field its single endpoint refuses (a result on a heartbeat, an error
+    on a complete …) makes the request 422 with nothing applied, as an invalid body does."""
+    _, headers = await api.agent(capacity=2)
+    await api.enqueue()
+    await api.enqueue()
+    first, second = [le["job"]["id"] for le in await api.claim(headers, max_jobs=2)]
+    done = {"job_id": first, "epoch": 1, "action": "complete", "result": {"ok": 1}}
+    for action, field, value in STRAY_FIELDS:
+        base: dict[str, Any] = {"epoch": 1, field: value}
+        if action == "fail":
+            base["error"] = "boom"
+        single = await api.client.post(f"/v1/jobs/{second}/{action}", json=base, headers=headers)
+        assert single.status_code == 422, (action, field, single.text)  # as its endpoint
+        item = {"job_id": second, "action": action, **base}
+        r = await api.client.post("/v1/reports", json={"items": [done, item]}, headers=headers)
+        assert r.status_code == 422, (action, field, r.text)
+        assert r.json()["error"]["code"] == "validation_error"
+    assert [(await api.job(j))["status"] for j in (first, second)] == ["leased", "leased"]
+
+
 async def test_reports_need_an_agent_token(api: Api) -> None:
     """No token is 401, the admin token 403."""
     r = await api.client.post("/v1/reports", json={"items": []})
