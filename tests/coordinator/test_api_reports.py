@@ -42,6 +42,37 @@ async def test_each_action_answers_in_request_order_as_its_single_endpoint(api: 
     assert (await api.job(ids[3]))["runs"][0]["outcome"] == "released"
 
 
+async def test_an_item_answer_carries_only_the_fields_of_its_outcome(api: Api) -> None:
+    """SPEC's item answer has optional, non-null fields: an ok item carries ``status`` (a
+    heartbeat also ``lease`` and ``cancel_requested``), a failed one ``error``; none is null."""
+    _, headers = await api.agent(capacity=4)
+    for _ in range(4):
+        await api.enqueue()
+    ids = [le["job"]["id"] for le in await api.claim(headers, max_jobs=4)]
+    items = [
+        {"job_id": ids[0], "epoch": 1, "action": "heartbeat"},
+        {"job_id": ids[1], "epoch": 1, "action": "complete"},
+        {"job_id": ids[2], "epoch": 1, "action": "fail", "error": "boom"},
+        {"job_id": ids[3], "epoch": 1, "action": "release"},
+        {"job_id": ids[0], "epoch": 9, "action": "heartbeat"},
+        {"job_id": "0" * 32, "epoch": 1, "action": "complete"},
+        {"job_id": ids[1], "epoch": 1, "action": "complete", "result": {"x": "y" * 5000}},
+    ]
+    answers = []
+    for item in items:  # one request each: a job appears once per request
+        answers += (await _report(api, headers, items=[item]))["items"]
+    assert [sorted(a) for a in answers] == [
+        ["cancel_requested", "job_id", "lease", "ok", "status"],
+        ["job_id", "ok", "status"],
+        ["job_id", "ok", "status"],
+        ["job_id", "ok", "status"],
+        *[["error", "job_id", "ok"]] * 3,
+    ]
+    codes = [a["error"]["code"] for a in answers[4:]]
+    assert codes == ["lease_lost", "not_found", "payload_too_large"]
+    assert all(v is not None for a in answers for v in a.values())
+
+
 async def test_a_failed_item_changes_nothing_for_the_others(api: Api) -> None:
     """A stale epoch, an unknown job and a too-large result fail in place; the rest apply."""
     _, headers = await api.agent(capacity=3)
@@ -55,7 +86,7 @@ async def test_a_failed_item_changes_nothing_for_the_others(api: Api) -> None:
         {"job_id": ids[2], "epoch": 1, "action": "complete"},
     ]
     out = (await _report(api, headers, items=items))["items"]
-    assert [(o["ok"], (o["error"] or {}).get("code")) for o in out] == [
+    assert [(o["ok"], o.get("error", {}).get("code")) for o in out] == [
         (False, "lease_lost"),
         (False, "not_found"),
         (False, "payload_too_large"),

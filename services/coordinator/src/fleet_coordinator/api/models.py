@@ -15,6 +15,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 __all__ = [
     "AgentCreate",
@@ -392,15 +393,33 @@ class ReportError(BaseModel):
     message: str
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # absent, not null: no default value to show
+
+
+def _only_when(applies: str) -> Any:
+    """A field of an item's answer that is left out, never ``null``, when it does not apply.
+
+    SPEC writes these ``status?``, ``lease?``, ``cancel_requested?``, ``error?: {…}``:
+    optional and of one type, where the fields that may be null say "or null".
+    """
+    return Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        json_schema_extra=_no_default,
+        description=f"Only {applies}; left out otherwise.",
+    )
+
+
 class ReportItemOut(BaseModel):
     """The answer to one report, in the place of its request item."""
 
     job_id: str
     ok: bool
-    status: str | None = None
-    lease: LeaseOut | None = None
-    cancel_requested: bool | None = None
-    error: ReportError | None = None
+    status: str | SkipJsonSchema[None] = _only_when("on an ok item: the job's status after it")
+    lease: LeaseOut | SkipJsonSchema[None] = _only_when("on an ok heartbeat: the renewed lease")
+    cancel_requested: bool | SkipJsonSchema[None] = _only_when("on an ok heartbeat")
+    error: ReportError | SkipJsonSchema[None] = _only_when("on a failed item")
 
 
 class ReportOut(BaseModel):
