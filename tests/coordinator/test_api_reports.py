@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fleet_coordinator.services import get_job
+
 from .conftest import Api
 
 
@@ -40,6 +42,25 @@ async def test_each_action_answers_in_request_order_as_its_single_endpoint(api: 
     assert (await api.job(ids[1]))["result"] == {"ok": True}
     assert (await api.job(ids[2]))["last_error"] == "boom"
     assert (await api.job(ids[3]))["runs"][0]["outcome"] == "released"
+
+
+async def test_a_heartbeat_items_progress_is_kept_on_its_run_as_by_its_endpoint(api: Api) -> None:
+    """A batched heartbeat keeps its progress on the running run, as the heartbeat endpoint
+    does (the console's timeline shows it); one without progress keeps the last."""
+    _, headers = await api.agent(capacity=2)
+    await api.enqueue()
+    await api.enqueue()
+    batched, single = [le["job"]["id"] for le in await api.claim(headers, max_jobs=2)]
+    beat = {"job_id": batched, "epoch": 1, "action": "heartbeat", "progress": {"done": 3}}
+    await _report(api, headers, items=[beat])
+    r = await api.client.post(
+        f"/v1/jobs/{single}/heartbeat", json={"epoch": 1, "progress": {"done": 3}}, headers=headers
+    )
+    assert r.status_code == 200, r.text
+    for job_id in (batched, single):
+        assert (await get_job(api.co, job_id)).runs[-1].progress == {"done": 3}, job_id
+    await _report(api, headers, items=[{"job_id": batched, "epoch": 1, "action": "heartbeat"}])
+    assert (await get_job(api.co, batched)).runs[-1].progress == {"done": 3}
 
 
 async def test_an_item_answer_carries_only_the_fields_of_its_outcome(api: Api) -> None:

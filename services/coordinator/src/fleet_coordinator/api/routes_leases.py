@@ -115,6 +115,7 @@ def _report(co: Coordinator, item: ReportItem) -> Report | CoordinatorError:
         result=item.result,
         error=item.error or "",
         retryable=item.retryable,
+        progress=item.progress,
     )
 
 
