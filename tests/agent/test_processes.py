@@ -289,7 +289,9 @@ def test_credentials_in_the_url_never_reach_the_agents_output() -> None:
         (("--concurrency", "0"), "--concurrency must be at least 1"),
         (("--wait-seconds", "31"), "--wait-seconds must be between 0 and 30"),
         (("--wait-seconds", "-1"), "--wait-seconds must be between 0 and 30"),
-        (("--grace-seconds", "-1"), "--grace-seconds must not be negative"),
+        (("--grace-seconds", "-1"), "--grace-seconds must "),
+        (("--report-window", "nan"), "--report-window must be a finite number of seconds"),
+        (("--startup-timeout", "inf"), "--startup-timeout must be a finite number of seconds"),
     ],
 )
 def test_bad_command_lines_are_one_clear_line_and_exit_2(

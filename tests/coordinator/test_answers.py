@@ -117,7 +117,8 @@ def test_a_job_and_its_lease_encode_as_their_models_would(
 
 
 def test_report_items_encode_as_their_model_would() -> None:
-    """Both shapes of an item's answer: a failure, and a heartbeat's success."""
+    """Each shape of an item's answer (a failure, a heartbeat's and another action's success)
+    encodes as its model would, the fields that do not apply left out rather than null."""
     job = _job(
         payload={}, result=None, created=1.5, run_after=1.5, lock=None, claimed=True, text="é"
     )
@@ -125,9 +126,6 @@ def test_report_items_encode_as_their_model_would() -> None:
     failed = {
         "job_id": job.id,
         "ok": False,
-        "status": None,
-        "lease": None,
-        "cancel_requested": None,
         "error": {"code": "lease_lost", "message": "the lease is gone \u2028"},
     }
     beat = {
@@ -136,10 +134,11 @@ def test_report_items_encode_as_their_model_would() -> None:
         "status": "leased",
         "lease": lease_json(job.lease),
         "cancel_requested": False,
-        "error": None,
     }
-    for item in (failed, beat):
+    done = {"job_id": job.id, "ok": True, "status": "succeeded"}
+    for item in (failed, beat, done):
         assert Answer(item).body == _model_bytes(ReportItemOut, item)
+        assert b"null" not in Answer(item).body
 
 
 def test_an_answer_keeps_its_status_and_says_it_is_json() -> None:

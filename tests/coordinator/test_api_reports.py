@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fleet_coordinator.services import get_job
+
 from .conftest import Api
 
 
@@ -42,6 +44,56 @@ async def test_each_action_answers_in_request_order_as_its_single_endpoint(api: 
     assert (await api.job(ids[3]))["runs"][0]["outcome"] == "released"
 
 
+async def test_a_heartbeat_items_progress_is_kept_on_its_run_as_by_its_endpoint(api: Api) -> None:
+    """A batched heartbeat keeps its progress on the running run, as the heartbeat endpoint
+    does (the console's timeline shows it); one without progress keeps the last."""
+    _, headers = await api.agent(capacity=2)
+    await api.enqueue()
+    await api.enqueue()
+    batched, single = [le["job"]["id"] for le in await api.claim(headers, max_jobs=2)]
+    beat = {"job_id": batched, "epoch": 1, "action": "heartbeat", "progress": {"done": 3}}
+    await _report(api, headers, items=[beat])
+    r = await api.client.post(
+        f"/v1/jobs/{single}/heartbeat", json={"epoch": 1, "progress": {"done": 3}}, headers=headers
+    )
+    assert r.status_code == 200, r.text
+    for job_id in (batched, single):
+        assert (await get_job(api.co, job_id)).runs[-1].progress == {"done": 3}, job_id
+    await _report(api, headers, items=[{"job_id": batched, "epoch": 1, "action": "heartbeat"}])
+    assert (await get_job(api.co, batched)).runs[-1].progress == {"done": 3}
+
+
+async def test_an_item_answer_carries_only_the_fields_of_its_outcome(api: Api) -> None:
+    """SPEC's item answer has optional, non-null fields: an ok item carries ``status`` (a
+    heartbeat also ``lease`` and ``cancel_requested``), a failed one ``error``; none is null."""
+    _, headers = await api.agent(capacity=4)
+    for _ in range(4):
+        await api.enqueue()
+    ids = [le["job"]["id"] for le in await api.claim(headers, max_jobs=4)]
+    items = [
+        {"job_id": ids[0], "epoch": 1, "action": "heartbeat"},
+        {"job_id": ids[1], "epoch": 1, "action": "complete"},
+        {"job_id": ids[2], "epoch": 1, "action": "fail", "error": "boom"},
+        {"job_id": ids[3], "epoch": 1, "action": "release"},
+        {"job_id": ids[0], "epoch": 9, "action": "heartbeat"},
+        {"job_id": "0" * 32, "epoch": 1, "action": "complete"},
+        {"job_id": ids[1], "epoch": 1, "action": "complete", "result": {"x": "y" * 5000}},
+    ]
+    answers = []
+    for item in items:  # one request each: a job appears once per request
+        answers += (await _report(api, headers, items=[item]))["items"]
+    assert [sorted(a) for a in answers] == [
+        ["cancel_requested", "job_id", "lease", "ok", "status"],
+        ["job_id", "ok", "status"],
+        ["job_id", "ok", "status"],
+        ["job_id", "ok", "status"],
+        *[["error", "job_id", "ok"]] * 3,
+    ]
+    codes = [a["error"]["code"] for a in answers[4:]]
+    assert codes == ["lease_lost", "not_found", "payload_too_large"]
+    assert all(v is not None for a in answers for v in a.values())
+
+
 async def test_a_failed_item_changes_nothing_for_the_others(api: Api) -> None:
     """A stale epoch, an unknown job and a too-large result fail in place; the rest apply."""
     _, headers = await api.agent(capacity=3)
@@ -55,7 +107,7 @@ async def test_a_failed_item_changes_nothing_for_the_others(api: Api) -> None:
         {"job_id": ids[2], "epoch": 1, "action": "complete"},
     ]
     out = (await _report(api, headers, items=items))["items"]
-    assert [(o["ok"], (o["error"] or {}).get("code")) for o in out] == [
+    assert [(o["ok"], o.get("error", {}).get("code")) for o in out] == [
         (False, "lease_lost"),
         (False, "not_found"),
         (False, "payload_too_large"),
@@ -127,6 +179,45 @@ async def test_a_repeated_job_or_an_invalid_item_rejects_the_whole_request(api: 
         assert r.status_code == 422, r.text
         assert r.json()["error"]["code"] == "validation_error"
     assert (await api.job(job_id))["status"] == "leased"
+
+
+STRAY_FIELDS = [
+    ("heartbeat", "result", {"r": 1}),
+    ("heartbeat", "error", "boom"),
+    ("heartbeat", "retryable", False),
+    ("heartbeat", "result", None),
+    ("complete", "error", "boom"),
+    ("complete", "progress", {"p": 1}),
+    ("complete", "retryable", True),
+    ("fail", "result", {"r": 1}),
+    ("fail", "progress", {"p": 1}),
+    ("release", "result", None),
+    ("release", "error", "boom"),
+    ("release", "retryable", False),
+    ("release", "progress", {"p": 1}),
+]
+"""A field an action's single endpoint does not take, with a value (``null`` included)."""
+
+
+async def test_a_field_its_action_does_not_take_rejects_the_whole_request(api: Api) -> None:
+    """An item carrying a field its single endpoint refuses (a result on a heartbeat, an error
+    on a complete …) makes the request 422 with nothing applied, as an invalid body does."""
+    _, headers = await api.agent(capacity=2)
+    await api.enqueue()
+    await api.enqueue()
+    first, second = [le["job"]["id"] for le in await api.claim(headers, max_jobs=2)]
+    done = {"job_id": first, "epoch": 1, "action": "complete", "result": {"ok": 1}}
+    for action, field, value in STRAY_FIELDS:
+        base: dict[str, Any] = {"epoch": 1, field: value}
+        if action == "fail":
+            base["error"] = "boom"
+        single = await api.client.post(f"/v1/jobs/{second}/{action}", json=base, headers=headers)
+        assert single.status_code == 422, (action, field, single.text)  # as its endpoint
+        item = {"job_id": second, "action": action, **base}
+        r = await api.client.post("/v1/reports", json={"items": [done, item]}, headers=headers)
+        assert r.status_code == 422, (action, field, r.text)
+        assert r.json()["error"]["code"] == "validation_error"
+    assert [(await api.job(j))["status"] for j in (first, second)] == ["leased", "leased"]
 
 
 async def test_reports_need_an_agent_token(api: Api) -> None:

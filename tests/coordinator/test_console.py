@@ -274,6 +274,33 @@ async def test_job_page_shows_payload_result_and_runs(api: Api) -> None:
     assert opened.headers["location"] == f"/ui/jobs/{job['id']}"
 
 
+async def test_a_jobs_lock_is_shown_escaped_on_its_page_and_in_job_lists(api: Api) -> None:
+    """A job's lock appears, escaped, on its page and in the jobs and failed tables, as a
+    link to the jobs that share it; a job without a lock shows none."""
+    await _signin(api.client)
+    lock = f'db&"{INJECTION}'
+    locked = await api.enqueue(queue="locks", lock=lock, max_attempts=1)
+    free = await api.enqueue(queue="locks")
+    shown = "db&amp;&#34;&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;"
+    link = "/ui/jobs?lock=db%26%22%3Cscript%3Ealert%28%22x%22%29%3C%2Fscript%3E"
+    page = (await api.client.get(f"/ui/jobs/{locked['id']}")).text
+    assert "<script>alert" not in page
+    assert f'<dt>lock</dt><dd><a href="{link}">{shown}</a></dd>' in page
+    assert "<dt>lock</dt>" not in (await api.client.get(f"/ui/jobs/{free['id']}")).text
+    listing = (await api.client.get("/ui/jobs", params={"queue": "locks"})).text
+    assert "<th>lock</th>" in listing
+    assert f'<td class="lock"><a href="{link}">{shown}</a></td>' in listing
+    assert listing.count('<td class="lock"></td>') == 1  # the job without a lock
+    assert "<script>alert" not in listing
+    _, headers = await api.agent()
+    await api.claim(headers, queues=["locks"])
+    await api.client.post(
+        f"/v1/jobs/{locked['id']}/fail", json={"epoch": 1, "error": "x"}, headers=headers
+    )
+    failed = (await api.client.get("/ui/failed", params={"queue": "locks"})).text
+    assert f'<td class="lock"><a href="{link}">{shown}</a></td>' in failed
+
+
 async def test_jobs_page_filters_and_pages_with_a_cursor(api: Api) -> None:
     """The jobs page filters like GET /v1/jobs and pages fifty at a time with its cursor."""
     await _signin(api.client)

@@ -31,6 +31,8 @@ async def _report(api: Api, headers: dict[str, str], **body: Any) -> dict[str, A
 
 def _item(job_id: str, epoch: int, action: str, **fields: Any) -> dict[str, Any]:
     body = {"job_id": job_id, "epoch": epoch, "action": action, **fields}
+    if action != "complete":
+        body.pop("result", None)  # only a complete takes one (else 422)
     if action == "fail":
         body.setdefault("error", "boom")
     return body

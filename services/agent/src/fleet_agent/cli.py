@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -80,12 +81,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--token (or FLEET_AGENT_TOKEN) is required")
     if args.concurrency < 1:
         parser.error("--concurrency must be at least 1")
-    if args.report_window < 0:
-        parser.error("--report-window must not be negative")
     if not 0 <= args.wait_seconds <= MAX_WAIT_SECONDS:  # also refuses NaN
         parser.error(f"--wait-seconds must be between 0 and {MAX_WAIT_SECONDS:g}")
-    if not args.grace_seconds >= 0:
-        parser.error("--grace-seconds must not be negative")
+    # float() reads "nan" and "inf" too: a NaN window turned batching off unnoticed, an
+    # infinite one held every report back for ever, an infinite startup timeout never
+    # gave up on a wrong URL, and a NaN one gave the retries a budget stamina cannot read.
+    for option, seconds in (
+        ("--grace-seconds", args.grace_seconds),
+        ("--startup-timeout", args.startup_timeout),
+        ("--report-window", args.report_window),
+    ):
+        if not 0 <= seconds < math.inf:
+            parser.error(f"{option} must be a finite number of seconds and must not be negative")
     try:
         url = urlsplit(args.url)  # as connections.ConnectionPool reads it
         usable = url.scheme in ("http", "https") and bool(url.hostname) and url.port != 0

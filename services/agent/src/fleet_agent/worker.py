@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import math
 import signal
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -83,12 +84,17 @@ class Worker:
             raise ValueError("concurrency must be at least 1")
         if not 0 < heartbeat_fraction < 1:
             raise ValueError("heartbeat_fraction must be between 0 and 1")
-        if report_window < 0:
-            raise ValueError("report_window must not be negative")
-        if not 0 <= wait_seconds <= MAX_WAIT_SECONDS:
+        if not 0 <= wait_seconds <= MAX_WAIT_SECONDS:  # NaN too
             raise ValueError(f"wait_seconds must be between 0 and {MAX_WAIT_SECONDS:g}")
-        if not grace_seconds >= 0:  # NaN too
-            raise ValueError("grace_seconds must not be negative")
+        # NaN and infinities too: an infinite window would hold reports back for ever,
+        # an infinite startup timeout would retry a wrong URL for ever.
+        for name, seconds in (
+            ("grace_seconds", grace_seconds),
+            ("startup_timeout", startup_timeout),
+            ("report_window", report_window),
+        ):
+            if not 0 <= seconds < math.inf:
+                raise ValueError(f"{name} must be a finite number of seconds, not negative")
         self.client = client
         self.handlers = dict(handlers)
         self.queues = list(queues or [])

@@ -15,6 +15,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 __all__ = [
     "AgentCreate",
@@ -331,21 +332,40 @@ class ReleaseRequest(_In):
     epoch: Epoch
 
 
+_ONLY_FOR = " Only for {}: on another action, even as null, the request is 422."
+
+_TAKES = {
+    "heartbeat": frozenset({"progress"}),
+    "complete": frozenset({"result"}),
+    "fail": frozenset({"error", "retryable"}),
+    "release": frozenset(),
+}
+"""The fields each action's single endpoint takes beside ``epoch``."""
+_ALWAYS = frozenset({"job_id", "epoch", "action"})
+
+
 class ReportItem(_In):
     """One report on a lease the caller holds, applied as its single endpoint would be."""
 
     job_id: Annotated[str, StringConstraints(min_length=1, max_length=255)]
     epoch: Epoch
     action: Literal["heartbeat", "complete", "fail", "release"]
-    result: Any = Field(default=None, description=_PORTABLE + " Only for complete.")
+    result: Any = Field(default=None, description=_PORTABLE + _ONLY_FOR.format("complete"))
     error: Annotated[str, StringConstraints(max_length=10_000)] | None = Field(
-        default=None, description="Required for fail, as on the fail endpoint."
+        default=None,
+        description="Required for fail, as on the fail endpoint." + _ONLY_FOR.format("fail"),
     )
-    retryable: bool = True
-    progress: Any = Field(default=None, description=_PORTABLE + " Only for heartbeat.")
+    retryable: bool = Field(default=True, description=_ONLY_FOR.format("fail").lstrip())
+    progress: Any = Field(default=None, description=_PORTABLE + _ONLY_FOR.format("heartbeat"))
 
     @model_validator(mode="after")
-    def _fail_has_error(self) -> ReportItem:
+    def _fields_of_its_action(self) -> ReportItem:
+        # SPEC 13: an item is applied exactly as its single endpoint would be, and that
+        # endpoint refuses a field it does not take (a result on a heartbeat) with 422:
+        # so does the batch, for the whole request, before anything is applied.
+        stray = sorted(self.model_fields_set - _TAKES[self.action] - _ALWAYS)
+        if stray:
+            raise ValueError(f"a {self.action} report takes no {', '.join(stray)}")
         if self.action == "fail" and self.error is None:
             raise ValueError("a fail report needs an error")
         return self
@@ -373,15 +393,33 @@ class ReportError(BaseModel):
     message: str
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # absent, not null: no default value to show
+
+
+def _only_when(applies: str) -> Any:
+    """A field of an item's answer that is left out, never ``null``, when it does not apply.
+
+    SPEC writes these ``status?``, ``lease?``, ``cancel_requested?``, ``error?: {…}``:
+    optional and of one type, where the fields that may be null say "or null".
+    """
+    return Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        json_schema_extra=_no_default,
+        description=f"Only {applies}; left out otherwise.",
+    )
+
+
 class ReportItemOut(BaseModel):
     """The answer to one report, in the place of its request item."""
 
     job_id: str
     ok: bool
-    status: str | None = None
-    lease: LeaseOut | None = None
-    cancel_requested: bool | None = None
-    error: ReportError | None = None
+    status: str | SkipJsonSchema[None] = _only_when("on an ok item: the job's status after it")
+    lease: LeaseOut | SkipJsonSchema[None] = _only_when("on an ok heartbeat: the renewed lease")
+    cancel_requested: bool | SkipJsonSchema[None] = _only_when("on an ok heartbeat")
+    error: ReportError | SkipJsonSchema[None] = _only_when("on a failed item")
 
 
 class ReportOut(BaseModel):

@@ -115,30 +115,34 @@ def _report(co: Coordinator, item: ReportItem) -> Report | CoordinatorError:
         result=item.result,
         error=item.error or "",
         retryable=item.retryable,
+        progress=item.progress,
     )
 
 
 def _item_out(item: ReportItem, outcome: ReportOutcome) -> dict[str, Any]:
-    """One item's answer as ``ReportItemOut`` shows it, as plain values."""
+    """One item's answer as ``ReportItemOut`` shows it, as plain values.
+
+    Only the fields of its outcome, none ``null`` (SPEC: ``status?``, ``lease?`` …).
+    """
     error, job = outcome.error, outcome.job
-    if error is not None or job is None:
-        exc = error or ConflictError("the lease is gone", code="lease_lost")
-        return {
-            "job_id": outcome.job_id,
-            "ok": False,
-            "status": None,
-            "lease": None,
-            "cancel_requested": None,
-            "error": {"code": exc.code, "message": exc.message},
-        }
-    heartbeat = item.action == "heartbeat"
+    if error is None and job is not None:
+        if item.action != "heartbeat":
+            return {"job_id": outcome.job_id, "ok": True, "status": job.status.value}
+        if job.lease is not None:
+            return {
+                "job_id": outcome.job_id,
+                "ok": True,
+                "status": job.status.value,
+                "lease": lease_json(job.lease),
+                "cancel_requested": job.cancel_requested,
+            }
+        # A heartbeat keeps its job leased: this guards the type only, answered as the
+        # single endpoint answers it (lease_lost).
+    exc = error or ConflictError("the lease is gone", code="lease_lost")
     return {
         "job_id": outcome.job_id,
-        "ok": True,
-        "status": job.status.value,
-        "lease": lease_json(job.lease) if heartbeat and job.lease is not None else None,
-        "cancel_requested": job.cancel_requested if heartbeat else None,
-        "error": None,
+        "ok": False,
+        "error": {"code": exc.code, "message": exc.message},
     }
 
 

@@ -44,6 +44,7 @@ class Report:
     result: Any = None
     error: str = ""
     retryable: bool = True
+    progress: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +59,7 @@ class ReportOutcome:
 async def apply_report(co: Coordinator, agent_id: str, report: Report) -> JobState:
     """Apply one report as its single endpoint does; raise its ``CoordinatorError``."""
     if report.action is Action.HEARTBEAT:
-        return await heartbeat_job(co, agent_id, report.job_id, report.epoch)
+        return await heartbeat_job(co, agent_id, report.job_id, report.epoch, report.progress)
     if report.action is Action.COMPLETE:
         return await complete_job(co, agent_id, report.job_id, report.epoch, report.result)
     if report.action is Action.FAIL:
