@@ -637,3 +637,46 @@ async def test_a_bad_result_or_a_long_error_fails_only_its_own_job(fleet: Fleet)
     assert nan["status"] == "failed"
     assert "not JSON" in nan["last_error"]
     assert (fine["status"], fine["result"]) == ("succeeded", "fine")
+
+
+async def test_other_leases_keep_their_heartbeats_while_a_report_is_retried(
+    fleet: Fleet,
+) -> None:
+    """A completion that cannot land is retried without holding up the other leases'
+    heartbeats: the job still running keeps its lease and succeeds with one run.
+
+    Before, batched, the retried request held the reporter (one request at a time) for
+    its whole retry budget: the other job's heartbeats waited behind it and its lease
+    expired while its handler ran on.
+    """
+    _, token = await fleet.register(capacity=2)
+    quick = await fleet.enqueue(kind="quick", lease_seconds=30.0)
+    slow_id = await fleet.enqueue(kind="slow", lease_seconds=0.6, max_attempts=1)
+    slow_started, finish = asyncio.Event(), asyncio.Event()
+
+    async def quick_handler(job: Job) -> str:
+        await slow_started.wait()  # ends while the slow one runs
+        return "quick"
+
+    async def slow_handler(job: Job) -> str:
+        slow_started.set()
+        await finish.wait()
+        return "slow"
+
+    client, transport = fleet.client(token, retry_timeout=30.0, retry_wait_max=0.05)
+    transport.failing["complete"] = -1  # every request carrying a completion is refused
+    async with client:
+        handlers = {"quick": quick_handler, "slow": slow_handler}
+        worker = Worker(client, handlers, concurrency=2, wait_seconds=0.2)
+        async with working(worker):
+            await asyncio.wait_for(slow_started.wait(), 5)
+            # Each retry waits at least 0.05 s: 24 tries outlast the 0.6 s lease twice over.
+            await transport.wait_seen("complete", 24)
+            assert (await fleet.job(slow_id))["lease"] is not None
+            transport.failing.pop("complete")
+            finish.set()
+            await eventually(lambda: worker.stats["succeeded"] == 2)
+    assert worker.stats["lost"] == 0
+    for job_id, result in ((quick, "quick"), (slow_id, "slow")):
+        job = await fleet.job(job_id)
+        assert (job["status"], job["result"], outcomes(job)) == ("succeeded", result, ["succeeded"])
