@@ -152,6 +152,27 @@ async def test_sigterm_lets_the_running_job_finish_and_the_agent_exits_zero(
     assert job["result"]["stdout_tail"] == "finished\n"
 
 
+async def test_a_second_sigterm_ends_an_idle_agents_long_poll_at_once(
+    served: Served, admin: Admin, tmp_path: Path
+) -> None:
+    """Idle in a 30 s long-poll: the first SIGTERM lets the poll finish, the second ends
+    the agent at once, exit status 0.
+
+    Before, the second signal did not cut the poll: the agent stayed up to 30 s.
+    """
+    _, token = await admin.agent("a")
+    job_id = await admin.shell(["true"])
+    with AgentProcess(
+        served.base_url, token, tmp_path, admin.args("--wait-seconds", "30")
+    ) as agent:
+        await eventually(lambda: admin.status_is(job_id, "succeeded"), within=20)
+        agent.signal(signal.SIGTERM)
+        await eventually(lambda: "agent.stopping" in agent.log_text())
+        agent.signal(signal.SIGTERM)
+        assert agent.wait(5) == 0
+    assert "Traceback" not in agent.log_text()
+
+
 async def test_agents_reconnect_after_a_coordinator_restart_and_finish_the_run(
     served: Served, admin: Admin, tmp_path: Path
 ) -> None:

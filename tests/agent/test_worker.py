@@ -493,6 +493,26 @@ async def test_a_second_stop_ends_the_grace_period_at_once(fleet: Fleet) -> None
     assert (await fleet.job(job_id))["status"] == "queued"
 
 
+async def test_a_second_stop_cuts_a_long_poll_in_flight(fleet: Fleet) -> None:
+    """stop() twice while a 30 s claim long-poll is in flight: run() returns at once.
+
+    Before, the first stop() let the poll finish (as documented) and the second did not
+    cut it: the agent stayed up until the coordinator answered, up to ``wait_seconds``.
+    """
+    _, token = await fleet.register()
+    job_id = await fleet.enqueue()
+    client, transport = fleet.client(token)
+    async with client:
+        worker = Worker(client, {"test": lambda job: "ok"}, wait_seconds=30)
+        task = asyncio.create_task(worker.run())
+        await eventually(lambda: worker.stats["succeeded"] == 1)
+        await transport.wait_seen("claims", 2)  # the next claim, long-polling an empty queue
+        worker.stop()
+        worker.stop()
+        await asyncio.wait_for(task, 2)  # not the poll's 30 s
+    assert await fleet.status(job_id) == "succeeded"
+
+
 def test_the_agent_package_does_not_import_the_coordinator() -> None:
     """Agents install only fleet-agent: importing it (CLI included) loads no fleet_coordinator."""
     code = "import sys, fleet_agent.cli; sys.exit('fleet_coordinator' in sys.modules)"
