@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -330,6 +331,47 @@ async def test_jobs_still_running_after_the_grace_period_are_cancelled_and_relea
     """A handler that outlives the grace period is cancelled (reason shutdown) and released."""
     stubborn, job_id = await _stop_while_running(fleet, grace_seconds=0.1, stops=1)
     assert stubborn.reasons == [CancelReason.SHUTDOWN]
+    job = await fleet.job(job_id)
+    assert (job["status"], job["attempts"], outcomes(job)) == ("queued", 0, ["released"])
+
+
+async def test_a_thread_handler_outliving_the_grace_period_is_released_and_left_behind(
+    fleet: Fleet,
+) -> None:
+    """A sync handler still running when the grace period ends: run() returns with its job
+    released; the handler's thread, a daemon the process will not wait for, runs on and
+    what it returns later is dropped (the job stays released, nothing more is reported).
+
+    Before, the thread was the default executor's, which the process waits for at exit.
+    """
+    _, token = await fleet.register()
+    job_id = await fleet.enqueue(lease_seconds=30)
+    started, proceed = threading.Event(), threading.Event()
+    threads: list[threading.Thread] = []
+
+    def stuck(job: Job) -> str:
+        threads.append(threading.current_thread())
+        started.set()
+        proceed.wait(10)  # until the test lets it go (10 s: a guard, not a wait)
+        return "too late"
+
+    client, transport = fleet.client(token)
+    try:
+        async with client:
+            worker = Worker(client, {"test": stuck}, wait_seconds=0.2, grace_seconds=0.1)
+            task = asyncio.create_task(worker.run())
+            assert await asyncio.to_thread(started.wait, 5)
+            worker.stop()
+            await asyncio.wait_for(task, 5)
+            [thread] = threads
+            assert thread.is_alive()
+            assert thread.daemon
+            proceed.set()
+            await asyncio.to_thread(thread.join, 5)
+    finally:
+        proceed.set()
+    assert (worker.stats["released"], worker.stats["succeeded"]) == (1, 0)
+    assert transport.seen.get("complete", 0) == 0
     job = await fleet.job(job_id)
     assert (job["status"], job["attempts"], outcomes(job)) == ("queued", 0, ["released"])
 

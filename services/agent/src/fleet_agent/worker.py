@@ -43,6 +43,7 @@ from .errors import (
 from .job import CancelReason, Handler, Job
 from .models import Claimed, HeartbeatAnswer, Report
 from .reporter import Reporter, raise_for_report
+from .threads import run_in_daemon_thread
 from .tracing import run_in_span
 
 __all__ = ["Worker"]
@@ -342,7 +343,9 @@ class Worker:
             if inspect.iscoroutinefunction(handler):
                 result = await handler(job)
             else:
-                result = await asyncio.to_thread(handler, job)
+                # Not asyncio.to_thread: the executor's threads are joined at exit, so a
+                # handler outliving the grace period would keep the agent up (threads.py).
+                result = await run_in_daemon_thread(handler, job, name=f"handler-{job.id}")
                 if inspect.isawaitable(result):
                     result = await result
         except JobFailed as exc:
