@@ -27,14 +27,16 @@ from typing import Any, TypeVar
 
 __all__ = ["run_in_daemon_thread"]
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
-async def run_in_daemon_thread(fn: Callable[..., T], *args: Any, name: str | None = None) -> T:
-    """``fn(*args)`` in a new daemon thread, in a copy of the current context (as
-    ``asyncio.to_thread`` does); cancelling the caller abandons the thread."""
+async def run_in_daemon_thread(fn: Callable[..., _T], *args: Any, name: str | None = None) -> _T:
+    """``fn(*args)`` in a new daemon thread, in the current context; cancelling abandons it.
+
+    The context is copied as ``asyncio.to_thread`` copies it (the run's span stays current).
+    """
     loop = asyncio.get_running_loop()
-    answer: asyncio.Future[T] = loop.create_future()
+    answer: asyncio.Future[_T] = loop.create_future()
     context = contextvars.copy_context()  # the run's span, for spans the handler opens
 
     def settle(outcome: Callable[[], None]) -> None:
