@@ -152,6 +152,66 @@ async def test_sigterm_lets_the_running_job_finish_and_the_agent_exits_zero(
     assert job["result"]["stdout_tail"] == "finished\n"
 
 
+async def test_a_second_sigterm_ends_an_idle_agents_long_poll_at_once(
+    served: Served, admin: Admin, tmp_path: Path
+) -> None:
+    """Idle in a 30 s long-poll: the first SIGTERM lets the poll finish, the second ends
+    the agent at once, exit status 0.
+
+    Before, the second signal did not cut the poll: the agent stayed up to 30 s.
+    """
+    _, token = await admin.agent("a")
+    job_id = await admin.shell(["true"])
+    with AgentProcess(
+        served.base_url, token, tmp_path, admin.args("--wait-seconds", "30")
+    ) as agent:
+        await eventually(lambda: admin.status_is(job_id, "succeeded"), within=20)
+        agent.signal(signal.SIGTERM)
+        await eventually(lambda: "agent.stopping" in agent.log_text())
+        agent.signal(signal.SIGTERM)
+        assert agent.wait(5) == 0
+    assert "Traceback" not in agent.log_text()
+
+
+STUCK_HANDLER = """
+import pathlib
+import threading
+
+
+def stuck(job):
+    pathlib.Path(job.payload["flag"]).touch()
+    threading.Event().wait()  # a plain def that never returns: no thread can be stopped
+
+
+HANDLERS = {"stuck": stuck}
+"""
+
+
+async def test_a_thread_handler_outliving_the_grace_period_does_not_keep_the_agent_up(
+    served: Served, admin: Admin, tmp_path: Path
+) -> None:
+    """A sync handler still running when the grace period ends: its job is released and
+    the agent exits 0 at once, the handler's thread ending with the process.
+
+    Before, the agent released the job but never exited: the thread was the default
+    executor's, which ``asyncio.run`` and the interpreter wait for at exit.
+    """
+    _, token = await admin.agent("a")
+    (tmp_path / "stuck_handlers.py").write_text(STUCK_HANDLER)
+    flag = tmp_path / "started"
+    job_id = await admin.enqueue({"flag": str(flag)}, kind="stuck", lease_seconds=30)
+    args = admin.args("--handlers", "stuck_handlers:HANDLERS", "--grace-seconds", "0.2")
+    env = {"PYTHONPATH": str(tmp_path)}
+    with AgentProcess(served.base_url, token, tmp_path, args, env=env) as agent:
+        await eventually(flag.exists)
+        agent.signal(signal.SIGTERM)
+        assert agent.wait(5) == 0
+    job = await admin.job(job_id)
+    assert (job["status"], job["attempts"]) == ("queued", 0)
+    assert [run["outcome"] for run in job["runs"]] == ["released"]
+    assert "Traceback" not in agent.log_text()
+
+
 async def test_agents_reconnect_after_a_coordinator_restart_and_finish_the_run(
     served: Served, admin: Admin, tmp_path: Path
 ) -> None:

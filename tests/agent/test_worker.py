@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -334,6 +335,47 @@ async def test_jobs_still_running_after_the_grace_period_are_cancelled_and_relea
     assert (job["status"], job["attempts"], outcomes(job)) == ("queued", 0, ["released"])
 
 
+async def test_a_thread_handler_outliving_the_grace_period_is_released_and_left_behind(
+    fleet: Fleet,
+) -> None:
+    """A sync handler still running when the grace period ends: run() returns with its job
+    released; the handler's thread, a daemon the process will not wait for, runs on and
+    what it returns later is dropped (the job stays released, nothing more is reported).
+
+    Before, the thread was the default executor's, which the process waits for at exit.
+    """
+    _, token = await fleet.register()
+    job_id = await fleet.enqueue(lease_seconds=30)
+    started, proceed = threading.Event(), threading.Event()
+    threads: list[threading.Thread] = []
+
+    def stuck(job: Job) -> str:
+        threads.append(threading.current_thread())
+        started.set()
+        proceed.wait(10)  # until the test lets it go (10 s: a guard, not a wait)
+        return "too late"
+
+    client, transport = fleet.client(token)
+    try:
+        async with client:
+            worker = Worker(client, {"test": stuck}, wait_seconds=0.2, grace_seconds=0.1)
+            task = asyncio.create_task(worker.run())
+            assert await asyncio.to_thread(started.wait, 5)
+            worker.stop()
+            await asyncio.wait_for(task, 5)
+            [thread] = threads
+            assert thread.is_alive()
+            assert thread.daemon
+            proceed.set()
+            await asyncio.to_thread(thread.join, 5)
+    finally:
+        proceed.set()
+    assert (worker.stats["released"], worker.stats["succeeded"]) == (1, 0)
+    assert transport.seen.get("complete", 0) == 0
+    job = await fleet.job(job_id)
+    assert (job["status"], job["attempts"], outcomes(job)) == ("queued", 0, ["released"])
+
+
 async def test_a_report_that_cannot_connect_is_retried_and_lands_once(fleet: Fleet) -> None:
     """Two refused connections on complete are retried; the job succeeds with one run."""
     _, token = await fleet.register()
@@ -493,6 +535,26 @@ async def test_a_second_stop_ends_the_grace_period_at_once(fleet: Fleet) -> None
     assert (await fleet.job(job_id))["status"] == "queued"
 
 
+async def test_a_second_stop_cuts_a_long_poll_in_flight(fleet: Fleet) -> None:
+    """stop() twice while a 30 s claim long-poll is in flight: run() returns at once.
+
+    Before, the first stop() let the poll finish (as documented) and the second did not
+    cut it: the agent stayed up until the coordinator answered, up to ``wait_seconds``.
+    """
+    _, token = await fleet.register()
+    job_id = await fleet.enqueue()
+    client, transport = fleet.client(token)
+    async with client:
+        worker = Worker(client, {"test": lambda job: "ok"}, wait_seconds=30)
+        task = asyncio.create_task(worker.run())
+        await eventually(lambda: worker.stats["succeeded"] == 1)
+        await transport.wait_seen("claims", 2)  # the next claim, long-polling an empty queue
+        worker.stop()
+        worker.stop()
+        await asyncio.wait_for(task, 2)  # not the poll's 30 s
+    assert await fleet.status(job_id) == "succeeded"
+
+
 def test_the_agent_package_does_not_import_the_coordinator() -> None:
     """Agents install only fleet-agent: importing it (CLI included) loads no fleet_coordinator."""
     code = "import sys, fleet_agent.cli; sys.exit('fleet_coordinator' in sys.modules)"
@@ -637,3 +699,46 @@ async def test_a_bad_result_or_a_long_error_fails_only_its_own_job(fleet: Fleet)
     assert nan["status"] == "failed"
     assert "not JSON" in nan["last_error"]
     assert (fine["status"], fine["result"]) == ("succeeded", "fine")
+
+
+async def test_other_leases_keep_their_heartbeats_while_a_report_is_retried(
+    fleet: Fleet,
+) -> None:
+    """A completion that cannot land is retried without holding up the other leases'
+    heartbeats: the job still running keeps its lease and succeeds with one run.
+
+    Before, batched, the retried request held the reporter (one request at a time) for
+    its whole retry budget: the other job's heartbeats waited behind it and its lease
+    expired while its handler ran on.
+    """
+    _, token = await fleet.register(capacity=2)
+    quick = await fleet.enqueue(kind="quick", lease_seconds=30.0)
+    slow_id = await fleet.enqueue(kind="slow", lease_seconds=0.6, max_attempts=1)
+    slow_started, finish = asyncio.Event(), asyncio.Event()
+
+    async def quick_handler(job: Job) -> str:
+        await slow_started.wait()  # ends while the slow one runs
+        return "quick"
+
+    async def slow_handler(job: Job) -> str:
+        slow_started.set()
+        await finish.wait()
+        return "slow"
+
+    client, transport = fleet.client(token, retry_timeout=30.0, retry_wait_max=0.05)
+    transport.failing["complete"] = -1  # every request carrying a completion is refused
+    async with client:
+        handlers = {"quick": quick_handler, "slow": slow_handler}
+        worker = Worker(client, handlers, concurrency=2, wait_seconds=0.2)
+        async with working(worker):
+            await asyncio.wait_for(slow_started.wait(), 5)
+            # Each retry waits at least 0.05 s: 24 tries outlast the 0.6 s lease twice over.
+            await transport.wait_seen("complete", 24)
+            assert (await fleet.job(slow_id))["lease"] is not None
+            transport.failing.pop("complete")
+            finish.set()
+            await eventually(lambda: worker.stats["succeeded"] == 2)
+    assert worker.stats["lost"] == 0
+    for job_id, result in ((quick, "quick"), (slow_id, "slow")):
+        job = await fleet.job(job_id)
+        assert (job["status"], job["result"], outcomes(job)) == ("succeeded", result, ["succeeded"])

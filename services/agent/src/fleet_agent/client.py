@@ -11,7 +11,7 @@ the first try landed and only the answer was lost, the retry gets ``LeaseLost``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -172,12 +172,14 @@ class AgentClient:
         wait_seconds: float = 0,
         retry_timeout: float | None = None,
         abort: asyncio.Event | None = None,
+        on_retry: Callable[[], None] | None = None,
     ) -> Reported:
         """Send up to 100 reports in one request, then claim up to ``max_jobs`` (0: no claim).
 
         Each report is fenced on its own and answered in its place; a failed one
         (``lease_lost`` …) changes nothing for the others. A retry after a lost
         answer is safe: a report that landed the first time answers ``lease_lost``.
+        ``on_retry`` is called once the first try failed and the retries begin.
         """
         body: dict[str, Any] = {"items": [r.to_json() for r in reports]}
         if max_jobs > 0:
@@ -191,6 +193,7 @@ class AgentClient:
             request_timeout=_REQUEST_TIMEOUT + wait_seconds,
             retry_timeout=retry_timeout,
             abort=abort,
+            on_retry=on_retry,
         )
         return Reported.from_json(data)
 
@@ -202,6 +205,7 @@ class AgentClient:
         request_timeout: float = _REQUEST_TIMEOUT,
         retry_timeout: float | None = None,
         abort: asyncio.Event | None = None,
+        on_retry: Callable[[], None] | None = None,
     ) -> dict[str, Any]:
         budget = self.retry_timeout if retry_timeout is None else retry_timeout
         content = encode(body)  # once, whatever the number of tries
@@ -218,6 +222,8 @@ class AgentClient:
             if left <= 0 or (abort is not None and abort.is_set()):
                 raise  # no budget left for retries (stamina warns at a timeout of 0)
             first = exc
+        if on_retry is not None:
+            on_retry()
         if abort is None:
             return await self._retry(path, content, request_timeout, left, first, None)
         # ``abort`` (the worker stopping) ends the retries: at once while waiting between

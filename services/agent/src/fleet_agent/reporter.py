@@ -6,10 +6,13 @@ queued by then — up to 100 reports — goes out as one ``POST /v1/reports``,
 with a claim for the worker's free slots riding along. One request then ends a
 job and fetches the next, and the heartbeats of all of an agent's leases share
 a request. Requests go out one at a time: reports that arrive while one is in
-flight wait for the next, which batches them further under load. When no
-handler is running, no report can join the window, so it is skipped: an agent
-with one job in flight (``--concurrency 1``) does not wait the window after
-every job.
+flight wait for the next, which batches them further under load. A request whose
+first try failed retries on its own, though, and the next goes out meanwhile:
+a completion retried through an outage must not hold up the heartbeats of the
+worker's other leases, which would expire behind it (each request retries for
+its own budget, as the single endpoints do). When no handler is running, no
+report can join the window, so it is skipped: an agent with one job in flight
+(``--concurrency 1``) does not wait the window after every job.
 
 Each report's caller gets its own answer (``ReportAnswer``), or the exception
 of the whole request (unreachable coordinator, revoked token).
@@ -77,10 +80,15 @@ class Reporter:
         self._queue: list[_Queued] = []
         self._ready = asyncio.Event()
         self._in_flight = False
+        self._sending: set[asyncio.Task[None]] = set()  # requests, retrying ones included
 
     @property
     def busy(self) -> bool:
-        """Whether reports are queued or a request is in flight (it will claim free slots)."""
+        """Whether reports are queued or a request is in flight (it will claim free slots).
+
+        A request retrying on its own is not counted: it claims only the slots it
+        reserved when it was sent, and may retry for as long as a lease lives.
+        """
         return bool(self._queue) or self._in_flight
 
     def submit(
@@ -93,18 +101,43 @@ class Reporter:
         return answer
 
     async def run(self) -> None:
-        """Send queued reports until cancelled."""
-        while True:
-            await self._ready.wait()
-            self._in_flight = True
-            try:
-                if self.window > 0 and self._handlers_running() > 0:
-                    await asyncio.sleep(self.window)  # the window: let ready reports join
-                batch = self._take_batch()
-                if batch:
-                    await self._send(batch)
-            finally:
-                self._in_flight = False
+        """Send queued reports until cancelled (requests still retrying are then cancelled)."""
+        try:
+            while True:
+                await self._ready.wait()
+                self._in_flight = True
+                try:
+                    if self.window > 0 and self._handlers_running() > 0:
+                        await asyncio.sleep(self.window)  # the window: let ready reports join
+                    batch = self._take_batch()
+                    if batch:
+                        await self._dispatch(batch)
+                finally:
+                    self._in_flight = False
+        finally:
+            for task in self._sending:
+                task.cancel()
+            await asyncio.gather(*self._sending, return_exceptions=True)
+
+    async def _dispatch(self, batch: list[_Queued]) -> None:
+        """Send ``batch``; wait for its answer, or until its first try failed.
+
+        After a failed first try the request goes on retrying in its own task, and
+        the next one may leave: a report retried through an outage (up to the
+        client's ``retry_timeout``, again and again while its lease may live) would
+        otherwise hold up every heartbeat of the worker's other leases behind it.
+        """
+        gate = asyncio.get_running_loop().create_future()
+
+        def open_gate(*_: object) -> None:
+            if not gate.done():
+                gate.set_result(None)
+
+        task = asyncio.create_task(self._send(batch, open_gate))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+        task.add_done_callback(open_gate)
+        await gate
 
     def _take_batch(self) -> list[_Queued]:
         """Up to 100 queued reports, one per job: a request naming a job twice is refused."""
@@ -124,7 +157,7 @@ class Reporter:
             self._ready.clear()
         return batch
 
-    async def _send(self, batch: list[_Queued]) -> None:
+    async def _send(self, batch: list[_Queued], on_retry: Callable[[], None]) -> None:
         budgets = [q.retry_timeout for q in batch if q.retry_timeout is not None]
         slots = self._reserve_slots()
         try:
@@ -134,6 +167,7 @@ class Reporter:
                 max_jobs=slots,
                 retry_timeout=min(budgets) if budgets else None,
                 abort=self._abort(),
+                on_retry=on_retry,
             )
         except BaseException as exc:
             self._claimed(slots, [])

@@ -44,6 +44,7 @@ from .errors import (
 from .job import CancelReason, Handler, Job
 from .models import Claimed, HeartbeatAnswer, Report
 from .reporter import Reporter, raise_for_report
+from .threads import run_in_daemon_thread
 from .tracing import run_in_span
 
 __all__ = ["Worker"]
@@ -139,7 +140,8 @@ class Worker:
     def stop(self) -> None:
         """Stop claiming; running jobs get ``grace_seconds`` before they are released.
 
-        A second call (a second Ctrl-C) ends the grace period at once.
+        A second call (a second Ctrl-C) ends the grace period at once and cuts a claim
+        long-poll in flight.
         """
         if self._stopping.is_set():
             self._hurry.set()
@@ -166,7 +168,7 @@ class Worker:
             if claiming.done() and claiming.exception() is not None:
                 raise _fatal(claiming)
             await self._drain()
-            await claiming
+            await self._end_claiming(claiming)
             await self._release_all_unstarted()
         except BaseException as exc:
             revoked = isinstance(exc, Unauthorized)
@@ -233,6 +235,22 @@ class Worker:
                 self.log.info("agent.connected", url=self.client.display_url)
             pause = 0.1
             self._take(claimed)
+
+    async def _end_claiming(self, claiming: asyncio.Task[None]) -> None:
+        """Wait for the claim loop to end; a second ``stop()`` cuts a long-poll in flight.
+
+        After one ``stop()`` a long-poll to a live coordinator is let finish (up to
+        ``wait_seconds``): the jobs it brings back are released unstarted. A second one
+        means now: the poll is cancelled and its connection closed; the coordinator
+        then ends the poll (it watches for the disconnect), and a job it leased in
+        that instant is a lost answer, leased until its lease expires (SPEC 3).
+        """
+        await _first(claiming, self._hurry.wait())
+        if not claiming.done():
+            claiming.cancel()
+            await asyncio.wait({claiming})
+        if not claiming.cancelled():
+            claiming.result()  # the claim loop's own error, if it had one
 
     def _free(self) -> int:
         return self.concurrency - self._busy - self._claiming
@@ -331,7 +349,9 @@ class Worker:
             if inspect.iscoroutinefunction(handler):
                 result = await handler(job)
             else:
-                result = await asyncio.to_thread(handler, job)
+                # Not asyncio.to_thread: the executor's threads are joined at exit, so a
+                # handler outliving the grace period would keep the agent up (threads.py).
+                result = await run_in_daemon_thread(handler, job, name=f"handler-{job.id}")
                 if inspect.isawaitable(result):
                     result = await result
         except JobFailed as exc:
