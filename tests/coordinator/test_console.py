@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import httpx
 import pytest
+from fleet_coordinator.services import fire_due
 from structlog.testing import capture_logs
 
 from .conftest import ADMIN, Api
@@ -299,6 +301,25 @@ async def test_a_jobs_lock_is_shown_escaped_on_its_page_and_in_job_lists(api: Ap
     )
     failed = (await api.client.get("/ui/failed", params={"queue": "locks"})).text
     assert f'<td class="lock"><a href="{link}">{shown}</a></td>' in failed
+
+
+async def test_a_scheduled_jobs_page_names_its_schedule(api: Api) -> None:
+    """The job a schedule enqueued names the schedule, linked to the schedules page (a
+    schedule's name is letters, digits and ``_.:-``: nothing to escape); a job enqueued
+    by a caller shows no schedule."""
+    name = "nightly.report"
+    api.clock.set(datetime(2026, 5, 4, 10, 0, 30, tzinfo=UTC).timestamp())
+    body = {"cron": "*/5 * * * *", "job": {"kind": "report", "queue": "cron"}}
+    path = f"/v1/schedules/{name}"
+    assert (await api.client.put(path, json=body, headers=api.admin)).status_code == 201
+    api.clock.set(datetime(2026, 5, 4, 10, 5, tzinfo=UTC).timestamp())
+    assert await fire_due(api.co) == 1
+    await _signin(api.client)  # at the clock's time: a session is judged by it
+    (job,) = (await api.client.get("/v1/jobs?queue=cron", headers=api.admin)).json()["items"]
+    page = (await api.client.get(f"/ui/jobs/{job['id']}")).text
+    assert f'<dt>schedule</dt><dd><a href="/ui/schedules">{name}</a></dd>' in page
+    plain = await api.enqueue(queue="cron")
+    assert "<dt>schedule</dt>" not in (await api.client.get(f"/ui/jobs/{plain['id']}")).text
 
 
 async def test_jobs_page_filters_and_pages_with_a_cursor(api: Api) -> None:
