@@ -10,7 +10,7 @@ can supply (path parameters, one pydantic body, the coordinator, the agent
 token's document or the admin token as a router dependency, a ``Response``) and
 whose response options are the defaults. For such a route it matches the path
 with the route's own regular expression, in the router's order, parses the
-body with ``json.loads`` as Starlette's ``Request.json`` does, validates it
+body to the values ``json.loads`` gives Starlette's ``Request.json``, validates it
 with the route's body model, takes the caller the guard outside has already
 authenticated for the route's role (``Admitted``: the guard read the body and
 checked the token, so neither happens twice), runs
@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Response
 from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, ValidationError
@@ -50,6 +51,23 @@ from .limits import MATCHES_KEPT, REMEMBERED_PATH
 from .middleware import ADMITTED, Admitted
 
 __all__ = ["HotPath"]
+
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+
+
+def _loads(raw: bytes) -> Any:
+    """The body as Starlette's ``Request.json`` (``json.loads``) reads it, or an error.
+
+    orjson, ~10x cheaper, reads the same values with two differences: an integer
+    past 64 bits becomes a float (which would pass where FastAPI refuses it: 422),
+    and it refuses what ``json.loads`` takes (NaN, 1e400, a lone surrogate, a BOM),
+    so that such a body goes to FastAPI, which answers it. A run of 19 digits,
+    anywhere (a string too), sends the body to ``json.loads``.
+    """
+    if _LONG_NUMBER.search(raw) is None:
+        return orjson.loads(raw)
+    return json.loads(raw)
+
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _DEFAULT_OPTIONS = {
@@ -202,9 +220,7 @@ class HotPath:
         if not raw or not _is_json(admitted.content_type):
             return False
         try:
-            # json.loads as Starlette's Request.json: orjson reads integers past 64 bits
-            # as floats, which would pass where FastAPI refuses them (422).
-            parsed = route.model.model_validate(json.loads(raw))
+            parsed = route.model.model_validate(_loads(raw))
         except (ValueError, RecursionError, ValidationError):  # JSONDecodeError: a ValueError
             return False
         co: Coordinator = scope["app"].state.coordinator

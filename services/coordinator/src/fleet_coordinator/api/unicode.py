@@ -74,7 +74,12 @@ def unicode_problem(body: bytes, content_type: bytes | None) -> UnicodeProblem |
     """Why ``body`` holds invalid Unicode, or None when it is fine (or not JSON)."""
     if not body or not _is_json(content_type):
         return None
-    if json.detect_encoding(body) not in ("utf-8", "utf-8-sig"):
+    # json.detect_encoding's answer without its call: a first byte ASCII but not NUL
+    # (no byte order mark starts so) and a second byte not NUL can only be UTF-8.
+    if not (0 < body[0] < 0x80 and body[1:2] != b"\0") and json.detect_encoding(body) not in (
+        "utf-8",
+        "utf-8-sig",
+    ):
         # json.loads would decode UTF-16/32 too (surrogatepass); RFC 8259 says UTF-8.
         return UnicodeProblem(400, "bad_request", "a JSON body must be UTF-8", {})
     position = _utf8_error(body)
