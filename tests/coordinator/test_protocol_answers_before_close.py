@@ -1,0 +1,101 @@
+"""Answers owed on a connection leave before ``serve``'s protocol closes it.
+
+Over real sockets against a real ``fleet-coordinator serve``: a client that shuts
+down its write side after a complete request. Each read runs until the server
+closes; its timeout only guards a hang.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.support.served import Served
+
+GUARD = 10.0
+"""Seconds a read may wait before the test fails as hung."""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A coordinator, shared by the module's tests."""
+    with Served(cwd=tmp_path_factory.mktemp("served")) as served:
+        yield served
+
+
+def _long_poll(server: Served, wait_seconds: float) -> bytes:
+    """A claim that is answered 200 with no lease once ``wait_seconds`` pass.
+
+    A new agent's, on a queue of its own: one test's long-polls never share a claim
+    query with another's.
+    """
+    made = httpx.post(
+        f"{server.base_url}/v1/agents", json={"name": "a"}, headers=server.admin_headers
+    )
+    assert made.status_code == 201, made.text
+    token, queue = made.json()["token"], made.json()["agent"]["id"]
+    body = json.dumps({"queues": [queue], "wait_seconds": wait_seconds}).encode()
+    return (
+        b"POST /v1/claims HTTP/1.1\r\nhost: x\r\nauthorization: Bearer %s\r\n"
+        b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+        % (token.encode(), len(body), body)
+    )
+
+
+def _until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    sock.settimeout(GUARD)
+    received = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return received
+        if not chunk:
+            return received
+        received += chunk
+
+
+def _answers(data: bytes) -> list[tuple[int, dict[bytes, bytes], bytes]]:
+    """The answers in ``data``, in order: status, headers and body (all have a length)."""
+    answers = []
+    while data:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        assert sep, data
+        status_line, *lines = head.split(b"\r\n")
+        headers = {}
+        for line in lines:
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers[b"content-length"])
+        answers.append((int(status_line.split(b" ")[1]), headers, rest[:length]))
+        data = rest[length:]
+    return answers
+
+
+@pytest.mark.parametrize("version", [b"1.1", b"1.0"])
+def test_a_client_that_shuts_down_its_write_side_gets_its_answer_then_the_close(
+    server: Served, version: bytes
+) -> None:
+    """``shutdown(SHUT_WR)`` after a whole request (``nc -N``): the answer, then EOF."""
+    for _ in range(5):  # each time, not by luck of the timing
+        with socket.create_connection(("127.0.0.1", server.port), timeout=GUARD) as sock:
+            sock.sendall(b"GET /healthz HTTP/%s\r\nhost: x\r\n\r\n" % version)
+            sock.shutdown(socket.SHUT_WR)
+            [(status, _, body)] = _answers(_until_closed(sock))
+            assert (status, json.loads(body)["status"]) == (200, "ok")
+
+
+def test_a_long_poll_whose_client_shuts_down_its_write_side_ends_at_once(
+    server: Served,
+) -> None:
+    """The end of a client's data is a hang-up, as in uvicorn (the server cannot tell it
+    from a close): a long-poll still waiting then ends, unanswered, and frees its slot."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=GUARD) as sock:
+        sock.sendall(_long_poll(server, 30))
+        sock.shutdown(socket.SHUT_WR)
+        assert _until_closed(sock) == b""  # closed long before the 30 s (GUARD is 10)
