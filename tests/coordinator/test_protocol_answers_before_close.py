@@ -1,7 +1,8 @@
 """Answers owed on a connection leave before ``serve``'s protocol closes it.
 
 Over real sockets against a real ``fleet-coordinator serve``: a client that shuts
-down its write side after a complete request. Each read runs until the server
+down its write side after a complete request, and a request refused (431, 400)
+behind a pipelined one still being answered. Each read runs until the server
 closes; its timeout only guards a hang.
 """
 
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from fleet_coordinator.protocol import MAX_HEADER_BYTES
 
 from tests.support.served import Served
 
@@ -99,3 +101,35 @@ def test_a_long_poll_whose_client_shuts_down_its_write_side_ends_at_once(
         sock.sendall(_long_poll(server, 30))
         sock.shutdown(socket.SHUT_WR)
         assert _until_closed(sock) == b""  # closed long before the 30 s (GUARD is 10)
+
+
+@pytest.mark.parametrize(
+    ("refused", "status"),
+    [
+        pytest.param(
+            b"GET /healthz HTTP/1.1\r\nx-big: %s\r\n\r\n" % (b"a" * MAX_HEADER_BYTES),
+            431,
+            id="431-headers-that-end",
+        ),
+        pytest.param(
+            # Counted from the read after the one they began in (behind another
+            # request): past the limit whatever the reads, up to 256 KiB each.
+            b"GET /healthz HTTP/1.1\r\nx-big: %s" % (b"a" * (6 * MAX_HEADER_BYTES)),
+            431,
+            id="431-headers-that-never-end",
+        ),
+        pytest.param(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 400, id="400-tls-hello"),
+    ],
+)
+def test_a_pipelined_request_refused_behind_another_is_refused_after_that_ones_answer(
+    server: Served, refused: bytes, status: int
+) -> None:
+    """The request before the refused one is answered first (its answer takes a while),
+    then the refusal in the error shape, then the close."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=GUARD) as sock:
+        sock.sendall(_long_poll(server, 0.3) + refused)
+        answers = _answers(_until_closed(sock))
+    assert [answer[0] for answer in answers] == [200, status]
+    assert json.loads(answers[0][2]) == {"leases": []}
+    assert answers[1][1][b"connection"] == b"close"
+    assert json.loads(answers[1][2])["error"]["code"] in ("headers_too_large", "bad_request")

@@ -13,14 +13,17 @@ Bodies are the guard's (``api/middleware.py``): bounded per route and in time.
 This protocol only tells it, with ``BODY_COMPLETE`` in the scope, that a body was
 parsed whole before the app ran, so that its read needs no deadline.
 
-The end of what a client sends (``shutdown(SHUT_WR)``) closes the connection, as in
-uvicorn; what was answered by then is sent first.
+A refusal (400, 431) that comes while a request before it (pipelined) is still
+being answered waits for that answer: the answer goes first, then the refusal, then
+the close. The end of what a client sends (``shutdown(SHUT_WR)``) closes the
+connection, as in uvicorn; what was answered by then is sent first.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from functools import partial
 from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -166,10 +169,34 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()  # nothing was answered: no request was ever complete
 
     def _refuse(self, answer: bytes) -> None:
-        """Answer ``answer`` and close: nothing more is read from this connection."""
+        """Answer ``answer`` and close: nothing more is read from this connection.
+
+        A request before this one (pipelined) may still be being answered: its answer
+        is owed first, so the refusal waits for it (the answer's ``on_response``).
+        """
         self._refused = True
         self._disarm()
-        self.transport.write(answer)
+        cycle = self.cycle  # the latest request parsed whole, or the one being read
+        if (
+            cycle is not None
+            and not cycle.more_body  # whole: a refusal inside its body is its own
+            and not cycle.response_complete
+            and not self.transport.is_closing()
+        ):
+            cycle.on_response = partial(self._answered_then_refuse, answer)
+            return
+        self._close_with(answer)
+
+    def _answered_then_refuse(self, answer: bytes) -> None:
+        """The answer owed before a refusal is written whole: now the refusal."""
+        self.on_response_complete()
+        self._close_with(answer)
+
+    def _close_with(self, answer: bytes) -> None:
+        if self.transport.is_closing():
+            return  # the client asked for the close with its request, or is gone
+        if answer:
+            self.transport.write(answer)
         self.transport.close()
 
     def data_received(self, data: bytes) -> None:
