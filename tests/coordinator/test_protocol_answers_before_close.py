@@ -1,9 +1,9 @@
 """Answers owed on a connection leave before ``serve``'s protocol closes it.
 
 Over real sockets against a real ``fleet-coordinator serve``: a client that shuts
-down its write side after a complete request, and a request refused (431, 400)
-behind a pipelined one still being answered. Each read runs until the server
-closes; its timeout only guards a hang.
+down its write side after a complete request, a request refused (431, 400) behind
+a pipelined one still being answered, and a header deadline that runs out behind
+one. Each read runs until the server closes; its timeout only guards a hang.
 """
 
 from __future__ import annotations
@@ -18,14 +18,16 @@ from fleet_coordinator.protocol import MAX_HEADER_BYTES
 
 from tests.support.served import Served
 
+HEADER_TIMEOUT = 0.5
 GUARD = 10.0
 """Seconds a read may wait before the test fails as hung."""
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """A coordinator, shared by the module's tests."""
-    with Served(cwd=tmp_path_factory.mktemp("served")) as served:
+    """A coordinator with a short header deadline, shared by the module's tests."""
+    env = {"FLEET_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT)}
+    with Served(cwd=tmp_path_factory.mktemp("served"), env=env) as served:
         yield served
 
 
@@ -133,3 +135,14 @@ def test_a_pipelined_request_refused_behind_another_is_refused_after_that_ones_a
     assert json.loads(answers[0][2]) == {"leases": []}
     assert answers[1][1][b"connection"] == b"close"
     assert json.loads(answers[1][2])["error"]["code"] in ("headers_too_large", "bad_request")
+
+
+def test_headers_late_behind_a_request_being_answered_close_after_its_answer(
+    server: Served,
+) -> None:
+    """The next request's headers outlive the header deadline while the one before it
+    is still being answered: that answer is sent, then the connection is closed."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=GUARD) as sock:
+        sock.sendall(_long_poll(server, 3 * HEADER_TIMEOUT) + b"GET /healthz HTTP/1.1\r\n")
+        answers = _answers(_until_closed(sock))
+    assert [(answer[0], json.loads(answer[2])) for answer in answers] == [(200, {"leases": []})]

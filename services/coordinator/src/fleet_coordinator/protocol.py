@@ -13,9 +13,9 @@ Bodies are the guard's (``api/middleware.py``): bounded per route and in time.
 This protocol only tells it, with ``BODY_COMPLETE`` in the scope, that a body was
 parsed whole before the app ran, so that its read needs no deadline.
 
-A refusal (400, 431) that comes while a request before it (pipelined) is still
-being answered waits for that answer: the answer goes first, then the refusal, then
-the close. The end of what a client sends (``shutdown(SHUT_WR)``) closes the
+A refusal or a header deadline that comes while a request before it (pipelined) is
+still being answered waits for that answer: the answer goes first, then the refusal,
+then the close. The end of what a client sends (``shutdown(SHUT_WR)``) closes the
 connection, as in uvicorn; what was answered by then is sent first.
 """
 
@@ -166,10 +166,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _headers_late(self) -> None:
         self._header_deadline = None
         if not self.transport.is_closing():
-            self.transport.close()  # nothing was answered: no request was ever complete
+            self._refuse(b"")  # no answer for headers that never ended, only the close
 
     def _refuse(self, answer: bytes) -> None:
-        """Answer ``answer`` and close: nothing more is read from this connection.
+        """Answer ``answer`` (``b""``: none) and close: nothing more is read from here.
 
         A request before this one (pipelined) may still be being answered: its answer
         is owed first, so the refusal waits for it (the answer's ``on_response``).
