@@ -6,6 +6,7 @@ over real sockets, with slow clients, are ``test_serve_slow_clients.py``'s.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -96,13 +97,31 @@ async def test_bytes_that_are_not_http_get_400_in_the_error_shape(data: bytes) -
 
 @pytest.mark.parametrize("split", [False, True], ids=["one-read", "over-two-reads"])
 async def test_headers_over_the_limit_behind_a_pipelined_request_get_431(split: bool) -> None:
-    """A request that begins in the middle of a read, behind another, is bounded too."""
+    """A request that begins in the middle of a read, behind another, is bounded too; the
+    one before it is answered first."""
     app = _App()
     protocol, wire = connect(app)
     data = _get(10) + _get(MAX_HEADER_BYTES + 1)
     reads = [data[: len(data) // 2], data[len(data) // 2 :]] if split else [data]
+    wire.whole = asyncio.get_running_loop().create_future()
     for read in reads:
         protocol.data_received(read)
+    assert not wire.closed  # the first request's answer is owed
+    assert (await wire.whole).startswith(b"HTTP/1.1 204 ")
     assert wire.closed
-    assert b"HTTP/1.1 431 " in wire.data
+    assert wire.data.startswith(b"HTTP/1.1 431 ")
+    assert app.calls == 1
+    protocol.connection_lost(None)
+
+
+async def test_bytes_that_are_not_http_in_the_body_being_read_get_400_at_once() -> None:
+    """A refusal waits only for answers to whole requests: the request whose body is
+    broken gets its 400 at once, its app a disconnect."""
+    app = _App()
+    protocol, wire = connect(app)
+    protocol.data_received(
+        b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n2\r\nab\r\nzz\r\n"
+    )
+    assert wire.closed
+    assert wire.data.startswith(b"HTTP/1.1 400 ")
     protocol.connection_lost(None)

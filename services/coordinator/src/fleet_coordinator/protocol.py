@@ -12,12 +12,18 @@ bytes httptools cannot read as HTTP/1.1.
 Bodies are the guard's (``api/middleware.py``): bounded per route and in time.
 This protocol only tells it, with ``BODY_COMPLETE`` in the scope, that a body was
 parsed whole before the app ran, so that its read needs no deadline.
+
+A refusal or a header deadline that comes while a request before it (pipelined) is
+still being answered waits for that answer: the answer goes first, then the refusal,
+then the close. The end of what a client sends (``shutdown(SHUT_WR)``) closes the
+connection, as in uvicorn; what was answered by then is sent first.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from functools import partial
 from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -57,8 +63,10 @@ class OneWriteTransport(asyncio.Transport):
     writes: two system calls and two TCP segments, so on loopback the client wakes
     twice per answer. Writes made in one turn of the event loop are joined here and
     handed to the real transport once, at the end of that turn (``call_soon``);
-    ``close``, ``abort`` and ``write_eof`` send what is held first. Everything else
-    is the real transport's, method by method (the base class's methods would
+    ``close`` and ``write_eof`` send what is held first (``abort`` drops it, as the
+    real one does). The real transport also closes itself, when the client's data
+    ends: ``GuardedHttpToolsProtocol.eof_received`` flushes before that. Everything
+    else is the real transport's, method by method (the base class's methods would
     otherwise answer in its place).
     """
 
@@ -158,13 +166,37 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _headers_late(self) -> None:
         self._header_deadline = None
         if not self.transport.is_closing():
-            self.transport.close()  # nothing was answered: no request was ever complete
+            self._refuse(b"")  # no answer for headers that never ended, only the close
 
     def _refuse(self, answer: bytes) -> None:
-        """Answer ``answer`` and close: nothing more is read from this connection."""
+        """Answer ``answer`` (``b""``: none) and close: nothing more is read from here.
+
+        A request before this one (pipelined) may still be being answered: its answer
+        is owed first, so the refusal waits for it (the answer's ``on_response``).
+        """
         self._refused = True
         self._disarm()
-        self.transport.write(answer)
+        cycle = self.cycle  # the latest request parsed whole, or the one being read
+        if (
+            cycle is not None
+            and not cycle.more_body  # whole: a refusal inside its body is its own
+            and not cycle.response_complete
+            and not self.transport.is_closing()
+        ):
+            cycle.on_response = partial(self._answered_then_refuse, answer)
+            return
+        self._close_with(answer)
+
+    def _answered_then_refuse(self, answer: bytes) -> None:
+        """The answer owed before a refusal is written whole: now the refusal."""
+        self.on_response_complete()
+        self._close_with(answer)
+
+    def _close_with(self, answer: bytes) -> None:
+        if self.transport.is_closing():
+            return  # the client asked for the close with its request, or is gone
+        if answer:
+            self.transport.write(answer)
         self.transport.close()
 
     def data_received(self, data: bytes) -> None:
@@ -190,8 +222,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         # Measured (bench drain, --concurrency 1, 3 runs each, medians): 573 → 601 jobs/s,
         # coordinator CPU per job 0.92x, agents' 0.94x; at --concurrency 10 no change.
-        self.transport = OneWriteTransport(transport, self.loop)
+        self._one_write = OneWriteTransport(transport, self.loop)
+        self.transport = self._one_write
         self._arm()
+
+    def eof_received(self) -> None:
+        """The client sends nothing more: its connection closes on return, as uvicorn's does.
+
+        uvicorn writes each answer at once, so one made before the end was read is
+        sent; here it may still be held for the end of this loop turn: send it now.
+        """
+        self._one_write.flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
