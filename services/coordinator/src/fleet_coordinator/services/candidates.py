@@ -53,6 +53,10 @@ per claim to 0.94x (docs/benchmarks.md). A claim that finds nothing it may take 
 """
 
 
+class _LeaderGoneError(Exception):
+    """The claim running a batch's query was cancelled before it answered."""
+
+
 @dataclass(eq=False)
 class _Batch:
     needs: int = 0
@@ -108,7 +112,12 @@ class CandidateSource:
         (in a ``finally``). When the shared page holds nothing this agent may take
         (labels) and more may match, the claimer reads further pages on its own.
         """
-        picks, more = await self._take_shared(queues, labels, need, skip)
+        while True:
+            try:
+                picks, more = await self._take_shared(queues, labels, need, skip)
+                break
+            except _LeaderGoneError:
+                continue  # its leader was cancelled before its query answered: ask again
         if picks or not more:
             return picks
         return await self._take_further(queues, labels, need, skip | self._pending)
@@ -130,25 +139,44 @@ class CandidateSource:
         batch.users += 1
         try:
             if leader:
-                # One tick for the claims that arrived together to join this query.
-                await asyncio.sleep(0)
-                del self._open[key]
-                self._seq += 1
-                batch.seq = self._seq
-                self._live.append(batch)
-                # Jobs handed out to claims still in flight are still queued in the
-                # store and sort first: read past them, or the page holds nothing new.
-                reach = batch.needs + len(self._pending)
-                try:
-                    page = await self._query(queues, reach, _SHARED_SLACK)
-                    batch.result.set_result((page.items, page.more))
-                except Exception as exc:
-                    batch.result.set_exception(exc)
-            docs, more = await batch.result
+                await self._lead(key, batch, queues)
+            # A claimer that stops waiting (its long-poll's client left) must not cancel
+            # the shared result under the others: each waits through a shield.
+            result = batch.result
+            docs, more = result.result() if result.done() else await asyncio.shield(result)
             return self._pick(batch, docs, labels, need, skip), more
         finally:
             if batch in self._live:
                 self._done(batch)
+
+    async def _lead(
+        self, key: tuple[str, ...] | None, batch: _Batch, queues: Sequence[str] | None
+    ) -> None:
+        """Run the batch's one query and give every claimer in it the page (or the error)."""
+        try:
+            # One tick for the claims that arrived together to join this query.
+            await asyncio.sleep(0)
+            del self._open[key]
+            self._seq += 1
+            batch.seq = self._seq
+            self._live.append(batch)
+            # Jobs handed out to claims still in flight are still queued in the
+            # store and sort first: read past them, or the page holds nothing new.
+            reach = batch.needs + len(self._pending)
+            page = await self._query(queues, reach, _SHARED_SLACK)
+        except Exception as exc:
+            batch.result.set_exception(exc)
+        except BaseException:
+            # The leader itself was cancelled (its long-poll's client left): the others
+            # ask again, and a batch left open would have every later claim of these
+            # queues wait for a query nobody runs.
+            if self._open.get(key) is batch:
+                del self._open[key]
+            batch.result.set_exception(_LeaderGoneError())
+            batch.result.exception()  # read here: with no claimer joined, nobody else will
+            raise
+        else:
+            batch.result.set_result((page.items, page.more))
 
     async def _take_further(
         self,
