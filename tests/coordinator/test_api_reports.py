@@ -16,6 +16,14 @@ async def _report(api: Api, headers: dict[str, str], **body: Any) -> dict[str, A
     return data
 
 
+async def _leased(api: Api, count: int) -> tuple[dict[str, str], list[str]]:
+    """An agent of capacity ``count`` holding ``count`` fresh jobs: its headers, the job ids."""
+    _, headers = await api.agent(capacity=count)
+    for _ in range(count):
+        await api.enqueue()
+    return headers, [lease["job"]["id"] for lease in await api.claim(headers, max_jobs=count)]
+
+
 async def test_each_action_answers_in_request_order_as_its_single_endpoint(api: Api) -> None:
     """Heartbeat, complete, fail and release in one request each do what their endpoint does."""
     _, headers = await api.agent(capacity=4)
@@ -66,10 +74,7 @@ async def test_a_heartbeat_items_progress_is_kept_on_its_run_as_by_its_endpoint(
 async def test_an_item_answer_carries_only_the_fields_of_its_outcome(api: Api) -> None:
     """SPEC's item answer has optional, non-null fields: an ok item carries ``status`` (a
     heartbeat also ``lease`` and ``cancel_requested``), a failed one ``error``; none is null."""
-    _, headers = await api.agent(capacity=4)
-    for _ in range(4):
-        await api.enqueue()
-    ids = [le["job"]["id"] for le in await api.claim(headers, max_jobs=4)]
+    headers, ids = await _leased(api, 4)
     items = [
         {"job_id": ids[0], "epoch": 1, "action": "heartbeat"},
         {"job_id": ids[1], "epoch": 1, "action": "complete"},
@@ -96,10 +101,7 @@ async def test_an_item_answer_carries_only_the_fields_of_its_outcome(api: Api) -
 
 async def test_a_failed_item_changes_nothing_for_the_others(api: Api) -> None:
     """A stale epoch, an unknown job and a too-large result fail in place; the rest apply."""
-    _, headers = await api.agent(capacity=3)
-    for _ in range(3):
-        await api.enqueue()
-    ids = [lease["job"]["id"] for lease in await api.claim(headers, max_jobs=3)]
+    headers, ids = await _leased(api, 3)
     items = [
         {"job_id": ids[0], "epoch": 2, "action": "complete"},
         {"job_id": "0" * 32, "epoch": 1, "action": "complete"},
