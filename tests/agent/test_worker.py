@@ -346,14 +346,17 @@ async def test_a_thread_handler_outliving_the_grace_period_is_released_and_left_
     """
     _, token = await fleet.register()
     job_id = await fleet.enqueue(lease_seconds=30)
-    started, proceed = threading.Event(), threading.Event()
+    started, proceed, returned = threading.Event(), threading.Event(), threading.Event()
     threads: list[threading.Thread] = []
 
     def stuck(job: Job) -> str:
         threads.append(threading.current_thread())
         started.set()
-        proceed.wait(10)  # until the test lets it go (10 s: a guard, not a wait)
-        return "too late"
+        try:
+            proceed.wait(10)  # until the test lets it go (10 s: a guard, not a wait)
+            return "too late"
+        finally:
+            returned.set()
 
     client, transport = fleet.client(token)
     try:
@@ -367,7 +370,7 @@ async def test_a_thread_handler_outliving_the_grace_period_is_released_and_left_
             assert thread.is_alive()
             assert thread.daemon
             proceed.set()
-            await asyncio.to_thread(thread.join, 5)
+            assert await asyncio.to_thread(returned.wait, 5)
     finally:
         proceed.set()
     assert (worker.stats["released"], worker.stats["succeeded"]) == (1, 0)

@@ -7,12 +7,14 @@ workers when the interpreter exits. A sync handler still running when the
 shutdown's grace period ends had its job released, and then kept the agent
 process up until it returned — forever, for a stuck one.
 
-So each sync handler gets a daemon thread of its own. Cancelling the awaiting
-task abandons the thread: its job is handled as any cancelled handler's, the
-return value or exception it ends with is dropped, and the thread runs on until
-it returns or the process exits, which does not wait for it. A thread costs its
-start (tens of µs) per sync job; reused threads would be an executor's, which is
-exactly what is joined at exit.
+So sync handlers run in daemon threads, which the process does not wait for.
+Cancelling the awaiting task abandons the call: its job is handled as any
+cancelled handler's, the return value or exception it ends with is dropped, and
+its thread runs on until the call returns or the process exits. A thread that
+finishes a call waits for the next one (``_IDLE_SECONDS``, at most ``_MAX_IDLE``
+threads waiting): starting a thread per job cost ~120 µs of CPU a call against
+~70 for ``asyncio.to_thread`` (docs/benchmarks.md, "Twelfth session"); a thread
+still busy with an abandoned call is never handed another.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import queue
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 __all__ = ["run_in_daemon_thread"]
 
@@ -53,5 +56,50 @@ async def run_in_daemon_thread(fn: Callable[..., _T], *args: Any, name: str | No
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(settle, outcome)
 
-    threading.Thread(target=target, name=name, daemon=True).start()
+    _Pooled.run_in_one(target, name)
     return await answer
+
+
+_IDLE_SECONDS = 60.0
+"""How long a thread with no call waits for one before it ends."""
+_MAX_IDLE = 64
+"""Threads waiting for a call at most; one that finishes a call beyond them ends."""
+
+
+class _Pooled(threading.Thread):
+    """A daemon thread that runs calls one after another while it is given them."""
+
+    _idle: ClassVar[list[_Pooled]] = []  # the threads waiting for a call, this process's
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self._calls: queue.SimpleQueue[tuple[Callable[[], None], str | None]] = queue.SimpleQueue()
+
+    @classmethod
+    def run_in_one(cls, call: Callable[[], None], name: str | None) -> None:
+        """Run ``call`` in a waiting thread, or in a new one if none waits."""
+        with cls._lock:
+            thread = cls._idle.pop() if cls._idle else None
+        if thread is None:
+            thread = cls()
+            thread.start()
+        thread._calls.put((call, name))
+
+    def run(self) -> None:
+        while True:
+            try:
+                call, name = self._calls.get(timeout=_IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:
+                    if self in self._idle:
+                        self._idle.remove(self)
+                        return
+                continue  # taken just now: its call is on the way
+            if name is not None:
+                self.name = name  # as py-spy and faulthandler show the thread
+            call()
+            with self._lock:
+                if len(self._idle) >= _MAX_IDLE:
+                    return
+                self._idle.append(self)
