@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import os
 import signal
@@ -115,6 +116,32 @@ def test_unknown_ids_exit_3_and_bad_input_exits_1_or_2(fleet: Fleet) -> None:
         fleet("jobs", "enqueue", "k", "--payload", "[1]")
     assert caught.value.code == EXIT_USAGE
     assert fleet("jobs", "cancel")[0] == EXIT_USAGE  # neither ids nor a filter
+
+
+def test_a_url_that_names_another_server_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A web server that is not the coordinator answers 200 in HTML: a wrong ``--url``,
+    the command-line mistake of status 2 (it was 1, "invalid input", which it is not)."""
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<!doctype html><p>a web server</p>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    monkeypatch.setenv("FLEET_ADMIN_TOKEN", "a-token-long-enough-to-be-sent")
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            code = main(["queues", "--url", f"http://127.0.0.1:{server.server_port}"])
+        finally:
+            server.shutdown()
+    assert code == EXIT_USAGE
 
 
 def test_tokens_and_reachability_have_their_own_statuses(

@@ -35,7 +35,8 @@ EXIT_SERVER_ERROR = 7
 EXIT_CODES = {
     EXIT_OK: "done",
     EXIT_REJECTED: "refused: invalid input (400, 413, 422) or some lines of a file not enqueued",
-    EXIT_USAGE: "command-line mistake (a bad --url too), or FLEET_ADMIN_TOKEN not set or unusable",
+    EXIT_USAGE: "command-line mistake (a --url another server answers too), or "
+    "FLEET_ADMIN_TOKEN not set or unusable",
     EXIT_NOT_FOUND: "no such job, agent or schedule (404)",
     EXIT_CONFLICT: "the state does not allow it (409: already ended, key reused …)",
     EXIT_UNAUTHORIZED: "the token was refused (401, 403)",
@@ -58,4 +59,6 @@ def exit_code_of(error: FleetError) -> int:
     for kind, code in _EXIT_BY_ERROR:
         if isinstance(error, kind):
             return code
+    if error.code == "unexpected_answer":
+        return EXIT_USAGE  # another server answered: the --url (or FLEET_URL) is wrong
     return EXIT_REJECTED
