@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fleet_coordinator import Settings, create_app
+from fleet_coordinator.api.limits import RouteRules
 from fleet_coordinator.services import get_job
 
 from .conftest import Api
@@ -228,3 +230,14 @@ async def test_reports_need_an_agent_token(api: Api) -> None:
     assert r.status_code == 401
     r = await api.client.post("/v1/reports", json={"items": []}, headers=api.admin)
     assert r.status_code == 403
+
+
+def test_the_body_bound_counts_one_free_form_value_an_item() -> None:
+    """Each item takes only its action's fields (a union chosen by ``action``), so the guard
+    bounds a report body by 100 items of one result or progress each: ~53 MB with the
+    default payload limit, where a model allowing both in every item allowed ~111 MB."""
+    settings = Settings(store_url="memory://", admin_token="an-admin-token-for-the-bound")
+    rules = RouteRules(create_app(settings), settings.max_payload_bytes)
+    portable = 2 * settings.max_payload_bytes  # what a free-form value may take
+    limit = rules.match("POST", "/v1/reports").body_limit
+    assert 100 * portable < limit < 1.1 * 100 * portable

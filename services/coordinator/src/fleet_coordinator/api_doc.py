@@ -62,6 +62,10 @@ def type_of(schema: dict[str, Any]) -> str:
         return f"[`{_ref_name(schema['$ref'])}`](#{_ref_name(schema['$ref']).lower()})"
     if "anyOf" in schema:
         return " \\| ".join(type_of(s) for s in schema["anyOf"])
+    if "oneOf" in schema:  # a union chosen by a field (ReportItem by its action)
+        chosen = " \\| ".join(type_of(s) for s in schema["oneOf"])
+        tag = schema.get("discriminator", {}).get("propertyName")
+        return f"({chosen}, by `{tag}`)" if tag else chosen
     if "enum" in schema:
         return " \\| ".join(f"`{json.dumps(v)}`" for v in schema["enum"])
     if "const" in schema:

@@ -26,9 +26,12 @@ from .deps import AgentAuth, Co
 from .models import (
     ClaimOut,
     ClaimRequest,
+    CompleteItem,
     CompleteRequest,
     ErrorOut,
+    FailItem,
     FailRequest,
+    HeartbeatItem,
     HeartbeatOut,
     HeartbeatRequest,
     JobOut,
@@ -101,22 +104,21 @@ async def release(job_id: str, body: ReleaseRequest, agent: AgentAuth, co: Co) -
 
 def _report(co: Coordinator, item: ReportItem) -> Report | CoordinatorError:
     """The item as a service report, or the error its single endpoint's size check raises."""
+    job_id, epoch, action = item.job_id, item.epoch, Action(item.action)
     try:
-        if item.action == "complete":
+        if isinstance(item, CompleteItem):
             check_size(co, item.result, "result")
-        elif item.action == "heartbeat":
+            return Report(job_id=job_id, epoch=epoch, action=action, result=item.result)
+        if isinstance(item, HeartbeatItem):
             check_size(co, item.progress, "progress")
+            return Report(job_id=job_id, epoch=epoch, action=action, progress=item.progress)
     except CoordinatorError as exc:
         return exc
-    return Report(
-        job_id=item.job_id,
-        epoch=item.epoch,
-        action=Action(item.action),
-        result=item.result,
-        error=item.error or "",
-        retryable=item.retryable,
-        progress=item.progress,
-    )
+    if isinstance(item, FailItem):
+        return Report(
+            job_id=job_id, epoch=epoch, action=action, error=item.error, retryable=item.retryable
+        )
+    return Report(job_id=job_id, epoch=epoch, action=action)
 
 
 def _item_out(item: ReportItem, outcome: ReportOutcome) -> dict[str, Any]:
