@@ -29,27 +29,38 @@ async def lease_ended(co: Coordinator, old: JobState, new: JobState) -> None:
     The one place every end of a lease passes through, once its write landed:
     the job's lock (SPEC 9: free at once), the agent's capacity slot, and the
     waiting claimers when the job is queued again.
+
+    The lease has ended in the store before this runs: if freeing the lock is
+    cancelled (a long-polling report whose client left) or fails, the slot and the
+    waiters are still seen to; the lock document left behind names a lease that
+    ended, which ``locks.holder_state`` judges free, so the next claimer takes it over.
     """
     lease = old.lease
-    if lease is not None:
-        await release(co, old.lock, new.id, lease.epoch, lease.run_id)
-        co.ledger.forget(lease.agent_id, new.id, lease.epoch)
-    if new.status is JobStatus.QUEUED:
-        co.notifier.notify()
+    try:
+        if lease is not None:
+            await release(co, old.lock, new.id, lease.epoch, lease.run_id)
+    finally:
+        if lease is not None:
+            co.ledger.forget(lease.agent_id, new.id, lease.epoch)
+        if new.status is JobStatus.QUEUED:
+            co.notifier.notify()
 
 
 async def _ended(co: Coordinator, op: str, agent_id: str, old: JobState, new: JobState) -> None:
-    await lease_ended(co, old, new)
-    co.metrics.labelled(co.metrics.finished, op, new.status.value).inc()
-    _count_end(co, new)
-    co.log.info(
-        f"coordinator.job.{op}",
-        job_id=new.id,
-        agent_id=agent_id,
-        epoch=old.epoch,
-        status=new.status.value,
-    )
-    job_span(f"coordinator.job.{op}", new, agent_id, old.epoch)
+    try:
+        await lease_ended(co, old, new)
+    finally:
+        # The end is written: counted and logged even if freeing its lock did not finish.
+        co.metrics.labelled(co.metrics.finished, op, new.status.value).inc()
+        _count_end(co, new)
+        co.log.info(
+            f"coordinator.job.{op}",
+            job_id=new.id,
+            agent_id=agent_id,
+            epoch=old.epoch,
+            status=new.status.value,
+        )
+        job_span(f"coordinator.job.{op}", new, agent_id, old.epoch)
 
 
 def _count_end(co: Coordinator, job: JobState) -> None:
