@@ -12,33 +12,12 @@ gives the other claimers a ``CancelledError``.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
-from fleet_coordinator.services.boundary import GuardedContainer
-from fleet_datastore import Page, Query
+
+from tests.support.held import GUARD, Held
 
 from .conftest import Api
-
-GUARD = 5.0
-"""Seconds after which a claim that should have answered counts as hung (a failure)."""
-
-
-class _HeldQueries:
-    """The candidate source's container, with queries held until ``release`` is set."""
-
-    def __init__(self, inner: GuardedContainer) -> None:
-        self.inner = inner
-        self.entered = asyncio.Event()
-        self.release = asyncio.Event()
-
-    async def query(self, query: Query) -> Page:
-        self.entered.set()
-        await self.release.wait()
-        return await self.inner.query(query)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 async def _take(api: Api, queue: str) -> list[str]:
@@ -63,7 +42,7 @@ async def test_a_leader_cancelled_during_its_query_leaves_no_claim_waiting(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     job = await api.enqueue(queue="q")
-    held = _HeldQueries(api.co.candidates.jobs)
+    held = Held(api.co.candidates.jobs, "query")
     monkeypatch.setattr(api.co.candidates, "jobs", held)
     leader = asyncio.create_task(_take(api, "q"))
     follower = asyncio.create_task(_take(api, "q"))
@@ -81,7 +60,7 @@ async def test_a_cancelled_claimer_leaves_the_shared_page_to_the_others(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     jobs = [await api.enqueue(queue="q") for _ in range(2)]
-    held = _HeldQueries(api.co.candidates.jobs)
+    held = Held(api.co.candidates.jobs, "query")
     monkeypatch.setattr(api.co.candidates, "jobs", held)
     leader = asyncio.create_task(_take(api, "q"))
     leaving = asyncio.create_task(_take(api, "q"))

@@ -12,35 +12,14 @@ metric and the log line are missing.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
-from fleet_coordinator.services.boundary import GuardedContainer
 from fleet_coordinator.services.reports import Action, Report, apply_reports
-from fleet_datastore import Document
 from structlog.testing import capture_logs
 
+from tests.support.held import GUARD, Held
+
 from .conftest import Api
-
-GUARD = 5.0
-"""Seconds after which a call that should have answered counts as hung (a failure)."""
-
-
-class _HeldLockReads:
-    """The locks container, with reads held until ``release`` is set."""
-
-    def __init__(self, inner: GuardedContainer) -> None:
-        self.inner = inner
-        self.entered = asyncio.Event()
-        self.release = asyncio.Event()
-
-    async def get(self, doc_id: str, partition_key: str) -> Document:
-        self.entered.set()
-        await self.release.wait()
-        return await self.inner.get(doc_id, partition_key)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 async def test_a_release_cancelled_while_freeing_its_lock_still_ends_the_lease_here(
@@ -50,7 +29,7 @@ async def test_a_release_cancelled_while_freeing_its_lock_still_ends_the_lease_h
     agent_id, headers = await api.agent(capacity=1)
     job = await api.enqueue(queue="q", lock="L")
     [leased] = await api.claim(headers, queues=["q"])
-    held = _HeldLockReads(api.co.locks)
+    held = Held(api.co.locks, "get")
     monkeypatch.setattr(api.co, "locks", held)
     generation = api.co.notifier.generation
     report = Report(job_id=job["id"], epoch=leased["lease"]["epoch"], action=Action.RELEASE)
