@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from fleet_coordinator.errors import UnavailableError
 from fleet_coordinator.services import reap_once
 from fleet_coordinator.store import lock_id
+from structlog.testing import capture_logs
 
 from .conftest import Api
 
@@ -181,3 +184,29 @@ async def test_a_dead_claims_lock_is_taken_over_after_fencing_its_lease_write(ap
     after = await jobs.get(stuck["id"], api.co.shard(stuck["id"]))
     assert after.etag != before.etag
     assert (await api.job(waiting["id"]))["status"] == "queued"
+
+
+async def test_a_lock_the_store_cannot_free_does_not_fail_the_end_that_landed(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A completion whose write landed answers 200 although freeing its job's lock met a
+    store outage (was 503, and the agent's retry then got 409 lease_lost); the lock left
+    behind names an ended lease, so the next job of that lock is claimed at once."""
+    _, headers = await api.agent()
+    first = await api.enqueue(queue="q", lock="db")
+    second = await api.enqueue(queue="q", lock="db")
+    [lease] = await api.claim(headers, queues=["q"])
+    assert lease["job"]["id"] == first["id"]
+
+    async def outage(*_: Any, **__: Any) -> Any:
+        raise UnavailableError("the store is unavailable")
+
+    monkeypatch.setattr(api.co.locks, "get", outage)
+    with capture_logs() as logs:
+        r = await api.client.post(
+            f"/v1/jobs/{first['id']}/complete", json={"epoch": 1}, headers=headers
+        )
+    assert r.status_code == 200, r.text
+    assert [e["event"] for e in logs].count("coordinator.lock.release_left") == 1
+    monkeypatch.undo()
+    assert await _ids(api, headers, queues=["q"]) == [second["id"]]

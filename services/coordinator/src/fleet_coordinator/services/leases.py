@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import domain
 from ..domain import AgentState, JobState, JobStatus, Timestamp
-from ..errors import CoordinatorError
+from ..errors import CoordinatorError, UnavailableError
 from ..tracing import job_span
 from .context import Coordinator
 from .locks import release
@@ -34,11 +34,17 @@ async def lease_ended(co: Coordinator, old: JobState, new: JobState) -> None:
     cancelled (a long-polling report whose client left) or fails, the slot and the
     waiters are still seen to; the lock document left behind names a lease that
     ended, which ``locks.holder_state`` judges free, so the next claimer takes it over.
+    A store outage while freeing it is therefore logged, not answered (503).
     """
     lease = old.lease
     try:
         if lease is not None:
-            await release(co, old.lock, new.id, lease.epoch, lease.run_id)
+            try:
+                await release(co, old.lock, new.id, lease.epoch, lease.run_id)
+            except UnavailableError:
+                # The end is written, so the answer is its success, not a 503 whose retry
+                # would find the lease gone (409): the lock left behind is judged free.
+                co.log.warning("coordinator.lock.release_left", lock=old.lock, job_id=new.id)
     finally:
         if lease is not None:
             co.ledger.forget(lease.agent_id, new.id, lease.epoch)
