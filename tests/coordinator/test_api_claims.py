@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from fleet_coordinator.domain import RESERVATION_GRACE
 from fleet_datastore import Page, Query
 
 from .conftest import Api
@@ -238,3 +239,76 @@ async def test_picks_of_a_claim_that_fails_on_a_later_page_are_offered_again(
     monkeypatch.setattr(store, "query", query)
     leases = await api.claim(plain, max_jobs=2)
     assert sorted(lease["job"]["id"] for lease in leases) == sorted(first + second)
+
+
+async def test_a_failed_lease_write_leaves_no_lease_of_the_claim_unanswered(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One of three lease writes fails (503): the two the others won are answered.
+
+    The writes go out together. Before, the first failure answered 503 at once
+    while the other writes ran on unawaited: the jobs they leased were leased to
+    the agent in the store, but it was never told, so they sat until their
+    leases expired and were reaped (an attempt spent for nothing).
+    """
+    from fleet_datastore import StoreUnavailableError
+
+    ids = []
+    for _ in range(3):
+        ids.append((await api.enqueue())["id"])
+        api.clock.advance(0.01)
+    _, headers = await api.agent(capacity=3)
+    store = api.co.jobs.inner  # below the boundary that translates store errors
+    update = store.update_if_match
+
+    async def the_second_fails(doc_id: str, *args: object) -> object:
+        if doc_id == ids[1]:
+            raise StoreUnavailableError("the store went away")
+        return await update(doc_id, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "update_if_match", the_second_fails)
+    r = await api.client.post("/v1/claims", json={"max_jobs": 3}, headers=headers)
+    monkeypatch.setattr(store, "update_if_match", update)
+    assert r.status_code == 200, r.text
+    answered = sorted(lease["job"]["id"] for lease in r.json()["leases"])
+    assert answered == sorted([ids[0], ids[2]])
+    assert (await api.job(ids[1]))["status"] == "queued"
+    # Its slot, held while its write's outcome is unknown, is freed once the
+    # reservation's grace has passed: the next claim's prune reads the job.
+    assert await api.claim(headers) == []
+    api.clock.advance(RESERVATION_GRACE + 1)
+    assert [lease["job"]["id"] for lease in await api.claim(headers)] == [ids[1]]
+
+
+async def test_a_store_failure_in_a_later_round_keeps_the_jobs_won_before_it(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim's second round fails (503): the job its first round leased is answered."""
+    from fleet_datastore import StoreUnavailableError
+
+    first = (await api.enqueue())["id"]
+    api.clock.advance(0.01)
+    second = (await api.enqueue())["id"]
+    api.clock.advance(0.01)
+    await api.enqueue()  # a third, for the second round to look for
+    _, headers = await api.agent(capacity=2)
+    store = api.co.jobs.inner
+    update = store.update_if_match
+
+    async def a_rival_wins_then_the_store_fails(doc_id: str, *args: object) -> object:
+        if doc_id == second:
+            # The job is cancelled first: this claim's write loses and it goes again,
+            # and its second round's query fails.
+            monkeypatch.setattr(store, "update_if_match", update)
+            cancelled = await api.client.post(f"/v1/jobs/{second}/cancel", headers=api.admin)
+            assert cancelled.status_code == 200, cancelled.text
+            monkeypatch.setattr(api.co.candidates.jobs.inner, "query", no_query)
+        return await update(doc_id, *args)  # type: ignore[arg-type]
+
+    async def no_query(*args: object) -> object:
+        raise StoreUnavailableError("the store went away")
+
+    monkeypatch.setattr(store, "update_if_match", a_rival_wins_then_the_store_fails)
+    r = await api.client.post("/v1/claims", json={"max_jobs": 2}, headers=headers)
+    assert r.status_code == 200, r.text
+    assert [lease["job"]["id"] for lease in r.json()["leases"]] == [first]

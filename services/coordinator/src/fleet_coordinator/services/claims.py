@@ -31,7 +31,8 @@ number of claimers on any number of replicas may run these steps at once:
    on the etag the query returned (the writes go out together); a lease write that
    loses gives its lock back.
    Of any number of racing claimers exactly one wins a job; a loser takes the next
-   candidate.
+   candidate. Every write is awaited, a failed one too; when the store fails
+   (503) after some jobs were leased, the claim stops and answers those.
 6. Give back the reservations of the jobs lost in step 5, and go again (bounded)
    while slots and ``max_jobs`` allow.
 7. A claim that leased nothing still shows the agent alive (written rarely).
@@ -42,12 +43,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import cast
 
 from fleet_datastore import Document
 
 from .. import domain
 from ..domain import JobState
-from ..errors import TooManyRequestsError
+from ..errors import CoordinatorError, TooManyRequestsError
 from ..store import new_id
 from ..tracing import job_span
 from .agent_docs import StoredAgent
@@ -97,55 +99,97 @@ async def _claim(
     won: list[JobState] = []
     tried: set[str] = set()
     held: set[str] = set()  # locks this claim found held (SPEC 9)
-    for _ in range(_ROUNDS):
-        if current is None:
-            break  # deleted meanwhile
-        need = min(max_jobs - len(won), co.ledger.free_slots(current))
-        if need <= 0:
-            break
-        # 3. Candidates from the one shared query, distinct from other claims' here.
-        skip = tried | co.ledger.held(current)
-        picks = await co.candidates.take(queues, state.labels, need, skip)
-        lost: set[str] = set()
-        try:
-            #    A job whose lock is held waits; reach past such jobs rather than stop.
-            picks, blocked = _without_held_locks(picks, held)
-            co.candidates.settle([doc.id for doc in blocked])
-            if not picks and held:
-                further = await candidates_past_held_locks(
-                    co, queues, state.labels, need, skip, held
-                )
-                picks, _ = _without_held_locks(further, held)
-            if not picks:
+    try:
+        for _ in range(_ROUNDS):
+            if current is None:
+                break  # deleted meanwhile
+            need = min(max_jobs - len(won), co.ledger.free_slots(current))
+            if need <= 0:
                 break
-            # 4. Reserve them with one conditional write of the agent's ledger.
-            current, granted = await co.ledger.reserve(current, picks)
-            if current is None or not granted:
-                break
-            # 5. Lease each with one conditional write on the etag the query returned;
-            #    the writes go out together (distinct jobs: one group commit on SQLite).
-            #    One job (an agent of capacity 1) is awaited as is: no task for it.
-            if len(granted) == 1:
-                leased = [await _lease(co, agent.id, state.labels, granted[0], held)]
-            else:
-                leased = await asyncio.gather(
-                    *(_lease(co, agent.id, state.labels, doc, held) for doc in granted)
-                )
-            for doc, job in zip(granted, leased, strict=True):
-                tried.add(doc.id)
-                if job is None:
-                    lost.add(doc.id)
-                else:
-                    won.append(job)
-        finally:
-            co.candidates.settle([doc.id for doc in picks])
-        # 6. Another claimer leased these first: give their slots back.
-        if lost:
-            current = await co.ledger.unreserve(current, lost)
+            # 3. Candidates from the one shared query, distinct from other claims' here.
+            skip = tried | co.ledger.held(current)
+            picks = await co.candidates.take(queues, state.labels, need, skip)
+            lost: set[str] = set()
+            try:
+                #    A job whose lock is held waits; reach past such jobs rather than stop.
+                picks, blocked = _without_held_locks(picks, held)
+                co.candidates.settle([doc.id for doc in blocked])
+                if not picks and held:
+                    further = await candidates_past_held_locks(
+                        co, queues, state.labels, need, skip, held
+                    )
+                    picks, _ = _without_held_locks(further, held)
+                if not picks:
+                    break
+                # 4. Reserve them with one conditional write of the agent's ledger.
+                current, granted = await co.ledger.reserve(current, picks)
+                if current is None or not granted:
+                    break
+                # 5. Lease each with one conditional write on the etag the query returned;
+                #    the writes go out together (distinct jobs: one group commit on SQLite)
+                #    and all are awaited, a failed one too (``_lease_all``).
+                failure: CoordinatorError | None = None
+                leased = await _lease_all(co, agent.id, state.labels, granted, held)
+                for doc, job in zip(granted, leased, strict=True):
+                    tried.add(doc.id)
+                    if isinstance(job, CoordinatorError):
+                        # Its write may have landed: its slot stays reserved until a
+                        # later claim's prune (step 2) reads the job.
+                        failure = failure or job
+                    elif job is None:
+                        lost.add(doc.id)
+                    else:
+                        won.append(job)
+                if failure is not None:
+                    raise failure
+            finally:
+                co.candidates.settle([doc.id for doc in picks])
+            # 6. Another claimer leased these first: give their slots back.
+            if lost:
+                current = await co.ledger.unreserve(current, lost)
+    except CoordinatorError as exc:
+        # The store failed part-way (503). The jobs leased before it are answered:
+        # leased in the store but never told to the agent, each would sit until its
+        # lease expired and the reaper took it back, an attempt spent for nothing.
+        if not won:
+            raise
+        co.log.warning(
+            "coordinator.claim.cut_short", agent_id=agent.id, leased=len(won), error=exc.code
+        )
+        return won
     # 7. Nothing leased: still show the agent is alive.
     if not won and current is not None:
         await co.ledger.touch(current)
     return won
+
+
+async def _lease_all(
+    co: Coordinator,
+    agent_id: str,
+    labels: Mapping[str, str],
+    granted: list[Document],
+    held: set[str],
+) -> list[JobState | CoordinatorError | None]:
+    """Step 5 for each reserved job: its lease, None (lost), or the store's failure.
+
+    All the writes are awaited before any failure is raised: a failure raised
+    at once would leave the others running unawaited, and a lease one of them
+    won would be answered to nobody. One job (an agent of capacity 1) is
+    awaited as is, with no task for it.
+    """
+    if len(granted) == 1:
+        try:
+            return [await _lease(co, agent_id, labels, granted[0], held)]
+        except CoordinatorError as exc:
+            return [exc]
+    outcomes = await asyncio.gather(
+        *(_lease(co, agent_id, labels, doc, held) for doc in granted),
+        return_exceptions=True,
+    )
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException) and not isinstance(outcome, CoordinatorError):
+            raise outcome  # a defect: a 500, once every write has settled
+    return cast("list[JobState | CoordinatorError | None]", outcomes)
 
 
 async def _lease(
