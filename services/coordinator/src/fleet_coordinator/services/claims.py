@@ -43,7 +43,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import cast
 
 from fleet_datastore import Document
 
@@ -128,20 +127,12 @@ async def _claim(
                 # 5. Lease each with one conditional write on the etag the query returned;
                 #    the writes go out together (distinct jobs: one group commit on SQLite)
                 #    and all are awaited, a failed one too (``_lease_all``).
-                failure: CoordinatorError | None = None
-                leased = await _lease_all(co, agent.id, state.labels, granted, held)
-                for doc, job in zip(granted, leased, strict=True):
+                leased, lost, failure = await _lease_all(co, agent.id, state.labels, granted, held)
+                won += leased
+                for doc in granted:
                     tried.add(doc.id)
-                    if isinstance(job, CoordinatorError):
-                        # Its write may have landed: its slot stays reserved until a
-                        # later claim's prune (step 2) reads the job.
-                        failure = failure or job
-                    elif job is None:
-                        lost.add(doc.id)
-                    else:
-                        won.append(job)
                 if failure is not None:
-                    raise failure
+                    raise failure  # after the jobs leased beside it were counted as won
             finally:
                 co.candidates.settle([doc.id for doc in picks])
             # 6. Another claimer leased these first: give their slots back.
@@ -169,27 +160,39 @@ async def _lease_all(
     labels: Mapping[str, str],
     granted: list[Document],
     held: set[str],
-) -> list[JobState | CoordinatorError | None]:
-    """Step 5 for each reserved job: its lease, None (lost), or the store's failure.
+) -> tuple[list[JobState], set[str], CoordinatorError | None]:
+    """Step 5 for each reserved job: the jobs leased, the ids lost, and the store's failure.
 
-    All the writes are awaited before any failure is raised: a failure raised
-    at once would leave the others running unawaited, and a lease one of them
-    won would be answered to nobody. One job (an agent of capacity 1) is
-    awaited as is, with no task for it.
+    Every write is awaited before a failure is returned: raised at once, it would
+    leave the others running unawaited, and a lease one of them won would be
+    answered to nobody. A failed job is neither leased nor lost: its write may
+    have landed, so its slot stays reserved until a later claim's prune (step 2)
+    reads the job. One job (an agent of capacity 1) is awaited as is, with no
+    task for it.
     """
     if len(granted) == 1:
         try:
-            return [await _lease(co, agent_id, labels, granted[0], held)]
+            job = await _lease(co, agent_id, labels, granted[0], held)
         except CoordinatorError as exc:
-            return [exc]
+            return [], set(), exc
+        return ([], {granted[0].id}, None) if job is None else ([job], set(), None)
     outcomes = await asyncio.gather(
         *(_lease(co, agent_id, labels, doc, held) for doc in granted),
         return_exceptions=True,
     )
-    for outcome in outcomes:
-        if isinstance(outcome, BaseException) and not isinstance(outcome, CoordinatorError):
+    leased: list[JobState] = []
+    lost: set[str] = set()
+    failure: CoordinatorError | None = None
+    for doc, outcome in zip(granted, outcomes, strict=True):
+        if isinstance(outcome, CoordinatorError):
+            failure = failure or outcome
+        elif isinstance(outcome, BaseException):
             raise outcome  # a defect: a 500, once every write has settled
-    return cast("list[JobState | CoordinatorError | None]", outcomes)
+        elif outcome is None:
+            lost.add(doc.id)
+        else:
+            leased.append(outcome)
+    return leased, lost, failure
 
 
 async def _lease(
