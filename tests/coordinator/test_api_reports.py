@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from fleet_coordinator import Settings, create_app
 from fleet_coordinator.api.limits import RouteRules
 from fleet_coordinator.services import get_job
@@ -241,3 +242,38 @@ def test_the_body_bound_counts_one_free_form_value_an_item() -> None:
     portable = 2 * settings.max_payload_bytes  # what a free-form value may take
     limit = rules.match("POST", "/v1/reports").body_limit
     assert 100 * portable < limit < 1.1 * 100 * portable
+
+
+async def test_a_store_failure_in_the_claim_answers_the_items_already_applied(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim after the items fails (503): the items, written, are answered in place.
+
+    Before, the whole request answered 503 although its items had ended their
+    leases in the store: the agent, told nothing was applied, retried them and got
+    ``lease_lost`` for a job it had completed.
+    """
+    from fleet_datastore import StoreUnavailableError
+
+    async def no_query(*args: object) -> object:
+        raise StoreUnavailableError("the store went away")
+
+    headers, ids = await _leased(api, 2)
+    await api.enqueue()  # for the claims to look for
+    monkeypatch.setattr(api.co.jobs.inner, "query", no_query)  # the claim's candidate query
+    for job_id, claim in ((ids[0], {"max_jobs": 1}), (ids[1], {"max_jobs": 1, "wait_seconds": 1})):
+        r = await api.client.post(
+            "/v1/reports",
+            json={"items": [{"job_id": job_id, "epoch": 1, "action": "complete"}], "claim": claim},
+            headers=headers,
+        )
+        assert r.status_code == 200, r.text
+        assert r.json() == {
+            "items": [{"job_id": job_id, "ok": True, "status": "succeeded"}],
+            "leases": [],
+        }
+    # Nothing applied, nothing to answer: the claim's failure is the request's (503).
+    r = await api.client.post("/v1/reports", json={"items": [], "claim": {}}, headers=headers)
+    assert r.status_code == 503, r.text
+    monkeypatch.undo()
+    assert [(await api.job(i))["status"] for i in ids] == ["succeeded", "succeeded"]

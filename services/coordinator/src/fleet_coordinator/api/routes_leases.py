@@ -6,6 +6,7 @@ from contextlib import nullcontext
 from typing import Any
 
 from fastapi import APIRouter, Response
+from fleet_datastore import Document
 
 from ..domain import JobState
 from ..errors import ConflictError, CoordinatorError
@@ -148,6 +149,27 @@ def _item_out(item: ReportItem, outcome: ReportOutcome) -> dict[str, Any]:
     }
 
 
+async def _claim_after(
+    co: Coordinator, agent: Document, want: ClaimRequest, done: list[ReportOutcome]
+) -> list[JobState]:
+    """A report request's claim; when the store fails in it, the items applied are answered.
+
+    Their changes are written: a 503 for the whole request would tell the agent
+    that nothing was, and its retry would get ``lease_lost`` for a job it had
+    completed. The claim's failure then answers no leases, as a claim that
+    found nothing does; with no item applied, it is the request's answer (503).
+    """
+    try:
+        if want.wait_seconds > 0:
+            return await claim_waiting(co, agent, want.queues, want.max_jobs, want.wait_seconds)
+        return await claim_jobs(co, agent, want.queues, want.max_jobs)
+    except CoordinatorError as exc:
+        if not any(outcome.job is not None for outcome in done):
+            raise
+        co.log.warning("coordinator.reports.claim_failed", agent_id=agent.id, error=exc.code)
+        return []
+
+
 @router.post("/reports", response_model=ReportOut)
 async def reports(body: ReportRequest, agent: AgentAuth, co: Co) -> Response:
     """Apply many reports, each as its single endpoint; then optionally claim freed slots."""
@@ -162,12 +184,13 @@ async def reports(body: ReportRequest, agent: AgentAuth, co: Co) -> Response:
         # In this replica's current wave of reports (services/waves.py); the claim comes
         # after the reports, so the slots their ended leases freed count already.
         async with co.waves.turn():
-            applied = iter(await apply_reports(co, agent.id, valid))
+            done = await apply_reports(co, agent.id, valid)
             if want is not None and not long_poll:
-                jobs = await claim_jobs(co, agent, want.queues, want.max_jobs)
+                jobs = await _claim_after(co, agent, want, done)
         if want is not None and long_poll:
             # A claim that may wait leaves the wave first: the next one must not wait for it.
-            jobs = await claim_waiting(co, agent, want.queues, want.max_jobs, want.wait_seconds)
+            jobs = await _claim_after(co, agent, want, done)
+    applied = iter(done)
     outcomes = [
         ReportOutcome(item.job_id, error=r) if isinstance(r, CoordinatorError) else next(applied)
         for item, r in zip(body.items, checked, strict=True)
