@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
 from .conftest import Api
 
 
@@ -127,3 +132,45 @@ async def test_queue_stats_count_jobs_per_status(api: Api) -> None:
     assert stats["leased"] == 1
     assert stats["succeeded"] == 0
     assert stats["oldest_queued_age_seconds"] >= 7
+
+
+async def test_jobs_a_failed_batch_wrote_are_counted_logged_and_announced(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch whose later shard writes fail (503): the jobs written are enqueued all the same.
+
+    They are counted, logged and wake the long-polls; the retry with the same keys
+    creates the rest, and the count ends at the jobs stored. Before, the jobs of the
+    shards that landed were never counted nor logged, not even by the retry (which
+    replays them), and waiting claimers were not woken for them.
+    """
+    from fleet_datastore import StoreUnavailableError
+
+    store = api.co.jobs.inner
+    batch = store.batch
+    calls = 0
+
+    async def only_the_first_lands(*args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise StoreUnavailableError("the store went away")
+        return await batch(*args)
+
+    jobs = [{"kind": "k", "idempotency_key": f"p-{i}"} for i in range(40)]
+    monkeypatch.setattr(store, "batch", only_the_first_lands)
+    generation = api.co.notifier.generation
+    with capture_logs() as logs:
+        r = await api.client.post("/v1/jobs/batch", json={"jobs": jobs}, headers=api.admin)
+    assert r.status_code == 503, r.text
+    monkeypatch.undo()
+    stored = (await api.client.get("/v1/jobs?limit=1000", headers=api.admin)).json()["items"]
+    assert 0 < len(stored) < 40
+    sample = api.co.metrics.registry.get_sample_value
+    assert sample("fleet_jobs_enqueued_total", {"queue": "default"}) == len(stored)
+    [logged] = [e for e in logs if e["event"] == "coordinator.job.batch_enqueued"]
+    assert logged["created"] == len(stored)
+    assert api.co.notifier.generation > generation
+    r = await api.client.post("/v1/jobs/batch", json={"jobs": jobs}, headers=api.admin)
+    assert r.status_code == 201, r.text
+    assert sample("fleet_jobs_enqueued_total", {"queue": "default"}) == 40

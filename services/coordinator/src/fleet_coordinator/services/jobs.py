@@ -140,16 +140,21 @@ async def enqueue_batch(co: Coordinator, jobs: Sequence[NewJob]) -> list[JobStat
         by_shard[body["pk"]].append(i)
     result: list[JobState] = [b[0] for b in built]
     created = [True] * len(built)
+    landed = [False] * len(built)  # written (or found, replayed) in the store
 
     async def write(shard: str, chunk: list[int]) -> None:
         try:
             await co.jobs.batch(shard, [CreateOp(built[i][1]) for i in chunk])
-            return
         except BatchError:
             pass  # the guarded container lets through only a batch that met existing ids
+        else:
+            for i in chunk:
+                landed[i] = True
+            return
         # Some ids exist already (a retried batch): create the rest one by one.
         for i in chunk:
             result[i], created[i] = await _create(co, built[i][0], built[i][1])
+            landed[i] = True
 
     # The shards' batches go out together: one round trip of latency on Cosmos, one
     # group commit on SQLite. All are waited for; then any failure fails the request
@@ -162,15 +167,18 @@ async def enqueue_batch(co: Coordinator, jobs: Sequence[NewJob]) -> list[JobStat
         ),
         return_exceptions=True,
     )
-    for outcome in outcomes:
-        if isinstance(outcome, BaseException):
-            raise outcome
-    fresh_by_queue = Counter(s.queue for s, fresh in zip(result, created, strict=True) if fresh)
-    for queue, count in fresh_by_queue.items():
-        co.metrics.enqueued.labels(queue).inc(count)  # once per queue, not per job
-    co.throughput.add(Event.ENQUEUED, now, sum(created))
-    co.log.info("coordinator.job.batch_enqueued", count=len(result), created=sum(created))
-    co.notifier.notify()
+    failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    # The jobs written before a failure are enqueued all the same: counted, logged
+    # and announced now, since the retry that creates the rest only replays them.
+    if any(landed):
+        fresh = [s for s, new, done in zip(result, created, landed, strict=True) if new and done]
+        for queue, count in Counter(s.queue for s in fresh).items():
+            co.metrics.enqueued.labels(queue).inc(count)  # once per queue, not per job
+        co.throughput.add(Event.ENQUEUED, now, len(fresh))
+        co.log.info("coordinator.job.batch_enqueued", count=sum(landed), created=len(fresh))
+        co.notifier.notify()
+    if failures:
+        raise failures[0]
     return result
 
 
