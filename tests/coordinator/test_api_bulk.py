@@ -22,6 +22,7 @@ from fleet_datastore.model import allowed
 from fleet_datastore.providers.memory import MemoryBackend
 from fleet_datastore.providers.sqlite_sql import query_branches, schema_sql
 from fleet_datastore.query import plan_query, plan_shape
+from structlog.testing import capture_logs
 
 from .conftest import Api
 
@@ -290,3 +291,48 @@ def test_every_listing_filter_combination_is_an_index_seek_on_sqlite(
                 # The index seeks on exactly the listing's equalities (the lock alone for a lock).
                 sought = set(re.findall(r"f_(\w+)=\?", text)) - {"created__at"}
                 assert sorted(sought) == sorted(eq_fields(first)), text
+
+
+async def test_a_bulk_call_cut_short_by_the_store_wakes_and_logs_for_the_jobs_it_changed(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store fails on each call's second job (503): the first, changed, is summed up.
+
+    The bulk retry wakes the long-polls for the job it requeued. Before, the
+    failure skipped that wake-up (claimers waiting here learnt of the job only on
+    the next re-poll tick) and the summary event of both calls.
+    """
+    from fleet_datastore import StoreUnavailableError
+
+    retried, cancelled = [], []
+    for _ in range(2):
+        retried += await _cancelled_jobs(api, 1, queue="r")
+        cancelled.append((await api.enqueue(queue="c"))["id"])
+        api.clock.advance(1)  # oldest first: the second of each call fails
+    store = api.co.jobs.inner
+    update = store.update_if_match
+
+    async def the_second_fails(doc_id: str, *args: Any) -> Any:
+        if doc_id in (retried[1], cancelled[1]):
+            raise StoreUnavailableError("the store went away")
+        return await update(doc_id, *args)
+
+    monkeypatch.setattr(store, "update_if_match", the_second_fails)
+    generation = api.co.notifier.generation
+    with capture_logs() as logs:
+        body = {"status": "cancelled", "queue": "r"}
+        r = await api.client.post("/v1/jobs/retry", json=body, headers=api.admin)
+        assert r.status_code == 503, r.text
+        assert api.co.notifier.generation > generation
+        r = await api.client.post("/v1/jobs/cancel", json={"queue": "c"}, headers=api.admin)
+        assert r.status_code == 503, r.text
+    summaries = [
+        (e["event"], e["count"]) for e in logs if e["event"].startswith("coordinator.jobs")
+    ]
+    assert summaries == [
+        ("coordinator.jobs.bulk_retried", 1),
+        ("coordinator.jobs.bulk_cancelled", 1),
+    ]
+    monkeypatch.undo()
+    assert [(await api.job(i))["status"] for i in retried] == ["queued", "cancelled"]
+    assert [(await api.job(i))["status"] for i in cancelled] == ["cancelled", "queued"]

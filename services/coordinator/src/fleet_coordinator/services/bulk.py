@@ -58,19 +58,24 @@ async def bulk_retry(
     co: Coordinator, match: JobFilter, status: JobStatus, limit: int
 ) -> list[JobState]:
     """Requeue up to ``limit`` of the oldest ``status`` (failed or cancelled) jobs matching."""
+    docs = await _oldest(co, match, status, limit)
     done: list[JobState] = []
-    for doc in await _oldest(co, match, status, limit):
-        # The listed document seeds the transition's first read; its etag makes it safe.
-        co.job_cache.put(doc)
-        try:
-            _, new = await transition(co, doc.id, domain.retry, "retry")
-        except (ConflictError, NotFoundError):
-            continue  # retried by a racing call (or deleted by retention) since the listing
-        done.append(new)
-        co.log.info("coordinator.job.retried", job_id=new.id, epoch=new.epoch, bulk=True)
-    if done:
-        co.notifier.notify()
-    co.log.info("coordinator.jobs.bulk_retried", count=len(done), status=status.value)
+    try:
+        for doc in docs:
+            # The listed document seeds the transition's first read; its etag makes it safe.
+            co.job_cache.put(doc)
+            try:
+                _, new = await transition(co, doc.id, domain.retry, "retry")
+            except (ConflictError, NotFoundError):
+                continue  # retried by a racing call (or deleted by retention) since the listing
+            done.append(new)
+            co.log.info("coordinator.job.retried", job_id=new.id, epoch=new.epoch, bulk=True)
+    finally:
+        # A store failure part-way (503) leaves the jobs retried before it requeued:
+        # the long-polls are woken and the call summed up for them all the same.
+        if done:
+            co.notifier.notify()
+        co.log.info("coordinator.jobs.bulk_retried", count=len(done), status=status.value)
     return done
 
 
@@ -80,15 +85,19 @@ async def bulk_cancel(co: Coordinator, match: JobFilter, limit: int) -> list[Job
     leased = await _oldest(co, match, JobStatus.LEASED, limit, fresh=True)
     docs = sorted([*queued, *leased], key=lambda d: (float(d.body["created_at"]), d.id))[:limit]
     done: list[JobState] = []
-    for doc in docs:
-        co.job_cache.put(doc)
-        try:
-            old, new = await transition(co, doc.id, domain.cancel, "cancel")
-        except (ConflictError, NotFoundError):
-            continue  # ended (or cancelled by a racing call) since the listing
-        if new is old:
-            continue  # a racing call requested its cancellation first
-        done.append(new)
-        co.log.info("coordinator.job.cancelled", job_id=new.id, status=new.status.value, bulk=True)
-    co.log.info("coordinator.jobs.bulk_cancelled", count=len(done))
+    try:
+        for doc in docs:
+            co.job_cache.put(doc)
+            try:
+                old, new = await transition(co, doc.id, domain.cancel, "cancel")
+            except (ConflictError, NotFoundError):
+                continue  # ended (or cancelled by a racing call) since the listing
+            if new is old:
+                continue  # a racing call requested its cancellation first
+            done.append(new)
+            co.log.info(
+                "coordinator.job.cancelled", job_id=new.id, status=new.status.value, bulk=True
+            )
+    finally:
+        co.log.info("coordinator.jobs.bulk_cancelled", count=len(done))  # a 503 part-way too
     return done
