@@ -4,9 +4,10 @@ A claim with ``wait_seconds`` holds one of its agent's long-poll slots on this
 replica (``FLEET_MAX_LONG_POLLS_PER_AGENT``) until its wait ends. A caller that
 hangs up gets nothing from that wait, so the guard runs such a request beside a
 watch on the ASGI channel: an ``http.disconnect`` before the answer cancels the
-request, and the claim's own ``finally`` frees the slot at once. A claim cancelled
-after its lease was written is a lost answer like any other: the lease expires and
-the job returns to the queue (SPEC 3).
+request, and the claim's own ``finally`` frees the slot at once. A claim round
+under way when the caller hangs up runs to its end, and the jobs it leased are
+released at once, the attempt not counted (``services/claims.py``,
+``_claim_to_the_end``): nobody is left to answer them to.
 """
 
 from __future__ import annotations

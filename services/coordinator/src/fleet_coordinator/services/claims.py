@@ -53,6 +53,7 @@ from ..store import new_id
 from ..tracing import job_span
 from .agent_docs import StoredAgent
 from .context import Coordinator
+from .leases import release_job
 from .locks import Taken, acquire, candidates_past_held_locks, undo
 from .transitions import write_job
 
@@ -300,7 +301,7 @@ async def claim_waiting(
     deadline = loop.time() + wait_seconds
     while True:
         generation = co.notifier.generation
-        won = await claim_jobs(co, agent, queues, max_jobs)
+        won = await _claim_to_the_end(co, agent, queues, max_jobs)
         remaining = deadline - loop.time()
         if won or remaining <= 0:
             return won
@@ -317,3 +318,40 @@ async def claim_waiting(
         if fresh is None:
             return []
         agent = fresh
+
+
+async def _claim_to_the_end(
+    co: Coordinator, agent: Document, queues: Sequence[str] | None, max_jobs: int
+) -> list[JobState]:
+    """One claim of a long-poll, run to its end even when the long-poll is cancelled.
+
+    A long-poll is cancelled when its caller hangs up (``api/disconnects.py``),
+    possibly with one lease written and another in flight. Those leases would be
+    answered to nobody: each would wait out its lease and spend an attempt (with
+    one attempt allowed, the job would fail without having run). So the claim
+    finishes beside the cancellation, and the jobs it leased are released:
+    requeued at once, the attempt not counted. A claim that never waits (no
+    ``wait_seconds``) is never cancelled by its caller, and runs without a task.
+    """
+    claim = asyncio.ensure_future(claim_jobs(co, agent, queues, max_jobs))
+    try:
+        return await asyncio.shield(claim)
+    except asyncio.CancelledError:
+        if not claim.cancelled():  # only this wait for it was: it runs on
+            await _give_back(co, agent.id, claim)
+        raise
+
+
+async def _give_back(co: Coordinator, agent_id: str, claim: asyncio.Task[list[JobState]]) -> None:
+    """Release the jobs ``claim`` leases, once it ends: nobody is left to answer them to."""
+    try:
+        won = await claim
+    except CoordinatorError:
+        return  # it leased nothing it knows of (a failed write is a lost answer anyway)
+    for job in won:
+        assert job.lease is not None
+        try:
+            await release_job(co, agent_id, job.id, job.lease.epoch)
+        except CoordinatorError:
+            # The store is failing: this lease expires as any unanswered one does.
+            co.log.warning("coordinator.claim.release_failed", job_id=job.id)
