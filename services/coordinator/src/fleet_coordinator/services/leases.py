@@ -140,6 +140,10 @@ async def release_agent_leases(co: Coordinator, agent: AgentState) -> None:
     for job_id, holding in agent.held.items():
         try:
             await release_job(co, agent.id, job_id, holding.epoch)
+        except UnavailableError:
+            # The store is failing: this lease is left to expire (an attempt counted),
+            # and nothing retries it (the agent is gone): said where operators look.
+            co.log.warning("coordinator.agent.lease_left", agent_id=agent.id, job_id=job_id)
         except CoordinatorError:
             # Already ended, expired or gone: the reaper or nobody has anything to do.
             continue
