@@ -289,3 +289,22 @@ async def test_batch_patch_growing_past_the_size_limit_writes_nothing(jobs: Cont
         assert caught.value.index == 1
         assert isinstance(caught.value.cause, DocumentTooLargeError)
     assert await snapshot(jobs) == before
+
+
+async def test_batch_whose_documents_are_too_large_together_is_refused(jobs: Container) -> None:
+    """Documents over MAX_BATCH_BYTES together raise BatchTooLargeError; nothing is written.
+
+    Cosmos DB refuses a batch request over 2 MB, even of documents each within
+    their own limit; every provider refuses it, so a caller that fits one fits all.
+    Each half is accepted.
+    """
+    from fleet_datastore import MAX_BATCH_BYTES, BatchTooLargeError
+
+    blob = "x" * (MAX_BATCH_BYTES // 3)
+    ops: list[BatchOp] = [CreateOp(job(f"d{i}", blob=blob)) for i in range(4)]
+    with pytest.raises(BatchTooLargeError):
+        await jobs.batch("q1", ops)
+    assert await snapshot(jobs) == []
+    for half in (ops[:2], ops[2:]):
+        assert len(await jobs.batch("q1", half)) == 2
+    assert await jobs.count() == 4

@@ -806,7 +806,9 @@ async def test_a_group_commit_keeps_each_write_separate(
         tasks.create(_task(501, blob="x" * (2 * 1024 * 1024))),  # too large
         # Past the checks of ``prepare``: SQLite's size trigger aborts this statement
         # inside the group (a one-statement write, so it has no savepoint of its own).
-        tasks._backend.upsert(TASKS, PreparedDocument(huge.id, huge.partition_key, {}, big)),
+        tasks._backend.upsert(
+            TASKS, PreparedDocument(huge.id, huge.partition_key, {}, big, len(big))
+        ),
         return_exceptions=True,
     )
 

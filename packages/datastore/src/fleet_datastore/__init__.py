@@ -6,6 +6,7 @@ number of writers racing with the same etag, exactly one wins.
 """
 
 from .batch import (
+    MAX_BATCH_BYTES,
     MAX_BATCH_OPERATIONS,
     BatchOp,
     CreateOp,
@@ -19,6 +20,7 @@ from .container import Container
 from .errors import (
     AlreadyExistsError,
     BatchError,
+    BatchTooLargeError,
     DatastoreError,
     DocumentTooLargeError,
     InvalidContinuationError,
@@ -48,10 +50,12 @@ from .store import DocumentStore
 __all__ = [
     "ASC",
     "DESC",
+    "MAX_BATCH_BYTES",
     "MAX_BATCH_OPERATIONS",
     "MAX_DOCUMENT_BYTES",
     "AlreadyExistsError",
     "BatchError",
+    "BatchTooLargeError",
     "BatchOp",
     "Container",
     "ContainerSpec",

@@ -12,6 +12,7 @@ __all__ = [
     "BatchOp",
     "CreateOp",
     "DeleteOp",
+    "MAX_BATCH_BYTES",
     "MAX_BATCH_OPERATIONS",
     "PatchOp",
     "ReadOp",
@@ -21,6 +22,14 @@ __all__ = [
 
 MAX_BATCH_OPERATIONS = 100
 """Cosmos DB's limit on operations in one transactional batch."""
+
+MAX_BATCH_BYTES = 2 * 1024 * 1024 - 64 * 1024
+"""The documents one batch may carry together, as compact JSON (``BatchTooLargeError``).
+
+Cosmos DB refuses a transactional batch request over 2 MB; the rest of the bound
+is left for the operations' own framing. Every provider applies it, as it does
+the operation count, so that a caller that fits SQLite also fits Cosmos DB.
+"""
 
 
 @dataclass(frozen=True, slots=True)

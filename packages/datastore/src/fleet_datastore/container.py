@@ -7,6 +7,7 @@ from typing import Any
 
 from .backend import Backend, PreparedOp
 from .batch import (
+    MAX_BATCH_BYTES,
     MAX_BATCH_OPERATIONS,
     BatchOp,
     CreateOp,
@@ -18,7 +19,7 @@ from .batch import (
 )
 from .continuation import encode, position
 from .documents import check_id, check_partition_key, prepare, validate_patch
-from .errors import InvalidRequestError
+from .errors import BatchTooLargeError, InvalidRequestError
 from .model import ContainerSpec, Document, Patch, UpdateResult
 from .query import Page, Query, plan_query, plan_shape
 
@@ -88,16 +89,20 @@ class Container:
         """Run up to 100 operations on one partition atomically: all take effect or none does.
 
         Returns one entry per operation: the document written or read, None for a delete.
+        The documents it creates, replaces or upserts may hold ``MAX_BATCH_BYTES``
+        together (``BatchTooLargeError``, nothing written).
         """
         check_partition_key(partition_key)
         if not isinstance(ops, Sequence) or not 1 <= len(ops) <= MAX_BATCH_OPERATIONS:
             raise InvalidRequestError(f"a batch holds 1..{MAX_BATCH_OPERATIONS} operations")
         prepared: list[PreparedOp] = []
+        size = 0
         for op in ops:
             if isinstance(op, CreateOp | ReplaceOp | UpsertOp):
                 doc = prepare(self.spec, op.body)
                 if doc.partition_key != partition_key:
                     raise InvalidRequestError("every batch document must be in the batch partition")
+                size += doc.size
                 if isinstance(op, ReplaceOp):
                     _check_etag(op.etag)
                 prepared.append((op, doc))
@@ -110,6 +115,11 @@ class Container:
                 prepared.append((op, None))
             else:
                 raise InvalidRequestError(f"not a batch operation: {op!r}")
+        if size > MAX_BATCH_BYTES:
+            raise BatchTooLargeError(
+                f"the batch's documents hold {size} bytes together; a batch may carry "
+                f"{MAX_BATCH_BYTES}: split it"
+            )
         return await self._backend.batch(self.spec, partition_key, prepared)
 
     async def query(self, query: Query) -> Page:

@@ -40,6 +40,7 @@ class PreparedDocument(NamedTuple):
     partition_key: str
     body: dict[str, Any]
     raw: str
+    size: int  # bytes of ``raw`` as UTF-8
 
 
 def _encode(value: Any) -> bytes:
@@ -216,7 +217,7 @@ def _finish(spec: ContainerSpec, doc_id: str, pk: str, raw: bytes) -> PreparedDo
         raise DocumentTooLargeError(
             f"document {doc_id!r} is larger than {spec.max_document_bytes} bytes"
         )
-    return PreparedDocument(doc_id, pk, orjson.loads(raw), raw.decode())
+    return PreparedDocument(doc_id, pk, orjson.loads(raw), raw.decode(), len(raw))
 
 
 def _plain_scalar(value: Any) -> bool:
@@ -301,4 +302,4 @@ def apply_patch(spec: ContainerSpec, body: Mapping[str, Any], patch: Patch) -> P
         raise DocumentTooLargeError(
             f"document {doc_id!r} is larger than {spec.max_document_bytes} bytes"
         )
-    return PreparedDocument(doc_id, pk, new, raw.decode())
+    return PreparedDocument(doc_id, pk, new, raw.decode(), len(raw))

@@ -24,6 +24,7 @@ from __future__ import annotations
 __all__ = [
     "AlreadyExistsError",
     "BatchError",
+    "BatchTooLargeError",
     "DatastoreError",
     "DocumentTooLargeError",
     "InvalidContinuationError",
@@ -60,6 +61,14 @@ class InvalidRequestError(DatastoreError):
 
 class DocumentTooLargeError(InvalidRequestError):
     """The document is larger than the store accepts."""
+
+
+class BatchTooLargeError(InvalidRequestError):
+    """The documents of one batch are larger together than a batch may carry.
+
+    Nothing was written. Split the batch (each part is still atomic), or write a
+    document alone when it exceeds the bound by itself.
+    """
 
 
 class UnknownContainerError(InvalidRequestError):

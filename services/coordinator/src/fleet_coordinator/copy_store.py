@@ -23,6 +23,8 @@ from typing import Any
 
 from fleet_datastore import (
     MAX_BATCH_OPERATIONS,
+    BatchTooLargeError,
+    Container,
     CosmosConfig,
     DatastoreError,
     DocumentStore,
@@ -59,14 +61,27 @@ async def copy_store(
                 by_partition[body[spec.partition_key]].append(body)
             for partition, bodies in sorted(by_partition.items()):
                 for start in range(0, len(bodies), MAX_BATCH_OPERATIONS):
-                    chunk = bodies[start : start + MAX_BATCH_OPERATIONS]
-                    await dst.batch(partition, [UpsertOp(b) for b in chunk])
+                    await _upsert(dst, partition, bodies[start : start + MAX_BATCH_OPERATIONS])
             copied += len(page.items)
             if page.continuation is None:
                 break
             query = Query(limit=PAGE, continuation=page.continuation)
         counts[spec.name] = copied
     return counts
+
+
+async def _upsert(dst: Container, partition: str, bodies: list[dict[str, Any]]) -> None:
+    """Upsert ``bodies`` in one batch; in halves when they are too large together
+    (2 MB a batch on Cosmos DB), and one alone when it is too large for a batch."""
+    try:
+        await dst.batch(partition, [UpsertOp(b) for b in bodies])
+    except BatchTooLargeError:
+        if len(bodies) == 1:
+            await dst.upsert(bodies[0])
+            return
+        half = len(bodies) // 2
+        await _upsert(dst, partition, bodies[:half])
+        await _upsert(dst, partition, bodies[half:])
 
 
 async def _run(source_url: str, target_url: str, settings: Settings) -> dict[str, int]:

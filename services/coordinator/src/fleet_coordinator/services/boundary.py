@@ -7,7 +7,8 @@ verbs pass through unchanged, for the caller to decide what they mean: a ``get``
 of a missing document (``NotFoundError``), a ``create`` of an existing one
 (``AlreadyExistsError``, also as a batch's cause), a conditional ``delete`` that
 lost (``PreconditionFailedError``), a continuation of another query
-(``InvalidContinuationError``). Anything else means the store could not do its
+(``InvalidContinuationError``), a batch too large to go as one
+(``BatchTooLargeError``: the caller splits it). Anything else means the store could not do its
 part: 503, or 413 for a document over the store's size limit.
 """
 
@@ -21,6 +22,7 @@ from fleet_datastore import (
     AlreadyExistsError,
     BatchError,
     BatchOp,
+    BatchTooLargeError,
     Container,
     DatastoreError,
     Document,
@@ -37,7 +39,13 @@ from ..errors import store_error
 
 __all__ = ["GuardedContainer"]
 
-_OUTCOMES = (NotFoundError, AlreadyExistsError, PreconditionFailedError, InvalidContinuationError)
+_OUTCOMES = (
+    NotFoundError,
+    AlreadyExistsError,
+    PreconditionFailedError,
+    InvalidContinuationError,
+    BatchTooLargeError,
+)
 
 
 class _Translated:

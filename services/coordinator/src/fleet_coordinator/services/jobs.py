@@ -12,6 +12,7 @@ from typing import Any
 from fleet_datastore import (
     AlreadyExistsError,
     BatchError,
+    BatchTooLargeError,
     CreateOp,
     InvalidContinuationError,
 )
@@ -145,13 +146,22 @@ async def enqueue_batch(co: Coordinator, jobs: Sequence[NewJob]) -> list[JobStat
     async def write(shard: str, chunk: list[int]) -> None:
         try:
             await co.jobs.batch(shard, [CreateOp(built[i][1]) for i in chunk])
+        except BatchTooLargeError:
+            # Large payloads: more than one batch request may carry (2 MB on Cosmos DB).
+            # Halves until they fit; a job too large for a batch alone is created alone.
+            if len(chunk) > 1:
+                half = len(chunk) // 2
+                await write(shard, chunk[:half])
+                await write(shard, chunk[half:])
+                return
         except BatchError:
             pass  # the guarded container lets through only a batch that met existing ids
         else:
             for i in chunk:
                 landed[i] = True
             return
-        # Some ids exist already (a retried batch): create the rest one by one.
+        # Some ids exist already (a retried batch), or one job fills a batch alone:
+        # create them one by one.
         for i in chunk:
             result[i], created[i] = await _create(co, built[i][0], built[i][1])
             landed[i] = True
