@@ -9,8 +9,9 @@ the ended ``(job, epoch)`` pairs (``forget``) and drops them in the agent's next
 reservation write — a batched report's claim is the same request — or in one
 write ``FLEET_LEDGER_FLUSH_SECONDS`` later, whichever comes first. This replica's
 capacity checks discount them at once. If the replica dies first, the entries
-are leftovers that a full ledger's ``prune`` removes (it reads each job), so
-nothing is lost, only a little capacity for a while.
+are leftovers that ``prune`` removes (it reads each job) when a claim finds
+fewer free slots than it asks for (``services/claims.py``, step 2), so nothing
+is lost, only a little capacity for a while.
 
 Claims of one agent within a replica are serialised by ``lock(agent_id)``, so
 they coalesce instead of fighting over its ledger; across replicas the
@@ -37,8 +38,11 @@ __all__ = ["Ledger"]
 _SEEN_EVERY = 10.0
 """Seconds between last-seen updates from claims that lease nothing."""
 
-ReadJob = Callable[[str], Awaitable[JobState | None]]
-"""Reads a job by id (None when it is gone): what a prune checks each entry against."""
+JobOrNone = Callable[[str], Awaitable[JobState | None]]
+"""Reads a job by id, fresh (None when it is gone): what a prune checks each entry against.
+
+Not ``transitions.read_job``, which returns the document and raises for a missing job.
+"""
 
 
 class Ledger:
@@ -47,13 +51,13 @@ class Ledger:
     def __init__(
         self,
         agents: AgentDocs,
-        read_job: ReadJob,
+        job_or_none: JobOrNone,
         clock: Clock,
         flush_seconds: float,
         log: structlog.typing.FilteringBoundLogger,
     ) -> None:
         self.agents = agents
-        self.read_job = read_job
+        self.job_or_none = job_or_none
         self.clock = clock
         self.flush_seconds = flush_seconds
         self.log = log
@@ -132,9 +136,11 @@ class Ledger:
         """
         now = self.clock.now()
         stale: set[str] = set()
-        # The leases known to have ended here leave with the write below; no need to read them.
+        # The leases known to have ended here are not read: this replica discounts them
+        # already, and they leave the stored ledger with the next reservation write or
+        # the flush (``forget``), not with the write below.
         for job_id, holding in agent.state.holding(self.ended(agent.id)).items():
-            if is_stale(agent.id, holding, await self.read_job(job_id), now):
+            if is_stale(agent.id, holding, await self.job_or_none(job_id), now):
                 stale.add(job_id)
                 if enough is not None and len(stale) >= enough:
                     break
