@@ -7,35 +7,43 @@ number of claimers on any number of replicas may run these steps at once:
 0. One claim of an agent at a time in this replica (``Ledger.lock``): claims
    of one agent coalesce instead of racing on its ledger. A claim that waited
    re-reads the agent, whose ledger the previous one changed.
-1. Read the agent (``AgentState``): a draining agent gets nothing; its queues
-   narrow the ones asked for, and paused queues (SPEC 10) are left out; its
-   labels filter jobs; its ledger, minus leases
-   that ended in this replica, gives the free slots.
-2. A ledger with fewer free slots than asked for may hold leftovers: leases that
-   ended on another replica, which writes their release with its next claim (or
-   ``ledger_flush_seconds`` later), or of a replica that died before writing
-   them. Prune the entries whose lease is no longer live (one read each, oldest
-   first, until the shortfall is covered).
-3. Find candidates (``CandidateSource.take``): the one candidate query, shared
-   with the claims arriving at the same moment in this replica, in SPEC 5 order,
-   claimable and matching the agent's labels, none handed to two claimers here.
+1. Read the agent (``AgentState``, ``domain/agent.py``): a draining agent gets
+   nothing; its queues narrow the ones asked for, and paused queues (SPEC 10)
+   are left out; its labels filter jobs.
+2. Its ledger, minus leases that ended in this replica, gives the free slots
+   (``Ledger.free_slots``). A ledger with fewer free slots than asked for may
+   hold leftovers: leases that ended on another replica, which writes their
+   release with its next claim (or ``ledger_flush_seconds`` later), or of a
+   replica that died before writing them. Prune the entries whose lease is no
+   longer live (``Ledger.prune``, judged by ``domain.is_stale``; one read each,
+   oldest first, until the shortfall is covered).
+3. Find candidates (``CandidateSource.take``, ``services/candidates.py``): the
+   one candidate query, shared with the claims arriving at the same moment in
+   this replica, in SPEC 5 order, claimable and matching the agent's labels,
+   none handed to two claimers here.
    Jobs of a lock this claim found held, or already picked, are dropped; when
    nothing is left the claim reaches past them through the lock index
    (``locks.candidates_past_held_locks``), so held locks never block other jobs.
 4. Reserve them in the agent's ledger with one conditional write
-   (``Ledger.reserve``), which also drops the leases that ended here: two claims
-   of one agent on different replicas cannot both take its last slot.
-5. Lease each reserved job: a job with a ``lock`` first takes its lock document
-   with a conditional write (``locks.acquire``; SPEC 9: a held lock leaves the job
-   queued), then ``domain.claim`` (epoch + 1, a new run) and one conditional write
-   on the etag the query returned (the writes go out together); a lease write that
-   loses gives its lock back.
+   (``Ledger.reserve``, deciding with ``AgentState.reserve``), which also drops
+   the leases that ended here: two claims of one agent on different replicas
+   cannot both take its last slot.
+5. Lease each reserved job (``_lease``): a job with a ``lock`` first takes its
+   lock document with a conditional write (``locks.acquire``; SPEC 9: a held
+   lock leaves the job queued), then ``domain.claim`` (epoch + 1, a new run) and
+   one conditional write on the etag the query returned (``transitions.write_job``,
+   the store's ``update_if_match``; the writes go out together); a lease write
+   that loses gives its lock back (``locks.undo``).
    Of any number of racing claimers exactly one wins a job; a loser takes the next
    candidate. Every write is awaited, a failed one too; when the store fails
    (503) after some jobs were leased, the claim stops and answers those.
-6. Give back the reservations of the jobs lost in step 5, and go again (bounded)
-   while slots and ``max_jobs`` allow.
-7. A claim that leased nothing still shows the agent alive (written rarely).
+6. Give back the reservations of the jobs lost in step 5 (``Ledger.unreserve``),
+   and go again (``_ROUNDS``) while slots and ``max_jobs`` allow.
+7. A claim that leased nothing still shows the agent alive (``Ledger.touch``,
+   written rarely).
+
+The long-poll (``wait_and_claim``, ``claim_waiting``) follows: it repeats the
+whole claim until a job is leased or its wait ends.
 """
 
 from __future__ import annotations
@@ -82,6 +90,7 @@ async def claim_jobs(
 async def _claim(
     co: Coordinator, agent: StoredAgent, asked: Sequence[str] | None, max_jobs: int
 ) -> list[JobState]:
+    """Steps 1-7 of the module docstring, inside step 0's per-agent lock."""
     # 1. The agent: draining gets nothing (SPEC 4); its queues narrow the ones asked for.
     state = agent.state
     if state.draining:
@@ -106,7 +115,9 @@ async def _claim(
             need = min(max_jobs - len(won), co.ledger.free_slots(current))
             if need <= 0:
                 break
-            # 3. Candidates from the one shared query, distinct from other claims' here.
+            # 3. Candidates from the one shared query, distinct from other claims' here;
+            #    a job this claim tried, or one already in the agent's ledger, is skipped:
+            #    reserving it again would take a second slot for one job.
             skip = tried | co.ledger.held(current)
             picks = await co.candidates.take(queues, state.labels, need, skip)
             lost: set[str] = set()
@@ -135,6 +146,8 @@ async def _claim(
                 if failure is not None:
                     raise failure  # after the jobs leased beside it were counted as won
             finally:
+                # Picks stay pending (skipped by every other claim here) until settled,
+                # whatever became of them: leased, lost, not reserved or a failure.
                 co.candidates.settle([doc.id for doc in picks])
             # 6. Another claimer leased these first: give their slots back.
             if lost:
