@@ -5,10 +5,12 @@ query is built: ``status = queued AND queue IN (…) AND run_after <= now ORDER
 BY -priority, created_at`` over the claim index, a few rows more than asked
 for (``_SHARED_SLACK``), at most 1,000; a claim whose shared page held nothing it
 may take reads further pages on its own with ``claim_candidates`` rows to spare.
+(The one exception: a claim whose candidates all wait on held locks reaches past
+them with queries of its own over the lock index, ``locks.candidates_past_held_locks``.)
 
 Many claimers asking at once would all read the same head of the queue and
 fight over it, one conditional write winning per job. Instead, claims arriving
-in the same event-loop tick join one ``CandidateBatch``: its leader waits one
+in the same event-loop tick join one batch (``_Batch``): its leader waits one
 tick for the others, runs a single query sized for all of them, and each
 claimer then takes *distinct* jobs from the shared result. Taking happens with
 no ``await`` between the check and the mark, so within a replica two claimers
@@ -59,6 +61,15 @@ class _LeaderGoneError(Exception):
 
 @dataclass(eq=False)
 class _Batch:
+    """One query's page and the claims taking from it (one claimer alone: ``_take_further``).
+
+    ``needs`` sums what its claims ask for (their skip sets included), which sizes
+    the query; ``seq`` numbers the query among this replica's, so that ``_pick``
+    skips a job settled after it started; ``users`` counts the claims still taking
+    from the page; ``taken`` holds the jobs handed out from it; ``result`` is the
+    page, or the query's error.
+    """
+
     needs: int = 0
     seq: int = 0
     users: int = 0

@@ -2,15 +2,16 @@
 
 One document per held lock in the ``locks`` container (id and partition key
 ``lock_id(name)``, so each lock is its own partition), holding its holder
-``{job_id, epoch, at}``. The claim path calls two functions, the lease-ending
-paths one:
+``{job_id, epoch, run_id, at}``. The claim path (step 5 of ``services/claims.py``,
+``_lease``) calls two functions, the lease-ending paths (``services/leases.py:
+lease_ended``) one:
 
-* ``acquire(co, job, epoch)`` — just before the job's lease write: take the lock
-  for that claim with a conditional write, or None if it is held;
+* ``acquire(co, job, epoch, run_id)`` — just before the job's lease write: take
+  the lock for that claim with a conditional write, or None if it is held;
 * ``undo(co, taken)`` — when that lease write then loses its race;
-* ``release(co, lock, job_id, epoch)`` — where a lease ends (complete, fail,
-  release, the reaper's expiry, an agent's deletion): delete the lock document
-  on the etag read, only if that lease is still its holder.
+* ``release(co, lock, job_id, epoch, run_id)`` — where a lease ends (complete,
+  fail, release, the reaper's expiry, an agent's deletion): delete the lock
+  document on the etag read, only if that lease is still its holder.
 
 Whether a recorded holder still holds the lock is decided by
 ``domain.judge_holder`` from the holder job as read, so a release that never
@@ -19,10 +20,11 @@ lock write is conditional on the etag read (or a create that fails if the
 document exists): of any number of claimers racing for a free lock across
 replicas exactly one takes it.
 
-``candidates_past_held_locks`` finds claimable jobs behind jobs whose lock is
-held without reading through them (a queue whose head is 10,000 jobs of one held
-lock): the lockless jobs in claim order, and the head of each next lock, a
-bounded number of locks per claim.
+``candidates_past_held_locks`` (step 3 of the claim, when every candidate waits
+on a held lock) finds claimable jobs behind jobs whose lock is held without
+reading through them (a queue whose head is 10,000 jobs of one held lock): the
+lockless jobs in claim order, and the head of each next lock, a bounded number
+of locks per claim.
 """
 
 from __future__ import annotations
@@ -199,6 +201,7 @@ async def _is_held(co: Coordinator, name: str) -> bool:
 
 
 def _claim_filters(co: Coordinator, queue: str | None) -> list[Filter]:
+    """The claim query's filters for one queue; keep in step with ``CandidateSource._query``."""
     where: list[Filter] = [eq("status", JobStatus.QUEUED.value)]
     if queue is not None:
         where.insert(0, eq("queue", queue))
