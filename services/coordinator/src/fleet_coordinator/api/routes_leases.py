@@ -1,4 +1,9 @@
-"""Agent endpoints: claim, heartbeat, complete, fail, release, reports (caller's leases only)."""
+"""Agent endpoints: claim, heartbeat, complete, fail, release, reports (caller's leases only).
+
+A well-formed request reaches these functions through ``api/hot.py``, not FastAPI:
+the guard (``api/middleware.py``) has already checked the token and passes the
+agent's document in for ``AgentAuth``. A claim continues in ``services/claims.py``.
+"""
 
 from __future__ import annotations
 

@@ -98,12 +98,14 @@ class KnownQueues:
 
 @dataclass
 class Coordinator:
-    """The service layer's dependencies, built once per app; it holds no state of its own.
+    """The service layer's dependencies, built once per app.
 
     Per-replica state lives in the objects that own it: the caches, the candidate
     source (jobs handed to claims in flight), the ledger (ended leases, per-agent
-    locks) and the known queues. Every store call goes through the guarded
-    containers ``jobs`` and ``agents`` (``services/boundary.py``).
+    locks), the paused set and the known queues; the one exception is
+    ``long_polls``, a plain dict that ``claims.long_poll_slot`` counts in. Every
+    store call goes through the guarded containers ``jobs``, ``agents``, ``locks``
+    and ``schedules`` (``services/boundary.py``).
     """
 
     settings: Settings

@@ -1,4 +1,12 @@
-"""The one compare-and-swap loop every job transition goes through."""
+"""Job writes: ``transition``, the CAS loop of the agent and admin calls, and ``write_job``.
+
+``transition`` reads, decides, writes on the etag read and re-reads on a conflict
+(bounded). ``write_job`` is one conditional write with no retry, for the callers
+that hold a document already and move on to the next one when they lose: the
+claim (step 5 of ``services/claims.py``) and the reaper. Enqueue's creates and
+retention's deletes aside, the one job write outside this module is
+``locks._fence``, which only changes a job's etag.
+"""
 
 from __future__ import annotations
 
