@@ -6,8 +6,8 @@ the ledger with one conditional write of the agent document before it leases
 them, so concurrent claims of one agent on any replicas never exceed its
 capacity. Entries leave the ledger when their lease ends; a replica that saw a
 lease end discounts it at once (``ended``: job id → epoch) and writes the removal
-with the agent's next reservation. Entries are matched by epoch, so a job the
-same agent claimed again is kept.
+with the agent's next reservation, or in a flush soon after (``Ledger.forget``).
+Entries are matched by epoch, so a job the same agent claimed again is kept.
 
 Everything here is pure: the service joins it to the store (``services/ledger.py``).
 """

@@ -309,7 +309,11 @@ async def claim_waiting(
     max_jobs: int,
     wait_seconds: float,
 ) -> list[JobState]:
-    """Claim until at least one job is leased or ``wait_seconds`` pass (its slot held)."""
+    """Claim until at least one job is leased or ``wait_seconds`` pass.
+
+    The caller holds the agent's ``long_poll_slot`` around it (``wait_and_claim``,
+    or a batch report, which takes it before applying its items).
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
     while True:
