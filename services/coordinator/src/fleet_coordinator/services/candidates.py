@@ -39,9 +39,9 @@ from ..settings import Settings
 from .boundary import GuardedContainer
 from .cache import JobStates
 
-__all__ = ["CandidateSource"]
+__all__ = ["MAX_QUERY", "CandidateSource", "claim_filters"]
 
-_MAX_QUERY = 1000
+MAX_QUERY = 1000
 """Rows one candidate query reads at most."""
 _PAGES = 3
 """Pages a claim reads on its own past jobs it cannot take (labels) before giving up."""
@@ -77,6 +77,18 @@ class _Batch:
     result: asyncio.Future[tuple[list[Document], bool]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+
+
+def claim_filters(queues: Sequence[str] | None, now: float) -> list[Filter]:
+    """The claim query's filters (SPEC 5): queued, due by ``now``, in ``queues`` (None: any).
+
+    The one definition: the shared candidate query below and the claims reaching
+    past held locks (``locks.candidates_past_held_locks``) both start from it.
+    """
+    where: list[Filter] = [eq("status", JobStatus.QUEUED.value), le("run_after", now)]
+    if queues:
+        where.insert(0, eq("queue", queues[0]) if len(queues) == 1 else in_("queue", queues))
+    return where
 
 
 class CandidateSource:
@@ -256,16 +268,10 @@ class CandidateSource:
         continuation: str | None = None,
         now: float | None = None,
     ) -> Page:
-        """The claim query, built only here: ``needs + slack`` rows (``now``: page 1's instant)."""
-        where: list[Filter] = [
-            eq("status", JobStatus.QUEUED.value),
-            le("run_after", self.clock.now() if now is None else now),
-        ]
-        if queues:
-            where.insert(0, eq("queue", queues[0]) if len(queues) == 1 else in_("queue", queues))
-        limit = min(needs + slack, _MAX_QUERY)
+        """The claim query: ``needs + slack`` rows (``now``: page 1's instant)."""
+        limit = min(needs + slack, MAX_QUERY)
         query = Query(
-            where=where,
+            where=claim_filters(queues, self.clock.now() if now is None else now),
             order_by=["-priority", "created_at"],
             limit=limit,
             continuation=continuation,

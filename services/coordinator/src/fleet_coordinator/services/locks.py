@@ -36,18 +36,17 @@ from typing import Any
 from fleet_datastore import (
     AlreadyExistsError,
     Document,
-    Filter,
     NotFoundError,
     Patch,
     PreconditionFailedError,
     Query,
     eq,
     gt,
-    le,
 )
 
-from ..domain import Holder, HolderState, JobState, JobStatus, is_claimable, judge_holder
+from ..domain import Holder, HolderState, JobState, is_claimable, judge_holder
 from ..store import job_from_doc, lock_id
+from .candidates import MAX_QUERY, claim_filters
 from .context import MAX_CAS_ATTEMPTS, Coordinator
 
 __all__ = [
@@ -200,15 +199,6 @@ async def _is_held(co: Coordinator, name: str) -> bool:
     return lock is not None and (await holder_state(co, lock))[0] is HolderState.HELD
 
 
-def _claim_filters(co: Coordinator, queue: str | None) -> list[Filter]:
-    """The claim query's filters for one queue; keep in step with ``CandidateSource._query``."""
-    where: list[Filter] = [eq("status", JobStatus.QUEUED.value)]
-    if queue is not None:
-        where.insert(0, eq("queue", queue))
-    where.append(le("run_after", co.clock.now()))
-    return where
-
-
 async def candidates_past_held_locks(
     co: Coordinator,
     queues: Sequence[str] | None,
@@ -228,17 +218,17 @@ async def candidates_past_held_locks(
     found: list[Document] = []
     scopes: list[str | None] = list(queues) if queues else [None]
     for queue in scopes:
-        where = _claim_filters(co, queue)
+        where = claim_filters(None if queue is None else [queue], now)
         lockless = Query(
             where=[*where, eq("lock", "")],
             order_by=["-priority", "created_at"],
-            limit=min(need + len(skip) + co.settings.claim_candidates, 1000),
+            limit=min(need + len(skip) + co.settings.claim_candidates, MAX_QUERY),
         )
         page = await co.jobs.query(lockless)
         found += [
             d
             for d in page.items
-            if d.id not in skip and is_claimable(job_from_doc(d.body), now, labels)
+            if d.id not in skip and is_claimable(co.job_states.of(d), now, labels)
         ]
         after = ""
         for _ in range(_LOCK_SCAN):
@@ -254,7 +244,7 @@ async def candidates_past_held_locks(
             after = str(head.body["lock"])
             if after in held or head.id in skip:
                 continue
-            if not is_claimable(job_from_doc(head.body), now, labels):
+            if not is_claimable(co.job_states.of(head), now, labels):
                 continue
             if await _is_held(co, after):
                 held.add(after)
