@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from ..domain import JobState
 from ..errors import CoordinatorError
@@ -84,4 +84,12 @@ async def apply_reports(
     """Apply each report on its own; the outcomes in request order."""
     if len(reports) == 1:
         return [await _outcome(co, agent_id, reports[0])]
-    return list(await asyncio.gather(*(_outcome(co, agent_id, r) for r in reports)))
+    outcomes = await asyncio.gather(
+        *(_outcome(co, agent_id, r) for r in reports), return_exceptions=True
+    )
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            # A defect (a store error is answered in its place): a 500, raised once
+            # every other report has settled rather than left running unawaited.
+            raise outcome
+    return cast("list[ReportOutcome]", outcomes)
