@@ -43,7 +43,9 @@ number of claimers on any number of replicas may run these steps at once:
    written rarely).
 
 The long-poll (``wait_and_claim``, ``claim_waiting``) follows: it repeats the
-whole claim until a job is leased or its wait ends.
+whole claim until a job is leased or its wait ends. A caller that hangs up
+cancels it; a claim under way then runs to its end and releases what it leased
+(``_claim_to_the_end``), since nobody is left to answer.
 """
 
 from __future__ import annotations
