@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from fleet_coordinator.domain import RESERVATION_GRACE
@@ -261,10 +262,10 @@ async def test_a_failed_lease_write_leaves_no_lease_of_the_claim_unanswered(
     store = api.co.jobs.inner  # below the boundary that translates store errors
     update = store.update_if_match
 
-    async def the_second_fails(doc_id: str, *args: object) -> object:
+    async def the_second_fails(doc_id: str, *args: Any) -> Any:
         if doc_id == ids[1]:
             raise StoreUnavailableError("the store went away")
-        return await update(doc_id, *args)  # type: ignore[arg-type]
+        return await update(doc_id, *args)
 
     monkeypatch.setattr(store, "update_if_match", the_second_fails)
     r = await api.client.post("/v1/claims", json={"max_jobs": 3}, headers=headers)
@@ -295,7 +296,7 @@ async def test_a_store_failure_in_a_later_round_keeps_the_jobs_won_before_it(
     store = api.co.jobs.inner
     update = store.update_if_match
 
-    async def a_rival_wins_then_the_store_fails(doc_id: str, *args: object) -> object:
+    async def a_rival_wins_then_the_store_fails(doc_id: str, *args: Any) -> Any:
         if doc_id == second:
             # The job is cancelled first: this claim's write loses and it goes again,
             # and its second round's query fails.
@@ -303,9 +304,9 @@ async def test_a_store_failure_in_a_later_round_keeps_the_jobs_won_before_it(
             cancelled = await api.client.post(f"/v1/jobs/{second}/cancel", headers=api.admin)
             assert cancelled.status_code == 200, cancelled.text
             monkeypatch.setattr(api.co.candidates.jobs.inner, "query", no_query)
-        return await update(doc_id, *args)  # type: ignore[arg-type]
+        return await update(doc_id, *args)
 
-    async def no_query(*args: object) -> object:
+    async def no_query(*args: Any) -> Any:
         raise StoreUnavailableError("the store went away")
 
     monkeypatch.setattr(store, "update_if_match", a_rival_wins_then_the_store_fails)
