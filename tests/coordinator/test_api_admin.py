@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import pytest
-from structlog.testing import capture_logs
-
 from .conftest import Api
 
 
@@ -158,31 +153,3 @@ async def test_an_ended_lease_leaves_the_agent_ledger(api: Api) -> None:
     stored = await api.co.containers.agents.get(agent_id, agent_id)
     assert stored.body["held"] == {}
     assert api.co.ledger.ended(agent_id) == {}
-
-
-async def test_a_lease_a_deleted_agent_leaves_through_an_outage_is_logged(
-    api: Api, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The delete stands (204); the lease it could not release is named in a warning.
-
-    Nothing retries it (the agent is gone, a second delete is 404): it expires like
-    any other, and the operator can see which job waits for that.
-    """
-    from fleet_datastore import StoreUnavailableError
-
-    agent_id, headers = await api.agent()
-    job = await api.enqueue()
-    await api.claim(headers)
-    store = api.co.jobs.inner
-
-    async def outage(*_: Any) -> Any:
-        raise StoreUnavailableError("the store went away")
-
-    monkeypatch.setattr(store, "update_if_match", outage)
-    with capture_logs() as logs:
-        r = await api.client.delete(f"/v1/agents/{agent_id}", headers=api.admin)
-    monkeypatch.undo()
-    assert r.status_code == 204, r.text
-    left = [e for e in logs if e["event"] == "coordinator.agent.lease_left"]
-    assert [(e["agent_id"], e["job_id"]) for e in left] == [(agent_id, job["id"])]
-    assert (await api.job(job["id"]))["status"] == "leased"

@@ -12,7 +12,7 @@ from ..services import (
     drain_agent,
     get_agent,
     list_agents,
-    release_agent_leases,
+    settle_departed,
 )
 from .convert import agent_out
 from .deps import AdminAuth, Co
@@ -58,5 +58,5 @@ async def drain(agent_id: str, co: Co) -> AgentOut:
 @router.delete("/{agent_id}", status_code=204)
 async def delete(agent_id: str, co: Co) -> Response:
     """Revoke the agent's token and release its leases to the queue."""
-    await release_agent_leases(co, await delete_agent(co, agent_id))
+    await settle_departed(co, await delete_agent(co, agent_id))
     return Response(status_code=204)

@@ -24,9 +24,9 @@ from ..services import (
     cancel_job,
     delete_agent,
     drain_agent,
-    release_agent_leases,
     retry_job,
     set_paused,
+    settle_departed,
 )
 from ..store.listing import JobFilter
 from .sessions import COOKIE, SESSION_SECONDS, Session, end_session, same_token, start_session
@@ -171,7 +171,7 @@ async def agent_action(
     if action == "drain":
         await drain_agent(co, agent_id)
     elif action == "delete":
-        await release_agent_leases(co, await delete_agent(co, agent_id))
+        await settle_departed(co, await delete_agent(co, agent_id))
     else:
         raise NotFoundError(f"no action {action!r}")
     return redirect("/ui/agents")

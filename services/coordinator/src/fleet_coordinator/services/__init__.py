@@ -12,13 +12,13 @@ from .agents import (
 from .bulk import bulk_cancel, bulk_retry
 from .claims import claim_jobs, claim_waiting, long_poll_slot, wait_and_claim
 from .context import Coordinator, Notifier
+from .departed import settle_departed, sweep_departed
 from .jobs import NewJob, cancel_job, enqueue, enqueue_batch, get_job, list_jobs, retry_job
 from .leases import (
     complete_job,
     fail_job,
     heartbeat_job,
     lease_ended,
-    release_agent_leases,
     release_job,
 )
 from .pauses import refresh_paused, set_paused
@@ -69,10 +69,11 @@ __all__ = [
     "read_agent",
     "reap_once",
     "refresh_paused",
-    "release_agent_leases",
     "release_job",
     "retry_job",
     "run_reaper",
     "set_paused",
+    "settle_departed",
+    "sweep_departed",
     "wait_and_claim",
 ]

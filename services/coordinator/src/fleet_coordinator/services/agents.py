@@ -14,7 +14,7 @@ import hmac
 import secrets
 from collections.abc import Mapping, Sequence
 
-from fleet_datastore import Document, Patch, PreconditionFailedError, Query, eq
+from fleet_datastore import Document, Outcome, Patch, Query, eq
 
 from ..domain import AgentState
 from ..errors import NotFoundError as AgentNotFoundError
@@ -22,6 +22,7 @@ from ..errors import UnavailableError
 from ..store import agent_from_doc, agent_to_doc, new_id
 from .agent_docs import MAX_CAS_ATTEMPTS, StoredAgent
 from .context import Coordinator
+from .departed import GONE
 
 __all__ = [
     "authenticate",
@@ -123,20 +124,25 @@ async def drain_agent(co: Coordinator, agent_id: str) -> AgentState:
     return new.state
 
 
-async def delete_agent(co: Coordinator, agent_id: str) -> AgentState:
-    """Delete an agent (revoking its token); return it as last stored, so leases can be released."""
+async def delete_agent(co: Coordinator, agent_id: str) -> Document:
+    """Delete an agent: revoke its token and leave a tombstone of its ledger (``departed.py``).
+
+    Returns the tombstone, whose leases ``departed.settle`` releases.
+    """
     for _ in range(MAX_CAS_ATTEMPTS):
-        # 1. Read the ledger; 2. delete only if nobody reserved a lease since (etag),
-        #    so the ledger returned is complete; 3. otherwise re-read.
+        # 1. Read the ledger; 2. turn it into a tombstone only if nobody reserved a lease
+        #    since (etag), so the ledger it keeps is complete; 3. otherwise re-read.
         doc = await co.agent_docs.read(agent_id, fresh=True)
         if doc is None:
             raise AgentNotFoundError(f"no agent {agent_id!r}", agent_id=agent_id)
+        gone = Patch(set={"kind": GONE, "deleted_at": co.clock.now()}, remove=("token_hash",))
         try:
-            await co.agents.delete(agent_id, agent_id, etag=doc.etag)
-        except PreconditionFailedError:
-            continue
+            result = await co.agents.update_if_match(agent_id, agent_id, doc, gone)
         finally:
             co.agent_cache.evict(agent_id)
-        co.log.info("coordinator.agent.deleted", agent_id=agent_id)
-        return agent_from_doc(doc.body)
+        if result.outcome is Outcome.NOT_FOUND:
+            raise AgentNotFoundError(f"no agent {agent_id!r}", agent_id=agent_id)
+        if result.ok and result.document is not None:
+            co.log.info("coordinator.agent.deleted", agent_id=agent_id)
+            return result.document
     raise UnavailableError("the agent kept changing under this request; retry")

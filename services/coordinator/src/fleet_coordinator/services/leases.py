@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from .. import domain
-from ..domain import AgentState, JobState, JobStatus, Timestamp
-from ..errors import CoordinatorError, UnavailableError
+from ..domain import JobState, JobStatus, Timestamp
+from ..errors import UnavailableError
 from ..tracing import job_span
 from .context import Coordinator
 from .locks import release
@@ -18,7 +18,6 @@ __all__ = [
     "fail_job",
     "heartbeat_job",
     "lease_ended",
-    "release_agent_leases",
     "release_job",
 ]
 
@@ -133,17 +132,3 @@ async def release_job(co: Coordinator, agent_id: str, job_id: str, epoch: int) -
     old, new = await transition(co, job_id, decide, "release")
     await _ended(co, "released", agent_id, old, new)
     return new
-
-
-async def release_agent_leases(co: Coordinator, agent: AgentState) -> None:
-    """Release every lease a deleted agent held (leases already lost are left to the reaper)."""
-    for job_id, holding in agent.held.items():
-        try:
-            await release_job(co, agent.id, job_id, holding.epoch)
-        except UnavailableError:
-            # The store is failing: this lease is left to expire (an attempt counted),
-            # and nothing retries it (the agent is gone): said where operators look.
-            co.log.warning("coordinator.agent.lease_left", agent_id=agent.id, job_id=job_id)
-        except CoordinatorError:
-            # Already ended, expired or gone: the reaper or nobody has anything to do.
-            continue

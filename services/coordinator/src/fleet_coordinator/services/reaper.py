@@ -1,7 +1,8 @@
 """The reaper: end leases past their expiry or attempt deadline, safely from any replica.
 
-Each tick also runs retention (``retention.purge_once``) and the scheduler
-(``schedules.fire_due``), each single-winner through its own conditional writes.
+Each tick also releases what deleted agents still hold (``departed.sweep_departed``),
+runs retention (``retention.purge_once``) and the scheduler (``schedules.fire_due``),
+each single-winner through its own conditional writes.
 
 Each tick queries ``status = leased, due_at <= now`` (index ``status, due_at``)
 and applies ``domain.reap`` with a conditional write on the etag it read. Two
@@ -21,6 +22,7 @@ from ..domain import JobStatus
 from ..errors import CoordinatorError
 from ..store import job_from_doc
 from .context import Coordinator
+from .departed import sweep_departed
 from .leases import lease_ended
 from .pauses import refresh_paused
 from .retention import purge_once
@@ -85,9 +87,10 @@ async def run_reaper(co: Coordinator) -> None:
     """Sweep every ``reaper_interval_seconds`` until cancelled; store errors are logged."""
     while True:
         # Each tick also re-reads which queues are paused (SPEC 10: within one interval),
-        # ends leases past their expiry, deletes terminal jobs past retention (SPEC 12)
-        # and fires due schedules (SPEC 11); each sweep is single-winner on its own.
-        for sweep in (refresh_paused, reap_once, purge_once, fire_due):
+        # ends leases past their expiry, releases what deleted agents still hold (SPEC 4,
+        # 9), deletes terminal jobs past retention (SPEC 12) and fires due schedules
+        # (SPEC 11); each sweep is single-winner on its own.
+        for sweep in (refresh_paused, reap_once, sweep_departed, purge_once, fire_due):
             try:
                 await sweep(co)
             except CoordinatorError as exc:
