@@ -121,3 +121,31 @@ async def test_a_pause_on_one_replica_stops_claims_on_another_after_its_tick(
         await _pause(a, "q", "resume")
         await refresh_paused(b.co)
         assert len(await b.claim(headers)) == 1
+
+
+async def test_a_pause_written_before_an_outage_is_honoured_and_logged_here(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The marker is written, then the store fails the refresh: 503, yet this replica pauses.
+
+    Before, the answer was the same 503 but the replica kept handing out the queue's
+    jobs until its next reaper tick, and the pause was never logged.
+    """
+    from fleet_datastore import StoreUnavailableError
+    from structlog.testing import capture_logs
+
+    _, headers = await api.agent()
+    await api.enqueue(queue="q")
+    agents = api.co.agents.inner
+
+    async def outage(*_: object) -> object:
+        raise StoreUnavailableError("the store went away")
+
+    monkeypatch.setattr(agents, "query", outage)
+    with capture_logs() as logs:
+        r = await api.client.post("/v1/queues/q/pause", headers=api.admin)
+    monkeypatch.undo()
+    assert r.status_code == 503, r.text
+    assert [e["queue"] for e in logs if e["event"] == "coordinator.queue.paused"] == ["q"]
+    assert await api.claim(headers, queues=["q"]) == []
+    assert await api.claim(headers) == []

@@ -31,6 +31,11 @@ class PausedQueues:
             return tuple(sorted((self.known | frozenset(local)) - self.paused))
         return tuple(q for q in queues if q not in self.paused)
 
+    def mark(self, queue: str, paused: bool) -> None:
+        """Note a pause or resume this replica has just written."""
+        self.known |= {queue}
+        self.paused = self.paused | {queue} if paused else self.paused - {queue}
+
     def update(self, markers: list[Document]) -> bool:
         """Take the stored markers as the truth; True when a queue was resumed."""
         known = frozenset(str(d.body["name"]) for d in markers)

@@ -65,8 +65,11 @@ async def set_paused(co: Coordinator, queue: str, paused: bool) -> None:
             break
     else:
         raise UnavailableError("the queue kept changing under this request; retry", queue=queue)
+    # The change landed: this replica honours it, logs it and wakes its waiters now, even
+    # if the refresh below fails (a 503 whose retry finds the marker already so).
     co.known_queues.add(queue)
-    await refresh_paused(co)
+    co.pauses.mark(queue, paused)
+    co.log.info("coordinator.queue.paused" if paused else "coordinator.queue.resumed", queue=queue)
     if not paused:
         co.notifier.notify()  # long-polls waiting here get the queue's jobs now
-    co.log.info("coordinator.queue.paused" if paused else "coordinator.queue.resumed", queue=queue)
+    await refresh_paused(co)  # and every other marker's change, as a reaper tick would
