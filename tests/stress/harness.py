@@ -76,7 +76,8 @@ class Chaos:
     """Every ``every`` seconds (±50 %), alternately cancel an agent or SIGKILL a replica.
 
     A killed replica is restarted at once (on the same port and store); a cancelled
-    agent dies mid-request with its leases, and a newly registered agent replaces it.
+    agent dies mid-request with its leases, and a newly registered agent replaces it;
+    every other cancelled agent is also deleted through the admin API.
     """
 
     every: float = 3.0
@@ -93,7 +94,9 @@ class Chaos:
             except TimeoutError:
                 pass
             if kill % 2 == 0:
-                work.kill_agent()
+                # Half the dead agents are also deleted: their leases end by the delete
+                # (or the next reaper tick, when the delete is cut short by a kill).
+                work.kill_agent(delete=kill % 4 == 0)
                 continue
             victim = rng.choice(servers)
             victim.kill()

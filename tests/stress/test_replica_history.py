@@ -41,10 +41,11 @@ async def test_replicas_under_racing_agents_keep_every_invariant(
 
 
 async def test_replicas_and_agents_killed_at_random_keep_every_invariant(tmp_path: Path) -> None:
-    """SIGKILLed replicas and cancelled agents: invariants hold, all jobs end within the bound."""
+    """SIGKILLed replicas, cancelled and deleted agents: invariants hold, all jobs end in time."""
     plan = Plan(duration=10.0, jobs_per_round=60, drain_bound=DRAIN_BOUND, strict=False)
     stats = await stress("sqlite", tmp_path, plan, chaos=Chaos(every=2.0))
     _assert_clean(stats, min_claims=30)
     assert stats.replicas_killed >= 1
     assert stats.agents_killed >= 1
+    assert stats.agents_deleted >= 1
     assert stats.drain_seconds <= DRAIN_BOUND, stats.line()

@@ -88,6 +88,8 @@ class Stats:
     lease_lost: int = 0
     in_doubt: int = 0
     agents_killed: int = 0
+    agents_deleted: int = 0
+    """Killed agents the admin API then deleted (their leases released by the delete)."""
     replicas_killed: int = 0
     started: float = field(default_factory=time.monotonic)
     elapsed: float = 0.0
@@ -105,7 +107,8 @@ class Stats:
             f"claims_checked={self.claims_checked} "
             f"jobs={self.jobs_checked} rounds={self.rounds} lease_lost={self.lease_lost} "
             f"in_doubt={self.in_doubt} replicas_killed={self.replicas_killed} "
-            f"agents_killed={self.agents_killed} violations={len(self.violations)}"
+            f"agents_killed={self.agents_killed} agents_deleted={self.agents_deleted} "
+            f"violations={len(self.violations)}"
         )
 
 
@@ -137,6 +140,8 @@ class Workload:
         self.enqueue_stopped = asyncio.Event()
         self.stopped_at: float | None = None
         self.agents: dict[int, asyncio.Task[None]] = {}
+        self.agent_ids: dict[int, str] = {}
+        self.deletions: set[asyncio.Task[None]] = set()
         self._next_agent = 0
         self._quit = asyncio.Event()
         self.http = httpx.AsyncClient(
@@ -152,6 +157,7 @@ class Workload:
         for task in self.agents.values():
             task.cancel()
         await asyncio.gather(*self.agents.values(), return_exceptions=True)
+        await asyncio.gather(*self.deletions, return_exceptions=True)
         await self.http.aclose()
 
     # -- requests --------------------------------------------------------------------------
@@ -203,18 +209,65 @@ class Workload:
         run = self._worker_agent if every and index % every == every - 1 else self._agent
         self.agents[index] = asyncio.create_task(run(index), name=f"agent-{index}")
 
-    def kill_agent(self) -> None:
-        """Cancel a random agent task abruptly (a crashed worker) and start a new agent."""
-        index = self.rng.choice(sorted(self.agents))
+    def kill_agent(self, *, delete: bool = False) -> None:
+        """Cancel a random agent task abruptly (a crashed worker) and start a new agent.
+
+        With ``delete``, an admin then deletes the dead agent, which releases its
+        leases (SPEC 4, 9): every lease it was acknowledged may end from the moment
+        the delete is sent, recorded as a doubtful end for the checker.
+        """
+        pool = sorted(self.agents)
+        if delete:
+            # Prefer an agent acknowledged a lease that has not expired: its delete has
+            # something to release, and the checker something to check.
+            now = time.time()
+            holding = {
+                claim.agent
+                for history in self.rounds.values()
+                for claims in history.claims.values()
+                for claim in claims
+                if claim.expires_at > now
+            }
+            pool = [i for i in pool if self.agent_ids.get(i) in holding] or pool
+        index = self.rng.choice(pool)
         self.agents.pop(index).cancel()
         self.stats.agents_killed += 1
+        agent_id = self.agent_ids.pop(index, None)
+        if delete and agent_id is not None:
+            task = asyncio.create_task(self._delete_agent(agent_id))
+            self.deletions.add(task)
+            task.add_done_callback(self.deletions.discard)
         self._spawn()
+
+    async def _delete_agent(self, agent_id: str) -> None:
+        """Delete an agent through any replica; a lost answer is retried (then 404 is fine)."""
+        sent = time.time()
+        for history in self.rounds.values():
+            for job_id, claims in history.claims.items():
+                for claim in claims:
+                    if claim.agent == agent_id:
+                        key = (job_id, claim.epoch)
+                        history.doubtful_ends[key] = min(history.doubtful_ends.get(key, sent), sent)
+        for attempt in range(200):
+            try:
+                r = await self._send(
+                    attempt % len(self.urls), "DELETE", f"/v1/agents/{agent_id}", self.admin
+                )
+            except (ConnectionRefusedError, _InDoubtError):
+                await asyncio.sleep(0.05)  # back-off while a replica restarts
+                continue
+            if r.status_code == 204 or (r.status_code == 404 and attempt > 0):
+                self.stats.agents_deleted += 1
+            else:
+                self._unexpected("DELETE /v1/agents/{id}", r)
+            return
 
     async def _agent(self, index: int) -> None:
         body = {"name": f"stress-{index}", "capacity": self.plan.capacity}
         created = (await self.admin_call("POST", "/v1/agents", body)).json()
         headers = {"Authorization": f"Bearer {created['token']}"}
         agent = _Agent(created["agent"]["id"], headers, index % len(self.urls))
+        self.agent_ids[index] = agent.id
         rng = random.Random(f"{self.plan.seed}-{index}")
         working: set[asyncio.Task[None]] = set()
         try:
@@ -235,6 +288,7 @@ class Workload:
         body = {"name": f"stress-worker-{index}", "capacity": self.plan.capacity}
         created = (await self.admin_call("POST", "/v1/agents", body)).json()
         agent = _Agent(created["agent"]["id"], {}, index % len(self.urls))
+        self.agent_ids[index] = agent.id
         rng = random.Random(f"{self.plan.seed}-{index}")
         transport = _CountingTransport()
         client = _RecordingClient(
