@@ -31,7 +31,7 @@ async def test_long_polls_past_the_cap_get_429_and_an_honest_agent_is_served(api
         asyncio.create_task(api.client.post("/v1/claims", json=body, headers=greedy))
         for _ in range(cap)
     ]
-    await _until(lambda: api.co.long_polls.get(greedy_id) == cap, "the long-polls to wait")
+    await _until(lambda: api.co.long_polls.waiting(greedy_id) == cap, "the long-polls to wait")
 
     refused = await api.client.post("/v1/claims", json=body, headers=greedy)
     assert refused.status_code == 429, refused.text
@@ -54,7 +54,7 @@ async def test_long_polls_past_the_cap_get_429_and_an_honest_agent_is_served(api
         await api.enqueue(queue="greedy")
     answers = await asyncio.gather(*waiting)
     assert sum(len(a.json()["leases"]) for a in answers) == cap
-    assert api.co.long_polls == {}
+    assert len(api.co.long_polls) == 0
 
 
 async def test_a_report_whose_waiting_claim_is_past_the_cap_applies_none_of_its_items(
@@ -71,7 +71,7 @@ async def test_a_report_whose_waiting_claim_is_past_the_cap_applies_none_of_its_
         asyncio.create_task(api.client.post("/v1/claims", json=idle, headers=headers))
         for _ in range(cap)
     ]
-    await _until(lambda: api.co.long_polls.get(agent_id) == cap, "the long-polls to wait")
+    await _until(lambda: api.co.long_polls.waiting(agent_id) == cap, "the long-polls to wait")
 
     done = {"job_id": job["id"], "epoch": lease["lease"]["epoch"], "action": "complete"}
     report = {"items": [done], "claim": {"queues": ["idle"], "wait_seconds": 5}}
@@ -79,7 +79,8 @@ async def test_a_report_whose_waiting_claim_is_past_the_cap_applies_none_of_its_
     assert refused.status_code == 429, refused.text
     assert refused.json()["error"]["code"] == "too_many_long_polls"
     assert (await api.job(job["id"]))["status"] == "leased"
-    assert api.co.long_polls == {agent_id: cap}
+    assert api.co.long_polls.waiting(agent_id) == cap
+    assert len(api.co.long_polls) == 1
 
     # The same report with a claim that does not wait is no long-poll: applied.
     report["claim"] = {"queues": ["idle"]}
@@ -92,4 +93,4 @@ async def test_a_report_whose_waiting_claim_is_past_the_cap_applies_none_of_its_
         await api.enqueue(queue="idle")
     answers = await asyncio.gather(*waiting)
     assert sum(len(a.json()["leases"]) for a in answers) == cap
-    assert api.co.long_polls == {}
+    assert len(api.co.long_polls) == 0

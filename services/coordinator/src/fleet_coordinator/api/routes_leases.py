@@ -21,7 +21,6 @@ from ..services import (
     complete_job,
     fail_job,
     heartbeat_job,
-    long_poll_slot,
     release_job,
     wait_and_claim,
 )
@@ -185,7 +184,7 @@ async def reports(body: ReportRequest, agent: AgentAuth, co: Co) -> Response:
     jobs: list[JobState] = []
     # A claim that may wait takes its long-poll slot before any item is applied: a 429
     # then refuses the whole request, instead of answering for items it applied.
-    with long_poll_slot(co, agent.id) if long_poll else nullcontext():
+    with co.long_polls.slot(agent.id) if long_poll else nullcontext():
         # In this replica's current wave of reports (services/waves.py); the claim comes
         # after the reports, so the slots their ended leases freed count already.
         async with co.waves.turn():

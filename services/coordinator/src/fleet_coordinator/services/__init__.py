@@ -10,7 +10,7 @@ from .agents import (
     read_agent,
 )
 from .bulk import bulk_cancel, bulk_retry
-from .claims import claim_jobs, claim_waiting, long_poll_slot, wait_and_claim
+from .claims import claim_jobs, claim_waiting, wait_and_claim
 from .context import Coordinator, Notifier
 from .departed import settle_departed, sweep_departed
 from .jobs import NewJob, cancel_job, enqueue, enqueue_batch, get_job, list_jobs, retry_job
@@ -61,7 +61,6 @@ __all__ = [
     "list_agents",
     "list_jobs",
     "list_schedules",
-    "long_poll_slot",
     "pause_schedule",
     "purge_once",
     "put_schedule",

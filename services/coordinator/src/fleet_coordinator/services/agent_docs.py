@@ -10,13 +10,10 @@ from ..domain import AgentState
 from ..errors import UnavailableError
 from ..metrics import Metrics
 from ..store import agent_from_doc, is_valid_id
-from .boundary import GuardedContainer
+from .boundary import MAX_CAS_ATTEMPTS, GuardedContainer
 from .cache import DocCache
 
-__all__ = ["MAX_CAS_ATTEMPTS", "AgentChange", "AgentDocs", "StoredAgent"]
-
-MAX_CAS_ATTEMPTS = 8
-"""How often a compare-and-swap loop re-reads after losing a race before giving up (503)."""
+__all__ = ["AgentChange", "AgentDocs", "StoredAgent"]
 
 AgentChange = Callable[[AgentState], Patch | None]
 """Decides the patch for an agent as read; None means nothing to write."""

@@ -20,7 +20,8 @@ from ..domain import AgentState
 from ..errors import NotFoundError as AgentNotFoundError
 from ..errors import UnavailableError
 from ..store import agent_from_doc, agent_to_doc, new_id
-from .agent_docs import MAX_CAS_ATTEMPTS, StoredAgent
+from .agent_docs import StoredAgent
+from .boundary import MAX_CAS_ATTEMPTS
 from .context import Coordinator
 from .departed import GONE
 

@@ -37,7 +37,13 @@ from fleet_datastore import (
 
 from ..errors import store_error
 
-__all__ = ["GuardedContainer"]
+__all__ = ["MAX_CAS_ATTEMPTS", "GuardedContainer"]
+
+MAX_CAS_ATTEMPTS = 8
+"""How often a compare-and-swap loop re-reads after losing a race before giving up (503).
+
+Every conditional write of the services is one such loop over this boundary.
+"""
 
 _OUTCOMES = (
     NotFoundError,

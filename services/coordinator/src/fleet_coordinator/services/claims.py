@@ -51,14 +51,13 @@ cancels it; a claim under way then runs to its end and releases what it leased
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 
 from fleet_datastore import Document
 
 from .. import domain
 from ..domain import JobState
-from ..errors import CoordinatorError, TooManyRequestsError
+from ..errors import CoordinatorError
 from ..store import new_id
 from ..tracing import job_span
 from .agent_docs import StoredAgent
@@ -67,7 +66,7 @@ from .leases import release_job
 from .locks import Taken, acquire, candidates_past_held_locks, undo
 from .transitions import write_job
 
-__all__ = ["claim_jobs", "claim_waiting", "long_poll_slot", "wait_and_claim"]
+__all__ = ["claim_jobs", "claim_waiting", "wait_and_claim"]
 
 _ROUNDS = 4
 """Rounds of find → reserve → lease before a claim gives up on a contended queue."""
@@ -268,40 +267,12 @@ async def wait_and_claim(
     """Claim, long-polling up to ``wait_seconds`` until at least one job is leased.
 
     A claim that may wait takes one of the agent's long-poll slots first
-    (``long_poll_slot``: 429 when none is free).
+    (``co.long_polls.slot``: 429 when none is free, ``services/long_polls.py``).
     """
     if wait_seconds <= 0:
         return await claim_jobs(co, agent, queues, max_jobs)
-    with long_poll_slot(co, agent.id):
+    with co.long_polls.slot(agent.id):
         return await claim_waiting(co, agent, queues, max_jobs, wait_seconds)
-
-
-@contextmanager
-def long_poll_slot(co: Coordinator, agent_id: str) -> Iterator[None]:
-    """One of the agent's long-poll slots on this replica, held for the block.
-
-    An agent may have ``FLEET_MAX_LONG_POLLS_PER_AGENT`` long-polls waiting on this
-    replica; one more is refused at once (429): each waiter re-polls on every wake-up,
-    so one greedy agent could otherwise multiply the store's load at will. A batch
-    report takes its slot before it applies any item, so that a refused claim
-    refuses the whole request and applies nothing.
-    """
-    waiting = co.long_polls.get(agent_id, 0)
-    if waiting >= co.settings.max_long_polls_per_agent:
-        raise TooManyRequestsError(
-            f"this agent already has {waiting} long-polls waiting on this replica",
-            code="too_many_long_polls",
-            limit=co.settings.max_long_polls_per_agent,
-        )
-    co.long_polls[agent_id] = waiting + 1
-    try:
-        yield
-    finally:
-        left = co.long_polls[agent_id] - 1
-        if left:
-            co.long_polls[agent_id] = left
-        else:
-            del co.long_polls[agent_id]
 
 
 async def claim_waiting(
@@ -313,7 +284,7 @@ async def claim_waiting(
 ) -> list[JobState]:
     """Claim until at least one job is leased or ``wait_seconds`` pass.
 
-    The caller holds the agent's ``long_poll_slot`` around it (``wait_and_claim``,
+    The caller holds one of the agent's long-poll slots around it (``wait_and_claim``,
     or a batch report, which takes it before applying its items).
     """
     loop = asyncio.get_running_loop()

@@ -14,16 +14,17 @@ from ..domain import DEFAULT_BACKOFF, BackoffPolicy, Clock, JobState, SystemCloc
 from ..metrics import Metrics
 from ..settings import Settings
 from ..store import Containers, Retention, job_from_doc, shard_of
-from .agent_docs import MAX_CAS_ATTEMPTS, AgentDocs
+from .agent_docs import AgentDocs
 from .boundary import GuardedContainer
 from .cache import DocCache, JobStates
 from .candidates import CandidateSource
 from .ledger import Ledger
+from .long_polls import LongPolls
 from .paused_set import PausedQueues
 from .throughput import Throughput
 from .waves import Waves
 
-__all__ = ["MAX_CAS_ATTEMPTS", "Coordinator", "KnownQueues", "Notifier"]
+__all__ = ["Coordinator", "KnownQueues", "Notifier"]
 
 
 class Notifier:
@@ -102,8 +103,7 @@ class Coordinator:
 
     Per-replica state lives in the objects that own it: the caches, the candidate
     source (jobs handed to claims in flight), the ledger (ended leases, per-agent
-    locks), the paused set and the known queues; the one exception is
-    ``long_polls``, a plain dict that ``claims.long_poll_slot`` counts in. Every
+    locks), the paused set, the known queues and the long-polls waiting. Every
     store call goes through the guarded containers ``jobs``, ``agents``, ``locks``
     and ``schedules`` (``services/boundary.py``).
     """
@@ -135,8 +135,8 @@ class Coordinator:
     known_queues: KnownQueues = field(default_factory=KnownQueues)
     waves: Waves = field(init=False)
     """Agents' report requests, run in waves on a local store (``services/waves.py``)."""
-    long_polls: dict[str, int] = field(default_factory=dict)
-    """Waiting claims per agent id on this replica (``FLEET_MAX_LONG_POLLS_PER_AGENT``)."""
+    long_polls: LongPolls = field(init=False)
+    """Waiting claims per agent on this replica, capped (``services/long_polls.py``)."""
 
     retention: Retention = field(init=False)
     ttl: Retention | None = field(init=False)
@@ -160,6 +160,7 @@ class Coordinator:
         )
         self.ttl = self.retention if self.containers.store.expires_documents else None
         self.waves = Waves(enabled=self.containers.store.local)
+        self.long_polls = LongPolls(settings.max_long_polls_per_agent)
 
     @property
     def agent_cache(self) -> DocCache:

@@ -46,8 +46,9 @@ from fleet_datastore import (
 
 from ..domain import Holder, HolderState, JobState, is_claimable, judge_holder
 from ..store import job_from_doc, lock_id
+from .boundary import MAX_CAS_ATTEMPTS
 from .candidates import MAX_QUERY, claim_filters
-from .context import MAX_CAS_ATTEMPTS, Coordinator
+from .context import Coordinator
 
 __all__ = [
     "IN_FLIGHT_GRACE",

@@ -16,7 +16,8 @@ from fleet_datastore import AlreadyExistsError, NotFoundError, Patch, Query, eq
 
 from ..errors import UnavailableError
 from ..store import QUEUES_PARTITION
-from .context import MAX_CAS_ATTEMPTS, Coordinator
+from .boundary import MAX_CAS_ATTEMPTS
+from .context import Coordinator
 
 __all__ = ["marker_id", "refresh_paused", "set_paused"]
 

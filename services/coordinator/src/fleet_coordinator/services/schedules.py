@@ -34,7 +34,8 @@ from ..domain.cron import CronError, CronSchedule
 from ..errors import NotFoundError as ScheduleNotFoundError
 from ..errors import UnavailableError, ValidationFailedError
 from ..store import schedule_id
-from .context import MAX_CAS_ATTEMPTS, Coordinator
+from .boundary import MAX_CAS_ATTEMPTS
+from .context import Coordinator
 from .jobs import NewJob, enqueue
 
 __all__ = [

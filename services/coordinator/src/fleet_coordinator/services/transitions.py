@@ -18,7 +18,8 @@ from ..domain import JobState, Rejected, Timestamp
 from ..errors import ConflictError, UnavailableError
 from ..errors import NotFoundError as JobNotFoundError
 from ..store import is_valid_id, job_to_doc, patch_between
-from .context import MAX_CAS_ATTEMPTS, Coordinator
+from .boundary import MAX_CAS_ATTEMPTS
+from .context import Coordinator
 
 __all__ = ["Decide", "read_job", "transition", "write_job"]
 
