@@ -12,6 +12,7 @@ from .codec import (
     agent_to_doc,
     held_to_doc,
     job_from_doc,
+    job_patch,
     job_to_doc,
     patch_between,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "is_valid_id",
     "job_from_doc",
     "job_id_for_key",
+    "job_patch",
     "job_to_doc",
     "lock_id",
     "new_id",
