@@ -15,7 +15,7 @@ from fleet_coordinator import Settings, create_app
 from fleet_coordinator.domain import JobState, ManualClock
 from fleet_coordinator.services import Coordinator
 from fleet_coordinator.services.cache import JobStates
-from fleet_coordinator.store import job_from_doc
+from fleet_coordinator.store import Retention, job_from_doc, job_to_doc
 from fleet_datastore import CosmosConfig, Document
 
 ADMIN = "admin-token-for-tests"
@@ -34,15 +34,25 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 class CheckedJobStates(JobStates):
-    """``JobStates`` that checks every state a write remembers against a fresh decode.
+    """``JobStates`` that checks every state a write remembers against the stored body.
 
     The coordinator remembers the ``JobState`` it wrote instead of decoding the
     stored body again, which is right only while ``job_from_doc(job_to_doc(s))``
-    gives back ``s``: every API test on every provider checks that it does.
+    gives back ``s``; and its next write takes its patch from that state
+    (``store.job_patch``), which is right only while the stored body is exactly
+    ``job_to_doc(s)`` (the store's own "_" keys aside). Every API test on every
+    provider checks both.
     """
+
+    def __init__(self, ttl: Retention | None) -> None:
+        super().__init__()
+        self.ttl = ttl
 
     def remember(self, doc: Document, state: JobState) -> None:
         assert job_from_doc(doc.body) == state, (doc.body, state)
+        own = {key: value for key, value in doc.body.items() if not key.startswith("_")}
+        request_hash = str(doc.body.get("request_hash", ""))
+        assert own == job_to_doc(state, doc.partition_key, request_hash, self.ttl), own
         super().remember(doc, state)
 
 
@@ -134,7 +144,7 @@ async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[A
     app = create_app(settings, clock=clock)
     async with app.router.lifespan_context(app):
         co: Coordinator = app.state.coordinator
-        co.job_states = co.candidates.states = CheckedJobStates()
+        co.job_states = co.candidates.states = CheckedJobStates(co.ttl)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield Api(client, clock, app)

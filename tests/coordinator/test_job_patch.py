@@ -34,8 +34,9 @@ from fleet_coordinator.domain import (
     release,
     retry,
 )
+from fleet_coordinator.services.cache import JobStates
 from fleet_coordinator.store import Retention, job_from_doc, job_patch, job_to_doc, patch_between
-from fleet_datastore import Patch
+from fleet_datastore import Document, Patch
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
@@ -389,3 +390,24 @@ def test_a_body_of_another_origin_is_patched_the_long_way_and_then_is_the_codecs
     if new is None:
         return
     _assert_same(job_patch(written, new, ttl, mid), _reference(written, new, ttl))
+
+
+JOB = JobState(id="j-1", queue="default", kind="build", payload={"n": 1}, created_at=T0)
+
+
+def _doc(etag: str) -> Document:
+    return Document(JOB.id, SHARD, etag, job_to_doc(JOB, SHARD))
+
+
+def test_only_what_this_replica_wrote_counts_as_written() -> None:
+    states = JobStates(max_items=2)
+    read = _doc("e1")
+    assert states.of(read) == JOB
+    assert states.written(read) is None  # decoded from a read: of unknown origin
+    wrote = _doc("e2")
+    states.remember(wrote, JOB)
+    assert states.written(wrote) is JOB
+    assert states.of(wrote) is JOB
+    assert states.written(_doc("e3")) is None  # another version of the same job
+    states.of(_doc("e4"))  # full: cleared, what was written with the rest
+    assert states.written(wrote) is None

@@ -60,10 +60,17 @@ class JobStates:
     candidate to check it, then again to lease it, and the completion decodes
     what the lease wrote: ``remember`` records the state a write stored, so the
     next step starts from it. Bounded: cleared when full.
+
+    What this replica wrote is also known to be stored exactly as ``job_to_doc``
+    encodes its state (a write's patch turns any stored body into that), so the
+    next write over it can take its patch from the two states (``written``,
+    ``store.job_patch``); a document read from the store may have been written by
+    another version of the coordinator, and is not.
     """
 
     def __init__(self, max_items: int = 4096) -> None:
         self._items: dict[tuple[str, str], JobState] = {}
+        self._written: dict[tuple[str, str], JobState] = {}
         self._max = max_items
 
     def of(self, doc: Document) -> JobState:
@@ -77,9 +84,16 @@ class JobStates:
 
     def remember(self, doc: Document, state: JobState) -> None:
         """``doc`` was just written from ``state`` (``job_to_doc``): its decoding."""
-        self._put((doc.id, doc.etag), state)
+        key = (doc.id, doc.etag)
+        self._put(key, state)
+        self._written[key] = state
+
+    def written(self, doc: Document) -> JobState | None:
+        """The state ``doc`` was written from by this replica (``remember``), else None."""
+        return self._written.get((doc.id, doc.etag))
 
     def _put(self, key: tuple[str, str], state: JobState) -> None:
         if len(self._items) >= self._max:
             self._items.clear()
+            self._written.clear()  # never more entries than _items
         self._items[key] = state

@@ -12,20 +12,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fleet_datastore import Document, NotFoundError, Outcome
+from fleet_datastore import Document, NotFoundError, Outcome, Patch
 
 from ..domain import JobState, Rejected, Timestamp
 from ..errors import ConflictError, UnavailableError
 from ..errors import NotFoundError as JobNotFoundError
-from ..store import is_valid_id, job_to_doc, patch_between
+from ..store import is_valid_id, job_patch
 from .boundary import MAX_CAS_ATTEMPTS
 from .context import Coordinator
 
 __all__ = ["Decide", "read_job", "transition", "write_job"]
 
 
-def _hash_of(doc: Document) -> str:
-    return str(doc.body.get("request_hash", ""))
+def _patch(co: Coordinator, doc: Document, new: JobState) -> Patch:
+    # From the two states when this replica wrote ``doc`` (its body is then exactly
+    # the old state's encoding), else by encoding ``new`` and comparing the bodies.
+    return job_patch(doc.body, new, co.ttl, co.job_states.written(doc))
 
 
 Decide = Callable[[JobState, Timestamp], JobState | Rejected]
@@ -52,10 +54,7 @@ async def write_job(co: Coordinator, doc: Document, new: JobState, op: str) -> D
     The stored document, or None when another writer got there first (counted as
     a conflict of ``op``); callers then move on rather than re-read.
     """
-    body = job_to_doc(new, doc.partition_key, _hash_of(doc), co.ttl)
-    result = await co.jobs.update_if_match(
-        doc.id, doc.partition_key, doc, patch_between(doc.body, body)
-    )
+    result = await co.jobs.update_if_match(doc.id, doc.partition_key, doc, _patch(co, doc, new))
     if result.outcome is not Outcome.OK or result.document is None:
         co.metrics.conflicts.labels(op).inc()
         return None
@@ -83,8 +82,7 @@ async def transition(
         # 2. Decide with the coordinator's clock: liveness and expiry are judged here,
         #    never from a timestamp a client sent.
         new = decide(old, co.clock.now())
-        body = None if isinstance(new, Rejected) else job_to_doc(new, shard, _hash_of(doc), co.ttl)
-        patch = None if body is None else patch_between(doc.body, body)
+        patch = None if isinstance(new, Rejected) else _patch(co, doc, new)
         writes = patch is not None and bool(patch.set or patch.remove)
         if not writes and from_cache:
             continue  # answers that write nothing are given only from a fresh read
