@@ -42,3 +42,20 @@ def leased(
     """``job`` (or a new one built from ``fields``) claimed by ``agent`` at ``now``."""
     base = job if job is not None else new_job(now=now, **fields)
     return ok(claim(base, agent, run_id or f"run-{base.epoch + 1}", now, labels={}))
+
+
+LEGACY_DEFAULTS: dict[str, Any] = {
+    "payload": {},
+    "traceparent": None,
+    "timeout_seconds": None,
+    "requires": {},
+    "idempotency_key": None,
+    "cancel_requested": False,
+    "result": None,
+    "last_error": None,
+    "lease": None,
+    "runs_dropped": 0,
+    "request_hash": "",
+    "schedule": None,
+}
+"""Fields at their default as older versions wrote them: spelled out instead of left out."""

@@ -6,7 +6,7 @@ import orjson
 from fleet_coordinator.domain import complete
 from fleet_coordinator.store import job_from_doc, job_to_doc, patch_between
 
-from .domain_support import AGENT, T0, leased, new_job, ok
+from .domain_support import AGENT, LEGACY_DEFAULTS, T0, leased, new_job, ok
 
 LEFT_OUT = {
     "payload",
@@ -28,18 +28,10 @@ def _as_written_before(body: dict[str, object]) -> dict[str, object]:
     """``body`` as the codec wrote it before defaults were left out: every field, explicit."""
     runs = body.get("runs", [])
     assert isinstance(runs, list)
+    # The versions that spelled defaults out predate schedules: no ``schedule`` key.
+    spelled = {k: v for k, v in LEGACY_DEFAULTS.items() if k != "schedule"}
     return {
-        "payload": {},
-        "traceparent": None,
-        "timeout_seconds": None,
-        "requires": {},
-        "idempotency_key": None,
-        "cancel_requested": False,
-        "result": None,
-        "last_error": None,
-        "lease": None,
-        "runs_dropped": 0,
-        "request_hash": "",
+        **spelled,
         **body,
         "runs": [{"error": None, "ended_at": None, **run} for run in runs],
     }

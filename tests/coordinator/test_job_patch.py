@@ -40,7 +40,7 @@ from fleet_datastore import Document, Patch
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from .domain_support import AGENT, OTHER, T0
+from .domain_support import AGENT, LEGACY_DEFAULTS, OTHER, T0
 
 SHARD = "s07"
 EXAMPLES = settings(max_examples=600, deadline=None)
@@ -325,23 +325,6 @@ def test_any_change_of_any_field_patches_as_the_encoded_bodies_do(
     new = dataclasses.replace(old, **edits)
     stored = _stored(old, request_hash, ttl, cosmos)
     _assert_same(job_patch(stored, new, ttl, old), _reference(stored, new, ttl))
-
-
-LEGACY_DEFAULTS: dict[str, Any] = {
-    "payload": {},
-    "traceparent": None,
-    "timeout_seconds": None,
-    "requires": {},
-    "idempotency_key": None,
-    "cancel_requested": False,
-    "result": None,
-    "last_error": None,
-    "lease": None,
-    "runs_dropped": 0,
-    "request_hash": "",
-    "schedule": None,
-}
-"""Fields at their default as older versions wrote them: spelled out instead of left out."""
 
 
 @st.composite
