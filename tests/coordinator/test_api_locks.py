@@ -194,6 +194,7 @@ async def test_a_lock_the_store_cannot_free_does_not_fail_the_end_that_landed(
     behind names an ended lease, so the next job of that lock is claimed at once."""
     _, headers = await api.agent()
     first = await api.enqueue(queue="q", lock="db")
+    api.clock.advance(1)  # older by the clock: one instant would leave the order to the ids
     second = await api.enqueue(queue="q", lock="db")
     [lease] = await api.claim(headers, queues=["q"])
     assert lease["job"]["id"] == first["id"]
