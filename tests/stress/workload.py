@@ -176,8 +176,14 @@ class Workload:
             raise _InDoubtError(r.text)
         return r
 
-    async def admin_call(self, method: str, path: str, body: Any = None) -> httpx.Response:
-        """An admin request, retried on other replicas until it is answered (bounded)."""
+    async def admin_call(
+        self, method: str, path: str, body: Any = None, *, gone_after_retry: bool = False
+    ) -> httpx.Response:
+        """An admin request, retried on other replicas until it is answered (bounded).
+
+        ``gone_after_retry``: a 404 after a try whose answer was lost is the effect of
+        that try (a delete), not an error.
+        """
         for attempt in range(200):
             home = attempt % len(self.urls)
             try:
@@ -185,7 +191,8 @@ class Workload:
             except (ConnectionRefusedError, _InDoubtError):
                 await asyncio.sleep(0.05)  # back-off while a replica restarts
                 continue
-            if r.status_code >= 400:
+            gone = gone_after_retry and attempt > 0 and r.status_code == 404
+            if r.status_code >= 400 and not gone:
                 self._unexpected(path, r)
             return r
         raise RuntimeError(f"{method} {path}: no replica answered")
@@ -240,7 +247,7 @@ class Workload:
         self._spawn()
 
     async def _delete_agent(self, agent_id: str) -> None:
-        """Delete an agent through any replica; a lost answer is retried (then 404 is fine)."""
+        """Delete an agent through any replica (a lost answer is retried: then 404 is fine)."""
         sent = time.time()
         for history in self.rounds.values():
             for job_id, claims in history.claims.items():
@@ -248,19 +255,9 @@ class Workload:
                     if claim.agent == agent_id:
                         key = (job_id, claim.epoch)
                         history.doubtful_ends[key] = min(history.doubtful_ends.get(key, sent), sent)
-        for attempt in range(200):
-            try:
-                r = await self._send(
-                    attempt % len(self.urls), "DELETE", f"/v1/agents/{agent_id}", self.admin
-                )
-            except (ConnectionRefusedError, _InDoubtError):
-                await asyncio.sleep(0.05)  # back-off while a replica restarts
-                continue
-            if r.status_code == 204 or (r.status_code == 404 and attempt > 0):
-                self.stats.agents_deleted += 1
-            else:
-                self._unexpected("DELETE /v1/agents/{id}", r)
-            return
+        r = await self.admin_call("DELETE", f"/v1/agents/{agent_id}", gone_after_retry=True)
+        if r.status_code in (204, 404):
+            self.stats.agents_deleted += 1
 
     async def _agent(self, index: int) -> None:
         body = {"name": f"stress-{index}", "capacity": self.plan.capacity}
