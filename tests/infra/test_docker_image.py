@@ -184,8 +184,10 @@ def test_synced_environment_serves_with_the_image_command_and_passes_its_health_
     env = {**os.environ, **_env_of(STAGES["build"])}
     env.update(UV_PROJECT_ENVIRONMENT=str(venv), UV_COMPILE_BYTECODE="0", UV_PYTHON=sys.executable)
     env.pop("VIRTUAL_ENV", None)
+    # uv as the Makefile finds it: on PATH, else the copy `make` installed in .tools.
+    uv = shutil.which("uv") or str(ROOT / ".tools" / "bin" / "uv")
     sync = subprocess.run(
-        _sync_command(STAGES["build-coordinator"]),
+        [uv, *_sync_command(STAGES["build-coordinator"])[1:]],
         cwd=context,
         env=env,
         capture_output=True,
