@@ -1,9 +1,11 @@
-"""The hot path (``api/hot.py``) answers exactly as FastAPI's routes do.
+"""The hot path (``api/hot.py``) and the direct answers (``api/direct.py``) answer as FastAPI.
 
-Two apps, one with the hot path and one without, each on its own memory store
-and on identical manual clocks, receive the same script of requests: well-formed
-ones, and every kind of bad one the hot path hands back to FastAPI. Their answers
-must match: status, headers that matter and body, ids aside (each app mints its own).
+Three apps, each on its own memory store and on identical manual clocks, receive
+the same script of requests: well-formed ones, and every kind of bad one the hot
+path hands back to FastAPI. One is driven through ``serve``'s protocol (its
+direct answers first), one through ASGI with the hot path, one without it. Their
+answers must match: status, headers that matter and body, ids aside (each app
+mints its own).
 """
 
 from __future__ import annotations
@@ -27,14 +29,31 @@ from fleet_coordinator.domain import ManualClock
 from fleet_coordinator.metrics import Metrics
 from starlette.types import Message, Receive, Scope, Send
 
+from tests.support.protocol_transport import ProtocolTransport
+
 ADMIN = "admin-token-for-hot-path-tests"
 _ID = re.compile(r"\b[0-9a-f]{32}\b")
+
+
+class _Counted:
+    """The app's direct answers, counting the requests answered and those handed on."""
+
+    def __init__(self, direct: Any) -> None:
+        self.direct = direct
+        self.answered: list[str] = []
+        self.handed_on: list[str] = []
+
+    async def __call__(self, scope: dict[str, Any], body: bytes) -> Any:
+        answer = await self.direct(scope, body)
+        (self.handed_on if answer is None else self.answered).append(scope["path"])
+        return answer
 
 
 @dataclass
 class Side:
     client: httpx.AsyncClient
     clock: ManualClock
+    direct: _Counted | None = None  # the protocol's direct answers, on the side that has them
     names: dict[str, str] = field(default_factory=dict)  # placeholder -> this app's value
     hot: int = 0
 
@@ -43,7 +62,7 @@ class Side:
 async def sides() -> AsyncIterator[list[Side]]:
     made: list[Side] = []
     async with contextlib_stack() as stack:
-        for hot in (True, False):
+        for how in ("direct", "hot", "plain"):
             settings = Settings(
                 store_url="memory://",
                 admin_token=ADMIN,
@@ -52,13 +71,18 @@ async def sides() -> AsyncIterator[list[Side]]:
                 long_poll_interval_seconds=0.05,
             )
             clock = ManualClock()
-            app = create_app(settings, clock=clock, hot_path=hot)
+            app: Any = create_app(settings, clock=clock, hot_path=how != "plain")
+            direct = None
+            if how == "direct":
+                direct = app.direct_answers = _Counted(app.direct_answers)
             await stack.enter_async_context(app.router.lifespan_context(app))
-            transport = httpx.ASGITransport(app=app)
+            transport: httpx.AsyncBaseTransport = (
+                ProtocolTransport(app) if how == "direct" else httpx.ASGITransport(app=app)
+            )
             client = await stack.enter_async_context(
                 httpx.AsyncClient(transport=transport, base_url="http://test")
             )
-            made.append(Side(client, clock))
+            made.append(Side(client, clock, direct))
         yield made
 
 
@@ -97,14 +121,16 @@ async def _both(
     sides: list[Side], method: str, path: str, token: str | None, body: Any = None, **kw: Any
 ) -> list[httpx.Response]:
     answers = [await _send(s, method, path, token, body, **kw) for s in sides]
-    hot, plain = answers
-    assert hot.status_code == plain.status_code, (path, body, hot.text, plain.text)
-    assert hot.headers.get("content-type") == plain.headers.get("content-type")
-    assert hot.headers.get("www-authenticate") == plain.headers.get("www-authenticate")
-    if hot.status_code == 307:  # FastAPI's trailing-slash redirect, from both paths
-        assert hot.headers["location"] == plain.headers["location"]
-        return answers
-    assert _normal(hot.json()) == _normal(plain.json()), (path, body)
+    plain = answers[-1]
+    for hot in answers[:-1]:
+        assert hot.status_code == plain.status_code, (path, body, hot.text, plain.text)
+        assert hot.headers.get("content-type") == plain.headers.get("content-type")
+        assert hot.headers.get("www-authenticate") == plain.headers.get("www-authenticate")
+        assert hot.headers.get("retry-after") == plain.headers.get("retry-after")
+        if hot.status_code == 307:  # FastAPI's trailing-slash redirect, from every path
+            assert hot.headers["location"] == plain.headers["location"]
+            continue
+        assert _normal(hot.json()) == _normal(plain.json()), (path, body)
     return answers
 
 
@@ -225,6 +251,13 @@ async def test_hot_and_plain_paths_answer_alike(sides: list[Side]) -> None:
     await _both(sides, "GET", "/v1/jobs/{j0}", "{admin}")
     await _both(sides, "GET", "/v1/jobs/{j1}", "{admin}")
     await _both(sides, "GET", "/v1/queues", "{admin}")
+    # The direct side did answer from the protocol, and handed the bad requests on.
+    direct = sides[0].direct
+    assert direct is not None
+    assert len(direct.answered) >= 30, direct.answered
+    assert len(direct.handed_on) >= 5 * len(BAD_BODIES), direct.handed_on
+    assert "/v1/reports" in direct.answered
+    assert "/v1/jobs/batch" in direct.answered
 
 
 async def test_the_hot_path_serves_well_formed_requests_and_replays_the_rest() -> None:
@@ -376,10 +409,10 @@ async def test_only_paths_of_a_route_s_length_are_remembered() -> None:
         [guard] = [x for x in layers if isinstance(x, GuardMiddleware)]
         [hot] = [x for x in layers if isinstance(x, HotPath)]
         assert guard.rules(app).remembered.cache_info().currsize == 0
-        assert hot._match.cache_info().currsize == 0
+        assert hot.routes._match.cache_info().currsize == 0
         assert (await client.post("/v1/short", json={})).status_code == 404
         assert guard.rules(app).remembered.cache_info().currsize == 1
-        assert hot._match.cache_info().currsize == 1
+        assert hot.routes._match.cache_info().currsize == 1
 
 
 def test_every_string_of_a_request_body_is_bounded_in_the_schema() -> None:

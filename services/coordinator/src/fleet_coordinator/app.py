@@ -21,6 +21,7 @@ from .api import (
     queues_router,
     schedules_router,
 )
+from .api.direct import DirectAnswers
 from .api.hot import HotPath
 from .api.middleware import GuardMiddleware
 from .api.models import ErrorOut
@@ -122,6 +123,9 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
 
+    if hot_path:
+        # serve's protocol answers plain hot requests itself (protocol.py, api/direct.py).
+        app.direct_answers = DirectAnswers(app)
     install_error_handlers(app)
     install_console(app, settings)
 
@@ -142,6 +146,9 @@ class _CoordinatorApp(FastAPI):
     error id and answers 500 ``internal_error``: Starlette's server-error layer would
     answer first with its own plain 500, so its handler hands the exception on.
     """
+
+    direct_answers: DirectAnswers | None = None
+    """Plain hot requests answered from ``serve``'s protocol (None: every one through ASGI)."""
 
     def __init__(self, front: Callable[[ASGIApp], ASGIApp], **options: Any) -> None:
         super().__init__(**options)

@@ -13,6 +13,12 @@ Bodies are the guard's (``api/middleware.py``): bounded per route and in time.
 This protocol only tells it, with ``BODY_COMPLETE`` in the scope, that a body was
 parsed whole before the app ran, so that its read needs no deadline.
 
+A ``POST`` to the coordinator's app is first offered to its direct answers
+(``api/direct.py``): a plain hot request is answered from here, its answer
+written as uvicorn's ``send`` writes one, without the ASGI cycle and the layers
+above the endpoint. Anything else, and every request to another app, runs the
+ASGI app as uvicorn runs it.
+
 A refusal or a header deadline that comes while a request before it (pipelined) is
 still being answered waits for that answer: the answer goes first, then the refusal,
 then the close. The end of what a client sends (``shutdown(SHUT_WR)``) closes the
@@ -22,15 +28,20 @@ connection, as in uvicorn; what was answered by then is sent first.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from typing import Any, cast
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
+from .api.hot import HotAnswer
 from .api.middleware import BODY_COMPLETE
 
-__all__ = ["MAX_HEADER_BYTES", "GuardedHttpToolsProtocol", "OneWriteTransport"]
+__all__ = ["MAX_HEADER_BYTES", "GuardedHttpToolsProtocol", "OneWriteTransport", "direct_answers"]
 
 MAX_HEADER_BYTES = 64 * 1024
 """The request line and headers of one request, together."""
@@ -54,6 +65,53 @@ _NOT_HTTP_BODY = (
 _NOT_HTTP = _REFUSAL % (b"400 Bad Request", len(_NOT_HTTP_BODY), _NOT_HTTP_BODY)
 _HEADER_LINE = 4
 """Bytes a header line adds to its name and value: ``": "`` and ``"\\r\\n"``."""
+
+Direct = Callable[[dict[str, Any], bytes], Awaitable[HotAnswer | None]]
+"""A request's scope and whole body to its answer, or None: the ASGI app answers it."""
+
+
+def direct_answers(app: Any) -> Direct | None:
+    """The coordinator app's direct answers (``api/direct.py``), found under uvicorn's layers.
+
+    uvicorn wraps the app it is given (proxy headers, message logging), each layer
+    keeping the next as ``.app``; another app has none, and is only served by ASGI.
+    """
+    for _ in range(8):
+        found = getattr(app, "direct_answers", None)
+        if found is not None:
+            return cast("Direct", found)
+        app = getattr(app, "app", None)
+        if app is None:
+            break
+    return None
+
+
+def _nothing() -> None:
+    pass
+
+
+async def _write_answer(cycle: RequestResponseCycle, answer: HotAnswer) -> None:
+    """Write ``answer`` as uvicorn's ``send`` writes a response with a content length."""
+    if cycle.flow.write_paused and not cycle.disconnected:
+        await cycle.flow.drain()  # the client does not read: wait, as ``send`` does
+    if cycle.disconnected:
+        return  # gone: nothing to write to (``send`` drops it too)
+    cycle.response_started = True
+    cycle.waiting_for_100_continue = False
+    keep_alive = cycle.keep_alive  # False once the server shuts down
+    parts = [STATUS_LINE[answer.status]]
+    for name, value in (*cycle.default_headers, *answer.headers):
+        parts += (name, b": ", value, b"\r\n")
+    if not keep_alive:
+        parts.append(b"connection: close\r\n")
+    parts += (b"\r\n", answer.body)
+    cycle.transport.write(b"".join(parts))
+    cycle.response_complete = True
+    cycle.message_event.set()
+    if not keep_alive:
+        cycle.transport.close()
+    on_response, cycle.on_response = cycle.on_response, _nothing  # as run_asgi ends
+    on_response()
 
 
 class OneWriteTransport(asyncio.Transport):
@@ -220,6 +278,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._direct = None if self.config.reset_contextvars else direct_answers(self.app)
         # Measured (bench drain, --concurrency 1, 3 runs each, medians): 573 → 601 jobs/s,
         # coordinator CPU per job 0.92x, agents' 0.94x; at --concurrency 10 no change.
         self._one_write = OneWriteTransport(transport, self.loop)
@@ -261,6 +320,26 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 self._refuse(_TOO_LARGE)  # no request cycle: the app never sees it
                 return
         super().on_headers_complete()
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        """Run the request: a ``POST`` to the coordinator is first offered to its direct answers."""
+        direct = self._direct
+        if direct is None or cycle.scope["method"] != "POST":
+            super()._start_asgi_task(cycle, app)
+            return
+        task = self.loop.create_task(self._answer(direct, cycle, app))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+
+    async def _answer(self, direct: Direct, cycle: RequestResponseCycle, app: Any) -> None:
+        """Answer directly when the request is plain; else (nothing done yet) through ASGI."""
+        answer = None
+        if not cycle.more_body and not cycle.disconnected:  # whole: parsed before this ran
+            answer = await direct(cast("dict[str, Any]", cycle.scope), bytes(cycle.body))
+        if answer is None:
+            await cycle.run_asgi(app)  # the body is still the cycle's, for ``receive``
+        else:
+            await _write_answer(cycle, answer)
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:

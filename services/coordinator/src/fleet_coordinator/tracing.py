@@ -28,7 +28,7 @@ except ImportError:  # the otel extra is not installed
     _trace = None  # type: ignore[assignment]
     _Middleware = None  # type: ignore[assignment,misc]
 
-__all__ = ["TRACING", "instrument", "job_span"]
+__all__ = ["TRACING", "instrument", "job_span", "requests_traced"]
 
 TRACING = _Middleware is not None
 """Whether the ``otel`` extra is installed in this process."""
@@ -61,6 +61,17 @@ def _sdk_configured() -> bool:
     return not isinstance(provider, _trace.ProxyTracerProvider | _trace.NoOpTracerProvider)
 
 
+_traced = False  # once a tracer provider is set, OpenTelemetry never unsets it
+
+
+def requests_traced() -> bool:
+    """Whether requests get server spans: the extra is installed and an SDK is configured."""
+    global _traced
+    if not _traced and _Middleware is not None and _sdk_configured():
+        _traced = True
+    return _traced
+
+
 class _WhileTracing:
     """The OpenTelemetry ASGI middleware, passed through until an SDK provider is set.
 
@@ -77,7 +88,7 @@ class _WhileTracing:
         self.tracing = False
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if self.tracing or _sdk_configured():
+        if self.tracing or requests_traced():
             self.tracing = True
             await self.traced(scope, receive, send)
         else:

@@ -41,7 +41,7 @@ import orjson
 from fastapi import FastAPI, Response
 from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, ValidationError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import CoordinatorError
 from ..services import Coordinator
@@ -50,7 +50,7 @@ from .errors import error_response
 from .limits import MATCHES_KEPT, REMEMBERED_PATH
 from .middleware import ADMITTED, Admitted
 
-__all__ = ["HotPath"]
+__all__ = ["HotAnswer", "HotPath", "HotRoutes", "answer_hot"]
 
 _LONG_NUMBER = re.compile(rb"[0-9]{19}")
 
@@ -163,14 +163,28 @@ def _is_json(ctype: bytes | None) -> bool:
     return ctype is None or ctype.split(b";")[0].strip().lower() == b"application/json"
 
 
-class HotPath:
-    """Serve well-formed hot requests directly; hand everything else to FastAPI."""
+@dataclass(frozen=True, slots=True)
+class HotAnswer:
+    """A hot request's answer: status, headers (lower-case names) and body, all encoded."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+class HotRoutes:
+    """The app's POST routes as the hot path serves them, matched by path (remembered)."""
+
+    def __init__(self) -> None:
         self._routes: list[_Route] | None = None
-        # Called for paths up to REMEMBERED_PATH only (``__call__`` checks the length).
+        # Called for paths up to REMEMBERED_PATH only (``match`` checks the length).
         self._match = functools.lru_cache(MATCHES_KEPT)(self._first)
+
+    def match(self, app: FastAPI, path: str) -> tuple[_Route, dict[str, Any]] | None:
+        """The route serving ``POST path`` hot and its path parameters (None: FastAPI's)."""
+        if len(path) <= REMEMBERED_PATH:
+            return self._match(app, path)
+        return self._first(app, path)
 
     def _first(self, app: FastAPI, path: str) -> tuple[_Route, dict[str, Any]] | None:
         """The first POST route matching ``path`` and its path parameters (None: FastAPI's)."""
@@ -186,6 +200,58 @@ class HotPath:
                 return route, params
         return None
 
+
+async def answer_hot(
+    co: Coordinator, route: _Route, params: dict[str, Any], admitted: Admitted
+) -> HotAnswer | None:
+    """Run the route's endpoint and encode its answer; None (nothing run) hands it to FastAPI.
+
+    The one implementation of serving a route hot: ``HotPath`` below sends its answer
+    as ASGI messages, ``serve``'s protocol writes it itself (``api/direct.py``). The
+    coordinator's errors are answered here; any other exception is the caller's (a
+    defect: the guard, or the direct path, logs it and answers 500).
+    """
+    raw = admitted.body
+    if route.model is None or admitted.role is not route.role:
+        return None  # not served here, or the guard checked another role than it needs
+    if not raw or not _is_json(admitted.content_type):
+        return None
+    try:
+        parsed = route.model.model_validate(_loads(raw))
+    except (ValueError, RecursionError, ValidationError):  # JSONDecodeError: a ValueError
+        return None
+    kwargs = {**params, route.body: parsed}
+    if route.agent is not None:
+        if admitted.agent is None:
+            return None
+        kwargs[route.agent] = admitted.agent
+    if route.co is not None:
+        kwargs[route.co] = co
+    response: Response | None = None  # made only for a route that asks for it
+    if route.response is not None:
+        response = kwargs[route.response] = Response(status_code=route.status)
+    assert route.endpoint is not None
+    try:
+        out = await route.endpoint(**kwargs)
+    except CoordinatorError as exc:
+        error = error_response(exc.status, exc.code, exc.message, exc.details)
+        return HotAnswer(error.status_code, error.raw_headers, bytes(error.body))
+    if isinstance(out, Response):
+        # Encoded by the endpoint already (convert.Answer): sent as FastAPI sends it.
+        return HotAnswer(out.status_code, out.raw_headers, bytes(out.body))
+    payload = out.__pydantic_serializer__.to_json(out, by_alias=True)
+    headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
+    status = route.status if response is None else response.status_code
+    return HotAnswer(status, headers, payload)
+
+
+class HotPath:
+    """Serve well-formed hot requests directly; hand everything else to FastAPI."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.routes = HotRoutes()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The guard outside has read the body and checked the caller (``Admitted``).
         admitted: Admitted | None = None
@@ -193,70 +259,16 @@ class HotPath:
         if scope["type"] == "http" and scope["method"] == "POST":
             admitted = scope.get(ADMITTED)
             if admitted is not None:
-                path = scope["path"]
-                if len(path) <= REMEMBERED_PATH:
-                    found = self._match(scope["app"], path)
-                else:
-                    found = self._first(scope["app"], path)
+                found = self.routes.match(scope["app"], scope["path"])
         if found is None or admitted is None:
             await self.app(scope, receive, send)
             return
         route, params = found
-        if not await self._serve(scope, route, params, admitted, send):
+        answer = await answer_hot(scope["app"].state.coordinator, route, params, admitted)
+        if answer is None:
             await self.app(scope, receive, send)  # the guard's receive replays the body
-
-    async def _serve(
-        self,
-        scope: Scope,
-        route: _Route,
-        params: dict[str, Any],
-        admitted: Admitted,
-        send: Send,
-    ) -> bool:
-        """Answer the request, or return False (having sent nothing) to hand it to FastAPI."""
-        raw = admitted.body
-        if route.model is None or admitted.role is not route.role:
-            return False  # not served here, or the guard checked another role than it needs
-        if not raw or not _is_json(admitted.content_type):
-            return False
-        try:
-            parsed = route.model.model_validate(_loads(raw))
-        except (ValueError, RecursionError, ValidationError):  # JSONDecodeError: a ValueError
-            return False
-        co: Coordinator = scope["app"].state.coordinator
-        kwargs = {**params, route.body: parsed}
-        if route.agent is not None:
-            if admitted.agent is None:
-                return False
-            kwargs[route.agent] = admitted.agent
-        if route.co is not None:
-            kwargs[route.co] = co
-        response: Response | None = None  # made only for a route that asks for it
-        if route.response is not None:
-            response = kwargs[route.response] = Response(status_code=route.status)
+            return
         scope["route"] = route  # GuardMiddleware labels the latency metric with its path
-        assert route.endpoint is not None
-        try:
-            out = await route.endpoint(**kwargs)
-        except CoordinatorError as exc:
-            await error_response(exc.status, exc.code, exc.message, exc.details)(
-                scope, _no_body, send
-            )
-            return True
-        if isinstance(out, Response):
-            # Encoded by the endpoint already (convert.Answer): sent as FastAPI sends it.
-            start = {"type": "http.response.start", "status": out.status_code}
-            await send({**start, "headers": out.raw_headers})
-            await send({"type": "http.response.body", "body": bytes(out.body)})
-            return True
-        payload = out.__pydantic_serializer__.to_json(out, by_alias=True)
-        headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
-        status = route.status if response is None else response.status_code
-        start = {"type": "http.response.start", "status": status, "headers": headers}
-        await send(start)
-        await send({"type": "http.response.body", "body": payload})
-        return True
-
-
-async def _no_body() -> Message:
-    return {"type": "http.request", "body": b"", "more_body": False}
+        start = {"type": "http.response.start", "status": answer.status}
+        await send({**start, "headers": answer.headers})
+        await send({"type": "http.response.body", "body": answer.body})

@@ -48,7 +48,14 @@ from .errors import error_response
 from .limits import REMEMBERED_PATH, RouteRule, RouteRules
 from .unicode import escapes_problem, unicode_problem
 
-__all__ = ["ADMITTED", "BODY_COMPLETE", "Admitted", "GuardMiddleware", "replay_body"]
+__all__ = [
+    "ADMITTED",
+    "BODY_COMPLETE",
+    "Admitted",
+    "GuardMiddleware",
+    "crash_response",
+    "replay_body",
+]
 
 ADMITTED = "fleet.admitted"
 """The scope key under which the guard leaves what it decided for the layers inside it."""
@@ -160,22 +167,8 @@ class GuardMiddleware:
                 refused.response.headers["connection"] = "close"
             await refused.response(scope, receive, tracked)
         except Exception as exc:
-            error_id = uuid.uuid4().hex
-            # The path and method only: a body or a header could hold a payload or a token.
-            self.log.exception(
-                "coordinator.request.crashed",
-                error_id=error_id,
-                method=scope.get("method"),
-                path=scope.get("path"),
-                error=type(exc).__name__,
-            )
+            crash = crash_response(self.log, scope.get("method"), scope.get("path"), exc)
             if not started:
-                crash = error_response(
-                    500,
-                    "internal_error",
-                    "an internal error; it is logged under this error_id",
-                    {"error_id": error_id},
-                )
                 await crash(scope, receive, tracked)
         finally:
             route = getattr(scope.get("route"), "path", rule.path)
@@ -240,6 +233,28 @@ class GuardMiddleware:
                     unread=False,
                 )
         return Admitted(body, ctype, rule.role, agent)
+
+
+def crash_response(log: Any, method: str | None, path: str | None, exc: Exception) -> Any:
+    """A defect: logged with a new error id and its traceback, answered 500 with that id.
+
+    Call it inside the ``except`` that caught ``exc`` (the traceback is that one's).
+    """
+    error_id = uuid.uuid4().hex
+    # The path and method only: a body or a header could hold a payload or a token.
+    log.exception(
+        "coordinator.request.crashed",
+        error_id=error_id,
+        method=method,
+        path=path,
+        error=type(exc).__name__,
+    )
+    return error_response(
+        500,
+        "internal_error",
+        "an internal error; it is logged under this error_id",
+        {"error_id": error_id},
+    )
 
 
 def _too_large(limit: int) -> Any:
