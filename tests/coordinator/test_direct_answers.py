@@ -219,46 +219,48 @@ async def test_a_defect_is_logged_and_answered_500_with_its_error_id(
     assert conn.direct.answered == 1
 
 
-async def test_a_client_that_leaves_before_its_answer_gets_nothing_written(
-    conn: Conn, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    started, go_on = asyncio.Event(), asyncio.Event()
+@dataclass
+class Held:
+    """The enqueue endpoint's service, held until ``go_on`` is set (``started``: it began)."""
+
+    started: asyncio.Event
+    go_on: asyncio.Event
+
+
+@pytest.fixture
+def held(monkeypatch: pytest.MonkeyPatch) -> Held:
+    hold = Held(asyncio.Event(), asyncio.Event())
     real = services.enqueue
 
     async def slow(*args: Any, **kwargs: Any) -> Any:
-        started.set()
-        await go_on.wait()
+        hold.started.set()
+        await hold.go_on.wait()
         return await real(*args, **kwargs)
 
     monkeypatch.setattr(routes_jobs, "enqueue", slow)
+    return hold
+
+
+async def test_a_client_that_leaves_before_its_answer_gets_nothing_written(
+    conn: Conn, held: Held
+) -> None:
     conn.protocol.data_received(_post("/v1/jobs", {"kind": "k"}))
-    await asyncio.wait_for(started.wait(), 5)
+    await asyncio.wait_for(held.started.wait(), 5)
     conn.protocol.connection_lost(None)
-    go_on.set()
+    held.go_on.set()
     await asyncio.wait_for(asyncio.gather(*conn.protocol.tasks), 5)
     assert conn.wire.data == b""
     # The job was enqueued all the same: a lost answer, not a lost write.
     assert await conn.app.state.coordinator.jobs.count() == 1
 
 
-async def test_a_shutdown_during_a_direct_answer_closes_after_it(
-    conn: Conn, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    started, go_on = asyncio.Event(), asyncio.Event()
-    real = services.enqueue
-
-    async def slow(*args: Any, **kwargs: Any) -> Any:
-        started.set()
-        await go_on.wait()
-        return await real(*args, **kwargs)
-
-    monkeypatch.setattr(routes_jobs, "enqueue", slow)
+async def test_a_shutdown_during_a_direct_answer_closes_after_it(conn: Conn, held: Held) -> None:
     request = _post("/v1/jobs", {"kind": "k"})
     answered = asyncio.ensure_future(conn.wire.answer(conn.protocol, request))
-    await asyncio.wait_for(started.wait(), 5)
+    await asyncio.wait_for(held.started.wait(), 5)
     conn.protocol.shutdown()
     assert not conn.wire.closed
-    go_on.set()
+    held.go_on.set()
     status, headers, _ = _parse(await asyncio.wait_for(answered, 5))
     assert headers[b"connection"] == b"close"
     assert conn.wire.closed

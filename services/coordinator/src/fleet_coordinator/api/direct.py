@@ -43,7 +43,7 @@ from .deps import authorize
 from .disconnects import may_long_poll
 from .hot import HotAnswer, HotRoutes, answer_hot
 from .limits import REMEMBERED_PATH, RouteRule, RouteRules
-from .middleware import Admitted, crash_response
+from .middleware import Admitted, crash_response, guarded_headers
 from .unicode import unicode_problem
 
 __all__ = ["DirectAnswers"]
@@ -89,17 +89,8 @@ class DirectAnswers:
         route, params = found
         if rule.role is None or rule.role is not route.role or len(body) > rule.body_limit:
             return None
-        auth = ctype = length = None
-        for name, value in scope["headers"]:
-            if name == b"authorization" and auth is None:
-                auth = value
-            elif name == b"content-type" and ctype is None:
-                ctype = value
-            elif name == b"content-length":
-                length = value
-            elif name == b"transfer-encoding":
-                return None
-        if length is None or auth is None:
+        auth, ctype, length, coding = guarded_headers(scope["headers"])
+        if length is None or coding is not None or auth is None:
             return None
         try:
             agent = await authorize(co, auth.decode("latin-1"), rule.role)

@@ -54,6 +54,7 @@ __all__ = [
     "Admitted",
     "GuardMiddleware",
     "crash_response",
+    "guarded_headers",
     "replay_body",
 ]
 
@@ -177,16 +178,7 @@ class GuardMiddleware:
 
     async def _admit(self, scope: Scope, receive: Receive, rule: RouteRule) -> Admitted | None:
         """The whole body and the caller once caller, size and text pass; ``_RefusedError`` else."""
-        auth = ctype = length = coding = None
-        for name, value in scope["headers"]:
-            if name == b"authorization" and auth is None:
-                auth = value
-            elif name == b"content-type" and ctype is None:
-                ctype = value
-            elif name == b"content-length":
-                length = value
-            elif name == b"transfer-encoding":
-                coding = value
+        auth, ctype, length, coding = guarded_headers(scope["headers"])
         agent = None
         if rule.role is not None:
             header = None if auth is None else auth.decode("latin-1")
@@ -233,6 +225,27 @@ class GuardMiddleware:
                     unread=False,
                 )
         return Admitted(body, ctype, rule.role, agent)
+
+
+def guarded_headers(
+    headers: Sequence[tuple[bytes, bytes]],
+) -> tuple[bytes | None, bytes | None, bytes | None, bytes | None]:
+    """The headers the guard decides on: authorization, content type, length and coding.
+
+    The first ``Authorization`` and ``Content-Type`` count (as Starlette reads them),
+    the last ``Content-Length`` and ``Transfer-Encoding``.
+    """
+    auth = ctype = length = coding = None
+    for name, value in headers:
+        if name == b"authorization" and auth is None:
+            auth = value
+        elif name == b"content-type" and ctype is None:
+            ctype = value
+        elif name == b"content-length":
+            length = value
+        elif name == b"transfer-encoding":
+            coding = value
+    return auth, ctype, length, coding
 
 
 def crash_response(log: Any, method: str | None, path: str | None, exc: Exception) -> Any:
