@@ -33,7 +33,7 @@ from .settings import Settings
 from .store import open_containers
 from .tracing import instrument
 
-__all__ = ["app_from_env", "create_app"]
+__all__ = ["create_app"]
 
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut, "description": text}
@@ -181,14 +181,3 @@ def _tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
-
-
-def app_from_env() -> FastAPI:
-    """The app of one ``serve --workers N`` process: logging and settings from the environment."""
-    from .cli import http_protocol
-    from .logs import configure_logging
-
-    configure_logging()
-    settings = Settings()
-    http_protocol(settings)  # this worker's header deadline, from its settings
-    return create_app(settings, tune_gc=True)

@@ -12,7 +12,7 @@ from typing import Any
 from .logs import configure_logging
 from .settings import Settings
 
-__all__ = ["BACKLOG", "KEEP_ALIVE_SECONDS", "http_protocol", "main"]
+__all__ = ["BACKLOG", "KEEP_ALIVE_SECONDS", "app_from_env", "http_protocol", "main"]
 
 KEEP_ALIVE_SECONDS = 5
 """An idle keep-alive connection is closed after this long."""
@@ -32,6 +32,16 @@ def http_protocol(settings: Settings) -> Any:
         return "h11"
     GuardedHttpToolsProtocol.header_timeout = settings.header_timeout_seconds
     return GuardedHttpToolsProtocol
+
+
+def app_from_env() -> Any:
+    """The app of one ``serve --workers N`` process: logging and settings from the environment."""
+    from .app import create_app
+
+    configure_logging()
+    settings = Settings()
+    http_protocol(settings)  # this worker's header deadline, from its settings
+    return create_app(settings, tune_gc=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     uvicorn.run(
         create_app(settings, tune_gc=True)
         if args.workers == 1
-        else "fleet_coordinator.app:app_from_env",
+        else "fleet_coordinator.cli:app_from_env",
         factory=args.workers > 1,
         workers=args.workers,
         host=args.host,
