@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +25,7 @@ from fleet_coordinator.api import routes_jobs
 from structlog.testing import capture_logs
 
 from tests.support.raw_http import Collector, connect
+from tests.support.served import Served
 
 ADMIN = "admin-token-for-direct-answer-tests"
 
@@ -265,3 +268,30 @@ async def test_a_shutdown_during_a_direct_answer_closes_after_it(conn: Conn, hel
     assert headers[b"connection"] == b"close"
     assert conn.wire.closed
     assert status == 201
+
+
+def test_serve_answers_pipelined_requests_over_a_socket_in_order(tmp_path: Path) -> None:
+    """Over a real socket against ``fleet-coordinator serve``: two enqueues (answered
+    directly) and a probe (answered by ASGI) in one write, answered in order with
+    uvicorn's own headers; the last asks for the close."""
+    with Served(cwd=tmp_path) as server:
+        token = server.admin_token
+        data = b"".join(
+            [
+                _post("/v1/jobs", {"kind": "first"}, token=token),
+                _post("/v1/jobs", {"kind": "second"}, token=token),
+                b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+            ]
+        )
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(data)
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+    answers = [_parse(b"HTTP/1.1 " + a) for a in received.split(b"HTTP/1.1 ")[1:]]
+    assert [a[0] for a in answers] == [201, 201, 200]
+    assert [a[2].get("kind") for a in answers[:2]] == ["first", "second"]
+    for _, headers, _ in answers:
+        assert headers[b"server"] == b"uvicorn"
+        assert b"date" in headers
+    assert answers[2][1][b"connection"] == b"close"
