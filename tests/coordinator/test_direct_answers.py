@@ -22,6 +22,7 @@ import pytest
 from fleet_coordinator import Settings, create_app, services
 from fleet_coordinator.api import direct as direct_module
 from fleet_coordinator.api import routes_jobs
+from fleet_coordinator.protocol import GuardedHttpToolsProtocol
 from structlog.testing import capture_logs
 
 from tests.support.raw_http import Collector, connect
@@ -132,7 +133,7 @@ async def test_a_refusal_pipelined_behind_a_direct_answer_comes_after_it(conn: C
     data = _post("/v1/jobs", {"kind": "k"}) + b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"
     status, _, job = await conn.ask(data)
     assert (status, job["kind"]) == (201, "k")
-    await asyncio.sleep(0)  # the refusal is written in the answer's own callback
+    # Written with the answer, in its own callback (``on_response``): here already.
     refusal = _parse(conn.wire.data)
     assert refusal[0] == 400
     assert refusal[1][b"connection"] == b"close"
@@ -171,11 +172,19 @@ async def test_what_is_not_plain_goes_to_the_asgi_app(
 
 
 async def test_a_body_not_whole_when_the_request_starts_goes_to_the_asgi_app(
-    conn: Conn,
+    conn: Conn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    started = asyncio.Event()
+    answer_or_hand_on = GuardedHttpToolsProtocol._answer
+
+    async def noted(self: Any, *args: Any) -> None:
+        started.set()  # what follows, up to its first await, runs before the test resumes
+        await answer_or_hand_on(self, *args)
+
+    monkeypatch.setattr(GuardedHttpToolsProtocol, "_answer", noted)
     data = _post("/v1/jobs", {"kind": "k"})
     conn.protocol.data_received(data[:-3])
-    await asyncio.sleep(0)  # the request's task starts on what came
+    await asyncio.wait_for(started.wait(), 5)  # the request's task started on what came
     answer = await conn.ask(data[-3:])
     assert answer[0] == 201
     assert (conn.direct.answered, conn.direct.handed_on) == (0, 0)  # not even offered
