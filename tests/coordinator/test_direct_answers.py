@@ -304,3 +304,16 @@ def test_serve_answers_pipelined_requests_over_a_socket_in_order(tmp_path: Path)
         assert headers[b"server"] == b"uvicorn"
         assert b"date" in headers
     assert answers[2][1][b"connection"] == b"close"
+
+
+async def test_past_uvicorns_concurrency_limit_its_503_answers_not_the_direct_path(
+    conn: Conn,
+) -> None:
+    """``serve`` sets no ``limit_concurrency``; a server that does gets uvicorn's refusal."""
+    protocol, wire = connect(conn.app, limit_concurrency=1)  # this connection is the one
+    try:
+        answer = await asyncio.wait_for(wire.answer(protocol, _post("/v1/jobs", {"kind": "k"})), 5)
+    finally:
+        protocol.connection_lost(None)
+    assert answer.startswith(b"HTTP/1.1 503 ")
+    assert conn.direct.answered == 0

@@ -324,7 +324,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         """Run the request: a ``POST`` to the coordinator is first offered to its direct answers."""
         direct = self._direct
-        if direct is None or cycle.scope["method"] != "POST":
+        # ``app`` is uvicorn's own 503 instead of the app past ``limit_concurrency``.
+        if direct is None or cycle.scope["method"] != "POST" or app is not self.app:
             super()._start_asgi_task(cycle, app)
             return
         task = self.loop.create_task(self._answer(direct, cycle, app))
