@@ -85,11 +85,9 @@ class _WhileTracing:
     def __init__(self, app: Any, **options: Any) -> None:
         self.app = app
         self.traced = _Middleware(app, **options)
-        self.tracing = False
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if self.tracing or requests_traced():
-            self.tracing = True
+        if requests_traced():  # remembered once true (``requests_traced``)
             await self.traced(scope, receive, send)
         else:
             await self.app(scope, receive, send)
