@@ -114,6 +114,8 @@ async def _send(
     if body is not None:
         kw["content"] = _fill(body if isinstance(body, str) else json.dumps(body), side.names)
         headers.setdefault("content-type", "application/json")
+    if headers.get("content-type") == "":
+        del headers["content-type"]  # none at all (httpx adds none for bytes content)
     return await side.client.request(method, _fill(path, side.names), headers=headers, **kw)
 
 
@@ -189,9 +191,21 @@ async def test_hot_and_plain_paths_answer_alike(sides: list[Side]) -> None:
     await _both(sides, "POST", "/v1/jobs", "{admin}", {"kind": "k", "idempotency_key": "i"})
     await _both(sides, "POST", "/v1/jobs", "{admin}", {"kind": "k", "idempotency_key": "i"})
     await _both(sides, "POST", "/v1/jobs", "{admin}", {"kind": "j", "idempotency_key": "i"})
-    await _both(
-        sides, "POST", "/v1/jobs", "{admin}", {"kind": "k"}, headers={"content-type": "text/plain"}
-    )
+    # Content types: FastAPI parses only JSON ones, and no content type at all is not JSON
+    # (its strict_content_type, a CSRF guard); the hot path must agree with it on each.
+    for ctype in (
+        "text/plain",
+        "",
+        "application/json; charset=utf-8",
+        "APPLICATION/JSON",
+        "application/json ; charset=utf-8",
+        "application/vnd.fleet+json",
+        "application/jsonx",
+        "multipart/form-data; boundary=x",
+    ):
+        typed = {"content-type": ctype}
+        await _both(sides, "POST", "/v1/jobs", "{admin}", {"kind": "k"}, headers=typed)
+        await _both(sides, "POST", "/v1/claims", "{a}", {"queues": ["none"]}, headers=typed)
     batch = {"jobs": [{"kind": "k", "queue": "other"}, {"kind": "k", "queue": "other"}]}
     await _both(sides, "POST", "/v1/jobs/batch", "{admin}", batch)
     await _both(sides, "POST", "/v1/jobs/batch", "{admin}", {"jobs": []})
@@ -283,14 +297,11 @@ async def test_the_hot_path_serves_well_formed_requests_and_replays_the_rest() -
 
     hot = GuardMiddleware(HotPath(fastapi_stand_in), settings=settings, metrics=Metrics())
 
-    async def call(path: str, token: str, body: bytes) -> int:
-        scope = {
-            "type": "http",
-            "method": "POST",
-            "path": path,
-            "headers": [(b"authorization", f"Bearer {token}".encode())],
-            "app": app,
-        }
+    async def call(path: str, token: str, body: bytes, json: bool = True) -> int:
+        headers = [(b"authorization", f"Bearer {token}".encode())]
+        if json:
+            headers.append((b"content-type", b"application/json"))
+        scope = {"type": "http", "method": "POST", "path": path, "headers": headers, "app": app}
         chunks = [body[:3], body[3:]]
 
         async def receive() -> Message:
@@ -313,12 +324,14 @@ async def test_the_hot_path_serves_well_formed_requests_and_replays_the_rest() -
         # Invalid or not hot: FastAPI gets the body, whole, once.
         assert await call("/v1/jobs", ADMIN, b'{"kind": 1}') == 418
         assert await call("/v1/jobs/x/cancel", ADMIN, b"{}") == 418  # no body model: not hot
-        assert inner == [b'{"kind": 1}', b"{}"]
+        # No content type: FastAPI does not read the body as JSON, so neither may the hot path.
+        assert await call("/v1/jobs", ADMIN, b'{"kind": "k"}', json=False) == 418
+        assert inner == [b'{"kind": 1}', b"{}", b'{"kind": "k"}']
         # An unknown token is the guard's answer: neither path reads the body.
         assert await call("/v1/jobs", "nope", b'{"kind": "k"}') == 401
         # What is hot comes from the app's routes: any authenticated POST with a body model.
         assert await call("/v1/agents", ADMIN, b'{"name": "a"}') == 201
-        assert len(inner) == 2
+        assert len(inner) == 3
 
 
 async def test_the_hot_path_serves_only_a_caller_the_guard_checked_for_the_route_role() -> None:
@@ -350,9 +363,11 @@ async def test_the_hot_path_serves_only_a_caller_the_guard_checked_for_the_route
         assert await call(Admitted(body, None, None, None)) == []
         assert await call(Admitted(body, None, Role.AGENT, None)) == []
         assert answered == [418, 418, 418]
-        sent = await call(Admitted(body, None, Role.ADMIN, None))
+        assert await call(Admitted(body, None, Role.ADMIN, None)) == []  # no content type
+        assert answered == [418, 418, 418, 418]
+        sent = await call(Admitted(body, b"application/json", Role.ADMIN, None))
         assert sent[0]["status"] == 201
-        assert answered == [418, 418, 418]
+        assert answered == [418, 418, 418, 418]
 
 
 async def _nothing() -> Message:

@@ -156,9 +156,16 @@ async def test_a_refusal_pipelined_behind_a_direct_answer_comes_after_it(conn: C
         ),
         pytest.param(
             b"POST /v1/jobs HTTP/1.1\r\nhost: x\r\nauthorization: Bearer %s\r\n"
-            b'transfer-encoding: chunked\r\n\r\nd\r\n{"kind": "k"}\r\n0\r\n\r\n' % ADMIN.encode(),
+            b"content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+            b'd\r\n{"kind": "k"}\r\n0\r\n\r\n' % ADMIN.encode(),
             201,
             id="chunked",
+        ),
+        pytest.param(
+            b"POST /v1/jobs HTTP/1.1\r\nhost: x\r\nauthorization: Bearer %s\r\n"
+            b'content-length: 13\r\n\r\n{"kind": "k"}' % ADMIN.encode(),
+            422,  # FastAPI's strict_content_type: a body without a content type is not JSON
+            id="no-content-type",
         ),
     ],
 )

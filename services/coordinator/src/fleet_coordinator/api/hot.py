@@ -159,8 +159,10 @@ def _post_routes(app: FastAPI) -> list[_Route]:
 
 
 def _is_json(ctype: bytes | None) -> bool:
-    # FastAPI parses a missing content type as JSON too; anything unusual goes to it.
-    return ctype is None or ctype.split(b";")[0].strip().lower() == b"application/json"
+    # FastAPI parses a body without a content type as no JSON at all (its default
+    # ``strict_content_type``: a browser may send one cross-site without a preflight),
+    # so that goes to it, as does anything but plain ``application/json``.
+    return ctype is not None and ctype.split(b";")[0].strip().lower() == b"application/json"
 
 
 @dataclass(frozen=True, slots=True)
