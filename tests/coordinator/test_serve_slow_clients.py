@@ -9,6 +9,7 @@ and an honest admin and agent are served normally all the while.
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 import time
 from collections.abc import Iterator
@@ -115,4 +116,53 @@ async def test_slow_and_greedy_clients_are_cut_while_honest_ones_are_served(
 
         await _honest_round(client, server, agent)
     for sock in [*slow, *silent, trickle, bomb, *non_readers]:
+        sock.close()
+
+
+PIPELINE_CAP = 32 * 1024 * 1024
+"""Bytes a client that never reads may get the server to take before the test fails.
+
+The kernel's socket buffers hold ~10 MB here (the client's send, the server's receive);
+the protocol queues at most the requests of one read beyond them.
+"""
+
+
+def _rss_mib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) // 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_pipelined_requests_are_read_no_faster_than_answered(server: Served) -> None:
+    """A client that pipelines requests and never reads the answers is stopped by its
+    socket buffers (or cut by the header deadline, when a request was left half read):
+    the server reads on only once every request it queued is answered.
+
+    uvicorn resumed reading after each answer while requests were still queued, so
+    each answer let in another read of them: unauthenticated ``GET /healthz`` sent this
+    way took 45 MB in 20 s and grew the coordinator to 2.8 GiB (docs/operations.md).
+    """
+    assert server.process is not None
+    before = _rss_mib(server.process.pid)
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.setblocking(False)
+    chunk = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 2000
+    sent = 0
+    try:
+        while sent < PIPELINE_CAP:
+            try:
+                sent += sock.send(chunk[sent % len(chunk) :])
+            except BlockingIOError:
+                # Full: the server stopped reading, unless it frees room within a while.
+                _, writable, _ = select.select([], [sock], [], 2.0)
+                if not writable:
+                    break
+            except (ConnectionResetError, BrokenPipeError):
+                # Cut: a request left half read while reading waits past the header deadline.
+                break
+        assert sent < PIPELINE_CAP, "the server kept reading requests it had not answered"
+        assert _rss_mib(server.process.pid) < before + 200
+        assert httpx.get(f"{server.base_url}/healthz", timeout=5).status_code == 200
+    finally:
         sock.close()
