@@ -107,6 +107,12 @@ class History:
     doubtful_ends: dict[tuple[str, int], float] = field(default_factory=dict)
     """(job, epoch) → client send time of a complete/fail/release whose answer never came:
     the lease may have ended then (the server received it no earlier; one host clock)."""
+    deleted_agents: dict[str, float] = field(default_factory=dict)
+    """Agent id → client send time of the admin's delete of that agent: every lease it
+    holds may have ended then (SPEC 4: the delete releases them). Kept per agent, not per
+    lease: a claim acknowledged before the delete may be recorded after it, and the
+    agent's own release of that lease, answered ``lease_lost``, says nothing of when
+    the delete ended it."""
 
     def claim(self, claim: Claim) -> None:
         """Record an acknowledged claim."""
@@ -295,8 +301,11 @@ def _lease_end(history: History, claim: Claim, writes: list[Write]) -> float:
     mine = [w for w in writes if w.epoch == claim.epoch and w.agent == claim.agent]
     expiry = max([claim.expires_at, *(w.expires_at for w in mine if w.expires_at is not None)])
     ended = [w.at for w in mine if w.op != "heartbeat"]
-    doubt = history.doubtful_ends.get((claim.job, claim.epoch))
-    return min([expiry, *ended, *([] if doubt is None else [doubt])])
+    doubts = [
+        history.doubtful_ends.get((claim.job, claim.epoch)),
+        history.deleted_agents.get(claim.agent),
+    ]
+    return min([expiry, *ended, *(d for d in doubts if d is not None)])
 
 
 def _check_overlaps(

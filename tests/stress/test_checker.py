@@ -79,6 +79,20 @@ def test_a_lease_whose_ending_write_was_in_doubt_may_have_ended_when_it_was_sent
     assert "overlapping_leases" in _kinds(check(h, final, counts))
 
 
+def test_a_lease_of_a_deleted_agent_may_have_ended_when_the_delete_was_sent() -> None:
+    """Deleting an agent releases its leases: a next claim after the delete was sent is no
+    overlap, whatever the agent's own late release of that lease was answered."""
+    h, final, counts = _good()
+    h.claims["j1"][1] = _claim("j1", 2, "b", 101.0)  # epoch 1 (agent "a") acked until 102.0
+    # The killed agent's release of epoch 1, answered lease_lost: settled, no doubt left.
+    h.doubtful_ends.pop(("j1", 1), None)
+    assert "overlapping_leases" in _kinds(check(h, final, counts))
+    h.deleted_agents["a"] = 100.5  # the admin's delete of "a" was sent then
+    assert check(h, final, counts) == []
+    h.deleted_agents["a"] = 101.5  # ... but sent after the new claim: still an overlap
+    assert "overlapping_leases" in _kinds(check(h, final, counts))
+
+
 def test_a_heartbeat_that_outlives_the_next_claim_is_an_overlap() -> None:
     """A renewal acknowledged to the old holder past the new claim's time fails the check."""
     h, final, counts = _good()

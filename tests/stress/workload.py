@@ -250,11 +250,7 @@ class Workload:
         """Delete an agent through any replica (a lost answer is retried: then 404 is fine)."""
         sent = time.time()
         for history in self.rounds.values():
-            for job_id, claims in history.claims.items():
-                for claim in claims:
-                    if claim.agent == agent_id:
-                        key = (job_id, claim.epoch)
-                        history.doubtful_ends[key] = min(history.doubtful_ends.get(key, sent), sent)
+            history.deleted_agents[agent_id] = min(history.deleted_agents.get(agent_id, sent), sent)
         r = await self.admin_call("DELETE", f"/v1/agents/{agent_id}", gone_after_retry=True)
         if r.status_code in (204, 404):
             self.stats.agents_deleted += 1
