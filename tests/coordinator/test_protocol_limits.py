@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 import pytest
-from fleet_coordinator.protocol import MAX_HEADER_BYTES
+from fleet_coordinator.protocol import MAX_HEADER_BYTES, MAX_QUEUED, PARSE_SLICE
 
 from tests.support.raw_http import connect
 
@@ -124,4 +124,33 @@ async def test_bytes_that_are_not_http_in_the_body_being_read_get_400_at_once() 
     )
     assert wire.closed
     assert wire.data.startswith(b"HTTP/1.1 400 ")
+    protocol.connection_lost(None)
+
+
+async def test_a_read_of_pipelined_requests_is_parsed_only_as_fast_as_they_are_answered() -> None:
+    """One read of 2,000 pipelined requests queues about ``MAX_QUEUED`` request cycles
+    (~1 KiB each, where the read holds 34 bytes a request; the queue is checked between
+    slices of the read); the rest waits as bytes and is parsed as answers make room,
+    until every request is answered in order.
+
+    Before, the whole read was parsed at once: 2,000 cycles queued here, and ~9 MiB a
+    connection of 256 KiB reads over real sockets.
+    """
+    done = asyncio.Event()
+    total = 2000
+
+    class _Counting(_App):
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            await super().__call__(scope, receive, send)
+            if self.calls == total:
+                done.set()
+
+    app = _Counting()
+    protocol, wire = connect(app)
+    protocol.data_received(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n" * total)
+    request = len(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+    assert MAX_QUEUED <= len(protocol.pipeline) <= MAX_QUEUED + PARSE_SLICE // request  # not 1,999
+    await asyncio.wait_for(done.wait(), 30)
+    assert wire.data.count(b"HTTP/1.1 204 ") == total
+    assert not protocol.pipeline
     protocol.connection_lost(None)

@@ -65,6 +65,18 @@ _NOT_HTTP_BODY = (
 _NOT_HTTP = _REFUSAL % (b"400 Bad Request", len(_NOT_HTTP_BODY), _NOT_HTTP_BODY)
 _HEADER_LINE = 4
 """Bytes a header line adds to its name and value: ``": "`` and ``"\\r\\n"``."""
+MAX_QUEUED = 32
+"""Requests parsed ahead of the one being answered on a connection, at most.
+
+httptools parses a whole read at once (up to 256 KiB with uvloop), and uvicorn makes
+each request it finds a request cycle (~1 KiB): a read of pipelined ``GET /healthz``
+held ~8,800 of them, ~9 MiB a connection. Past this many, the rest of a read waits
+unparsed (its bytes only) until answers make room. The check falls between slices
+(``PARSE_SLICE``), so up to one slice's requests more may queue: ~250 of the smallest.
+"""
+PARSE_SLICE = 4096
+"""Bytes of a larger read handed to the parser at a time, so the queue can be checked
+between them (a slice of the smallest requests holds ~120)."""
 
 Direct = Callable[[dict[str, Any], bytes], Awaitable[HotAnswer | None]]
 """A request's scope and whole body to its answer, or None: the ASGI app answers it."""
@@ -211,6 +223,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._read = 0  # the size of the read being parsed
         self._could_be_headers = 0  # bytes of the reads a request's headers came in
         self._refused = False
+        self._unparsed = bytearray()  # a read's rest, waiting for room in the queue
+        self._feeding = False
 
     def _arm(self) -> None:
         self._disarm()
@@ -260,6 +274,31 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
+        if len(data) <= PARSE_SLICE and not self._unparsed and len(self.pipeline) < MAX_QUEUED:
+            self._feed(data)  # the usual read: one request, or part of one
+            return
+        self._unparsed += data
+        self._feed_unparsed()
+
+    def _feed_unparsed(self) -> None:
+        """Parse the waiting bytes a slice at a time while fewer than ``MAX_QUEUED`` wait."""
+        if self._feeding:
+            return  # an answer completed while a slice was being parsed: that loop goes on
+        self._feeding = True
+        try:
+            while self._unparsed and len(self.pipeline) < MAX_QUEUED:
+                if self._refused or self.transport.is_closing():
+                    self._unparsed.clear()
+                    return
+                chunk = bytes(self._unparsed[:PARSE_SLICE])
+                del self._unparsed[:PARSE_SLICE]
+                self._feed(chunk)
+        finally:
+            self._feeding = False
+        if self._unparsed:
+            self.flow.pause_reading()  # nothing more is read until the rest is parsed
+
+    def _feed(self, data: bytes) -> None:
         self._read = len(data)
         if self._awaiting_headers:
             self._header_bytes += self._read
@@ -310,7 +349,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         buffers and stops there (``test_pipelined_requests_are_read_no_faster_than_answered``).
         """
         super().on_response_complete()
-        if self.pipeline:
+        if self._unparsed:
+            self._feed_unparsed()  # room for one more: parse on from where the read stopped
+        if self.pipeline or self._unparsed:
             self.flow.pause_reading()
 
     def on_message_begin(self) -> None:
