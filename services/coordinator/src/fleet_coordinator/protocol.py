@@ -72,11 +72,11 @@ httptools parses a whole read at once (up to 256 KiB with uvloop), and uvicorn m
 each request it finds a request cycle (~1 KiB): a read of pipelined ``GET /healthz``
 held ~8,800 of them, ~9 MiB a connection. Past this many, the rest of a read waits
 unparsed (its bytes only) until answers make room. The check falls between slices
-(``PARSE_SLICE``), so up to one slice's requests more may queue: ~250 of the smallest.
+(``PARSE_SLICE``), so up to one slice's requests more may queue.
 """
 PARSE_SLICE = 4096
 """Bytes of a larger read handed to the parser at a time, so the queue can be checked
-between them (a slice of the smallest requests holds ~120)."""
+between them (a slice holds ~120 pipelined ``GET /healthz``)."""
 
 Direct = Callable[[dict[str, Any], bytes], Awaitable[HotAnswer | None]]
 """A request's scope and whole body to its answer, or None: the ASGI app answers it."""
@@ -344,8 +344,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         still be queued. A client that pipelines requests without reading the answers
         then has one more read (a thousand small requests) queued after each answer:
         `GET /healthz` sent that way, unauthenticated, grew a coordinator to 2.8 GiB in
-        20 s. Reading now waits until the queue is empty, so it holds at most the
-        requests of one read, and a client that reads nothing fills its socket
+        20 s. Reading now waits until the queue is empty and the rest of the last read
+        is parsed (``MAX_QUEUED``), so a client that reads nothing fills its socket
         buffers and stops there (``test_pipelined_requests_are_read_no_faster_than_answered``).
         """
         super().on_response_complete()
