@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from .conftest import Api
@@ -201,3 +203,28 @@ async def test_values_no_store_can_keep_are_422(api: Api, raw: bytes) -> None:
     r = await api.client.post("/v1/jobs", content=raw, headers=headers)
     assert r.status_code == 422, r.text
     assert_error(r.json(), "validation_error")
+
+
+async def test_metrics_scrapes_share_one_queue_recount_per_interval(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``/metrics`` needs no token, and its queue gauges cost 5 store counts a queue (on
+    Cosmos DB, request units that grow with the jobs kept): however often it is asked,
+    a replica recounts at most once per interval (before: once per scrape)."""
+    counts = 0
+    count = api.co.jobs.count
+
+    async def counted(*args: Any, **kwargs: Any) -> int:
+        nonlocal counts
+        counts += 1
+        return await count(*args, **kwargs)
+
+    monkeypatch.setattr(api.co.jobs, "count", counted)
+    api.app.state.queue_gauges.max_age = 3600.0  # no recount falls due during the test
+    await api.enqueue(queue="m")
+    first = await api.client.get("/metrics")
+    assert 'fleet_queue_depth{queue="m",status="queued"} 1.0' in first.text
+    assert counts == 5  # one queue, one count per status
+    for _ in range(20):
+        assert (await api.client.get("/metrics")).status_code == 200
+    assert counts == 5

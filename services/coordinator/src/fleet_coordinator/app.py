@@ -28,7 +28,7 @@ from .api.models import ErrorOut
 from .console import SECURITY_HEADERS, install_console
 from .domain import Clock, SystemClock
 from .metrics import Metrics
-from .services import Coordinator, refresh_paused, run_reaper
+from .services import Coordinator, StatsSnapshot, refresh_paused, run_reaper
 from .settings import Settings
 from .store import open_containers
 from .tracing import instrument
@@ -128,6 +128,8 @@ def create_app(
         app.direct_answers = DirectAnswers(app)
     install_error_handlers(app)
     install_console(app, settings)
+    # /metrics' queue gauges: one recount per reaper interval, however often it is asked.
+    app.state.queue_gauges = StatsSnapshot(settings.reaper_interval_seconds)
 
     for router in (jobs_router, queues_router, agents_router, leases_router, schedules_router):
         app.include_router(router, responses=_ERROR_RESPONSES)

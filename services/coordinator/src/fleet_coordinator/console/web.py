@@ -21,8 +21,8 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ..api.deps import get_coordinator
-from ..services import Coordinator
-from .guards import SignInLimiter, StatsSnapshot
+from ..services import Coordinator, StatsSnapshot
+from .guards import SignInLimiter
 from .sessions import COOKIE, Session, find_session, same_token
 
 __all__ = [

@@ -22,7 +22,7 @@ from .leases import (
     release_job,
 )
 from .pauses import refresh_paused, set_paused
-from .queues import queue_stats
+from .queues import StatsSnapshot, queue_stats
 from .reaper import reap_once, run_reaper
 from .retention import purge_once
 from .schedules import (
@@ -38,6 +38,7 @@ __all__ = [
     "Coordinator",
     "NewJob",
     "Notifier",
+    "StatsSnapshot",
     "authenticate",
     "bulk_cancel",
     "bulk_retry",
