@@ -181,6 +181,9 @@ async def test_operations_endpoints_answer(api: Api) -> None:
     assert 'fleet_queue_depth{queue="m",status="queued"} 1.0' in metrics.text
     assert "fleet_jobs_enqueued_total" in metrics.text
     assert (await api.client.get("/openapi.json")).json()["info"]["title"] == "Fleet Coordinator"
+    # FastAPI's explorer pages would run a CDN's scripts on the console's origin.
+    for page in ("/docs", "/redoc"):
+        assert (await api.client.get(page)).status_code == 404
 
 
 @pytest.mark.parametrize(

@@ -121,6 +121,11 @@ def create_app(
         # FastAPI's native OpenTelemetry hooks check their providers on every request;
         # the coordinator's metrics are Prometheus (/metrics) and its logs structlog.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # FastAPI's /docs and /redoc pages load their scripts from a CDN: third-party
+        # code on the origin whose cookies are the console's sessions. The API's
+        # description stays at /openapi.json, for any OpenAPI viewer.
+        docs_url=None,
+        redoc_url=None,
     )
 
     if hot_path:
