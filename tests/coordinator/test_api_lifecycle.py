@@ -49,6 +49,32 @@ async def test_stale_epoch_gets_lease_lost_and_changes_nothing(api: Api) -> None
     assert await api.job(job["id"]) == before
 
 
+async def test_an_epoch_that_is_not_a_json_integer_is_refused_and_changes_nothing(
+    api: Api,
+) -> None:
+    """A fencing epoch is an integer: "1", true and 1.0 are 422, not coerced to epoch 1."""
+    _, headers = await api.agent()
+    job = await api.enqueue()
+    await api.claim(headers)
+    before = await api.job(job["id"])
+    for epoch in ("1", True, 1.0):
+        for op, extra in (
+            ("heartbeat", {}),
+            ("complete", {}),
+            ("fail", {"error": "x"}),
+            ("release", {}),
+        ):
+            for query in ("", "?via=plain"):  # the hot path and FastAPI's
+                r = await api.client.post(
+                    f"/v1/jobs/{job['id']}/{op}{query}",
+                    json={"epoch": epoch, **extra},
+                    headers=headers,
+                )
+                assert r.status_code == 422, (epoch, op, query, r.text)
+                assert r.json()["error"]["code"] == "validation_error"
+    assert await api.job(job["id"]) == before
+
+
 async def test_another_agent_cannot_touch_a_lease(api: Api) -> None:
     """An agent acting on a lease it does not hold gets lease_lost."""
     _, owner = await api.agent()

@@ -176,6 +176,10 @@ async def test_a_repeated_job_or_an_invalid_item_rejects_the_whole_request(api: 
         {"items": [done, {"job_id": "x" * 32, "epoch": 1, "action": "fail"}]},
         {"items": [done, {"job_id": "y" * 32, "epoch": 1, "action": "finish"}]},
         {"items": [done, {"job_id": "z" * 32, "epoch": 0, "action": "release"}]},
+        # A fencing epoch is a JSON integer: not coerced from a string, a bool or a float.
+        {"items": [{**done, "epoch": "1"}]},
+        {"items": [{**done, "epoch": True}]},
+        {"items": [{**done, "epoch": 1.0}]},
         {"items": [{**done, "job_id": f"{i:032x}"} for i in range(101)]},
         {"items": [done], "claim": {"max_jobs": 0}},
     ]

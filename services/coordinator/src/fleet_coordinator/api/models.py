@@ -76,7 +76,9 @@ QueueName = Annotated[
 LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=63)]
 LabelValue = Annotated[str, StringConstraints(max_length=255)]
 Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=32)]
-Epoch = Annotated[int, Field(ge=1, le=2**53 - 1)]
+# Strict: a fencing epoch is a JSON integer, never coerced from "1", true or 1.0
+# (pydantic's lax mode takes all three as 1; a client sending them has a bug to see).
+Epoch = Annotated[int, Field(ge=1, le=2**53 - 1, strict=True)]
 Traceparent = Annotated[
     str,
     # max_length as well: the guard's body limits count a string without one as a
