@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime
 
 import httpx
 import pytest
+from fleet_coordinator.console.sessions import SESSION_SECONDS, SESSIONS_PARTITION, purge_expired
 from fleet_coordinator.services import fire_due
+from fleet_datastore import Query, eq
 from structlog.testing import capture_logs
 
 from .conftest import ADMIN, Api
@@ -337,3 +340,32 @@ async def test_jobs_page_filters_and_pages_with_a_cursor(api: Api) -> None:
     odd = (await api.client.get("/ui/jobs", params={"kind": "odd"})).text
     api_odd = (await api.client.get("/v1/jobs?kind=odd", headers=api.admin)).json()["items"]
     assert odd.count("<tr>") == len(api_odd) + 1 == 28
+
+
+async def _session_ids(api: Api) -> list[str]:
+    page = await api.co.agents.query(
+        Query(where=[eq("kind", "session")], partition_key=SESSIONS_PARTITION)
+    )
+    return sorted(doc.id for doc in page.items)
+
+
+async def test_a_sign_in_deletes_the_sessions_that_ended_and_only_those(api: Api) -> None:
+    """Sessions nobody signed out of are deleted by later sign-ins once ended, never before;
+    two purges at once (two replicas) delete each ended session once, without an error."""
+    for _ in range(3):
+        await _signin(api.client)
+    ended = await _session_ids(api)
+    assert len(ended) == 3
+    api.clock.advance(SESSION_SECONDS - 60)
+    await _signin(api.client)  # nothing has ended yet: nothing is deleted
+    assert len(await _session_ids(api)) == 4
+    api.clock.advance(120)  # the first three have ended, the fourth has not
+    purged = await asyncio.gather(purge_expired(api.co), purge_expired(api.co))
+    assert sum(purged) == 3
+    live = await _session_ids(api)
+    assert len(live) == 1
+    assert not set(live) & set(ended)
+    assert (await api.client.get("/ui/")).status_code == 200  # the live session still works
+    api.clock.advance(SESSION_SECONDS)
+    await _signin(api.client)  # the sign-in itself purges the one that ended meanwhile
+    assert len(await _session_ids(api)) == 1

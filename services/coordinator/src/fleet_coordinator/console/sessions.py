@@ -6,6 +6,11 @@ keeps only ``sha256(session id)`` (a reader of the store cannot take over a
 session), the expiry and the session's CSRF token; signing out deletes that
 document, which revokes the session on every replica at once. A console page
 costs one point read for its session: people, not agents, use the console.
+
+A session nobody signs out of stays in the store past its end; each sign-in
+deletes up to ``PURGE_PAGE`` of those, oldest first (``purge_expired``), so
+the ended sessions never outnumber what sign-ins leave behind. Deleting an
+ended session is idempotent, so replicas purging at once never conflict.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from fleet_datastore import NotFoundError
+from fleet_datastore import NotFoundError, Query, eq
 
 from ..services import Coordinator
 
@@ -25,6 +30,7 @@ __all__ = [
     "Session",
     "end_session",
     "find_session",
+    "purge_expired",
     "same_token",
     "start_session",
 ]
@@ -34,6 +40,8 @@ SESSION_SECONDS = 8 * 3600
 """A session lasts a working day; then the person signs in again."""
 SESSIONS_PARTITION = "sessions"
 """The partition of session documents in the ``agents`` container."""
+PURGE_PAGE = 50
+"""Ended sessions one sign-in deletes at most (it adds one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +80,29 @@ async def start_session(co: Coordinator) -> tuple[str, Session]:
     }
     await co.agents.create(body)
     co.log.info("coordinator.console.signed_in")
+    await purge_expired(co)
     return session_id, session
+
+
+async def purge_expired(co: Coordinator) -> int:
+    """Delete up to ``PURGE_PAGE`` sessions past their end, oldest first; return how many.
+
+    Every session lasts ``SESSION_SECONDS`` from its creation, so in ``created_at``
+    order the ended ones come first and the first live one ends the walk.
+    """
+    query = Query(
+        where=[eq("kind", "session")],
+        order_by=["created_at"],
+        partition_key=SESSIONS_PARTITION,
+        limit=PURGE_PAGE,
+    )
+    now = co.clock.now()
+    purged = 0
+    for doc in (await co.agents.query(query)).items:
+        if float(doc.body["expires_at"]) > now:
+            break
+        purged += await co.agents.delete(doc.id, SESSIONS_PARTITION)
+    return purged
 
 
 async def find_session(co: Coordinator, session_id: str | None) -> Session | None:
