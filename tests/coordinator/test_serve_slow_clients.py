@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import select
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -166,3 +167,51 @@ def test_pipelined_requests_are_read_no_faster_than_answered(server: Served) -> 
         assert httpx.get(f"{server.base_url}/healthz", timeout=5).status_code == 200
     finally:
         sock.close()
+
+
+LOW_SOFT_LIMIT = 256
+IDLE_CONNECTIONS = 400
+
+
+class _LowSoftLimit(Served):
+    """``serve`` started with a soft limit of ``LOW_SOFT_LIMIT`` open files (hard unchanged)."""
+
+    def command(self) -> list[str]:
+        lower = (
+            "import os, resource, sys; "
+            "hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]; "
+            f"resource.setrlimit(resource.RLIMIT_NOFILE, ({LOW_SOFT_LIMIT}, hard)); "
+            "os.execv(sys.argv[1], sys.argv[1:])"
+        )
+        return [sys.executable, "-c", lower, *super().command()]
+
+
+def test_idle_connections_past_a_low_soft_limit_of_open_files_lock_nobody_out(
+    tmp_path: Path,
+) -> None:
+    """Started with a soft limit of 256 files, ``serve`` raises it to the hard limit: 400
+    idle connections (no token, held until the header deadline) leave room for others.
+    Before, the 257th file could not be opened and every new connection was reset."""
+    resource = pytest.importorskip("resource")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < IDLE_CONNECTIONS * 2:
+        pytest.skip(f"the hard limit of open files here is {hard}")
+    if soft < IDLE_CONNECTIONS * 2:  # this test's own sockets
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    with _LowSoftLimit(cwd=tmp_path) as server:
+        assert server.process is not None
+        limits = Path(f"/proc/{server.process.pid}/limits")
+        if limits.exists():
+            [line] = [row for row in limits.read_text().splitlines() if "open files" in row]
+            assert int(line.split()[3]) == min(hard, 1 << 20), line
+        idle = [
+            socket.create_connection(("127.0.0.1", server.port)) for _ in range(IDLE_CONNECTIONS)
+        ]
+        try:
+            # Behind the idle ones in the accept queue: answered only if they were accepted.
+            r = httpx.get(f"{server.base_url}/healthz", timeout=5)
+            assert r.status_code == 200
+            assert "coordinator.open_files" in server.log_path.read_text()
+        finally:
+            for sock in idle:
+                sock.close()

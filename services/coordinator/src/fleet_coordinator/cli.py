@@ -12,12 +12,49 @@ from typing import Any
 from .logs import configure_logging
 from .settings import Settings
 
-__all__ = ["BACKLOG", "KEEP_ALIVE_SECONDS", "app_from_env", "http_protocol", "main"]
+__all__ = [
+    "BACKLOG",
+    "KEEP_ALIVE_SECONDS",
+    "app_from_env",
+    "http_protocol",
+    "main",
+    "raise_open_files_limit",
+]
 
 KEEP_ALIVE_SECONDS = 5
 """An idle keep-alive connection is closed after this long."""
 BACKLOG = 2048
 """Connections the kernel queues before the server accepts them."""
+
+
+MAX_OPEN_FILES = 1 << 20
+"""The most open files ``serve`` asks for (Linux's default ``fs.nr_open``)."""
+
+
+def raise_open_files_limit() -> tuple[int, int] | None:
+    """Raise this process's soft limit on open files to its hard limit: (before, after).
+
+    Every connection is a file descriptor. At the soft limit most Linux hosts give
+    a process (1,024), that many idle connections, which need no token and are each
+    held until the header deadline, left the server unable to accept anyone else
+    for that long, and again as soon as the attacker reconnected (measured with a
+    limit of 256: ``/healthz`` reset until the idle ones were cut). The hard limit
+    is what the host allows this process; Go's runtime raises to it at start too.
+    None where there are no such limits (Windows) or the host refuses the change.
+    """
+    try:
+        import resource
+    except ImportError:
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = MAX_OPEN_FILES if hard == resource.RLIM_INFINITY else min(hard, MAX_OPEN_FILES)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        except (ValueError, OSError):  # e.g. macOS caps the soft limit below the hard one
+            return None
+        return soft, want
+    return soft, soft
 
 
 def http_protocol(settings: Settings) -> Any:
@@ -68,6 +105,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .app import create_app
 
     configure_logging()
+    # Before the workers start: they inherit the limit.
+    open_files = raise_open_files_limit()
+    if open_files is not None:
+        import structlog
+
+        before, limit = open_files
+        raised = {"raised_from": before} if before != limit else {}
+        structlog.get_logger().info("coordinator.open_files", limit=limit, **raised)
     settings = Settings()
     if settings.ensure_admin_token():
         # Printed once, to stdout only; it is never logged.
