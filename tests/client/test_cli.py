@@ -6,6 +6,7 @@ import contextlib
 import http.server
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fleet_client.cli import main
 from fleet_client.exits import (
@@ -424,3 +426,83 @@ def test_messages_to_a_file_are_not_cut_into_80_columns(fleet: Fleet) -> None:
         err.strip().splitlines()[-1]
     ]
     assert "p" * 80 in err
+
+
+_CONTROLS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+"""What a terminal acts on (a newline aside, which every output has)."""
+
+
+def test_other_peoples_text_is_shown_not_acted_on_by_the_terminal(fleet: Fleet) -> None:
+    """A job kind and an agent's error holding escape sequences, a C1 control, a bidi
+    override and rich markup: every table shows them escaped and literally, and --json
+    gives the very same strings back. (``[/bold]`` in a kind made ``fleet jobs list``
+    fail with a traceback; ``ESC [2J`` in an error cleared the operator's screen.)"""
+    queue = f"esc-{uuid.uuid4().hex[:8]}"
+    kind = "k\x1b[2J[/bold] [link=https://example.invalid]x[/link]\u202e"
+    error = "boom\x1b]0;title\x07\x1b[H\x9b31m"
+    served = fleet.served
+    admin = served.admin_headers
+    agent = httpx.post(
+        f"{served.base_url}/v1/agents", json={"name": "esc", "queues": [queue]}, headers=admin
+    ).json()
+    job = httpx.post(
+        f"{served.base_url}/v1/jobs", json={"kind": kind, "queue": queue}, headers=admin
+    ).json()
+    headers = {"Authorization": f"Bearer {agent['token']}"}
+    claimed = httpx.post(f"{served.base_url}/v1/claims", json={}, headers=headers).json()
+    assert [lease["job"]["id"] for lease in claimed["leases"]] == [job["id"]]
+    failed = httpx.post(
+        f"{served.base_url}/v1/jobs/{job['id']}/fail",
+        json={"epoch": 1, "error": error, "retryable": False},
+        headers=headers,
+    )
+    assert failed.status_code == 200, failed.text
+    for argv in (("jobs", "list", "--queue", queue), ("jobs", "show", job["id"])):
+        code, out, err = fleet(*argv)
+        assert code == EXIT_OK, err
+        assert not _CONTROLS.search(out), out
+        assert "[/bold] [link=https://example.invalid]x[/link]" in out
+        assert "k\\x1b[2J" in out
+        assert "\\u202e" in out
+    _, shown, _ = fleet("jobs", "show", job["id"])
+    assert "boom\\x1b]0;title\\x07\\x1b[H\\x9b31m" in shown
+    for argv in (("jobs", "list", "--queue", queue), ("jobs", "show", job["id"])):
+        code, out, err = fleet(*argv, "--json")
+        assert code == EXIT_OK, err
+        assert not _CONTROLS.search(out), out
+        listed = json.loads(out)
+        got = listed[0] if isinstance(listed, list) else listed
+        assert got["kind"] == kind
+    assert fleet.json("jobs", "show", job["id"])["last_error"] == error
+
+
+def test_a_message_from_the_server_is_shown_not_acted_on_by_the_terminal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An error answer whose code and message hold escape sequences: escaped on stderr."""
+
+    class Refusing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(
+                {"error": {"code": "x\x1b[31m", "message": "\x1b[2Jgone\x9b", "details": {}}}
+            ).encode()
+            self.send_response(422)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    monkeypatch.setenv("FLEET_ADMIN_TOKEN", "a-token-long-enough-to-be-sent")
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            code = main(["queues", "--url", f"http://127.0.0.1:{server.server_port}"])
+        finally:
+            server.shutdown()
+    _, err = capsys.readouterr()
+    assert code == EXIT_REJECTED
+    assert not _CONTROLS.search(err), err
+    assert "\\x1b[2Jgone\\x9b" in err

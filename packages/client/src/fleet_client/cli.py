@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         auth_headers(token)  # a token no header can carry is a mistake in the setup
         checked_url(args.url)  # so is a URL that is not http(s): not a coordinator to retry
     except FleetError as exc:
-        out.err.print(f"fleet: error: {exc.message}", highlight=False, markup=False)
+        out.note(f"fleet: error: {exc.message}")
         return EXIT_USAGE
     command: Command = args.run
     # stamina logs each retry through structlog (to stdout unless configured) or
@@ -87,12 +87,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(_run(command, args, out, token))
     except FleetError as exc:
-        out.err.print(f"fleet: error: {exc.message}", highlight=False, markup=False)
+        out.note(f"fleet: error: {exc.message}")
         return exit_code_of(exc)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        out.err.print(f"fleet: error: {where}: {first['msg']}", highlight=False, markup=False)
+        out.note(f"fleet: error: {where}: {first['msg']}")
         return EXIT_REJECTED
     except KeyboardInterrupt:
         return 130
@@ -128,11 +128,7 @@ def _retry_reporter(out: Output) -> RetryHook:
     def report(details: RetryDetails) -> None:
         cause = details.caused_by
         why = cause.message if isinstance(cause, FleetError) else type(cause).__name__
-        out.err.print(
-            f"fleet: {why}; retry {details.retry_num} in {details.wait_for:.1f} s",
-            highlight=False,
-            markup=False,
-        )
+        out.note(f"fleet: {why}; retry {details.retry_num} in {details.wait_for:.1f} s")
 
     return report
 

@@ -101,11 +101,7 @@ async def _enqueue_file(client: FleetClient, args: argparse.Namespace, out: Outp
     try:
         opened = nullcontext(sys.stdin.buffer) if stdin else path.open("rb")  # noqa: ASYNC230
     except OSError as exc:  # no such file, a directory, no permission …
-        out.err.print(
-            f"fleet: error: cannot read {args.path}: {exc.strerror or exc}",
-            highlight=False,
-            markup=False,
-        )
+        out.note(f"fleet: error: cannot read {args.path}: {exc.strerror or exc}")
         return EXIT_USAGE
     with opened as source:
         summary = await _send_file(client, args, out, source)
@@ -120,9 +116,9 @@ async def _enqueue_file(client: FleetClient, args: argparse.Namespace, out: Outp
             highlight=False,
         )
         for problem in summary.problems:
-            out.err.print(f"  {problem}", highlight=False, markup=False)
+            out.note(f"  {problem}")
         if summary.stopped:
-            out.err.print(f"fleet: error: stopped {summary.stopped}", highlight=False, markup=False)
+            out.note(f"fleet: error: stopped {summary.stopped}")
     if summary.error is not None:
         return exit_code_of(summary.error)
     return EXIT_OK if summary.ok else EXIT_REJECTED
@@ -191,7 +187,7 @@ async def _each_job(ids: list[str], act: Callable[[str], Awaitable[Job]], out: O
         try:
             done.append(await act(job_id))
         except FleetError as exc:  # this id's own outcome: the others are still tried
-            out.err.print(f"fleet: error: {job_id}: {exc.message}", highlight=False, markup=False)
+            out.note(f"fleet: error: {job_id}: {exc.message}")
             worst = max(worst, exit_code_of(exc))  # the statuses grow with how bad it is
     if len(ids) == 1:  # one job: its object, or nothing if it failed
         if done:

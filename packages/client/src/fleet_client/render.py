@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -10,10 +11,38 @@ from typing import Any
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .models import Agent, Job, JobDetail, QueueStats, Schedule
 
-__all__ = ["Output"]
+__all__ = ["Output", "visible"]
+
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+"""Characters a terminal acts on instead of showing: C0 and C1 controls (ESC starts the
+sequences that clear the screen, move the cursor, set the title or a hyperlink), DEL,
+and the bidirectional overrides and isolates that reorder what is shown."""
+
+
+def _escape(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(text: str) -> str:
+    """``text`` with every character a terminal would act on written as an escape.
+
+    Job kinds, agent names, errors reported by agents and the coordinator's own
+    messages are other people's text: written raw, an ``ESC [2J`` in a job's error
+    would clear the operator's screen, and an OSC sequence could retitle it or plant
+    a hyperlink.
+    """
+    return _UNSAFE.sub(_escape, text)
+
+
+def _cell(value: str) -> Text:
+    """A table cell showing ``value`` as it is: no rich markup (a kind ``[/bold]`` made
+    ``fleet jobs list`` fail), no terminal controls."""
+    return Text(visible(value))
 
 
 def _when(value: datetime | None) -> str:
@@ -40,8 +69,18 @@ class Output:
             self.err = Console(stderr=True, soft_wrap=True)
 
     def json(self, value: Any) -> None:
-        """Write ``value`` (models included) as one JSON document."""
-        self.out.file.write(json.dumps(_plain(value), ensure_ascii=False) + "\n")
+        """Write ``value`` (models included) as one JSON document.
+
+        JSON escapes C0 controls itself; DEL, C1 controls and bidirectional overrides
+        (which occur only inside strings) are escaped here too, as ``\\u`` escapes
+        that every JSON reader reads back as the same characters.
+        """
+        text = json.dumps(_plain(value), ensure_ascii=False)
+        self.out.file.write(_UNSAFE.sub(_json_escape, text) + "\n")
+
+    def note(self, message: str) -> None:
+        """One line to stderr (``fleet: error: …``, a retry, a problem), controls escaped."""
+        self.err.print(visible(message), highlight=False, markup=False)
 
     def jobs(self, jobs: Sequence[Job], *, one: bool = False) -> None:
         """A list of jobs."""
@@ -52,14 +91,14 @@ class Output:
         for job in jobs:
             status = job.status + (" (cancel requested)" if job.cancel_requested else "")
             table.add_row(
-                job.queue,
-                job.kind,
+                _cell(job.queue),
+                _cell(job.kind),
                 status,
                 str(job.priority),
                 f"{job.attempts}/{job.max_attempts}",
-                job.lock or "",
+                _cell(job.lock or ""),
                 _when(job.created_at),
-                job.id,
+                _cell(job.id),
             )
         self.out.print(table)
         return None
@@ -72,22 +111,22 @@ class Output:
         fields = job.model_dump(exclude={"runs", "lease"})
         for name, value in fields.items():
             shown = _when(value) if isinstance(value, datetime) else _short(value, 100)
-            table.add_row(f"[bold]{name}[/]", shown)
+            table.add_row(f"[bold]{name}[/]", _cell(shown))
         if job.lease is not None:
             held = job.lease
             lease = f"{held.agent_id} epoch {held.epoch} until {_when(held.expires_at)}"
-            table.add_row("[bold]lease[/]", lease)
+            table.add_row("[bold]lease[/]", _cell(lease))
         self.out.print(table)
         if job.runs:
             runs = Table("epoch", "agent", "claimed (UTC)", "ended (UTC)", "outcome", "error")
             for run in job.runs:
                 runs.add_row(
                     str(run.epoch),
-                    run.agent_id,
+                    _cell(run.agent_id),
                     _when(run.claimed_at),
                     _when(run.ended_at),
-                    run.outcome,
-                    _short(run.error or "", 60),
+                    _cell(run.outcome),
+                    _cell(_short(run.error or "", 60)),
                 )
             self.out.print(runs)
         return None
@@ -101,7 +140,7 @@ class Output:
         for q in queues:
             counts = (q.queued, q.leased, q.succeeded, q.failed, q.cancelled)
             age = f"{q.oldest_queued_age_seconds:.0f}s" if q.queued else "-"
-            table.add_row(q.queue, "yes" if q.paused else "", *map(str, counts), age)
+            table.add_row(_cell(q.queue), "yes" if q.paused else "", *map(str, counts), age)
         self.out.print(table)
         return None
 
@@ -114,12 +153,12 @@ class Output:
         for a in agents:
             labels = ",".join(f"{k}={v}" for k, v in sorted(a.labels.items()))
             table.add_row(
-                a.id,
-                a.name,
+                _cell(a.id),
+                _cell(a.name),
                 str(a.capacity),
                 str(a.live_leases),
-                ",".join(a.queues) or "(all)",
-                labels,
+                _cell(",".join(a.queues) or "(all)"),
+                _cell(labels),
                 "yes" if a.draining else "",
                 _when(a.last_seen),
             )
@@ -134,17 +173,21 @@ class Output:
         table.add_column("last (UTC)")
         for s in schedules:
             table.add_row(
-                s.name,
-                s.cron,
-                s.timezone,
-                str(s.job.get("kind", "")),
-                str(s.job.get("queue", "default")),
+                _cell(s.name),
+                _cell(s.cron),
+                _cell(s.timezone),
+                _cell(str(s.job.get("kind", ""))),
+                _cell(str(s.job.get("queue", "default"))),
                 "yes" if s.paused else "",
                 _when(s.next_run_at),
                 _when(s.last_run_at),
             )
         self.out.print(table)
         return None
+
+
+def _json_escape(found: re.Match[str]) -> str:
+    return f"\\u{ord(found.group()):04x}"
 
 
 def _one_or_all(items: Iterable[Any], *, one: bool) -> Any:
