@@ -143,3 +143,26 @@ def test_the_timestamp_is_what_structlogs_iso_utc_stamper_writes(
     for ns in instants:
         monkeypatch.setattr(time, "time_ns", lambda ns=ns: ns)
         assert utc_timestamp(None, "info", {})["timestamp"] == iso(ns)
+
+
+class _Terminal(_Spy):
+    def isatty(self) -> bool:
+        return True
+
+
+async def test_on_a_terminal_a_clients_text_is_shown_not_acted_on() -> None:
+    """A lock name holding ``ESC [2J`` reaches the terminal escaped, not as a control;
+    the renderer's own colours still do."""
+    spy = _Terminal()
+    configure_logging(file=spy)
+    try:
+        structlog.get_logger("fleet_coordinator").info(
+            "coordinator.lock.released", lock="L\x1b[2J\x9b\u202e", epoch=1
+        )
+        [text] = await _flushed_by_then(spy)
+    finally:
+        structlog.reset_defaults()
+    assert "L\\x1b[2J\\x9b\\u202e" in text
+    assert "\x1b[2J" not in text
+    assert "\x9b" not in text
+    assert "\u202e" not in text

@@ -6,6 +6,7 @@ import asyncio
 import atexit
 import contextlib
 import logging
+import re
 import sys
 import threading
 import time
@@ -106,6 +107,26 @@ def utc_timestamp(_logger: WrappedLogger, _name: str, event: EventDict) -> Event
     return event
 
 
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escaped(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _shown_not_acted_on(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
+    """Escape what a terminal would act on in the text values of an event (terminal only).
+
+    Lock and schedule names are the clients' text: an ``ESC [2J`` in one would clear
+    the screen of the person watching ``make run``. JSON lines escape them already.
+    """
+    for key, value in event.items():
+        if isinstance(value, str) and _CONTROLS.search(value):
+            event[key] = _CONTROLS.sub(_escaped, value)
+    return event
+
+
 class _StdlibLines(logging.StreamHandler[TextIO]):
     """The root logger's handler that ``configure_logging`` installs (and replaces)."""
 
@@ -122,7 +143,10 @@ def configure_logging(level: int = logging.INFO, file: TextIO | None = None) -> 
     # Tracebacks are plain text: rich's, with local variables, would print tokens and
     # payloads, and took minutes of CPU on a deeply nested request body.
     renderers: list[structlog.typing.Processor] = (
-        [structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)]
+        [
+            _shown_not_acted_on,
+            structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback),
+        ]
         if out.isatty()
         else [
             structlog.processors.format_exc_info,
