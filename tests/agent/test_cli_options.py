@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import io
+import logging
+import sys
 
 import pytest
+import structlog
 from fleet_agent import cli
 
 from .conftest import ADMIN
@@ -78,3 +82,23 @@ def test_a_finite_non_negative_seconds_option_is_accepted(
     assert cli.main([*BASE, option, value]) == 0
     [args] = started
     assert getattr(args, option.removeprefix("--").replace("-", "_")) == float(value)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_a_job_kind_is_shown_not_acted_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kind holding ``ESC [2J`` (a producer's text) reaches a terminal's log escaped."""
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    try:
+        cli._configure_logging(logging.INFO)
+        structlog.get_logger().info("agent.job.claimed", kind="k\x1b[2J\x9b", epoch=1)
+    finally:
+        structlog.reset_defaults()
+    text = terminal.getvalue()
+    assert "k\\x1b[2J\\x9b" in text
+    assert "\x1b[2J" not in text
+    assert "\x9b" not in text

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from fleet_wire.terminal import CONTROLS, visible
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
@@ -15,33 +16,12 @@ from rich.text import Text
 
 from .models import Agent, Job, JobDetail, QueueStats, Schedule
 
-__all__ = ["Output", "visible"]
-
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-"""Characters a terminal acts on instead of showing: C0 and C1 controls (ESC starts the
-sequences that clear the screen, move the cursor, set the title or a hyperlink), DEL,
-and the bidirectional overrides and isolates that reorder what is shown."""
-
-
-def _escape(found: re.Match[str]) -> str:
-    code = ord(found.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def visible(text: str) -> str:
-    """``text`` with every character a terminal would act on written as an escape.
-
-    Job kinds, agent names, errors reported by agents and the coordinator's own
-    messages are other people's text: written raw, an ``ESC [2J`` in a job's error
-    would clear the operator's screen, and an OSC sequence could retitle it or plant
-    a hyperlink.
-    """
-    return _UNSAFE.sub(_escape, text)
+__all__ = ["Output"]
 
 
 def _cell(value: str) -> Text:
     """A table cell showing ``value`` as it is: no rich markup (a kind ``[/bold]`` made
-    ``fleet jobs list`` fail), no terminal controls."""
+    ``fleet jobs list`` fail), no terminal controls (``fleet_wire.terminal``)."""
     return Text(visible(value))
 
 
@@ -76,7 +56,7 @@ class Output:
         that every JSON reader reads back as the same characters.
         """
         text = json.dumps(_plain(value), ensure_ascii=False)
-        self.out.file.write(_UNSAFE.sub(_json_escape, text) + "\n")
+        self.out.file.write(CONTROLS.sub(_json_escape, text) + "\n")
 
     def note(self, message: str) -> None:
         """One line to stderr (``fleet: error: …``, a retry, a problem), controls escaped."""

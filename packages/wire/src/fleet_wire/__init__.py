@@ -9,7 +9,9 @@ holds that common ground so neither client copies it nor depends on the other:
 * ``errors``: ``WireError``, the root under both clients' exception trees, and
   the wait before a retry (``Retry-After`` when the coordinator sent one);
 * ``tracing``: W3C trace context through OpenTelemetry when it is installed,
-  and nothing (one ``None`` check) when it is not.
+  and nothing (one ``None`` check) when it is not;
+* ``terminal``: the coordinator's and other people's text shown on a terminal
+  with its control characters escaped (``fleet``'s tables, readable log lines).
 """
 
 from .answers import (
@@ -23,6 +25,7 @@ from .answers import (
     transport_errors,
 )
 from .errors import WireError, retry_after, retry_wait
+from .terminal import escape_controls, visible
 from .tracing import (
     TRACING,
     current_traceparent,
@@ -38,6 +41,8 @@ __all__ = [
     "Answered",
     "ErrorAnswer",
     "WireError",
+    "escape_controls",
+    "visible",
     "all_finite",
     "current_traceparent",
     "encode",

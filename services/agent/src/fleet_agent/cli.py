@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import orjson
 import structlog
+from fleet_wire import escape_controls
 
 from .client import AgentClient
 from .errors import AgentError, CoordinatorUnavailable, Unauthorized, redact_url
@@ -161,16 +162,18 @@ def _dumps(event: object, **_: object) -> str:
 
 def _configure_logging(level: int) -> None:
     """structlog events on stderr: JSON lines, or readable lines on a terminal."""
-    render: structlog.typing.Processor = (
-        structlog.dev.ConsoleRenderer()
+    # On a terminal, job kinds (the producers' text) are shown with their control
+    # characters escaped (fleet_wire.terminal); JSON lines escape them already.
+    render: list[structlog.typing.Processor] = (
+        [escape_controls, structlog.dev.ConsoleRenderer()]
         if sys.stderr.isatty()
-        else structlog.processors.JSONRenderer(serializer=_dumps)
+        else [structlog.processors.JSONRenderer(serializer=_dumps)]
     )
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            render,
+            *render,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
