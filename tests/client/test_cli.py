@@ -120,15 +120,13 @@ def test_unknown_ids_exit_3_and_bad_input_exits_1_or_2(fleet: Fleet) -> None:
     assert fleet("jobs", "cancel")[0] == EXIT_USAGE  # neither ids nor a filter
 
 
-def test_a_url_that_names_another_server_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A web server that is not the coordinator answers 200 in HTML: a wrong ``--url``,
-    the command-line mistake of status 2 (it was 1, "invalid input", which it is not)."""
+def _fleet_queues_against(status: int, content_type: str, body: bytes) -> int:
+    """``fleet queues`` against a server that answers every GET with this answer."""
 
-    class Page(http.server.BaseHTTPRequestHandler):
+    class Answering(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = b"<!doctype html><p>a web server</p>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -136,14 +134,20 @@ def test_a_url_that_names_another_server_exits_2(monkeypatch: pytest.MonkeyPatch
         def log_message(self, *_: object) -> None:
             pass
 
-    monkeypatch.setenv("FLEET_ADMIN_TOKEN", "a-token-long-enough-to-be-sent")
-    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page) as server:
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answering) as server:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         try:
-            code = main(["queues", "--url", f"http://127.0.0.1:{server.server_port}"])
+            return main(["queues", "--url", f"http://127.0.0.1:{server.server_port}"])
         finally:
             server.shutdown()
-    assert code == EXIT_USAGE
+
+
+def test_a_url_that_names_another_server_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A web server that is not the coordinator answers 200 in HTML: a wrong ``--url``,
+    the command-line mistake of status 2 (it was 1, "invalid input", which it is not)."""
+    monkeypatch.setenv("FLEET_ADMIN_TOKEN", "a-token-long-enough-to-be-sent")
+    page = b"<!doctype html><p>a web server</p>"
+    assert _fleet_queues_against(200, "text/html", page) == EXIT_USAGE
 
 
 def test_tokens_and_reachability_have_their_own_statuses(
@@ -480,28 +484,9 @@ def test_a_message_from_the_server_is_shown_not_acted_on_by_the_terminal(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """An error answer whose code and message hold escape sequences: escaped on stderr."""
-
-    class Refusing(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = json.dumps(
-                {"error": {"code": "x\x1b[31m", "message": "\x1b[2Jgone\x9b", "details": {}}}
-            ).encode()
-            self.send_response(422)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_: object) -> None:
-            pass
-
     monkeypatch.setenv("FLEET_ADMIN_TOKEN", "a-token-long-enough-to-be-sent")
-    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing) as server:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
-            code = main(["queues", "--url", f"http://127.0.0.1:{server.server_port}"])
-        finally:
-            server.shutdown()
+    refusal = {"error": {"code": "x\x1b[31m", "message": "\x1b[2Jgone\x9b", "details": {}}}
+    code = _fleet_queues_against(422, "application/json", json.dumps(refusal).encode())
     _, err = capsys.readouterr()
     assert code == EXIT_REJECTED
     assert not _CONTROLS.search(err), err
