@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
+from fleet_datastore import StoreUnavailableError
 
 from .conftest import Api
 
@@ -231,3 +233,33 @@ async def test_metrics_scrapes_share_one_queue_recount_per_interval(
     for _ in range(20):
         assert (await api.client.get("/metrics")).status_code == 200
     assert counts == 5
+
+
+async def test_readyz_calls_share_one_store_ping(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """/readyz needs no token, so its callers share one ping within ``max_age`` (on Cosmos DB
+    a ping is a metadata read that the account throttles); past it, the next call pings."""
+    pings = 0
+    store = api.co.containers.store
+    real_ping = store.ping
+
+    async def counted() -> None:
+        nonlocal pings
+        pings += 1
+        await asyncio.sleep(0)  # in flight while the others arrive
+        await real_ping()
+
+    monkeypatch.setattr(store, "ping", counted)
+    api.app.state.readiness.max_age = 60.0
+    answers = await asyncio.gather(*(api.client.get("/readyz") for _ in range(30)))
+    answers += [await api.client.get("/readyz") for _ in range(10)]
+    assert {r.status_code for r in answers} == {200}
+    assert pings == 1  # 40 before
+    api.app.state.readiness.max_age = 0.0  # expired: a store down now shows at once
+
+    async def down() -> None:
+        raise StoreUnavailableError("down for the test")
+
+    monkeypatch.setattr(store, "ping", down)
+    r = await api.client.get("/readyz")
+    assert r.status_code == 503
+    assert r.json()["error"]["details"] == {"store": "StoreUnavailableError"}

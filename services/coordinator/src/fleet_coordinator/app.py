@@ -25,6 +25,7 @@ from .api.direct import DirectAnswers
 from .api.hot import HotPath
 from .api.middleware import GuardMiddleware
 from .api.models import ErrorOut
+from .api.routes_ops import Readiness
 from .console import SECURITY_HEADERS, install_console
 from .domain import Clock, SystemClock
 from .metrics import Metrics
@@ -135,6 +136,8 @@ def create_app(
     install_console(app, settings)
     # /metrics' queue gauges: one recount per reaper interval, however often it is asked.
     app.state.queue_gauges = StatsSnapshot(settings.reaper_interval_seconds)
+    # /readyz: one store ping a second at most, however often it is asked.
+    app.state.readiness = Readiness()
 
     for router in (jobs_router, queues_router, agents_router, leases_router, schedules_router):
         app.include_router(router, responses=_ERROR_RESPONSES)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -15,7 +18,48 @@ from ..services import StatsSnapshot, queue_stats
 from .deps import Co
 from .errors import error_response
 
-__all__ = ["router"]
+__all__ = ["READY_MAX_AGE", "Readiness", "router"]
+
+READY_MAX_AGE = 1.0
+"""Seconds one store ping answers every ``/readyz`` of a replica."""
+
+
+class Readiness:
+    """The store's last ping, shared by the ``/readyz`` calls of one replica.
+
+    ``/readyz`` needs no token (load balancers probe it), and on Cosmos DB each ping
+    is a database read, a metadata request that Cosmos throttles account-wide: anyone
+    who could reach the port could have made it fail, and so taken every replica out
+    of its load balancer. Calls within ``READY_MAX_AGE`` of a ping share its outcome,
+    and calls made while a ping is in flight wait for that one; so a replica pings at
+    most about once a ``READY_MAX_AGE``, however often it is asked.
+    """
+
+    def __init__(self, max_age: float = READY_MAX_AGE) -> None:
+        self.max_age = max_age
+        self._at = -float("inf")  # when the last ping ended (time.monotonic)
+        self._problem: str | None = None  # its error's type name, or None: it answered
+        self._ping: asyncio.Task[None] | None = None
+
+    async def check(self, ping: Callable[[], Awaitable[None]]) -> str | None:
+        """None if the store answered a recent ping, else the name of what it raised."""
+        if time.monotonic() - self._at > self.max_age:
+            if self._ping is None:
+                self._ping = asyncio.ensure_future(self._run(ping))
+            # A caller that leaves does not cancel the ping the others wait for.
+            await asyncio.shield(self._ping)
+        return self._problem
+
+    async def _run(self, ping: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await ping()
+            self._problem = None
+        except DatastoreError as exc:
+            self._problem = type(exc).__name__
+        finally:
+            self._at = time.monotonic()
+            self._ping = None
+
 
 router = APIRouter(tags=["operations"])
 
@@ -27,13 +71,13 @@ async def healthz() -> dict[str, Any]:
 
 
 @router.get("/readyz", responses={503: {"description": "the store does not answer"}})
-async def readyz(co: Co) -> JSONResponse:
-    """Ready when the store answers a ping."""
-    try:
-        await co.containers.store.ping()
-    except DatastoreError as exc:
+async def readyz(request: Request, co: Co) -> JSONResponse:
+    """Ready when the store answered a ping (one ping a second at most, shared)."""
+    readiness: Readiness = request.app.state.readiness
+    problem = await readiness.check(co.containers.store.ping)
+    if problem is not None:
         return error_response(
-            503, "store_unavailable", "the store does not answer", {"store": type(exc).__name__}
+            503, "store_unavailable", "the store does not answer", {"store": problem}
         )
     return JSONResponse({"status": "ok", "checks": {"store": "ok"}})
 
