@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -369,3 +370,25 @@ async def test_a_sign_in_deletes_the_sessions_that_ended_and_only_those(api: Api
     api.clock.advance(SESSION_SECONDS)
     await _signin(api.client)  # the sign-in itself purges the one that ended meanwhile
     assert len(await _session_ids(api)) == 1
+
+
+async def test_the_console_and_metrics_share_one_queue_recount(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The console's queue pages and ``/metrics``' gauges read one snapshot per replica:
+    a visit to each recounts the queues once, not once each (before: twice an interval)."""
+    counts = 0
+    count = api.co.jobs.count
+
+    async def counted(*args: Any, **kwargs: Any) -> int:
+        nonlocal counts
+        counts += 1
+        return await count(*args, **kwargs)
+
+    monkeypatch.setattr(api.co.jobs, "count", counted)
+    api.app.state.queue_gauges.max_age = 3600.0  # no recount falls due during the test
+    await api.enqueue(queue="shared")
+    await _signin(api.client)
+    for path in ("/ui/queues", "/metrics", "/ui/", "/metrics", "/ui/queues"):
+        assert (await api.client.get(path)).status_code == 200, path
+    assert counts == 5  # one queue, one count per status, once

@@ -133,9 +133,10 @@ def create_app(
         # serve's protocol answers plain hot requests itself (protocol.py, api/direct.py).
         app.direct_answers = DirectAnswers(app)
     install_error_handlers(app)
-    install_console(app, settings)
-    # /metrics' queue gauges: one recount per reaper interval, however often it is asked.
+    # The queue counts of /metrics' gauges and the console's pages: one recount per
+    # reaper interval, however often and by whichever of them it is asked.
     app.state.queue_gauges = StatsSnapshot(settings.reaper_interval_seconds)
+    install_console(app, app.state.queue_gauges)
     # /readyz: one store ping a second at most, however often it is asked.
     app.state.readiness = Readiness()
 

@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from ..settings import Settings
+from ..services import StatsSnapshot
 from .actions import router as actions_router
 from .pages import router as pages_router
 from .web import (
@@ -47,9 +47,13 @@ async def _on_bad_form(request: Request, exc: Exception) -> Response:
     return page(request, "bad_form.html", session=None, status=exc.status, reason=exc.reason)
 
 
-def install_console(app: FastAPI, settings: Settings) -> None:
-    """Serve the console under ``/ui/`` from ``app``."""
-    app.state.console = Console.create(stats_max_age=settings.reaper_interval_seconds)
+def install_console(app: FastAPI, stats: StatsSnapshot) -> None:
+    """Serve the console under ``/ui/`` from ``app``; its queue counts come from ``stats``.
+
+    ``stats`` is the replica's one queue snapshot, shared with ``/metrics``' gauges:
+    two would recount every queue twice an interval.
+    """
+    app.state.console = Console.create(stats)
     app.add_exception_handler(SignInNeeded, _on_signin_needed)
     app.add_exception_handler(Forbidden, _on_forbidden)
     app.add_exception_handler(BadForm, _on_bad_form)

@@ -107,9 +107,9 @@ class Console:
     stats: StatsSnapshot
 
     @classmethod
-    def create(cls, stats_max_age: float) -> Console:
-        """The state of one app."""
-        return cls(_environment(), SignInLimiter(), StatsSnapshot(stats_max_age))
+    def create(cls, stats: StatsSnapshot) -> Console:
+        """The state of one app, whose queue counts come from ``stats``."""
+        return cls(_environment(), SignInLimiter(), stats)
 
 
 def console_of(request: Request) -> Console:
