@@ -263,3 +263,32 @@ async def test_readyz_calls_share_one_store_ping(api: Api, monkeypatch: pytest.M
     r = await api.client.get("/readyz")
     assert r.status_code == 503
     assert r.json()["error"]["details"] == {"store": "StoreUnavailableError"}
+
+
+async def test_a_method_a_path_does_not_serve_is_405_naming_every_method_it_does(
+    api: Api,
+) -> None:
+    """RFC 9110: a 405 carries ``Allow``, listing every method of the path (Starlette's
+    named the first route's only: POST for ``/v1/jobs``, where GET works too)."""
+    for method, path, allowed in (
+        ("PUT", "/v1/jobs", "GET, POST"),
+        ("DELETE", "/v1/jobs/abc", "GET"),
+        ("GET", "/v1/reports", "POST"),
+        ("PATCH", "/v1/schedules/nightly", "DELETE, GET, PUT"),
+        ("POST", "/healthz", "GET"),
+    ):
+        r = await api.client.request(method, path, headers=api.admin)
+        assert r.status_code == 405, (method, path)
+        assert r.headers["allow"] == allowed, (method, path)
+        assert_error(r.json(), "method_not_allowed")
+
+
+async def test_a_stray_trailing_slash_is_404_not_a_redirect_to_the_callers_host(
+    api: Api,
+) -> None:
+    """``/v1/jobs/`` was a 307 to ``http://<the request's Host>/v1/jobs``."""
+    for path in ("/v1/jobs/", "/v1/queues/", "/healthz/"):
+        r = await api.client.get(path, headers={**api.admin, "Host": "evil.example"})
+        assert r.status_code == 404, path
+        assert "location" not in r.headers
+        assert_error(r.json(), "not_found")

@@ -127,6 +127,10 @@ def create_app(
         # description stays at /openapi.json, for any OpenAPI viewer.
         docs_url=None,
         redoc_url=None,
+        # A path with a stray trailing slash is 404 (SPEC: unknown resource), not a 307
+        # to the path without it, whose Location Starlette builds from the request's
+        # own Host header (``Host: evil.example`` got ``http://evil.example/v1/jobs``).
+        redirect_slashes=False,
     )
 
     if hot_path:

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import CoordinatorError
@@ -69,7 +70,25 @@ async def _on_validation_error(request: Request, exc: Exception) -> Response:
 async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail))
+    answer = error_response(exc.status_code, code, str(exc.detail))
+    if exc.headers:
+        answer.headers.update(exc.headers)
+    if exc.status_code == 405:
+        # RFC 9110 requires ``Allow`` on every 405. Starlette's names the methods of the
+        # first route of the path only (``PUT /v1/jobs``: POST, where GET works too).
+        answer.headers["Allow"] = ", ".join(_allowed(request))
+    return answer
+
+
+def _allowed(request: Request) -> list[str]:
+    """The methods some route of the app serves at the request's path (routers included)."""
+    path = request.scope["path"]
+    methods: set[str] = set()
+    for context in iter_route_contexts(request.app.router.routes):
+        regex = getattr(context.route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods.update(context.methods or ())
+    return sorted(methods)
 
 
 def install_error_handlers(app: FastAPI) -> None:
