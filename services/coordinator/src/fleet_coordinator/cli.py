@@ -105,7 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .app import create_app
 
     configure_logging()
-    # Before the workers start: they inherit the limit.
+    settings = Settings()
+    if settings.ensure_admin_token():
+        # Printed once, to stdout only; it is never logged.
+        print(f"FLEET_ADMIN_TOKEN={settings.admin_token}", flush=True)
+    # Before the workers start, which inherit the limit; after the token, which is the
+    # first line a person (or a script) reads.
     open_files = raise_open_files_limit()
     if open_files is not None:
         import structlog
@@ -113,10 +118,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         before, limit = open_files
         raised = {"raised_from": before} if before != limit else {}
         structlog.get_logger().info("coordinator.open_files", limit=limit, **raised)
-    settings = Settings()
-    if settings.ensure_admin_token():
-        # Printed once, to stdout only; it is never logged.
-        print(f"FLEET_ADMIN_TOKEN={settings.admin_token}", flush=True)
     if settings.store_url.startswith("sqlite:///") and not settings.store_url.startswith(
         "sqlite:////"
     ):
