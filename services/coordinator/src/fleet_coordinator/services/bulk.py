@@ -7,6 +7,13 @@ same jobs, but only one conditional write per job can win: the other call's
 write conflicts, it re-reads, the domain refuses (the job is no longer failed,
 or already cancelled) and the job is left out of its answer. So a job is
 retried once however many bulk calls race, and never by a read-check-write.
+
+A call that lost jobs to a racing one lists again for what its limit has left
+(``_ROUNDS``): the jobs the racer took no longer match, so the next listing
+holds those behind them. A call answers fewer than its limit only when a
+listing came back short, or after ``_ROUNDS`` rounds of losing every race.
+(Listing once, four calls of 40 racing over 60 cancelled jobs retried 42 of
+them on Cosmos DB: the other three answered 0, 2 and 0 with 18 still left.)
 """
 
 from __future__ import annotations
@@ -25,7 +32,9 @@ from .transitions import transition
 __all__ = ["bulk_cancel", "bulk_retry"]
 
 _PAGES = 5
-"""Pages one call reads past jobs a racing call took, before it answers with fewer."""
+"""Pages one listing reads past jobs a racing call took, before it answers with fewer."""
+_ROUNDS = 5
+"""Listings one call makes while racing calls take the jobs it listed."""
 
 
 async def _oldest(
@@ -58,18 +67,23 @@ async def bulk_retry(
     co: Coordinator, match: JobFilter, status: JobStatus, limit: int
 ) -> list[JobState]:
     """Requeue up to ``limit`` of the oldest ``status`` (failed or cancelled) jobs matching."""
-    docs = await _oldest(co, match, status, limit)
     done: list[JobState] = []
     try:
-        for doc in docs:
-            # The listed document seeds the transition's first read; its etag makes it safe.
-            co.job_cache.put(doc)
-            try:
-                _, new = await transition(co, doc.id, domain.retry, "retry")
-            except (ConflictError, NotFoundError):
-                continue  # retried by a racing call (or deleted by retention) since the listing
-            done.append(new)
-            co.log.info("coordinator.job.retried", job_id=new.id, epoch=new.epoch, bulk=True)
+        for _ in range(_ROUNDS):
+            docs = await _oldest(co, match, status, limit - len(done))
+            lost = False
+            for doc in docs:
+                # The listed document seeds the transition's first read; its etag makes it safe.
+                co.job_cache.put(doc)
+                try:
+                    _, new = await transition(co, doc.id, domain.retry, "retry")
+                except (ConflictError, NotFoundError):
+                    lost = True  # retried by a racing call (or deleted by retention) meanwhile
+                    continue
+                done.append(new)
+                co.log.info("coordinator.job.retried", job_id=new.id, epoch=new.epoch, bulk=True)
+            if not lost or not docs or len(done) >= limit:
+                break
     finally:
         # A store failure part-way (503) leaves the jobs retried before it requeued:
         # the long-polls are woken and the call summed up for them all the same.
@@ -79,25 +93,36 @@ async def bulk_retry(
     return done
 
 
-async def bulk_cancel(co: Coordinator, match: JobFilter, limit: int) -> list[JobState]:
-    """Cancel up to ``limit`` of the oldest non-terminal jobs matching (queued or leased)."""
+async def _cancellable(co: Coordinator, match: JobFilter, limit: int) -> list[Document]:
+    """Up to ``limit`` of the oldest queued or leased (not yet cancel-requested) jobs."""
     queued = await _oldest(co, match, JobStatus.QUEUED, limit)
     leased = await _oldest(co, match, JobStatus.LEASED, limit, fresh=True)
-    docs = sorted([*queued, *leased], key=lambda d: (float(d.body["created_at"]), d.id))[:limit]
+    return sorted([*queued, *leased], key=lambda d: (float(d.body["created_at"]), d.id))[:limit]
+
+
+async def bulk_cancel(co: Coordinator, match: JobFilter, limit: int) -> list[JobState]:
+    """Cancel up to ``limit`` of the oldest non-terminal jobs matching (queued or leased)."""
     done: list[JobState] = []
     try:
-        for doc in docs:
-            co.job_cache.put(doc)
-            try:
-                old, new = await transition(co, doc.id, domain.cancel, "cancel")
-            except (ConflictError, NotFoundError):
-                continue  # ended (or cancelled by a racing call) since the listing
-            if new is old:
-                continue  # a racing call requested its cancellation first
-            done.append(new)
-            co.log.info(
-                "coordinator.job.cancelled", job_id=new.id, status=new.status.value, bulk=True
-            )
+        for _ in range(_ROUNDS):
+            docs = await _cancellable(co, match, limit - len(done))
+            lost = False
+            for doc in docs:
+                co.job_cache.put(doc)
+                try:
+                    old, new = await transition(co, doc.id, domain.cancel, "cancel")
+                except (ConflictError, NotFoundError):
+                    lost = True  # ended (or cancelled by a racing call) since the listing
+                    continue
+                if new is old:
+                    lost = True  # a racing call requested its cancellation first
+                    continue
+                done.append(new)
+                co.log.info(
+                    "coordinator.job.cancelled", job_id=new.id, status=new.status.value, bulk=True
+                )
+            if not lost or not docs or len(done) >= limit:
+                break
     finally:
         co.log.info("coordinator.jobs.bulk_cancelled", count=len(done))  # a 503 part-way too
     return done
