@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,3 +84,28 @@ def test_serve_with_two_workers_shares_one_store_and_admin_token(tmp_path: Path)
 def _started(server: Served) -> int:
     """How many worker processes logged that they started."""
     return server.log_path.read_text().count('"event":"coordinator.started"')
+
+
+def test_a_websocket_handshake_is_404_in_the_error_shape(served: tuple[str, str]) -> None:
+    """No WebSocket endpoint exists: a handshake, even on a path HTTP serves, gets 404 with
+    the SPEC error body (it was uvicorn's bare 403 with no body)."""
+    base_url, _ = served
+    port = int(base_url.rsplit(":", 1)[1])
+    handshake = (
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(handshake)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 404"), answer
+    assert json.loads(body) == {
+        "error": {
+            "code": "not_found",
+            "message": "this coordinator serves no WebSocket endpoint",
+            "details": {},
+        }
+    }

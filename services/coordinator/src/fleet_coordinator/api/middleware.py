@@ -103,6 +103,27 @@ class _RefusedError(Exception):
         self.unread = unread
 
 
+async def _refuse_websocket(scope: Scope, receive: Receive, send: Send) -> None:
+    """The coordinator serves no WebSocket endpoint: a handshake gets 404 in the error shape.
+
+    Handed to the app, it got Starlette's bare close, which uvicorn answers with a 403
+    and no body at all, whatever the path (``/healthz`` with ``Upgrade: websocket``).
+    """
+    await receive()  # websocket.connect
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close"})  # the server can only refuse: a bare 403
+        return
+    answer = error_response(404, "not_found", "this coordinator serves no WebSocket endpoint")
+    await send(
+        {
+            "type": "websocket.http.response.start",
+            "status": answer.status_code,
+            "headers": answer.raw_headers,
+        }
+    )
+    await send({"type": "websocket.http.response.body", "body": answer.body})
+
+
 class GuardMiddleware:
     """Refuse callers, oversized bodies and invalid text early; time requests; catch defects."""
 
@@ -130,6 +151,9 @@ class GuardMiddleware:
         return self._rules
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await _refuse_websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
