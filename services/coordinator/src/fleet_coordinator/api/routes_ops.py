@@ -52,12 +52,14 @@ class Readiness:
 
     async def _run(self, ping: Callable[[], Awaitable[None]]) -> None:
         try:
-            await ping()
-            self._problem = None
-        except DatastoreError as exc:
-            self._problem = type(exc).__name__
-        finally:
+            try:
+                await ping()
+                self._problem = None
+            except DatastoreError as exc:
+                self._problem = type(exc).__name__
+            # Only an answer is shared on: a defect (a 500) is not remembered as either.
             self._at = time.monotonic()
+        finally:
             self._ping = None
 
 
