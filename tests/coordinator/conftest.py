@@ -56,6 +56,20 @@ class CheckedJobStates(JobStates):
         super().remember(doc, state)
 
 
+class CallCounter:
+    """Counts the calls of one async method of ``owner``, patched for the test."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> None:
+        self.calls = 0
+        original = getattr(owner, name)
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return await original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, counted)
+
+
 @dataclass
 class Api:
     """An app under test: its client, manual clock and coordinator, plus small helpers."""

@@ -100,6 +100,15 @@ def _networked_memory(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(MemoryBackend, name, suspended)
 
 
+async def _racing(
+    a: Api, b: Api, action: str, **body: Any
+) -> tuple[Counter[str], list[list[dict[str, Any]]]]:
+    """Four calls of ``action`` at once, two on each replica: how often each job was
+    answered, and each call's answer."""
+    answers = await asyncio.gather(*(_bulk(replica, action, **body) for replica in (a, b, a, b)))
+    return Counter(j["id"] for items in answers for j in items), answers
+
+
 async def test_concurrent_bulk_retries_on_two_replicas_retry_each_job_once(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -108,13 +117,7 @@ async def test_concurrent_bulk_retries_on_two_replicas_retry_each_job_once(
     if api.co.settings.store_url.startswith("memory"):
         _networked_memory(monkeypatch)
     async with two_replicas(api) as (a, b):
-        results = await asyncio.gather(
-            *(
-                _bulk(replica, "retry", queue="race", status="cancelled", limit=1000)
-                for replica in (a, b, a, b)
-            )
-        )
-    retried = Counter(j["id"] for items in results for j in items)
+        retried, _ = await _racing(a, b, "retry", queue="race", status="cancelled", limit=1000)
     assert sorted(retried) == sorted(ids)
     assert set(retried.values()) == {1}, "a job was retried by two calls"
     for job_id in ids:
@@ -133,20 +136,11 @@ async def test_bulk_calls_that_lose_jobs_to_racing_ones_reach_the_jobs_behind_th
     if api.co.settings.store_url.startswith("memory"):
         _networked_memory(monkeypatch)
     async with two_replicas(api) as (a, b):
-        retries = await asyncio.gather(
-            *(
-                _bulk(replica, "retry", queue="reach", status="cancelled", limit=20)
-                for replica in (a, b, a, b)
-            )
-        )
-        retried = Counter(j["id"] for items in retries for j in items)
-        assert sorted(retried) == sorted(ids), [len(items) for items in retries]
+        retried, answers = await _racing(a, b, "retry", queue="reach", status="cancelled", limit=20)
+        assert sorted(retried) == sorted(ids), [len(items) for items in answers]
         assert set(retried.values()) == {1}, "a job was retried by two calls"
-        cancels = await asyncio.gather(
-            *(_bulk(replica, "cancel", queue="reach", limit=20) for replica in (a, b, a, b))
-        )
-    cancelled = Counter(j["id"] for items in cancels for j in items)
-    assert sorted(cancelled) == sorted(ids), [len(items) for items in cancels]
+        cancelled, answers = await _racing(a, b, "cancel", queue="reach", limit=20)
+    assert sorted(cancelled) == sorted(ids), [len(items) for items in answers]
     assert set(cancelled.values()) == {1}, "a job was cancelled by two calls"
     for job_id in ids:
         assert (await api.job(job_id))["status"] == "cancelled"

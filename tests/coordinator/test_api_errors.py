@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 from fleet_datastore import StoreUnavailableError
 
-from .conftest import Api
+from .conftest import Api, CallCounter
 
 
 def assert_error(body: dict[str, object], code: str) -> None:
@@ -216,23 +215,15 @@ async def test_metrics_scrapes_share_one_queue_recount_per_interval(
     """``/metrics`` needs no token, and its queue gauges cost 5 store counts a queue (on
     Cosmos DB, request units that grow with the jobs kept): however often it is asked,
     a replica recounts at most once per interval (before: once per scrape)."""
-    counts = 0
-    count = api.co.jobs.count
-
-    async def counted(*args: Any, **kwargs: Any) -> int:
-        nonlocal counts
-        counts += 1
-        return await count(*args, **kwargs)
-
-    monkeypatch.setattr(api.co.jobs, "count", counted)
+    counts = CallCounter(monkeypatch, api.co.jobs, "count")
     api.app.state.queue_gauges.max_age = 3600.0  # no recount falls due during the test
     await api.enqueue(queue="m")
     first = await api.client.get("/metrics")
     assert 'fleet_queue_depth{queue="m",status="queued"} 1.0' in first.text
-    assert counts == 5  # one queue, one count per status
+    assert counts.calls == 5  # one queue, one count per status
     for _ in range(20):
         assert (await api.client.get("/metrics")).status_code == 200
-    assert counts == 5
+    assert counts.calls == 5
 
 
 async def test_readyz_calls_share_one_store_ping(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 import pytest
@@ -14,7 +13,7 @@ from fleet_coordinator.services import fire_due
 from fleet_datastore import Query, eq
 from structlog.testing import capture_logs
 
-from .conftest import ADMIN, Api
+from .conftest import ADMIN, Api, CallCounter
 
 PAGES = ("/ui/", "/ui/queues", "/ui/jobs", "/ui/failed", "/ui/agents", "/ui/schedules")
 INJECTION = '<script>alert("x")</script>'
@@ -377,18 +376,10 @@ async def test_the_console_and_metrics_share_one_queue_recount(
 ) -> None:
     """The console's queue pages and ``/metrics``' gauges read one snapshot per replica:
     a visit to each recounts the queues once, not once each (before: twice an interval)."""
-    counts = 0
-    count = api.co.jobs.count
-
-    async def counted(*args: Any, **kwargs: Any) -> int:
-        nonlocal counts
-        counts += 1
-        return await count(*args, **kwargs)
-
-    monkeypatch.setattr(api.co.jobs, "count", counted)
+    counts = CallCounter(monkeypatch, api.co.jobs, "count")
     api.app.state.queue_gauges.max_age = 3600.0  # no recount falls due during the test
     await api.enqueue(queue="shared")
     await _signin(api.client)
     for path in ("/ui/queues", "/metrics", "/ui/", "/metrics", "/ui/queues"):
         assert (await api.client.get(path)).status_code == 200, path
-    assert counts == 5  # one queue, one count per status, once
+    assert counts.calls == 5  # one queue, one count per status, once

@@ -18,6 +18,7 @@ them on Cosmos DB: the other three answered 0, 2 and 0 with 18 still left.)
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from fleet_datastore import Document
@@ -63,27 +64,52 @@ async def _oldest(
     return found[:limit]
 
 
+async def _in_rounds(
+    co: Coordinator,
+    done: list[JobState],
+    limit: int,
+    listing: Callable[[int], Awaitable[list[Document]]],
+    change: Callable[[Document], Awaitable[JobState | None]],
+) -> None:
+    """Change the listed jobs into ``done``; list again while racing calls take some.
+
+    ``listing(n)`` gives up to ``n`` of the oldest matching jobs; ``change(doc)`` runs
+    one job's transition, None when a racing call (or retention) got there first.
+    """
+    for _ in range(_ROUNDS):
+        docs = await listing(limit - len(done))
+        lost = False
+        for doc in docs:
+            # The listed document seeds the transition's first read; its etag makes it safe.
+            co.job_cache.put(doc)
+            new = await change(doc)
+            if new is None:
+                lost = True
+            else:
+                done.append(new)
+        if not lost or not docs or len(done) >= limit:
+            return
+
+
 async def bulk_retry(
     co: Coordinator, match: JobFilter, status: JobStatus, limit: int
 ) -> list[JobState]:
     """Requeue up to ``limit`` of the oldest ``status`` (failed or cancelled) jobs matching."""
+
+    async def listing(n: int) -> list[Document]:
+        return await _oldest(co, match, status, n)
+
+    async def retried(doc: Document) -> JobState | None:
+        try:
+            _, new = await transition(co, doc.id, domain.retry, "retry")
+        except (ConflictError, NotFoundError):
+            return None  # retried by a racing call (or deleted by retention) meanwhile
+        co.log.info("coordinator.job.retried", job_id=new.id, epoch=new.epoch, bulk=True)
+        return new
+
     done: list[JobState] = []
     try:
-        for _ in range(_ROUNDS):
-            docs = await _oldest(co, match, status, limit - len(done))
-            lost = False
-            for doc in docs:
-                # The listed document seeds the transition's first read; its etag makes it safe.
-                co.job_cache.put(doc)
-                try:
-                    _, new = await transition(co, doc.id, domain.retry, "retry")
-                except (ConflictError, NotFoundError):
-                    lost = True  # retried by a racing call (or deleted by retention) meanwhile
-                    continue
-                done.append(new)
-                co.log.info("coordinator.job.retried", job_id=new.id, epoch=new.epoch, bulk=True)
-            if not lost or not docs or len(done) >= limit:
-                break
+        await _in_rounds(co, done, limit, listing, retried)
     finally:
         # A store failure part-way (503) leaves the jobs retried before it requeued:
         # the long-polls are woken and the call summed up for them all the same.
@@ -93,36 +119,27 @@ async def bulk_retry(
     return done
 
 
-async def _cancellable(co: Coordinator, match: JobFilter, limit: int) -> list[Document]:
-    """Up to ``limit`` of the oldest queued or leased (not yet cancel-requested) jobs."""
-    queued = await _oldest(co, match, JobStatus.QUEUED, limit)
-    leased = await _oldest(co, match, JobStatus.LEASED, limit, fresh=True)
-    return sorted([*queued, *leased], key=lambda d: (float(d.body["created_at"]), d.id))[:limit]
-
-
 async def bulk_cancel(co: Coordinator, match: JobFilter, limit: int) -> list[JobState]:
     """Cancel up to ``limit`` of the oldest non-terminal jobs matching (queued or leased)."""
+
+    async def listing(n: int) -> list[Document]:
+        queued = await _oldest(co, match, JobStatus.QUEUED, n)
+        leased = await _oldest(co, match, JobStatus.LEASED, n, fresh=True)
+        return sorted([*queued, *leased], key=lambda d: (float(d.body["created_at"]), d.id))[:n]
+
+    async def cancelled(doc: Document) -> JobState | None:
+        try:
+            old, new = await transition(co, doc.id, domain.cancel, "cancel")
+        except (ConflictError, NotFoundError):
+            return None  # ended (or cancelled by a racing call) since the listing
+        if new is old:
+            return None  # a racing call requested its cancellation first
+        co.log.info("coordinator.job.cancelled", job_id=new.id, status=new.status.value, bulk=True)
+        return new
+
     done: list[JobState] = []
     try:
-        for _ in range(_ROUNDS):
-            docs = await _cancellable(co, match, limit - len(done))
-            lost = False
-            for doc in docs:
-                co.job_cache.put(doc)
-                try:
-                    old, new = await transition(co, doc.id, domain.cancel, "cancel")
-                except (ConflictError, NotFoundError):
-                    lost = True  # ended (or cancelled by a racing call) since the listing
-                    continue
-                if new is old:
-                    lost = True  # a racing call requested its cancellation first
-                    continue
-                done.append(new)
-                co.log.info(
-                    "coordinator.job.cancelled", job_id=new.id, status=new.status.value, bulk=True
-                )
-            if not lost or not docs or len(done) >= limit:
-                break
+        await _in_rounds(co, done, limit, listing, cancelled)
     finally:
         co.log.info("coordinator.jobs.bulk_cancelled", count=len(done))  # a 503 part-way too
     return done
