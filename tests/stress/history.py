@@ -17,6 +17,9 @@ and returns the violations it finds:
 ``status_counts``        ``GET /v1/queues`` disagrees with the per-job statuses
 ``lock_overlap``         a job's claim acknowledged while another job of the same lock
                          held a lease that was still live by what was acknowledged
+``double_retry``         two acknowledged bulk retries of one job with no claim of it
+                         between them (it cannot have failed again: one failure was
+                         retried twice)
 
 Two clock sources are used and never mixed in one comparison: server times (the
 coordinator issues ``expires_at`` and ``updated_at``; all replicas of a run share
@@ -30,11 +33,13 @@ import heapq
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 __all__ = [
     "Claim",
     "History",
+    "Retry",
     "Violation",
     "Write",
     "check",
@@ -52,6 +57,11 @@ MAX_RUNS = 20
 def parse_time(text: str) -> float:
     """An ISO-8601 time from the API as epoch seconds."""
     return datetime.fromisoformat(text).timestamp()
+
+
+def _time(value: str | float) -> float:
+    """A time of a job's run history: ISO-8601 from the API, epoch seconds in the tests."""
+    return parse_time(value) if isinstance(value, str) else float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +98,17 @@ class Write:
     """For complete: the unique result token sent."""
 
 
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """A job in the answer of an acknowledged ``POST /v1/jobs/retry``: requeued by it."""
+
+    job: str
+    at: float
+    """Server time of the retry (the job's ``updated_at`` in the answer)."""
+    sent: float
+    acked: float
+
+
 @dataclass
 class History:
     """Everything the workload saw, keyed by job id."""
@@ -113,6 +134,11 @@ class History:
     lease: a claim acknowledged before the delete may be recorded after it, and the
     agent's own release of that lease, answered ``lease_lost``, says nothing of when
     the delete ended it."""
+    retries: dict[str, list[Retry]] = field(default_factory=lambda: defaultdict(list))
+    """Acknowledged bulk retries, by job."""
+    retries_in_doubt: bool = False
+    """A bulk retry of this round's queue got no answer: any failed job may have been
+    requeued unseen, so a failure acknowledged here no longer has to be final."""
 
     def claim(self, claim: Claim) -> None:
         """Record an acknowledged claim."""
@@ -122,6 +148,10 @@ class History:
         """Record an acknowledged write."""
         self.writes[write.job].append(write)
 
+    def retry(self, retry: Retry) -> None:
+        """Record a job an acknowledged bulk retry requeued."""
+        self.retries[retry.job].append(retry)
+
     def forget(self, job_ids: list[str]) -> None:
         """Drop checked jobs (a long run checks and forgets round by round)."""
         for job_id in job_ids:
@@ -129,6 +159,7 @@ class History:
             self.locks.pop(job_id, None)
             self.claims.pop(job_id, None)
             self.writes.pop(job_id, None)
+            self.retries.pop(job_id, None)
         for key in [k for k in self.doubtful_ends if k[0] in set(job_ids)]:
             del self.doubtful_ends[key]
 
@@ -176,6 +207,7 @@ def check(
         found += _check_epochs(history, job_id, job, claims, strict)
         found += _check_overlaps(history, job_id, claims, writes)
         found += _check_completion(history, job_id, job, writes)
+        found += _check_retries(history, job_id, job, claims)
     found += _check_counts(history, final, queue_counts)
     found += _check_locks(history)
     found += _check_capacity(history)
@@ -382,9 +414,42 @@ def _check_completion(
         )
     for w in writes:
         if w.op in ("fail", "release") and w.status in TERMINAL and status != w.status:
+            if _retried_since(history, job_id, w.at):
+                continue  # SPEC: terminal states change only through retry, and it was
             found.append(
                 Violation("terminal_changed", job_id, f"{w.op} answered {w.status}; now {status}")
             )
+    return found
+
+
+def _retried_since(history: History, job_id: str, at: float) -> bool:
+    """Whether a bulk retry may have requeued the job after server time ``at``."""
+    if history.retries_in_doubt:
+        return True
+    return any(r.at >= at - TOLERANCE for r in history.retries.get(job_id, []))
+
+
+def _check_retries(
+    history: History, job_id: str, job: dict[str, Any], claims: list[Claim]
+) -> list[Violation]:
+    """Bulk retries are single-winner: one failure is requeued once, however many race.
+
+    A requeued job is ``queued``, and only a run (a claim) can make it ``failed`` or
+    ``cancelled`` again (no cancel is sent here); so between two acknowledged retries
+    of one job there must be a claim of it, acknowledged or in its run history.
+    """
+    retries = sorted(history.retries.get(job_id, []), key=lambda r: r.at)
+    if len(retries) < 2:
+        return []
+    runs = job.get("runs") or []
+    if len(runs) >= MAX_RUNS:
+        return []  # the oldest runs were dropped: a claim between may be among them
+    claimed = [c.claimed_at for c in claims] + [_time(r["claimed_at"]) for r in runs]
+    found: list[Violation] = []
+    for first, second in pairwise(retries):
+        if not any(first.at < t < second.at for t in claimed):
+            detail = f"retried at {first.at:.6f} and {second.at:.6f}, no claim between"
+            found.append(Violation("double_retry", job_id, detail))
     return found
 
 

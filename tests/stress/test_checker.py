@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from .history import Claim, History, Violation, Write, check
+from .history import Claim, History, Retry, Violation, Write, check
 
 LEASE = 2.0
 
@@ -249,3 +249,39 @@ def _leased(job: str, agent: str, at: float) -> dict[str, dict[str, Any] | None]
 
 def _counts(counts: dict[str, dict[str, int]], leased: int) -> dict[str, dict[str, int]]:
     return {"q": {**counts["q"], "leased": leased}}
+
+
+def _failed_then_retried() -> tuple[
+    History, dict[str, dict[str, Any] | None], dict[str, dict[str, int]]
+]:
+    """j1 fails for good at epoch 1 (acknowledged), a bulk retry requeues it at 101.0, and
+    epoch 2 completes it; j2 as in ``_good``."""
+    h, final, counts = _good()
+    h.claims["j1"] = [_claim("j1", 1, "a", 100.0), _claim("j1", 2, "b", 102.5)]
+    h.write(Write("j1", 1, "a", "fail", 100.5, 100.5, 100.6, status="failed"))
+    h.retry(Retry("j1", 101.0, sent=100.9, acked=101.1))
+    job = final["j1"]
+    assert job is not None
+    job["runs"] = [_run(1, "a", 100.0, "failed", 100.5), _run(2, "b", 102.5, "succeeded", 104.0)]
+    return h, final, counts
+
+
+def test_a_failure_requeued_by_an_acknowledged_retry_may_end_otherwise() -> None:
+    """SPEC: a terminal job changes only through retry. Failed, retried, then completed: no
+    violation; without the retry (acknowledged or in doubt) it is ``terminal_changed``."""
+    h, final, counts = _failed_then_retried()
+    assert check(h, final, counts) == []
+    h.retries.clear()
+    assert "terminal_changed" in _kinds(check(h, final, counts))
+    h.retries_in_doubt = True  # a bulk retry of this round went unanswered
+    assert check(h, final, counts) == []
+
+
+def test_one_failure_retried_twice_is_reported() -> None:
+    """Two acknowledged retries of a job with no claim between them: one failure was
+    requeued by two racing bulk calls. With a run claimed between them, it is clean."""
+    h, final, counts = _failed_then_retried()
+    h.retry(Retry("j1", 101.5, sent=101.4, acked=101.6))  # before epoch 2's claim at 102.5
+    assert "double_retry" in _kinds(check(h, final, counts))
+    h.retries["j1"][-1] = Retry("j1", 103.0, sent=102.9, acked=103.1)  # after it
+    assert "double_retry" not in _kinds(check(h, final, counts))

@@ -8,9 +8,12 @@ heartbeats), fail (retryable or not), release, abandon it, or sleep past the
 lease and then try to complete. Every ``Plan.worker_every``-th agent is instead a
 batched ``fleet_agent.Worker`` (heartbeats, completions and failures through
 ``POST /v1/reports`` with the next claim riding along) whose client records what
-the coordinator acknowledged. Each round is checked (``history.check``) as
-soon as all its jobs are terminal, then forgotten, so memory stays bounded
-however long the run.
+the coordinator acknowledged. Meanwhile ``Plan.operators`` bulk retries at a time
+redrive each running round's failed jobs (``POST /v1/jobs/retry``, small limits,
+sent together on different replicas so that they race), recorded as ``Retry``s:
+the checker holds bulk retry to single-winner too (``double_retry``). Each round is
+checked (``history.check``) as soon as all its jobs are terminal, then
+forgotten, so memory stays bounded however long the run.
 
 A request whose answer never came (a killed replica, a cancelled agent, a 503)
 is recorded as *in doubt*, never as acknowledged. Every loop is bounded by
@@ -31,7 +34,7 @@ from typing import Any
 import httpx
 from fleet_agent import AgentClient, Claimed, Job, JobFailed, Report, Reported, Worker
 
-from .history import TERMINAL, Claim, History, Violation, Write, check, parse_time
+from .history import TERMINAL, Claim, History, Retry, Violation, Write, check, parse_time
 
 __all__ = ["ACTIONS", "Plan", "Stats", "Workload"]
 
@@ -73,6 +76,11 @@ class Plan:
     actions: dict[str, float] = field(default_factory=lambda: dict(ACTIONS))
     worker_every: int = 4
     """Every n-th agent is a batched ``Worker`` (0: none)."""
+    operators: int = 2
+    """Bulk retries of each running round's failed jobs sent at once every tick, one per
+    replica (0: none)."""
+    redrive_limit: int = 3
+    """The ``limit`` of each bulk retry: small, so racing calls contend for the same jobs."""
 
 
 @dataclass
@@ -91,6 +99,8 @@ class Stats:
     agents_deleted: int = 0
     """Killed agents the admin API then deleted (their leases released by the delete)."""
     replicas_killed: int = 0
+    retried: int = 0
+    """Jobs requeued by acknowledged bulk retries."""
     started: float = field(default_factory=time.monotonic)
     elapsed: float = 0.0
     drain_seconds: float = 0.0
@@ -108,7 +118,7 @@ class Stats:
             f"jobs={self.jobs_checked} rounds={self.rounds} lease_lost={self.lease_lost} "
             f"in_doubt={self.in_doubt} replicas_killed={self.replicas_killed} "
             f"agents_killed={self.agents_killed} agents_deleted={self.agents_deleted} "
-            f"violations={len(self.violations)}"
+            f"retried={self.retried} violations={len(self.violations)}"
         )
 
 
@@ -142,6 +152,10 @@ class Workload:
         self.agents: dict[int, asyncio.Task[None]] = {}
         self.agent_ids: dict[int, str] = {}
         self.deletions: set[asyncio.Task[None]] = set()
+        self.finishing: set[str] = set()
+        """Rounds being checked: no bulk retry touches their jobs any more."""
+        self.redriving: dict[str, set[asyncio.Task[None]]] = {}
+        """The bulk retries of each round in flight (a round being checked waits for them)."""
         self._next_agent = 0
         self._quit = asyncio.Event()
         self.http = httpx.AsyncClient(
@@ -470,6 +484,7 @@ class Workload:
         self.stats.started = time.monotonic()
         self.start_agents()
         reporter = asyncio.create_task(self._report(progress, every)) if progress else None
+        operators = [asyncio.create_task(self._operators())] if self.plan.operators else []
         try:
             pending = [await self._enqueue_round()]
             while pending:
@@ -487,6 +502,9 @@ class Workload:
         finally:
             if reporter is not None:
                 reporter.cancel()
+            for task in operators:
+                task.cancel()
+            await asyncio.gather(*operators, return_exceptions=True)
         self.stats.elapsed = time.monotonic() - self.stats.started
         if self.stopped_at is not None:
             self.stats.drain_seconds = time.monotonic() - self.stopped_at
@@ -567,6 +585,10 @@ class Workload:
 
     async def _finish_round(self, queue: str) -> None:
         history = self.rounds[queue]
+        # No bulk retry may requeue a job of this round once its final state is read:
+        # those in flight end first (the checker reads answers, not guesses).
+        self.finishing.add(queue)
+        await asyncio.gather(*self.redriving.pop(queue, set()), return_exceptions=True)
         deadline = self._deadline()
         await self._wait_quiet(queue, ("queued", "leased"), deadline)
         final: dict[str, dict[str, Any] | None] = {}
@@ -603,6 +625,44 @@ class Workload:
         for job_id in history.enqueued:
             self.round_of.pop(job_id, None)
         del self.rounds[queue]
+        self.finishing.discard(queue)
+
+    # -- operators ---------------------------------------------------------------------------
+
+    async def _operators(self) -> None:
+        """Every tick, ``plan.operators`` bulk retries of each running round at once, one per
+        replica: they list the same failed jobs at the same moment and race for them."""
+        while not self.enqueue_stopped.is_set():
+            for queue in [q for q in self.rounds if q not in self.finishing]:
+                calls = {
+                    asyncio.create_task(self._redrive(i % len(self.urls), queue))
+                    for i in range(self.plan.operators)
+                }
+                self.redriving.setdefault(queue, set()).update(calls)
+                await asyncio.gather(*calls)
+                self.redriving.get(queue, set()).difference_update(calls)
+            await asyncio.sleep(0.1)  # pacing the operators, not synchronising
+
+    async def _redrive(self, home: int, queue: str) -> None:
+        """One bulk retry of ``queue``'s failed jobs through replica ``home``, recorded."""
+        history = self.rounds[queue]
+        body = {"queue": queue, "status": "failed", "limit": self.plan.redrive_limit}
+        sent = time.time()
+        try:
+            r = await self._send(home, "POST", "/v1/jobs/retry", self.admin, body)
+        except ConnectionRefusedError:
+            return  # never reached a replica: nothing was done
+        except _InDoubtError:
+            history.retries_in_doubt = True  # some failed job may have been requeued
+            self.stats.in_doubt += 1
+            return
+        if r.status_code != 200:
+            self._unexpected("POST /v1/jobs/retry", r)
+            return
+        acked = time.time()
+        for job in r.json()["items"]:
+            history.retry(Retry(job["id"], parse_time(job["updated_at"]), sent, acked))
+            self.stats.retried += 1
 
 
 class _CountingTransport(httpx.AsyncBaseTransport):
