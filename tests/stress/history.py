@@ -20,6 +20,10 @@ and returns the violations it finds:
 ``double_retry``         two acknowledged bulk retries of one job with no claim of it
                          between them (it cannot have failed again: one failure was
                          retried twice)
+``double_cancel``        one job in the answers of two acknowledged bulk cancels (a
+                         cancelled or cancel-requested job is never matched again)
+``claim_after_cancel``   a claim of a job stamped after an acknowledged bulk cancel
+                         ended it (``cancelled``): cancel never clobbers
 
 Two clock sources are used and never mixed in one comparison: server times (the
 coordinator issues ``expires_at`` and ``updated_at``; all replicas of a run share
@@ -39,7 +43,7 @@ from typing import Any
 __all__ = [
     "Claim",
     "History",
-    "Retry",
+    "Bulked",
     "Violation",
     "Write",
     "check",
@@ -99,12 +103,13 @@ class Write:
 
 
 @dataclass(frozen=True, slots=True)
-class Retry:
-    """A job in the answer of an acknowledged ``POST /v1/jobs/retry``: requeued by it."""
+class Bulked:
+    """A job in the answer of an acknowledged bulk call (``POST /v1/jobs/retry`` or
+    ``/cancel``): changed by that call."""
 
     job: str
     at: float
-    """Server time of the retry (the job's ``updated_at`` in the answer)."""
+    """Server time of the change (the job's ``updated_at`` in the answer)."""
     sent: float
     acked: float
 
@@ -134,8 +139,12 @@ class History:
     lease: a claim acknowledged before the delete may be recorded after it, and the
     agent's own release of that lease, answered ``lease_lost``, says nothing of when
     the delete ended it."""
-    retries: dict[str, list[Retry]] = field(default_factory=lambda: defaultdict(list))
+    retries: dict[str, list[Bulked]] = field(default_factory=lambda: defaultdict(list))
     """Acknowledged bulk retries, by job."""
+    cancels: dict[str, list[Bulked]] = field(default_factory=lambda: defaultdict(list))
+    """Acknowledged bulk cancels, by job."""
+    cancelled_at: dict[str, float] = field(default_factory=dict)
+    """Job → server time of the acknowledged bulk cancel that made it ``cancelled``."""
     retries_in_doubt: bool = False
     """A bulk retry of this round's queue got no answer: any failed job may have been
     requeued unseen, so a failure acknowledged here no longer has to be final."""
@@ -148,9 +157,15 @@ class History:
         """Record an acknowledged write."""
         self.writes[write.job].append(write)
 
-    def retry(self, retry: Retry) -> None:
+    def retry(self, retry: Bulked) -> None:
         """Record a job an acknowledged bulk retry requeued."""
         self.retries[retry.job].append(retry)
+
+    def cancel(self, cancel: Bulked, status: str) -> None:
+        """Record a job an acknowledged bulk cancel ended (``cancelled``) or asked to stop."""
+        self.cancels[cancel.job].append(cancel)
+        if status == "cancelled":
+            self.cancelled_at[cancel.job] = cancel.at
 
     def forget(self, job_ids: list[str]) -> None:
         """Drop checked jobs (a long run checks and forgets round by round)."""
@@ -160,6 +175,8 @@ class History:
             self.claims.pop(job_id, None)
             self.writes.pop(job_id, None)
             self.retries.pop(job_id, None)
+            self.cancels.pop(job_id, None)
+            self.cancelled_at.pop(job_id, None)
         for key in [k for k in self.doubtful_ends if k[0] in set(job_ids)]:
             del self.doubtful_ends[key]
 
@@ -208,6 +225,7 @@ def check(
         found += _check_overlaps(history, job_id, claims, writes)
         found += _check_completion(history, job_id, job, writes)
         found += _check_retries(history, job_id, job, claims)
+        found += _check_cancels(history, job_id, job, claims)
     found += _check_counts(history, final, queue_counts)
     found += _check_locks(history)
     found += _check_capacity(history)
@@ -419,6 +437,40 @@ def _check_completion(
             found.append(
                 Violation("terminal_changed", job_id, f"{w.op} answered {w.status}; now {status}")
             )
+    return found
+
+
+def _check_cancels(
+    history: History, job_id: str, job: dict[str, Any], claims: list[Claim]
+) -> list[Violation]:
+    """Bulk cancels are single-winner and never clobbered (SPEC 6).
+
+    A job a bulk cancel answered is ``cancelled`` or ``cancel_requested`` from then
+    on until its lease ends, which makes it terminal: no later call may match it,
+    and a job it ended is never claimed again (no bulk retry redrives cancelled jobs
+    here) and stays ``cancelled``.
+    """
+    found: list[Violation] = []
+    cancels = history.cancels.get(job_id, [])
+    if len(cancels) > 1:
+        times = ", ".join(f"{c.at:.6f}" for c in cancels)
+        found.append(Violation("double_cancel", job_id, f"cancelled at {times}"))
+    at = history.cancelled_at.get(job_id)
+    if at is None:
+        return found
+    runs = job.get("runs") or []
+    claimed = [c.claimed_at for c in claims] + [_time(r["claimed_at"]) for r in runs]
+    late = [t for t in claimed if t > at + TOLERANCE]
+    if late:
+        found.append(
+            Violation("claim_after_cancel", job_id, f"cancelled at {at:.6f}, claimed at {late}")
+        )
+    if job["status"] != "cancelled" and not _retried_since(history, job_id, at):
+        found.append(
+            Violation(
+                "terminal_changed", job_id, f"bulk cancel answered cancelled; now {job['status']}"
+            )
+        )
     return found
 
 

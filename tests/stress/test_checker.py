@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from .history import Claim, History, Retry, Violation, Write, check
+from .history import Bulked, Claim, History, Violation, Write, check
 
 LEASE = 2.0
 
@@ -259,7 +259,7 @@ def _failed_then_retried() -> tuple[
     h, final, counts = _good()
     h.claims["j1"] = [_claim("j1", 1, "a", 100.0), _claim("j1", 2, "b", 102.5)]
     h.write(Write("j1", 1, "a", "fail", 100.5, 100.5, 100.6, status="failed"))
-    h.retry(Retry("j1", 101.0, sent=100.9, acked=101.1))
+    h.retry(Bulked("j1", 101.0, sent=100.9, acked=101.1))
     job = final["j1"]
     assert job is not None
     job["runs"] = [_run(1, "a", 100.0, "failed", 100.5), _run(2, "b", 102.5, "succeeded", 104.0)]
@@ -281,7 +281,26 @@ def test_one_failure_retried_twice_is_reported() -> None:
     """Two acknowledged retries of a job with no claim between them: one failure was
     requeued by two racing bulk calls. With a run claimed between them, it is clean."""
     h, final, counts = _failed_then_retried()
-    h.retry(Retry("j1", 101.5, sent=101.4, acked=101.6))  # before epoch 2's claim at 102.5
+    h.retry(Bulked("j1", 101.5, sent=101.4, acked=101.6))  # before epoch 2's claim at 102.5
     assert "double_retry" in _kinds(check(h, final, counts))
-    h.retries["j1"][-1] = Retry("j1", 103.0, sent=102.9, acked=103.1)  # after it
+    h.retries["j1"][-1] = Bulked("j1", 103.0, sent=102.9, acked=103.1)  # after it
     assert "double_retry" not in _kinds(check(h, final, counts))
+
+
+def test_a_job_in_two_bulk_cancels_or_claimed_after_one_ended_it_is_reported() -> None:
+    """j2 (queued) cancelled by a bulk call at 101.0: clean. The same job in a second
+    call's answer is ``double_cancel``; a claim of it stamped after the cancel is
+    ``claim_after_cancel``."""
+    h, final, counts = _good()
+    job = final["j2"]
+    assert job is not None
+    job["status"] = "cancelled"
+    counts["q"]["queued"], counts["q"]["cancelled"] = 0, 1
+    h.cancel(Bulked("j2", 101.0, sent=100.9, acked=101.1), "cancelled")
+    assert check(h, final, counts) == []
+    h.cancel(Bulked("j2", 101.2, sent=101.1, acked=101.3), "cancelled")
+    assert _kinds(check(h, final, counts)) == {"double_cancel"}
+    h.cancels["j2"].pop()
+    h.claim(_claim("j2", 1, "a", 102.0))
+    job["runs"] = [_run(1, "a", 102.0, "cancelled", 102.5)]
+    assert "claim_after_cancel" in _kinds(check(h, final, counts))

@@ -35,8 +35,9 @@ def _assert_clean(stats: Stats, min_claims: int) -> None:
     assert stats.writes_acked > 0, stats.line()
     # Part of the agents are batched Workers (POST /v1/reports); they must have worked.
     assert any(k.startswith("worker_") for k in stats.outcomes), stats.outcomes
-    # Racing bulk retries redrove failed jobs, checked for double_retry.
+    # Racing bulk retries redrove failed jobs and bulk cancels ended some (checked).
     assert stats.retried > 0, stats.line()
+    assert stats.cancelled > 0, stats.line()
 
 
 @pytest.mark.parametrize("store", ["sqlite", "cosmos"])

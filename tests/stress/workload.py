@@ -10,8 +10,10 @@ batched ``fleet_agent.Worker`` (heartbeats, completions and failures through
 ``POST /v1/reports`` with the next claim riding along) whose client records what
 the coordinator acknowledged. Meanwhile ``Plan.operators`` bulk retries at a time
 redrive each running round's failed jobs (``POST /v1/jobs/retry``, small limits,
-sent together on different replicas so that they race), recorded as ``Retry``s:
-the checker holds bulk retry to single-winner too (``double_retry``). Each round is
+sent together on different replicas so that they race), and now and then cancel
+one of its jobs the same way (``POST /v1/jobs/cancel``); each job in an
+acknowledged answer is recorded (``Bulked``), and the checker holds both to
+single-winner (``double_retry``, ``double_cancel``, ``claim_after_cancel``). Each round is
 checked (``history.check``) as soon as all its jobs are terminal, then
 forgotten, so memory stays bounded however long the run.
 
@@ -34,7 +36,7 @@ from typing import Any
 import httpx
 from fleet_agent import AgentClient, Claimed, Job, JobFailed, Report, Reported, Worker
 
-from .history import TERMINAL, Claim, History, Retry, Violation, Write, check, parse_time
+from .history import TERMINAL, Bulked, Claim, History, Violation, Write, check, parse_time
 
 __all__ = ["ACTIONS", "Plan", "Stats", "Workload"]
 
@@ -81,6 +83,9 @@ class Plan:
     replica (0: none)."""
     redrive_limit: int = 3
     """The ``limit`` of each bulk retry: small, so racing calls contend for the same jobs."""
+    cancel_every: int = 10
+    """Every this-many-th tick of the operators also sends ``operators`` bulk cancels of
+    one job each per running round (0: none): a few of its queued or leased jobs."""
 
 
 @dataclass
@@ -101,6 +106,8 @@ class Stats:
     replicas_killed: int = 0
     retried: int = 0
     """Jobs requeued by acknowledged bulk retries."""
+    cancelled: int = 0
+    """Jobs cancelled or asked to stop by acknowledged bulk cancels."""
     started: float = field(default_factory=time.monotonic)
     elapsed: float = 0.0
     drain_seconds: float = 0.0
@@ -118,7 +125,8 @@ class Stats:
             f"jobs={self.jobs_checked} rounds={self.rounds} lease_lost={self.lease_lost} "
             f"in_doubt={self.in_doubt} replicas_killed={self.replicas_killed} "
             f"agents_killed={self.agents_killed} agents_deleted={self.agents_deleted} "
-            f"retried={self.retried} violations={len(self.violations)}"
+            f"retried={self.retried} cancelled={self.cancelled} "
+            f"violations={len(self.violations)}"
         )
 
 
@@ -632,10 +640,14 @@ class Workload:
     async def _operators(self) -> None:
         """Every tick, ``plan.operators`` bulk retries of each running round at once, one per
         replica: they list the same failed jobs at the same moment and race for them."""
+        tick = 0
+        every = self.plan.cancel_every
         while not self.enqueue_stopped.is_set():
+            tick += 1
+            action = "cancel" if every and tick % every == 0 else "retry"
             for queue in [q for q in self.rounds if q not in self.finishing]:
                 calls = {
-                    asyncio.create_task(self._redrive(i % len(self.urls), queue))
+                    asyncio.create_task(self._bulk(i % len(self.urls), queue, action))
                     for i in range(self.plan.operators)
                 }
                 self.redriving.setdefault(queue, set()).update(calls)
@@ -643,26 +655,37 @@ class Workload:
                 self.redriving.get(queue, set()).difference_update(calls)
             await asyncio.sleep(0.1)  # pacing the operators, not synchronising
 
-    async def _redrive(self, home: int, queue: str) -> None:
-        """One bulk retry of ``queue``'s failed jobs through replica ``home``, recorded."""
+    async def _bulk(self, home: int, queue: str, action: str) -> None:
+        """One bulk retry of ``queue``'s failed jobs (or a bulk cancel of one of its jobs)
+        through replica ``home``, recorded."""
         history = self.rounds[queue]
-        body = {"queue": queue, "status": "failed", "limit": self.plan.redrive_limit}
+        if action == "retry":
+            body: dict[str, Any] = {"queue": queue, "status": "failed"}
+            body["limit"] = self.plan.redrive_limit
+        else:
+            body = {"queue": queue, "limit": 1}
         sent = time.time()
         try:
-            r = await self._send(home, "POST", "/v1/jobs/retry", self.admin, body)
+            r = await self._send(home, "POST", f"/v1/jobs/{action}", self.admin, body)
         except ConnectionRefusedError:
             return  # never reached a replica: nothing was done
         except _InDoubtError:
-            history.retries_in_doubt = True  # some failed job may have been requeued
-            self.stats.in_doubt += 1
+            if action == "retry":
+                history.retries_in_doubt = True  # some failed job may have been requeued
+            self.stats.in_doubt += 1  # (an unseen cancel can only end a job: no check needs it)
             return
         if r.status_code != 200:
-            self._unexpected("POST /v1/jobs/retry", r)
+            self._unexpected(f"POST /v1/jobs/{action}", r)
             return
         acked = time.time()
         for job in r.json()["items"]:
-            history.retry(Retry(job["id"], parse_time(job["updated_at"]), sent, acked))
-            self.stats.retried += 1
+            done = Bulked(job["id"], parse_time(job["updated_at"]), sent, acked)
+            if action == "retry":
+                history.retry(done)
+                self.stats.retried += 1
+            else:
+                history.cancel(done, job["status"])
+                self.stats.cancelled += 1
 
 
 class _CountingTransport(httpx.AsyncBaseTransport):
