@@ -110,7 +110,7 @@ async def _refuse_websocket(scope: Scope, receive: Receive, send: Send) -> None:
     and no body at all, whatever the path (``/healthz`` with ``Upgrade: websocket``).
     """
     await receive()  # websocket.connect
-    if "websocket.http.response" not in scope.get("extensions", {}):
+    if "websocket.http.response" not in (scope.get("extensions") or {}):
         await send({"type": "websocket.close"})  # the server can only refuse: a bare 403
         return
     answer = error_response(404, "not_found", "this coordinator serves no WebSocket endpoint")
