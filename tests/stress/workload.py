@@ -84,8 +84,8 @@ class Plan:
     redrive_limit: int = 3
     """The ``limit`` of each bulk retry: small, so racing calls contend for the same jobs."""
     cancel_every: int = 10
-    """Every this-many-th tick of the operators also sends ``operators`` bulk cancels of
-    one job each per running round (0: none): a few of its queued or leased jobs."""
+    """A round's first operator tick and every this-many-th after send ``operators`` bulk
+    cancels of one job each instead of retries (0: none): a few queued or leased jobs."""
 
 
 @dataclass
@@ -638,14 +638,18 @@ class Workload:
     # -- operators ---------------------------------------------------------------------------
 
     async def _operators(self) -> None:
-        """Every tick, ``plan.operators`` bulk retries of each running round at once, one per
-        replica: they list the same failed jobs at the same moment and race for them."""
-        tick = 0
+        """Every tick, ``plan.operators`` bulk calls for each running round at once, one per
+        replica: they list the same jobs at the same moment and race for them. A round's
+        first tick once its jobs exist, and every ``plan.cancel_every``-th after, cancels;
+        the others retry (the first: a round may be checked after few ticks, on Cosmos DB)."""
+        ticks: Counter[str] = Counter()  # per round, since its jobs exist
         every = self.plan.cancel_every
         while not self.enqueue_stopped.is_set():
-            tick += 1
-            action = "cancel" if every and tick % every == 0 else "retry"
             for queue in [q for q in self.rounds if q not in self.finishing]:
+                if not self.rounds[queue].enqueued:
+                    continue  # its batch is still being enqueued
+                ticks[queue] += 1
+                action = "cancel" if every and ticks[queue] % every == 1 else "retry"
                 calls = {
                     asyncio.create_task(self._bulk(i % len(self.urls), queue, action))
                     for i in range(self.plan.operators)
