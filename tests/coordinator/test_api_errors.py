@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from fleet_datastore import StoreUnavailableError
@@ -227,25 +228,41 @@ async def test_metrics_scrapes_share_one_queue_recount_per_interval(
 
 
 async def test_readyz_calls_share_one_store_ping(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    """/readyz needs no token, so its callers share one ping within ``max_age`` (on Cosmos DB
-    a ping is a metadata read that the account throttles); past it, the next call pings."""
+    """/readyz needs no token, so its callers share one ping (on Cosmos DB a ping is a
+    metadata read that the account throttles): those arriving while it is in flight wait
+    for it, and those within ``max_age`` after it take its answer; past it, one pings."""
     pings = 0
     store = api.co.containers.store
     real_ping = store.ping
+    readiness = api.app.state.readiness
+    arrived = 0
+    all_arrived = asyncio.Event()
+    real_check = readiness.check
+
+    async def check(ping: Any) -> str | None:
+        nonlocal arrived
+        arrived += 1
+        if arrived == 30:
+            all_arrived.set()
+        result: str | None = await real_check(ping)
+        return result
 
     async def counted() -> None:
         nonlocal pings
         pings += 1
-        await asyncio.sleep(0)  # in flight while the others arrive
+        await all_arrived.wait()  # in flight until every concurrent call has asked
         await real_ping()
 
+    monkeypatch.setattr(readiness, "check", check)
     monkeypatch.setattr(store, "ping", counted)
-    api.app.state.readiness.max_age = 60.0
+    readiness.max_age = 0.0  # no answer is reused: only the ping in flight is shared
     answers = await asyncio.gather(*(api.client.get("/readyz") for _ in range(30)))
+    assert pings == 1  # 30 before
+    readiness.max_age = 60.0  # now the answer is reused too
     answers += [await api.client.get("/readyz") for _ in range(10)]
     assert {r.status_code for r in answers} == {200}
-    assert pings == 1  # 40 before
-    api.app.state.readiness.max_age = 0.0  # expired: a store down now shows at once
+    assert pings == 1  # every one of these took the answer of that ping
+    readiness.max_age = 0.0  # expired: a store down now shows at once
 
     async def down() -> None:
         raise StoreUnavailableError("down for the test")
