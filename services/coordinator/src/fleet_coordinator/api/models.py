@@ -76,8 +76,10 @@ QueueName = Annotated[
 LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=63)]
 LabelValue = Annotated[str, StringConstraints(max_length=255)]
 Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=32)]
-# Strict: a fencing epoch is a JSON integer, never coerced from "1", true or 1.0
+# Strict, as every number and flag a request carries (``strict=True`` on each field
+# below): a fencing epoch is a JSON integer, never coerced from "1", true or 1.0
 # (pydantic's lax mode takes all three as 1; a client sending them has a bug to see).
+# A float field takes a JSON integer too; a flag only true or false ("no" is not false).
 Epoch = Annotated[int, Field(ge=1, le=2**53 - 1, strict=True)]
 Traceparent = Annotated[
     str,
@@ -109,10 +111,10 @@ class JobCreate(_In):
     kind: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     payload: dict[str, Any] = Field(default_factory=dict, description=_PORTABLE)
     traceparent: Traceparent | None = None
-    priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
-    max_attempts: int = Field(default=3, ge=1, le=100)
-    lease_seconds: float | None = Field(default=None, gt=0, le=86_400)
-    timeout_seconds: float | None = Field(default=None, gt=0, le=7 * 86_400)
+    priority: int = Field(default=0, ge=-1_000_000, le=1_000_000, strict=True)
+    max_attempts: int = Field(default=3, ge=1, le=100, strict=True)
+    lease_seconds: float | None = Field(default=None, gt=0, le=86_400, strict=True)
+    timeout_seconds: float | None = Field(default=None, gt=0, le=7 * 86_400, strict=True)
     run_after: AwareDatetime | None = None
     requires: Labels = Field(default_factory=dict)
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
@@ -149,7 +151,7 @@ class ScheduleCreate(_In):
     )
     timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "UTC"
     job: ScheduledJob
-    paused: bool = False
+    paused: bool = Field(default=False, strict=True)
 
 
 class ScheduleOut(BaseModel):
@@ -247,7 +249,7 @@ class AgentCreate(_In):
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     labels: Labels = Field(default_factory=dict)
-    capacity: int = Field(default=1, ge=1, le=1000)
+    capacity: int = Field(default=1, ge=1, le=1000, strict=True)
     queues: list[QueueName] = Field(default_factory=list, max_length=100)
 
 
@@ -282,8 +284,8 @@ class ClaimRequest(_In):
     """What an agent asks for when claiming."""
 
     queues: list[QueueName] | None = Field(default=None, max_length=100)
-    max_jobs: int = Field(default=1, ge=1, le=100)
-    wait_seconds: float = Field(default=0, ge=0, le=30)
+    max_jobs: int = Field(default=1, ge=1, le=100, strict=True)
+    wait_seconds: float = Field(default=0, ge=0, le=30, strict=True)
 
 
 class ClaimedLease(BaseModel):
@@ -325,7 +327,7 @@ class FailRequest(_In):
 
     epoch: Epoch
     error: Annotated[str, StringConstraints(max_length=10_000)]
-    retryable: bool = True
+    retryable: bool = Field(default=True, strict=True)
 
 
 class ReleaseRequest(_In):
@@ -358,7 +360,7 @@ class FailItem(_Report):
 
     action: Literal["fail"]
     error: Annotated[str, StringConstraints(max_length=10_000)]
-    retryable: bool = True
+    retryable: bool = Field(default=True, strict=True)
 
 
 class ReleaseItem(_Report):
@@ -444,7 +446,7 @@ class BulkRetryRequest(_In):
     queue: QueueName | None = None
     kind: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     status: Literal["failed", "cancelled"]
-    limit: int = Field(default=100, ge=1, le=1000)
+    limit: int = Field(default=100, ge=1, le=1000, strict=True)
 
 
 class BulkCancelRequest(_In):
@@ -453,7 +455,7 @@ class BulkCancelRequest(_In):
     queue: QueueName | None = None
     kind: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     lock: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
-    limit: int = Field(default=100, ge=1, le=1000)
+    limit: int = Field(default=100, ge=1, le=1000, strict=True)
 
 
 class QueueStatsOut(BaseModel):
