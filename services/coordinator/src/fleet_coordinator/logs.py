@@ -17,7 +17,7 @@ import orjson
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
-__all__ = ["TurnFlushedLogger", "configure_logging", "utc_timestamp"]
+__all__ = ["ClientNoise", "TurnFlushedLogger", "configure_logging", "utc_timestamp"]
 
 _HOLDING: weakref.WeakSet[TurnFlushedLogger] = weakref.WeakSet()
 """Every live logger, for the lines still held when the interpreter exits."""
@@ -131,6 +131,49 @@ class _StdlibLines(logging.StreamHandler[TextIO]):
     """The root logger's handler that ``configure_logging`` installs (and replaces)."""
 
 
+CLIENT_NOISE = frozenset(
+    {
+        "Unsupported upgrade request.",  # an ``Upgrade: h2c`` (or any but websocket)
+        "Invalid HTTP request received.",  # bytes that are not HTTP/1.1
+    }
+)
+"""uvicorn's warnings that any client, before any token, causes once per request."""
+
+NOISE_INTERVAL_SECONDS = 60.0
+"""One line per kind of client noise in this long, then a count of the lines left out."""
+
+
+class ClientNoise(logging.Filter):
+    """Let through one of each ``CLIENT_NOISE`` warning per interval, counting the rest.
+
+    uvicorn logs them at every such request, and nobody needs a token to send
+    one: unfiltered, a client writes log lines at its request rate, filling the
+    disk and the log pipeline. The first of a kind is logged, then at most one
+    per ``NOISE_INTERVAL_SECONDS``, which says how many it stands for.
+    """
+
+    def __init__(self, interval: float = NOISE_INTERVAL_SECONDS) -> None:
+        super().__init__()
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._left_out: dict[str, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.msg
+        if not isinstance(message, str) or message not in CLIENT_NOISE:
+            return True
+        now = time.monotonic()
+        last = self._last.get(message)
+        if last is not None and now - last < self.interval:
+            self._left_out[message] = self._left_out.get(message, 0) + 1
+            return False
+        self._last[message] = now
+        left_out = self._left_out.pop(message, 0)
+        if left_out:
+            record.msg = f"{message} ({left_out} more since the last such line, not logged)"
+        return True
+
+
 def configure_logging(level: int = logging.INFO, file: TextIO | None = None) -> None:
     """Configure structlog once for the process (called by the CLI, not at import).
 
@@ -170,6 +213,10 @@ def configure_logging(level: int = logging.INFO, file: TextIO | None = None) -> 
         )
     )
     root.addHandler(lines)
+    uvicorn = logging.getLogger("uvicorn.error")
+    for noise in [f for f in uvicorn.filters if isinstance(f, ClientNoise)]:
+        uvicorn.removeFilter(noise)
+    uvicorn.addFilter(ClientNoise())
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
