@@ -27,7 +27,8 @@ UNAVAILABLE_STATUSES = frozenset({429, 502, 503, 504})
 """Statuses that mean "not now", the request not applied: worth a retry after a pause.
 
 503 is the store (or a proxy in front: 502, 504); 429 a per-agent limit of long-polls
-waiting on one replica."""
+waiting on one replica, or a replica's budget of store reads for agents it does not
+know yet (someone is sending made-up tokens; a real agent is found once it refills)."""
 
 
 class Answered(Protocol):

@@ -64,6 +64,7 @@ async def create_agent(
         held={},
     )
     co.agent_cache.put(await co.agents.create(agent_to_doc(agent)))
+    co.agent_docs.unknown.found(agent_id)
     co.log.info("coordinator.agent.created", agent_id=agent_id, capacity=capacity)
     return agent, token
 
@@ -78,7 +79,7 @@ async def authenticate(co: Coordinator, token: str) -> Document | None:
     parts = token.split(".")
     if len(parts) != 3 or parts[0] != "fa":
         return None
-    doc = await co.agent_docs.read(parts[1])
+    doc = await co.agent_docs.read_for_token(parts[1])
     if doc is None:
         return None
     if not hmac.compare_digest(str(doc.body.get("token_hash", "")), _hash(token)):

@@ -14,7 +14,7 @@ from ..domain import DEFAULT_BACKOFF, BackoffPolicy, Clock, JobState, SystemCloc
 from ..metrics import Metrics
 from ..settings import Settings
 from ..store import Containers, Retention, job_from_doc, shard_of
-from .agent_docs import AgentDocs
+from .agent_docs import AgentDocs, UnknownAgents
 from .boundary import GuardedContainer
 from .cache import DocCache, JobStates
 from .candidates import CandidateSource
@@ -148,7 +148,8 @@ class Coordinator:
         self.agents = GuardedContainer(self.containers.agents)
         self.job_cache = DocCache(settings.job_cache_size)
         agent_cache = DocCache(10_000, settings.agent_cache_seconds)
-        self.agent_docs = AgentDocs(self.agents, agent_cache, self.metrics)
+        unknown = UnknownAgents(enabled=not self.containers.store.local)
+        self.agent_docs = AgentDocs(self.agents, agent_cache, self.metrics, unknown)
         self.candidates = CandidateSource(self.jobs, self.job_states, self.clock, settings)
         self.ledger = Ledger(
             self.agent_docs, self._job_or_none, self.clock, settings.ledger_flush_seconds, self.log

@@ -1,0 +1,93 @@
+"""Tokens with made-up agent ids cost the store a bounded number of reads per replica.
+
+Any client can send ``fa.<an id>.<anything>`` with no secret; each unknown id is
+one point read of the agents container, and on Cosmos DB those spend request
+units every replica shares. ``UnknownAgents`` gives each replica a budget for
+ids it has never found (``services/agent_docs.py``); ids it found are free.
+"""
+
+from __future__ import annotations
+
+import pytest
+from fleet_coordinator.services.agent_docs import UnknownAgents
+from fleet_coordinator.store import new_id
+
+from .conftest import Api, CallCounter
+
+BURST = 5
+
+
+def _forged() -> dict[str, str]:
+    return {"Authorization": f"Bearer fa.{new_id()}.not-the-secret"}
+
+
+def _budget(api: Api, burst: int = BURST) -> UnknownAgents:
+    unknown = UnknownAgents(enabled=True, burst=burst, per_second=0.0)
+    api.co.agent_docs.unknown = unknown
+    return unknown
+
+
+async def test_the_budget_is_on_where_the_store_is_remote(api: Api) -> None:
+    """On Cosmos DB a read costs request units; on SQLite or in memory less than the request."""
+    remote = not api.co.containers.store.local
+    assert api.co.agent_docs.unknown.enabled is remote
+
+
+async def test_forged_tokens_past_the_budget_read_nothing_and_get_429(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """5 unknown ids are read (401 each); the next 20 are 429 with Retry-After, unread."""
+    _budget(api)
+    reads = CallCounter(monkeypatch, api.co.agents, "get")
+    for _ in range(BURST):
+        r = await api.client.post("/v1/claims", json={}, headers=_forged())
+        assert r.status_code == 401, r.text
+    assert reads.calls == BURST
+    for i in range(20):
+        path = "/v1/claims" if i % 2 else "/v1/claims?via=plain"  # the hot path and FastAPI's
+        r = await api.client.post(path, json={}, headers=_forged())
+        assert r.status_code == 429, r.text
+        assert r.json()["error"]["code"] == "too_many_requests"
+        assert r.headers["retry-after"]
+    assert reads.calls == BURST
+
+
+async def test_agents_found_here_are_served_while_the_budget_is_spent(api: Api) -> None:
+    """A registered agent claims, even uncached, with no budget left; a new one waits."""
+    unknown = _budget(api, burst=0)
+    agent_id, headers = await api.agent()
+    await api.enqueue()
+    api.co.agent_cache.evict(agent_id)  # read again, as after the cache's few seconds
+    assert len(await api.claim(headers)) == 1
+    for _ in range(3):
+        r = await api.client.post("/v1/claims", json={}, headers=_forged())
+        assert r.status_code == 429, r.text
+    # An agent registered on another replica is unknown to this one: it retries
+    # until the budget refills, then is found, and is free from then on.
+    other_id, other = await api.agent()
+    unknown.gone(other_id)
+    api.co.agent_cache.evict(other_id)
+    r = await api.client.post("/v1/claims", json={}, headers=other)
+    assert r.status_code == 429, r.text
+    unknown.burst, unknown.per_second = 1, 1e9
+    r = await api.client.post("/v1/claims", json={}, headers=other)
+    assert r.status_code == 200, r.text
+    unknown.burst, unknown.per_second = 0, 0.0
+    api.co.agent_cache.evict(other_id)
+    r = await api.client.post("/v1/claims", json={}, headers=other)
+    assert r.status_code == 200, r.text
+
+
+async def test_a_deleted_agent_is_forgotten(api: Api) -> None:
+    """A known id whose agent is gone spends the budget again, like any unknown one."""
+    unknown = _budget(api, burst=1)
+    agent_id, headers = await api.agent()
+    r = await api.client.delete(f"/v1/agents/{agent_id}", headers=api.admin)
+    assert r.status_code in (200, 204), r.text
+    api.co.agent_cache.evict(agent_id)
+    for _ in range(2):  # known until read as gone, then the budget's one read
+        r = await api.client.post("/v1/claims", json={}, headers=headers)
+        assert r.status_code == 401, r.text
+    r = await api.client.post("/v1/claims", json={}, headers=headers)
+    assert r.status_code == 429, r.text  # forgotten: unknown again, nothing left
+    assert unknown.burst == 1
