@@ -107,9 +107,13 @@ class AgentDocs:
 
     async def read_for_token(self, agent_id: str) -> Document | None:
         """``read`` for a token's agent id: an id never found here spends the replica's budget."""
-        if is_valid_id(agent_id) and self.cache.get(agent_id) is None:
-            self.unknown.check(agent_id)
-        return await self.read(agent_id)
+        if not is_valid_id(agent_id):
+            return None
+        cached = self.cache.get(agent_id)
+        if cached is not None:
+            return cached  # every request of a busy agent: nothing more to do
+        self.unknown.check(agent_id)
+        return await self.read(agent_id, fresh=True)
 
     async def read(self, agent_id: str, *, fresh: bool = False) -> Document | None:
         """The agent document, or None if unknown or deleted; ``fresh`` skips the cache."""
