@@ -8,11 +8,18 @@ ids it has never found (``services/agent_docs.py``); ids it found are free.
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
 import pytest
+from fleet_coordinator import Settings, create_app
+from fleet_coordinator.domain import ManualClock
 from fleet_coordinator.services.agent_docs import UnknownAgents
 from fleet_coordinator.store import new_id
 
-from .conftest import Api, CallCounter
+from .conftest import ADMIN, Api, CallCounter, store_settings
 
 BURST = 5
 
@@ -91,3 +98,32 @@ async def test_a_deleted_agent_is_forgotten(api: Api) -> None:
     r = await api.client.post("/v1/claims", json={}, headers=headers)
     assert r.status_code == 429, r.text  # forgotten: unknown again, nothing left
     assert unknown.burst == 1
+
+
+async def _started(stack: AsyncExitStack, shared: dict[str, Any]) -> Api:
+    settings = Settings(**shared, admin_token=ADMIN, reaper_enabled=False)
+    app = create_app(settings, clock=ManualClock())
+    await stack.enter_async_context(app.router.lifespan_context(app))
+    client = await stack.enter_async_context(
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+    )
+    return Api(client, ManualClock(), app)
+
+
+async def test_a_restarted_replica_knows_the_registered_agents(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Agents registered before a replica started spend nothing of its budget."""
+    shared = store_settings("cosmos", tmp_path, request)
+    async with AsyncExitStack() as stack:
+        first = await _started(stack, shared)
+        agents = [await first.agent(name=f"a{i}") for i in range(3)]
+        later = await _started(stack, shared)  # a replica started (or restarted) after them
+        unknown = later.co.agent_docs.unknown
+        assert unknown.enabled
+        unknown.burst, unknown.per_second = 0, 0.0
+        for _, headers in agents:
+            r = await later.client.post("/v1/claims", json={}, headers=headers)
+            assert r.status_code == 200, r.text
+        r = await later.client.post("/v1/claims", json={}, headers=_forged())
+        assert r.status_code == 429, r.text

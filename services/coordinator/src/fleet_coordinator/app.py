@@ -29,7 +29,7 @@ from .api.routes_ops import Readiness
 from .console import SECURITY_HEADERS, install_console
 from .domain import Clock, SystemClock
 from .metrics import Metrics
-from .services import Coordinator, StatsSnapshot, refresh_paused, run_reaper
+from .services import Coordinator, StatsSnapshot, refresh_paused, remember_agents, run_reaper
 from .settings import Settings
 from .store import open_containers
 from .tracing import instrument
@@ -86,6 +86,8 @@ def create_app(
             app.state.coordinator = co
             # Paused queues are known before the first claim is served (SPEC 10).
             await refresh_paused(co)
+            # Agents already registered spend nothing of the budget for unknown ones.
+            await remember_agents(co)
             reaper = asyncio.create_task(run_reaper(co)) if settings.reaper_enabled else None
             co.log.info("coordinator.started", store=opened.url.split("?")[0])
             if tune_gc:

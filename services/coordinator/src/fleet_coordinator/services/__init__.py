@@ -8,6 +8,7 @@ from .agents import (
     get_agent,
     list_agents,
     read_agent,
+    remember_agents,
 )
 from .bulk import bulk_cancel, bulk_retry
 from .claims import claim_jobs, claim_waiting, wait_and_claim
@@ -67,6 +68,7 @@ __all__ = [
     "put_schedule",
     "queue_stats",
     "read_agent",
+    "remember_agents",
     "reap_once",
     "refresh_paused",
     "release_job",

@@ -44,12 +44,13 @@ class UnknownAgents:
     that spends request units of the account every replica shares, so one
     client could get the whole coordinator throttled (429s from the store). The
     ids found as agents here are remembered (``KNOWN_MAX``, oldest forgotten
-    first), and reads for them are free; reads for the others come from a token
-    bucket (``BURST``, refilled at ``PER_SECOND``). Past it the request is a 429
-    with ``Retry-After`` (an agent retries it): a real agent registered on
-    another replica and new to this one waits at most seconds while someone is
-    forging tokens. Only where the store is not local: an SQLite point read
-    costs less than the request that asks for it.
+    first), as are those registered before the replica started
+    (``agents.remember_agents``), and reads for them are free; reads for the
+    others come from a token bucket (``BURST``, refilled at ``PER_SECOND``).
+    Past it the request is a 429 with ``Retry-After`` (an agent retries it): a
+    real agent registered on another replica since this one started waits at
+    most seconds while someone is forging tokens. Only where the store is not
+    local: an SQLite point read costs less than the request that asks for it.
     """
 
     BURST = 1000

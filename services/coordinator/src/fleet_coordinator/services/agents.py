@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 from fleet_datastore import Document, Outcome, Patch, Query, eq
 
 from ..domain import AgentState
+from ..errors import CoordinatorError, UnavailableError
 from ..errors import NotFoundError as AgentNotFoundError
-from ..errors import UnavailableError
 from ..store import agent_from_doc, agent_to_doc, new_id
 from .agent_docs import StoredAgent
 from .boundary import MAX_CAS_ATTEMPTS
@@ -33,6 +33,7 @@ __all__ = [
     "get_agent",
     "list_agents",
     "read_agent",
+    "remember_agents",
 ]
 
 
@@ -95,19 +96,41 @@ async def get_agent(co: Coordinator, agent_id: str) -> AgentState:
     return agent_from_doc(doc.body)
 
 
-async def list_agents(co: Coordinator) -> list[AgentState]:
-    """Every registered agent, oldest first."""
-    items: list[AgentState] = []
+async def _agent_pages(co: Coordinator) -> AsyncIterator[list[Document]]:
+    """Every registered agent's document, oldest first, a page at a time."""
     cont: str | None = None
     while True:
         query = Query(
             where=[eq("kind", "agent")], order_by=["created_at"], limit=1000, continuation=cont
         )
         page = await co.agents.query(query)
-        items.extend(agent_from_doc(d.body) for d in page.items)
+        yield page.items
         cont = page.continuation
         if cont is None:
-            return items
+            return
+
+
+async def list_agents(co: Coordinator) -> list[AgentState]:
+    """Every registered agent, oldest first."""
+    return [agent_from_doc(d.body) async for page in _agent_pages(co) for d in page]
+
+
+async def remember_agents(co: Coordinator) -> None:
+    """At start-up, tell the replica's budget for unknown agents every registered one.
+
+    Without it, every agent of a fleet reconnecting to a restarted replica on a
+    remote store would spend the budget (``UnknownAgents``) once, and past its
+    1,000 wait for the refill. A store that fails here only costs that: logged.
+    """
+    unknown = co.agent_docs.unknown
+    if not unknown.enabled:
+        return
+    try:
+        async for page in _agent_pages(co):
+            for doc in page:
+                unknown.found(doc.id)
+    except CoordinatorError as exc:
+        co.log.warning("coordinator.agents.not_remembered", error=exc.code)
 
 
 async def drain_agent(co: Coordinator, agent_id: str) -> AgentState:
