@@ -110,3 +110,13 @@ async def test_bulk_limits_and_schedule_flags_of_the_wrong_type_are_refused(api:
         assert r.status_code == 422, r.text
     r = await api.client.get("/v1/schedules", headers=api.admin)
     assert r.json()["items"] == []
+
+
+async def test_a_run_after_that_is_not_an_iso_8601_string_is_refused(api: Api) -> None:
+    """SPEC's ``run_after`` is ISO-8601: a number (or a string of one) is not Unix seconds."""
+    for value in (1_700_000_000, "1700000000", 1.7e9, True):
+        await _refused(api, "/v1/jobs", {"kind": "k", "run_after": value}, api.admin)
+    r = await api.client.get("/v1/jobs", headers=api.admin)
+    assert r.json()["items"] == []
+    job = await api.enqueue(run_after="2030-01-01T00:00:00Z")
+    assert job["run_after"].startswith("2030-01-01T00:00:00")

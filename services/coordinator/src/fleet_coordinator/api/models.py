@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -55,6 +56,8 @@ __all__ = [
     "ScheduledJob",
 ]
 
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+"""A number written as a string, which pydantic would read as Unix seconds."""
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9999, 12, 30, tzinfo=UTC)
 
@@ -123,6 +126,15 @@ class JobCreate(_In):
         description="Jobs that share a lock never hold live leases at the same time "
         "(one name is one lock in every queue).",
     )
+
+    @field_validator("run_after", mode="before")
+    @classmethod
+    def _iso_only(cls, value: object) -> object:
+        # SPEC: ISO-8601. pydantic would also take a number, or a string of one, as
+        # Unix seconds: 1700000000 meant as a delay would land in 2023 and run at once.
+        if value is not None and (not isinstance(value, str) or _NUMBER.fullmatch(value)):
+            raise ValueError("run_after must be an ISO-8601 date and time with a UTC offset")
+        return value
 
     @field_validator("run_after")
     @classmethod
