@@ -23,10 +23,13 @@ from fleet_coordinator import Settings, create_app, services
 from fleet_coordinator.api import direct as direct_module
 from fleet_coordinator.api import routes_jobs
 from fleet_coordinator.protocol import GuardedHttpToolsProtocol
+from fleet_coordinator.store import new_id
 from structlog.testing import capture_logs
 
 from tests.support.raw_http import Collector, connect
 from tests.support.served import Served
+
+from .conftest import CallCounter
 
 ADMIN = "admin-token-for-direct-answer-tests"
 
@@ -324,3 +327,16 @@ async def test_past_uvicorns_concurrency_limit_its_503_answers_not_the_direct_pa
         protocol.connection_lost(None)
     assert answer.startswith(b"HTTP/1.1 503 ")
     assert conn.direct.answered == 0
+
+
+async def test_a_refused_caller_is_authorized_once(
+    conn: Conn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token the direct path refused is answered by the guard without a second store read."""
+    reads = CallCounter(monkeypatch, conn.app.state.coordinator.agents, "get")
+    forged = f"fa.{new_id()}.not-the-secret"
+    status, headers, body = await conn.ask(_post("/v1/claims", {}, token=forged))
+    assert (status, body["error"]["code"]) == (401, "unauthorized")
+    assert headers[b"www-authenticate"] == b"Bearer"
+    assert conn.direct.handed_on == 1
+    assert reads.calls == 1

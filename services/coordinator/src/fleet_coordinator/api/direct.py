@@ -43,7 +43,7 @@ from .deps import authorize
 from .disconnects import may_long_poll
 from .hot import HotAnswer, HotRoutes, answer_hot
 from .limits import REMEMBERED_PATH, RouteRule, RouteRules
-from .middleware import Admitted, crash_response, guarded_headers
+from .middleware import REFUSED_CALLER, Admitted, crash_response, guarded_headers
 from .unicode import unicode_problem
 
 __all__ = ["DirectAnswers"]
@@ -94,8 +94,11 @@ class DirectAnswers:
             return None
         try:
             agent = await authorize(co, auth.decode("latin-1"), rule.role)
-        except CoordinatorError:
-            return None  # the guard answers it (401, 403, or 503 when the store fails)
+        except CoordinatorError as exc:
+            # The guard answers it (401, 403, 429, or 503 when the store fails), as
+            # decided here: deciding again could read the store again.
+            scope[REFUSED_CALLER] = exc
+            return None
         if unicode_problem(body, ctype) is not None or may_long_poll(scope, body):
             return None
         return await answer_hot(co, route, params, Admitted(body, ctype, rule.role, agent))

@@ -51,6 +51,7 @@ from .unicode import escapes_problem, unicode_problem
 __all__ = [
     "ADMITTED",
     "BODY_COMPLETE",
+    "REFUSED_CALLER",
     "Admitted",
     "GuardMiddleware",
     "crash_response",
@@ -60,6 +61,14 @@ __all__ = [
 
 ADMITTED = "fleet.admitted"
 """The scope key under which the guard leaves what it decided for the layers inside it."""
+
+REFUSED_CALLER = "fleet.refused_caller"
+"""Scope key under which the direct answers leave the caller they refused (``api/direct.py``).
+
+The guard answers with that refusal instead of deciding again: for an agent
+token, deciding is a store read when the agent is not cached, and a made-up one
+never is (``UnknownAgents``).
+"""
 
 BODY_COMPLETE = "fleet.body_complete"
 """Scope key ``serve``'s protocol sets once the request's last byte is parsed.
@@ -207,6 +216,9 @@ class GuardMiddleware:
         if rule.role is not None:
             header = None if auth is None else auth.decode("latin-1")
             try:
+                refused: CoordinatorError | None = scope.pop(REFUSED_CALLER, None)
+                if refused is not None:
+                    raise refused
                 agent = await authorize(scope["app"].state.coordinator, header, rule.role)
             except CoordinatorError as exc:
                 raise _RefusedError(
