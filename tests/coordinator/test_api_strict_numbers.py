@@ -87,18 +87,14 @@ async def test_a_retryable_flag_that_is_not_a_json_boolean_is_refused(api: Api) 
 
 async def test_bulk_limits_and_schedule_flags_of_the_wrong_type_are_refused(api: Api) -> None:
     """A bulk call's ``limit`` of "5" and a schedule's ``paused`` of "true" change nothing."""
-    _, headers = await api.agent()
-    failed = await api.enqueue(max_attempts=1)
-    await api.claim(headers)
-    r = await api.client.post(
-        f"/v1/jobs/{failed['id']}/fail", json={"epoch": 1, "error": "x"}, headers=headers
-    )
-    assert r.json()["status"] == "failed"
+    cancelled = await api.enqueue()
+    r = await api.client.post(f"/v1/jobs/{cancelled['id']}/cancel", headers=api.admin)
+    assert r.json()["status"] == "cancelled"
     queued = await api.enqueue()
-    for value in NOT_INTS:
-        await _refused(api, "/v1/jobs/retry", {"status": "failed", "limit": value}, api.admin)
+    for value in NOT_INTS:  # accepted, the retry would requeue one and the cancel end one
+        await _refused(api, "/v1/jobs/retry", {"status": "cancelled", "limit": value}, api.admin)
         await _refused(api, "/v1/jobs/cancel", {"limit": value}, api.admin)
-    assert (await api.job(failed["id"]))["status"] == "failed"
+    assert (await api.job(cancelled["id"]))["status"] == "cancelled"
     assert (await api.job(queued["id"]))["status"] == "queued"
     for value in NOT_FLAGS:
         body = {"cron": "* * * * *", "job": {"kind": "k"}, "paused": value}
