@@ -28,7 +28,7 @@ UNAVAILABLE_STATUSES = frozenset({429, 502, 503, 504})
 
 503 is the store (or a proxy in front: 502, 504); 429 a per-agent limit of long-polls
 waiting on one replica, or a replica's budget of store reads for agents it does not
-know yet (someone is sending made-up tokens; a real agent is found once it refills)."""
+know yet (someone is sending made-up tokens; a real agent is found by its next catch-up)."""
 
 
 class Answered(Protocol):

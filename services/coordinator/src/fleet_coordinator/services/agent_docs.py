@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
-from fleet_datastore import Document, NotFoundError, Outcome, Patch
+from fleet_datastore import Document, NotFoundError, Outcome, Patch, Query, eq, ge
 
-from ..domain import AgentState
+from ..domain import AgentState, Clock, SystemClock
 from ..errors import TooManyRequestsError, UnavailableError
 from ..metrics import Metrics
 from ..store import agent_from_doc, is_valid_id
 from .boundary import MAX_CAS_ATTEMPTS, GuardedContainer
 from .cache import DocCache
 
-__all__ = ["AgentChange", "AgentDocs", "StoredAgent", "UnknownAgents"]
+__all__ = ["CATCH_UP_SECONDS", "AgentChange", "AgentDocs", "StoredAgent", "UnknownAgents"]
+
+CATCH_UP_SECONDS = 1.0
+"""While the budget for unknown ids is spent, the least time between two catch-ups."""
+
+CLOCK_MARGIN_SECONDS = 60.0
+"""How far before the last catch-up began the next one reads: replicas' clocks differ."""
 
 AgentChange = Callable[[AgentState], Patch | None]
 """Decides the patch for an agent as read; None means nothing to write."""
@@ -47,36 +54,55 @@ class UnknownAgents:
     first), as are those registered before the replica started
     (``agents.remember_agents``), and reads for them are free; reads for the
     others come from a token bucket (``BURST``, refilled at ``PER_SECOND``).
-    Past it the request is a 429 with ``Retry-After`` (an agent retries it): a
-    real agent registered on another replica since this one started waits at
-    most seconds while someone is forging tokens. Only where the store is not
-    local: an SQLite point read costs less than the request that asks for it.
+    Past it, the replica first catches up (``AgentDocs.read_for_token``): one
+    query for the agents registered since its last catch-up, shared by every
+    request waiting on it and run at most once a ``CATCH_UP_SECONDS``. An id it
+    finds is known, and read for free; any other gets a 429 with
+    ``Retry-After`` (an agent retries it). So a real agent registered on another
+    replica since this one started is answered within about a second even
+    while someone is forging tokens, and the forger's requests cost the store
+    at most one query a second. Only where the store is not local: an SQLite
+    point read costs less than the request that asks for it.
     """
 
     BURST = 1000
     PER_SECOND = 100.0
     KNOWN_MAX = 200_000
 
-    def __init__(self, *, enabled: bool, burst: int = BURST, per_second: float = PER_SECOND):
+    def __init__(
+        self,
+        *,
+        enabled: bool,
+        burst: int = BURST,
+        per_second: float = PER_SECOND,
+        catch_up_seconds: float = CATCH_UP_SECONDS,
+    ) -> None:
         self.enabled = enabled
         self.burst = burst
         self.per_second = per_second
+        self.catch_up_seconds = catch_up_seconds
         self._tokens = float(burst)
         self._at = time.monotonic()
         self._known: dict[str, None] = {}  # insertion order: the oldest first
+        self.since: float | None = None
+        """The registration time the next catch-up reads from; None: every agent."""
+        self.caught_up_at: float | None = None  # time.monotonic() of the last catch-up
 
-    def check(self, agent_id: str) -> None:
-        """Spend one read on ``agent_id`` if it is not known here; 429 when none is left."""
+    def spend(self, agent_id: str) -> bool:
+        """Spend one read on ``agent_id`` if it is not known here; False when none is left."""
         if not self.enabled or agent_id in self._known:
-            return
+            return True
         now = time.monotonic()
         self._tokens = min(self.burst, self._tokens + (now - self._at) * self.per_second)
         self._at = now
         if self._tokens < 1:
-            raise TooManyRequestsError(
-                "too many requests with tokens of agents this replica does not know; retry"
-            )
+            return False
         self._tokens -= 1
+        return True
+
+    def knows(self, agent_id: str) -> bool:
+        """Whether ``agent_id`` was found as an agent here (reads of it are free)."""
+        return agent_id in self._known
 
     def found(self, agent_id: str) -> None:
         """``agent_id`` is an agent: reads of it are free from now on."""
@@ -100,11 +126,14 @@ class AgentDocs:
         cache: DocCache,
         metrics: Metrics,
         unknown: UnknownAgents | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.container = container
         self.cache = cache
         self.metrics = metrics
         self.unknown = unknown or UnknownAgents(enabled=False)
+        self.clock = clock or SystemClock()
+        self._catching_up: asyncio.Future[None] | None = None
 
     async def read_for_token(self, agent_id: str) -> Document | None:
         """``read`` for a token's agent id: an id never found here spends the replica's budget."""
@@ -113,8 +142,67 @@ class AgentDocs:
         cached = self.cache.get(agent_id)
         if cached is not None:
             return cached  # every request of a busy agent: nothing more to do
-        self.unknown.check(agent_id)
+        if not self.unknown.spend(agent_id):
+            # The budget is spent: someone may be sending made-up ids. An agent
+            # registered on another replica since the last catch-up is found by the
+            # next one; any other id is refused unread.
+            await self._catch_up()
+            if not self.unknown.knows(agent_id):
+                raise TooManyRequestsError(
+                    "too many requests with tokens of agents this replica does not know; retry"
+                )
         return await self.read(agent_id, fresh=True)
+
+    async def _catch_up(self) -> None:
+        """``learn_registered``, shared by its waiters, at most once a ``catch_up_seconds``."""
+        running = self._catching_up
+        if running is None:
+            unknown, now = self.unknown, time.monotonic()
+            if (
+                unknown.caught_up_at is not None
+                and now - unknown.caught_up_at < unknown.catch_up_seconds
+            ):
+                return
+            unknown.caught_up_at = now
+            running = self._catching_up = asyncio.ensure_future(self.learn_registered())
+            running.add_done_callback(self._caught_up)
+        # A caller that hangs up leaves the catch-up to the others (and to the next caller).
+        await asyncio.shield(running)
+
+    def _caught_up(self, done: asyncio.Future[None]) -> None:
+        self._catching_up = None
+        if not done.cancelled():
+            done.exception()  # retrieved: every waiter may have hung up before it failed
+
+    async def learn_registered(self) -> None:
+        """Mark known every agent registered since ``unknown.since`` (every agent at first).
+
+        Read from a little before the last catch-up began (``CLOCK_MARGIN_SECONDS``):
+        an agent's ``created_at`` comes from the clock of the replica that registered
+        it. A store failure is raised, and the next catch-up reads from the same time.
+        """
+        unknown = self.unknown
+        if not unknown.enabled:
+            return
+        began = self.clock.now()
+        async for page in self.pages(since=unknown.since):
+            for doc in page:
+                unknown.found(doc.id)
+        unknown.since = began - CLOCK_MARGIN_SECONDS
+
+    async def pages(self, since: float | None = None) -> AsyncIterator[list[Document]]:
+        """Every registered agent (registered at ``since`` or later), oldest first, by page."""
+        where = [eq("kind", "agent")]
+        if since is not None:
+            where.append(ge("created_at", since))
+        cont: str | None = None
+        while True:
+            query = Query(where=where, order_by=["created_at"], limit=1000, continuation=cont)
+            page = await self.container.query(query)
+            yield page.items
+            cont = page.continuation
+            if cont is None:
+                return
 
     async def read(self, agent_id: str, *, fresh: bool = False) -> Document | None:
         """The agent document, or None if unknown or deleted; ``fresh`` skips the cache."""

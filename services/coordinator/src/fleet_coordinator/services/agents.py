@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
-from fleet_datastore import Document, Outcome, Patch, Query, eq
+from fleet_datastore import Document, Outcome, Patch
 
 from ..domain import AgentState
 from ..errors import CoordinatorError, UnavailableError
@@ -96,23 +96,9 @@ async def get_agent(co: Coordinator, agent_id: str) -> AgentState:
     return agent_from_doc(doc.body)
 
 
-async def _agent_pages(co: Coordinator) -> AsyncIterator[list[Document]]:
-    """Every registered agent's document, oldest first, a page at a time."""
-    cont: str | None = None
-    while True:
-        query = Query(
-            where=[eq("kind", "agent")], order_by=["created_at"], limit=1000, continuation=cont
-        )
-        page = await co.agents.query(query)
-        yield page.items
-        cont = page.continuation
-        if cont is None:
-            return
-
-
 async def list_agents(co: Coordinator) -> list[AgentState]:
     """Every registered agent, oldest first."""
-    return [agent_from_doc(d.body) async for page in _agent_pages(co) for d in page]
+    return [agent_from_doc(d.body) async for page in co.agent_docs.pages() for d in page]
 
 
 async def remember_agents(co: Coordinator) -> None:
@@ -120,15 +106,11 @@ async def remember_agents(co: Coordinator) -> None:
 
     Without it, every agent of a fleet reconnecting to a restarted replica on a
     remote store would spend the budget (``UnknownAgents``) once, and past its
-    1,000 wait for the refill. A store that fails here only costs that: logged.
+    1,000 wait for a catch-up. A store that fails here only costs that: logged,
+    and the first catch-up reads every agent instead.
     """
-    unknown = co.agent_docs.unknown
-    if not unknown.enabled:
-        return
     try:
-        async for page in _agent_pages(co):
-            for doc in page:
-                unknown.found(doc.id)
+        await co.agent_docs.learn_registered()
     except CoordinatorError as exc:
         co.log.warning("coordinator.agents.not_remembered", error=exc.code)
 

@@ -149,7 +149,7 @@ class Coordinator:
         self.job_cache = DocCache(settings.job_cache_size)
         agent_cache = DocCache(10_000, settings.agent_cache_seconds)
         unknown = UnknownAgents(enabled=not self.containers.store.local)
-        self.agent_docs = AgentDocs(self.agents, agent_cache, self.metrics, unknown)
+        self.agent_docs = AgentDocs(self.agents, agent_cache, self.metrics, unknown, self.clock)
         self.candidates = CandidateSource(self.jobs, self.job_states, self.clock, settings)
         self.ledger = Ledger(
             self.agent_docs, self._job_or_none, self.clock, settings.ledger_flush_seconds, self.log
