@@ -86,6 +86,10 @@ async def test_headers_under_the_limit_are_served() -> None:
             id="length-and-chunked",
         ),
         pytest.param(b"GET / HTTP/1.1\r\nx: a\r\n b\r\n\r\n", id="obs-fold"),
+        # httptools reads these versions, and they were served as HTTP/1.1.
+        pytest.param(b"GET /healthz HTTP/2.0\r\nhost: x\r\n\r\n", id="version-2.0"),
+        pytest.param(b"GET /healthz HTTP/0.9\r\nhost: x\r\n\r\n", id="version-0.9"),
+        pytest.param(b"GET /healthz HTTP/1.2\r\nhost: x\r\n\r\n", id="version-1.2"),
     ],
 )
 async def test_bytes_that_are_not_http_get_400_in_the_error_shape(data: bytes) -> None:

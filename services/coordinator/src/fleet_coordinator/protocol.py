@@ -376,6 +376,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             if size > MAX_HEADER_BYTES:
                 self._refuse(_TOO_LARGE)  # no request cycle: the app never sees it
                 return
+        # httptools also reads "HTTP/2.0" and "HTTP/0.9" (uvicorn then answers as 1.1).
+        # Neither is an HTTP/1.x request: a 400, since a 505 would be a 5xx (SPEC).
+        version = self.parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            self._refuse(_NOT_HTTP)
+            return
         super().on_headers_complete()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
