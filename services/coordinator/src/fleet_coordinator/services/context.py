@@ -18,6 +18,7 @@ from .agent_docs import AgentDocs, UnknownAgents
 from .boundary import GuardedContainer
 from .cache import DocCache, JobStates
 from .candidates import CandidateSource
+from .keyed_locks import KeyedLocks
 from .ledger import Ledger
 from .long_polls import LongPolls
 from .paused_set import PausedQueues
@@ -137,6 +138,8 @@ class Coordinator:
     """Agents' report requests, run in waves on a local store (``services/waves.py``)."""
     long_polls: LongPolls = field(init=False)
     """Waiting claims per agent on this replica, capped (``services/long_polls.py``)."""
+    writers: KeyedLocks = field(default_factory=KeyedLocks)
+    """One admin write loop per schedule or queue marker at a time here (``keyed_locks.py``)."""
 
     retention: Retention = field(init=False)
     ttl: Retention | None = field(init=False)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import weakref
 from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
@@ -32,6 +31,7 @@ from ..domain import AgentState, Clock, JobState, is_stale
 from ..errors import CoordinatorError
 from ..store import held_to_doc
 from .agent_docs import AgentDocs, StoredAgent
+from .keyed_locks import KeyedLocks
 
 __all__ = ["Ledger"]
 
@@ -63,7 +63,7 @@ class Ledger:
         self.log = log
         self._ended: dict[str, dict[str, int]] = {}
         self._flushes: dict[str, asyncio.Task[None]] = {}
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._locks = KeyedLocks()
         self._closing = False
 
     # -- what this replica knows -----------------------------------------------------
@@ -86,11 +86,7 @@ class Ledger:
 
     def lock(self, agent_id: str) -> asyncio.Lock:
         """The lock serialising this replica's claims (and ledger writes) of one agent."""
-        lock = self._locks.get(agent_id)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._locks[agent_id] = lock
-        return lock
+        return self._locks.lock(agent_id)
 
     # -- the writes ------------------------------------------------------------------
 

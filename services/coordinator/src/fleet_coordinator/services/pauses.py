@@ -36,6 +36,22 @@ async def refresh_paused(co: Coordinator) -> None:
 
 async def set_paused(co: Coordinator, queue: str, paused: bool) -> None:
     """Pause or resume ``queue`` (any name; its marker is created if missing)."""
+    # Pauses and resumes of one queue here take turns (``keyed_locks.py``), so only
+    # writers on other replicas can make the loop below lose.
+    async with co.writers.lock(marker_id(queue)):
+        await _write_marker(co, queue, paused)
+    # The change landed: this replica honours it, logs it and wakes its waiters now, even
+    # if the refresh below fails (a 503 whose retry finds the marker already so).
+    co.known_queues.add(queue)
+    co.pauses.mark(queue, paused)
+    co.log.info("coordinator.queue.paused" if paused else "coordinator.queue.resumed", queue=queue)
+    if not paused:
+        co.notifier.notify()  # long-polls waiting here get the queue's jobs now
+    await refresh_paused(co)  # and every other marker's change, as a reaper tick would
+
+
+async def _write_marker(co: Coordinator, queue: str, paused: bool) -> None:
+    """``set_paused``'s write loop: the marker created in the wanted state, or changed."""
     agents = co.agents
     for _ in range(MAX_CAS_ATTEMPTS):
         # 1. Read the marker (or create it already in the wanted state).
@@ -66,11 +82,3 @@ async def set_paused(co: Coordinator, queue: str, paused: bool) -> None:
             break
     else:
         raise UnavailableError("the queue kept changing under this request; retry", queue=queue)
-    # The change landed: this replica honours it, logs it and wakes its waiters now, even
-    # if the refresh below fails (a 503 whose retry finds the marker already so).
-    co.known_queues.add(queue)
-    co.pauses.mark(queue, paused)
-    co.log.info("coordinator.queue.paused" if paused else "coordinator.queue.resumed", queue=queue)
-    if not paused:
-        co.notifier.notify()  # long-polls waiting here get the queue's jobs now
-    await refresh_paused(co)  # and every other marker's change, as a reaper tick would

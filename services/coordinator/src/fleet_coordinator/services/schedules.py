@@ -122,6 +122,22 @@ async def put_schedule(
     except CronError as exc:
         raise ValidationFailedError(str(exc), field=exc.field) from exc
     key = schedule_id(name)
+    # Writers of one schedule here take turns (``keyed_locks.py``): ten PUTs at once
+    # would otherwise race one another past MAX_CAS_ATTEMPTS into a 503.
+    async with co.writers.lock(key):
+        return await _write_schedule(co, key, name, cron, timezone, job, paused)
+
+
+async def _write_schedule(
+    co: Coordinator,
+    key: str,
+    name: str,
+    cron: str,
+    timezone: str,
+    job: Mapping[str, Any],
+    paused: bool,
+) -> tuple[dict[str, Any], bool]:
+    """``put_schedule``'s write loop: create, or replace on the etag read."""
     for _ in range(MAX_CAS_ATTEMPTS):
         now = co.clock.now()
         existing = await _read(co, name)
@@ -155,6 +171,12 @@ async def put_schedule(
 
 async def pause_schedule(co: Coordinator, name: str, paused: bool) -> dict[str, Any]:
     """Pause or resume; resuming moves the anchor to now, so missed occurrences stay missed."""
+    async with co.writers.lock(schedule_id(name)):
+        return await _write_paused(co, name, paused)
+
+
+async def _write_paused(co: Coordinator, name: str, paused: bool) -> dict[str, Any]:
+    """``pause_schedule``'s write loop."""
     for _ in range(MAX_CAS_ATTEMPTS):
         doc = await _read(co, name)
         if doc is None:
