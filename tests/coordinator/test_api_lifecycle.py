@@ -166,3 +166,22 @@ async def test_reaper_never_touches_a_completed_job(api: Api) -> None:
 
     assert await reap_once(api.co) == 0
     assert (await api.job(job["id"]))["status"] == "succeeded"
+
+
+async def test_a_job_shows_its_newest_runs_and_counts_the_dropped_ones(api: Api) -> None:
+    """A job keeps its newest 20 runs; ``runs_dropped`` says how many older ones it had."""
+    agent_id, headers = await api.agent()
+    job = await api.enqueue()
+    for _ in range(22):
+        (leased,) = await api.claim(headers)
+        r = await api.client.post(
+            f"/v1/jobs/{job['id']}/release",
+            json={"epoch": leased["lease"]["epoch"]},
+            headers=headers,
+        )
+        assert r.status_code == 200, r.text
+    stored = await api.job(job["id"])
+    assert len(stored["runs"]) == 20
+    assert stored["runs_dropped"] == 2
+    assert [run["epoch"] for run in stored["runs"]] == list(range(3, 23))
+    assert stored["runs"][0]["agent_id"] == agent_id

@@ -92,6 +92,8 @@ class JobDetail(Job):
     """A job with its runs, as ``get_job`` answers it."""
 
     runs: list[Run] = Field(default_factory=list)
+    runs_dropped: int = 0
+    """Runs older than those in ``runs`` (the coordinator keeps a job's newest 20)."""
 
 
 class JobPage(_Answer):

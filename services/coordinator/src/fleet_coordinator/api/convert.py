@@ -113,7 +113,7 @@ def job_detail_out(job: JobState) -> JobDetailOut:
         )
         for r in job.runs
     ]
-    return JobDetailOut(**_fields(job, lease_out(job)), runs=runs)
+    return JobDetailOut(**_fields(job, lease_out(job)), runs=runs, runs_dropped=job.runs_dropped)
 
 
 def agent_out(agent: AgentState, live_leases: int) -> AgentOut:

@@ -238,9 +238,12 @@ class JobOut(BaseModel):
 
 
 class JobDetailOut(JobOut):
-    """A job with its run history."""
+    """A job with its run history: its newest runs, one per claim, oldest first."""
 
     runs: list[RunOut]
+    runs_dropped: int = Field(
+        description="Runs older than those in `runs` (a job keeps its newest 20), not kept."
+    )
 
 
 class JobItems(BaseModel):

@@ -143,7 +143,13 @@ async def list_all(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> JobList:
-    """A page of jobs, oldest first, each filter served by an index."""
+    """A page of jobs, oldest first, each filter served by an index.
+
+    Send ``next_cursor`` back as ``cursor`` for the next page, until it is null. A page
+    may hold fewer than ``limit`` jobs, even none, before the last: a listing by
+    ``lock``, or of leased jobs, with other filters reads ahead in bounded steps and
+    answers what it found so far.
+    """
     match = JobFilter(
         queue=queue, status=None if status is None else status.value, kind=kind, lock=lock
     )
@@ -168,7 +174,7 @@ async def cancel_many(body: BulkCancelRequest, co: Co) -> JobItems:
 
 @router.get("/jobs/{job_id}")
 async def read_job(job_id: str, co: Co) -> JobDetailOut:
-    """One job with its runs."""
+    """One job with its runs: one per claim, the newest 20 (``runs_dropped`` counts the rest)."""
     return job_detail_out(await get_job(co, job_id))
 
 
