@@ -279,11 +279,11 @@ async def test_a_method_a_path_does_not_serve_is_405_naming_every_method_it_does
     """RFC 9110: a 405 carries ``Allow``, listing every method of the path (Starlette's
     named the first route's only: POST for ``/v1/jobs``, where GET works too)."""
     for method, path, allowed in (
-        ("PUT", "/v1/jobs", "GET, POST"),
-        ("DELETE", "/v1/jobs/abc", "GET"),
+        ("PUT", "/v1/jobs", "GET, HEAD, POST"),
+        ("DELETE", "/v1/jobs/abc", "GET, HEAD"),
         ("GET", "/v1/reports", "POST"),
-        ("PATCH", "/v1/schedules/nightly", "DELETE, GET, PUT"),
-        ("POST", "/healthz", "GET"),
+        ("PATCH", "/v1/schedules/nightly", "DELETE, GET, HEAD, PUT"),
+        ("POST", "/healthz", "GET, HEAD"),
     ):
         r = await api.client.request(method, path, headers=api.admin)
         assert r.status_code == 405, (method, path)

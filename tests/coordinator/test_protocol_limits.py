@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fleet_coordinator.protocol import MAX_HEADER_BYTES, MAX_QUEUED, PARSE_SLICE
 
-from tests.support.raw_http import connect
+from tests.support.raw_http import Collector, connect
 
 
 class _App:
@@ -158,3 +158,44 @@ async def test_a_read_of_pipelined_requests_is_parsed_only_as_fast_as_they_are_a
     assert wire.data.count(b"HTTP/1.1 204 ") == total
     assert not protocol.pipeline
     protocol.connection_lost(None)
+
+
+class _HeadCollector(Collector):
+    """Wakes the waiter once an answer's head is written (a HEAD answer has no body)."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.data += bytes(data)
+        if b"\r\n\r\n" in self.data and self.whole is not None and not self.whole.done():
+            self.whole.set_result(self.data)
+
+
+@pytest.mark.parametrize(
+    ("path", "token", "status"),
+    [
+        ("/healthz", None, 200),
+        ("/v1/queues", "admin-token-for-head-0123456789ab", 200),
+        ("/v1/queues", None, 401),
+        ("/v1/reports", "admin-token-for-head-0123456789ab", 405),
+    ],
+)
+async def test_head_is_served_as_the_get_of_the_path_without_a_body(
+    path: str, token: str | None, status: int
+) -> None:
+    """RFC 9110: HEAD wherever GET is served (load balancers probe ``/healthz`` so); it was
+    a 405 everywhere. The GET's token check holds, and the answer carries no body."""
+    from fleet_coordinator import Settings, create_app
+
+    admin = "admin-token-for-head-0123456789ab"
+    app: Any = create_app(Settings(store_url="memory://", admin_token=admin, reaper_enabled=False))
+    async with app.router.lifespan_context(app):
+        protocol, head = connect(app, collector=_HeadCollector())
+        auth = b"" if token is None else b"authorization: Bearer %s\r\n" % token.encode()
+        answer = await head.answer(
+            protocol, b"HEAD %s HTTP/1.1\r\nhost: x\r\n%s\r\n" % (path.encode(), auth)
+        )
+        protocol.connection_lost(None)
+    lines, _, body = answer.partition(b"\r\n\r\n")
+    assert int(lines.split(b" ", 2)[1]) == status, answer
+    assert body == b""
+    if status == 200:
+        assert b"content-length: 0" not in lines.lower()  # the GET's length, not the body's

@@ -63,8 +63,13 @@ class Collector(asyncio.Transport):
         return 0
 
 
-def connect(app: Any, protocol_class: type | None = None, **config: Any) -> tuple[Any, Collector]:
-    """A protocol of ``protocol_class`` serving ``app`` on a fresh ``Collector``."""
+def connect(
+    app: Any,
+    protocol_class: type | None = None,
+    collector: Collector | None = None,
+    **config: Any,
+) -> tuple[Any, Collector]:
+    """A protocol of ``protocol_class`` serving ``app`` on ``collector`` (a fresh one)."""
     import uvicorn
     from fleet_coordinator.protocol import GuardedHttpToolsProtocol
 
@@ -81,6 +86,6 @@ def connect(app: Any, protocol_class: type | None = None, **config: Any) -> tupl
     loaded = uvicorn.Config(app, http=cls, **options)
     loaded.load()
     protocol = cls(config=loaded, server_state=uvicorn.server.ServerState(), app_state={})
-    collector = Collector()
+    collector = Collector() if collector is None else collector
     protocol.connection_made(collector)
     return protocol, collector

@@ -23,7 +23,7 @@ from .api import (
 )
 from .api.direct import DirectAnswers
 from .api.hot import HotPath
-from .api.middleware import GuardMiddleware
+from .api.middleware import GuardMiddleware, HeadAsGet
 from .api.models import ErrorOut
 from .api.routes_ops import Readiness
 from .console import SECURITY_HEADERS, install_console
@@ -105,15 +105,14 @@ def create_app(
             await opened.close()
 
     def front(framework: ASGIApp) -> ASGIApp:
-        # Outermost first: tracing (when installed), the guard (which also puts the
-        # console's security headers on every /ui answer, its own refusals and 500s
-        # included), the hot path, then the framework's own layers, which only requests
-        # the hot path hands on go through.
+        # Outermost first: tracing (when installed), HEAD served as GET, the guard
+        # (which also puts the console's security headers on every /ui answer, its own
+        # refusals and 500s included), the hot path, then the framework's own layers,
+        # which only requests the hot path hands on go through.
         inner = HotPath(framework) if hot_path else framework
         headers = ("/ui", SECURITY_HEADERS)
-        return instrument(
-            GuardMiddleware(inner, settings=settings, metrics=metrics, headers_under=headers)
-        )
+        guard = GuardMiddleware(inner, settings=settings, metrics=metrics, headers_under=headers)
+        return instrument(HeadAsGet(guard))
 
     app = _CoordinatorApp(
         front,

@@ -88,6 +88,8 @@ def _allowed(request: Request) -> list[str]:
         regex = getattr(context.route, "path_regex", None)
         if regex is not None and regex.match(path):
             methods.update(context.methods or ())
+    if "GET" in methods:
+        methods.add("HEAD")  # served as the GET (``middleware.HeadAsGet``)
     return sorted(methods)
 
 

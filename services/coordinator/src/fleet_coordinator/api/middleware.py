@@ -54,6 +54,7 @@ __all__ = [
     "REFUSED_CALLER",
     "Admitted",
     "GuardMiddleware",
+    "HeadAsGet",
     "crash_response",
     "guarded_headers",
     "replay_body",
@@ -131,6 +132,24 @@ async def _refuse_websocket(scope: Scope, receive: Receive, send: Send) -> None:
         }
     )
     await send({"type": "websocket.http.response.body", "body": answer.body})
+
+
+class HeadAsGet:
+    """Serve ``HEAD`` as the ``GET`` of the same path, as RFC 9110 asks of every server.
+
+    Load balancers and uptime checks probe ``/healthz`` with ``HEAD``; the routes
+    declare ``GET`` only, so it was a 405. The layers inside see a ``GET`` (a copy of
+    the scope: the server keeps its own, and so sends the status and headers of the
+    answer without its body). Authentication and limits are the ``GET``'s.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "HEAD":
+            scope = {**scope, "method": "GET"}
+        await self.app(scope, receive, send)
 
 
 class GuardMiddleware:
