@@ -101,6 +101,57 @@ async def test_claims_take_higher_priority_first_then_older(api: Api) -> None:
     ]
 
 
+@pytest.mark.parametrize(("low_queue", "high_queue"), [("aaa", "zzz"), ("zzz", "aaa")])
+async def test_a_claim_over_two_queues_takes_the_higher_priority_whatever_their_names(
+    api: Api, low_queue: str, high_queue: str
+) -> None:
+    """Priority then age decide across the queues a claim names, not the queues' name order."""
+    _, headers = await api.agent(capacity=3)
+    low = await api.enqueue(queue=low_queue, priority=-100)
+    api.clock.advance(0.01)
+    high = await api.enqueue(queue=high_queue, priority=100)
+    api.clock.advance(0.01)
+    newer = await api.enqueue(queue=low_queue, priority=100)
+    [first] = await api.claim(headers, queues=["aaa", "zzz"])
+    assert first["job"]["id"] == high["id"]
+    rest = await api.claim(headers, queues=["zzz", "aaa"], max_jobs=2)
+    assert [lease["job"]["id"] for lease in rest] == [newer["id"], low["id"]]
+
+
+async def test_jobs_of_one_lock_in_two_queues_are_claimed_in_priority_then_age_order(
+    api: Api,
+) -> None:
+    """Locks are global (SPEC 9): their order 5 holds across the queues a claim names."""
+    _, headers = await api.agent()
+    oldest = await api.enqueue(queue="aaa", lock="L", priority=0)
+    api.clock.advance(0.01)
+    newest = await api.enqueue(queue="zzz", lock="L", priority=0)
+    api.clock.advance(0.01)
+    urgent = await api.enqueue(queue="zzz", lock="L", priority=1)
+    got = []
+    for _ in range(3):
+        [lease] = await api.claim(headers, queues=["aaa", "zzz"])
+        got.append(lease["job"]["id"])
+        done = await api.client.post(
+            f"/v1/jobs/{got[-1]}/complete", json={"epoch": 1}, headers=headers
+        )
+        assert done.status_code == 200, done.text
+    assert got == [urgent["id"], oldest["id"], newest["id"]]
+
+
+async def test_a_claim_naming_no_queue_keeps_priority_order_while_another_queue_is_paused(
+    api: Api,
+) -> None:
+    """With a queue paused, a claim over every other queue still takes the highest priority."""
+    _, headers = await api.agent()
+    await api.enqueue(queue="aaa", priority=-100)
+    high = await api.enqueue(queue="zzz", priority=100)
+    r = await api.client.post("/v1/queues/mmm/pause", headers=api.admin)
+    assert r.status_code == 200, r.text
+    [lease] = await api.claim(headers)
+    assert lease["job"]["id"] == high["id"]
+
+
 async def test_future_run_after_is_not_claimable_until_due(api: Api) -> None:
     """A job with run_after in the future is claimed only once the time has come."""
     _, headers = await api.agent()
