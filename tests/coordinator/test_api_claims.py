@@ -177,6 +177,33 @@ async def test_long_poll_returns_empty_when_the_wait_ends(api: Api) -> None:
     assert await api.claim(headers, wait_seconds=0.1) == []
 
 
+async def test_long_polls_answer_nothing_at_once_when_the_server_begins_to_shut_down(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shutting down (serve's protocol, ``test_serve_shutdown.py``) ends waiting long-polls."""
+    _, headers = await api.agent()
+    waiting = asyncio.Event()
+    wait = api.co.notifier.wait
+
+    async def entered(seconds: float, since: int, interval: float) -> bool:
+        waiting.set()
+        return await wait(seconds, since, interval)
+
+    monkeypatch.setattr(api.co.notifier, "wait", entered)
+    waiter = asyncio.create_task(api.claim(headers, wait_seconds=30))
+    await asyncio.wait_for(waiting.wait(), 5)
+    api.co.notifier.shut()  # what the app's begin_shutdown does
+    assert await asyncio.wait_for(waiter, 5) == []
+    assert await asyncio.wait_for(api.claim(headers, wait_seconds=30), 5) == []
+    r = await api.client.post(
+        "/v1/reports", json={"items": [], "claim": {"wait_seconds": 30}}, headers=headers
+    )
+    assert r.json() == {"items": [], "leases": []}
+    job = await api.enqueue()  # a claim still leases what it finds
+    [lease] = await asyncio.wait_for(api.claim(headers, wait_seconds=30), 5)
+    assert lease["job"]["id"] == job["id"]
+
+
 async def test_many_concurrent_claimers_drain_as_many_jobs(api: Api) -> None:
     """32 agents claiming 32 queued jobs at once each get a distinct job."""
     agents = [await api.agent(name=f"a{i}") for i in range(32)]
