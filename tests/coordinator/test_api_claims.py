@@ -101,6 +101,57 @@ async def test_claims_take_higher_priority_first_then_older(api: Api) -> None:
     ]
 
 
+@pytest.mark.parametrize(("low_queue", "high_queue"), [("aaa", "zzz"), ("zzz", "aaa")])
+async def test_a_claim_over_two_queues_takes_the_higher_priority_whatever_their_names(
+    api: Api, low_queue: str, high_queue: str
+) -> None:
+    """Priority then age decide across the queues a claim names, not the queues' name order."""
+    _, headers = await api.agent(capacity=3)
+    low = await api.enqueue(queue=low_queue, priority=-100)
+    api.clock.advance(0.01)
+    high = await api.enqueue(queue=high_queue, priority=100)
+    api.clock.advance(0.01)
+    newer = await api.enqueue(queue=low_queue, priority=100)
+    [first] = await api.claim(headers, queues=["aaa", "zzz"])
+    assert first["job"]["id"] == high["id"]
+    rest = await api.claim(headers, queues=["zzz", "aaa"], max_jobs=2)
+    assert [lease["job"]["id"] for lease in rest] == [newer["id"], low["id"]]
+
+
+async def test_jobs_of_one_lock_in_two_queues_are_claimed_in_priority_then_age_order(
+    api: Api,
+) -> None:
+    """Locks are global (SPEC 9): their order 5 holds across the queues a claim names."""
+    _, headers = await api.agent()
+    oldest = await api.enqueue(queue="aaa", lock="L", priority=0)
+    api.clock.advance(0.01)
+    newest = await api.enqueue(queue="zzz", lock="L", priority=0)
+    api.clock.advance(0.01)
+    urgent = await api.enqueue(queue="zzz", lock="L", priority=1)
+    got = []
+    for _ in range(3):
+        [lease] = await api.claim(headers, queues=["aaa", "zzz"])
+        got.append(lease["job"]["id"])
+        done = await api.client.post(
+            f"/v1/jobs/{got[-1]}/complete", json={"epoch": 1}, headers=headers
+        )
+        assert done.status_code == 200, done.text
+    assert got == [urgent["id"], oldest["id"], newest["id"]]
+
+
+async def test_a_claim_naming_no_queue_keeps_priority_order_while_another_queue_is_paused(
+    api: Api,
+) -> None:
+    """With a queue paused, a claim over every other queue still takes the highest priority."""
+    _, headers = await api.agent()
+    await api.enqueue(queue="aaa", priority=-100)
+    high = await api.enqueue(queue="zzz", priority=100)
+    r = await api.client.post("/v1/queues/mmm/pause", headers=api.admin)
+    assert r.status_code == 200, r.text
+    [lease] = await api.claim(headers)
+    assert lease["job"]["id"] == high["id"]
+
+
 async def test_future_run_after_is_not_claimable_until_due(api: Api) -> None:
     """A job with run_after in the future is claimed only once the time has come."""
     _, headers = await api.agent()
@@ -124,6 +175,33 @@ async def test_long_poll_returns_empty_when_the_wait_ends(api: Api) -> None:
     """A waiting claim with nothing to claim answers an empty list."""
     _, headers = await api.agent()
     assert await api.claim(headers, wait_seconds=0.1) == []
+
+
+async def test_long_polls_answer_nothing_at_once_when_the_server_begins_to_shut_down(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shutting down (serve's protocol, ``test_serve_shutdown.py``) ends waiting long-polls."""
+    _, headers = await api.agent()
+    waiting = asyncio.Event()
+    wait = api.co.notifier.wait
+
+    async def entered(seconds: float, since: int, interval: float) -> bool:
+        waiting.set()
+        return await wait(seconds, since, interval)
+
+    monkeypatch.setattr(api.co.notifier, "wait", entered)
+    waiter = asyncio.create_task(api.claim(headers, wait_seconds=30))
+    await asyncio.wait_for(waiting.wait(), 5)
+    api.co.notifier.shut()  # what the app's begin_shutdown does
+    assert await asyncio.wait_for(waiter, 5) == []
+    assert await asyncio.wait_for(api.claim(headers, wait_seconds=30), 5) == []
+    r = await api.client.post(
+        "/v1/reports", json={"items": [], "claim": {"wait_seconds": 30}}, headers=headers
+    )
+    assert r.json() == {"items": [], "leases": []}
+    job = await api.enqueue()  # a claim still leases what it finds
+    [lease] = await asyncio.wait_for(api.claim(headers, wait_seconds=30), 5)
+    assert lease["job"]["id"] == job["id"]
 
 
 async def test_many_concurrent_claimers_drain_as_many_jobs(api: Api) -> None:

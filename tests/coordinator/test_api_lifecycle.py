@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from .conftest import Api
 
 
@@ -152,6 +154,30 @@ async def test_timeout_ends_the_attempt_as_timed_out(api: Api) -> None:
     assert await reap_once(api.co) == 1
     stored = await api.job(job["id"])
     assert stored["status"] == "failed"
+    assert stored["runs"][-1]["outcome"] == "timed_out"
+
+
+async def test_lease_expiry_never_promises_more_than_the_attempts_timeout(api: Api) -> None:
+    """With timeout 2 s and lease 30 s, claim and heartbeat answer expires_at = claim + 2 s."""
+    from fleet_coordinator.services import reap_once
+
+    _, headers = await api.agent()
+    job = await api.enqueue(timeout_seconds=2, lease_seconds=30)
+    [lease] = await api.claim(headers)
+    claimed = datetime.fromisoformat((await api.job(job["id"]))["runs"][-1]["claimed_at"])
+    deadline = claimed + timedelta(seconds=2)
+    assert datetime.fromisoformat(lease["lease"]["expires_at"]) == deadline
+    api.clock.advance(1)
+    r = await api.client.post(f"/v1/jobs/{job['id']}/heartbeat", json={"epoch": 1}, headers=headers)
+    assert r.status_code == 200, r.text
+    assert datetime.fromisoformat(r.json()["lease"]["expires_at"]) == deadline
+    api.clock.advance(1)  # at expires_at, as answered: the lease is gone
+    r = await api.client.post(f"/v1/jobs/{job['id']}/heartbeat", json={"epoch": 1}, headers=headers)
+    assert r.status_code == 409
+    assert r.json()["error"]["code"] == "lease_lost"
+    assert await reap_once(api.co) == 1
+    stored = await api.job(job["id"])
+    assert stored["status"] == "queued"
     assert stored["runs"][-1]["outcome"] == "timed_out"
 
 

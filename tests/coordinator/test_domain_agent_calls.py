@@ -77,7 +77,7 @@ def test_an_attempt_past_its_deadline_is_lost(call: AgentCall) -> None:
     held = leased(lease_seconds=30, timeout_seconds=50)
     renewed = ok(heartbeat(held, AGENT, 1, T0 + 25))
     assert renewed.lease is not None
-    assert renewed.lease.expires_at == T0 + 55
+    assert renewed.lease.expires_at == T0 + 50  # T0 + 55, capped at the deadline
     refused(call(renewed, AGENT, 1, T0 + 50), Rejection.LEASE_LOST)
 
 
@@ -128,6 +128,27 @@ def test_heartbeat_never_moves_the_deadline() -> None:
     renewed = ok(heartbeat(held, AGENT, 1, T0 + 20))
     assert renewed.lease is not None
     assert renewed.lease.deadline == T0 + 100
+
+
+def test_a_lease_never_promises_time_past_the_attempts_deadline() -> None:
+    """``expires_at`` is capped at the deadline, at the claim and at every heartbeat."""
+    held = leased(lease_seconds=30, timeout_seconds=2)
+    assert held.lease is not None
+    assert held.lease.deadline == T0 + 2
+    assert held.lease.expires_at == T0 + 2
+    renewed = ok(heartbeat(held, AGENT, 1, T0 + 1))
+    assert renewed.lease is not None
+    assert renewed.lease.expires_at == T0 + 2
+    ok(heartbeat(renewed, AGENT, 1, T0 + 1.999))
+    refused(heartbeat(renewed, AGENT, 1, T0 + 2), Rejection.LEASE_LOST)
+    # Far from the deadline the lease runs its own length.
+    far = leased(lease_seconds=30, timeout_seconds=100)
+    assert far.lease is not None
+    assert far.lease.expires_at == T0 + 30
+    for at, expires in ((T0 + 20, T0 + 50), (T0 + 45, T0 + 75), (T0 + 70, T0 + 100)):
+        far = ok(heartbeat(far, AGENT, 1, at))
+        assert far.lease is not None
+        assert far.lease.expires_at == expires
 
 
 def test_heartbeat_on_a_cancel_requested_job_succeeds_and_shows_the_request() -> None:

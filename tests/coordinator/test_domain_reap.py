@@ -85,7 +85,7 @@ def test_an_attempt_past_its_timeout_is_a_failed_attempt_with_backoff() -> None:
     """A timed-out attempt ends as timed_out, counts, and is requeued after the backoff."""
     policy = BackoffPolicy(base_seconds=7)
     held = leased(lease_seconds=30, timeout_seconds=50, max_attempts=2)
-    renewed = ok(heartbeat(held, AGENT, 1, T0 + 25))  # live until T0 + 55
+    renewed = ok(heartbeat(held, AGENT, 1, T0 + 25))  # T0 + 55, capped at the deadline
     back = ok(reap(renewed, T0 + 50, backoff=policy))
     assert back.status is JobStatus.QUEUED
     assert back.attempts == 1
@@ -125,6 +125,20 @@ def test_when_both_have_passed_the_earlier_names_the_outcome(
     """A late reaper names the outcome by whichever moment came first (a tie is a timeout)."""
     held = leased(lease_seconds=lease_seconds, timeout_seconds=timeout_seconds)
     assert ok(reap(held, T0 + 1000)).runs[-1].outcome is outcome
+
+
+def test_a_lease_capped_at_its_deadline_ends_timed_out_not_expired() -> None:
+    """Its expiry and deadline coincide, and the outcome is the timeout (SPEC 7)."""
+    held = leased(lease_seconds=30, timeout_seconds=2, max_attempts=2)
+    renewed = ok(heartbeat(held, AGENT, 1, T0 + 1))
+    assert renewed.lease is not None
+    assert renewed.lease.expires_at == renewed.lease.deadline == T0 + 2
+    assert reap_due_at(renewed) == T0 + 2
+    refused(reap(renewed, T0 + 1.999), Rejection.NOTHING_TO_REAP)
+    back = ok(reap(renewed, T0 + 2))
+    assert back.runs[-1].outcome is RunOutcome.TIMED_OUT
+    assert back.status is JobStatus.QUEUED
+    assert back.run_after > T0 + 2  # after the backoff of a failed attempt
 
 
 def test_reap_due_at_is_the_earlier_of_expiry_and_deadline() -> None:

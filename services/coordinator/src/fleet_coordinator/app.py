@@ -174,6 +174,17 @@ class _CoordinatorApp(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
         return self._front(super().build_middleware_stack())
 
+    def begin_shutdown(self) -> None:
+        """The server begins to shut down: long-polls waiting here answer nothing at once.
+
+        ``serve``'s protocol calls it when uvicorn starts its shutdown (``protocol.py``),
+        before uvicorn waits for the requests in flight; the lifespan's end comes only
+        after them, too late to cut a long-poll short.
+        """
+        co: Coordinator | None = getattr(self.state, "coordinator", None)
+        if co is not None:
+            co.notifier.shut()
+
 
 async def _to_the_guard(request: Request, exc: Exception) -> Response:
     raise exc  # the guard outside logs the defect and answers it (api/middleware.py)

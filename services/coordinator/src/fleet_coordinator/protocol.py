@@ -82,20 +82,28 @@ Direct = Callable[[dict[str, Any], bytes], Awaitable[HotAnswer | None]]
 """A request's scope and whole body to its answer, or None: the ASGI app answers it."""
 
 
-def direct_answers(app: Any) -> Direct | None:
-    """The coordinator app's direct answers (``api/direct.py``), found under uvicorn's layers.
+def _under_layers(app: Any, name: str) -> Any:
+    """The first non-None attribute ``name`` of ``app`` or of a layer under it, else None.
 
     uvicorn wraps the app it is given (proxy headers, message logging), each layer
-    keeping the next as ``.app``; another app has none, and is only served by ASGI.
+    keeping the next as ``.app``.
     """
     for _ in range(8):
-        found = getattr(app, "direct_answers", None)
+        found = getattr(app, name, None)
         if found is not None:
-            return cast("Direct", found)
+            return found
         app = getattr(app, "app", None)
         if app is None:
             break
     return None
+
+
+def direct_answers(app: Any) -> Direct | None:
+    """The coordinator app's direct answers (``api/direct.py``), found under uvicorn's layers.
+
+    Another app has none, and is only served by ASGI.
+    """
+    return cast("Direct | None", _under_layers(app, "direct_answers"))
 
 
 def _nothing() -> None:
@@ -335,6 +343,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        """The server begins to shut down: the app's long-polls answer nothing first.
+
+        uvicorn calls this on every open connection as its shutdown starts, then waits
+        for every request in flight before the lifespan ends; a waiting long-poll would
+        hold the exit up for the rest of its wait. The coordinator app ends them now
+        (``begin_shutdown``: they answer ``{"leases": []}``); then, as uvicorn does, an
+        idle connection closes and a busy one closes after its answer.
+        """
+        begin = _under_layers(self.app, "begin_shutdown")
+        if begin is not None:
+            begin()
+        super().shutdown()
 
     def on_response_complete(self) -> None:
         """Start the next pipelined request; read on only once none is left waiting.

@@ -16,6 +16,7 @@ import itertools
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from sortedcontainers import SortedList
@@ -444,11 +445,23 @@ class MemoryBackend:
         equal: dict[str, Any],
         reverse: bool,
     ) -> Iterator[tuple[str, str]]:
+        """Each equality prefix's range of ``entries``, merged in the query's order.
+
+        An ``in`` filter on a prefix field gives one range per value. Within a range
+        the entries share the prefix, so index order is the query's order; across
+        ranges the merge must compare only what follows the prefix (the sort values,
+        then id and partition key, the tie-breakers every provider uses), or the
+        results would come prefix by prefix (a claim over two queues would take
+        the first queue's jobs, by name, before the other's higher priorities).
+        """
         ranges = []
         for prefix in prefix_keys(fields[:start], equal):
             lo, hi, inclusive = self._bounds(plan, fields, start, prefix, reverse)
             ranges.append(entries.irange(lo, hi, inclusive, reverse=reverse))
-        merged = ranges[0] if len(ranges) == 1 else heapq.merge(*ranges, reverse=reverse)
+        if len(ranges) == 1:
+            merged: Iterator[tuple[Any, ...]] = ranges[0]
+        else:
+            merged = heapq.merge(*ranges, key=itemgetter(slice(start, None)), reverse=reverse)
         for entry in merged:
             yield entry[-1], entry[-2]
 

@@ -198,7 +198,10 @@ class LeaseOut(BaseModel):
     agent_id: str
     run_id: str
     epoch: int
-    expires_at: datetime
+    expires_at: datetime = Field(
+        description="When the lease is lost unless renewed: now + lease_seconds at the claim"
+        " and at each heartbeat, never later than the attempt's timeout (claim + timeout_seconds)"
+    )
 
 
 class RunOut(BaseModel):

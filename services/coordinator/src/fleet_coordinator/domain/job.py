@@ -36,6 +36,7 @@ class Lease:
     run_id: str
     epoch: int
     expires_at: Timestamp
+    """When the lease is lost unless renewed; never after ``deadline`` (``leasing._expiry``)."""
     claimed_at: Timestamp
     deadline: Timestamp | None = None
     """When the attempt times out (``claimed_at + timeout_seconds``); heartbeats never move it."""

@@ -51,7 +51,7 @@ def claim(
         agent_id=agent_id,
         run_id=run_id,
         epoch=epoch,
-        expires_at=now + seconds,
+        expires_at=_expiry(now, seconds, deadline),
         claimed_at=now,
         deadline=deadline,
     )
@@ -69,6 +69,19 @@ def claim(
     )
 
 
+def _expiry(now: Timestamp, seconds: float, deadline: Timestamp | None) -> Timestamp:
+    """``now + seconds``, but never past the attempt's deadline.
+
+    The lease is lost at the deadline whatever ``expires_at`` says (``Lease.is_live``),
+    and agents schedule their heartbeats and give up their reports by ``expires_at``
+    (SPEC 3: a lease not renewed by then is lost): a later value would promise time
+    the attempt does not have. At the deadline ``reap`` still names the outcome
+    ``timed_out`` (the deadline is not after the expiry).
+    """
+    expires = now + seconds
+    return expires if deadline is None or expires < deadline else deadline
+
+
 def heartbeat(
     job: JobState,
     agent_id: str,
@@ -78,7 +91,9 @@ def heartbeat(
     lease_seconds: float | None = None,
     progress: Any = None,
 ) -> JobState | Rejected:
-    """Renew the holder's live lease to ``now + lease_seconds``; the deadline never moves.
+    """Renew the holder's live lease to ``now + lease_seconds`` (at most its deadline).
+
+    The deadline never moves: a heartbeat cannot stretch an attempt past its timeout.
 
     A ``progress`` other than None is kept on the current run (the console shows it).
     """
@@ -86,7 +101,7 @@ def heartbeat(
     if isinstance(lease, Rejected):
         return lease
     seconds = job.lease_seconds if lease_seconds is None else lease_seconds
-    renewed = replace(lease, expires_at=now + seconds)
+    renewed = replace(lease, expires_at=_expiry(now, seconds, lease.deadline))
     current = job.current_run
     if progress is None or current is None:
         return moved(job, JobStatus.LEASED, now, lease=renewed)

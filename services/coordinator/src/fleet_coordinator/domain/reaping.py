@@ -45,7 +45,8 @@ def reap(
     ``timed_out`` and counts as a failed attempt, so it is requeued after
     backoff. Either way the attempt is counted: with none left the job fails,
     and a cancel-requested job is cancelled. When both moments have passed,
-    whichever came first names the outcome.
+    whichever came first names the outcome; a tie is a timeout, which is what a
+    lease whose expiry was capped at its deadline (``leasing._expiry``) ends as.
     """
     if job.is_terminal:
         return Rejected(Rejection.ALREADY_TERMINAL, f"job is already {job.status.value}")

@@ -43,6 +43,8 @@ class Notifier:
         self._tick: asyncio.TimerHandle | None = None
         self.generation = 0
         """Counts notifications, so a waiter can tell it missed one while it was busy."""
+        self.closing = False
+        """Set once the server begins to shut down (``shut``): no long-poll waits after."""
 
     def notify(self) -> None:
         """Wake every current waiter: jobs were enqueued here."""
@@ -61,8 +63,11 @@ class Notifier:
         """Wait for a notification after generation ``since`` or the next shared tick.
 
         True when woken (worth claiming again), False when ``seconds`` ran out
-        first; the tick comes at most ``interval`` seconds after the first waiter.
+        first or the server is shutting down; the tick comes at most ``interval``
+        seconds after the first waiter.
         """
+        if self.closing:
+            return False
         if self.generation != since:
             return True  # one came while the caller was claiming: do not sleep through it
         if self._tick is None:
@@ -72,7 +77,21 @@ class Notifier:
             await asyncio.wait_for(event.wait(), seconds)
         except TimeoutError:
             return False
-        return True
+        return not self.closing
+
+    def shut(self) -> None:
+        """The server begins to shut down: every waiter wakes for good, and none waits after.
+
+        uvicorn stops only once every request in flight is answered, and a waiting
+        long-poll would hold the exit up for the rest of its wait (up to 30 s, the
+        whole of a default Kubernetes grace period) only to answer nothing; its
+        agent gains nothing by waiting on a replica that is going away.
+        """
+        if self.closing:
+            return  # called once per open connection (protocol.py)
+        self.closing = True
+        self.close()
+        self._wake()
 
     def close(self) -> None:
         """Cancel the pending tick (at shutdown)."""
