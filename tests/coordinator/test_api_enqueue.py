@@ -126,6 +126,27 @@ async def test_a_key_taken_while_a_batch_is_written_is_a_503_a_retry_completes_o
     assert (kinds.count("free"), kinds.count("keyed"), kinds.count("other")) == (40, 40, 1)
 
 
+async def test_a_refused_enqueue_leaves_no_queue_behind(api: Api) -> None:
+    """A 409, alone or in a batch, writes no queue marker: GET /v1/queues lists no new queue.
+
+    Before, the marker was written before the create that was refused, and the
+    queue was listed with zero jobs.
+    """
+    body = {"kind": "idem", "payload": {"a": 1}, "idempotency_key": "k1"}
+    await api.enqueue(**body)
+    r = await api.client.post("/v1/jobs", json={**body, "queue": "ghost"}, headers=api.admin)
+    assert r.status_code == 409, r.text
+    jobs = [{"kind": "k", "queue": "ghost-b"}, {**body, "queue": "ghost-c"}]
+    r = await api.client.post("/v1/jobs/batch", json={"jobs": jobs}, headers=api.admin)
+    assert r.status_code == 409, r.text
+    r = await api.client.get("/v1/queues", headers=api.admin)
+    assert [q["queue"] for q in r.json()["items"]] == ["default"]
+    # A keyed job's queue is listed once it is stored, and after a replay.
+    await api.enqueue(kind="idem", idempotency_key="k2", queue="keyed")
+    r = await api.client.get("/v1/queues", headers=api.admin)
+    assert [q["queue"] for q in r.json()["items"]] == ["default", "keyed"]
+
+
 async def test_a_batch_counts_each_created_job_once_in_its_queue(api: Api) -> None:
     """``fleet_jobs_enqueued_total`` grows by the jobs a batch created, per queue (a replay: 0)."""
     jobs = [

@@ -117,15 +117,22 @@ async def _create(co: Coordinator, state: JobState, body: dict[str, Any]) -> tup
 async def enqueue(co: Coordinator, new: NewJob) -> tuple[JobState, bool]:
     """Enqueue one job (one store request); return it and whether it was created now."""
     now = co.clock.now()
-    await _remember_queue(co, new.queue, now)
+    if new.idempotency_key is None:
+        # Never refused: the marker first, so no job exists in a queue that is not listed.
+        await _remember_queue(co, new.queue, now)
     state, created = await _create(co, *_build(co, new, now))
-    if not created:
-        return state, False
-    co.metrics.labelled(co.metrics.enqueued, state.queue).inc()
-    co.throughput.add(Event.ENQUEUED, now)
-    co.log.info("coordinator.job.enqueued", job_id=state.id, queue=state.queue)
-    co.notifier.notify()
-    return state, True
+    if created:
+        co.metrics.labelled(co.metrics.enqueued, state.queue).inc()
+        co.throughput.add(Event.ENQUEUED, now)
+        co.log.info("coordinator.job.enqueued", job_id=state.id, queue=state.queue)
+        co.notifier.notify()
+    if new.idempotency_key is not None:
+        # After the create, which may be refused (409) and then writes nothing, the
+        # marker included; after the job is counted and announced too. A replay writes
+        # it as well: a retry after the marker's write failed (503, the job stored)
+        # completes it.
+        await _remember_queue(co, new.queue, now)
+    return state, created
 
 
 async def _stored(co: Coordinator, bodies: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -157,8 +164,6 @@ async def enqueue_batch(co: Coordinator, jobs: Sequence[NewJob]) -> list[JobStat
        creates the rest, so each job of the batch exists once.
     """
     now = co.clock.now()
-    for queue in {j.queue for j in jobs}:
-        await _remember_queue(co, queue, now)
     built: list[tuple[JobState, dict[str, Any]]] = [
         _build(co, new, now, i) for i, new in enumerate(jobs)
     ]
@@ -176,6 +181,9 @@ async def enqueue_batch(co: Coordinator, jobs: Sequence[NewJob]) -> list[JobStat
                 result[i] = _replayed(state, found, str(body.get("request_hash", "")))
                 created[i] = False
                 landed[i] = True
+    # After the check, so that a 409 writes nothing (no queue marker either).
+    for queue in {j.queue for j in jobs}:
+        await _remember_queue(co, queue, now)
 
     async def write(shard: str, chunk: list[int]) -> None:
         try:
