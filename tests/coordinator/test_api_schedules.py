@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from fleet_coordinator.services import fire_due
+from fleet_coordinator.services import NewJob, enqueue, fire_due
+from structlog.testing import capture_logs
 
 from .conftest import Api
 
@@ -135,3 +136,51 @@ async def test_a_deleted_schedule_fires_nothing(api: Api) -> None:
     await api.client.delete("/v1/schedules/five", headers=api.admin)
     api.clock.set(datetime(2026, 5, 4, 10, 5, tzinfo=UTC).timestamp())
     assert await fire_due(api.co) == 0
+
+
+async def test_a_schedule_that_cannot_fire_does_not_hold_back_the_others(api: Api) -> None:
+    """An occurrence key taken by a job with another body: that schedule logs, the rest fire.
+
+    Such a job could be enqueued through the API before ``schedule:`` keys were
+    reserved. Before, its conflict ended the whole sweep on every tick, and every
+    schedule named after it lost its occurrences.
+    """
+    api.clock.set(START)
+    for name in ("a-poison", "b-victim"):
+        assert (await _put(api, name, cron="* * * * *")).status_code == 201
+    squat = NewJob(
+        kind="squat", payload={}, idempotency_key="schedule:a-poison:2026-05-04T10:01:00+00:00"
+    )
+    await enqueue(api.co, squat)
+    api.clock.set(datetime(2026, 5, 4, 10, 1, 2, tzinfo=UTC).timestamp())
+    with capture_logs() as logs:
+        assert await fire_due(api.co) == 1
+    assert len(await _scheduled(api, "b-victim")) == 1
+    [failed] = [e for e in logs if e["event"] == "coordinator.schedule.fire_failed"]
+    assert failed["name"] == "a-poison"
+    assert failed["code"] == "idempotency_conflict"
+    api.clock.set(datetime(2026, 5, 4, 10, 2, 2, tzinfo=UTC).timestamp())
+    assert await fire_due(api.co) == 2  # the next occurrence of each
+
+
+async def test_an_enqueue_may_not_use_a_schedule_occurrence_key(api: Api) -> None:
+    """Keys starting with ``schedule:`` are the scheduler's: 422 alone or in a batch, nothing
+    stored."""
+    key = "schedule:nightly:2026-05-05T01:00:00+00:00"
+    r = await api.client.post(
+        "/v1/jobs", json={"kind": "report", "idempotency_key": key}, headers=api.admin
+    )
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["code"] == "validation_error"
+    [detail] = error["details"]["errors"]
+    assert detail["loc"] == ["body", "idempotency_key"]
+    assert "reserved for the occurrences of schedules" in detail["msg"]
+    jobs = [{"kind": "report"}, {"kind": "report", "idempotency_key": key}]
+    r = await api.client.post("/v1/jobs/batch", json={"jobs": jobs}, headers=api.admin)
+    assert r.status_code == 422, r.text
+    assert (await api.client.get("/v1/jobs", headers=api.admin)).json()["items"] == []
+    r = await api.client.post(
+        "/v1/jobs", json={"kind": "report", "idempotency_key": "Schedule:x"}, headers=api.admin
+    )
+    assert r.status_code == 201, r.text  # another key: its id is not an occurrence's

@@ -18,6 +18,8 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
+from ..store import OCCURRENCE_KEY_PREFIX
+
 __all__ = [
     "AgentCreate",
     "AgentCreated",
@@ -120,7 +122,12 @@ class JobCreate(_In):
     timeout_seconds: float | None = Field(default=None, gt=0, le=7 * 86_400, strict=True)
     run_after: AwareDatetime | None = None
     requires: Labels = Field(default_factory=dict)
-    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = Field(
+        default=None,
+        description="A repeat with the same key and body is the same job (200); another body "
+        f"is 409. Keys starting with `{OCCURRENCE_KEY_PREFIX}` are reserved for the "
+        "occurrences of schedules (422).",
+    )
     lock: LockName | None = Field(
         default=None,
         description="Jobs that share a lock never hold live leases at the same time "
@@ -134,6 +141,18 @@ class JobCreate(_In):
         # Unix seconds: 1700000000 meant as a delay would land in 2023 and run at once.
         if value is not None and (not isinstance(value, str) or _NUMBER.fullmatch(value)):
             raise ValueError("run_after must be an ISO-8601 date and time with a UTC offset")
+        return value
+
+    @field_validator("idempotency_key")
+    @classmethod
+    def _not_an_occurrence_key(cls, value: str | None) -> str | None:
+        # A job under a schedule's occurrence key, with its own body, would make the
+        # occurrence's enqueue a conflict: that occurrence would never run.
+        if value is not None and value.startswith(OCCURRENCE_KEY_PREFIX):
+            raise ValueError(
+                f"idempotency keys starting with {OCCURRENCE_KEY_PREFIX!r} are reserved for "
+                "the occurrences of schedules"
+            )
         return value
 
     @field_validator("run_after")
