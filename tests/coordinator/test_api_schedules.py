@@ -74,10 +74,39 @@ async def test_cron_and_timezone_outside_the_spec_are_refused(
     assert (await api.client.get("/v1/schedules/bad", headers=api.admin)).status_code == 404
 
 
-async def test_a_scheduled_job_may_not_carry_a_key_or_a_due_time(api: Api) -> None:
-    """The occurrence decides the idempotency key and the time."""
-    job = {"kind": "report", "idempotency_key": "x"}
-    assert (await _put(api, "s", cron="* * * * *", job=job)).status_code == 422
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("idempotency_key", "x"),
+        ("run_after", "2030-01-01T00:00:00Z"),
+        ("traceparent", "00-" + "1" * 32 + "-" + "2" * 16 + "-01"),
+    ],
+)
+async def test_a_scheduled_job_may_not_carry_a_key_a_due_time_or_a_trace(
+    api: Api, field: str, value: str
+) -> None:
+    """The occurrence decides the idempotency key, the time and the trace: 422 naming the field,
+    nothing stored. (A traceparent was accepted and silently dropped.)"""
+    r = await _put(api, "s", cron="* * * * *", job={"kind": "report", field: value})
+    assert r.status_code == 422, r.text
+    [detail] = r.json()["error"]["details"]["errors"]
+    assert detail["loc"] == ["body", "job"]
+    assert f"a scheduled job takes no {field}" in detail["msg"]
+    assert (await api.client.get("/v1/schedules/s", headers=api.admin)).status_code == 404
+
+
+async def test_the_schema_of_a_scheduled_job_is_what_a_schedule_keeps(api: Api) -> None:
+    """OpenAPI's ``ScheduledJob`` lists exactly the template fields a schedule stores and fires."""
+    from fleet_coordinator.services.schedules import TEMPLATE_FIELDS
+
+    schema = (await api.client.get("/openapi.json")).json()["components"]["schemas"]
+    assert set(schema["ScheduledJob"]["properties"]) == set(TEMPLATE_FIELDS)
+    job = {"kind": "report", "queue": "cron", "payload": {"a": 1}, "priority": 2, "lock": "l"}
+    job |= {"max_attempts": 4, "lease_seconds": 5.0, "timeout_seconds": 6.0, "requires": {"a": "b"}}
+    assert set(job) == set(TEMPLATE_FIELDS)
+    r = await _put(api, "s", cron="* * * * *", job=job)
+    assert r.status_code == 201, r.text
+    assert r.json()["job"] == job
 
 
 async def test_each_occurrence_is_enqueued_once_and_carries_the_schedule(api: Api) -> None:

@@ -59,7 +59,10 @@ TEMPLATE_FIELDS = (
     "requires",
     "lock",
 )
-"""The job fields a schedule's template may carry (no idempotency key, no run_after)."""
+"""The job fields a schedule's template carries: those of ``api.models.ScheduledJob``.
+
+No idempotency key, run_after or traceparent: each occurrence has its own.
+"""
 
 
 def _cron(body: Mapping[str, Any]) -> CronSchedule:
