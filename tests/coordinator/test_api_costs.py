@@ -93,6 +93,26 @@ async def test_batched_lifecycle_costs_at_most_three_and_a_half_requests_per_job
     assert sum(calls.values()) / 100 <= 3.5, calls
 
 
+async def test_a_batch_checks_its_keys_with_one_query_a_shard_and_keyless_jobs_with_none(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A keyless batch is its transactional batches alone; a keyed one adds a query per shard."""
+    await api.enqueue()  # the queue marker
+    calls = count_requests(api, monkeypatch)
+    jobs: list[dict[str, Any]] = [{"kind": "k"} for _ in range(1000)]
+    r = await api.client.post("/v1/jobs/batch", json={"jobs": jobs}, headers=api.admin)
+    assert r.status_code == 201
+    shards = api.co.settings.job_shards
+    assert set(calls) == {"jobs.batch"}, calls
+    assert shards <= calls["jobs.batch"] <= 2 * shards
+    calls.clear()
+    keyed = [{"kind": "k", "idempotency_key": f"c-{i}"} for i in range(100)]
+    r = await api.client.post("/v1/jobs/batch", json={"jobs": keyed}, headers=api.admin)
+    assert r.status_code == 201
+    assert set(calls) == {"jobs.query", "jobs.batch"}, calls
+    assert calls["jobs.query"] == calls["jobs.batch"] <= shards
+
+
 async def test_idle_long_polls_of_a_replica_share_their_re_queries(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -64,6 +64,89 @@ async def test_batch_retry_with_idempotency_keys_enqueues_each_job_once(api: Api
     assert len(listed.json()["items"]) == 30
 
 
+async def _stored_jobs(api: Api) -> list[dict[str, Any]]:
+    r = await api.client.get("/v1/jobs?limit=1000", headers=api.admin)
+    items: list[dict[str, Any]] = r.json()["items"]
+    return items
+
+
+async def test_a_batch_reusing_a_key_with_another_body_enqueues_nothing(api: Api) -> None:
+    """A batch whose key was used with another body is 409 with nothing written, in any shard.
+
+    The corrected batch then enqueues each job once. Before, the jobs of the other
+    shards (and those before the conflict in its shard) were stored with the 409, and
+    the corrected retry stored every keyless job a second time.
+    """
+    used = await api.enqueue(kind="pw", payload={}, idempotency_key="pw-used")
+    jobs: list[dict[str, Any]] = [{"kind": "pw-batch", "payload": {"i": i}} for i in range(40)]
+    jobs += [{"kind": "pw-keyed", "idempotency_key": f"pw-{i}"} for i in range(10)]
+    jobs.append({"kind": "pw", "payload": {}, "idempotency_key": "pw-used", "priority": 5})
+    r = await api.client.post("/v1/jobs/batch", json={"jobs": jobs}, headers=api.admin)
+    assert r.status_code == 409, r.text
+    assert r.json()["error"]["code"] == "idempotency_conflict"
+    assert r.json()["error"]["details"] == {"idempotency_key": "pw-used"}
+    assert [j["id"] for j in await _stored_jobs(api)] == [used["id"]]
+    jobs[-1]["priority"] = 0
+    r = await api.client.post("/v1/jobs/batch", json={"jobs": jobs}, headers=api.admin)
+    assert r.status_code == 201, r.text
+    assert r.json()["items"][-1]["id"] == used["id"]
+    assert len(await _stored_jobs(api)) == 51
+
+
+async def test_a_key_taken_while_a_batch_is_written_is_a_503_a_retry_completes_once(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key another request takes between the batch's check and its write: 503, no keyless job
+    written; the retry is 409 before any write, and the corrected batch stores each job once."""
+    from fleet_coordinator.services import NewJob, enqueue
+
+    store = api.co.jobs.inner
+    batch = store.batch
+
+    async def a_concurrent_enqueue_takes_the_key_first(*args: Any) -> Any:
+        monkeypatch.undo()  # once: before the batch's first write, after its check
+        await enqueue(api.co, NewJob(kind="other", payload={}, idempotency_key="race"))
+        return await batch(*args)
+
+    jobs: list[dict[str, Any]] = [{"kind": "free", "payload": {"i": i}} for i in range(40)]
+    jobs += [{"kind": "keyed", "idempotency_key": f"key-{i}"} for i in range(40)]
+    jobs.append({"kind": "keyed", "idempotency_key": "race"})
+    monkeypatch.setattr(store, "batch", a_concurrent_enqueue_takes_the_key_first)
+    r = await api.client.post("/v1/jobs/batch", json={"jobs": jobs}, headers=api.admin)
+    assert r.status_code == 503, r.text
+    assert r.json()["error"]["details"] == {"idempotency_key": "race"}
+    stored = await _stored_jobs(api)
+    assert {j["kind"] for j in stored} <= {"other", "keyed"}
+    r = await api.client.post("/v1/jobs/batch", json={"jobs": jobs}, headers=api.admin)
+    assert r.status_code == 409, r.text
+    assert len(await _stored_jobs(api)) == len(stored)
+    r = await api.client.post("/v1/jobs/batch", json={"jobs": jobs[:-1]}, headers=api.admin)
+    assert r.status_code == 201, r.text
+    kinds = [j["kind"] for j in await _stored_jobs(api)]
+    assert (kinds.count("free"), kinds.count("keyed"), kinds.count("other")) == (40, 40, 1)
+
+
+async def test_a_refused_enqueue_leaves_no_queue_behind(api: Api) -> None:
+    """A 409, alone or in a batch, writes no queue marker: GET /v1/queues lists no new queue.
+
+    Before, the marker was written before the create that was refused, and the
+    queue was listed with zero jobs.
+    """
+    body = {"kind": "idem", "payload": {"a": 1}, "idempotency_key": "k1"}
+    await api.enqueue(**body)
+    r = await api.client.post("/v1/jobs", json={**body, "queue": "ghost"}, headers=api.admin)
+    assert r.status_code == 409, r.text
+    jobs = [{"kind": "k", "queue": "ghost-b"}, {**body, "queue": "ghost-c"}]
+    r = await api.client.post("/v1/jobs/batch", json={"jobs": jobs}, headers=api.admin)
+    assert r.status_code == 409, r.text
+    r = await api.client.get("/v1/queues", headers=api.admin)
+    assert [q["queue"] for q in r.json()["items"]] == ["default"]
+    # A keyed job's queue is listed once it is stored, and after a replay.
+    await api.enqueue(kind="idem", idempotency_key="k2", queue="keyed")
+    r = await api.client.get("/v1/queues", headers=api.admin)
+    assert [q["queue"] for q in r.json()["items"]] == ["default", "keyed"]
+
+
 async def test_a_batch_counts_each_created_job_once_in_its_queue(api: Api) -> None:
     """``fleet_jobs_enqueued_total`` grows by the jobs a batch created, per queue (a replay: 0)."""
     jobs = [

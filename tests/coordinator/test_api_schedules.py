@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from fleet_coordinator.services import fire_due
+from fleet_coordinator.services import NewJob, enqueue, fire_due
+from structlog.testing import capture_logs
 
 from .conftest import Api
 
@@ -73,10 +74,39 @@ async def test_cron_and_timezone_outside_the_spec_are_refused(
     assert (await api.client.get("/v1/schedules/bad", headers=api.admin)).status_code == 404
 
 
-async def test_a_scheduled_job_may_not_carry_a_key_or_a_due_time(api: Api) -> None:
-    """The occurrence decides the idempotency key and the time."""
-    job = {"kind": "report", "idempotency_key": "x"}
-    assert (await _put(api, "s", cron="* * * * *", job=job)).status_code == 422
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("idempotency_key", "x"),
+        ("run_after", "2030-01-01T00:00:00Z"),
+        ("traceparent", "00-" + "1" * 32 + "-" + "2" * 16 + "-01"),
+    ],
+)
+async def test_a_scheduled_job_may_not_carry_a_key_a_due_time_or_a_trace(
+    api: Api, field: str, value: str
+) -> None:
+    """The occurrence decides the idempotency key, the time and the trace: 422 naming the field,
+    nothing stored. (A traceparent was accepted and silently dropped.)"""
+    r = await _put(api, "s", cron="* * * * *", job={"kind": "report", field: value})
+    assert r.status_code == 422, r.text
+    [detail] = r.json()["error"]["details"]["errors"]
+    assert detail["loc"] == ["body", "job"]
+    assert f"a scheduled job takes no {field}" in detail["msg"]
+    assert (await api.client.get("/v1/schedules/s", headers=api.admin)).status_code == 404
+
+
+async def test_the_schema_of_a_scheduled_job_is_what_a_schedule_keeps(api: Api) -> None:
+    """OpenAPI's ``ScheduledJob`` lists exactly the template fields a schedule stores and fires."""
+    from fleet_coordinator.services.schedules import TEMPLATE_FIELDS
+
+    schema = (await api.client.get("/openapi.json")).json()["components"]["schemas"]
+    assert set(schema["ScheduledJob"]["properties"]) == set(TEMPLATE_FIELDS)
+    job = {"kind": "report", "queue": "cron", "payload": {"a": 1}, "priority": 2, "lock": "l"}
+    job |= {"max_attempts": 4, "lease_seconds": 5.0, "timeout_seconds": 6.0, "requires": {"a": "b"}}
+    assert set(job) == set(TEMPLATE_FIELDS)
+    r = await _put(api, "s", cron="* * * * *", job=job)
+    assert r.status_code == 201, r.text
+    assert r.json()["job"] == job
 
 
 async def test_each_occurrence_is_enqueued_once_and_carries_the_schedule(api: Api) -> None:
@@ -135,3 +165,51 @@ async def test_a_deleted_schedule_fires_nothing(api: Api) -> None:
     await api.client.delete("/v1/schedules/five", headers=api.admin)
     api.clock.set(datetime(2026, 5, 4, 10, 5, tzinfo=UTC).timestamp())
     assert await fire_due(api.co) == 0
+
+
+async def test_a_schedule_that_cannot_fire_does_not_hold_back_the_others(api: Api) -> None:
+    """An occurrence key taken by a job with another body: that schedule logs, the rest fire.
+
+    Such a job could be enqueued through the API before ``schedule:`` keys were
+    reserved. Before, its conflict ended the whole sweep on every tick, and every
+    schedule named after it lost its occurrences.
+    """
+    api.clock.set(START)
+    for name in ("a-poison", "b-victim"):
+        assert (await _put(api, name, cron="* * * * *")).status_code == 201
+    squat = NewJob(
+        kind="squat", payload={}, idempotency_key="schedule:a-poison:2026-05-04T10:01:00+00:00"
+    )
+    await enqueue(api.co, squat)
+    api.clock.set(datetime(2026, 5, 4, 10, 1, 2, tzinfo=UTC).timestamp())
+    with capture_logs() as logs:
+        assert await fire_due(api.co) == 1
+    assert len(await _scheduled(api, "b-victim")) == 1
+    [failed] = [e for e in logs if e["event"] == "coordinator.schedule.fire_failed"]
+    assert failed["name"] == "a-poison"
+    assert failed["code"] == "idempotency_conflict"
+    api.clock.set(datetime(2026, 5, 4, 10, 2, 2, tzinfo=UTC).timestamp())
+    assert await fire_due(api.co) == 2  # the next occurrence of each
+
+
+async def test_an_enqueue_may_not_use_a_schedule_occurrence_key(api: Api) -> None:
+    """Keys starting with ``schedule:`` are the scheduler's: 422 alone or in a batch, nothing
+    stored."""
+    key = "schedule:nightly:2026-05-05T01:00:00+00:00"
+    r = await api.client.post(
+        "/v1/jobs", json={"kind": "report", "idempotency_key": key}, headers=api.admin
+    )
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["code"] == "validation_error"
+    [detail] = error["details"]["errors"]
+    assert detail["loc"] == ["body", "idempotency_key"]
+    assert "reserved for the occurrences of schedules" in detail["msg"]
+    jobs = [{"kind": "report"}, {"kind": "report", "idempotency_key": key}]
+    r = await api.client.post("/v1/jobs/batch", json={"jobs": jobs}, headers=api.admin)
+    assert r.status_code == 422, r.text
+    assert (await api.client.get("/v1/jobs", headers=api.admin)).json()["items"] == []
+    r = await api.client.post(
+        "/v1/jobs", json={"kind": "report", "idempotency_key": "Schedule:x"}, headers=api.admin
+    )
+    assert r.status_code == 201, r.text  # another key: its id is not an occurrence's

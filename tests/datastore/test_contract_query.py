@@ -274,6 +274,11 @@ async def test_limit_equal_to_the_matches_returns_no_continuation(seeded: Contai
             id="filtered-ordered",
         ),
         pytest.param(Query(partition_key="q2", order_by=["created_at"]), id="partition"),
+        pytest.param(Query(where=[in_("id", ["f", "a", "zz", "c", "g", "d"])]), id="id-in"),
+        pytest.param(
+            Query(where=[in_("id", ["f", "a", "zz", "g"])], order_by=["-id"]), id="id-in-desc"
+        ),
+        pytest.param(Query(where=[in_("id", ["d", "e", "a"])], partition_key="q2"), id="id-in-pk"),
     ],
 )
 async def test_continuation_pages_return_every_match_exactly_once_in_order(
@@ -347,6 +352,10 @@ async def test_paging_across_partitions_with_a_shared_id_returns_each_document_o
     pages = await all_pages(jobs, Query(limit=1))
     got = sorted((d.id, d.partition_key) for p in pages for d in p.items)
     assert got == sorted((i, q) for i in ("same", "z") for q in ("q1", "q2", "q3"))
+    pages = await all_pages(jobs, Query(where=[in_("id", ["same", "nope"])], limit=1))
+    assert [(d.id, d.partition_key) for p in pages for d in p.items] == [
+        ("same", q) for q in ("q1", "q2", "q3")
+    ]
 
 
 # -- partition and count ----------------------------------------------------------------

@@ -118,6 +118,15 @@ class _Table:
             new.keys = keys
 
 
+def _named_ids(where: tuple[Filter, ...]) -> set[str] | None:
+    """The ids an ``eq`` or ``in`` filter on ``id`` allows, or None when none is given."""
+    for f in where:
+        if f.field == "id" and f.op in ("eq", "in"):
+            values = f.value if isinstance(f.value, tuple) else (f.value,)
+            return {v for v in values if isinstance(v, str)}
+    return None
+
+
 _ROOTS: dict[Index, frozenset[str]] = {}
 
 
@@ -411,6 +420,17 @@ class MemoryBackend:
                 hi = tuple(plan.after)
             else:
                 lo = tuple(plan.after)
+        named = _named_ids(plan.where)
+        if named is not None:
+            # An id filter names its documents (a batch's keyed ids, checked before
+            # they are written): look each one up instead of walking every id.
+            for doc_id in sorted(named, reverse=reverse):
+                for entry in table.by_id.irange(
+                    (doc_id,), (doc_id + "\x00",), (True, False), reverse=reverse
+                ):
+                    if (lo is None or entry > lo) and (hi is None or entry < hi):
+                        yield entry[1], entry[0]
+            return
         for doc_id, pk in table.by_id.irange(lo, hi, (False, False), reverse=reverse):
             yield pk, doc_id
 

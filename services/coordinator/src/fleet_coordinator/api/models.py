@@ -18,6 +18,8 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
+from ..store import OCCURRENCE_KEY_PREFIX
+
 __all__ = [
     "AgentCreate",
     "AgentCreated",
@@ -107,24 +109,34 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class JobCreate(_In):
-    """A job to enqueue."""
+class _JobTemplate(_In):
+    """The job fields a schedule's job template shares with a job enqueued on its own."""
 
     queue: QueueName = "default"
     kind: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     payload: dict[str, Any] = Field(default_factory=dict, description=_PORTABLE)
-    traceparent: Traceparent | None = None
     priority: int = Field(default=0, ge=-1_000_000, le=1_000_000, strict=True)
     max_attempts: int = Field(default=3, ge=1, le=100, strict=True)
     lease_seconds: float | None = Field(default=None, gt=0, le=86_400, strict=True)
     timeout_seconds: float | None = Field(default=None, gt=0, le=7 * 86_400, strict=True)
-    run_after: AwareDatetime | None = None
     requires: Labels = Field(default_factory=dict)
-    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
     lock: LockName | None = Field(
         default=None,
         description="Jobs that share a lock never hold live leases at the same time "
         "(one name is one lock in every queue).",
+    )
+
+
+class JobCreate(_JobTemplate):
+    """A job to enqueue."""
+
+    traceparent: Traceparent | None = None
+    run_after: AwareDatetime | None = None
+    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = Field(
+        default=None,
+        description="A repeat with the same key and body is the same job (200); another body "
+        f"is 409. Keys starting with `{OCCURRENCE_KEY_PREFIX}` are reserved for the "
+        "occurrences of schedules (422).",
     )
 
     @field_validator("run_after", mode="before")
@@ -136,6 +148,18 @@ class JobCreate(_In):
             raise ValueError("run_after must be an ISO-8601 date and time with a UTC offset")
         return value
 
+    @field_validator("idempotency_key")
+    @classmethod
+    def _not_an_occurrence_key(cls, value: str | None) -> str | None:
+        # A job under a schedule's occurrence key, with its own body, would make the
+        # occurrence's enqueue a conflict: that occurrence would never run.
+        if value is not None and value.startswith(OCCURRENCE_KEY_PREFIX):
+            raise ValueError(
+                f"idempotency keys starting with {OCCURRENCE_KEY_PREFIX!r} are reserved for "
+                "the occurrences of schedules"
+            )
+        return value
+
     @field_validator("run_after")
     @classmethod
     def _in_range(cls, value: datetime | None) -> datetime | None:
@@ -144,14 +168,31 @@ class JobCreate(_In):
         return value
 
 
-class ScheduledJob(JobCreate):
-    """The job a schedule enqueues at each occurrence (its key and due time come from it)."""
+_PER_OCCURRENCE = ("idempotency_key", "run_after", "traceparent")
+"""Job fields each occurrence of a schedule decides for itself."""
 
-    @model_validator(mode="after")
-    def _no_key_or_time(self) -> ScheduledJob:
-        if self.idempotency_key is not None or self.run_after is not None:
-            raise ValueError("a scheduled job takes no idempotency_key or run_after")
-        return self
+
+class ScheduledJob(_JobTemplate):
+    """The job a schedule enqueues at each occurrence.
+
+    The occurrence gives each job its idempotency key and due time, and each runs in
+    a trace of its own: ``idempotency_key``, ``run_after`` and ``traceparent`` are
+    refused (422).
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nothing_per_occurrence(cls, data: Any) -> Any:
+        # Named here, not left to "extra inputs are not permitted": they are job fields
+        # a client may well expect a template to take.
+        if isinstance(data, dict):
+            given = [name for name in _PER_OCCURRENCE if name in data]
+            if given:
+                raise ValueError(
+                    f"a scheduled job takes no {', '.join(given)}: each occurrence gets its "
+                    "own idempotency key, due time and trace"
+                )
+        return data
 
 
 class ScheduleCreate(_In):

@@ -52,7 +52,7 @@ async def put(name: Name, body: ScheduleCreate, co: Co, response: Response) -> S
         name,
         cron=body.cron,
         timezone=body.timezone,
-        job=body.job.model_dump(mode="json", exclude={"idempotency_key", "run_after"}),
+        job=body.job.model_dump(mode="json"),
         paused=body.paused,
     )
     if not created:

@@ -15,11 +15,13 @@ from fleet_datastore import (
     BatchTooLargeError,
     CreateOp,
     InvalidContinuationError,
+    Query,
+    in_,
 )
 
 from .. import domain
 from ..domain import JobState
-from ..errors import BadRequestError, ConflictError
+from ..errors import BadRequestError, ConflictError, UnavailableError
 from ..store import QUEUES_PARTITION, job_from_doc, job_id_for_key, job_to_doc, new_id
 from ..store.listing import JobFilter, list_page
 from .context import Coordinator
@@ -88,10 +90,9 @@ async def _remember_queue(co: Coordinator, queue: str, now: float) -> None:
     co.known_queues.add(queue)
 
 
-async def _replay(co: Coordinator, state: JobState, request_hash: str) -> JobState:
+def _replayed(state: JobState, stored: dict[str, Any], request_hash: str) -> JobState:
     # The id exists: it came from this idempotency key. Same body → the same job (200);
     # a different body under the same key → 409, and nothing is written.
-    stored = (await read_job(co, state.id)).body
     if stored.get("request_hash", "") != request_hash:
         raise ConflictError(
             "idempotency_key was already used with a different body",
@@ -99,6 +100,10 @@ async def _replay(co: Coordinator, state: JobState, request_hash: str) -> JobSta
             idempotency_key=state.idempotency_key,
         )
     return job_from_doc(stored)
+
+
+async def _replay(co: Coordinator, state: JobState, request_hash: str) -> JobState:
+    return _replayed(state, (await read_job(co, state.id)).body, request_hash)
 
 
 async def _create(co: Coordinator, state: JobState, body: dict[str, Any]) -> tuple[JobState, bool]:
@@ -112,36 +117,73 @@ async def _create(co: Coordinator, state: JobState, body: dict[str, Any]) -> tup
 async def enqueue(co: Coordinator, new: NewJob) -> tuple[JobState, bool]:
     """Enqueue one job (one store request); return it and whether it was created now."""
     now = co.clock.now()
-    await _remember_queue(co, new.queue, now)
+    if new.idempotency_key is None:
+        # Never refused: the marker first, so no job exists in a queue that is not listed.
+        await _remember_queue(co, new.queue, now)
     state, created = await _create(co, *_build(co, new, now))
-    if not created:
-        return state, False
-    co.metrics.labelled(co.metrics.enqueued, state.queue).inc()
-    co.throughput.add(Event.ENQUEUED, now)
-    co.log.info("coordinator.job.enqueued", job_id=state.id, queue=state.queue)
-    co.notifier.notify()
-    return state, True
+    if created:
+        co.metrics.labelled(co.metrics.enqueued, state.queue).inc()
+        co.throughput.add(Event.ENQUEUED, now)
+        co.log.info("coordinator.job.enqueued", job_id=state.id, queue=state.queue)
+        co.notifier.notify()
+    if new.idempotency_key is not None:
+        # After the create, which may be refused (409) and then writes nothing, the
+        # marker included; after the job is counted and announced too. A replay writes
+        # it as well: a retry after the marker's write failed (503, the job stored)
+        # completes it.
+        await _remember_queue(co, new.queue, now)
+    return state, created
+
+
+async def _stored(co: Coordinator, bodies: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The stored documents among ``bodies``' ids: one query per shard and 100 ids."""
+    by_shard: dict[str, list[str]] = defaultdict(list)
+    for body in bodies:
+        by_shard[body["pk"]].append(body["id"])
+    pages = await asyncio.gather(
+        *(
+            co.jobs.query(
+                Query(where=[in_("id", ids[start : start + _BATCH_CHUNK])], partition_key=shard)
+            )
+            for shard, ids in by_shard.items()
+            for start in range(0, len(ids), _BATCH_CHUNK)
+        )
+    )
+    return {doc.id: doc.body for page in pages for doc in page.items}
 
 
 async def enqueue_batch(co: Coordinator, jobs: Sequence[NewJob]) -> list[JobState]:
-    """Enqueue validated jobs with one transactional batch per shard and 100 jobs.
+    """Enqueue validated jobs, all or nothing: one transactional batch per shard and 100 jobs.
 
-    Jobs that carry idempotency keys have ids derived from them, so a retry after
-    a failure midway re-creates only what is missing and each job exists once.
+    1. Check: the ids of keyed jobs derive from their keys, so one query per shard
+       finds those already stored. A key used with a different body is 409 before
+       anything is written; one used with the same body is replayed, not written.
+    2. Write the keyed jobs, then, once all of them are stored, the keyless ones.
+       A failure midway (the store, or a concurrent request taking one of the keys
+       since step 1) is 503 with only keyed jobs written: a retry replays those and
+       creates the rest, so each job of the batch exists once.
     """
     now = co.clock.now()
-    for queue in {j.queue for j in jobs}:
-        await _remember_queue(co, queue, now)
-    built: list[tuple[JobState, dict[str, Any], NewJob]] = []
-    for i, new in enumerate(jobs):
-        state, body = _build(co, new, now, i)
-        built.append((state, body, new))
-    by_shard: dict[str, list[int]] = defaultdict(list)
-    for i, (_, body, _) in enumerate(built):
-        by_shard[body["pk"]].append(i)
-    result: list[JobState] = [b[0] for b in built]
+    built: list[tuple[JobState, dict[str, Any]]] = [
+        _build(co, new, now, i) for i, new in enumerate(jobs)
+    ]
+    result: list[JobState] = [state for state, _ in built]
     created = [True] * len(built)
     landed = [False] * len(built)  # written (or found, replayed) in the store
+    keyed = [i for i, new in enumerate(jobs) if new.idempotency_key]
+    if keyed:
+        # Only batches with keys pay this read; a keyless job's random id is new.
+        stored = await _stored(co, [built[i][1] for i in keyed])
+        for i in keyed:
+            state, body = built[i]
+            found = stored.get(state.id)
+            if found is not None:
+                result[i] = _replayed(state, found, str(body.get("request_hash", "")))
+                created[i] = False
+                landed[i] = True
+    # After the check, so that a 409 writes nothing (no queue marker either).
+    for queue in {j.queue for j in jobs}:
+        await _remember_queue(co, queue, now)
 
     async def write(shard: str, chunk: list[int]) -> None:
         try:
@@ -160,35 +202,57 @@ async def enqueue_batch(co: Coordinator, jobs: Sequence[NewJob]) -> list[JobStat
             for i in chunk:
                 landed[i] = True
             return
-        # Some ids exist already (a retried batch), or one job fills a batch alone:
-        # create them one by one.
+        # A concurrent request stored one of these keys since the check, or one job
+        # fills a batch alone: create them one by one.
         for i in chunk:
-            result[i], created[i] = await _create(co, built[i][0], built[i][1])
+            try:
+                result[i], created[i] = await _create(co, built[i][0], built[i][1])
+            except ConflictError as exc:
+                # Step 1 found the key free: a 409 now would come after other jobs were
+                # written. The retry is answered at step 1, before any write.
+                raise UnavailableError(
+                    "a concurrent request used an idempotency_key of this batch while it "
+                    "was written; retry it",
+                    idempotency_key=built[i][0].idempotency_key,
+                ) from exc
             landed[i] = True
 
-    # The shards' batches go out together: one round trip of latency on Cosmos, one
-    # group commit on SQLite. All are waited for; then any failure fails the request
-    # (503), and since ids come from idempotency keys a retry creates what is missing.
-    outcomes = await asyncio.gather(
-        *(
-            write(shard, indexes[start : start + _BATCH_CHUNK])
-            for shard, indexes in by_shard.items()
-            for start in range(0, len(indexes), _BATCH_CHUNK)
-        ),
-        return_exceptions=True,
-    )
-    failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
-    # The jobs written before a failure are enqueued all the same: counted, logged
-    # and announced now, since the retry that creates the rest only replays them.
-    if any(landed):
-        fresh = [s for s, new, done in zip(result, created, landed, strict=True) if new and done]
-        for queue, count in Counter(s.queue for s in fresh).items():
-            co.metrics.enqueued.labels(queue).inc(count)  # once per queue, not per job
-        co.throughput.add(Event.ENQUEUED, now, len(fresh))
-        co.log.info("coordinator.job.batch_enqueued", count=sum(landed), created=len(fresh))
-        co.notifier.notify()
-    if failures:
-        raise failures[0]
+    try:
+        for phase in (
+            [i for i in keyed if created[i]],
+            [i for i, new in enumerate(jobs) if not new.idempotency_key],
+        ):
+            if not phase:
+                continue
+            by_shard: dict[str, list[int]] = defaultdict(list)
+            for i in phase:
+                by_shard[built[i][1]["pk"]].append(i)
+            # A phase's batches go out together: one round trip of latency on Cosmos,
+            # one group commit on SQLite. All are waited for; then any failure fails
+            # the request (503) before the next phase writes anything.
+            outcomes = await asyncio.gather(
+                *(
+                    write(shard, indexes[start : start + _BATCH_CHUNK])
+                    for shard, indexes in by_shard.items()
+                    for start in range(0, len(indexes), _BATCH_CHUNK)
+                ),
+                return_exceptions=True,
+            )
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+    finally:
+        # The jobs written before a failure are enqueued all the same: counted, logged
+        # and announced now, since the retry that creates the rest only replays them.
+        if any(landed):
+            fresh = [
+                s for s, new, done in zip(result, created, landed, strict=True) if new and done
+            ]
+            for queue, count in Counter(s.queue for s in fresh).items():
+                co.metrics.enqueued.labels(queue).inc(count)  # once per queue, not per job
+            co.throughput.add(Event.ENQUEUED, now, len(fresh))
+            co.log.info("coordinator.job.batch_enqueued", count=sum(landed), created=len(fresh))
+            co.notifier.notify()
     return result
 
 

@@ -31,9 +31,9 @@ from fleet_datastore import (
 
 from ..domain import Timestamp
 from ..domain.cron import CronError, CronSchedule
+from ..errors import CoordinatorError, UnavailableError, ValidationFailedError
 from ..errors import NotFoundError as ScheduleNotFoundError
-from ..errors import UnavailableError, ValidationFailedError
-from ..store import schedule_id
+from ..store import OCCURRENCE_KEY_PREFIX, schedule_id
 from .boundary import MAX_CAS_ATTEMPTS
 from .context import Coordinator
 from .jobs import NewJob, enqueue
@@ -59,7 +59,10 @@ TEMPLATE_FIELDS = (
     "requires",
     "lock",
 )
-"""The job fields a schedule's template may carry (no idempotency key, no run_after)."""
+"""The job fields a schedule's template carries: those of ``api.models.ScheduledJob``.
+
+No idempotency key, run_after or traceparent: each occurrence has its own.
+"""
 
 
 def _cron(body: Mapping[str, Any]) -> CronSchedule:
@@ -206,7 +209,7 @@ async def delete_schedule(co: Coordinator, name: str) -> None:
 
 
 def _occurrence_key(name: str, at: Timestamp) -> str:
-    return f"schedule:{name}:{datetime.fromtimestamp(at, UTC).isoformat()}"
+    return f"{OCCURRENCE_KEY_PREFIX}{name}:{datetime.fromtimestamp(at, UTC).isoformat()}"
 
 
 async def fire_due(co: Coordinator) -> int:
@@ -220,8 +223,23 @@ async def fire_due(co: Coordinator) -> int:
         )
         page = await co.schedules.query(query)
         for doc in page.items:
-            if not doc.body.get("paused") and await _fire(co, doc, now):
-                fired += 1
+            if doc.body.get("paused"):
+                continue
+            try:
+                if await _fire(co, doc, now):
+                    fired += 1
+            except UnavailableError:
+                raise  # the store is failing, not this schedule: the next tick tries them all
+            except CoordinatorError as exc:
+                # One schedule that cannot fire (its occurrence's key taken by a job with
+                # another body, stored before such keys were refused) must not keep the
+                # schedules after it from firing.
+                co.log.warning(
+                    "coordinator.schedule.fire_failed",
+                    name=doc.body.get("name"),
+                    code=exc.code,
+                    error=exc.message,
+                )
         cont = page.continuation
         if cont is None:
             return fired

@@ -16,7 +16,15 @@ from .codec import (
     job_to_doc,
     patch_between,
 )
-from .shards import is_valid_id, job_id_for_key, lock_id, new_id, schedule_id, shard_of
+from .shards import (
+    OCCURRENCE_KEY_PREFIX,
+    is_valid_id,
+    job_id_for_key,
+    lock_id,
+    new_id,
+    schedule_id,
+    shard_of,
+)
 from .specs import (
     AGENTS_SPEC,
     CONTAINER_SPECS,
@@ -31,6 +39,7 @@ __all__ = [
     "CONTAINER_SPECS",
     "JOBS_SPEC",
     "LOCKS_SPEC",
+    "OCCURRENCE_KEY_PREFIX",
     "QUEUES_PARTITION",
     "SCHEDULES_SPEC",
     "Containers",

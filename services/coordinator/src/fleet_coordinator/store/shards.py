@@ -15,7 +15,22 @@ import re
 import time
 import zlib
 
-__all__ = ["is_valid_id", "job_id_for_key", "lock_id", "new_id", "schedule_id", "shard_of"]
+__all__ = [
+    "OCCURRENCE_KEY_PREFIX",
+    "is_valid_id",
+    "job_id_for_key",
+    "lock_id",
+    "new_id",
+    "schedule_id",
+    "shard_of",
+]
+
+OCCURRENCE_KEY_PREFIX = "schedule:"
+"""How the idempotency key of a schedule's occurrence starts (``schedule:<name>:<UTC time>``).
+
+Reserved for the scheduler: the API refuses such keys (422), since a job holding
+one with another body would keep that occurrence from ever being enqueued.
+"""
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
