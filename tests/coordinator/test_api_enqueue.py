@@ -93,10 +93,10 @@ async def test_a_batch_reusing_a_key_with_another_body_enqueues_nothing(api: Api
     assert len(await _stored_jobs(api)) == 51
 
 
-async def test_a_key_taken_while_a_batch_is_written_is_a_503_a_retry_completes_once(
+async def test_a_key_taken_while_a_batch_is_written_is_a_409_a_retry_completes_once(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A key another request takes between the batch's check and its write: 503, no keyless job
+    """A key another request takes between the batch's check and its write: 409, no keyless job
     written; the retry is 409 before any write, and the corrected batch stores each job once."""
     from fleet_coordinator.services import NewJob, enqueue
 
@@ -113,7 +113,8 @@ async def test_a_key_taken_while_a_batch_is_written_is_a_503_a_retry_completes_o
     jobs.append({"kind": "keyed", "idempotency_key": "race"})
     monkeypatch.setattr(store, "batch", a_concurrent_enqueue_takes_the_key_first)
     r = await api.client.post("/v1/jobs/batch", json={"jobs": jobs}, headers=api.admin)
-    assert r.status_code == 503, r.text
+    assert r.status_code == 409, r.text
+    assert r.json()["error"]["code"] == "idempotency_conflict"
     assert r.json()["error"]["details"] == {"idempotency_key": "race"}
     stored = await _stored_jobs(api)
     assert {j["kind"] for j in stored} <= {"other", "keyed"}

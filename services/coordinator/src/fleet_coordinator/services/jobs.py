@@ -21,7 +21,7 @@ from fleet_datastore import (
 
 from .. import domain
 from ..domain import JobState
-from ..errors import BadRequestError, ConflictError, UnavailableError
+from ..errors import BadRequestError, ConflictError
 from ..store import QUEUES_PARTITION, job_from_doc, job_id_for_key, job_to_doc, new_id
 from ..store.listing import JobFilter, list_page
 from .context import Coordinator
@@ -208,11 +208,16 @@ async def enqueue_batch(co: Coordinator, jobs: Sequence[NewJob]) -> list[JobStat
             try:
                 result[i], created[i] = await _create(co, built[i][0], built[i][1])
             except ConflictError as exc:
-                # Step 1 found the key free: a 409 now would come after other jobs were
-                # written. The retry is answered at step 1, before any write.
-                raise UnavailableError(
-                    "a concurrent request used an idempotency_key of this batch while it "
-                    "was written; retry it",
+                # Step 1 found the key free; a concurrent request used it since, with
+                # another body. Still the 409 it is (not a 503: the store is fine), but
+                # said to be late: keyed jobs of this batch may be stored already, and
+                # none of its keyless ones. A corrected retry replays those and adds
+                # the rest, so each job of the batch is stored once.
+                raise ConflictError(
+                    "idempotency_key was used with a different body by a concurrent request "
+                    "while this batch was written; its other keyed jobs may be stored (a "
+                    "corrected retry replays them), its jobs without a key are not",
+                    code="idempotency_conflict",
                     idempotency_key=built[i][0].idempotency_key,
                 ) from exc
             landed[i] = True
