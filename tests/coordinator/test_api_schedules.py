@@ -73,6 +73,20 @@ async def test_cron_and_timezone_outside_the_spec_are_refused(
     assert (await api.client.get("/v1/schedules/bad", headers=api.admin)).status_code == 404
 
 
+@pytest.mark.parametrize("segment", ["%2E", "%2E%2E", "%2e%2E"])
+async def test_the_names_dot_and_dot_dot_are_refused(api: Api, segment: str) -> None:
+    """The names "." and ".." (percent-encoded here, as a raw request reaches the route) are
+    refused with 422 and nothing is stored: ordinary clients drop such a segment, so the
+    schedule could not be paused or deleted."""
+    body = {"cron": "* * * * *", "job": {"kind": "report"}}
+    r = await api.client.put(f"/v1/schedules/{segment}", json=body, headers=api.admin)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["code"] == "validation_error"
+    assert r.json()["error"]["details"]["errors"][0]["loc"] == ["path", "name"]
+    assert (await api.client.get("/v1/schedules", headers=api.admin)).json()["items"] == []
+    assert (await _put(api, ".x", cron="* * * * *")).status_code == 201  # a dot inside is fine
+
+
 async def test_a_scheduled_job_may_not_carry_a_key_or_a_due_time(api: Api) -> None:
     """The occurrence decides the idempotency key and the time."""
     job = {"kind": "report", "idempotency_key": "x"}
