@@ -259,6 +259,47 @@ def test_draining_and_deleting_an_agent(console: Console, seeded: dict[str, Any]
     assert c.http.get(f"/v1/agents/{spare}", headers=c.admin).status_code == 404
 
 
+def test_a_refusal_is_the_consoles_own_page(console: Console, seeded: dict[str, Any]) -> None:
+    """A filter the API refuses, an action on an agent that is gone and a form over 16 KiB
+    each show the console's page (no JSON), with the reason; nothing changes and the
+    browser reports no CSP violation."""
+    c = console
+    c.csp_violations()  # forget what earlier tests logged
+    c.open("/ui/jobs?kind=" + "k" * 300)
+    c.wait_text("main h1", "Refused")
+    assert "at most 255 characters" in c.css("ul.problems").text
+    assert "Nothing was changed." in c.css("p.refusal").text
+    c.click("main a[href='/ui/']")
+    c.wait_text("h1", "Overview")
+    # An agent deleted after its page was loaded: the page's Drain form still names it
+    # (kept outside the part that refreshes itself, which would drop its row).
+    gone, _ = _agent(c, "short-lived")
+    c.open("/ui/agents")
+    c.wait(ec.presence_of_element_located((By.CSS_SELECTOR, f"tr[data-agent='{gone}']")))
+    c.driver.execute_script(
+        """window.staleForm = document.querySelector(arguments[0]).cloneNode(true);
+        document.body.appendChild(window.staleForm);""",
+        f"form[action='/ui/agents/{gone}/drain']",
+    )
+    assert c.http.delete(f"/v1/agents/{gone}", headers=c.admin).status_code == 204
+    c.driver.execute_script("window.staleForm.submit();")
+    c.wait_text("main h1", "Not found")
+    assert f"No agent '{gone}'." in c.css("p.refusal").text
+    # A form over 16 KiB, refused by the guard before the console reads it.
+    c.open("/ui/queues")
+    c.driver.execute_script(
+        """const form = document.querySelector(arguments[0]);
+        const note = document.createElement('input');
+        note.type = 'hidden'; note.name = 'note'; note.value = 'a'.repeat(17000);
+        form.appendChild(note); form.submit();""",
+        "tr[data-queue='build'] form",
+    )
+    c.wait_text("main h1", "Too large")
+    assert "Nothing was changed." in c.css("p.refusal").text
+    assert _queues(c)["build"]["paused"] is False
+    assert c.csp_violations() == []
+
+
 def test_schedules_page_says_when_there_are_none(console: Console, seeded: dict[str, Any]) -> None:
     """With no schedules in the store the page says so."""
     c = console

@@ -109,6 +109,20 @@ async def test_the_schema_of_a_scheduled_job_is_what_a_schedule_keeps(api: Api) 
     assert r.json()["job"] == job
 
 
+@pytest.mark.parametrize("segment", ["%2E", "%2E%2E", "%2e%2E"])
+async def test_the_names_dot_and_dot_dot_are_refused(api: Api, segment: str) -> None:
+    """The names "." and ".." (percent-encoded here, as a raw request reaches the route) are
+    refused with 422 and nothing is stored: ordinary clients drop such a segment, so the
+    schedule could not be paused or deleted."""
+    body = {"cron": "* * * * *", "job": {"kind": "report"}}
+    r = await api.client.put(f"/v1/schedules/{segment}", json=body, headers=api.admin)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["code"] == "validation_error"
+    assert r.json()["error"]["details"]["errors"][0]["loc"] == ["path", "name"]
+    assert (await api.client.get("/v1/schedules", headers=api.admin)).json()["items"] == []
+    assert (await _put(api, ".x", cron="* * * * *")).status_code == 201  # a dot inside is fine
+
+
 async def test_each_occurrence_is_enqueued_once_and_carries_the_schedule(api: Api) -> None:
     """Sweeps before, at and after an occurrence enqueue exactly one job for it."""
     api.clock.set(START)
@@ -213,3 +227,47 @@ async def test_an_enqueue_may_not_use_a_schedule_occurrence_key(api: Api) -> Non
         "/v1/jobs", json={"kind": "report", "idempotency_key": "Schedule:x"}, headers=api.admin
     )
     assert r.status_code == 201, r.text  # another key: its id is not an occurrence's
+
+
+async def test_a_downtime_ending_in_a_repeated_hour_enqueues_only_the_latest_missed_at_once(
+    api: Api,
+) -> None:
+    """Down from 02:00 CEST into the second pass of the repeated hour (02:05 CET): the
+    first sweep enqueues each schedule's latest missed occurrence, from the first pass,
+    and the repeated wall times fire no more until 03:00 CET."""
+
+    def utc(hour: int, minute: int, day: int = 31) -> float:
+        return datetime(2027, 10, day, hour, minute, tzinfo=UTC).timestamp()
+
+    api.clock.set(utc(23, 50, day=30))
+    crons = {"minutely": "* * * * *", "quarterly": "*/15 * * * *", "daily": "30 2 * * *"}
+    for name, cron in crons.items():
+        assert (await _put(api, name, cron=cron, timezone="Europe/Berlin")).status_code == 201
+    api.clock.set(utc(0, 0))  # 02:00 CEST, the last sweep before the downtime
+    assert await fire_due(api.co) == 2  # minutely and quarterly, for 00:00Z
+    api.clock.set(utc(1, 5))  # 02:05 CET: the clocks went back at 01:00Z
+    assert await fire_due(api.co) == 3
+    latest = {
+        name: (await api.client.get(f"/v1/schedules/{name}", headers=api.admin)).json()
+        for name in crons
+    }
+    assert {name: s["last_run_at"] for name, s in latest.items()} == {
+        "minutely": "2027-10-31T00:59:00Z",  # 02:59 CEST
+        "quarterly": "2027-10-31T00:45:00Z",
+        "daily": "2027-10-31T00:30:00Z",
+    }
+    assert {name: s["next_run_at"] for name, s in latest.items()} == {
+        "minutely": "2027-10-31T02:00:00Z",  # 03:00 CET
+        "quarterly": "2027-10-31T02:00:00Z",
+        "daily": "2027-11-01T01:30:00Z",
+    }
+    for minute in range(6, 60):
+        api.clock.set(utc(1, minute))
+        assert await fire_due(api.co) == 0, minute
+    api.clock.set(utc(2, 0))
+    assert await fire_due(api.co) == 2
+    counts = {name: len(await _scheduled(api, name)) for name in crons}
+    assert counts == {"minutely": 3, "quarterly": 3, "daily": 1}
+    metrics = (await api.client.get("/metrics")).text
+    # minutely skipped 00:01Z-00:58Z; quarterly 00:15Z and 00:30Z
+    assert 'fleet_schedule_occurrences_total{result="skipped"} 60.0' in metrics

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -171,8 +173,68 @@ async def test_forms_that_cannot_be_read_get_4xx_with_the_headers_and_change_not
         r = await api.client.post("/ui/queues/q/pause", content=body, headers=form)
         assert r.status_code == status, body[-20:]
         assert "script-src 'self'" in r.headers["content-security-policy"]
+        assert r.headers["content-type"].startswith("text/html")  # the console's page
+        assert "Nothing was changed." in r.text
     queues = (await api.client.get("/v1/queues", headers=api.admin)).json()["items"]
     assert queues == []  # no pause went through
+
+
+async def test_refusals_under_ui_are_the_consoles_page_and_change_nothing(api: Api) -> None:
+    """A refusal under /ui, by the guard (too large, a path that is not UTF-8), an action
+    (an unknown job or agent), a query or form the API refuses or an unknown page, is the
+    console's HTML page with the status, the headers and the message escaped; nothing
+    changes. The API keeps its error shape."""
+    await _signin(api.client)
+    csrf = await _csrf(api)
+    agent_id, _ = await api.agent()
+    job = await api.enqueue(queue="q")
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    big = f"csrf={csrf}&note=".encode() + b"a" * 17_000
+
+    async def chunked() -> AsyncIterator[bytes]:
+        for start in range(0, len(big), 4096):
+            yield big[start : start + 4096]
+
+    kept = {"data": {"csrf": csrf}}
+    cases: list[tuple[str, str, dict[str, Any], int, str]] = [
+        ("POST", "/ui/queues/q/pause", {"content": big, "headers": form}, 413, "Too large"),
+        ("POST", "/ui/queues/q/pause", {"content": chunked(), "headers": form}, 413, "Too large"),
+        ("POST", f"/ui/jobs/{IMG}/cancel", kept, 404, "Not found"),
+        ("POST", "/ui/agents/nobody/drain", kept, 404, "Not found"),
+        ("POST", "/ui/agents/nobody/delete", kept, 404, "Not found"),
+        ("POST", f"/ui/jobs/{job['id']}/dance", kept, 404, "Not found"),
+        ("POST", "/ui/failed/retry", {"data": {"csrf": csrf, "kind": "k" * 300}}, 422, "Refused"),
+        ("POST", "/ui/failed/retry", {"data": {"csrf": csrf, "queue": IMG}}, 422, "Refused"),
+        ("GET", "/ui/jobs?kind=" + "k" * 300, {}, 422, "Refused"),
+        ("GET", "/ui/failed?retried=abc", {}, 422, "Refused"),
+        ("GET", "/ui/nonexistent", {}, 404, "Not found"),
+        ("GET", "/ui/jobs/%ff", {}, 400, "Refused"),
+        ("PUT", "/ui/queues", {}, 405, "Not allowed"),
+    ]
+    for method, path, options, status, title in cases:
+        r = await api.client.request(method, path, **options)
+        where = (method, path[:40])
+        assert r.status_code == status, (*where, r.text)
+        assert r.headers["content-type"].startswith("text/html"), where
+        assert "script-src 'self'" in r.headers["content-security-policy"], where
+        assert r.headers["x-frame-options"] == "DENY", where
+        assert f"<h1>{title}</h1>" in r.text, where
+        assert "Nothing was changed." in r.text, where
+        assert "<script>alert" not in r.text, where
+        assert "<img" not in r.text, where
+    escaped = await api.client.post(f"/ui/jobs/{IMG}/cancel", data={"csrf": csrf})
+    assert "No job &#39;&lt;img src=x onerror=alert(1)&gt;&#39;." in escaped.text
+    too_long = await api.client.get("/ui/jobs?kind=" + "k" * 300)
+    assert "query kind: String should have at most 255 characters" in too_long.text
+    assert (await api.client.put("/ui/queues")).headers["allow"] == "GET"
+    assert (await api.job(job["id"]))["status"] == "queued"
+    queues = (await api.client.get("/v1/queues", headers=api.admin)).json()["items"]
+    assert [q["paused"] for q in queues] == [False]
+    agent = (await api.client.get(f"/v1/agents/{agent_id}", headers=api.admin)).json()
+    assert agent["draining"] is False
+    r = await api.client.get("/v1/nonexistent", headers=api.admin)
+    assert r.json()["error"]["code"] == "not_found"
+    assert "content-security-policy" not in r.headers
 
 
 async def test_a_crash_under_ui_is_a_500_with_the_console_headers(

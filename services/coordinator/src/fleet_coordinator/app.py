@@ -26,7 +26,7 @@ from .api.hot import HotPath
 from .api.middleware import GuardMiddleware, HeadAsGet
 from .api.models import ErrorOut
 from .api.routes_ops import Readiness
-from .console import SECURITY_HEADERS, install_console
+from .console import SECURITY_HEADERS, error_page, install_console
 from .domain import Clock, SystemClock
 from .metrics import Metrics
 from .services import Coordinator, StatsSnapshot, refresh_paused, remember_agents, run_reaper
@@ -35,6 +35,9 @@ from .store import open_containers
 from .tracing import instrument
 
 __all__ = ["create_app"]
+
+CONSOLE = "/ui"
+"""Where the console's pages are: its headers and its error pages apply below it."""
 
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut, "description": text}
@@ -107,11 +110,14 @@ def create_app(
     def front(framework: ASGIApp) -> ASGIApp:
         # Outermost first: tracing (when installed), HEAD served as GET, the guard
         # (which also puts the console's security headers on every /ui answer, its own
-        # refusals and 500s included), the hot path, then the framework's own layers,
-        # which only requests the hot path hands on go through.
+        # refusals and 500s included, and answers its refusals there with the console's
+        # page), the hot path, then the framework's own layers, which only requests the
+        # hot path hands on go through.
         inner = HotPath(framework) if hot_path else framework
-        headers = ("/ui", SECURITY_HEADERS)
-        guard = GuardMiddleware(inner, settings=settings, metrics=metrics, headers_under=headers)
+        headers = (CONSOLE, SECURITY_HEADERS)
+        guard = GuardMiddleware(
+            inner, settings=settings, metrics=metrics, headers_under=headers, page_under=error_page
+        )
         return instrument(HeadAsGet(guard))
 
     app = _CoordinatorApp(
@@ -137,7 +143,8 @@ def create_app(
     if hot_path:
         # serve's protocol answers plain hot requests itself (protocol.py, api/direct.py).
         app.direct_answers = DirectAnswers(app)
-    install_error_handlers(app)
+    # Under /ui an error is the console's page (same status and headers), for people.
+    install_error_handlers(app, pages_under=(CONSOLE, error_page))
     # The queue counts of /metrics' gauges and the console's pages: one recount per
     # reaper interval, however often and by whichever of them it is asked.
     app.state.queue_gauges = StatsSnapshot(settings.reaper_interval_seconds)

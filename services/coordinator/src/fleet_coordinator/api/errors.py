@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -12,7 +13,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import CoordinatorError
 
-__all__ = ["error_response", "install_error_handlers"]
+__all__ = ["ErrorPage", "error_response", "install_error_handlers", "under"]
+
+ErrorPage = Callable[[Request, JSONResponse], Response]
+"""Answers for an error answer in the SPEC shape, with its status and headers (a page)."""
+ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 RETRY_AFTER_SECONDS = 2
 """What a 503 or a 429 tells clients to wait before retrying (``Retry-After``)."""
@@ -54,12 +59,12 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
-async def _on_coordinator_error(request: Request, exc: Exception) -> Response:
+def _from_coordinator_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CoordinatorError)
     return error_response(exc.status, exc.code, exc.message, exc.details)
 
 
-async def _on_validation_error(request: Request, exc: Exception) -> Response:
+def _from_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = _validation_errors(exc)
     if any(e["type"] == "json_invalid" for e in errors):
@@ -67,7 +72,7 @@ async def _on_validation_error(request: Request, exc: Exception) -> Response:
     return error_response(422, "validation_error", "the request is invalid", {"errors": errors})
 
 
-async def _on_http_error(request: Request, exc: Exception) -> Response:
+def _from_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     answer = error_response(exc.status_code, code, str(exc.detail))
@@ -93,8 +98,31 @@ def _allowed(request: Request) -> list[str]:
     return sorted(methods)
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Map every error FastAPI or the services raise to the SPEC shape."""
-    app.add_exception_handler(CoordinatorError, _on_coordinator_error)
-    app.add_exception_handler(RequestValidationError, _on_validation_error)
-    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+def under(path: str, prefix: str) -> bool:
+    """Whether ``path`` is ``prefix`` or below it (``/ui``, ``/ui/jobs``; not ``/uix``)."""
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def install_error_handlers(
+    app: FastAPI, *, pages_under: tuple[str, ErrorPage] | None = None
+) -> None:
+    """Map every error FastAPI or the services raise to the SPEC shape.
+
+    ``pages_under`` is ``(prefix, page)``: under the prefix (the console's ``/ui``) the
+    answer in that shape is handed to ``page``, which answers for it with the same
+    status and headers, for people rather than programs.
+    """
+    prefix, page = pages_under or ("", None)
+
+    def handler(shape: Callable[[Request, Exception], JSONResponse]) -> ExceptionHandler:
+        async def answer(request: Request, exc: Exception) -> Response:
+            shaped = shape(request, exc)
+            if page is not None and under(request.scope["path"], prefix):
+                return page(request, shaped)
+            return shaped
+
+        return answer
+
+    app.add_exception_handler(CoordinatorError, handler(_from_coordinator_error))
+    app.add_exception_handler(RequestValidationError, handler(_from_validation_error))
+    app.add_exception_handler(StarletteHTTPException, handler(_from_http_error))

@@ -15,7 +15,9 @@ request and costs several times a bare endpoint's overhead). For each request:
 4. **Text**: invalid UTF-8 or a lone-surrogate escape is refused (``api/unicode.py``),
    in the body and in the path's and query's percent-escapes.
 5. **Headers**: answers under a given prefix get its headers (the console's security
-   headers under ``/ui``: ``app.py``), the guard's own refusals and 500s included.
+   headers under ``/ui``: ``app.py``), the guard's own refusals and 500s included; its
+   refusals there are answered by the prefix's own error page when one is given (the
+   console's), with the same status and headers.
 6. **App**: the body is handed on as one message (the hot path and FastAPI read it
    as usual); a claim that may long-poll is cancelled if its caller disconnects
    (``api/disconnects.py``), which frees its long-poll slot at once. A crash is a
@@ -36,7 +38,9 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
 from fleet_datastore import Document
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import CoordinatorError
@@ -44,7 +48,7 @@ from ..metrics import Metrics
 from ..settings import Settings
 from .deps import Role, authorize
 from .disconnects import may_long_poll, run_until_disconnect
-from .errors import error_response
+from .errors import ErrorPage, error_response
 from .limits import REMEMBERED_PATH, RouteRule, RouteRules
 from .unicode import escapes_problem, unicode_problem
 
@@ -108,7 +112,7 @@ class _RefusedError(Exception):
     the connection rather than let the server read the rest of it.
     """
 
-    def __init__(self, response: Any, *, unread: bool = True) -> None:
+    def __init__(self, response: JSONResponse, *, unread: bool = True) -> None:
         self.response = response
         self.unread = unread
 
@@ -162,6 +166,7 @@ class GuardMiddleware:
         settings: Settings,
         metrics: Metrics,
         headers_under: tuple[str, Sequence[tuple[bytes, bytes]]] | None = None,
+        page_under: ErrorPage | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
@@ -169,6 +174,9 @@ class GuardMiddleware:
         # (prefix, headers): added to every answer under the prefix that lacks them.
         self._prefix, self._headers = headers_under or ("", ())
         self._prefix_dir = self._prefix + "/"
+        # Answers for a refusal under the prefix instead of the error shape (the console's
+        # page); a 500 keeps the shape: a defect's answer should not depend on more code.
+        self._page = page_under
         self.log = structlog.get_logger("fleet_coordinator")
         self._rules: RouteRules | None = None
 
@@ -216,9 +224,12 @@ class GuardMiddleware:
             else:
                 await self.app(scope, replay_body(body, receive), tracked)
         except _RefusedError as refused:
+            answer: Response = refused.response
+            if under and self._page is not None:
+                answer = self._page(Request(scope), refused.response)
             if refused.unread:
-                refused.response.headers["connection"] = "close"
-            await refused.response(scope, receive, tracked)
+                answer.headers["connection"] = "close"
+            await answer(scope, receive, tracked)
         except Exception as exc:
             crash = crash_response(self.log, scope.get("method"), scope.get("path"), exc)
             if not started:
@@ -325,7 +336,7 @@ def crash_response(log: Any, method: str | None, path: str | None, exc: Exceptio
     )
 
 
-def _too_large(limit: int) -> Any:
+def _too_large(limit: int) -> JSONResponse:
     return error_response(
         413, "payload_too_large", "the request body is too large", {"limit": limit}
     )

@@ -56,6 +56,7 @@ __all__ = [
     "ScheduleList",
     "ScheduleOut",
     "ScheduledJob",
+    "not_a_dot_segment",
 ]
 
 _NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
@@ -64,19 +65,21 @@ _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9999, 12, 30, tzinfo=UTC)
 
 
-def _not_a_dot_segment(name: str) -> str:
-    # "." and ".." match the pattern, but no HTTP client can put them in a path as one
-    # segment (they are dot-segments, removed before sending): such a queue could be
-    # enqueued to and never paused or resumed.
+def not_a_dot_segment(name: str) -> str:
+    """``name``, unless it is ``.`` or ``..`` (a queue's or a schedule's name)."""
+    # "." and ".." match the name patterns, but ordinary HTTP clients cannot put them in
+    # a path as one segment (they are dot-segments, removed before sending): such a
+    # queue could be enqueued to and never paused or resumed, such a schedule created
+    # and never paused or deleted.
     if name in (".", ".."):
-        raise ValueError("'.' and '..' are not queue names")
+        raise ValueError("'.' and '..' cannot be names: a URL path cannot carry them")
     return name
 
 
 QueueName = Annotated[
     str,
     StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", max_length=64),
-    AfterValidator(_not_a_dot_segment),
+    AfterValidator(not_a_dot_segment),
 ]  # max_length also in the schema: the guard's body limits are computed from it
 LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=63)]
 LabelValue = Annotated[str, StringConstraints(max_length=255)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response
+from pydantic import AfterValidator
 
 from ..domain import to_datetime
 from ..services import (
@@ -17,7 +18,7 @@ from ..services import (
 from ..services.context import Coordinator
 from ..services.schedules import next_run_at
 from .deps import AdminAuth, Co
-from .models import ScheduleCreate, ScheduleList, ScheduleOut
+from .models import ScheduleCreate, ScheduleList, ScheduleOut, not_a_dot_segment
 from .routes_jobs import check_size
 
 __all__ = ["router"]
@@ -25,6 +26,9 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v1/schedules", dependencies=[AdminAuth], tags=["admin"])
 
 Name = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
+# Only a new name is refused: a "." or ".." schedule stored before stays readable and
+# deletable by a client that sends the segment encoded (%2E%2E, as fleet_client does).
+NewName = Annotated[Name, AfterValidator(not_a_dot_segment)]
 
 
 def _out(co: Coordinator, body: dict[str, Any]) -> ScheduleOut:
@@ -44,8 +48,12 @@ def _out(co: Coordinator, body: dict[str, Any]) -> ScheduleOut:
 
 
 @router.put("/{name}", status_code=201, responses={200: {"model": ScheduleOut}})
-async def put(name: Name, body: ScheduleCreate, co: Co, response: Response) -> ScheduleOut:
-    """Create (201) or replace (200) a schedule; 422 for a cron or time zone SPEC refuses."""
+async def put(name: NewName, body: ScheduleCreate, co: Co, response: Response) -> ScheduleOut:
+    """Create (201) or replace (200) a schedule; 422 for a bad cron, time zone or name.
+
+    The names `.` and `..` are refused: ordinary HTTP clients drop them from a URL path,
+    so such a schedule could not be read, paused or deleted with them.
+    """
     check_size(co, body.job.payload, "payload")
     doc, created = await put_schedule(
         co,

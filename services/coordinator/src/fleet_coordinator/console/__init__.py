@@ -3,8 +3,11 @@
 ``install_console(app, settings)`` adds its routes, static files and error
 pages to the coordinator's app; its security headers (``SECURITY_HEADERS``) are
 added by the guard to every answer under ``/ui`` (``app.py``), its own refusals
-and 500s included. It needs no other server and loads nothing from
-elsewhere (htmx is vendored under ``static/``).
+and 500s included. Every refusal under ``/ui`` is the console's page
+(``error_page``), the guard's and the API's error handlers' too (``app.py``
+hands it to both); only a defect's 500 keeps the API's error shape. It needs
+no other server and loads nothing from elsewhere (htmx is vendored under
+``static/``).
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ from .web import (
     Console,
     Forbidden,
     SignInNeeded,
+    error_page,
     page,
     redirect,
 )
 
-__all__ = ["SECURITY_HEADERS", "install_console"]
+__all__ = ["SECURITY_HEADERS", "error_page", "install_console"]
 
 
 async def _on_signin_needed(request: Request, exc: Exception) -> Response:
@@ -44,7 +48,15 @@ async def _on_forbidden(request: Request, exc: Exception) -> Response:
 
 async def _on_bad_form(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BadForm)
-    return page(request, "bad_form.html", session=None, status=exc.status, reason=exc.reason)
+    return page(
+        request,
+        "error.html",
+        session=None,
+        status=exc.status,
+        title="Too large" if exc.status == 413 else "Refused",
+        message=exc.reason,
+        problems=[],
+    )
 
 
 def install_console(app: FastAPI, stats: StatsSnapshot) -> None:

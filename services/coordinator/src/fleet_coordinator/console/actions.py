@@ -14,9 +14,12 @@ from typing import Annotated
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Path, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from pydantic import ValidationError
 
 from ..api.deps import Co, is_admin
+from ..api.models import BulkRetryRequest
 from ..domain import JobStatus
 from ..errors import ConflictError, NotFoundError
 from ..services import (
@@ -155,6 +158,13 @@ async def failed_retry(request: Request, co: Co, session: SessionDep) -> Respons
     except ValueError:
         limit = 100
     match = JobFilter(queue=form.get("queue") or None, kind=form.get("kind") or None)
+    filters = {"queue": match.queue, "kind": match.kind, "status": status.value}
+    try:
+        BulkRetryRequest.model_validate(filters)
+    except ValidationError as exc:
+        # What the API's bulk retry refuses is refused here too (422, nothing retried):
+        # such a filter matched no job, and the failed page it redirected to refused it.
+        raise RequestValidationError(exc.errors()) from exc
     done = await bulk_retry(co, match, status, limit)
     query = {k: v for k, v in (("queue", match.queue), ("kind", match.kind)) if v}
     query["status"] = status.value

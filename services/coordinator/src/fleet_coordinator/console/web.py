@@ -18,7 +18,7 @@ from typing import Any
 
 import jinja2
 from fastapi import Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from ..api.deps import get_coordinator
 from ..services import Coordinator, StatsSnapshot
@@ -33,6 +33,7 @@ __all__ = [
     "SECURITY_HEADERS",
     "SignInNeeded",
     "console_of",
+    "error_page",
     "page",
     "read_form",
     "redirect",
@@ -189,9 +190,58 @@ def page(
         csrf=session.csrf if session else "",
         signed_in=session is not None,
         now=co.clock.now(),
+        status=status,
         **context,
     )
     return HTMLResponse(html, status_code=status, headers={"cache-control": "no-store"})
+
+
+_TITLES = {
+    404: "Not found",
+    405: "Not allowed",
+    408: "Too slow",
+    413: "Too large",
+    429: "Too many requests",
+}
+_KEPT_AS_IS = frozenset({"content-type", "content-length"})
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return "The request was refused."
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def error_page(request: Request, answer: JSONResponse) -> Response:
+    """The console's page for an error the API answers with ``answer`` (its error shape).
+
+    The same status and headers (``Allow`` on a 405, ``Retry-After`` on a 503), the
+    message and each validation problem as escaped text: a person reads the page, where
+    a program reads the shape. Nothing is looked up (no session: the page is the same
+    signed in or not), so a refusal costs no store read.
+    """
+    error = json.loads(bytes(answer.body))["error"]
+    details = error.get("details") or {}
+    problems = [
+        f"{' '.join(str(p) for p in e.get('loc', []))}: {e.get('msg', '')}"
+        for e in details.get("errors", [])
+    ]
+    status = answer.status_code
+    html = page(
+        request,
+        "error.html",
+        session=None,
+        status=status,
+        title=_TITLES.get(status, "Refused" if status < 500 else "Unavailable"),
+        message=_sentence(str(error.get("message", ""))),
+        problems=problems,
+    )
+    for name, value in answer.headers.items():
+        if name not in _KEPT_AS_IS:
+            html.headers[name] = value
+    return html
 
 
 def redirect(to: str) -> Response:

@@ -104,11 +104,29 @@ class CronSchedule:
                 return instant
         return None
 
+    def _reached(self, t: Timestamp) -> datetime:
+        """A wall time at or after every wall time whose first instant is at or before ``t``.
+
+        That is the clock's reading at ``t``, except in the second pass of a repeated
+        hour: there the wall times from the reading to the end of the repeat also had
+        their first instant already, in the first pass. Reading ``t`` at the first
+        pass's (larger) offset instead gives a wall time past the end of the repeat;
+        the wall times between the two come after ``t`` and ``latest`` skips them.
+        """
+        local = datetime.fromtimestamp(t, self.zone)
+        wall = local.replace(tzinfo=None, second=0, microsecond=0)
+        offset, first_pass = local.utcoffset(), local.replace(fold=0).utcoffset()
+        if offset is not None and first_pass is not None and first_pass > offset:
+            wall += first_pass - offset
+        return wall
+
     def latest(self, t: Timestamp, after: Timestamp) -> Timestamp | None:
         """The latest occurrence in ``(after, t]``, or None."""
-        for instant in self._instants(self._wall(t) + timedelta(minutes=1), reverse=True):
+        # First instants grow with the wall time: walking back from a wall time at or
+        # after every one t has reached, the first instant at or before t is the latest.
+        for instant in self._instants(self._reached(t) + timedelta(minutes=1), reverse=True):
             if instant > t:
-                continue  # a wall time later today that maps before t only in a repeat
+                continue  # past the end of a repeated hour whose second pass t is in
             return instant if instant > after else None
         return None
 
