@@ -150,6 +150,11 @@ async def test_a_refusal_pipelined_behind_a_direct_answer_comes_after_it(conn: C
         pytest.param(_post("/v1/claims", {}, token=ADMIN), 403, id="wrong-role"),
         pytest.param(_post("/v1/jobs", {"kind": 1}), 422, id="invalid-body"),
         pytest.param(_post("/v1/jobs", b'{"kind": "\\ud800"}'), 422, id="lone-surrogate"),
+        pytest.param(
+            _post("/v1/jobs", b'{"kind": "\\ud800", "kind": "k"}'),
+            422,
+            id="lone-surrogate-under-a-repeated-key",
+        ),
         pytest.param(_post("/v1/jobs", b'{"kind": "\xff"}'), 400, id="not-utf-8"),
         pytest.param(_post("/v1/jobs?x=1", {"kind": "k"}), 201, id="query-string"),
         pytest.param(_post("/v1/job%73", {"kind": "k"}), 201, id="percent-escape"),
