@@ -42,6 +42,28 @@ async def test_wrong_role_is_403(api: Api) -> None:
     assert r.status_code == 403
 
 
+async def test_more_than_one_authorization_header_is_400_before_the_body_is_read(
+    api: Api,
+) -> None:
+    """Several Authorization headers are refused whatever their order or tokens, with
+    the connection closed and nothing written; a route that needs no token ignores them."""
+    _, agent = await api.agent()
+    admin, own = api.admin["Authorization"], agent["Authorization"]
+    for pair in ((admin, "Bearer bad"), ("Bearer bad", admin), (admin, admin)):
+        headers = [("authorization", value) for value in pair]
+        r = await api.client.get("/v1/queues", headers=headers)
+        assert r.status_code == 400, r.text
+        assert_error(r.json(), "bad_request")
+        assert "Authorization" in r.json()["error"]["message"]
+        r = await api.client.post("/v1/jobs", json={"kind": "k"}, headers=headers)
+        assert (r.status_code, r.headers["connection"]) == (400, "close"), r.text
+    r = await api.client.post("/v1/claims", json={}, headers=[("authorization", own)] * 2)
+    assert r.status_code == 400, r.text
+    assert (await api.client.get("/v1/jobs", headers=api.admin)).json()["items"] == []
+    health = await api.client.get("/healthz", headers=[("authorization", "Bearer x")] * 2)
+    assert health.status_code == 200
+
+
 async def test_malformed_json_is_400(api: Api) -> None:
     """A body that is not JSON answers 400 in the error shape."""
     r = await api.client.post(

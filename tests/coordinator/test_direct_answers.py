@@ -157,6 +157,11 @@ async def test_a_refusal_pipelined_behind_a_direct_answer_comes_after_it(conn: C
         ),
         pytest.param(_post("/v1/jobs", b'{"kind": "\xff"}'), 400, id="not-utf-8"),
         pytest.param(_post("/v1/jobs?x=1", {"kind": "k"}), 201, id="query-string"),
+        pytest.param(
+            _post("/v1/jobs", {"kind": "k"}, extra=b"authorization: Bearer nope\r\n"),
+            400,
+            id="two-authorization-headers",
+        ),
         pytest.param(_post("/v1/job%73", {"kind": "k"}), 201, id="percent-escape"),
         pytest.param(_post("/v1/jobs/x/cancel", {}), 404, id="not-hot"),
         pytest.param(

@@ -10,7 +10,8 @@ the *plain* hot request in their place, and nothing else:
 - a ``POST`` whose body arrived whole with its headers (nearly every request: the
   protocol has parsed it before the request's task first runs), with a
   ``Content-Length`` and no ``Transfer-Encoding``, no query string, no
-  percent-escape in its path, a body within the route's limit;
+  percent-escape in its path, one ``Authorization`` header, a body within the
+  route's limit;
 - to a route the hot path serves (``HotRoutes``: the app's own POST routes),
   whose role the token passes (``authorize``, the guard's one decision);
 - with a body that is valid UTF-8 without lone surrogates (``unicode_problem``)
@@ -89,8 +90,8 @@ class DirectAnswers:
         route, params = found
         if rule.role is None or rule.role is not route.role or len(body) > rule.body_limit:
             return None
-        auth, ctype, length, coding = guarded_headers(scope["headers"])
-        if length is None or coding is not None or auth is None:
+        auth, auths, ctype, length, coding = guarded_headers(scope["headers"])
+        if length is None or coding is not None or auth is None or auths > 1:
             return None
         try:
             agent = await authorize(co, auth.decode("latin-1"), rule.role)

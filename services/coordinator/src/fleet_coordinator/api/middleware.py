@@ -7,7 +7,7 @@ request and costs several times a bare endpoint's overhead). For each request:
    and its body limit, both derived from the app's own routes.
 2. **Caller**: on a route that needs a token, ``authorize`` decides 401/403 before a
    byte of the body is read, so a stranger cannot make the coordinator read, buffer
-   or parse anything.
+   or parse anything; more than one ``Authorization`` header is 400.
 3. **Body**: a declared ``Content-Length`` over the limit is 413 at once; otherwise the
    body is read chunk by chunk and refused with 413 as soon as it passes the limit,
    chunked or not. No store request, lock or thread is held while a body arrives,
@@ -211,9 +211,14 @@ class GuardMiddleware:
 
     async def _admit(self, scope: Scope, receive: Receive, rule: RouteRule) -> Admitted | None:
         """The whole body and the caller once caller, size and text pass; ``_RefusedError`` else."""
-        auth, ctype, length, coding = guarded_headers(scope["headers"])
+        auth, auths, ctype, length, coding = guarded_headers(scope["headers"])
         agent = None
         if rule.role is not None:
+            if auths > 1:
+                # Authorization is a singleton (RFC 9110): which of several counts would
+                # be up to each reader, and a proxy that appends one could pick it.
+                message = "more than one Authorization header: send exactly one"
+                raise _RefusedError(error_response(400, "bad_request", message))
             header = None if auth is None else auth.decode("latin-1")
             try:
                 refused: CoordinatorError | None = scope.pop(REFUSED_CALLER, None)
@@ -265,23 +270,28 @@ class GuardMiddleware:
 
 def guarded_headers(
     headers: Sequence[tuple[bytes, bytes]],
-) -> tuple[bytes | None, bytes | None, bytes | None, bytes | None]:
-    """The headers the guard decides on: authorization, content type, length and coding.
+) -> tuple[bytes | None, int, bytes | None, bytes | None, bytes | None]:
+    """The headers the guard decides on: authorization and how many, content type, length
+    and coding.
 
     The first ``Authorization`` and ``Content-Type`` count (as Starlette reads them),
-    the last ``Content-Length`` and ``Transfer-Encoding``.
+    the last ``Content-Length`` and ``Transfer-Encoding``; the guard refuses a request
+    whose route needs a token when ``Authorization`` comes more than once.
     """
     auth = ctype = length = coding = None
+    auths = 0
     for name, value in headers:
-        if name == b"authorization" and auth is None:
-            auth = value
+        if name == b"authorization":
+            auths += 1
+            if auth is None:
+                auth = value
         elif name == b"content-type" and ctype is None:
             ctype = value
         elif name == b"content-length":
             length = value
         elif name == b"transfer-encoding":
             coding = value
-    return auth, ctype, length, coding
+    return auth, auths, ctype, length, coding
 
 
 def crash_response(log: Any, method: str | None, path: str | None, exc: Exception) -> Any:
