@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 from typing import Any
 
 import pytest
@@ -163,6 +164,44 @@ async def test_a_transfer_coding_other_than_chunked_is_400_and_stores_nothing(
     assert r.status_code == 400, r.text
     assert_error(r.json(), "bad_request")
     assert (await api.client.get("/v1/jobs", headers=api.admin)).json()["items"] == []
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "GZIP", "identity, gzip"])
+async def test_a_body_in_a_content_coding_is_415_before_it_is_read(api: Api, coding: str) -> None:
+    """Nothing decodes a content coding: a gzip'd body (once 400 "not valid UTF-8") and a
+    plain one labelled gzip (once served) are both 415, on every route with a body."""
+    plain = b'{"kind": "k"}'
+    headers = {**api.admin, "content-type": "application/json", "content-encoding": coding}
+    for body in (gzip.compress(plain), plain):
+        r = await api.client.post("/v1/jobs", content=body, headers=headers)
+        assert (r.status_code, r.headers["connection"]) == (415, "close"), r.text
+        assert_error(r.json(), "unsupported_media_type")
+        assert r.json()["error"]["details"] == {"content_encoding": coding}
+        assert r.headers["accept-encoding"] == "identity"
+    schedule = {"cron": "* * * * *", "job": {"kind": "k"}}
+    r = await api.client.put("/v1/schedules/s", json=schedule, headers=headers)
+    assert r.status_code == 415, r.text
+    _, agent = await api.agent()
+    r = await api.client.post("/v1/claims", content=b"{}", headers={**headers, **agent})
+    assert r.status_code == 415, r.text
+    assert (await api.client.get("/v1/jobs", headers=api.admin)).json()["items"] == []
+    assert (await api.client.get("/v1/schedules", headers=api.admin)).json()["items"] == []
+
+
+async def test_identity_coding_and_a_coding_without_a_body_are_served(api: Api) -> None:
+    """``identity`` is no coding at all, and a request without a body has none to decode;
+    a caller without a token still gets 401 first."""
+    headers = {**api.admin, "content-type": "application/json"}
+    for coding in ("identity", "Identity", "identity, identity"):
+        r = await api.client.post(
+            "/v1/jobs", content=b'{"kind": "k"}', headers={**headers, "content-encoding": coding}
+        )
+        assert r.status_code == 201, r.text
+    r = await api.client.get("/v1/queues", headers={**api.admin, "content-encoding": "gzip"})
+    assert r.status_code == 200, r.text
+    stranger = {"content-type": "application/json", "content-encoding": "gzip"}
+    r = await api.client.post("/v1/jobs", content=b'{"kind": "k"}', headers=stranger)
+    assert r.status_code == 401, r.text
 
 
 async def test_oversized_payload_is_413_and_stores_nothing(api: Api) -> None:

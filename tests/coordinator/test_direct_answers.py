@@ -158,6 +158,11 @@ async def test_a_refusal_pipelined_behind_a_direct_answer_comes_after_it(conn: C
         pytest.param(_post("/v1/jobs", b'{"kind": "\xff"}'), 400, id="not-utf-8"),
         pytest.param(_post("/v1/jobs?x=1", {"kind": "k"}), 201, id="query-string"),
         pytest.param(
+            _post("/v1/jobs", {"kind": "k"}, extra=b"content-encoding: gzip\r\n"),
+            415,
+            id="content-coding",
+        ),
+        pytest.param(
             _post("/v1/jobs", {"kind": "k"}, extra=b"authorization: Bearer nope\r\n"),
             400,
             id="two-authorization-headers",
@@ -176,6 +181,13 @@ async def test_a_refusal_pipelined_behind_a_direct_answer_comes_after_it(conn: C
         ),
         pytest.param(
             b"POST /v1/jobs HTTP/1.1\r\nhost: x\r\nauthorization: Bearer %s\r\n"
+            b"content-type: application/json\r\ntransfer-encoding: chunked\r\n"
+            b'content-encoding: gzip\r\n\r\nd\r\n{"kind": "k"}\r\n0\r\n\r\n' % ADMIN.encode(),
+            415,
+            id="chunked-content-coding",
+        ),
+        pytest.param(
+            b"POST /v1/jobs HTTP/1.1\r\nhost: x\r\nauthorization: Bearer %s\r\n"
             b'content-length: 13\r\n\r\n{"kind": "k"}' % ADMIN.encode(),
             422,  # FastAPI's strict_content_type: a body without a content type is not JSON
             id="no-content-type",
@@ -189,6 +201,14 @@ async def test_what_is_not_plain_goes_to_the_asgi_app(
     answer = await conn.ask(request_bytes)
     assert answer[0] == status, answer
     assert conn.direct.answered == 0
+
+
+async def test_a_body_labelled_identity_is_answered_directly(conn: Conn) -> None:
+    """``Content-Encoding: identity`` names no coding: the request stays plain."""
+    status, _, job = await conn.ask(
+        _post("/v1/jobs", {"kind": "k"}, extra=b"content-encoding: identity\r\n")
+    )
+    assert (status, job["kind"], conn.direct.answered) == (201, "k", 1)
 
 
 async def test_a_body_not_whole_when_the_request_starts_goes_to_the_asgi_app(
