@@ -271,6 +271,20 @@ async def test_values_no_store_can_keep_are_422(api: Api, raw: bytes) -> None:
     assert_error(r.json(), "validation_error")
 
 
+async def test_run_after_out_of_range_names_the_bounds_it_checks(api: Api) -> None:
+    """The last instant accepted is 9999-12-30T00:00:00Z, and the 422 says so."""
+    r = await api.client.post(
+        "/v1/jobs", json={"kind": "k", "run_after": "9999-12-30T00:00:00Z"}, headers=api.admin
+    )
+    assert r.status_code == 201, r.text
+    for late in ("9999-12-30T00:00:01Z", "9999-12-31T23:59:59Z", "1969-12-31T23:59:59Z"):
+        body = {"kind": "k", "run_after": late}
+        r = await api.client.post("/v1/jobs", json=body, headers=api.admin)
+        assert r.status_code == 422, r.text
+        [error] = r.json()["error"]["details"]["errors"]
+        assert "from 1970-01-01T00:00:00Z to 9999-12-30T00:00:00Z" in error["msg"], error
+
+
 async def test_metrics_scrapes_share_one_queue_recount_per_interval(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
