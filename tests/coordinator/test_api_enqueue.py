@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 import pytest
@@ -200,6 +202,29 @@ async def test_list_pages_with_a_cursor_and_filters(api: Api) -> None:
     assert [j["payload"]["i"] for j in r.json()["items"]] == [2, 3]
     bad = await api.client.get("/v1/jobs?cursor=garbage", headers=api.admin)
     assert bad.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "position",
+    [
+        pytest.param('[1, "\\ud800", "q"]', id="lone-surrogate"),
+        pytest.param('[Infinity, "a", "q"]', id="infinity"),
+        pytest.param('[NaN, "a", "q"]', id="nan"),
+    ],
+)
+async def test_a_forged_cursor_position_is_a_bad_cursor(api: Api, position: str) -> None:
+    """A cursor of this listing whose position holds invalid Unicode or NaN gets 400 bad_cursor."""
+    for _ in range(3):
+        await api.enqueue(queue="q")
+        api.clock.advance(0.001)
+    page = (await api.client.get("/v1/jobs?limit=1", headers=api.admin)).json()
+    cursor = page["next_cursor"]
+    shape = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))["s"]
+    text = f'{{"s": "{shape}", "k": {position}}}'  # raw text: json.dumps cannot write these
+    forged = base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+    r = await api.client.get(f"/v1/jobs?limit=1&cursor={forged}", headers=api.admin)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "bad_cursor"
 
 
 async def test_queue_stats_count_jobs_per_status(api: Api) -> None:

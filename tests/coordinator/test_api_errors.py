@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 from typing import Any
 
 import pytest
@@ -40,6 +41,28 @@ async def test_wrong_role_is_403(api: Api) -> None:
     assert_error(r.json(), "forbidden")
     r = await api.client.post("/v1/claims", json={}, headers=api.admin)
     assert r.status_code == 403
+
+
+async def test_more_than_one_authorization_header_is_400_before_the_body_is_read(
+    api: Api,
+) -> None:
+    """Several Authorization headers are refused whatever their order or tokens, with
+    the connection closed and nothing written; a route that needs no token ignores them."""
+    _, agent = await api.agent()
+    admin, own = api.admin["Authorization"], agent["Authorization"]
+    for pair in ((admin, "Bearer bad"), ("Bearer bad", admin), (admin, admin)):
+        headers = [("authorization", value) for value in pair]
+        r = await api.client.get("/v1/queues", headers=headers)
+        assert r.status_code == 400, r.text
+        assert_error(r.json(), "bad_request")
+        assert "Authorization" in r.json()["error"]["message"]
+        r = await api.client.post("/v1/jobs", json={"kind": "k"}, headers=headers)
+        assert (r.status_code, r.headers["connection"]) == (400, "close"), r.text
+    r = await api.client.post("/v1/claims", json={}, headers=[("authorization", own)] * 2)
+    assert r.status_code == 400, r.text
+    assert (await api.client.get("/v1/jobs", headers=api.admin)).json()["items"] == []
+    health = await api.client.get("/healthz", headers=[("authorization", "Bearer x")] * 2)
+    assert health.status_code == 200
 
 
 async def test_malformed_json_is_400(api: Api) -> None:
@@ -143,6 +166,44 @@ async def test_a_transfer_coding_other_than_chunked_is_400_and_stores_nothing(
     assert (await api.client.get("/v1/jobs", headers=api.admin)).json()["items"] == []
 
 
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "GZIP", "identity, gzip"])
+async def test_a_body_in_a_content_coding_is_415_before_it_is_read(api: Api, coding: str) -> None:
+    """Nothing decodes a content coding: a gzip'd body (once 400 "not valid UTF-8") and a
+    plain one labelled gzip (once served) are both 415, on every route with a body."""
+    plain = b'{"kind": "k"}'
+    headers = {**api.admin, "content-type": "application/json", "content-encoding": coding}
+    for body in (gzip.compress(plain), plain):
+        r = await api.client.post("/v1/jobs", content=body, headers=headers)
+        assert (r.status_code, r.headers["connection"]) == (415, "close"), r.text
+        assert_error(r.json(), "unsupported_media_type")
+        assert r.json()["error"]["details"] == {"content_encoding": coding}
+        assert r.headers["accept-encoding"] == "identity"
+    schedule = {"cron": "* * * * *", "job": {"kind": "k"}}
+    r = await api.client.put("/v1/schedules/s", json=schedule, headers=headers)
+    assert r.status_code == 415, r.text
+    _, agent = await api.agent()
+    r = await api.client.post("/v1/claims", content=b"{}", headers={**headers, **agent})
+    assert r.status_code == 415, r.text
+    assert (await api.client.get("/v1/jobs", headers=api.admin)).json()["items"] == []
+    assert (await api.client.get("/v1/schedules", headers=api.admin)).json()["items"] == []
+
+
+async def test_identity_coding_and_a_coding_without_a_body_are_served(api: Api) -> None:
+    """``identity`` is no coding at all, and a request without a body has none to decode;
+    a caller without a token still gets 401 first."""
+    headers = {**api.admin, "content-type": "application/json"}
+    for coding in ("identity", "Identity", "identity, identity"):
+        r = await api.client.post(
+            "/v1/jobs", content=b'{"kind": "k"}', headers={**headers, "content-encoding": coding}
+        )
+        assert r.status_code == 201, r.text
+    r = await api.client.get("/v1/queues", headers={**api.admin, "content-encoding": "gzip"})
+    assert r.status_code == 200, r.text
+    stranger = {"content-type": "application/json", "content-encoding": "gzip"}
+    r = await api.client.post("/v1/jobs", content=b'{"kind": "k"}', headers=stranger)
+    assert r.status_code == 401, r.text
+
+
 async def test_oversized_payload_is_413_and_stores_nothing(api: Api) -> None:
     """A payload over MAX_PAYLOAD_BYTES answers 413, as does a huge body."""
     r = await api.client.post(
@@ -208,6 +269,20 @@ async def test_values_no_store_can_keep_are_422(api: Api, raw: bytes) -> None:
     r = await api.client.post("/v1/jobs", content=raw, headers=headers)
     assert r.status_code == 422, r.text
     assert_error(r.json(), "validation_error")
+
+
+async def test_run_after_out_of_range_names_the_bounds_it_checks(api: Api) -> None:
+    """The last instant accepted is 9999-12-30T00:00:00Z, and the 422 says so."""
+    r = await api.client.post(
+        "/v1/jobs", json={"kind": "k", "run_after": "9999-12-30T00:00:00Z"}, headers=api.admin
+    )
+    assert r.status_code == 201, r.text
+    for late in ("9999-12-30T00:00:01Z", "9999-12-31T23:59:59Z", "1969-12-31T23:59:59Z"):
+        body = {"kind": "k", "run_after": late}
+        r = await api.client.post("/v1/jobs", json=body, headers=api.admin)
+        assert r.status_code == 422, r.text
+        [error] = r.json()["error"]["details"]["errors"]
+        assert "from 1970-01-01T00:00:00Z to 9999-12-30T00:00:00Z" in error["msg"], error
 
 
 async def test_metrics_scrapes_share_one_queue_recount_per_interval(

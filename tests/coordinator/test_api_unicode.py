@@ -331,6 +331,38 @@ def test_valid_escapes_and_astral_text_are_accepted_and_kept(served: Served) -> 
     assert job["payload"] == {"pair": "😀", "text": "\\ud800", "raw": "😀"}
 
 
+@pytest.mark.parametrize(
+    ("path", "raw", "loc"),
+    [
+        pytest.param("/v1/jobs", '{"kind": "\\ud800", "kind": "k"}', ["kind"], id="field"),
+        pytest.param(
+            "/v1/jobs",
+            '{"kind": "k", "payload": {"a": "\\udfff", "a": 1}}',
+            ["payload", "a"],
+            id="payload",
+        ),
+        pytest.param(
+            "/v1/jobs/batch",
+            '{"jobs": [{"kind": "k"}, {"kind": "k", "queue": "\\ud800x", "queue": "q"}]}',
+            ["jobs", "1", "queue"],
+            id="batch-item",
+        ),
+    ],
+)
+def test_a_lone_surrogate_under_a_repeated_key_is_refused(
+    served: Served, path: str, raw: str, loc: list[str]
+) -> None:
+    """A repeated key's earlier value is checked too, though the route keeps only the last:
+    a lone surrogate there is 422 at its location, and nothing is written."""
+    admin = {"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"}
+    before = served.stored()
+    r = served.client.post(path, content=raw.encode(), headers=admin)
+    assert r.status_code == 422, r.text
+    [detail] = r.json()["error"]["details"]["errors"]
+    assert (detail["type"], detail["loc"]) == ("string_unicode", ["body", *loc])
+    assert served.stored() == before
+
+
 def test_a_json_body_in_utf16_is_refused(served: Served) -> None:
     """JSON must be UTF-8: a UTF-16 body (which could smuggle a lone surrogate) is 400."""
     admin = {"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"}

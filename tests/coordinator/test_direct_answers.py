@@ -150,8 +150,23 @@ async def test_a_refusal_pipelined_behind_a_direct_answer_comes_after_it(conn: C
         pytest.param(_post("/v1/claims", {}, token=ADMIN), 403, id="wrong-role"),
         pytest.param(_post("/v1/jobs", {"kind": 1}), 422, id="invalid-body"),
         pytest.param(_post("/v1/jobs", b'{"kind": "\\ud800"}'), 422, id="lone-surrogate"),
+        pytest.param(
+            _post("/v1/jobs", b'{"kind": "\\ud800", "kind": "k"}'),
+            422,
+            id="lone-surrogate-under-a-repeated-key",
+        ),
         pytest.param(_post("/v1/jobs", b'{"kind": "\xff"}'), 400, id="not-utf-8"),
         pytest.param(_post("/v1/jobs?x=1", {"kind": "k"}), 201, id="query-string"),
+        pytest.param(
+            _post("/v1/jobs", {"kind": "k"}, extra=b"content-encoding: gzip\r\n"),
+            415,
+            id="content-coding",
+        ),
+        pytest.param(
+            _post("/v1/jobs", {"kind": "k"}, extra=b"authorization: Bearer nope\r\n"),
+            400,
+            id="two-authorization-headers",
+        ),
         pytest.param(_post("/v1/job%73", {"kind": "k"}), 201, id="percent-escape"),
         pytest.param(_post("/v1/jobs/x/cancel", {}), 404, id="not-hot"),
         pytest.param(
@@ -163,6 +178,13 @@ async def test_a_refusal_pipelined_behind_a_direct_answer_comes_after_it(conn: C
             b'd\r\n{"kind": "k"}\r\n0\r\n\r\n' % ADMIN.encode(),
             201,
             id="chunked",
+        ),
+        pytest.param(
+            b"POST /v1/jobs HTTP/1.1\r\nhost: x\r\nauthorization: Bearer %s\r\n"
+            b"content-type: application/json\r\ntransfer-encoding: chunked\r\n"
+            b'content-encoding: gzip\r\n\r\nd\r\n{"kind": "k"}\r\n0\r\n\r\n' % ADMIN.encode(),
+            415,
+            id="chunked-content-coding",
         ),
         pytest.param(
             b"POST /v1/jobs HTTP/1.1\r\nhost: x\r\nauthorization: Bearer %s\r\n"
@@ -179,6 +201,14 @@ async def test_what_is_not_plain_goes_to_the_asgi_app(
     answer = await conn.ask(request_bytes)
     assert answer[0] == status, answer
     assert conn.direct.answered == 0
+
+
+async def test_a_body_labelled_identity_is_answered_directly(conn: Conn) -> None:
+    """``Content-Encoding: identity`` names no coding: the request stays plain."""
+    status, _, job = await conn.ask(
+        _post("/v1/jobs", {"kind": "k"}, extra=b"content-encoding: identity\r\n")
+    )
+    assert (status, job["kind"], conn.direct.answered) == (201, "k", 1)
 
 
 async def test_a_body_not_whole_when_the_request_starts_goes_to_the_asgi_app(

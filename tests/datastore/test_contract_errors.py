@@ -410,6 +410,47 @@ async def test_tampered_continuation_raises_invalid_continuation_error(jobs: Con
             await jobs.query(bad)
 
 
+FORGED_POSITIONS = [
+    pytest.param('[0, 0.0, "\\ud800", "q1"]', id="lone-high-surrogate"),
+    pytest.param('[0, 0.0, "j1", "\\udfff"]', id="lone-low-surrogate"),
+    pytest.param('[0, NaN, "j1", "q1"]', id="nan"),
+    pytest.param('[0, Infinity, "j1", "q1"]', id="infinity"),
+    pytest.param('[0, -Infinity, "j1", "q1"]', id="minus-infinity"),
+    pytest.param('[0, 1e400, "j1", "q1"]', id="overflowing-float"),
+    pytest.param('[9007199254740992, 0.0, "j1", "q1"]', id="int-past-2**53"),
+    pytest.param('[-9223372036854775809, 0.0, "j1", "q1"]', id="int-past-int64"),
+    pytest.param('[9223372036854775808, 0.0, "j1", "q1"]', id="int-past-sqlite-integer"),
+    pytest.param('[0, 9007199254740993, "j1", "q1"]', id="float-field-int-past-2**53"),
+    pytest.param('[0, 0.0, "", "q1"]', id="empty-id"),
+    pytest.param('[0, 0.0, "' + "x" * 256 + '", "q1"]', id="id-too-long"),
+    pytest.param('[0, 0.0, "j/1", "q1"]', id="id-with-slash"),
+    pytest.param('[0, 0.0, "j1", ""]', id="empty-partition-key"),
+    pytest.param('[0, 0.0, "j1", "' + "q" * 2049 + '"]', id="partition-key-too-long"),
+]
+
+
+@pytest.mark.parametrize("position", FORGED_POSITIONS)
+async def test_a_position_no_stored_document_could_have_is_refused(
+    jobs: Container, position: str
+) -> None:
+    """A token whose position holds a value the store never writes raises InvalidContinuationError.
+
+    They used to reach the provider: SQLite failed on a lone surrogate or an integer
+    past 64 bits, Cosmos DB answered "unavailable" for NaN or an infinity, and the
+    other values resumed quietly from the forged place.
+    """
+    for i in range(3):
+        await jobs.create(job(f"j{i}", priority=i, created_at=float(i)))
+    query = Query(order_by=["-priority", "created_at"], limit=1)
+    token = (await jobs.query(query)).continuation
+    assert token is not None
+    shape = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))["s"]
+    text = f'{{"s": "{shape}", "k": {position}}}'  # raw text: json.dumps cannot write these
+    forged = base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+    with pytest.raises(InvalidContinuationError):
+        await jobs.query(Query(order_by=query.order_by, limit=1, continuation=forged))
+
+
 @pytest.mark.parametrize(
     "other",
     [

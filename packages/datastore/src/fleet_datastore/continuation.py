@@ -16,9 +16,9 @@ from typing import Any
 
 import orjson
 
-from .documents import get_path
-from .errors import InvalidContinuationError
-from .model import Direction, FieldType, of_type
+from .documents import MAX_SAFE_INT, check_id, check_partition_key, get_path
+from .errors import InvalidContinuationError, InvalidRequestError
+from .model import ContainerSpec, Direction, of_type
 
 __all__ = ["decode", "encode", "position", "shape_of"]
 
@@ -63,23 +63,50 @@ def encode(shape: str, key: list[Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode(token: str, shape: str, kinds: Sequence[FieldType]) -> tuple[Any, ...]:
-    """The keyset position in ``token``; raises when it is malformed or from another query."""
+def decode(
+    token: str, shape: str, spec: ContainerSpec, sort: Sequence[tuple[str, Direction]]
+) -> tuple[Any, ...]:
+    """The keyset position in ``token`` for a query on ``spec`` ordered by ``sort``.
+
+    Raises when the token is malformed, from another query, or holds a position no
+    stored document could have: ``encode`` only ever writes a stored body's sort
+    values, so anything else is forged, and must not reach a provider (SQLite
+    cannot bind a lone surrogate or an integer past 64 bits; Cosmos DB's query
+    text cannot carry NaN).
+    """
     if not isinstance(token, str) or not token or len(token) > _MAX_TOKEN:
         raise InvalidContinuationError("continuation token is empty or too long")
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = json.loads(raw)
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        # orjson, not json: it refuses what a stored body cannot hold and json takes
+        # (lone surrogates, NaN, Infinity, 1e400 read as infinity, invalid UTF-8).
+        data = orjson.loads(raw)
+    except (binascii.Error, ValueError) as exc:
         raise InvalidContinuationError("continuation token is malformed") from exc
     if not isinstance(data, dict) or set(data) != {"s", "k"}:
         raise InvalidContinuationError("continuation token is malformed")
     if data["s"] != shape:
         raise InvalidContinuationError("continuation token belongs to another query")
     key = data["k"]
-    if not isinstance(key, list) or len(key) != len(kinds):
+    if not isinstance(key, list) or len(key) != len(sort):
         raise InvalidContinuationError("continuation token is malformed")
-    for kind, value in zip(kinds, key, strict=True):
-        if not of_type(value, kind):
+    for (name, _), value in zip(sort, key, strict=True):
+        if not _storable(spec, name, value):
             raise InvalidContinuationError("continuation token is malformed")
     return tuple(key)
+
+
+def _storable(spec: ContainerSpec, name: str, value: object) -> bool:
+    """Whether a document ``prepare`` accepted could hold ``value`` at sort field ``name``."""
+    try:
+        if name == "id":
+            check_id(value)
+        if name == spec.partition_key:
+            check_partition_key(value)
+    except InvalidRequestError:
+        return False
+    kind = spec.field_type(name)
+    if kind is None or not of_type(value, kind):
+        return False
+    # Floats are finite (orjson reads no other); integers are bounded as stored ones are.
+    return type(value) is not int or -MAX_SAFE_INT <= value <= MAX_SAFE_INT

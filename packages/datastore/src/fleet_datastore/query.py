@@ -277,7 +277,7 @@ def plan_query(spec: ContainerSpec, query: Query) -> QueryPlan:
     after = None
     if query.continuation is not None:
         shape = shape_of(spec.name, [(f.field, f.op, f.value) for f in where], sort, pk)
-        after = decode(query.continuation, shape, [spec.field_type(n) or "str" for n, _ in sort])
+        after = decode(query.continuation, shape, spec, sort)
     return QueryPlan(
         container=spec.name,
         where=where,

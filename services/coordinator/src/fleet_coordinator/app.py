@@ -48,6 +48,7 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (404, "unknown resource"),
         (409, "state conflict (lease_lost, already_terminal, idempotency_conflict, …)"),
         (413, "payload too large"),
+        (415, "a body in a content coding (Content-Encoding other than identity)"),
         (422, "validation error"),
         (500, "a defect, answered internal_error with an error_id that the log carries"),
         (503, "store unavailable (Retry-After)"),

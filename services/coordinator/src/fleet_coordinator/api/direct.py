@@ -9,8 +9,9 @@ the *plain* hot request in their place, and nothing else:
 
 - a ``POST`` whose body arrived whole with its headers (nearly every request: the
   protocol has parsed it before the request's task first runs), with a
-  ``Content-Length`` and no ``Transfer-Encoding``, no query string, no
-  percent-escape in its path, a body within the route's limit;
+  ``Content-Length`` and no ``Transfer-Encoding`` or content coding, no query string, no
+  percent-escape in its path, one ``Authorization`` header, a body within the
+  route's limit;
 - to a route the hot path serves (``HotRoutes``: the app's own POST routes),
   whose role the token passes (``authorize``, the guard's one decision);
 - with a body that is valid UTF-8 without lone surrogates (``unicode_problem``)
@@ -20,7 +21,7 @@ the *plain* hot request in their place, and nothing else:
 
 For anything else it returns None before running anything, and the protocol runs
 the ASGI app from the start on the same request, its body still in the cycle: the
-guard then refuses what it refuses (401, 403, 408, 413, 400) exactly as before,
+guard then refuses what it refuses (401, 403, 408, 413, 415, 400) exactly as before,
 and FastAPI answers what the hot path hands on. So the direct path adds no rule of
 its own: every check above either passes or sends the request the long way.
 What it answers is the hot path's own answer (``answer_hot``), the guard's latency
@@ -89,8 +90,10 @@ class DirectAnswers:
         route, params = found
         if rule.role is None or rule.role is not route.role or len(body) > rule.body_limit:
             return None
-        auth, ctype, length, coding = guarded_headers(scope["headers"])
-        if length is None or coding is not None or auth is None:
+        auth, auths, ctype, length, coding, encoding = guarded_headers(scope["headers"])
+        if length is None or coding is not None or auth is None or auths > 1:
+            return None
+        if encoding is not None:
             return None
         try:
             agent = await authorize(co, auth.decode("latin-1"), rule.role)

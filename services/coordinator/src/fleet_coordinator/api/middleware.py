@@ -7,8 +7,10 @@ request and costs several times a bare endpoint's overhead). For each request:
    and its body limit, both derived from the app's own routes.
 2. **Caller**: on a route that needs a token, ``authorize`` decides 401/403 before a
    byte of the body is read, so a stranger cannot make the coordinator read, buffer
-   or parse anything.
-3. **Body**: a declared ``Content-Length`` over the limit is 413 at once; otherwise the
+   or parse anything; more than one ``Authorization`` header is 400.
+3. **Body**: a declared ``Content-Length`` over the limit is 413 at once, and a body in
+   a content coding (``Content-Encoding`` other than ``identity``) 415, since nothing
+   here decodes one; otherwise the
    body is read chunk by chunk and refused with 413 as soon as it passes the limit,
    chunked or not. No store request, lock or thread is held while a body arrives,
    and the whole body must arrive within ``FLEET_BODY_TIMEOUT_SECONDS`` (else 408).
@@ -241,9 +243,14 @@ class GuardMiddleware:
 
     async def _admit(self, scope: Scope, receive: Receive, rule: RouteRule) -> Admitted | None:
         """The whole body and the caller once caller, size and text pass; ``_RefusedError`` else."""
-        auth, ctype, length, coding = guarded_headers(scope["headers"])
+        auth, auths, ctype, length, coding, encoding = guarded_headers(scope["headers"])
         agent = None
         if rule.role is not None:
+            if auths > 1:
+                # Authorization is a singleton (RFC 9110): which of several counts would
+                # be up to each reader, and a proxy that appends one could pick it.
+                message = "more than one Authorization header: send exactly one"
+                raise _RefusedError(error_response(400, "bad_request", message))
             header = None if auth is None else auth.decode("latin-1")
             try:
                 refused: CoordinatorError | None = scope.pop(REFUSED_CALLER, None)
@@ -269,6 +276,10 @@ class GuardMiddleware:
                 raise _RefusedError(error_response(400, "bad_request", "invalid Content-Length"))
             if int(length) > rule.body_limit:
                 raise _RefusedError(_too_large(rule.body_limit))
+        if encoding is not None and (coding is not None or (length is not None and int(length))):
+            # Nothing here decompresses: a gzip'd body was read as text (400 "not UTF-8"),
+            # and a plain one labelled gzip was served as if the label were not there.
+            raise _RefusedError(_unsupported_coding(encoding))
         try:
             if scope.get(BODY_COMPLETE):
                 # Parsed whole already (protocol.py): the read cannot wait, so no
@@ -295,23 +306,37 @@ class GuardMiddleware:
 
 def guarded_headers(
     headers: Sequence[tuple[bytes, bytes]],
-) -> tuple[bytes | None, bytes | None, bytes | None, bytes | None]:
-    """The headers the guard decides on: authorization, content type, length and coding.
+) -> tuple[bytes | None, int, bytes | None, bytes | None, bytes | None, bytes | None]:
+    """The headers the guard decides on: authorization and how many, content type, length,
+    transfer coding and content coding.
 
     The first ``Authorization`` and ``Content-Type`` count (as Starlette reads them),
-    the last ``Content-Length`` and ``Transfer-Encoding``.
+    the last ``Content-Length`` and ``Transfer-Encoding``; the guard refuses a request
+    whose route needs a token when ``Authorization`` comes more than once. The content
+    coding is the last ``Content-Encoding`` naming one other than ``identity`` (None:
+    the body is sent as it is).
     """
-    auth = ctype = length = coding = None
+    auth = ctype = length = coding = encoding = None
+    auths = 0
     for name, value in headers:
-        if name == b"authorization" and auth is None:
-            auth = value
+        if name == b"authorization":
+            auths += 1
+            if auth is None:
+                auth = value
         elif name == b"content-type" and ctype is None:
             ctype = value
         elif name == b"content-length":
             length = value
         elif name == b"transfer-encoding":
             coding = value
-    return auth, ctype, length, coding
+        elif name == b"content-encoding" and not _identity(value):
+            encoding = value
+    return auth, auths, ctype, length, coding, encoding
+
+
+def _identity(value: bytes) -> bool:
+    """Whether a ``Content-Encoding`` value names no coding but ``identity`` (a list may)."""
+    return all(part.strip().lower() in (b"identity", b"") for part in value.split(b","))
 
 
 def crash_response(log: Any, method: str | None, path: str | None, exc: Exception) -> Any:
@@ -334,6 +359,15 @@ def crash_response(log: Any, method: str | None, path: str | None, exc: Exceptio
         "an internal error; it is logged under this error_id",
         {"error_id": error_id},
     )
+
+
+def _unsupported_coding(encoding: bytes) -> JSONResponse:
+    """415 for a body in a content coding (RFC 9110 §15.5.16: naming the one accepted)."""
+    name = encoding.decode("latin-1").strip()[:64]  # a header may be 64 KiB; this is enough
+    message = f"Content-Encoding {name!r} is not supported: send the body uncompressed"
+    answer = error_response(415, "unsupported_media_type", message, {"content_encoding": name})
+    answer.headers["Accept-Encoding"] = "identity"
+    return answer
 
 
 def _too_large(limit: int) -> JSONResponse:

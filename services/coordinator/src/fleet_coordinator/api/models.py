@@ -63,6 +63,10 @@ _NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
 """A number written as a string, which pydantic would read as Unix seconds."""
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+_OUT_OF_RANGE = (
+    f"run_after must be from {_EARLIEST:%Y-%m-%dT%H:%M:%SZ} to {_LATEST:%Y-%m-%dT%H:%M:%SZ}"
+)
+"""Written from the bounds themselves: "between 1970 and 9999" read as if 9999-12-31 passed."""
 
 
 def not_a_dot_segment(name: str) -> str:
@@ -167,7 +171,7 @@ class JobCreate(_JobTemplate):
     @classmethod
     def _in_range(cls, value: datetime | None) -> datetime | None:
         if value is not None and not _EARLIEST <= value <= _LATEST:
-            raise ValueError("run_after must be between 1970 and 9999 (UTC)")
+            raise ValueError(_OUT_OF_RANGE)
         return value
 
 

@@ -10,8 +10,9 @@ so the guard checks every JSON body once, here, for every route:
 - the bytes must be UTF-8 (RFC 8259), else 400 ``bad_request``;
 - if the text holds an escape of a surrogate (``\\uD800``-``\\uDFFF``; a cheap byte
   search, so ordinary bodies pay one scan), it is parsed and every string and key is
-  checked: a surrogate that no pair absorbed is 422 ``validation_error`` with the
-  location of the string, in FastAPI's error layout.
+  checked, a repeated key's every value too (the route keeps only the last one):
+  a surrogate that no pair absorbed is 422 ``validation_error`` with the location
+  of the string, in FastAPI's error layout.
 
 A body that is not JSON at all is left to the route, whose answer (400) is the one
 clients already get.
@@ -90,7 +91,9 @@ def unicode_problem(body: bytes, content_type: bytes | None) -> UnicodeProblem |
     if _SURROGATE_ESCAPE.search(body) is None:
         return None
     try:
-        value = json.loads(body)
+        # Each object as its (key, value) pairs: a dict keeps only a repeated key's last
+        # value, and the route's parse drops the others, but they were sent all the same.
+        value = json.loads(body, object_pairs_hook=tuple)
     except (ValueError, RecursionError):
         return None  # not JSON: the route answers 400 as for any malformed body
     loc = _lone_surrogate(value)
@@ -140,8 +143,8 @@ def _lone_surrogate(value: Any) -> list[str] | None:
         if isinstance(item, str):
             if not _valid(item):
                 return loc
-        elif isinstance(item, dict):
-            for key, child in item.items():
+        elif isinstance(item, tuple):  # an object's pairs (JSON arrays are lists)
+            for key, child in item:
                 if not _valid(key):
                     return [*loc, key.encode("utf-8", "backslashreplace").decode()]
                 stack.append((child, [*loc, key]))
