@@ -226,7 +226,7 @@ async def test_refusals_under_ui_are_the_consoles_page_and_change_nothing(api: A
     assert "No job &#39;&lt;img src=x onerror=alert(1)&gt;&#39;." in escaped.text
     too_long = await api.client.get("/ui/jobs?kind=" + "k" * 300)
     assert "query kind: String should have at most 255 characters" in too_long.text
-    assert (await api.client.put("/ui/queues")).headers["allow"] == "GET"
+    assert (await api.client.put("/ui/queues")).headers["allow"] == "GET, HEAD"
     assert (await api.job(job["id"]))["status"] == "queued"
     queues = (await api.client.get("/v1/queues", headers=api.admin)).json()["items"]
     assert [q["paused"] for q in queues] == [False]
