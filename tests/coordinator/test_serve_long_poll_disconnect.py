@@ -13,20 +13,13 @@ import httpx
 import pytest
 from fleet_coordinator.api.disconnects import may_long_poll
 
-from tests.support.served import Served
+from tests.support.served import Served, post_and_hold
 
 
 def _long_poll(port: int, token: str, wait_seconds: float) -> socket.socket:
     """Send a waiting ``POST /v1/claims`` on a raw connection and leave it open."""
     body = json.dumps({"queues": ["idle"], "wait_seconds": wait_seconds}).encode()
-    head = (
-        f"POST /v1/claims HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode()
-    sock = socket.create_connection(("127.0.0.1", port))
-    sock.sendall(head + body)
-    return sock
+    return post_and_hold(port, token, "/v1/claims", body)
 
 
 def _claim_status(client: httpx.Client, token: str) -> int:

@@ -12,24 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.served import Served
+from tests.support.served import Served, post_and_hold
 
 WAIT = 30.0
 """The long-poll's wait: the longest an agent may ask for (SPEC)."""
 PROMPT = 10.0
 """Seconds after SIGTERM by which the answer and the exit must come: a third of the wait."""
-
-
-def _send(port: int, token: str, path: str, body: bytes) -> socket.socket:
-    """Send one ``POST`` on a raw connection and leave it open for the answer."""
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode()
-    sock = socket.create_connection(("127.0.0.1", port))
-    sock.sendall(head + body)
-    return sock
 
 
 def _answer(sock: socket.socket, timeout: float) -> tuple[bytes, dict[str, object]]:
@@ -72,14 +60,14 @@ def test_sigterm_answers_waiting_long_polls_with_nothing_and_exits_promptly(
         made = client.post("/v1/agents", json={"name": "a"}, headers=served.admin_headers)
         token = made.json()["token"]
         raw = json.dumps(body).encode()
-        sock = _send(served.port, token, path, raw)
+        sock = post_and_hold(served.port, token, path, raw)
         deadline = time.monotonic() + 10
         while True:
             assert time.monotonic() < deadline, "the long-poll never started waiting"
             if select.select([sock], [], [], 0)[0]:
                 # The probe below held the slot when this arrived (429): send it again.
                 sock.close()
-                sock = _send(served.port, token, path, raw)
+                sock = post_and_hold(served.port, token, path, raw)
                 continue
             probe = client.post(
                 "/v1/claims",

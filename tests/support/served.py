@@ -23,7 +23,7 @@ from types import TracebackType
 
 import httpx
 
-__all__ = ["Served", "free_port", "served_replicas", "tool_path"]
+__all__ = ["Served", "free_port", "post_and_hold", "served_replicas", "tool_path"]
 
 START_TIMEOUT = 30.0
 
@@ -34,6 +34,18 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def post_and_hold(port: int, token: str, path: str, body: bytes) -> socket.socket:
+    """Send one ``POST`` to a served coordinator on a raw connection, left open for the answer."""
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(head + body)
+    return sock
 
 
 def tool_path(name: str) -> str:

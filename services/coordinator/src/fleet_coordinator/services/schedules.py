@@ -128,48 +128,35 @@ async def put_schedule(
     # Writers of one schedule here take turns (``keyed_locks.py``): ten PUTs at once
     # would otherwise race one another past MAX_CAS_ATTEMPTS into a 503.
     async with co.writers.lock(key):
-        return await _write_schedule(co, key, name, cron, timezone, job, paused)
-
-
-async def _write_schedule(
-    co: Coordinator,
-    key: str,
-    name: str,
-    cron: str,
-    timezone: str,
-    job: Mapping[str, Any],
-    paused: bool,
-) -> tuple[dict[str, Any], bool]:
-    """``put_schedule``'s write loop: create, or replace on the etag read."""
-    for _ in range(MAX_CAS_ATTEMPTS):
-        now = co.clock.now()
-        existing = await _read(co, name)
-        body: dict[str, Any] = {
-            "id": key,
-            "pk": key,
-            "kind": "schedule",
-            "name": name,
-            "cron": " ".join(cron.split()),
-            "timezone": timezone,
-            "job": {k: v for k, v in job.items() if k in TEMPLATE_FIELDS},
-            "paused": paused,
-            # Occurrences at or before the anchor are never enqueued: a new or replaced
-            # schedule does not fire for times before it existed in this form.
-            "anchor": now,
-            "last_run_at": None if existing is None else existing.body.get("last_run_at"),
-            "created_at": now if existing is None else existing.body["created_at"],
-            "updated_at": now,
-        }
-        try:
-            if existing is None:
-                doc = await co.schedules.create(body)
-            else:
-                doc = await co.schedules.replace(body, etag=existing.etag)
-        except (AlreadyExistsError, PreconditionFailedError, NotFoundError):
-            continue  # a concurrent PUT, delete or firing: decide again on a fresh read
-        co.log.info("coordinator.schedule.put", name=name, created=existing is None)
-        return doc.body, existing is None
-    raise UnavailableError("the schedule kept changing under this request; retry")
+        for _ in range(MAX_CAS_ATTEMPTS):
+            now = co.clock.now()
+            existing = await _read(co, name)
+            body: dict[str, Any] = {
+                "id": key,
+                "pk": key,
+                "kind": "schedule",
+                "name": name,
+                "cron": " ".join(cron.split()),
+                "timezone": timezone,
+                "job": {k: v for k, v in job.items() if k in TEMPLATE_FIELDS},
+                "paused": paused,
+                # Occurrences at or before the anchor are never enqueued: a new or replaced
+                # schedule does not fire for times before it existed in this form.
+                "anchor": now,
+                "last_run_at": None if existing is None else existing.body.get("last_run_at"),
+                "created_at": now if existing is None else existing.body["created_at"],
+                "updated_at": now,
+            }
+            try:
+                if existing is None:
+                    doc = await co.schedules.create(body)
+                else:
+                    doc = await co.schedules.replace(body, etag=existing.etag)
+            except (AlreadyExistsError, PreconditionFailedError, NotFoundError):
+                continue  # a concurrent PUT, delete or firing: decide again on a fresh read
+            co.log.info("coordinator.schedule.put", name=name, created=existing is None)
+            return doc.body, existing is None
+        raise UnavailableError("the schedule kept changing under this request; retry")
 
 
 async def pause_schedule(co: Coordinator, name: str, paused: bool) -> dict[str, Any]:
