@@ -54,6 +54,30 @@ async def test_batch_with_one_invalid_job_enqueues_nothing(api: Api) -> None:
     assert listed.json()["items"] == []
 
 
+@pytest.mark.parametrize(
+    ("payload", "status", "field"),
+    [
+        ('{"x": NaN}', 422, "payload"),  # what json.loads reads, and the route's check refuses
+        ('{"x": 9007199254740993}', 422, "payload"),
+        ('{"x": "' + "a" * 5000 + '"}', 413, None),  # the fixture's payload limit is 4096
+    ],
+)
+async def test_a_batch_refusing_a_payload_names_the_job(
+    api: Api, payload: str, status: int, field: str | None
+) -> None:
+    """The route's own payload checks say which job of the batch they refused (pydantic's
+    errors carry their index already); before, a thousand-job batch said only "payload"."""
+    raw = '{"jobs": [{"kind": "a"}, {"kind": "b"}, {"kind": "c", "payload": ' + payload + "}]}"
+    headers = {**api.admin, "content-type": "application/json"}
+    r = await api.client.post("/v1/jobs/batch", content=raw, headers=headers)
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert error["details"]["index"] == 2
+    assert error["message"].startswith("jobs[2]: payload ")
+    assert error["details"].get("field") == field
+    assert (await api.client.get("/v1/jobs", headers=api.admin)).json()["items"] == []
+
+
 async def test_batch_retry_with_idempotency_keys_enqueues_each_job_once(api: Api) -> None:
     """Sending the same keyed batch twice stores each job exactly once."""
     jobs = [{"kind": "k", "idempotency_key": f"b-{i}"} for i in range(30)]

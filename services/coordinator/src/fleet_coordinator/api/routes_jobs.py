@@ -122,10 +122,26 @@ async def create_job(body: JobCreate, co: Co) -> Response:
     return Answer(job_json(job), status_code=201 if created else 200)
 
 
+def _batch_job(co: Coordinator, job: JobCreate, index: int) -> NewJob:
+    """``_new_job`` for the batch's job at ``index``; its refusal names the job (``index``)."""
+    try:
+        return _new_job(co, job)
+    except (ValidationFailedError, PayloadTooLargeError) as exc:
+        # In a batch of a thousand, "payload holds a non-finite number" alone leaves the
+        # caller to search for the job; pydantic's own errors carry their index already.
+        exc.message = f"jobs[{index}]: {exc.message}"
+        exc.details["index"] = index
+        raise
+
+
 @router.post("/jobs/batch", status_code=201, response_model=JobItems)
 async def create_jobs(body: BatchCreate, co: Co) -> Response:
-    """Enqueue 1..1000 jobs, all or nothing."""
-    new = [_new_job(co, job) for job in body.jobs]
+    """Enqueue 1..1000 jobs, all or nothing.
+
+    An error about one job names it: pydantic's by its place in ``loc``, the payload's
+    checks by ``details.index`` and a ``jobs[i]:`` prefix to the message.
+    """
+    new = [_batch_job(co, job, index) for index, job in enumerate(body.jobs)]
     keys = [j.idempotency_key for j in new if j.idempotency_key]
     if len(keys) != len(set(keys)):
         raise ValidationFailedError("idempotency keys repeat within the batch")
