@@ -77,6 +77,66 @@ async def test_malformed_json_is_400(api: Api) -> None:
 
 
 @pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b'{"kind": "k", "priority": ' + b"9" * 5000 + b"}", "4300 digits"),
+        (b'{"kind": "k", "payload": {"a": ' + b"9" * 5000 + b"}}", "4300 digits"),
+        (b'{"kind": "k", "payload": {"a": ' + b"[" * 5_000 + b"]" * 5_000 + b"}}", "nested"),
+    ],
+)
+async def test_a_body_python_cannot_parse_is_400_saying_why(
+    api: Api, body: bytes, says: str
+) -> None:
+    """Python's parser refuses integers of over 4,300 digits and nesting past its
+    recursion limit: still 400, now saying which (it was "an error parsing the body")."""
+    headers = {**api.admin, "Content-Type": "application/json"}
+    r = await api.client.post("/v1/jobs", content=body, headers=headers)
+    assert r.status_code == 400, r.text
+    assert_error(r.json(), "bad_request")
+    assert says in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"],
+)
+async def test_a_json_body_sent_as_another_type_is_415_naming_the_type_to_send(
+    api: Api, content_type: str | None
+) -> None:
+    """``curl -d`` labels a body as a form: it was a 422 saying an object was missing,
+    now 415 saying to send JSON as ``application/json``, on admin and agent routes,
+    with nothing written; ``+json`` types are JSON too."""
+    _, agent = await api.agent()
+    label = {} if content_type is None else {"Content-Type": content_type}
+    for path, headers, body in (
+        ("/v1/jobs", api.admin, b'{"kind": "k"}'),
+        ("/v1/jobs/batch", api.admin, b'{"jobs": [{"kind": "k"}]}'),
+        ("/v1/claims", agent, b'{"max_jobs": 1}'),
+    ):
+        r = await api.client.post(path, content=body, headers={**headers, **label})
+        assert r.status_code == 415, (path, r.text)
+        assert_error(r.json(), "unsupported_media_type")
+        assert "application/json" in r.json()["error"]["message"]
+    assert (await api.client.get("/v1/jobs", headers=api.admin)).json()["items"] == []
+    json_type = {**api.admin, "Content-Type": "application/vnd.fleet+json; charset=utf-8"}
+    r = await api.client.post("/v1/jobs", content=b'{"kind": "k"}', headers=json_type)
+    assert r.status_code == 201, r.text
+
+
+async def test_a_json_body_under_two_content_types_is_400(api: Api) -> None:
+    """Which of two types counts would be up to each reader (the first won): refused,
+    whatever the order, and nothing written."""
+    for pair in (("application/json", "text/plain"), ("text/plain", "application/json")):
+        headers = [("authorization", api.admin["Authorization"])]
+        headers += [("content-type", value) for value in pair]
+        r = await api.client.post("/v1/jobs", content=b'{"kind": "k"}', headers=headers)
+        assert r.status_code == 400, r.text
+        assert_error(r.json(), "bad_request")
+        assert "Content-Type" in r.json()["error"]["message"]
+    assert (await api.client.get("/v1/jobs", headers=api.admin)).json()["items"] == []
+
+
+@pytest.mark.parametrize(
     "body",
     [
         {"kind": 5},

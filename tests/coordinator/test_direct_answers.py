@@ -189,7 +189,7 @@ async def test_a_refusal_pipelined_behind_a_direct_answer_comes_after_it(conn: C
         pytest.param(
             b"POST /v1/jobs HTTP/1.1\r\nhost: x\r\nauthorization: Bearer %s\r\n"
             b'content-length: 13\r\n\r\n{"kind": "k"}' % ADMIN.encode(),
-            422,  # FastAPI's strict_content_type: a body without a content type is not JSON
+            415,  # a JSON route's body without a content type: the guard refuses it
             id="no-content-type",
         ),
     ],

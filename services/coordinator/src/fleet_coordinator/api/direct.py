@@ -90,8 +90,8 @@ class DirectAnswers:
         route, params = found
         if rule.role is None or rule.role is not route.role or len(body) > rule.body_limit:
             return None
-        auth, auths, ctype, length, coding, encoding = guarded_headers(scope["headers"])
-        if length is None or coding is not None or auth is None or auths > 1:
+        auth, auths, ctype, ctypes, length, coding, encoding = guarded_headers(scope["headers"])
+        if length is None or coding is not None or auth is None or auths > 1 or ctypes > 1:
             return None
         if encoding is not None:
             return None

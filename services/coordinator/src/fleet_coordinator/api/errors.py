@@ -75,7 +75,7 @@ def _from_validation_error(request: Request, exc: Exception) -> JSONResponse:
 def _from_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
-    answer = error_response(exc.status_code, code, str(exc.detail))
+    answer = error_response(exc.status_code, code, _unparsed(exc) or str(exc.detail))
     if exc.headers:
         answer.headers.update(exc.headers)
     if exc.status_code == 405:
@@ -83,6 +83,23 @@ def _from_http_error(request: Request, exc: Exception) -> JSONResponse:
         # first route of the path only (``PUT /v1/jobs``: POST, where GET works too).
         answer.headers["Allow"] = ", ".join(_allowed(request))
     return answer
+
+
+def _unparsed(exc: StarletteHTTPException) -> str | None:
+    """Why FastAPI could not parse a body it answers with a bare "error parsing the body".
+
+    Python's JSON parser refuses integers of more than 4,300 digits (a guard against
+    slow conversions) and nesting past the recursion limit; orjson, which reads the
+    bodies served hot, refuses both earlier, so those bodies reach FastAPI's parser.
+    """
+    if exc.status_code != 400:
+        return None
+    cause = exc.__cause__
+    if isinstance(cause, RecursionError):
+        return "the body is nested too deeply to parse"
+    if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
+        return "an integer in the body has over 4300 digits: integers must be within ±(2**53-1)"
+    return None
 
 
 def _allowed(request: Request) -> list[str]:

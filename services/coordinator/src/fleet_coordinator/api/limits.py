@@ -74,6 +74,7 @@ class RouteRule:
     path: str  # the template, e.g. /v1/jobs/{job_id}/complete (the metrics label)
     role: Role | None  # None: no token checked here (operations endpoints, the console)
     body_limit: int
+    json_body: bool = False  # its body is a JSON model (the console's forms are not)
 
 
 UNMATCHED = RouteRule("unmatched", None, SMALL_BODY)
@@ -168,12 +169,13 @@ class RouteRules:
             methods, path = context.methods, context.path_format
             if dependant is None or not methods or path is None:
                 continue  # mounts and plain Starlette routes: no token, small bodies
-            limit = SMALL_BODY
+            limit, json_body = SMALL_BODY, False
             for method in methods:
                 schema = _body_schema(openapi, path, method)
                 if schema is not None:
                     limit = max(limit, schema_bound(schema, components, portable) + SLACK)
-            rule = RouteRule(path, _role(dependant), limit)
+                    json_body = json_body or _takes_json(openapi, path, method)
+            rule = RouteRule(path, _role(dependant), limit, json_body)
             self.rules.append((context.path_regex, frozenset(methods), rule))
 
         # Called for paths up to REMEMBERED_PATH only (``match`` and the guard check the
@@ -195,6 +197,11 @@ class RouteRules:
 
     def __iter__(self) -> Iterator[RouteRule]:
         return (rule for _, _, rule in self.rules)
+
+
+def _takes_json(openapi: Mapping[str, Any], path: str, method: str) -> bool:
+    operation = openapi.get("paths", {}).get(path, {}).get(method.lower(), {})
+    return "application/json" in operation.get("requestBody", {}).get("content", {})
 
 
 def _body_schema(openapi: Mapping[str, Any], path: str, method: str) -> Mapping[str, Any] | None:

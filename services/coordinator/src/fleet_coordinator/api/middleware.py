@@ -8,9 +8,10 @@ request and costs several times a bare endpoint's overhead). For each request:
 2. **Caller**: on a route that needs a token, ``authorize`` decides 401/403 before a
    byte of the body is read, so a stranger cannot make the coordinator read, buffer
    or parse anything; more than one ``Authorization`` header is 400.
-3. **Body**: a declared ``Content-Length`` over the limit is 413 at once, and a body in
+3. **Body**: a declared ``Content-Length`` over the limit is 413 at once, a body in
    a content coding (``Content-Encoding`` other than ``identity``) 415, since nothing
-   here decodes one; otherwise the
+   here decodes one, and so is a JSON route's body under another ``Content-Type``
+   (400 under two); otherwise the
    body is read chunk by chunk and refused with 413 as soon as it passes the limit,
    chunked or not. No store request, lock or thread is held while a body arrives,
    and the whole body must arrive within ``FLEET_BODY_TIMEOUT_SECONDS`` (else 408).
@@ -243,7 +244,7 @@ class GuardMiddleware:
 
     async def _admit(self, scope: Scope, receive: Receive, rule: RouteRule) -> Admitted | None:
         """The whole body and the caller once caller, size and text pass; ``_RefusedError`` else."""
-        auth, auths, ctype, length, coding, encoding = guarded_headers(scope["headers"])
+        auth, auths, ctype, ctypes, length, coding, encoding = guarded_headers(scope["headers"])
         agent = None
         if rule.role is not None:
             if auths > 1:
@@ -280,6 +281,8 @@ class GuardMiddleware:
             # Nothing here decompresses: a gzip'd body was read as text (400 "not UTF-8"),
             # and a plain one labelled gzip was served as if the label were not there.
             raise _RefusedError(_unsupported_coding(encoding))
+        if rule.json_body and (coding is not None or (length is not None and int(length))):
+            _check_json_media(ctype, ctypes)
         try:
             if scope.get(BODY_COMPLETE):
                 # Parsed whole already (protocol.py): the read cannot wait, so no
@@ -306,32 +309,55 @@ class GuardMiddleware:
 
 def guarded_headers(
     headers: Sequence[tuple[bytes, bytes]],
-) -> tuple[bytes | None, int, bytes | None, bytes | None, bytes | None, bytes | None]:
-    """The headers the guard decides on: authorization and how many, content type, length,
-    transfer coding and content coding.
+) -> tuple[bytes | None, int, bytes | None, int, bytes | None, bytes | None, bytes | None]:
+    """The headers the guard decides on: authorization and how many, content type and how
+    many, length, transfer coding and content coding.
 
     The first ``Authorization`` and ``Content-Type`` count (as Starlette reads them),
     the last ``Content-Length`` and ``Transfer-Encoding``; the guard refuses a request
-    whose route needs a token when ``Authorization`` comes more than once. The content
-    coding is the last ``Content-Encoding`` naming one other than ``identity`` (None:
-    the body is sent as it is).
+    whose route needs a token when ``Authorization`` comes more than once, and a JSON
+    body under more than one ``Content-Type``. The content coding is the last
+    ``Content-Encoding`` naming one other than ``identity`` (None: the body is sent as
+    it is).
     """
     auth = ctype = length = coding = encoding = None
-    auths = 0
+    auths = ctypes = 0
     for name, value in headers:
         if name == b"authorization":
             auths += 1
             if auth is None:
                 auth = value
-        elif name == b"content-type" and ctype is None:
-            ctype = value
+        elif name == b"content-type":
+            ctypes += 1
+            if ctype is None:
+                ctype = value
         elif name == b"content-length":
             length = value
         elif name == b"transfer-encoding":
             coding = value
         elif name == b"content-encoding" and not _identity(value):
             encoding = value
-    return auth, auths, ctype, length, coding, encoding
+    return auth, auths, ctype, ctypes, length, coding, encoding
+
+
+def _check_json_media(ctype: bytes | None, ctypes: int) -> None:
+    """Refuse a JSON route's body sent as anything but JSON, before it is read.
+
+    FastAPI reads a body as JSON only under ``application/json`` or ``application/*+json``
+    and answers any other (``curl -d`` sends a form's type) with a 422 about a missing
+    object that does not say why. Two types: which one counts would be up to each reader.
+    """
+    if ctypes > 1:
+        message = "more than one Content-Type header: send exactly one"
+        raise _RefusedError(error_response(400, "bad_request", message))
+    media = b"" if ctype is None else ctype.split(b";")[0].strip().lower()
+    if media == b"application/json" or (
+        media.startswith(b"application/") and media.endswith(b"+json")
+    ):
+        return
+    sent = "none" if ctype is None else repr(ctype.decode("latin-1").strip()[:64])
+    message = f"the body must be JSON, sent with Content-Type: application/json (got {sent})"
+    raise _RefusedError(error_response(415, "unsupported_media_type", message))
 
 
 def _identity(value: bytes) -> bool:
