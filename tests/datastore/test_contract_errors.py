@@ -334,6 +334,9 @@ def test_unknown_url_scheme_is_refused() -> None:
         pytest.param(Query(where=[eq("priority", 1.5)]), id="float-for-int"),
         pytest.param(Query(where=[eq("flag", 1)]), id="int-for-bool"),
         pytest.param(Query(where=[lt("created_at", float("nan"))]), id="nan"),
+        pytest.param(Query(where=[eq("priority", 2**64)]), id="int-past-64-bits"),
+        pytest.param(Query(where=[lt("created_at", -(2**70))]), id="int-past-64-bits-for-float"),
+        pytest.param(Query(where=[in_("priority", [1, 2**53])]), id="in-int-past-2-53"),
         pytest.param(Query(where=[eq("status", None)]), id="none-value"),  # type: ignore[arg-type]
         pytest.param(Query(where=[in_("status", [])]), id="empty-in"),
         pytest.param(Query(where=[in_("status", ["a"] * 257)]), id="in-too-long"),

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .continuation import decode, shape_of
+from .documents import MAX_SAFE_INT
 from .errors import InvalidRequestError
 from .model import ASC, DESC, ContainerSpec, Direction, Document, FieldType, Scalar
 
@@ -178,6 +179,10 @@ def _check_value(path: str, kind: FieldType, value: Any) -> None:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         if ok and value != value:  # NaN compares unequal to itself and to everything
             ok = False
+    if ok and type(value) is int and not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+        # No stored number is past it (documents refuse it), and SQLite cannot bind one
+        # past 64 bits (an OverflowError, not a datastore error).
+        raise InvalidRequestError(f"filter on {path!r}: integers must be within ±(2**53 - 1)")
     if not ok:
         raise InvalidRequestError(f"filter on {path!r} needs a {kind} value, got {value!r}")
 
