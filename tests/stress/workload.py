@@ -78,6 +78,9 @@ class Plan:
     actions: dict[str, float] = field(default_factory=lambda: dict(ACTIONS))
     worker_every: int = 4
     """Every n-th agent is a batched ``Worker`` (0: none)."""
+    shared_every: int = 4
+    """Of the other agents, every n-th (the 2nd, 6th, …) claims through two replicas at
+    once with one token, as two processes sharing it would (0: none)."""
     operators: int = 2
     """Bulk retries of each running round's failed jobs sent at once every tick, one per
     replica (0: none)."""
@@ -283,7 +286,17 @@ class Workload:
         headers = {"Authorization": f"Bearer {created['token']}"}
         agent = _Agent(created["agent"]["id"], headers, index % len(self.urls))
         self.agent_ids[index] = agent.id
-        rng = random.Random(f"{self.plan.seed}-{index}")
+        loops = [self._claim_loop(agent, random.Random(f"{self.plan.seed}-{index}"))]
+        every = self.plan.shared_every
+        if every and index % every == 1 and len(self.urls) > 1:
+            # Two processes sharing one agent's token, each through its own replica and
+            # each asking for every slot it has not filled itself: together they ask for
+            # more than the capacity, which must hold across the replicas (SPEC 4).
+            twin = _Agent(agent.id, headers, (agent.home + 1) % len(self.urls))
+            loops.append(self._claim_loop(twin, random.Random(f"{self.plan.seed}-{index}-twin")))
+        await asyncio.gather(*loops)
+
+    async def _claim_loop(self, agent: _Agent, rng: random.Random) -> None:
         working: set[asyncio.Task[None]] = set()
         try:
             while not self._quit.is_set():

@@ -76,23 +76,33 @@ class AgentState:
         """Reserve as many of ``picks`` (job id, epoch to lease) as there are free slots.
 
         Returns the new state (``ended`` leases dropped) and the job ids granted,
-        none when the agent is draining or full.
+        none when the agent is draining or full. A job already in the ledger is not
+        granted: the claims of one agent on two replicas can pick the same job (each
+        skips what its own copy of the ledger holds), and a second reservation would
+        share the first one's entry, so whichever claim lost the lease would give
+        back the entry that stands for the winner's.
         """
         held = self.holding(ended)
         free = self.capacity - len(held)
         if self.draining or free <= 0:
             return self, []
-        granted = []
-        for job_id, epoch in picks[:free]:
-            held[job_id] = Holding(epoch, now)
-            granted.append(job_id)
+        granted: list[str] = []
+        for job_id, epoch in picks:
+            if len(granted) == free:
+                break
+            if job_id not in held:
+                held[job_id] = Holding(epoch, now)
+                granted.append(job_id)
         return replace(self, held=held, last_seen=now), granted
 
-    def without(self, job_ids: set[str] | Mapping[str, int]) -> AgentState:
-        """The state without the ledger entries of ``job_ids`` (a mapping: only at that epoch)."""
-        if isinstance(job_ids, Mapping):
-            return replace(self, held=self.holding(job_ids))
-        return replace(self, held={k: h for k, h in self.held.items() if k not in job_ids})
+    def without(self, entries: Mapping[str, int]) -> AgentState:
+        """The state without the ledger entries of these jobs at exactly these epochs.
+
+        Never by job id alone: a write re-applied to a ledger re-read after a conflict
+        must not drop an entry another claim of the agent made for the same job since
+        (the job released, then claimed again at the next epoch).
+        """
+        return replace(self, held=self.holding(entries))
 
 
 def is_stale(agent_id: str, holding: Holding, job: JobState | None, now: Timestamp) -> bool:

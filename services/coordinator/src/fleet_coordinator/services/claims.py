@@ -121,7 +121,7 @@ async def _claim(
             #    reserving it again would take a second slot for one job.
             skip = tried | co.ledger.held(current)
             picks = await co.candidates.take(queues, state.labels, need, skip)
-            lost: set[str] = set()
+            lost: list[Document] = []
             try:
                 #    A job whose lock is held waits; reach past such jobs rather than stop.
                 picks, blocked = _without_held_locks(picks, held)
@@ -135,15 +135,18 @@ async def _claim(
                     break
                 # 4. Reserve them with one conditional write of the agent's ledger.
                 current, granted = await co.ledger.reserve(current, picks)
-                if current is None or not granted:
+                tried.update(doc.id for doc in picks)
+                if current is None:
                     break
+                if not granted:
+                    # Full, or this agent's claim on another replica reserved these
+                    # picks meanwhile: the next round reads past them in the fresh ledger.
+                    continue
                 # 5. Lease each with one conditional write on the etag the query returned;
                 #    the writes go out together (distinct jobs: one group commit on SQLite)
                 #    and all are awaited, a failed one too (``_lease_all``).
                 leased, lost, failure = await _lease_all(co, agent.id, state.labels, granted, held)
                 won += leased
-                for doc in granted:
-                    tried.add(doc.id)
                 if failure is not None:
                     raise failure  # after the jobs leased beside it were counted as won
             finally:
@@ -175,8 +178,8 @@ async def _lease_all(
     labels: Mapping[str, str],
     granted: list[Document],
     held: set[str],
-) -> tuple[list[JobState], set[str], CoordinatorError | None]:
-    """Step 5 for each reserved job: the jobs leased, the ids lost, and the store's failure.
+) -> tuple[list[JobState], list[Document], CoordinatorError | None]:
+    """Step 5 for each reserved job: the jobs leased, the jobs lost, and the store's failure.
 
     Every write is awaited before a failure is returned: raised at once, it would
     leave the others running unawaited, and a lease one of them won would be
@@ -189,14 +192,14 @@ async def _lease_all(
         try:
             job = await _lease(co, agent_id, labels, granted[0], held)
         except CoordinatorError as exc:
-            return [], set(), exc
-        return ([], {granted[0].id}, None) if job is None else ([job], set(), None)
+            return [], [], exc
+        return ([], granted, None) if job is None else ([job], [], None)
     outcomes = await asyncio.gather(
         *(_lease(co, agent_id, labels, doc, held) for doc in granted),
         return_exceptions=True,
     )
     leased: list[JobState] = []
-    lost: set[str] = set()
+    lost: list[Document] = []
     failure: CoordinatorError | None = None
     for doc, outcome in zip(granted, outcomes, strict=True):
         if isinstance(outcome, CoordinatorError):
@@ -204,7 +207,7 @@ async def _lease_all(
         elif isinstance(outcome, BaseException):
             raise outcome  # a defect: a 500, once every write has settled
         elif outcome is None:
-            lost.add(doc.id)
+            lost.append(doc)
         else:
             leased.append(outcome)
     return leased, lost, failure

@@ -45,6 +45,11 @@ Not ``transitions.read_job``, which returns the document and raises for a missin
 """
 
 
+def _epoch_to_lease(candidate: Document) -> int:
+    """The epoch a claim reserves a candidate job at: the one its lease will carry."""
+    return int(candidate.body.get("epoch", 0)) + 1
+
+
 class Ledger:
     """Reserves, releases and prunes agents' ledgers; remembers leases that ended here."""
 
@@ -95,7 +100,7 @@ class Ledger:
     ) -> tuple[StoredAgent | None, list[Document]]:
         """Reserve ``picks`` for leasing in one ledger write; the ones granted (free slots)."""
         now = self.clock.now()
-        wanted = [(doc.id, int(doc.body.get("epoch", 0)) + 1) for doc in picks]
+        wanted = [(doc.id, _epoch_to_lease(doc)) for doc in picks]
         granted: list[str] = []
         released: dict[str, int] = {}
 
@@ -116,11 +121,12 @@ class Ledger:
         chosen = set(granted)
         return written, [doc for doc in picks if doc.id in chosen]
 
-    async def unreserve(self, agent: StoredAgent, lost: set[str]) -> StoredAgent | None:
+    async def unreserve(self, agent: StoredAgent, lost: list[Document]) -> StoredAgent | None:
         """Give back the reservations of jobs another claimer leased first."""
+        reserved = {doc.id: _epoch_to_lease(doc) for doc in lost}
 
         def change(state: AgentState) -> Patch | None:
-            return Patch(set={"held": held_to_doc(state.without(lost).held)})
+            return Patch(set={"held": held_to_doc(state.without(reserved).held)})
 
         return await self.agents.update(agent, change, "agent.unreserve")
 
@@ -131,13 +137,13 @@ class Ledger:
         the check stops once that many are found stale.
         """
         now = self.clock.now()
-        stale: set[str] = set()
+        stale: dict[str, int] = {}
         # The leases known to have ended here are not read: this replica discounts them
         # already, and they leave the stored ledger with the next reservation write or
         # the flush (``forget``), not with the write below.
         for job_id, holding in agent.state.holding(self.ended(agent.id)).items():
             if is_stale(agent.id, holding, await self.job_or_none(job_id), now):
-                stale.add(job_id)
+                stale[job_id] = holding.epoch
                 if enough is not None and len(stale) >= enough:
                     break
         if not stale:
