@@ -1218,3 +1218,35 @@ async def test_a_file_without_the_size_trigger_gets_it_and_a_changed_limit_repla
         assert (
             await tasks.update_if_match("t0001", "tenant1", doc, Patch(set={"blob": "x" * 400}))
         ).ok
+
+
+@pytest.mark.parametrize("damage", ["garbage", "emptied"])
+async def test_a_damaged_file_fails_every_call_and_the_ping_instead_of_hanging_a_write(
+    db_path: Path, damage: str
+) -> None:
+    """A file overwritten under a running store (its header garbage, or cut to nothing).
+
+    Found by an audit of a served coordinator: reads answered 503, but an inline write
+    never answered (BEGIN IMMEDIATE raised a DatabaseError, not the OperationalError its
+    handler expected, out of the end-of-turn callback, and no caller's future was ever
+    settled), and ``/readyz`` stayed ready (``SELECT 1`` reads no page).
+    """
+    async with store_from_url(_url(db_path)) as store:
+        tasks = await store.create_container_if_not_exists(TASKS)
+        await tasks.create(_task(1))
+        checkpoint = "PRAGMA wal_checkpoint(TRUNCATE)"
+        backend = store.backend
+        assert isinstance(backend, SqliteBackend)
+        await backend._w.run(lambda conn: conn.execute(checkpoint).fetchall())
+        with db_path.open("r+b") as file:
+            if damage == "garbage":
+                file.write(os.urandom(4 * 4096))
+            else:
+                file.truncate(0)
+        async with asyncio.timeout(10):
+            with pytest.raises(StoreUnavailableError):
+                await tasks.create(_task(2))
+            with pytest.raises(StoreUnavailableError):
+                await tasks.upsert(_task(1))
+            with pytest.raises(StoreUnavailableError):
+                await store.ping()

@@ -416,7 +416,13 @@ class _Inline:
             writes = [w for w in queued if not w[0].done()]  # a cancelled caller's is not run
             if not writes or loop is None:
                 return
-            outcomes = self._commit(writes)
+            try:
+                outcomes = self._commit(writes)
+            except Exception as exc:
+                # Even a ROLLBACK can fail on a damaged file. Raised from this callback,
+                # it would reach only the loop's handler, and every write queued here
+                # would wait forever: each caller gets it instead.
+                outcomes = [(False, exc)] * len(writes)
         finally:
             self._lock.release()
         if outcomes is None:
@@ -466,7 +472,7 @@ class _Inline:
         self._steps = 0
         try:
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
+        except sqlite3.Error as exc:  # a damaged file: DatabaseError, not OperationalError
             if _hand_over(exc):
                 return None
             return [(False, exc)] * len(writes)
@@ -651,8 +657,11 @@ class SqliteBackend:
             await worker.close()
 
     async def ping(self) -> None:
-        """Run ``SELECT 1``."""
-        await self._r.run(lambda conn: conn.execute("SELECT 1").fetchall())
+        """Read the schema's first row: ``SELECT 1`` reads no page, so a damaged or emptied
+        file answered it (``/readyz`` said ready while every request got 503)."""
+        await self._r.run(
+            lambda conn: conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        )
 
     async def _write(self, fn: Callable[..., T], *args: Any) -> T:
         """A write: inline at the end of this loop turn, else on the writer thread."""
