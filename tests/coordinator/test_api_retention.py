@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -163,7 +164,7 @@ async def test_cosmos_expires_terminal_jobs_by_ttl(cosmos_server: CosmosConfig) 
             cancelled = await _finish(api, headers, "cancelled")
             jobs = api.co.containers.jobs
             stored = await jobs.get(cancelled["id"], api.co.shard(cancelled["id"]))
-            assert stored.body["ttl"] == 3600
+            assert stored.body["ttl"] == 3601  # whole seconds from _ts: one more
             r = await client.post(f"/v1/jobs/{cancelled['id']}/retry", headers=api.admin)
             assert r.status_code == 200
             stored = await jobs.get(cancelled["id"], api.co.shard(cancelled["id"]))
@@ -176,3 +177,38 @@ async def test_cosmos_expires_terminal_jobs_by_ttl(cosmos_server: CosmosConfig) 
                 await asyncio.sleep(0.1)
             assert not await _exists(api, done["id"])
             assert await _exists(api, cancelled["id"])
+
+
+async def test_cosmos_never_expires_a_job_before_its_retention(cosmos_server: CosmosConfig) -> None:
+    """Cosmos DB counts ``ttl`` from the write's second, rounded down: a job cancelled at
+    .9 of a second with ``ttl`` equal to its 1 s retention was gone 0.1 s later (found by
+    an audit: 404 at 3.7 s of a 4 s retention). With a second more it lives past it."""
+    settings = Settings(
+        store_url="cosmos://",
+        cosmos_endpoint=cosmos_server.endpoint,
+        cosmos_key=cosmos_server.key,
+        cosmos_database=f"t{uuid.uuid4().hex[:16]}",
+        admin_token=ADMIN,
+        reaper_enabled=False,
+        retain_succeeded_seconds=1,
+        retain_failed_seconds=1,
+    )
+    app = create_app(settings, clock=ManualClock())
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            api = Api(client, ManualClock(), app)
+            job = await api.enqueue()
+            # The store's clock is the wall clock: cancel late in a second, so that the
+            # write's second ends soon after it (a wait on that clock, not on our tasks).
+            await asyncio.sleep((0.8 - time.time() % 1) % 1)
+            r = await client.post(f"/v1/jobs/{job['id']}/cancel", headers=api.admin)
+            assert r.status_code == 200, r.text
+            cancelled_by = time.time()
+            await asyncio.sleep(max(0.0, cancelled_by + 0.5 - time.time()))
+            assert await _exists(api, job["id"]), "gone before its retention"
+            for _ in range(40):  # and gone once it passed (bounded poll of the store's clock)
+                if not await _exists(api, job["id"]):
+                    break
+                await asyncio.sleep(0.1)
+            assert not await _exists(api, job["id"])

@@ -52,6 +52,15 @@ class Retention:
         """The retention of a job that ended in ``status``."""
         return self.succeeded if status is JobStatus.SUCCEEDED else self.failed
 
+    def ttl(self, status: JobStatus) -> int:
+        """The ``ttl`` of a job that ended in ``status``, on a store that expires documents.
+
+        A second more than the retention: Cosmos DB counts an item's time to live from
+        its last write time in whole seconds (``_ts``, rounded down), so a ``ttl`` of
+        the retention itself deleted jobs up to a second early (SPEC 12: never earlier).
+        """
+        return self.seconds(status) + 1
+
 
 def _lease_to_doc(lease: Lease | None) -> dict[str, Any] | None:
     if lease is None:
@@ -145,7 +154,7 @@ def job_to_doc(
         # A terminal job changes again only through retry, which drops both fields.
         body["ended_at"] = job.updated_at
         if ttl is not None:
-            body["ttl"] = ttl.seconds(job.status)
+            body["ttl"] = ttl.ttl(job.status)
     return body
 
 
@@ -291,7 +300,7 @@ def job_patch(
     if new.is_terminal:
         if stored.get("ended_at") != new.updated_at:
             changed["ended_at"] = new.updated_at
-        if ttl is not None and stored.get("ttl") != (seconds := ttl.seconds(new.status)):
+        if ttl is not None and stored.get("ttl") != (seconds := ttl.ttl(new.status)):
             changed["ttl"] = seconds
     else:
         removed.extend(key for key in ("ended_at", "ttl") if key in stored)
