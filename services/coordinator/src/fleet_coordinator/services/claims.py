@@ -136,7 +136,7 @@ async def _claim(
                 # 4. Reserve them with one conditional write of the agent's ledger.
                 current, granted = await co.ledger.reserve(current, picks)
                 tried.update(doc.id for doc in picks)
-                if current is None:
+                if current is None or current.state.draining:
                     break
                 if not granted:
                     # Full, or this agent's claim on another replica reserved these
