@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -145,6 +146,44 @@ def test_the_wait_is_the_retry_after_when_given() -> None:
     assert backoff(told) == 1.5
     assert backoff(CoordinatorUnavailable("refused")) is True
     assert backoff(NotFound("404")) is False
+
+
+@pytest.mark.parametrize(
+    ("header", "wait"), [("3600", 2.0), ("1.5", 1.5), ("inf", True), ("nan", True), ("-3", 0.0)]
+)
+def test_a_retry_after_is_capped_at_the_longest_wait_and_must_be_finite(
+    header: str, wait: bool | float
+) -> None:
+    """A proxy's ``Retry-After: 3600`` froze a call for an hour (stamina waits what the hook
+    says, past its cap and the call's budget); ``inf`` hung it and ``nan`` skipped every
+    wait (1,700 requests in 10 s). Now capped at the client's ``retry_wait_max``, and a
+    value that is not a finite number is ignored (the usual backoff)."""
+    from fleet_client.calls import backoff
+    from fleet_wire import retry_after
+
+    answered = httpx.Response(429, headers={"Retry-After": header})
+    told = CoordinatorUnavailable("429 too_many_requests: …")
+    told.retry_after = retry_after(answered)
+    assert backoff(told, wait_max=2.0) == wait
+
+
+async def test_a_long_retry_after_does_not_outlast_the_retry_timeout() -> None:
+    """Every read answered 429 with ``Retry-After: 3600``: the call gives up within its
+    ``retry_timeout`` and a wait, not after an hour."""
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        return httpx.Response(429, headers={"Retry-After": "3600"}, json=_unavailable())
+
+    transport = httpx.MockTransport(answer)
+    async with FleetClient(
+        "http://fake", "t", transport=transport, retry_timeout=0.3, retry_wait_max=0.1
+    ) as client:
+        async with asyncio.timeout(10):
+            with pytest.raises(CoordinatorUnavailable):
+                await client.list_agents()
+    assert len(seen) >= 2
 
 
 async def test_a_500_is_a_server_error_and_not_retried() -> None:

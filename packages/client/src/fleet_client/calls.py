@@ -48,9 +48,9 @@ RETRY: dict[str, Any] = {"attempts": None, "wait_initial": 0.05, "wait_jitter": 
 """stamina's settings for a safe call, beside each client's ``retry_timeout`` and wait cap."""
 
 
-def backoff(exc: Exception) -> bool | float:
-    """Retry ``CoordinatorUnavailable``: after its ``Retry-After`` when it has one."""
-    return retry_wait(exc, CoordinatorUnavailable)
+def backoff(exc: Exception, wait_max: float | None = None) -> bool | float:
+    """Retry ``CoordinatorUnavailable``: after its ``Retry-After`` (at most ``wait_max``)."""
+    return retry_wait(exc, CoordinatorUnavailable, wait_max)
 
 
 @dataclass(frozen=True, slots=True)

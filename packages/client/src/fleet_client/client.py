@@ -10,6 +10,7 @@ retried, on ``CoordinatorUnavailable`` (refused or reset connections, timeouts,
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from types import TracebackType
@@ -286,7 +287,10 @@ class FleetClient:
 
     async def _retried(self, call: Call[Any]) -> httpx.Response:
         async for attempt in stamina.retry_context(
-            on=backoff, timeout=self.retry_timeout, wait_max=self.retry_wait_max, **RETRY
+            on=functools.partial(backoff, wait_max=self.retry_wait_max),
+            timeout=self.retry_timeout,
+            wait_max=self.retry_wait_max,
+            **RETRY,
         ):
             with attempt:
                 return await self._once(call)

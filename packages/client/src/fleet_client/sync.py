@@ -12,6 +12,7 @@ client may serve every thread of a web application.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, Unpack
@@ -232,7 +233,10 @@ class SyncFleetClient:
 
     def _retried(self, call: Call[Any]) -> Answer:
         for attempt in stamina.retry_context(
-            on=backoff, timeout=self.retry_timeout, wait_max=self.retry_wait_max, **RETRY
+            on=functools.partial(backoff, wait_max=self.retry_wait_max),
+            timeout=self.retry_timeout,
+            wait_max=self.retry_wait_max,
+            **RETRY,
         ):
             with attempt:
                 return self._once(call)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -36,16 +37,28 @@ class WireError(Exception):
 
 
 def retry_after(response: Answered) -> float | None:
-    """The answer's ``Retry-After`` in seconds; ``None`` when absent or an HTTP date."""
+    """The answer's ``Retry-After`` in seconds; ``None`` when absent, an HTTP date or not finite."""
     value = response.headers.get("retry-after")
     try:
-        return None if value is None else max(float(value), 0.0)
+        seconds = None if value is None else float(value)
     except ValueError:  # an HTTP date (a proxy's): back off as usual
         return None
+    if seconds is None or not math.isfinite(seconds):
+        return None  # "inf" waited for ever, "nan" not at all (float() takes both)
+    return max(seconds, 0.0)
 
 
-def retry_wait(exc: Exception, unavailable: type[WireError]) -> bool | float:
-    """A stamina ``on=`` answer: retry ``unavailable`` only, after its ``Retry-After`` if any."""
+def retry_wait(
+    exc: Exception, unavailable: type[WireError], wait_max: float | None = None
+) -> bool | float:
+    """A stamina ``on=`` answer: retry ``unavailable`` only, after its ``Retry-After`` if any.
+
+    The ``Retry-After`` wait is capped at ``wait_max``, the longest wait of the caller's
+    backoff: stamina waits whatever this returns, past its own cap and the call's
+    time budget, so a proxy answering ``Retry-After: 3600`` froze the caller for an hour.
+    """
     if not isinstance(exc, unavailable):
         return False
-    return True if exc.retry_after is None else exc.retry_after
+    if exc.retry_after is None:
+        return True
+    return exc.retry_after if wait_max is None else min(exc.retry_after, wait_max)

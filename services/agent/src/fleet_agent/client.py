@@ -259,7 +259,8 @@ class AgentClient:
         def retry(exc: Exception) -> bool | float:
             if abort is not None and abort.is_set():
                 return False  # stopping: the failure is final
-            return retry_unavailable(exc)  # after Retry-After when 429/503 sends one
+            # After Retry-After when 429/503 sends one, at most the backoff's longest wait.
+            return retry_unavailable(exc, self.retry_wait_max)
 
         # Imported at the first outage, not at start: stamina and tenacity cost ~13 ms of
         # CPU (~5 % of an agent's start-up), paid by every agent a fleet starts.

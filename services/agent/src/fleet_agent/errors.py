@@ -135,6 +135,7 @@ def translate_transport_errors(url: str) -> Iterator[None]:
         raise CoordinatorUnavailable(f"cannot reach the coordinator at {url}: {reason}") from exc
 
 
-def retry_unavailable(exc: Exception) -> bool | float:
-    """Stamina's ``on=``: retry ``CoordinatorUnavailable`` only, after its ``Retry-After``."""
-    return retry_wait(exc, CoordinatorUnavailable)
+def retry_unavailable(exc: Exception, wait_max: float | None = None) -> bool | float:
+    """Stamina's ``on=``: retry ``CoordinatorUnavailable`` only, after its ``Retry-After``
+    (at most ``wait_max``)."""
+    return retry_wait(exc, CoordinatorUnavailable, wait_max)
