@@ -1250,3 +1250,25 @@ async def test_a_damaged_file_fails_every_call_and_the_ping_instead_of_hanging_a
                 await tasks.upsert(_task(1))
             with pytest.raises(StoreUnavailableError):
                 await store.ping()
+
+
+def _move_away(path: Path, *, replace: bool) -> None:
+    """Take the open file away from its path; put another (empty) one there if ``replace``."""
+    path.rename(path.with_name("moved.db"))
+    if replace:
+        path.write_bytes(b"")
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+async def test_the_ping_fails_once_the_file_is_deleted_or_replaced_while_open(
+    db_path: Path, how: str
+) -> None:
+    """Writes still land in a deleted file's inode, which a restart never opens again
+    (an audit lost two acknowledged jobs so); ``/readyz`` said ready all along."""
+    async with store_from_url(_url(db_path)) as store:
+        tasks = await store.create_container_if_not_exists(TASKS)
+        await tasks.create(_task(1))
+        await store.ping()
+        _move_away(db_path, replace=how == "replaced")
+        with pytest.raises(StoreUnavailableError, match="deleted or replaced"):
+            await store.ping()

@@ -39,6 +39,7 @@ import asyncio
 import contextlib
 import enum
 import functools
+import os
 import queue
 import sqlite3
 import threading
@@ -585,6 +586,7 @@ class SqliteBackend:
         self._writer: _Worker | None = None
         self._reader: _Worker | None = None
         self._inline: _Inline | None = None
+        self._file: tuple[int, int] | None = None  # (device, inode) of the file opened
 
     def _connect(self, inline: bool = False) -> sqlite3.Connection:
         if self.path != ":memory:":
@@ -645,6 +647,17 @@ class SqliteBackend:
                 raise
             self._inline = _Inline(conn, writer)
         self._writer, self._reader = writer, reader
+        self._file = self._identity()
+
+    def _identity(self) -> tuple[int, int] | None:
+        """The file at the path (device, inode); None for ``:memory:`` or no file there."""
+        if self.path == ":memory:":
+            return None
+        try:
+            found = os.stat(self.path)
+        except OSError:
+            return None
+        return found.st_dev, found.st_ino
 
     async def close(self) -> None:
         """Commit the inline writes queued, close every connection; safe to call twice."""
@@ -657,11 +670,19 @@ class SqliteBackend:
             await worker.close()
 
     async def ping(self) -> None:
-        """Read the schema's first row: ``SELECT 1`` reads no page, so a damaged or emptied
-        file answered it (``/readyz`` said ready while every request got 503)."""
+        """Read the schema's first row, and check the file opened is still the one at the path.
+
+        ``SELECT 1`` reads no page, so a damaged or emptied file answered it (``/readyz``
+        said ready while every request got 503). A file deleted or replaced while open
+        still takes writes, into the old file, which a restart never sees again.
+        """
         await self._r.run(
             lambda conn: conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
         )
+        if self._file is not None and self._identity() != self._file:
+            raise StoreUnavailableError(
+                f"sqlite: {self.path} was deleted or replaced while open; restart to use it"
+            )
 
     async def _write(self, fn: Callable[..., T], *args: Any) -> T:
         """A write: inline at the end of this loop turn, else on the writer thread."""
