@@ -94,7 +94,10 @@ async def test_slow_and_greedy_clients_are_cut_while_honest_ones_are_served(
         auth = f"Authorization: Bearer {server.admin_token}\r\n".encode()
         trickle = await _open(
             server.port,
-            b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n" + auth + b"\r\n{",
+            b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+            + b"Content-Type: application/json\r\n"
+            + auth
+            + b"\r\n{",
         )
         bomb = await _open(server.port, b"GET /healthz HTTP/1.1\r\n" + b"X-Pad: " + b"a" * 70_000)
         list_jobs = b"GET /v1/jobs?limit=1000 HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\n"
