@@ -172,6 +172,111 @@ async def test_a_paused_schedule_fires_nothing_and_resuming_makes_nothing_up(api
     assert len(await _scheduled(api, "five")) == 1
 
 
+async def _schedule(api: Api, name: str) -> Any:
+    r = await api.client.get(f"/v1/schedules/{name}", headers=api.admin)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def test_an_unchanged_put_keeps_the_occurrence_that_is_due(api: Api) -> None:
+    """The same schedule put again (a deploy re-applying it) after 10:05 is due and before a
+    sweep fired it: 10:05 stays next and the next sweep enqueues it, once. (It jumped to
+    10:10 and 10:05 was never enqueued.)"""
+    api.clock.set(START)
+    assert (await _put(api, "five", cron="*/5 * * * *")).status_code == 201
+    api.clock.set(datetime(2026, 5, 4, 10, 5, 2, tzinfo=UTC).timestamp())
+    r = await _put(api, "five", cron="*/5 * * * *")
+    assert r.status_code == 200, r.text
+    assert (r.json()["next_run_at"], r.json()["last_run_at"]) == ("2026-05-04T10:05:00Z", None)
+    assert r.json()["updated_at"] == "2026-05-04T10:05:02Z"
+    # Only the template changed (and the cron's spacing): still the same occurrences.
+    r = await _put(api, "five", cron="*/5  *  * * *", job={"kind": "report", "priority": 3})
+    assert r.json()["next_run_at"] == "2026-05-04T10:05:00Z"
+    assert await fire_due(api.co) == 1
+    assert await fire_due(api.co) == 0
+    (job,) = await _scheduled(api, "five")
+    assert job["priority"] == 3  # the template in force when it fired
+    s = await _schedule(api, "five")
+    assert (s["last_run_at"], s["next_run_at"]) == ("2026-05-04T10:05:00Z", "2026-05-04T10:10:00Z")
+
+
+@pytest.mark.parametrize(
+    ("cron", "timezone"), [("*/10 * * * *", "UTC"), ("*/5 * * * *", "Europe/London")]
+)
+async def test_a_put_that_changes_the_cron_or_zone_starts_from_now(
+    api: Api, cron: str, timezone: str
+) -> None:
+    """Another cron or time zone is a schedule in another form: it fires from the PUT on,
+    and the occurrence of the old form due before it (10:05) is not enqueued."""
+    api.clock.set(START)
+    await _put(api, "five", cron="*/5 * * * *")
+    api.clock.set(datetime(2026, 5, 4, 10, 5, 2, tzinfo=UTC).timestamp())
+    r = await _put(api, "five", cron=cron, timezone=timezone)
+    assert r.status_code == 200, r.text
+    assert r.json()["next_run_at"] == "2026-05-04T10:10:00Z"
+    assert await fire_due(api.co) == 0
+    api.clock.set(datetime(2026, 5, 4, 10, 10, tzinfo=UTC).timestamp())
+    assert await fire_due(api.co) == 1
+    assert [j["created_at"] for j in await _scheduled(api, "five")] == ["2026-05-04T10:10:00Z"]
+
+
+async def _pause(api: Api, name: str, how: str, paused: bool) -> Any:
+    if how == "put":
+        r = await _put(api, name, cron="*/5 * * * *", paused=paused)
+    else:
+        verb = "pause" if paused else "resume"
+        r = await api.client.post(f"/v1/schedules/{name}/{verb}", headers=api.admin)
+    assert r.status_code == 200, r.text
+    assert r.json()["paused"] is paused
+    return r.json()
+
+
+@pytest.mark.parametrize("how", ["post", "put"])
+async def test_a_pause_resumed_at_once_keeps_the_occurrence_due_before_it(
+    api: Api, how: str
+) -> None:
+    """Paused and resumed (by their endpoints or by PUTs of ``paused``) after 10:05 is due and
+    before a sweep: 10:05 fell due while the schedule was active, and is enqueued once. (It
+    was dropped.)"""
+    api.clock.set(START)
+    await _put(api, "five", cron="*/5 * * * *")
+    api.clock.set(datetime(2026, 5, 4, 10, 5, 2, tzinfo=UTC).timestamp())
+    await _pause(api, "five", how, True)
+    assert await fire_due(api.co) == 0
+    resumed = await _pause(api, "five", how, False)
+    assert resumed["next_run_at"] == "2026-05-04T10:05:00Z"
+    assert await fire_due(api.co) == 1
+    assert await fire_due(api.co) == 0
+    assert [j["created_at"] for j in await _scheduled(api, "five")] == ["2026-05-04T10:05:02Z"]
+    s = await _schedule(api, "five")
+    assert (s["last_run_at"], s["next_run_at"]) == ("2026-05-04T10:05:00Z", "2026-05-04T10:10:00Z")
+
+
+@pytest.mark.parametrize("how", ["post", "put"])
+async def test_a_long_pause_keeps_the_occurrence_due_before_it_and_makes_up_none_after(
+    api: Api, how: str
+) -> None:
+    """Paused just after 10:05 fell due, resumed at 10:31: 10:05 is enqueued after the resume,
+    10:10 to 10:30 (missed while paused) are not, and 10:35 fires as usual."""
+    api.clock.set(START)
+    await _put(api, "five", cron="*/5 * * * *")
+    api.clock.set(datetime(2026, 5, 4, 10, 5, 2, tzinfo=UTC).timestamp())
+    await _pause(api, "five", how, True)
+    for minute in range(10, 35, 5):
+        api.clock.set(datetime(2026, 5, 4, 10, minute, tzinfo=UTC).timestamp())
+        assert await fire_due(api.co) == 0
+    api.clock.set(datetime(2026, 5, 4, 10, 31, tzinfo=UTC).timestamp())
+    await _pause(api, "five", how, False)
+    assert await fire_due(api.co) == 1
+    assert await fire_due(api.co) == 0
+    s = await _schedule(api, "five")
+    assert (s["last_run_at"], s["next_run_at"]) == ("2026-05-04T10:05:00Z", "2026-05-04T10:35:00Z")
+    api.clock.set(datetime(2026, 5, 4, 10, 35, tzinfo=UTC).timestamp())
+    assert await fire_due(api.co) == 1
+    created = sorted(j["created_at"] for j in await _scheduled(api, "five"))
+    assert created == ["2026-05-04T10:31:00Z", "2026-05-04T10:35:00Z"]  # 10:05, then 10:35
+
+
 async def test_a_deleted_schedule_fires_nothing(api: Api) -> None:
     """Deleting stops the schedule; what it enqueued stays."""
     api.clock.set(START)

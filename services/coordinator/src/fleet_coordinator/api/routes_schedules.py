@@ -51,6 +51,12 @@ def _out(co: Coordinator, body: dict[str, Any]) -> ScheduleOut:
 async def put(name: NewName, body: ScheduleCreate, co: Co, response: Response) -> ScheduleOut:
     """Create (201) or replace (200) a schedule; 422 for a bad cron, time zone or name.
 
+    A replacement with the same `cron` and `timezone` keeps its occurrences: one already
+    due and not yet enqueued still is, so putting a schedule again unchanged (as a deploy
+    may, every time) drops nothing; `paused` changed is a pause or a resume. Another
+    `cron` or `timezone` starts the schedule from now: an occurrence of the old form due
+    and not yet enqueued is dropped.
+
     The names `.` and `..` are refused: ordinary HTTP clients drop them from a URL path,
     so such a schedule could not be read, paused or deleted with them.
     """
@@ -89,11 +95,18 @@ async def delete(name: Name, co: Co) -> Response:
 
 @router.post("/{name}/pause")
 async def pause(name: Name, co: Co) -> ScheduleOut:
-    """Stop enqueueing; ``next_run_at`` still shows when it would fire."""
+    """Stop enqueueing; ``next_run_at`` still shows when it would fire.
+
+    An occurrence already due and not yet enqueued is kept for the resume.
+    """
     return _out(co, await pause_schedule(co, name, True))
 
 
 @router.post("/{name}/resume")
 async def resume(name: Name, co: Co) -> ScheduleOut:
-    """Enqueue again from the next occurrence; those missed while paused are not made up."""
+    """Enqueue again; the occurrences that fell due while paused are not made up.
+
+    One that was due and not yet enqueued when the schedule was paused is enqueued at the
+    next sweep (unless a later one is due by then: as after a downtime, only the latest).
+    """
     return _out(co, await pause_schedule(co, name, False))

@@ -2,14 +2,26 @@
 
 A schedule is one document in ``schedules`` (its own partition). Every replica
 runs ``fire_due`` on each reaper tick: for each active schedule it finds the
-latest occurrence in ``(max(anchor, last_run_at), now]`` and enqueues it with the
-idempotency key ``schedule:<name>:<occurrence>``. The job id is derived from that
-key, so however many replicas fire the same occurrence, one create succeeds and
-the others replay it (exactly once), then ``last_run_at`` moves forward with a
-conditional write. Taking only the *latest* due occurrence is what makes a
-downtime enqueue just the newest missed one (the others count as skipped), and
-``anchor`` (set on create, replace and resume) is what keeps a resumed or
-replaced schedule from making up occurrences from before it.
+latest occurrence in ``(max(anchor, last_run_at), now]`` (or, if there is none, the
+occurrence a pause left owed) and enqueues it with the idempotency key
+``schedule:<name>:<occurrence>``. The job id is derived from that key, so however
+many replicas fire the same occurrence, one create succeeds and the others replay
+it (exactly once), then ``last_run_at`` moves forward with a conditional write.
+Taking only the *latest* due occurrence is what makes a downtime enqueue just the
+newest missed one (the others count as skipped).
+
+Which occurrences a write gives up:
+
+* ``anchor`` (occurrences at or before it are never enqueued) is set on create, by a
+  PUT that changes ``cron`` or ``timezone`` (the schedule starts again from now, in
+  its new form), and on resume (occurrences that fell due while paused are not made
+  up). A PUT that keeps ``cron`` and ``timezone`` keeps the anchor: re-applying a
+  schedule unchanged (a deploy doing it every time) must not drop an occurrence
+  that is due but not yet swept.
+* ``owed_at``: a pause records the occurrence already due and not yet enqueued at
+  that moment; it fell due while the schedule was active, so it is not "missed
+  while paused", and the first sweep after the resume enqueues it (unless a later
+  occurrence is due by then: only the latest).
 """
 
 from __future__ import annotations
@@ -69,14 +81,56 @@ def _cron(body: Mapping[str, Any]) -> CronSchedule:
     return CronSchedule.parse(str(body["cron"]), str(body["timezone"]))
 
 
-def next_run_at(body: Mapping[str, Any], now: Timestamp) -> Timestamp | None:
-    """When the schedule fires next: its first occurrence not yet enqueued (after now if paused)."""
+def _after(body: Mapping[str, Any]) -> Timestamp:
+    """Occurrences at or before this were enqueued or given up: the anchor or the last run."""
     start = float(body["anchor"])
     if body.get("last_run_at") is not None:
         start = max(start, float(body["last_run_at"]))
+    return start
+
+
+def _owed(body: Mapping[str, Any]) -> Timestamp | None:
+    """The occurrence a pause left due, while it is not enqueued yet."""
+    owed = body.get("owed_at")
+    if owed is None:
+        return None
+    last = body.get("last_run_at")
+    if last is not None and float(last) >= float(owed):
+        return None
+    return float(owed)
+
+
+def _due(body: Mapping[str, Any], now: Timestamp) -> Timestamp | None:
+    """The occurrence an active schedule enqueues at ``now``, if one is due.
+
+    The latest in ``(max(anchor, last_run_at), now]``; failing that, the one a pause
+    left owed.
+    """
+    latest = _cron(body).latest(now, _after(body))
+    if latest is not None:
+        return latest
+    owed = _owed(body)
+    return owed if owed is not None and owed <= now else None
+
+
+def next_run_at(body: Mapping[str, Any], now: Timestamp) -> Timestamp | None:
+    """When the schedule fires next: its first occurrence not yet enqueued (after now if paused)."""
     if body.get("paused"):
-        start = max(start, now)
-    return _cron(body).next_after(start)
+        return _cron(body).next_after(max(_after(body), now))
+    owed = _owed(body)
+    if owed is not None:
+        return owed  # due already: the next sweep enqueues it
+    return _cron(body).next_after(_after(body))
+
+
+def _pausing(body: Mapping[str, Any], paused: bool, now: Timestamp) -> dict[str, Any]:
+    """What pausing or resuming ``body`` at ``now`` changes besides ``paused``."""
+    if paused:
+        # An occurrence already due fell due while the schedule was active: a pause
+        # (even one resumed at once) must not drop it, so it stays owed.
+        return {"owed_at": _due(body, now)}
+    # Occurrences that fell due while paused are not made up: start again after now.
+    return {"anchor": now}
 
 
 async def _read(co: Coordinator, name: str) -> Document | None:
@@ -119,7 +173,12 @@ async def put_schedule(
     job: Mapping[str, Any],
     paused: bool,
 ) -> tuple[dict[str, Any], bool]:
-    """Create or replace a schedule; return it and whether it was created."""
+    """Create or replace a schedule; return it and whether it was created.
+
+    A replacement that keeps ``cron`` and ``timezone`` keeps the occurrences already
+    due (only its job template, ``paused`` and ``updated_at`` change, and a change of
+    ``paused`` is a pause or a resume); one that changes either starts from now.
+    """
     try:
         CronSchedule.parse(cron, timezone)
     except CronError as exc:
@@ -140,13 +199,23 @@ async def put_schedule(
                 "timezone": timezone,
                 "job": {k: v for k, v in job.items() if k in TEMPLATE_FIELDS},
                 "paused": paused,
-                # Occurrences at or before the anchor are never enqueued: a new or replaced
-                # schedule does not fire for times before it existed in this form.
+                # Occurrences at or before the anchor are never enqueued: a new schedule,
+                # or one put in another form, does not fire for times before it existed so.
                 "anchor": now,
+                "owed_at": None,
                 "last_run_at": None if existing is None else existing.body.get("last_run_at"),
                 "created_at": now if existing is None else existing.body["created_at"],
                 "updated_at": now,
             }
+            if existing is not None and _same_times(existing.body, body):
+                # The same occurrences as before: keep those due and not yet enqueued (a
+                # sweep may be firing one right now; its idempotency key and its record
+                # on a fresh read keep that single).
+                old = existing.body
+                body["anchor"] = old["anchor"]
+                body["owed_at"] = old.get("owed_at")
+                if bool(old.get("paused")) != paused:
+                    body |= _pausing(old, paused, now)
             try:
                 if existing is None:
                     doc = await co.schedules.create(body)
@@ -159,8 +228,13 @@ async def put_schedule(
         raise UnavailableError("the schedule kept changing under this request; retry")
 
 
+def _same_times(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether a replacement keeps the occurrences: the same cron (spacing aside) and zone."""
+    return bool(old["cron"] == new["cron"] and old["timezone"] == new["timezone"])
+
+
 async def pause_schedule(co: Coordinator, name: str, paused: bool) -> dict[str, Any]:
-    """Pause or resume; resuming moves the anchor to now, so missed occurrences stay missed."""
+    """Pause or resume; the occurrence due at the pause is kept, those missed while paused not."""
     async with co.writers.lock(schedule_id(name)):
         return await _write_paused(co, name, paused)
 
@@ -175,8 +249,7 @@ async def _write_paused(co: Coordinator, name: str, paused: bool) -> dict[str, A
             return doc.body
         now = co.clock.now()
         changes: dict[str, Any] = {"paused": paused, "updated_at": now}
-        if not paused:
-            changes["anchor"] = now
+        changes |= _pausing(doc.body, paused, now)
         result = await co.schedules.update_if_match(
             doc.id, doc.partition_key, doc, Patch(set=changes)
         )
@@ -235,12 +308,8 @@ async def fire_due(co: Coordinator) -> int:
 async def _fire(co: Coordinator, doc: Document, now: Timestamp) -> bool:
     body = doc.body
     name = str(body["name"])
-    after = float(body["anchor"])
-    if body.get("last_run_at") is not None:
-        after = max(after, float(body["last_run_at"]))
-    cron = _cron(body)
     # 1. Decide: only the latest occurrence due by now; older missed ones are skipped.
-    due = cron.latest(now, after)
+    due = _due(body, now)
     if due is None:
         return False
     # 2. Enqueue under the occurrence's key: across replicas one create wins, the others
@@ -255,14 +324,45 @@ async def _fire(co: Coordinator, doc: Document, now: Timestamp) -> bool:
     )
     job, created = await enqueue(co, new)
     if created:
-        skipped = cron.count_between(after, due) if body.get("last_run_at") is not None else 0
+        after = _after(body)
+        skipped = 0
+        if body.get("last_run_at") is not None:
+            skipped = _cron(body).count_between(after, due)
+        owed = _owed(body)
+        if owed is not None and owed < due:
+            skipped += 1  # a later occurrence fell due after the resume: only the latest
         co.metrics.occurrences.labels("fired").inc()
         if skipped:
             co.metrics.occurrences.labels("skipped").inc(skipped)
         co.log.info("coordinator.schedule.fired", name=name, job_id=job.id, at=due, skipped=skipped)
-    # 3. Record it on the etag read: a PUT, pause or another replica's record since
-    #    makes this a conflict, and the newer document stands.
-    await co.schedules.update_if_match(
-        doc.id, doc.partition_key, doc, Patch(set={"last_run_at": due})
-    )
+    await _record(co, doc, due)
     return created
+
+
+async def _record(co: Coordinator, doc: Document, due: Timestamp) -> None:
+    """3. Record ``due`` as enqueued, on the etag read, and on a fresh read after a conflict.
+
+    A PUT or pause since the sweep's read keeps the occurrences already due, so
+    leaving the record to the next sweep would have that one re-fire the
+    occurrence (a replay while its job exists) or, after a pause, keep it owed
+    until the resume. Another replica's record of the same or a later occurrence
+    ends the loop.
+    """
+    for _ in range(MAX_CAS_ATTEMPTS):
+        last = doc.body.get("last_run_at")
+        if last is not None and float(last) >= due:
+            return
+        changes: dict[str, Any] = {"last_run_at": due}
+        owed = doc.body.get("owed_at")
+        if owed is not None and float(owed) <= due:
+            changes["owed_at"] = None
+        result = await co.schedules.update_if_match(
+            doc.id, doc.partition_key, doc, Patch(set=changes)
+        )
+        if result.ok:
+            return
+        fresh = await _read(co, str(doc.body["name"]))
+        if fresh is None or fresh.body["created_at"] != doc.body["created_at"]:
+            return  # deleted meanwhile (and perhaps created anew): not its occurrence
+        doc = fresh
+    # Still contended: the next sweep finds the occurrence due again and replays it.
