@@ -164,6 +164,75 @@ async def test_a_handler_raising_an_exit_fails_its_attempt_and_the_worker_goes_o
     assert await fleet.status(after) == "succeeded"
 
 
+_NOT_BY_THE_WORKER = "the handler's task was cancelled, not by the worker"
+
+
+class _Stray(BaseException):
+    """A BaseException outside Exception, SystemExit and KeyboardInterrupt."""
+
+
+async def _awaits_a_cancelled_subtask(job: Job) -> None:
+    inner = asyncio.ensure_future(asyncio.sleep(60))  # e.g. a library's sub-task
+    await asyncio.sleep(0)
+    inner.cancel()
+    await inner
+
+
+async def _raises_cancelled(job: Job) -> None:
+    raise asyncio.CancelledError("gave up")
+
+
+async def _cancels_its_own_task(job: Job) -> None:
+    task = asyncio.current_task()
+    assert task is not None
+    task.cancel()
+    await asyncio.sleep(60)
+
+
+async def _raises_stray(job: Job) -> None:
+    raise _Stray("odd")
+
+
+def _raises_stray_in_thread(job: Job) -> None:
+    raise _Stray("odd in a thread")
+
+
+@pytest.mark.parametrize(
+    ("handler", "error"),
+    [
+        (_awaits_a_cancelled_subtask, "CancelledError: "),
+        (_raises_cancelled, "CancelledError: gave up"),
+        (_cancels_its_own_task, f"CancelledError: {_NOT_BY_THE_WORKER}"),
+        (_raises_stray, "_Stray: odd"),
+        (_raises_stray_in_thread, "_Stray: odd in a thread"),
+    ],
+    ids=["subtask", "raised", "own-task", "base-exception", "base-exception-thread"],
+)
+async def test_a_handler_ending_cancelled_or_with_a_base_exception_fails_its_attempt(
+    fleet: Fleet, handler: Any, error: str
+) -> None:
+    """A CancelledError the worker did not cause, or any BaseException, fails the attempt.
+
+    Before, the run ended with no report at all: no heartbeat, not released at stop, the
+    job leased until its lease expired (the attempt burnt as lease_expired).
+    """
+    _, token = await fleet.register(capacity=2)
+    # A lease far longer than the test: only a report can end the run in time.
+    odd = await fleet.enqueue(kind="odd", max_attempts=1, lease_seconds=300)
+    client, _ = fleet.client(token)
+    async with client:
+        worker = Worker(client, {"odd": handler, "test": lambda job: "ok"}, wait_seconds=0.2)
+        async with working(worker) as task:
+            await eventually(lambda: worker.stats["failed"] == 1)
+            after = await fleet.enqueue()  # the slot is free and the worker goes on
+            await eventually(lambda: worker.stats["succeeded"] == 1)
+            assert not task.done()
+    job = await fleet.job(odd)
+    assert (job["status"], job["last_error"]) == ("failed", error)
+    assert outcomes(job) == ["failed"]
+    assert await fleet.status(after) == "succeeded"
+
+
 async def test_concurrency_above_one_claims_limit_is_filled_by_more_claims(fleet: Fleet) -> None:
     """--concurrency 105: no claim asks for more than 100 jobs (SPEC), and all 105 run at once.
 

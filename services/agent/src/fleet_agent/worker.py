@@ -60,6 +60,7 @@ _REPORTS_NONE = (CancelReason.LEASE_LOST, CancelReason.UNAUTHORIZED)
 _SKEW_MARGIN = 10.0
 """Seconds a report is retried past its lease's ``expires_at`` as the agent last knew it:
 that time is on the coordinator's clock, which the agent's may be behind by as much."""
+_CANCELLED_BY_HANDLER = "CancelledError: the handler's task was cancelled, not by the worker"
 _REPORT_PAUSE = 0.1
 """Seconds between a report's calls once one ran out of retries (it did wait between tries)."""
 
@@ -317,9 +318,14 @@ class Worker:
                 action, value, retryable = await handler_task
             except asyncio.CancelledError:
                 task = asyncio.current_task()
-                if job.cancel_reason is None or (task is not None and task.cancelling()):
+                if task is not None and task.cancelling():
                     raise  # cancelled from outside: this task itself is going away
-                action, value, retryable = "release", None, False
+                if job.cancel_reason is None:
+                    # Not the worker's doing: the handler cancelled its own task (it
+                    # could end this run with no report, its lease held by nobody).
+                    action, value, retryable = "fail", _CANCELLED_BY_HANDLER, True
+                else:
+                    action, value, retryable = "release", None, False
             beating.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beating
@@ -356,15 +362,29 @@ class Worker:
                     result = await result
         except JobFailed as exc:
             return "fail", exc.message, exc.retryable
-        except (Exception, SystemExit, KeyboardInterrupt) as exc:
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the worker stops the handler (``_cancel``): ``_run_job`` reports it
+            # Nobody cancelled this task: the handler awaited something cancelled (a sub-task
+            # or a future a library cancelled) or raised it itself. Left to propagate, the
+            # job task took it for its own cancellation and the run ended with no report,
+            # its lease held by nobody until it expired; it is the handler's failure.
+            return self._handler_raised(job, exc)
+        except GeneratorExit:
+            raise  # this coroutine being closed; not the handler's outcome
+        except BaseException as exc:
             # SystemExit and KeyboardInterrupt too: raised by a handler (``sys.exit()`` in
             # a thread, ``raise SystemExit``) they are its failure, not the agent's. Left
             # to asyncio, they escape the event loop from the handler's task (the agent hung
-            # with every lease expiring) or end the process silently with the job leased.
-            # CancelledError is not caught: it is how the worker stops a handler.
-            self.log.warning("agent.handler.raised", job_id=job.id, error_type=type(exc).__name__)
-            return "fail", f"{type(exc).__name__}: {exc}", True
+            # with every lease expiring) or end the process silently with the job leased;
+            # another BaseException ended the job task with no report.
+            return self._handler_raised(job, exc)
         return "complete", result, False
+
+    def _handler_raised(self, job: Job, exc: BaseException) -> tuple[str, Any, bool]:
+        self.log.warning("agent.handler.raised", job_id=job.id, error_type=type(exc).__name__)
+        return "fail", f"{type(exc).__name__}: {exc}", True
 
     async def _heartbeat_loop(self, job: Job, handler_task: asyncio.Task[Any]) -> None:
         beat = max(job.lease_seconds * self.heartbeat_fraction, _MIN_BEAT)
