@@ -384,3 +384,25 @@ def test_an_answer_that_is_not_the_coordinators_is_a_fleet_error(
         call(kind, scripted, lambda c: c.get_job("j1"))
     assert type(caught.value) is FleetError
     assert caught.value.code == "unexpected_answer"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_list_jobs_page_takes_page_size_as_list_jobs_does_and_limit_still(
+    scripted: Scripted, kind: str
+) -> None:
+    """client.md: ``list_jobs_page(..., page_size=, cursor=)``; it raised TypeError before."""
+    scripted.answers = [ok({"items": [], "next_cursor": None})] * 2
+
+    def script(client: Any) -> Any:
+        return [client.list_jobs_page(queue="q", page_size=7), client.list_jobs_page(limit=3)]
+
+    async def ascript(client: Any) -> Any:
+        return [
+            await client.list_jobs_page(queue="q", page_size=7),
+            await client.list_jobs_page(limit=3),
+        ]
+
+    pages = call(kind, scripted, script if kind == "sync" else ascript)
+    assert [page.items for page in pages] == [[], []]
+    queries = [parse_qs(urlsplit(path).query) for _, path, _, _ in scripted.seen]
+    assert queries == [{"queue": ["q"], "limit": ["7"]}, {"limit": ["3"]}]

@@ -265,12 +265,15 @@ def list_jobs_page(
     status: str | None = None,
     kind: str | None = None,
     lock: str | None = None,
-    limit: int = 100,
+    limit: int | None = None,
     cursor: str | None = None,
+    page_size: int | None = None,
 ) -> Call[JobPage]:
-    """``GET /v1/jobs`` with its filters."""
+    """``GET /v1/jobs`` with its filters; ``page_size`` (as ``list_jobs`` names it) or ``limit``."""
+    if limit is not None and page_size is not None and limit != page_size:
+        raise ValueError("give page_size or limit (the same thing), not both")
     params = _present(queue=queue, status=status, kind=kind, lock=lock, cursor=cursor)
-    params["limit"] = limit
+    params["limit"] = page_size if page_size is not None else limit if limit is not None else 100
     return Call("GET", "/v1/jobs", JobPage.model_validate, params=params)
 
 

@@ -132,12 +132,17 @@ class FleetClient:
         status: str | None = None,
         kind: str | None = None,
         lock: str | None = None,
-        limit: int = 100,
+        limit: int | None = None,
         cursor: str | None = None,
+        page_size: int | None = None,
     ) -> JobPage:
-        """One page of jobs, oldest first; pass its ``next_cursor`` for the next."""
+        """One page of jobs, oldest first; pass its ``next_cursor`` for the next.
+
+        ``page_size`` (as ``list_jobs`` names it) or ``limit``: jobs on the page, 100 by default.
+        """
         filters = {"queue": queue, "status": status, "kind": kind, "lock": lock}
-        return await self._call(calls.list_jobs_page(**filters, limit=limit, cursor=cursor))
+        call = calls.list_jobs_page(**filters, limit=limit, cursor=cursor, page_size=page_size)
+        return await self._call(call)
 
     async def list_jobs(
         self,
@@ -152,7 +157,7 @@ class FleetClient:
         cursor: str | None = None
         while True:
             page = await self.list_jobs_page(
-                queue=queue, status=status, kind=kind, lock=lock, limit=page_size, cursor=cursor
+                queue=queue, status=status, kind=kind, lock=lock, page_size=page_size, cursor=cursor
             )
             for job in page.items:
                 yield job

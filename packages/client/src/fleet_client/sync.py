@@ -126,14 +126,15 @@ class SyncFleetClient:
         return self._call(calls.get_job(job_id))
 
     def list_jobs_page(self, **filters: Any) -> JobPage:
-        """One page of jobs (``queue``, ``status``, ``kind``, ``lock``, ``limit``, ``cursor``)."""
+        """One page of jobs (``queue``, ``status``, ``kind``, ``lock``, ``page_size`` or
+        ``limit``, ``cursor``)."""
         return self._call(calls.list_jobs_page(**filters))
 
     def list_jobs(self, *, page_size: int = 100, **filters: str | None) -> Iterator[Job]:
         """Every matching job, oldest first, fetched a page at a time as the loop goes."""
         cursor: str | None = None
         while True:
-            page = self.list_jobs_page(limit=page_size, cursor=cursor, **filters)
+            page = self.list_jobs_page(page_size=page_size, cursor=cursor, **filters)
             yield from page.items
             if page.next_cursor is None:
                 return
