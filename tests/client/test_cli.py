@@ -120,7 +120,7 @@ def test_unknown_ids_exit_3_and_bad_input_exits_1_or_2(fleet: Fleet) -> None:
     assert fleet("jobs", "cancel")[0] == EXIT_USAGE  # neither ids nor a filter
 
 
-def _fleet_queues_against(status: int, content_type: str, body: bytes) -> int:
+def _fleet_queues_against(status: int, content_type: str, body: bytes, *extra: str) -> int:
     """``fleet queues`` against a server that answers every GET with this answer."""
 
     class Answering(http.server.BaseHTTPRequestHandler):
@@ -137,7 +137,7 @@ def _fleet_queues_against(status: int, content_type: str, body: bytes) -> int:
     with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answering) as server:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         try:
-            return main(["queues", "--url", f"http://127.0.0.1:{server.server_port}"])
+            return main(["queues", "--url", f"http://127.0.0.1:{server.server_port}", *extra])
         finally:
             server.shutdown()
 
@@ -148,6 +148,37 @@ def test_a_url_that_names_another_server_exits_2(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("FLEET_ADMIN_TOKEN", "a-token-long-enough-to-be-sent")
     page = b"<!doctype html><p>a web server</p>"
     assert _fleet_queues_against(200, "text/html", page) == EXIT_USAGE
+
+
+@pytest.mark.parametrize(
+    ("status", "content_type", "body"),
+    [
+        (404, "text/html", b"<p>File not found</p>"),
+        (404, "application/json", b'{"detail": "Not Found"}'),  # another app, or a wrong prefix
+        (405, "text/plain", b"Method Not Allowed"),
+        (500, "text/html", b"<p>oops</p>"),
+    ],
+)
+def test_an_error_not_in_the_coordinators_shape_is_a_wrong_url_exit_2(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    status: int,
+    content_type: str,
+    body: bytes,
+) -> None:
+    """Another server's 404 read as "no such job" (3), its 500 as "a coordinator bug" (7)."""
+    monkeypatch.setenv("FLEET_ADMIN_TOKEN", "a-token-long-enough-to-be-sent")
+    assert _fleet_queues_against(status, content_type, body) == EXIT_USAGE
+    assert "is the URL the coordinator's?" in capsys.readouterr().err
+
+
+def test_an_unavailable_answer_without_the_shape_is_still_unavailable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A proxy's 502 page in front of a coordinator that is down: 6, not a wrong URL."""
+    monkeypatch.setenv("FLEET_ADMIN_TOKEN", "a-token-long-enough-to-be-sent")
+    code = _fleet_queues_against(502, "text/html", b"<p>Bad Gateway</p>", "--retry-seconds", "0.1")
+    assert code == EXIT_UNAVAILABLE
 
 
 def test_tokens_and_reachability_have_their_own_statuses(

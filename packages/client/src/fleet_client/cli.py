@@ -26,7 +26,7 @@ from . import commands
 from .calls import auth_headers, checked_url
 from .client import DEFAULT_URL, FleetClient
 from .errors import FleetError
-from .exits import EXIT_CODES, EXIT_REJECTED, EXIT_USAGE, exit_code_of
+from .exits import EXIT_CODES, EXIT_REJECTED, EXIT_USAGE, exit_code_of, not_the_coordinators
 from .render import Output
 
 __all__ = ["main", "parser"]
@@ -87,7 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(_run(command, args, out, token))
     except FleetError as exc:
-        out.note(f"fleet: error: {exc.message}")
+        hint = "; is the URL the coordinator's?" if not_the_coordinators(exc) else ""
+        out.note(f"fleet: error: {exc.message}{hint}")
         return exit_code_of(exc)
     except ValidationError as exc:
         first = exc.errors()[0]

@@ -22,6 +22,7 @@ __all__ = [
     "EXIT_UNAVAILABLE",
     "EXIT_USAGE",
     "exit_code_of",
+    "not_the_coordinators",
 ]
 
 EXIT_OK = 0
@@ -56,9 +57,22 @@ _EXIT_BY_ERROR: tuple[tuple[type[FleetError], int], ...] = (
 
 def exit_code_of(error: FleetError) -> int:
     """The exit status for ``error``."""
+    if not_the_coordinators(error):
+        return EXIT_USAGE
     for kind, code in _EXIT_BY_ERROR:
         if isinstance(error, kind):
             return code
     if error.code == "unexpected_answer":
         return EXIT_USAGE  # another server answered: the --url (or FLEET_URL) is wrong
     return EXIT_REJECTED
+
+
+def not_the_coordinators(error: FleetError) -> bool:
+    """Whether another server answered: an error without the SPEC error shape.
+
+    The coordinator answers every error in that shape; the usual wrong ``--url`` (another
+    web server, the coordinator under a wrong prefix) answers 404/405/501 without it,
+    which read as "no such job" (3) or "a coordinator bug" (7). 429/502/503/504 stay
+    "unavailable": a proxy in front of a coordinator that is down answers them so.
+    """
+    return error.code == "http_error" and not isinstance(error, CoordinatorUnavailable)
