@@ -94,10 +94,14 @@ async def metrics(request: Request, co: Co) -> Response:
 
     The endpoint needs no token (scrapers), and each recount is 5 counts a queue whose
     cost grows with the jobs kept: scrapes share one recount per interval per replica
-    (``StatsSnapshot``), so no caller can make the store count faster than that.
+    (``StatsSnapshot``), so no caller can make the store count faster than that. A
+    scrape finding the gauges older than that waits for their recount (5 s at most);
+    ``fleet_queue_stats_age_seconds`` says how old the gauges it gets are.
     """
     gauges: StatsSnapshot = request.app.state.queue_gauges
-    # The counters are still worth serving when the store is down.
+    # The counters are still worth serving when the store is down; the gauges' age
+    # then grows, which is how a scraper tells the last counts from fresh ones.
     with contextlib.suppress(CoordinatorError):
         await gauges.get(lambda: queue_stats(co))
+    co.metrics.stats_age.set(gauges.age())
     return Response(generate_latest(co.metrics.registry), media_type=CONTENT_TYPE_LATEST)
