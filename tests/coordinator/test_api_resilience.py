@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fleet_coordinator.services import reap_once
+from fleet_coordinator.services import reap_once, reaper_tick
 from fleet_datastore import StoreUnavailableError
 from structlog.testing import capture_logs
 
@@ -129,3 +129,75 @@ async def test_a_store_error_that_is_not_an_outage_is_a_defect_not_a_503(
     r = await api.client.get(f"/v1/jobs/{job['id']}", headers=api.admin)
     assert r.status_code == 503
     assert r.headers["retry-after"] == "2"
+
+
+async def test_the_reaper_logs_what_the_store_said(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``coordinator.reaper.failed`` carries the store error's own text (before: the type
+    name, ``store error: StoreUnavailableError``, whatever had failed)."""
+
+    def full(*args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailableError("sqlite: database or disk is full")
+
+    monkeypatch.setattr(api.co.containers.jobs, "query", full)
+    with capture_logs() as logs:
+        await reaper_tick(api.co)
+    failed = {e["sweep"]: e for e in logs if e["event"] == "coordinator.reaper.failed"}
+    assert failed["reap_once"]["error"] == "sqlite: database or disk is full"
+    assert failed["reap_once"]["code"] == "store_unavailable"
+    assert failed["reap_once"]["log_level"] == "warning"
+
+
+async def test_answers_503_are_logged_once_a_second_with_the_store_text(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request answered 503 ``store_unavailable`` logs a warning naming its route
+    template and what the store said, at most one a second per replica, the next one
+    counting those left out (before: nothing was logged). The answer itself says only
+    that the store is unavailable: the store's text can name a file or a host."""
+    agent_id, agent = await api.agent()
+    job = await api.enqueue()
+    api.co.job_cache.evict(job["id"])
+    api.co.agent_cache.evict(agent_id)
+
+    def full(*args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailableError("sqlite: database or disk is full (/var/lib/fleet/fleet.db)")
+
+    for method in ("get", "create"):
+        monkeypatch.setattr(api.co.containers.jobs, method, full)
+    monkeypatch.setattr(api.co.containers.agents, "get", full)
+    monkeypatch.setattr(api.co.containers.store, "ping", full)
+    answers = []
+    with capture_logs() as logs:
+        answers.append(await api.client.get(f"/v1/jobs/{job['id']}", headers=api.admin))
+        for _ in range(3):  # the hot path; within the same second: counted, not logged
+            body = {"kind": "k", "payload": {"secret": "s3cr3t"}}
+            answers.append(await api.client.post("/v1/jobs", json=body, headers=api.admin))
+        api.clock.advance(1.0)
+        answers.append(await api.client.post("/v1/jobs", json={"kind": "k"}, headers=api.admin))
+        api.clock.advance(1.0)
+        answers.append(await api.client.post("/v1/claims", json={}, headers=agent))  # the guard
+        api.clock.advance(1.0)
+        answers.append(await api.client.get("/readyz"))
+    assert [r.status_code for r in answers] == [503] * 7
+    for r in answers[:-1]:
+        assert r.json()["error"] == {
+            "code": "store_unavailable",
+            "message": "the store is unavailable; retry later",
+            "details": {},
+        }
+    lines = [e for e in logs if e["event"] == "coordinator.request.unavailable"]
+    assert [(e["method"], e["route"], e["suppressed"]) for e in lines] == [
+        ("GET", "/v1/jobs/{job_id}", 0),
+        ("POST", "/v1/jobs", 3),
+        ("POST", "/v1/claims", 0),
+        ("GET", "/readyz", 0),
+    ]
+    for line in lines:
+        assert line["error"] == "sqlite: database or disk is full (/var/lib/fleet/fleet.db)"
+        assert line["log_level"] == "warning"
+    text = repr(logs)
+    assert "s3cr3t" not in text
+    for headers in (api.admin, agent):
+        assert headers["Authorization"].split()[1] not in text

@@ -74,6 +74,7 @@ def create_app(
     settings = settings or Settings()
     settings.ensure_admin_token()
     metrics = Metrics()
+    app_clock: Clock = clock or SystemClock()  # the one the snapshot and the services read
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -84,7 +85,7 @@ def create_app(
             co = Coordinator(
                 settings=settings,
                 containers=containers,
-                clock=clock or SystemClock(),
+                clock=app_clock,
                 metrics=metrics,
             )
             app.state.coordinator = co
@@ -148,7 +149,7 @@ def create_app(
     install_error_handlers(app, pages_under=(CONSOLE, error_page))
     # The queue counts of /metrics' gauges and the console's pages: one recount per
     # reaper interval, however often and by whichever of them it is asked.
-    app.state.queue_gauges = StatsSnapshot(settings.reaper_interval_seconds)
+    app.state.queue_gauges = StatsSnapshot(settings.reaper_interval_seconds, app_clock)
     install_console(app, app.state.queue_gauges)
     # /readyz: one store ping a second at most, however often it is asked.
     app.state.readiness = Readiness()

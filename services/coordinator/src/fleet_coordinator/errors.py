@@ -33,6 +33,8 @@ from fleet_datastore import (
 )
 
 __all__ = [
+    "MAX_CAUSE_CHARS",
+    "STORE_UNAVAILABLE",
     "BadRequestError",
     "ConflictError",
     "CoordinatorError",
@@ -45,6 +47,12 @@ __all__ = [
     "ValidationFailedError",
     "store_error",
 ]
+
+STORE_UNAVAILABLE = "the store is unavailable; retry later"
+"""The message of a 503 for a store failure: the same whatever failed (see ``reason``)."""
+
+MAX_CAUSE_CHARS = 500
+"""How much of a store error's text a log line carries (a Cosmos DB answer can be long)."""
 
 
 class CoordinatorError(Exception):
@@ -61,6 +69,11 @@ class CoordinatorError(Exception):
         if code is not None:
             self.code = code
         self.details: dict[str, Any] = details
+
+    @property
+    def reason(self) -> str:
+        """What went wrong, for the logs: the message, unless a subclass knows more."""
+        return self.message
 
 
 class BadRequestError(CoordinatorError):
@@ -125,6 +138,21 @@ class UnavailableError(CoordinatorError):
     status = 503
     code = "store_unavailable"
 
+    def __init__(
+        self, message: str | None = None, *, cause: str | None = None, **details: Any
+    ) -> None:
+        super().__init__(message, **details)
+        self.cause = cause
+
+    @property
+    def reason(self) -> str:
+        """The store error's own text (``database or disk is full``), else the message.
+
+        For the logs only, never for the answer: the store's text can name a file, a
+        host or an account, none of which a client needs to retry.
+        """
+        return self.cause or self.message
+
 
 def store_error(exc: DatastoreError) -> CoordinatorError | None:
     """The ``CoordinatorError`` a store failure answers (413, 503), or None for a defect.
@@ -137,5 +165,6 @@ def store_error(exc: DatastoreError) -> CoordinatorError | None:
     if isinstance(cause, DocumentTooLargeError):
         return PayloadTooLargeError("the job document would exceed the store's limit")
     if isinstance(cause, StoreUnavailableError):
-        return UnavailableError(f"store error: {type(cause).__name__}")
+        # The client learns that it may retry; the operator, from the logs, why.
+        return UnavailableError(STORE_UNAVAILABLE, cause=str(exc)[:MAX_CAUSE_CHARS])
     return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -52,6 +53,12 @@ class Metrics:
             ["queue"],
             registry=r,
         )
+        self.stats_age = Gauge(
+            "fleet_queue_stats_age_seconds",
+            "Seconds since the queue gauges were counted (NaN before the first count)",
+            registry=r,
+        )
+        self.stats_age.set(math.nan)
         self.latency = Histogram(
             "fleet_request_seconds", "HTTP request latency", ["method", "route"], registry=r
         )

@@ -12,6 +12,7 @@ from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import CoordinatorError
+from ..services import Coordinator
 
 __all__ = ["ErrorPage", "error_response", "install_error_handlers", "under"]
 
@@ -61,6 +62,12 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 def _from_coordinator_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CoordinatorError)
+    if exc.status == 503:
+        co: Coordinator | None = getattr(request.app.state, "coordinator", None)
+        if co is not None:
+            # The template, not the path: a path holds ids (and is the client's text).
+            route = getattr(request.scope.get("route"), "path", "unmatched")
+            co.unavailable.answered(request.method, route, exc.reason)
     return error_response(exc.status, exc.code, exc.message, exc.details)
 
 

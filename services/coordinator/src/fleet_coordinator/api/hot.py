@@ -236,6 +236,8 @@ async def answer_hot(
     try:
         out = await route.endpoint(**kwargs)
     except CoordinatorError as exc:
+        if exc.status == 503:
+            co.unavailable.answered("POST", route.path, exc.reason)
         error = error_response(exc.status, exc.code, exc.message, exc.details)
         return HotAnswer(error.status_code, error.raw_headers, bytes(error.body))
     if isinstance(out, Response):

@@ -48,6 +48,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import CoordinatorError
 from ..metrics import Metrics
+from ..services import Coordinator
 from ..settings import Settings
 from .deps import Role, authorize
 from .disconnects import may_long_poll, run_until_disconnect
@@ -259,6 +260,9 @@ class GuardMiddleware:
                     raise refused
                 agent = await authorize(scope["app"].state.coordinator, header, rule.role)
             except CoordinatorError as exc:
+                if exc.status == 503:  # the agent's document could not be read
+                    co: Coordinator = scope["app"].state.coordinator
+                    co.unavailable.answered(scope["method"], rule.path, exc.reason)
                 raise _RefusedError(
                     error_response(exc.status, exc.code, exc.message, exc.details)
                 ) from None

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from fleet_datastore import DatastoreError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..errors import CoordinatorError
+from ..errors import MAX_CAUSE_CHARS, CoordinatorError
 from ..services import StatsSnapshot, queue_stats
 from .deps import Co
 from .errors import error_response
@@ -39,6 +39,7 @@ class Readiness:
         self.max_age = max_age
         self._at = -float("inf")  # when the last ping ended (time.monotonic)
         self._problem: str | None = None  # its error's type name, or None: it answered
+        self.reason = ""  # its error's own text, for the log (not the answer)
         self._ping: asyncio.Task[None] | None = None
 
     async def check(self, ping: Callable[[], Awaitable[None]]) -> str | None:
@@ -57,6 +58,7 @@ class Readiness:
                 self._problem = None
             except DatastoreError as exc:
                 self._problem = type(exc).__name__
+                self.reason = str(exc)[:MAX_CAUSE_CHARS]
             # Only an answer is shared on: a defect (a 500) is not remembered as either.
             self._at = time.monotonic()
         finally:
@@ -78,6 +80,7 @@ async def readyz(request: Request, co: Co) -> JSONResponse:
     readiness: Readiness = request.app.state.readiness
     problem = await readiness.check(co.containers.store.ping)
     if problem is not None:
+        co.unavailable.answered("GET", "/readyz", readiness.reason)
         return error_response(
             503, "store_unavailable", "the store does not answer", {"store": problem}
         )
@@ -94,10 +97,14 @@ async def metrics(request: Request, co: Co) -> Response:
 
     The endpoint needs no token (scrapers), and each recount is 5 counts a queue whose
     cost grows with the jobs kept: scrapes share one recount per interval per replica
-    (``StatsSnapshot``), so no caller can make the store count faster than that.
+    (``StatsSnapshot``), so no caller can make the store count faster than that. A
+    scrape finding the gauges older than that waits for their recount (5 s at most);
+    ``fleet_queue_stats_age_seconds`` says how old the gauges it gets are.
     """
     gauges: StatsSnapshot = request.app.state.queue_gauges
-    # The counters are still worth serving when the store is down.
+    # The counters are still worth serving when the store is down; the gauges' age
+    # then grows, which is how a scraper tells the last counts from fresh ones.
     with contextlib.suppress(CoordinatorError):
         await gauges.get(lambda: queue_stats(co))
+    co.metrics.stats_age.set(gauges.age())
     return Response(generate_latest(co.metrics.registry), media_type=CONTENT_TYPE_LATEST)

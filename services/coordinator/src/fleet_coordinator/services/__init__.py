@@ -24,7 +24,7 @@ from .leases import (
 )
 from .pauses import refresh_paused, set_paused
 from .queues import StatsSnapshot, queue_stats
-from .reaper import reap_once, run_reaper
+from .reaper import reap_once, reaper_tick, run_reaper
 from .retention import purge_once
 from .schedules import (
     delete_schedule,
@@ -70,6 +70,7 @@ __all__ = [
     "read_agent",
     "remember_agents",
     "reap_once",
+    "reaper_tick",
     "refresh_paused",
     "release_job",
     "retry_job",

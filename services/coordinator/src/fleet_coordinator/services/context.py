@@ -23,6 +23,7 @@ from .ledger import Ledger
 from .long_polls import LongPolls
 from .paused_set import PausedQueues
 from .throughput import Throughput
+from .unavailable import UnavailableAnswers
 from .waves import Waves
 
 __all__ = ["Coordinator", "KnownQueues", "Notifier"]
@@ -159,6 +160,8 @@ class Coordinator:
     """Waiting claims per agent on this replica, capped (``services/long_polls.py``)."""
     writers: KeyedLocks = field(default_factory=KeyedLocks)
     """One admin write loop per schedule or queue marker at a time here (``keyed_locks.py``)."""
+    unavailable: UnavailableAnswers = field(init=False)
+    """The log of requests answered 503, one line a second at most (``unavailable.py``)."""
 
     retention: Retention = field(init=False)
     ttl: Retention | None = field(init=False)
@@ -184,6 +187,7 @@ class Coordinator:
         self.ttl = self.retention if self.containers.store.expires_documents else None
         self.waves = Waves(enabled=self.containers.store.local)
         self.long_polls = LongPolls(settings.max_long_polls_per_agent)
+        self.unavailable = UnavailableAnswers(self.clock, self.log)
 
     @property
     def agent_cache(self) -> DocCache:

@@ -30,7 +30,7 @@ from .schedules import fire_due
 from .throughput import Event
 from .transitions import write_job
 
-__all__ = ["reap_once", "run_reaper"]
+__all__ = ["reap_once", "reaper_tick", "run_reaper"]
 
 _PAGE = 200
 _MAX_PAGES = 10
@@ -83,17 +83,28 @@ async def reap_once(co: Coordinator) -> int:
     return changed
 
 
+async def reaper_tick(co: Coordinator) -> None:
+    """One tick of the reaper: every sweep once; a sweep the store fails is logged, not raised.
+
+    Each tick re-reads which queues are paused (SPEC 10: within one interval), ends
+    leases past their expiry, releases what deleted agents still hold (SPEC 4, 9),
+    deletes terminal jobs past retention (SPEC 12) and fires due schedules (SPEC 11);
+    each sweep is single-winner on its own.
+    """
+    for sweep in (refresh_paused, reap_once, sweep_departed, purge_once, fire_due):
+        try:
+            await sweep(co)
+        except CoordinatorError as exc:
+            # The store may be down for a while; the next tick tries again. ``reason`` is
+            # the store's own text: a full disk, a lock or a damaged file read alike as
+            # ``store_unavailable``.
+            co.log.warning(
+                "coordinator.reaper.failed", sweep=sweep.__name__, code=exc.code, error=exc.reason
+            )
+
+
 async def run_reaper(co: Coordinator) -> None:
-    """Sweep every ``reaper_interval_seconds`` until cancelled; store errors are logged."""
+    """A ``reaper_tick`` every ``reaper_interval_seconds`` until cancelled."""
     while True:
-        # Each tick also re-reads which queues are paused (SPEC 10: within one interval),
-        # ends leases past their expiry, releases what deleted agents still hold (SPEC 4,
-        # 9), deletes terminal jobs past retention (SPEC 12) and fires due schedules
-        # (SPEC 11); each sweep is single-winner on its own.
-        for sweep in (refresh_paused, reap_once, sweep_departed, purge_once, fire_due):
-            try:
-                await sweep(co)
-            except CoordinatorError as exc:
-                # The store may be down for a while; the next tick tries again.
-                co.log.warning("coordinator.reaper.failed", sweep=sweep.__name__, error=exc.message)
+        await reaper_tick(co)
         await asyncio.sleep(co.settings.reaper_interval_seconds)
