@@ -178,7 +178,7 @@ async def test_a_long_retry_after_does_not_outlast_the_retry_timeout() -> None:
 
     transport = httpx.MockTransport(answer)
     async with FleetClient(
-        "http://fake", "t", transport=transport, retry_timeout=0.3, retry_wait_max=0.1
+        "http://fake", "t", transport=transport, retry_timeout=2.0, retry_wait_max=0.1
     ) as client:
         async with asyncio.timeout(10):
             with pytest.raises(CoordinatorUnavailable):
