@@ -9,17 +9,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from .logs import configure_logging
-from .settings import Settings
+from .settings import Settings, problems
 
 __all__ = [
     "BACKLOG",
+    "EXIT_SETTINGS",
     "KEEP_ALIVE_SECONDS",
     "app_from_env",
     "http_protocol",
     "main",
     "raise_open_files_limit",
+    "settings_or_exit",
 ]
+
+EXIT_SETTINGS = 2
+"""The exit status of a setting or an option ``serve`` cannot start with (argparse's too)."""
 
 KEEP_ALIVE_SECONDS = 5
 """An idle keep-alive connection is closed after this long."""
@@ -81,6 +88,20 @@ def app_from_env() -> Any:
     return create_app(settings, tune_gc=True)
 
 
+def settings_or_exit(prog: str = "fleet-coordinator") -> Settings:
+    """The settings from the environment; a wrong one exits ``EXIT_SETTINGS`` with one line each.
+
+    A line names the variable, what is wrong and the value (never a secret's), on
+    stderr: the operator reads them there, not as a pydantic traceback naming the field.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for line in problems(exc):
+            print(f"{prog}: {line}", file=sys.stderr)
+        raise SystemExit(EXIT_SETTINGS) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and run the chosen command."""
     parser = argparse.ArgumentParser(prog="fleet-coordinator")
@@ -105,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .app import create_app
 
     configure_logging()
-    settings = Settings()
+    settings = settings_or_exit()
     if settings.ensure_admin_token():
         # Printed once, to stdout only; it is never logged.
         print(f"FLEET_ADMIN_TOKEN={settings.admin_token}", flush=True)

@@ -33,6 +33,7 @@ from fleet_datastore import (
     store_from_url,
 )
 
+from .cli import settings_or_exit
 from .settings import Settings
 from .store import CONTAINER_SPECS, JOBS_SPEC, shard_of
 
@@ -100,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--to", dest="target", required=True, help="target store URL")
     args = parser.parse_args(argv)
     # FLEET_COSMOS_* for a cosmos:// side; FLEET_JOB_SHARDS for the target's shard count.
-    settings = Settings()
+    settings = settings_or_exit("python -m fleet_coordinator.copy_store")
     try:
         counts = asyncio.run(_run(args.source, args.target, settings))
     except DatastoreError as exc:
