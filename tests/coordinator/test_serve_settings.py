@@ -123,6 +123,14 @@ def test_cosmos_needs_its_endpoint_and_key_and_never_shows_the_key(
     assert Settings(store_url="memory://").cosmos_endpoint == "localhost"
 
 
+def test_serve_refuses_several_workers_on_a_memory_store(tmp_path: Path) -> None:
+    """``--workers 2`` with ``memory://`` would be two stores behind one port: exit 2."""
+    code, out, err = _serve(tmp_path, {"FLEET_STORE_URL": "memory://"}, "--workers", "2")
+    assert code == 2, (out, err)
+    assert "--workers 2 with FLEET_STORE_URL=memory://" in err
+    assert "Traceback" not in out + err
+
+
 def test_a_blank_admin_token_stops_serve_without_showing_it(tmp_path: Path) -> None:
     """``FLEET_ADMIN_TOKEN=" "`` could never be presented: refused at start, exit 2."""
     code, out, err = _serve(tmp_path, {"FLEET_STORE_URL": "memory://", "FLEET_ADMIN_TOKEN": " "})

@@ -113,8 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--workers",
         type=int,
         default=1,
-        help="processes serving the port; each is a full replica with its own reaper, caches "
-        "and long-poll wake-ups (a job enqueued through one reaches waiters in another within "
+        help="processes serving the port (not with a memory:// store); each is a full replica "
+        "with its own reaper, caches and long-poll wake-ups (a job enqueued through one "
+        "reaches waiters in another within "
         "FLEET_LONG_POLL_INTERVAL_SECONDS)",
     )
     args = parser.parse_args(argv)
@@ -127,6 +128,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure_logging()
     settings = settings_or_exit()
+    if args.workers > 1 and settings.store_url.startswith("memory:"):
+        # Each worker would open a memory store of its own behind the one port: one
+        # idempotency key enqueued twice, jobs found or not by whichever worker answers.
+        print(
+            f"fleet-coordinator: --workers {args.workers} with FLEET_STORE_URL=memory://: "
+            "a memory store lives in one process; use --workers 1, or a sqlite:/// or "
+            "cosmos:// store the workers share",
+            file=sys.stderr,
+        )
+        return EXIT_SETTINGS
     if settings.ensure_admin_token():
         # Printed once, to stdout only; it is never logged.
         print(f"FLEET_ADMIN_TOKEN={settings.admin_token}", flush=True)
