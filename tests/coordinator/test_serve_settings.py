@@ -7,6 +7,7 @@ the value of a secret.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,7 +20,7 @@ from fleet_coordinator import Settings, create_app
 from fleet_coordinator.settings import problems
 from pydantic import ValidationError
 
-from tests.support.served import free_port, tool_path
+from tests.support.served import Served, free_port, tool_path
 
 REFUSED_WITHIN = 60.0
 """Seconds a refused ``serve`` has to exit; one that starts instead is killed then."""
@@ -159,3 +160,24 @@ async def test_whitespace_around_the_admin_token_is_dropped() -> None:
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             r = await client.get("/v1/queues", headers={"Authorization": "Bearer tok-0123"})
     assert r.status_code == 200, r.text
+
+
+def test_serve_refuses_a_store_written_with_another_shard_count(tmp_path: Path) -> None:
+    """A restart with another ``FLEET_JOB_SHARDS`` stops at start (exit 3), saying both values,
+    instead of serving jobs it cannot find."""
+    with Served(cwd=tmp_path) as server:
+        created = httpx.post(
+            f"{server.base_url}/v1/jobs", json={"kind": "k"}, headers=server.admin_headers
+        )
+        assert created.status_code == 201
+    code, out, err = _serve(
+        tmp_path,
+        {"FLEET_STORE_URL": server.store_url, "FLEET_JOB_SHARDS": "3", "FLEET_ADMIN_TOKEN": "adm"},
+    )
+    assert code == 3, (out, err)
+    assert "Traceback" not in out + err
+    [refusal] = [json.loads(line) for line in out.splitlines() if "start_refused" in line]
+    assert refusal["event"] == "coordinator.start_refused"
+    assert refusal["reason"].startswith(
+        "FLEET_JOB_SHARDS is 3, but this store's jobs are spread over 16 shards"
+    ), refusal

@@ -2,7 +2,8 @@
 
 Every check a setting can be given without opening the store happens here, when
 ``Settings`` is built: ``serve`` turns a ``ValidationError`` into one line per
-wrong variable (``problems``) and stops before anything starts.
+wrong variable (``problems``) and stops before anything starts. What only the
+store can tell (its shard count) is ``SettingError``, raised while it opens.
 """
 
 from __future__ import annotations
@@ -17,13 +18,17 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "problems"]
+__all__ = ["SettingError", "Settings", "problems"]
 
 ENV_PREFIX = "FLEET_"
 
 _HEADER_TEXT = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
 """Visible ASCII, inner spaces allowed: what every HTTP client sends as a header value
 and the server reads back unchanged (the ``fleet`` client checks its token the same way)."""
+
+
+class SettingError(Exception):
+    """A setting the process cannot start with; the message names the variable."""
 
 
 def _invalid(message: str) -> PydanticCustomError:
