@@ -30,7 +30,7 @@ from .errors import (
     StoreUnavailableError,
     UnknownContainerError,
 )
-from .factory import CosmosConfig, store_from_url
+from .factory import CosmosConfig, check_store_url, store_from_url
 from .model import (
     ASC,
     DESC,
@@ -85,6 +85,7 @@ __all__ = [
     "UnknownContainerError",
     "UpdateResult",
     "UpsertOp",
+    "check_store_url",
     "eq",
     "ge",
     "gt",

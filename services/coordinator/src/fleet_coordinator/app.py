@@ -8,6 +8,7 @@ import gc
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import structlog
 from fastapi import FastAPI, Request, Response
 from fleet_datastore import DocumentStore, store_from_url
 from starlette.types import ASGIApp
@@ -30,8 +31,8 @@ from .console import SECURITY_HEADERS, error_page, install_console
 from .domain import Clock, SystemClock
 from .metrics import Metrics
 from .services import Coordinator, StatsSnapshot, refresh_paused, remember_agents, run_reaper
-from .settings import Settings
-from .store import open_containers
+from .settings import SettingError, Settings
+from .store import open_containers, settle_job_shards
 from .tracing import instrument
 
 __all__ = ["create_app"]
@@ -82,6 +83,14 @@ def create_app(
         await opened.open()
         try:
             containers = await open_containers(opened)
+            try:
+                await settle_job_shards(containers.agents, containers.jobs, settings.job_shards)
+            except SettingError as exc:
+                structlog.get_logger("fleet_coordinator").error(
+                    "coordinator.start_refused", reason=str(exc)
+                )
+                app.state.start_refused = True  # the guard drops the traceback (middleware.py)
+                raise
             co = Coordinator(
                 settings=settings,
                 containers=containers,

@@ -9,17 +9,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from .logs import configure_logging
-from .settings import Settings
+from .settings import Settings, problems
 
 __all__ = [
     "BACKLOG",
+    "EXIT_SETTINGS",
     "KEEP_ALIVE_SECONDS",
     "app_from_env",
     "http_protocol",
     "main",
     "raise_open_files_limit",
+    "settings_or_exit",
 ]
+
+EXIT_SETTINGS = 2
+"""The exit status of a setting or an option ``serve`` cannot start with (argparse's too)."""
 
 KEEP_ALIVE_SECONDS = 5
 """An idle keep-alive connection is closed after this long."""
@@ -81,6 +88,20 @@ def app_from_env() -> Any:
     return create_app(settings, tune_gc=True)
 
 
+def settings_or_exit(prog: str = "fleet-coordinator") -> Settings:
+    """The settings from the environment; a wrong one exits ``EXIT_SETTINGS`` with one line each.
+
+    A line names the variable, what is wrong and the value (never a secret's), on
+    stderr: the operator reads them there, not as a pydantic traceback naming the field.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for line in problems(exc):
+            print(f"{prog}: {line}", file=sys.stderr)
+        raise SystemExit(EXIT_SETTINGS) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and run the chosen command."""
     parser = argparse.ArgumentParser(prog="fleet-coordinator")
@@ -92,8 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--workers",
         type=int,
         default=1,
-        help="processes serving the port; each is a full replica with its own reaper, caches "
-        "and long-poll wake-ups (a job enqueued through one reaches waiters in another within "
+        help="processes serving the port (not with a memory:// store); each is a full replica "
+        "with its own reaper, caches and long-poll wake-ups (a job enqueued through one "
+        "reaches waiters in another within "
         "FLEET_LONG_POLL_INTERVAL_SECONDS)",
     )
     args = parser.parse_args(argv)
@@ -105,7 +127,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .app import create_app
 
     configure_logging()
-    settings = Settings()
+    settings = settings_or_exit()
+    if args.workers > 1 and settings.store_url.startswith("memory:"):
+        # Each worker would open a memory store of its own behind the one port: one
+        # idempotency key enqueued twice, jobs found or not by whichever worker answers.
+        print(
+            f"fleet-coordinator: --workers {args.workers} with FLEET_STORE_URL=memory://: "
+            "a memory store lives in one process; use --workers 1, or a sqlite:/// or "
+            "cosmos:// store the workers share",
+            file=sys.stderr,
+        )
+        return EXIT_SETTINGS
     if settings.ensure_admin_token():
         # Printed once, to stdout only; it is never logged.
         print(f"FLEET_ADMIN_TOKEN={settings.admin_token}", flush=True)

@@ -4,8 +4,9 @@ Moves every document of the coordinator's containers from one store to another,
 e.g. from ``sqlite:///var/fleet.db`` to ``cosmos://`` (docs/cosmos.md, "Moving from
 SQLite to Cosmos DB"). Job documents are re-keyed to the shard their id has under
 the target's ``FLEET_JOB_SHARDS``, so the copy is also how a store changes its shard
-count. Writes are upserts in transactional batches per partition, so a copy that
-stopped halfway can simply be run again.
+count; the target's record of its shard count (``store/layout.py``) says so.
+Writes are upserts in transactional batches per partition, so a copy that stopped
+halfway can simply be run again.
 
 Run it with every coordinator stopped: a write that lands after a document was
 copied would be lost. Leases copied mid-flight keep their epochs and expiry; the
@@ -33,8 +34,9 @@ from fleet_datastore import (
     store_from_url,
 )
 
+from .cli import settings_or_exit
 from .settings import Settings
-from .store import CONTAINER_SPECS, JOBS_SPEC, shard_of
+from .store import AGENTS_SPEC, CONTAINER_SPECS, JOBS_SPEC, LAYOUT_ID, layout_doc, shard_of
 
 __all__ = ["copy_store", "main"]
 
@@ -58,6 +60,8 @@ async def copy_store(
                 body = dict(doc.body)
                 if spec is JOBS_SPEC:
                     body[spec.partition_key] = shard_of(doc.id, job_shards)
+                elif spec is AGENTS_SPEC and doc.id == LAYOUT_ID:
+                    continue  # the source's shard count: the target's is written below
                 by_partition[body[spec.partition_key]].append(body)
             for partition, bodies in sorted(by_partition.items()):
                 for start in range(0, len(bodies), MAX_BATCH_OPERATIONS):
@@ -66,6 +70,11 @@ async def copy_store(
             if page.continuation is None:
                 break
             query = Query(limit=PAGE, continuation=page.continuation)
+        if spec is AGENTS_SPEC:
+            # Last, once the jobs are where it says: a coordinator started on the target
+            # with another FLEET_JOB_SHARDS refuses to (a store from before the record
+            # has none, and a target of such a store gets one).
+            await dst.upsert(layout_doc(job_shards))
         counts[spec.name] = copied
     return counts
 
@@ -100,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--to", dest="target", required=True, help="target store URL")
     args = parser.parse_args(argv)
     # FLEET_COSMOS_* for a cosmos:// side; FLEET_JOB_SHARDS for the target's shard count.
-    settings = Settings()
+    settings = settings_or_exit("python -m fleet_coordinator.copy_store")
     try:
         counts = asyncio.run(_run(args.source, args.target, settings))
     except DatastoreError as exc:

@@ -29,6 +29,10 @@ request and costs several times a bare endpoint's overhead). For each request:
 
 A refusal sent before the body was read carries ``Connection: close``: the server
 then closes the connection instead of reading the rest of the body to reuse it.
+
+The lifespan passes through too: a start the app refused on a setting is reported
+without Starlette's traceback (``_brief_refusal``). Here, since the guard already
+tells scopes apart, a request pays nothing for it.
 """
 
 from __future__ import annotations
@@ -121,6 +125,24 @@ class _RefusedError(Exception):
         self.unread = unread
 
 
+def _brief_refusal(scope: Scope, send: Send) -> Send:
+    """The lifespan's ``send``, without the traceback of a start refused on a setting.
+
+    Starlette reports a failed start with the exception's traceback, which uvicorn
+    logs as one line dozens of lines long; the lifespan (``app.py``) has already logged
+    a refused setting as one ``coordinator.start_refused`` event saying what to change,
+    and set ``start_refused`` on the app's state.
+    """
+    state = scope["app"].state
+
+    async def brief(message: Message) -> None:
+        if message["type"] == "lifespan.startup.failed" and getattr(state, "start_refused", False):
+            message = {**message, "message": ""}
+        await send(message)
+
+    return brief
+
+
 async def _refuse_websocket(scope: Scope, receive: Receive, send: Send) -> None:
     """The coordinator serves no WebSocket endpoint: a handshake gets 404 in the error shape.
 
@@ -195,6 +217,8 @@ class GuardMiddleware:
             await _refuse_websocket(scope, receive, send)
             return
         if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                send = _brief_refusal(scope, send)
             await self.app(scope, receive, send)
             return
         begin = time.perf_counter()

@@ -16,6 +16,7 @@ from .codec import (
     job_to_doc,
     patch_between,
 )
+from .layout import LAYOUT_ID, STORE_PARTITION, layout_doc, settle_job_shards
 from .shards import (
     OCCURRENCE_KEY_PREFIX,
     is_valid_id,
@@ -38,10 +39,12 @@ __all__ = [
     "AGENTS_SPEC",
     "CONTAINER_SPECS",
     "JOBS_SPEC",
+    "LAYOUT_ID",
     "LOCKS_SPEC",
     "OCCURRENCE_KEY_PREFIX",
     "QUEUES_PARTITION",
     "SCHEDULES_SPEC",
+    "STORE_PARTITION",
     "Containers",
     "Retention",
     "agent_from_doc",
@@ -52,11 +55,13 @@ __all__ = [
     "job_id_for_key",
     "job_patch",
     "job_to_doc",
+    "layout_doc",
     "lock_id",
     "new_id",
     "open_containers",
     "patch_between",
     "schedule_id",
+    "settle_job_shards",
     "shard_of",
 ]
 
