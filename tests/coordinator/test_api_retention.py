@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -142,73 +144,64 @@ async def test_a_sweep_deletes_a_backlog_in_bounded_batches(api: Api) -> None:
     assert total == 1200
 
 
-async def test_cosmos_expires_terminal_jobs_by_ttl(cosmos_server: CosmosConfig) -> None:
-    """On Cosmos DB a terminal job carries ``ttl`` and is gone after it; a retry removes it."""
+@asynccontextmanager
+async def _cosmos_api(cosmos: CosmosConfig, succeeded: int, failed: int) -> AsyncIterator[Api]:
+    """An app on a fresh database of the Cosmos-protocol server, with these retentions."""
     settings = Settings(
         store_url="cosmos://",
-        cosmos_endpoint=cosmos_server.endpoint,
-        cosmos_key=cosmos_server.key,
+        cosmos_endpoint=cosmos.endpoint,
+        cosmos_key=cosmos.key,
         cosmos_database=f"t{uuid.uuid4().hex[:16]}",
         admin_token=ADMIN,
         reaper_enabled=False,
-        retain_succeeded_seconds=1,
-        retain_failed_seconds=3600,
+        retain_succeeded_seconds=succeeded,
+        retain_failed_seconds=failed,
     )
     app = create_app(settings, clock=ManualClock())
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            api = Api(client, ManualClock(), app)
-            _, headers = await api.agent()
-            done = await _finish(api, headers, "succeeded")
-            cancelled = await _finish(api, headers, "cancelled")
-            jobs = api.co.containers.jobs
-            stored = await jobs.get(cancelled["id"], api.co.shard(cancelled["id"]))
-            assert stored.body["ttl"] == 3601  # whole seconds from _ts: one more
-            r = await client.post(f"/v1/jobs/{cancelled['id']}/retry", headers=api.admin)
-            assert r.status_code == 200
-            stored = await jobs.get(cancelled["id"], api.co.shard(cancelled["id"]))
-            assert "ttl" not in stored.body
-            assert await purge_once(api.co) == 0  # the reaper leaves it to the store
-            # The store's own clock decides; poll it (bounded) rather than sleep blindly.
-            for _ in range(40):
-                if not await _exists(api, done["id"]):
-                    break
-                await asyncio.sleep(0.1)
-            assert not await _exists(api, done["id"])
-            assert await _exists(api, cancelled["id"])
+            yield Api(client, ManualClock(), app)
+
+
+async def test_cosmos_expires_terminal_jobs_by_ttl(cosmos_server: CosmosConfig) -> None:
+    """On Cosmos DB a terminal job carries ``ttl`` and is gone after it; a retry removes it."""
+    async with _cosmos_api(cosmos_server, succeeded=1, failed=3600) as api:
+        _, headers = await api.agent()
+        done = await _finish(api, headers, "succeeded")
+        cancelled = await _finish(api, headers, "cancelled")
+        jobs = api.co.containers.jobs
+        stored = await jobs.get(cancelled["id"], api.co.shard(cancelled["id"]))
+        assert stored.body["ttl"] == 3601  # whole seconds from _ts: one more
+        r = await api.client.post(f"/v1/jobs/{cancelled['id']}/retry", headers=api.admin)
+        assert r.status_code == 200
+        stored = await jobs.get(cancelled["id"], api.co.shard(cancelled["id"]))
+        assert "ttl" not in stored.body
+        assert await purge_once(api.co) == 0  # the reaper leaves it to the store
+        # The store's own clock decides; poll it (bounded) rather than sleep blindly.
+        for _ in range(40):
+            if not await _exists(api, done["id"]):
+                break
+            await asyncio.sleep(0.1)
+        assert not await _exists(api, done["id"])
+        assert await _exists(api, cancelled["id"])
 
 
 async def test_cosmos_never_expires_a_job_before_its_retention(cosmos_server: CosmosConfig) -> None:
     """Cosmos DB counts ``ttl`` from the write's second, rounded down: a job cancelled at
     .9 of a second with ``ttl`` equal to its 1 s retention was gone 0.1 s later (found by
     an audit: 404 at 3.7 s of a 4 s retention). With a second more it lives past it."""
-    settings = Settings(
-        store_url="cosmos://",
-        cosmos_endpoint=cosmos_server.endpoint,
-        cosmos_key=cosmos_server.key,
-        cosmos_database=f"t{uuid.uuid4().hex[:16]}",
-        admin_token=ADMIN,
-        reaper_enabled=False,
-        retain_succeeded_seconds=1,
-        retain_failed_seconds=1,
-    )
-    app = create_app(settings, clock=ManualClock())
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            api = Api(client, ManualClock(), app)
-            job = await api.enqueue()
-            # The store's clock is the wall clock: cancel late in a second, so that the
-            # write's second ends soon after it (a wait on that clock, not on our tasks).
-            await asyncio.sleep((0.8 - time.time() % 1) % 1)
-            r = await client.post(f"/v1/jobs/{job['id']}/cancel", headers=api.admin)
-            assert r.status_code == 200, r.text
-            cancelled_by = time.time()
-            await asyncio.sleep(max(0.0, cancelled_by + 0.5 - time.time()))
-            assert await _exists(api, job["id"]), "gone before its retention"
-            for _ in range(40):  # and gone once it passed (bounded poll of the store's clock)
-                if not await _exists(api, job["id"]):
-                    break
-                await asyncio.sleep(0.1)
-            assert not await _exists(api, job["id"])
+    async with _cosmos_api(cosmos_server, succeeded=1, failed=1) as api:
+        job = await api.enqueue()
+        # The store's clock is the wall clock: cancel late in a second, so that the
+        # write's second ends soon after it (a wait on that clock, not on our tasks).
+        await asyncio.sleep((0.8 - time.time() % 1) % 1)
+        r = await api.client.post(f"/v1/jobs/{job['id']}/cancel", headers=api.admin)
+        assert r.status_code == 200, r.text
+        await asyncio.sleep(0.5)  # past the end of the write's second, within its retention
+        assert await _exists(api, job["id"]), "gone before its retention"
+        for _ in range(40):  # and gone once it passed (bounded poll of the store's clock)
+            if not await _exists(api, job["id"]):
+                break
+            await asyncio.sleep(0.1)
+        assert not await _exists(api, job["id"])
