@@ -175,17 +175,19 @@ async def test_lifecycle_with_batched_reports_costs_at_most_two_and_a_half_reque
     assert per_job <= 2.5, (per_job, calls)
 
 
-async def test_a_locked_lifecycle_costs_four_more_store_requests(
+async def test_a_locked_lifecycle_costs_five_more_store_requests(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A free lock: claim +2 (lock read, lock create), complete +2 (lock read, lock delete)."""
+    """A free lock: claim +3 (lock read, lock create, the head check's query of the lock's
+    jobs), complete +2 (lock read, lock delete)."""
     _, headers = await api.agent()
     await api.enqueue(lock="L")
     calls = count_requests(api, monkeypatch)
     [lease] = await api.claim(headers)
-    assert sum(calls.values()) == 5, calls
+    assert sum(calls.values()) == 6, calls
     assert calls["locks.get"] == 1
     assert calls["locks.create"] == 1
+    assert calls["jobs.query"] == 2
     calls.clear()
     body = {"epoch": lease["lease"]["epoch"]}
     r = await api.client.post(f"/v1/jobs/{lease['job']['id']}/complete", json=body, headers=headers)

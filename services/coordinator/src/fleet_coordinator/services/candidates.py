@@ -24,12 +24,18 @@ second claimer to lose the conditional write and its round. A settled job is
 also skipped in pages of queries that started before it settled (they may
 predate its lease write). Both are hints that save a lost round: the
 conditional write alone decides who leases a job.
+
+While a job with a ``lock`` is pending, no other job of that lock is handed out
+here: the second claim would either find the lock held (a lost round) or, taking
+it first, lease the lock's younger job before its older one (SPEC 9). It gets
+other work instead. Across replicas the claim's head check decides
+(``locks.is_head``, services/claims.py step 5).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fleet_datastore import Document, Filter, Page, Query, eq, in_, le
@@ -103,16 +109,31 @@ class CandidateSource:
         self.settings = settings
         self._open: dict[tuple[str, ...] | None, _Batch] = {}
         self._pending: set[str] = set()
+        # The pending jobs that have a lock (job id -> lock), and those locks: at most
+        # one pending job per lock. Empty unless locked jobs are being claimed.
+        self._pending_locks: dict[str, str] = {}
+        self._busy_locks: set[str] = set()
         self._seq = 0  # queries started so far
         self._settled: dict[str, int] = {}  # job id -> queries started when it settled
         self._live: list[_Batch] = []  # batches whose page is still being taken from
 
     def settle(self, job_ids: list[str]) -> None:
         """The claims of ``job_ids`` are decided (leased, lost or not reserved)."""
-        self._pending.difference_update(job_ids)
+        self._unpend(job_ids)
         if self._live:
             for job_id in job_ids:
                 self._settled[job_id] = self._seq
+
+    def _unpend(self, job_ids: Iterable[str]) -> None:
+        """``job_ids`` are no longer pending, nor their locks busy."""
+        if not self._pending_locks:
+            self._pending.difference_update(job_ids)
+            return
+        for job_id in job_ids:
+            self._pending.discard(job_id)
+            lock = self._pending_locks.pop(job_id, None)
+            if lock is not None:
+                self._busy_locks.discard(lock)
 
     def _done(self, batch: _Batch) -> None:
         batch.users -= 1
@@ -229,7 +250,7 @@ class CandidateSource:
         except BaseException:
             # The caller never sees these picks, so it cannot settle them: left
             # pending, every later claim of this replica would skip them for good.
-            self._pending.difference_update(doc.id for doc in picked)
+            self._unpend([doc.id for doc in picked])
             raise
         finally:
             self._done(batch)
@@ -244,6 +265,7 @@ class CandidateSource:
     ) -> list[Document]:
         now = self.clock.now()
         settled = self._settled
+        busy = self._busy_locks
         picked: list[Document] = []
         for doc in docs:
             if len(picked) >= need:
@@ -253,10 +275,16 @@ class CandidateSource:
                 continue
             if settled.get(job_id, -1) >= batch.seq:
                 continue  # settled after this query started: its page may predate the lease
+            lock = doc.body.get("lock") or None
+            if lock is not None and lock in busy:
+                continue  # a claim here is taking this lock for another of its jobs
             if not is_claimable(self.states.of(doc), now, labels):
                 continue
             batch.taken.add(job_id)
             self._pending.add(job_id)
+            if lock is not None:
+                self._pending_locks[job_id] = str(lock)
+                busy.add(str(lock))
             picked.append(doc)
         return picked
 

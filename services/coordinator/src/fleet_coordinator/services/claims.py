@@ -20,7 +20,7 @@ number of claimers on any number of replicas may run these steps at once:
 3. Find candidates (``CandidateSource.take``, ``services/candidates.py``): the
    one candidate query, shared with the claims arriving at the same moment in
    this replica, in SPEC 5 order, claimable and matching the agent's labels,
-   none handed to two claimers here.
+   none handed to two claimers here, nor two jobs of one lock at once.
    Jobs of a lock this claim found held, or already picked, are dropped; when
    nothing is left the claim reaches past them through the lock index
    (``locks.candidates_past_held_locks``), so held locks never block other jobs.
@@ -30,7 +30,11 @@ number of claimers on any number of replicas may run these steps at once:
    cannot both take its last slot.
 5. Lease each reserved job (``_lease``): a job with a ``lock`` first takes its
    lock document with a conditional write (``locks.acquire``; SPEC 9: a held
-   lock leaves the job queued), then ``domain.claim`` (epoch + 1, a new run) and
+   lock leaves the job queued) and checks, holding it, that the job is still the
+   first of its lock this claim could take (``locks.is_head``: a concurrent claim
+   may hold the lock's older job, or it was requeued since step 3's read); if not,
+   it gives the lock back and treats it as held, leaving the lock to the older
+   job. Then ``domain.claim`` (epoch + 1, a new run) and
    one conditional write on the etag the query returned (``transitions.write_job``,
    the store's ``update_if_match``; the writes go out together); a lease write
    that loses gives its lock back (``locks.undo``).
@@ -51,7 +55,9 @@ cancels it; a claim under way then runs to its end and releases what it leased
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from fleet_datastore import Document
 
@@ -63,7 +69,7 @@ from ..tracing import job_span
 from .agent_docs import StoredAgent
 from .context import Coordinator
 from .leases import release_job
-from .locks import Taken, acquire, candidates_past_held_locks, undo
+from .locks import Taken, acquire, candidates_past_held_locks, is_head, undo
 from .transitions import write_job
 
 __all__ = ["claim_jobs", "claim_waiting", "wait_and_claim"]
@@ -145,7 +151,9 @@ async def _claim(
                 # 5. Lease each with one conditional write on the etag the query returned;
                 #    the writes go out together (distinct jobs: one group commit on SQLite)
                 #    and all are awaited, a failed one too (``_lease_all``).
-                leased, lost, failure = await _lease_all(co, agent.id, state.labels, granted, held)
+                leased, lost, failure = await _lease_all(
+                    co, agent.id, _Scope(queues, state.labels), granted, held
+                )
                 won += leased
                 if failure is not None:
                     raise failure  # after the jobs leased beside it were counted as won
@@ -172,10 +180,18 @@ async def _claim(
     return won
 
 
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """What a claim may take: its queues (None: every queue) and the agent's labels."""
+
+    queues: Sequence[str] | None
+    labels: Mapping[str, str]
+
+
 async def _lease_all(
     co: Coordinator,
     agent_id: str,
-    labels: Mapping[str, str],
+    scope: _Scope,
     granted: list[Document],
     held: set[str],
 ) -> tuple[list[JobState], list[Document], CoordinatorError | None]:
@@ -190,12 +206,12 @@ async def _lease_all(
     """
     if len(granted) == 1:
         try:
-            job = await _lease(co, agent_id, labels, granted[0], held)
+            job = await _lease(co, agent_id, scope, granted[0], held)
         except CoordinatorError as exc:
             return [], [], exc
         return ([], granted, None) if job is None else ([job], [], None)
     outcomes = await asyncio.gather(
-        *(_lease(co, agent_id, labels, doc, held) for doc in granted),
+        *(_lease(co, agent_id, scope, doc, held) for doc in granted),
         return_exceptions=True,
     )
     leased: list[JobState] = []
@@ -214,9 +230,10 @@ async def _lease_all(
 
 
 async def _lease(
-    co: Coordinator, agent_id: str, labels: Mapping[str, str], doc: Document, held: set[str]
+    co: Coordinator, agent_id: str, scope: _Scope, doc: Document, held: set[str]
 ) -> JobState | None:
     """Lease one reserved job; None when it is no longer claimable or another claimer won."""
+    labels = scope.labels
     job = co.job_states.of(doc)
     run_id = new_id()
     taken: Taken | None = None
@@ -231,6 +248,25 @@ async def _lease(
             return None
         if taken.fenced is not None:
             doc = taken.fenced  # a dead claim of this job was fenced: write on the new etag
+        # SPEC 9, order 5 within the lock: this job was picked before the lock was
+        # taken, when the lock's older job was with a concurrent claim or not yet
+        # requeued. Holding the lock, no claim can lease another of its jobs, so an
+        # earlier one queued now goes first: give the lock back and leave it to the
+        # claim that picks that job (treated as held for the rest of this claim, so
+        # this claim does not contend for it again).
+        try:
+            first = await is_head(co, job, scope.queues, labels)
+        except CoordinatorError:
+            # Nothing was leased: give the lock back if the store lets us, rather than
+            # leave it taken by a claim in flight (held IN_FLIGHT_GRACE, then fenced).
+            with contextlib.suppress(CoordinatorError):
+                await undo(co, taken)
+            raise
+        if not first:
+            await undo(co, taken)
+            held.add(job.lock)
+            co.log.info("coordinator.lock.not_head", lock=job.lock, job_id=job.id)
+            return None
     new = domain.claim(job, agent_id, run_id, co.clock.now(), labels=labels)
     if isinstance(new, domain.Rejected) or await write_job(co, doc, new, "claim") is None:
         if taken is not None:

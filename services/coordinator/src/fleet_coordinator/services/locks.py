@@ -3,11 +3,14 @@
 One document per held lock in the ``locks`` container (id and partition key
 ``lock_id(name)``, so each lock is its own partition), holding its holder
 ``{job_id, epoch, run_id, at}``. The claim path (step 5 of ``services/claims.py``,
-``_lease``) calls two functions, the lease-ending paths (``services/leases.py:
+``_lease``) calls three functions, the lease-ending paths (``services/leases.py:
 lease_ended``) one:
 
 * ``acquire(co, job, epoch, run_id)`` — just before the job's lease write: take
   the lock for that claim with a conditional write, or None if it is held;
+* ``is_head(co, job, queues, labels)`` — once it is taken: whether the job is
+  still the first of its lock that this claim could take (SPEC 9: order 5 within
+  a lock); if not, the claim gives the lock back with ``undo``;
 * ``undo(co, taken)`` — when that lease write then loses its race;
 * ``release(co, lock, job_id, epoch, run_id)`` — where a lease ends (complete,
   fail, release, the reaper's expiry, an agent's deletion): delete the lock
@@ -19,6 +22,18 @@ happened (a crash) cannot keep a lock taken beyond its holder's lease. The
 lock write is conditional on the etag read (or a create that fails if the
 document exists): of any number of claimers racing for a free lock across
 replicas exactly one takes it.
+
+The head check is why the lock's jobs go in order under concurrent claims: a
+claim's candidates were read before it took the lock, so the lock's older job
+may have been handed to a concurrent claim (on another replica, or requeued
+since the read) that has not reached the lock yet. Holding the lock, the claim
+knows no other claim can lease a job of it, so the queued jobs it reads then are
+all the lock's candidates; if one it could take comes first, it leaves the lock
+to that one. Only the claim of a job that is not the head gives the lock back,
+and the head's own claim never does, so claims cannot keep undoing each other.
+Jobs this agent cannot take (``requires``, a queue it does not claim from, a
+``run_after`` still ahead) do not count: a job no agent can take never blocks
+the lock's other jobs, and order holds among the jobs each agent may take.
 
 ``candidates_past_held_locks`` (step 3 of the claim, when every candidate waits
 on a held lock) finds claimable jobs behind jobs whose lock is held without
@@ -55,7 +70,9 @@ __all__ = [
     "Taken",
     "acquire",
     "candidates_past_held_locks",
+    "head_query",
     "holder_state",
+    "is_head",
     "release",
     "undo",
 ]
@@ -68,6 +85,9 @@ bounded at 30 s); after it the holder job is fenced before the lock is taken ove
 """
 _LOCK_SCAN = 8
 """Locks one claim looks past held ones at most (each is one query and one point read)."""
+_HEAD_SCAN = 8
+"""Jobs of its lock the head check reads at most: jobs this agent cannot take are read
+past, and a job behind more of them than this is leased without a verdict."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +213,45 @@ async def release(co: Coordinator, lock: str | None, job_id: str, epoch: int, ru
 async def undo(co: Coordinator, taken: Taken) -> None:
     """Give back a lock taken for a claim whose lease write lost."""
     await release(co, taken.name, taken.job_id, taken.epoch, taken.run_id)
+
+
+def head_query(name: str, queues: Sequence[str] | None, now: float) -> Query:
+    """The first queued jobs of lock ``name`` a claim of ``queues`` could take at ``now``.
+
+    Ordered by ``lock`` first (one value here, so order 5 all the same): only the lock
+    index serves that order, where a queue's claim index would read the queue's
+    queued jobs of every lock to find this one's (the memory provider picks the
+    first index that serves the sort).
+    """
+    return Query(
+        where=[*claim_filters(queues, now), eq("lock", name)],
+        order_by=["lock", "-priority", "created_at"],
+        limit=_HEAD_SCAN,
+    )
+
+
+async def is_head(
+    co: Coordinator, job: JobState, queues: Sequence[str] | None, labels: Mapping[str, str]
+) -> bool:
+    """Whether no queued job of ``job.lock`` that this claim could take comes before ``job``.
+
+    Called with the lock held (SPEC 9: order 5 within a lock). One query on the
+    lock index (``status, lock, -priority, created_at``) with the claim's filters.
+    """
+    name = job.lock
+    if name is None:
+        raise ValueError("is_head needs a job with a lock")
+    now = co.clock.now()
+    key = (-job.priority, job.created_at)
+    for doc in (await co.jobs.query(head_query(name, queues, now))).items:
+        if doc.id == job.id:
+            return True
+        other = co.job_states.of(doc)
+        if (-other.priority, other.created_at) >= key:
+            return True  # the rest come after ``job`` (an equal key: either may go first)
+        if is_claimable(other, now, labels):
+            return False
+    return True
 
 
 async def _is_held(co: Coordinator, name: str) -> bool:
