@@ -240,6 +240,33 @@ def test_enqueue_file_counts_a_refused_batch_and_goes_on(fleet: Fleet, tmp_path:
     summary = json.loads(out)
     assert (code, summary["enqueued"], summary["rejected"]) == (EXIT_REJECTED, 3, 3)
     assert summary["problems"][0].startswith("lines 1-3: refused: 422")
+    # The job the coordinator names by its place in the batch, named by its line.
+    assert "(line 2: max_attempts: " in summary["problems"][0]
+
+
+@pytest.mark.parametrize(
+    ("bad", "named"),
+    [
+        ({"payload": {"x": "y" * 300_000}}, "payload_too_large: line 5: payload is "),
+        ({"idempotency_key": "twice"}, ": line 5: idempotency_key repeats that of line 4"),
+    ],
+)
+def test_enqueue_file_names_the_line_of_the_job_a_batch_was_refused_for(
+    fleet: Fleet, tmp_path: Path, bad: dict[str, Any], named: str
+) -> None:
+    """A refusal the coordinator gives by batch place (``jobs[1]``) reads as the file's line."""
+    queue = f"named{uuid.uuid4().hex[:8]}"
+    lines: list[dict[str, Any]] = [{"kind": "f", "queue": queue} for _ in range(6)]
+    lines[3]["idempotency_key"] = "twice"
+    lines[4].update(bad)
+    path = tmp_path / "jobs.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    code, out, _ = fleet("jobs", "enqueue-file", str(path), "--batch-size", "3", "--json")
+    summary = json.loads(out)
+    assert (code, summary["enqueued"], summary["rejected"]) == (EXIT_REJECTED, 3, 3)
+    [problem] = summary["problems"]
+    assert problem.startswith("lines 4-6: refused: ")
+    assert named in problem
 
 
 def _procsub_lines(queue: str, count: int) -> bytes:

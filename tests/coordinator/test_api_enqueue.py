@@ -79,6 +79,19 @@ async def test_a_batch_refusing_a_payload_names_the_job(
     assert (await api.client.get("/v1/jobs", headers=api.admin)).json()["items"] == []
 
 
+async def test_a_batch_repeating_an_idempotency_key_names_both_jobs(api: Api) -> None:
+    """A key used twice in one batch names the repeat and the first use; it used to say
+    only that keys repeat, leaving the caller to search a thousand jobs."""
+    jobs = [{"kind": "a", "idempotency_key": "r-1"}, {"kind": "b"}]
+    jobs += [{"kind": "c", "idempotency_key": "r-2"}, {"kind": "d", "idempotency_key": "r-1"}]
+    r = await api.client.post("/v1/jobs/batch", json={"jobs": jobs}, headers=api.admin)
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["message"] == "jobs[3]: idempotency_key repeats that of jobs[0]"
+    assert (error["details"]["index"], error["details"]["field"]) == (3, "idempotency_key")
+    assert (await api.client.get("/v1/jobs", headers=api.admin)).json()["items"] == []
+
+
 async def test_batch_retry_with_idempotency_keys_enqueues_each_job_once(api: Api) -> None:
     """Sending the same keyed batch twice stores each job exactly once."""
     jobs = [{"kind": "k", "idempotency_key": f"b-{i}"} for i in range(30)]

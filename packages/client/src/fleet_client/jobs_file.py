@@ -3,15 +3,17 @@
 Each non-blank line is one job's fields (as ``POST /v1/jobs`` takes them). Lines
 are checked as they are read and go out 1,000 per ``POST /v1/jobs/batch``, so a
 file of any size takes constant memory. An invalid line is reported and not sent;
-a batch the coordinator refuses (422) is reported with its line range and the
-rest of the file still goes. With ``key_prefix`` a line without an
-``idempotency_key`` gets ``<prefix><line number>``: every batch can then be
-retried safely, and running the same file again enqueues nothing twice.
+a batch the coordinator refuses (422, 413) is reported with its line range and
+the line of the job the refusal names, and the rest of the file still goes. With
+``key_prefix`` a line without an ``idempotency_key`` gets ``<prefix><line number>``:
+every batch can then be retried safely, and running the same file again enqueues
+nothing twice.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +29,9 @@ from .models import JobSpec
 __all__ = ["FileSummary", "count_lines", "enqueue_file"]
 
 _REPORTED = 20
+
+_BATCH_PLACE = re.compile(r"body\.jobs\.(\d+)\.?|jobs\[(\d+)\]")
+"""Where a refusal names a job by its place in the batch: pydantic's ``loc``, our ``jobs[i]``."""
 
 
 @dataclass
@@ -124,7 +129,7 @@ async def enqueue_file(
             done = await client.enqueue_batch([spec for _, spec in batch])
         except RequestRejected as exc:  # the whole batch, all or nothing
             summary.rejected += len(batch)
-            summary.note(f"lines {first}-{last}: refused: {exc.message}")
+            summary.note(f"lines {first}-{last}: refused: {_in_lines(exc, batch)}")
         else:
             summary.enqueued += len(done)
         batch.clear()
@@ -142,6 +147,29 @@ async def enqueue_file(
         summary.error = exc
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _in_lines(exc: RequestRejected, batch: list[tuple[int, JobSpec]]) -> str:
+    """The refusal's message with the jobs it names by batch place named by file line.
+
+    The coordinator names a job by its place in the request (``jobs[3]``,
+    ``body.jobs.3.priority``), or a clashing key by the key alone; a person
+    fixing the file needs the line.
+    """
+
+    def line(found: re.Match[str]) -> str:
+        index = int(found.group(1) or found.group(2))
+        if index >= len(batch):
+            return found.group(0)
+        return f"line {batch[index][0]}" + (": " if found.group(0).endswith(".") else "")
+
+    text = _BATCH_PLACE.sub(line, exc.message)
+    key = exc.details.get("idempotency_key")
+    if isinstance(key, str) and "line " not in text:
+        numbers = [number for number, spec in batch if spec.idempotency_key == key]
+        if numbers:
+            text += f" (line {numbers[0]})"
+    return text
 
 
 def _without_bom(source: IO[bytes] | IO[str]) -> Iterator[bytes | str]:

@@ -142,9 +142,18 @@ async def create_jobs(body: BatchCreate, co: Co) -> Response:
     checks by ``details.index`` and a ``jobs[i]:`` prefix to the message.
     """
     new = [_batch_job(co, job, index) for index, job in enumerate(body.jobs)]
-    keys = [j.idempotency_key for j in new if j.idempotency_key]
-    if len(keys) != len(set(keys)):
-        raise ValidationFailedError("idempotency keys repeat within the batch")
+    first_with: dict[str, int] = {}
+    for index, job in enumerate(new):
+        if job.idempotency_key:
+            earlier = first_with.setdefault(job.idempotency_key, index)
+            if earlier != index:
+                # Named by both places, as the payload checks name theirs: in a batch
+                # of a thousand a bare "keys repeat" leaves the caller to search.
+                raise ValidationFailedError(
+                    f"jobs[{index}]: idempotency_key repeats that of jobs[{earlier}]",
+                    field="idempotency_key",
+                    index=index,
+                )
     jobs = await enqueue_batch(co, new)
     return Answer({"items": [job_json(j) for j in jobs]}, status_code=201)
 
