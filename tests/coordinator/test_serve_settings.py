@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fleet_coordinator import Settings, create_app
+from fleet_coordinator.cli import WORKER_HEALTHCHECK_SECONDS
 from fleet_coordinator.settings import problems
 from pydantic import ValidationError
 
@@ -26,8 +27,10 @@ REFUSED_WITHIN = 60.0
 """Seconds a refused ``serve`` has to exit; one that starts instead is killed then."""
 
 
-def _serve(cwd: Path, env: Mapping[str, str], *args: str) -> tuple[int, str, str]:
-    """Run ``serve`` until it exits (or ``REFUSED_WITHIN`` passes): status, stdout, stderr."""
+def _serve(
+    cwd: Path, env: Mapping[str, str], *args: str, within: float = REFUSED_WITHIN
+) -> tuple[int, str, str]:
+    """Run ``serve`` until it exits (or ``within`` passes): status, stdout, stderr."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
     command = [tool_path("fleet-coordinator"), "serve", "--port", str(free_port()), *args]
     process = subprocess.Popen(
@@ -40,7 +43,7 @@ def _serve(cwd: Path, env: Mapping[str, str], *args: str) -> tuple[int, str, str
         start_new_session=True,
     )
     try:
-        out, err = process.communicate(timeout=REFUSED_WITHIN)
+        out, err = process.communicate(timeout=within)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)  # its session: workers included
         out, err = process.communicate()
@@ -162,9 +165,13 @@ async def test_whitespace_around_the_admin_token_is_dropped() -> None:
     assert r.status_code == 200, r.text
 
 
-def test_serve_refuses_a_store_written_with_another_shard_count(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_refuses_a_store_written_with_another_shard_count(
+    tmp_path: Path, workers: str
+) -> None:
     """A restart with another ``FLEET_JOB_SHARDS`` stops at start (exit 3), saying both values,
-    instead of serving jobs it cannot find."""
+    instead of serving jobs it cannot find; with ``--workers 2`` too (uvicorn's parent
+    exited 0 when its workers failed to start)."""
     with Served(cwd=tmp_path) as server:
         created = httpx.post(
             f"{server.base_url}/v1/jobs", json={"kind": "k"}, headers=server.admin_headers
@@ -173,10 +180,17 @@ def test_serve_refuses_a_store_written_with_another_shard_count(tmp_path: Path) 
     code, out, err = _serve(
         tmp_path,
         {"FLEET_STORE_URL": server.store_url, "FLEET_JOB_SHARDS": "3", "FLEET_ADMIN_TOKEN": "adm"},
+        "--workers",
+        workers,
+        # uvicorn's parent notices a worker that died during its ping only when the ping's
+        # wait ends (cli.WORKER_HEALTHCHECK_SECONDS).
+        within=REFUSED_WITHIN + WORKER_HEALTHCHECK_SECONDS,
     )
     assert code == 3, (out, err)
     assert "Traceback" not in out + err
-    [refusal] = [json.loads(line) for line in out.splitlines() if "start_refused" in line]
+    refusals = [json.loads(line) for line in out.splitlines() if "start_refused" in line]
+    assert refusals, (out, err)
+    refusal = refusals[0]  # one a worker that got as far as the store before it was stopped
     assert refusal["event"] == "coordinator.start_refused"
     assert refusal["reason"].startswith(
         "FLEET_JOB_SHARDS is 3, but this store's jobs are spread over 16 shards"

@@ -7,17 +7,21 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from .logs import configure_logging
 from .settings import Settings, problems
 
+if TYPE_CHECKING:
+    import uvicorn
+
 __all__ = [
     "BACKLOG",
     "EXIT_SETTINGS",
     "KEEP_ALIVE_SECONDS",
+    "WORKER_HEALTHCHECK_SECONDS",
     "app_from_env",
     "http_protocol",
     "main",
@@ -161,12 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # uvloop and httptools when installed (Linux, macOS); uvicorn falls back to asyncio and h11.
     # The limits and timeouts below are described in docs/operations.md ("Slow and greedy
     # clients"); bodies are bounded by the app's guard (api/middleware.py).
-    uvicorn.run(
-        create_app(settings, tune_gc=True)
-        if args.workers == 1
-        else "fleet_coordinator.cli:app_from_env",
-        factory=args.workers > 1,
-        workers=args.workers,
+    options: dict[str, Any] = dict(
         host=args.host,
         port=args.port,
         log_level="warning",
@@ -179,7 +178,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         # No limit_concurrency: uvicorn answers past it with 503, which SPEC.md keeps for
         # an unavailable store; idle long-polls and slow clients cost a socket, not a thread.
     )
-    return 0
+    if args.workers == 1:
+        uvicorn.run(create_app(settings, tune_gc=True), **options)
+        return 0
+    config = uvicorn.Config(
+        "fleet_coordinator.cli:app_from_env",
+        factory=True,
+        workers=args.workers,
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+        **options,
+    )
+    return _serve_workers(config)
+
+
+WORKER_HEALTHCHECK_SECONDS = 30
+"""How long uvicorn's parent waits for a worker to answer its ping before killing it.
+
+uvicorn's default, 5 s, counts from the worker's spawn, before its interpreter has
+imported anything: on a loaded machine (or a container throttled to a fraction of a
+core) the imports alone took longer, so every worker was killed as hung and
+replaced, for ever, and the port never answered. The cost of a longer wait: a
+worker that dies while a ping is out (a refused start) is noticed only when the
+wait ends, since the parent holds both ends of the ping's pipe; so a refused start
+of ``--workers N`` exits up to this long after its ``coordinator.start_refused``.
+"""
+
+
+def _serve_workers(config: uvicorn.Config) -> int:
+    """``uvicorn.run``'s ``--workers`` branch, with an exit status saying whether they started.
+
+    When a worker fails to start (a store written with another ``FLEET_JOB_SHARDS``,
+    a store it cannot open), uvicorn stops the others and its parent returns as if
+    stopped on purpose: exit 0, which a supervisor takes for a clean stop. One
+    worker's failed start exits ``STARTUP_FAILURE`` (3); so do several.
+    """
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    supervisor.run()
+    failed = any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes)
+    return STARTUP_FAILURE if failed else 0
 
 
 if __name__ == "__main__":
