@@ -206,18 +206,34 @@ async def test_an_unchanged_put_keeps_the_occurrence_that_is_due(api: Api) -> No
 async def test_a_put_that_changes_the_cron_or_zone_starts_from_now(
     api: Api, cron: str, timezone: str
 ) -> None:
-    """Another cron or time zone is a schedule in another form: it fires from the PUT on,
-    and the occurrence of the old form due before it (10:05) is not enqueued."""
+    """Another cron or time zone is a schedule in another form: it fires from the PUT on.
+    The old form's occurrence due before it (10:05), not yet swept, fell due while that form
+    was in force: it is enqueued once, as a pause keeps it. (It was dropped.)"""
     api.clock.set(START)
     await _put(api, "five", cron="*/5 * * * *")
     api.clock.set(datetime(2026, 5, 4, 10, 5, 2, tzinfo=UTC).timestamp())
     r = await _put(api, "five", cron=cron, timezone=timezone)
     assert r.status_code == 200, r.text
-    assert r.json()["next_run_at"] == "2026-05-04T10:10:00Z"
+    assert r.json()["next_run_at"] == "2026-05-04T10:05:00Z"
+    assert await fire_due(api.co) == 1
     assert await fire_due(api.co) == 0
+    s = await _schedule(api, "five")
+    assert (s["last_run_at"], s["next_run_at"]) == ("2026-05-04T10:05:00Z", "2026-05-04T10:10:00Z")
     api.clock.set(datetime(2026, 5, 4, 10, 10, tzinfo=UTC).timestamp())
     assert await fire_due(api.co) == 1
-    assert [j["created_at"] for j in await _scheduled(api, "five")] == ["2026-05-04T10:10:00Z"]
+    created = sorted(j["created_at"] for j in await _scheduled(api, "five"))
+    assert created == ["2026-05-04T10:05:02Z", "2026-05-04T10:10:00Z"]
+
+
+async def test_a_cron_change_before_anything_is_due_owes_nothing(api: Api) -> None:
+    """Changed at 10:03, nothing of the old form was due: the new form's first is next."""
+    api.clock.set(START)
+    await _put(api, "five", cron="*/5 * * * *")
+    api.clock.set(datetime(2026, 5, 4, 10, 3, tzinfo=UTC).timestamp())
+    r = await _put(api, "five", cron="*/10 * * * *")
+    assert r.json()["next_run_at"] == "2026-05-04T10:10:00Z"
+    api.clock.set(datetime(2026, 5, 4, 10, 9, tzinfo=UTC).timestamp())
+    assert await fire_due(api.co) == 0
 
 
 async def _pause(api: Api, name: str, how: str, paused: bool) -> Any:

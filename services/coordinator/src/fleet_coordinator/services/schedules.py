@@ -14,14 +14,16 @@ Which occurrences a write gives up:
 
 * ``anchor`` (occurrences at or before it are never enqueued) is set on create, by a
   PUT that changes ``cron`` or ``timezone`` (the schedule starts again from now, in
-  its new form), and on resume (occurrences that fell due while paused are not made
-  up). A PUT that keeps ``cron`` and ``timezone`` keeps the anchor: re-applying a
-  schedule unchanged (a deploy doing it every time) must not drop an occurrence
-  that is due but not yet swept.
-* ``owed_at``: a pause records the occurrence already due and not yet enqueued at
-  that moment; it fell due while the schedule was active, so it is not "missed
-  while paused", and the first sweep after the resume enqueues it (unless a later
-  occurrence is due by then: only the latest).
+  its new form, owing the old form's occurrence already due), and on resume
+  (occurrences that fell due while paused are not made up). A PUT that keeps
+  ``cron`` and ``timezone`` keeps the anchor: re-applying a schedule unchanged (a
+  deploy doing it every time) must not drop an occurrence that is due but not yet
+  swept.
+* ``owed_at``: a pause, or a PUT that changes ``cron`` or ``timezone``, records the
+  occurrence already due and not yet enqueued at that moment; it fell due while the
+  schedule was active in its old form, so it is neither "missed while paused" nor
+  before the new form's start, and the first sweep that may fire enqueues it
+  (unless a later occurrence is due by then: only the latest).
 """
 
 from __future__ import annotations
@@ -177,7 +179,8 @@ async def put_schedule(
 
     A replacement that keeps ``cron`` and ``timezone`` keeps the occurrences already
     due (only its job template, ``paused`` and ``updated_at`` change, and a change of
-    ``paused`` is a pause or a resume); one that changes either starts from now.
+    ``paused`` is a pause or a resume); one that changes either starts from now,
+    owing the occurrence already due in the old form.
     """
     try:
         CronSchedule.parse(cron, timezone)
@@ -207,7 +210,13 @@ async def put_schedule(
                 "created_at": now if existing is None else existing.body["created_at"],
                 "updated_at": now,
             }
-            if existing is not None and _same_times(existing.body, body):
+            if existing is not None and not _same_times(existing.body, body):
+                # The new form starts from now, but the old form's occurrence already
+                # due and not yet swept fell due while it was in force: it stays owed,
+                # as a pause keeps it (SPEC 11: each occurrence enqueued once).
+                old = existing.body
+                body["owed_at"] = _owed(old) if old.get("paused") else _due(old, now)
+            elif existing is not None:
                 # The same occurrences as before: keep those due and not yet enqueued (a
                 # sweep may be firing one right now; its idempotency key and its record
                 # on a fresh read keep that single).
