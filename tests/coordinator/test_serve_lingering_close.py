@@ -75,13 +75,11 @@ def test_both_clients_get_the_413_of_a_body_over_the_limit_at_once(
 ) -> None:
     """The coordinator's 413 and its message, on the first try: no reset, no retries."""
     before = _enqueues_seen(served)
-    begin = time.monotonic()
     error = _enqueue_big(served, served.admin_token, sync=sync)
     assert type(error) is RequestRejected, repr(error)
     assert (error.status, error.code) == (413, "payload_too_large")
     assert error.message.endswith("the request body is too large")
-    assert time.monotonic() - begin < LINGER_SECONDS  # the retries took ~10 s
-    assert _enqueues_seen(served) - before == 1
+    assert _enqueues_seen(served) - before == 1  # one request: no retry (they took ~10 s)
 
 
 @pytest.mark.parametrize("sync", [True, False], ids=["sync", "async"])
