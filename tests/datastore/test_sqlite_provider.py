@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import signal
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from fleet_datastore import (
     Container,
     ContainerSpec,
     DatastoreError,
+    Document,
     DocumentStore,
     DocumentTooLargeError,
     Index,
@@ -452,6 +454,61 @@ async def test_a_write_lock_held_past_the_busy_timeout_is_store_unavailable(
         finally:
             holder.close()
         assert (await container.update_if_match("t0001", "tenant1", doc, Patch(set={"n": 3}))).ok
+
+
+async def test_no_write_waits_past_the_busy_timeout_behind_other_waiting_writes(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes made while a group waits for another process's lock fail within their own
+    busy timeout, not after the group's and then a whole one of their own (up to 2x).
+
+    Then a write whose lock is released within the timeout lands (the busy timeout
+    lowered for the late group is raised again), as does every write after the release.
+    """
+    timeout, turns = 2.0, 8
+    monkeypatch.setattr(sqlite_provider, "BUSY_TIMEOUT_SECONDS", timeout)
+    async with store_from_url(_url(db_path)) as store:
+        container = await store.create_container_if_not_exists(TASKS)
+        docs = [await container.create(_task(i)) for i in range(2 * turns + 1)]
+
+        async def timed_failure(doc: Document) -> tuple[float, StoreUnavailableError]:
+            begin = time.monotonic()
+            with pytest.raises(StoreUnavailableError) as info:
+                await container.update_if_match(doc.id, doc.partition_key, doc, Patch(set={"n": 1}))
+            return time.monotonic() - begin, info.value
+
+        holder = sqlite3.connect(db_path, isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+            failures = []
+            for turn in range(turns):  # two writes a turn, turns spread over the first's wait
+                pair = docs[2 * turn : 2 * turn + 2]
+                failures += [asyncio.create_task(timed_failure(doc)) for doc in pair]
+                await asyncio.sleep(timeout / turns)  # the writers' pace, not a wait for an event
+            waits = await asyncio.gather(*failures)
+            assert max(seconds for seconds, _ in waits) < timeout + 0.5, waits
+            for _, error in waits:  # the busy timeout's own error (503 above)
+                assert str(error) == "sqlite: database is locked", error
+
+            last = docs[-1]
+            write = asyncio.create_task(
+                container.update_if_match(last.id, last.partition_key, last, Patch(set={"n": 2}))
+            )
+            await asyncio.sleep(timeout / 4)  # the lock is held a while into its timeout
+            assert not write.done()
+            holder.execute("COMMIT")
+            assert (await write).ok
+        finally:
+            holder.close()
+        assert all(
+            r.ok
+            for r in await asyncio.gather(
+                *(
+                    container.update_if_match(d.id, d.partition_key, d, Patch(set={"n": 3}))
+                    for d in docs[:-1]
+                )
+            )
+        )
 
 
 async def test_waiting_for_the_write_lock_does_not_block_the_event_loop(

@@ -53,6 +53,12 @@ class Collector(asyncio.Transport):
     def close(self) -> None:
         self.closed = True
 
+    def abort(self) -> None:
+        self.closed = True
+
+    def can_write_eof(self) -> bool:
+        return False  # no half-close here: a lingering close only stops reading
+
     def pause_reading(self) -> None:
         pass
 

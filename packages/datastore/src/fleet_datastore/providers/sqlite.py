@@ -13,7 +13,8 @@
   number of threads or processes race safely; nothing is read first. A batch's
   ``PatchOp``, which brings no body to start from, is applied inside SQLite
   (``json_set``/``json_remove``).
-- WAL journal (readers never block the writer), a 30 s busy timeout, and
+- WAL journal (readers never block the writer), a 30 s busy timeout (counted
+  for each write from when it was made, however many groups wait before it), and
   ``synchronous=NORMAL``: in WAL mode a commit survives a killed process, and
   only an OS crash or power loss can drop the last commits. ``?synchronous=full``
   (or ``extra``) on the URL makes every commit survive power loss too.
@@ -39,6 +40,7 @@ import asyncio
 import contextlib
 import enum
 import functools
+import math
 import os
 import queue
 import sqlite3
@@ -74,7 +76,16 @@ __all__ = [
 ]
 
 BUSY_TIMEOUT_SECONDS = 30.0
-"""How long a statement waits for another connection's write lock before failing."""
+"""How long a write waits for another connection's write lock before failing (503).
+
+Counted from when the write was made: the writer thread's groups queue one behind
+another while the lock is taken, and each group waits only as long as its oldest
+write has left (``_Worker._in_time``)."""
+
+BUSY_SLACK_SECONDS = 0.1
+"""How far the writer's busy timeout may stay above what a group has left: the
+``PRAGMA`` that lowers it is run only past this, so a group that waits for
+nothing (nearly all) costs one clock read and no statement."""
 
 WAL_CHECKPOINT_PAGES = 4000
 """WAL pages between automatic checkpoints (SQLite's default is 1000)."""
@@ -90,8 +101,15 @@ at 2048 and 15 % at 1024, hence 2048."""
 _SYNCHRONOUS = ("normal", "full", "extra")
 T = TypeVar("T")
 _Job = tuple[
-    asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...], bool
+    asyncio.AbstractEventLoop,
+    "asyncio.Future[Any]",
+    Callable[..., Any],
+    tuple[Any, ...],
+    bool,
+    float,
 ]
+"""A worker's call: loop, future, function, arguments, groupable, and the deadline
+(``time.monotonic()``) by which it must have the write lock (``math.inf``: none)."""
 
 
 @contextlib.contextmanager
@@ -170,6 +188,7 @@ class _Worker:
         self._conn: sqlite3.Connection | None = None
         self._closed = False
         self._grouping = grouping
+        self._busy = BUSY_TIMEOUT_SECONDS  # the connection's busy timeout, as last set
         threading.Thread(target=self._main, name=name, daemon=True).start()
 
     def _main(self) -> None:
@@ -199,8 +218,41 @@ class _Worker:
             group.append(more)
         return group, None
 
+    def _in_time(self, group: list[_Job]) -> list[_Job]:
+        """The writes of ``group`` still within their deadline; the others fail now.
+
+        Writes queue here while a group waits for another process's lock, and each
+        group used to wait the whole busy timeout anew: a write made just after a
+        group began waited up to twice the timeout. A write past its deadline now
+        fails at once with the busy timeout's own error (503), and the connection's
+        busy timeout is lowered to what the oldest write left has left. Only the
+        writer thread counts deadlines: the reader never waits for the write lock.
+        """
+        now = time.monotonic()
+        first = min(job[5] for job in group)
+        if first <= now:
+            late = [job for job in group if job[5] <= now]
+            group = [job for job in group if job[5] > now]
+            for loop, future, *_ in late:
+                busy = _translate(sqlite3.OperationalError("database is locked"))
+                with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
+                    loop.call_soon_threadsafe(_settle, future, False, busy)
+            if not group:
+                return group
+            first = min(job[5] for job in group)
+        left = first - now
+        wait = BUSY_TIMEOUT_SECONDS if left >= BUSY_TIMEOUT_SECONDS - BUSY_SLACK_SECONDS else left
+        if self._conn is not None and (wait > self._busy or wait < self._busy - BUSY_SLACK_SECONDS):
+            # SQLite's busy handler gives up once its sleeps add up to this.
+            with contextlib.suppress(sqlite3.Error):  # the call then says what is wrong
+                self._conn.execute(f"PRAGMA busy_timeout = {max(1, math.floor(wait * 1000))}")
+                self._busy = wait
+        return group
+
     def _run_one(self, job: _Job) -> None:
-        loop, future, fn, args, _ = job
+        if self._grouping and not self._in_time([job]):
+            return
+        loop, future, fn, args, _, _ = job
         try:
             with translated():
                 ok, value = True, fn(self._conn, *args)
@@ -211,6 +263,11 @@ class _Worker:
 
     def _run_group(self, group: list[_Job]) -> None:
         assert self._conn is not None
+        group = self._in_time(group)
+        if len(group) <= 1:
+            if group:
+                self._run_one(group[0])
+            return
         try:
             with translated():
                 outcomes = stmt.run_group(self._conn, [(job[2], job[3]) for job in group])
@@ -231,24 +288,29 @@ class _Worker:
         future: asyncio.Future[Any],
         fn: Callable[..., Any],
         args: tuple[Any, ...],
+        deadline: float,
         groupable: bool = True,
     ) -> None:
         """Queue a call whose caller already awaits ``future`` (from ``_Inline``).
 
         A write is ``groupable``; a checkpoint is not: inside a group's transaction
-        SQLite refuses it.
+        SQLite refuses it. ``deadline``: when the write's busy timeout ends.
         """
         if self._closed:
             _settle(future, False, StoreUnavailableError("the SQLite store is closed"))
             return
-        self._jobs.put((loop, future, fn, args, groupable))
+        self._jobs.put((loop, future, fn, args, groupable, deadline))
 
     def _submit(
-        self, fn: Callable[..., T], args: tuple[Any, ...], groupable: bool = False
+        self,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        groupable: bool = False,
+        deadline: float = math.inf,
     ) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((loop, future, fn, args, groupable))
+        self._jobs.put((loop, future, fn, args, groupable, deadline))
         return future
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -258,10 +320,14 @@ class _Worker:
         return await self._submit(fn, args)
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        """Like ``run``, for a write that may share a transaction with others queued with it."""
+        """Like ``run``, for a write that may share a transaction with others queued with it.
+
+        It waits for another process's lock at most ``BUSY_TIMEOUT_SECONDS`` from now.
+        """
         if self._closed:
             raise StoreUnavailableError("the SQLite store is closed")
-        return await self._submit(fn, args, groupable=True)
+        deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS  # vDSO: no system call
+        return await self._submit(fn, args, groupable=True, deadline=deadline)
 
     def _open(self, _: None, connect: Callable[[], sqlite3.Connection]) -> None:
         self._conn = connect()
@@ -427,8 +493,10 @@ class _Inline:
         finally:
             self._lock.release()
         if outcomes is None:
+            # Made this turn: their busy timeout runs from now, one clock read for all.
+            deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
             for future, fn, args in writes:
-                self._writer.hand(loop, future, fn, args)
+                self._writer.hand(loop, future, fn, args, deadline)
             return
         for (future, _, _), (ok, value) in zip(writes, outcomes, strict=True):
             if not ok and not isinstance(value, DatastoreError):
@@ -451,7 +519,8 @@ class _Inline:
         done: asyncio.Future[None] = loop.create_future()
         done.add_done_callback(functools.partial(self._checkpointed, loop))
         fn = _restart_wal if restart else _copy_frames
-        self._writer.hand(loop, done, fn, (), groupable=False)
+        deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+        self._writer.hand(loop, done, fn, (), deadline, groupable=False)
 
     def _checkpointed(self, loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:
         # Nobody awaits it; a failed checkpoint is retried after the next commits.

@@ -28,7 +28,9 @@ request and costs several times a bare endpoint's overhead). For each request:
    answered 500 ``internal_error`` with that id.
 
 A refusal sent before the body was read carries ``Connection: close``: the server
-then closes the connection instead of reading the rest of the body to reuse it.
+then closes the connection instead of reading the rest of the body to reuse it
+(under ``serve``, after draining what still comes for a bounded time, so that the
+client reads the answer rather than a reset: ``protocol.py``'s lingering close).
 
 The lifespan passes through too: a start the app refused on a setting is reported
 without Starlette's traceback (``_brief_refusal``). Here, since the guard already
