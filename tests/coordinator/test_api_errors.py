@@ -435,3 +435,16 @@ async def test_a_stray_trailing_slash_is_404_not_a_redirect_to_the_callers_host(
         assert r.status_code == 404, path
         assert "location" not in r.headers
         assert_error(r.json(), "not_found")
+
+
+async def test_methods_no_route_serves_share_one_latency_label(api: Api) -> None:
+    """PROPFIND, MKCOL, … (httptools parses ~34 methods) are 405 on every path, without a
+    token: each made a histogram series of its own per path until they were ``other``."""
+    for method in ("PROPFIND", "MKCOL", "PURGE", "LINK"):
+        r = await api.client.request(method, "/healthz")
+        assert r.status_code == 405
+    text = (await api.client.get("/metrics")).text
+    assert 'fleet_request_seconds_count{method="other",route="/healthz"} 4.0' in text
+    for method in ("PROPFIND", "MKCOL", "PURGE", "LINK"):
+        assert f'method="{method}"' not in text
+    assert 'fleet_request_seconds_count{method="GET",route="/healthz"}' not in text

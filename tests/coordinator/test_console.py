@@ -445,3 +445,31 @@ async def test_the_console_and_metrics_share_one_queue_recount(
     for path in ("/ui/queues", "/metrics", "/ui/", "/metrics", "/ui/queues"):
         assert (await api.client.get(path)).status_code == 200, path
     assert counts.calls == 5  # one queue, one count per status, once
+
+
+async def test_a_made_up_session_cookie_is_refused_without_a_store_read(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cookie needs no token to send: each made-up one cost a store read (on Cosmos DB,
+    request units of the container that authenticates agents). Now its MAC refuses it,
+    a real cookie with its MAC altered too, before anything is read."""
+    await _signin(api.client)
+    real = api.client.cookies.get("fleet_console", path="/ui")
+    assert real
+    session_id, _, mac = real.rpartition(".")
+    reads = CallCounter(monkeypatch, api.co.agents, "get")
+    forged = (
+        "made-up",
+        "x" * 43,
+        f"{session_id}.{mac[:-1]}{'A' if mac[-1] != 'A' else 'B'}",
+        f"{session_id}x.{mac}",
+        session_id,  # the id alone: a cookie of the old form
+    )
+    for cookie in forged:
+        api.client.cookies.set("fleet_console", cookie, path="/ui")
+        r = await api.client.get("/ui/", follow_redirects=False)
+        assert (r.status_code, r.headers["location"]) == (303, "/ui/signin"), cookie
+    assert reads.calls == 0
+    api.client.cookies.set("fleet_console", real, path="/ui")
+    assert (await api.client.get("/ui/", follow_redirects=False)).status_code == 200
+    assert reads.calls == 1

@@ -277,6 +277,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._header_deadline: asyncio.TimerHandle | None = None
         self._awaiting_headers = True  # from a request's first byte to its headers' end
         self._header_bytes = 0  # received while awaiting headers (httptools buffers them)
+        self._trailer_bytes = 0  # trailer fields of the request being read (chunked bodies)
         self._read = 0  # the size of the read being parsed
         self._could_be_headers = 0  # bytes of the reads a request's headers came in
         self._refused = False
@@ -476,11 +477,32 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._trailer_bytes = 0
         # A request may begin in the middle of a read (pipelined behind another): count
         # that whole read, an upper bound of what of it is this request's.
         self._could_be_headers = self._read
         if not self._refused:
             self._arm()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """A header field; or, once the headers are complete, a trailer field: dropped, bounded.
+
+        httptools reports the trailer fields after a chunked body through this same
+        callback, and uvicorn appended them to the request's headers: without a bound
+        (the header cap stops counting at the end of the headers), so a client with no
+        token grew a replica by ~20 MB a second with ``GET /healthz`` and endless
+        trailers until the body deadline, and a token sent as a trailer, after the
+        body, authenticated the request. Nothing here reads trailers: they are counted
+        against ``MAX_HEADER_BYTES`` (431 past it, as for headers) and never kept.
+        """
+        if self._awaiting_headers:
+            HttpToolsProtocol.on_header(self, name, value)  # not super(): once per header
+            return
+        self._trailer_bytes += len(name) + len(value) + _HEADER_LINE
+        if self._trailer_bytes > MAX_HEADER_BYTES and not self._refused:
+            cycle = self.cycle
+            started = cycle is not None and cycle.response_started
+            self._refuse(b"" if started else _TOO_LARGE)  # no refusal inside an answer
 
     def on_headers_complete(self) -> None:
         self._disarm()

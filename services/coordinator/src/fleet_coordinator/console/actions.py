@@ -101,10 +101,10 @@ async def signin(request: Request, co: Co) -> Response:
     if not is_admin(co, form.get("token", "").strip()):
         co.log.info("coordinator.console.signin_refused", client=client)
         return _signin_form(request, status=401, error="That is not the admin token.")
-    session_id, _ = await start_session(co)
+    cookie, _ = await start_session(co)
     answer = redirect("/ui/")
     answer.delete_cookie(SIGNIN_COOKIE, path="/ui")
-    _set_cookie(answer, request, COOKIE, session_id, max_age=SESSION_SECONDS)
+    _set_cookie(answer, request, COOKIE, cookie, max_age=SESSION_SECONDS)
     return answer
 
 
