@@ -114,3 +114,35 @@ async def test_a_claim_judging_a_holder_read_before_its_heartbeat_leaves_the_loc
         assert r.status_code == 200, r.text
         [then] = await b.claim(next_agent)
         assert then["job"]["id"] == second["id"]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_a_claim_that_fences_its_own_jobs_expired_lease_does_not_lease_it_again(
+    tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, provider: str
+) -> None:
+    """Replica a's claim picks the queued job and waits at the lock; replica b leases that
+    job, and its lease expires. a's claim then finds its own job the lock's expired holder
+    and fences it: its lease write must still go on the state it picked (and lose), never
+    on the fenced document, which would lease the job again at the epoch b holds."""
+    async with AsyncExitStack() as stack:
+        a, b = await replicas(provider, tmp_path, request, stack, 2)
+        _, late = await a.agent(name="late")
+        holder_id, holder = await b.agent(name="holder")
+        job = await a.enqueue(lock="L", lease_seconds=LEASE)
+        held = Held(a.co.locks, "get")
+        monkeypatch.setattr(a.co, "locks", held)
+        slow = asyncio.create_task(a.claim(late))
+        async with asyncio.timeout(GUARD):
+            await held.entered.wait()  # a picked the queued job; its lock read waits
+        monkeypatch.setattr(a.co, "locks", held.inner)
+        [running] = await b.claim(holder)
+        assert running["job"]["id"] == job["id"]
+        a.clock.advance(LEASE + 1)
+        held.release.set()
+        async with asyncio.timeout(GUARD):
+            assert await slow == []
+        stored = await a.job(job["id"])
+        assert stored["status"] == "leased"
+        assert stored["lease"]["agent_id"] == holder_id
+        assert stored["lease"]["epoch"] == 1
+        assert [run["agent_id"] for run in stored["runs"]] == [holder_id]
