@@ -1,4 +1,4 @@
-"""The pure judgement of a lock's holder: held, free, or an in-flight claim to fence."""
+"""The pure judgement of a lock's holder: held, free, or a holder to fence first."""
 
 from __future__ import annotations
 
@@ -31,9 +31,10 @@ def test_a_live_lease_at_the_holders_epoch_holds_the_lock() -> None:
     assert judge_holder(Holder("j", 1, NOW), _leased(), NOW + 5, grace=30) is HolderState.HELD
 
 
-def test_an_expired_lease_holds_nothing_even_before_the_reaper() -> None:
-    """Past expires_at by the coordinator's clock: free."""
-    assert judge_holder(Holder("j", 1, NOW), _leased(), NOW + 10, grace=30) is HolderState.FREE
+def test_an_expired_lease_holds_nothing_even_before_the_reaper_once_fenced() -> None:
+    """Past expires_at by the coordinator's clock: free once the holder job is fenced (a
+    heartbeat decided while the lease was live may still be on its way to the store)."""
+    assert judge_holder(Holder("j", 1, NOW), _leased(), NOW + 10, grace=30) is HolderState.FENCE
 
 
 def test_an_ended_or_deleted_holder_holds_nothing() -> None:

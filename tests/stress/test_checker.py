@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
+from fleet_agent import CoordinatorUnavailable, Report
 
 from .history import Bulked, Claim, History, Violation, Write, check
+from .workload import Plan, Workload, _Agent, _CountingTransport, _RecordingClient
 
 LEASE = 2.0
 
@@ -304,3 +307,67 @@ def test_a_job_in_two_bulk_cancels_or_claimed_after_one_ended_it_is_reported() -
     h.claim(_claim("j2", 1, "a", 102.0))
     job["runs"] = [_run(1, "a", 102.0, "cancelled", 102.5)]
     assert "claim_after_cancel" in _kinds(check(h, final, counts))
+
+
+async def test_a_worker_end_sent_again_after_a_lost_answer_stays_in_doubt() -> None:
+    """A batched Worker's complete gets no answer (a read timeout under load) and the Worker
+    sends it again in a new call, answered ``lease_lost``: the first call completed the job.
+    The recorder keeps that end in doubt from the first send, so the lock's next job claimed
+    after it is no overlap and the result no phantom (before: the second call's first-try
+    ``lease_lost`` settled the end, and the checker reported ``lock_overlap`` and
+    ``phantom_completion`` for a lease that had ended)."""
+    work = Workload(["http://coordinator"], "admin", Plan())
+    h = History(doubtful_tokens=work.doubtful_tokens)
+    h.enqueued.update(j1="q", j2="q")
+    h.locks.update(j1="L", j2="L")
+    work.round_of.update(j1=h, j2=h)
+    calls: list[int] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) == 1:
+            raise httpx.ReadTimeout("the answer was lost", request=request)
+        lost = {"code": "lease_lost", "message": "job is succeeded; there is no lease"}
+        return httpx.Response(
+            200, json={"items": [{"job_id": "j1", "ok": False, "error": lost}], "leases": []}
+        )
+
+    transport = _CountingTransport(httpx.MockTransport(answer))
+    client = _RecordingClient(
+        work, _Agent("a", {}, 0), transport, "http://coordinator", "token", retry_timeout=0
+    )
+    token = "a:1:t"
+    work.doubtful_tokens.add(token)
+    report = Report(job_id="j1", epoch=1, action="complete", result={"token": token})
+    try:
+        with pytest.raises(CoordinatorUnavailable):
+            await client.report([report])
+        first = h.doubtful_ends[("j1", 1)]
+        reported = await client.report([report])
+    finally:
+        await client.aclose()
+        await work.http.aclose()
+    assert [item.code for item in reported.items] == ["lease_lost"]
+    assert h.doubtful_ends == {("j1", 1): first}
+    assert token in work.doubtful_tokens
+    # j1's lease would be live until first + 1.5; j2 is claimed after the first send.
+    h.claim(_claim("j1", 1, "a", first - 0.5))
+    h.claim(_claim("j2", 1, "c", first + 0.1))
+    final: dict[str, dict[str, Any] | None] = {
+        "j1": {
+            "status": "succeeded",
+            "attempts": 1,
+            "max_attempts": 3,
+            "result": {"token": token},
+            "runs": [_run(1, "a", first - 0.5, "succeeded", first + 0.05)],
+        },
+        "j2": {
+            "status": "leased",
+            "attempts": 1,
+            "max_attempts": 3,
+            "result": None,
+            "runs": [_run(1, "c", first + 0.1, "running", None)],
+        },
+    }
+    counts = {"q": {"queued": 0, "leased": 1, "succeeded": 1, "failed": 0, "cancelled": 0}}
+    assert check(h, final, counts) == []

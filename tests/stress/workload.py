@@ -708,8 +708,8 @@ class Workload:
 class _CountingTransport(httpx.AsyncBaseTransport):
     """Counts the requests (first tries and retries alike) that go out."""
 
-    def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
+    def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
+        self.inner = inner or httpx.AsyncHTTPTransport()
         self.sent = 0
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -755,10 +755,18 @@ class _RecordingClient(AgentClient):
         sent, tries = time.time(), self.counting.sent
         claims = kw.get("max_jobs", 0) > 0
         ends = [r for r in reports if r.action != "heartbeat"]
+        # The Worker sends an end again in a new call when a call failed (``report_delayed``):
+        # that call may have landed, so the end stays in doubt from its first send, and the
+        # new call's ``lease_lost`` (its lease gone: maybe by that very end) settles nothing.
+        resent: set[tuple[str, int]] = set()
         for r in ends:
             history = self.work.round_of.get(r.job_id)
             if history is not None:
-                history.doubtful_ends[(r.job_id, r.epoch)] = sent
+                key = (r.job_id, r.epoch)
+                if key in history.doubtful_ends:
+                    resent.add(key)
+                else:
+                    history.doubtful_ends[key] = sent
         if claims:
             self.work.doubtful_claims[self.agent.id] += 1
         answer = await super().report(reports, **kw)
@@ -769,7 +777,7 @@ class _RecordingClient(AgentClient):
         first_try = self.counting.sent - tries == 1
         for r, item in zip(reports, answer.items, strict=True):
             history = self.work.round_of.get(r.job_id)
-            settled = item.ok or first_try
+            settled = item.ok or (first_try and (r.job_id, r.epoch) not in resent)
             if r.action != "heartbeat" and history is not None and settled:
                 history.doubtful_ends.pop((r.job_id, r.epoch), None)
             if item.ok:

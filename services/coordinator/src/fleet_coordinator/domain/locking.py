@@ -7,12 +7,18 @@ alone, because a lease can end without the release reaching the lock (a crash,
 a store outage) and the lock must not stay taken for ever:
 
 * the holder job is leased at exactly that epoch and its lease is live: **held**;
+* that lease has expired (the reaper has not written the job yet): free once
+  **fenced**. A write of the holder's lease decided while it was live (a heartbeat,
+  a complete) may still be on its way to the store on the etag the claimer read,
+  and would renew a lease whose lock is someone else's by then; so the next owner
+  first fences the holder job (one conditional write on the etag it judged, which
+  makes that write fail, and which fails itself if one landed since the read);
 * the holder job is queued one epoch earlier: its claim is **in flight** (the lock
   is taken just before the lease write). Held for ``grace`` seconds after ``at``;
   after that the claimer is presumed dead, but its lease write might still land,
-  so the next owner must first **fence** the holder job (one conditional write
-  that changes its etag, which makes the in-flight lease write fail);
-* anything else (ended, expired, requeued, retried, deleted): **free**.
+  so the next owner must first **fence** the holder job likewise;
+* anything else (ended, requeued, retried, deleted): **free**. Nothing written
+  before can renew a lease that is no longer the job's: its etag changed since.
 """
 
 from __future__ import annotations
@@ -50,7 +56,8 @@ class HolderState(StrEnum):
     HELD = "held"
     FREE = "free"
     FENCE = "fence"
-    """Free once the holder job's in-flight lease write has been fenced off."""
+    """Free once the holder job has been fenced: no write of it in flight (a claim's
+    lease write, a late holder's heartbeat) can land after that."""
 
 
 def judge_holder(
@@ -66,8 +73,10 @@ def judge_holder(
         and holder.is_lease(job.id, lease.epoch, lease.run_id)
     ):
         # An expired lease is no longer live (SPEC 3): its lock is free even before
-        # the reaper writes the job, and the late holder's calls all fail (fencing).
-        return HolderState.HELD if lease.is_live(now) else HolderState.FREE
+        # the reaper writes the job, once a heartbeat or report the holder's replica
+        # decided before the expiry can no longer land (the fence); its late calls
+        # are then decided again and all fail.
+        return HolderState.HELD if lease.is_live(now) else HolderState.FENCE
     if job.status is JobStatus.QUEUED and job.epoch == holder.epoch - 1:
         return HolderState.HELD if now - holder.at < grace else HolderState.FENCE
     return HolderState.FREE

@@ -18,9 +18,12 @@ lease_ended``) one:
 
 Whether a recorded holder still holds the lock is decided by
 ``domain.judge_holder`` from the holder job as read, so a release that never
-happened (a crash) cannot keep a lock taken beyond its holder's lease. The
-lock write is conditional on the etag read (or a create that fails if the
-document exists): of any number of claimers racing for a free lock across
+happened (a crash) cannot keep a lock taken beyond its holder's lease. A holder
+whose lease expired (or whose claim died in flight) is first fenced: one
+conditional write on the holder job's etag as judged, so that a heartbeat its
+replica decided while the lease was live cannot land after the takeover and
+renew it. The lock write is conditional on the etag read (or a create that fails
+if the document exists): of any number of claimers racing for a free lock across
 replicas exactly one takes it.
 
 The head check is why the lock's jobs go in order under concurrent claims: a
@@ -137,17 +140,24 @@ async def _fence(co: Coordinator, doc: Document) -> Document | None:
     return result.document if result.ok else None
 
 
-async def holder_state(co: Coordinator, lock: Document) -> tuple[HolderState, Document | None]:
+async def holder_state(
+    co: Coordinator, lock: Document, *, fence: bool = True
+) -> tuple[HolderState, Document | None]:
     """Whether the recorded holder of ``lock`` still holds it, and the job fenced if any.
 
-    A dead in-flight claim is fenced here (``FENCE`` becomes ``FREE``); losing that
-    write means the job changed meanwhile (maybe its lease landed), so it counts as held.
+    A holder whose lease expired, or a dead in-flight claim, is fenced here (``FENCE``
+    becomes ``FREE``): the judgement was made on the holder job as read, and a write
+    of it decided earlier (a heartbeat while the lease was live, the claim's lease
+    write) may land after that read. The fence is conditional on the etag judged, so
+    losing it means such a write landed (or the job changed otherwise): held. Without
+    ``fence`` (a claim only looking for candidates) ``FENCE`` is answered as is, and
+    the claim that then takes the lock fences.
     """
     holder = _holder(lock.body)
     job_doc = await _read_holder_job(co, holder.job_id)
     job = None if job_doc is None else job_from_doc(job_doc.body)
     state = judge_holder(holder, job, co.clock.now(), grace=IN_FLIGHT_GRACE)
-    if state is HolderState.FENCE and job_doc is not None:
+    if state is HolderState.FENCE and fence and job_doc is not None:
         fenced = await _fence(co, job_doc)
         return (HolderState.HELD, None) if fenced is None else (HolderState.FREE, fenced)
     return state, None
@@ -186,9 +196,22 @@ async def acquire(co: Coordinator, job: JobState, epoch: int, run_id: str) -> Ta
         except (PreconditionFailedError, NotFoundError):
             co.metrics.conflicts.labels("lock.acquire").inc()
             continue
-        own = fenced if fenced is not None and fenced.id == job.id else None
-        return Taken(name, job.id, epoch, run_id, own)
+        return Taken(name, job.id, epoch, run_id, _own(co, fenced, job))
     return None  # too contended: this claim moves on; the lock is someone's or free later
+
+
+def _own(co: Coordinator, fenced: Document | None, job: JobState) -> Document | None:
+    """The fenced holder job, if it is the claimed job as the claim picked it.
+
+    Only then may the lease write go on the fenced document: ``domain.claim`` decided
+    from the picked state, and written over any other (the holder's expired lease, a
+    newer epoch) it would lease the job again at an epoch already used.
+    """
+    if fenced is None or fenced.id != job.id:
+        return None
+    current = co.job_states.of(fenced)
+    same = current.status is job.status and current.epoch == job.epoch
+    return fenced if same else None
 
 
 async def release(co: Coordinator, lock: str | None, job_id: str, epoch: int, run_id: str) -> None:
@@ -255,8 +278,10 @@ async def is_head(
 
 
 async def _is_held(co: Coordinator, name: str) -> bool:
+    # Not fenced here: the claim that tries the lock's job fences when it takes the
+    # lock, one write rather than two (a fence now, and another before the takeover).
     lock = await _read_lock(co, name)
-    return lock is not None and (await holder_state(co, lock))[0] is HolderState.HELD
+    return lock is not None and (await holder_state(co, lock, fence=False))[0] is HolderState.HELD
 
 
 async def candidates_past_held_locks(
