@@ -45,6 +45,21 @@ async def _two_jobs_of_one_lock(a: Api) -> tuple[dict[str, Any], dict[str, Any]]
     return first, second
 
 
+async def _first_of_the_lock_leased_on(
+    a: Api, b: Api
+) -> tuple[dict[str, str], dict[str, str], dict[str, Any], dict[str, Any]]:
+    """Replica a's agent leases the lock's first job; b's agent is there for the second.
+
+    Returns the two agents' auth headers, the second job and a's lease of the first.
+    """
+    _, holder = await a.agent(name="holder")
+    _, next_agent = await b.agent(name="next")
+    first, second = await _two_jobs_of_one_lock(a)
+    [running] = await a.claim(holder)
+    assert running["job"]["id"] == first["id"]
+    return holder, next_agent, second, running
+
+
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_a_heartbeat_decided_before_expiry_cannot_land_after_the_lock_was_taken_over(
     tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, provider: str
@@ -55,11 +70,7 @@ async def test_a_heartbeat_decided_before_expiry_cannot_land_after_the_lock_was_
     200 with a renewed expiry, and the lock had two live leases)."""
     async with AsyncExitStack() as stack:
         a, b = await replicas(provider, tmp_path, request, stack, 2)
-        _, holder = await a.agent(name="holder")
-        _, next_agent = await b.agent(name="next")
-        first, second = await _two_jobs_of_one_lock(a)
-        [running] = await a.claim(holder)
-        assert running["job"]["id"] == first["id"]
+        holder, next_agent, second, running = await _first_of_the_lock_leased_on(a, b)
         a.clock.advance(LEASE / 2)
         held = Held(a.co.jobs, "update_if_match")
         monkeypatch.setattr(a.co, "jobs", held)
@@ -91,11 +102,7 @@ async def test_a_claim_judging_a_holder_read_before_its_heartbeat_leaves_the_loc
     (before: it leased the lock's next job while the renewed lease was live)."""
     async with AsyncExitStack() as stack:
         a, b = await replicas(provider, tmp_path, request, stack, 2)
-        _, holder = await a.agent(name="holder")
-        _, next_agent = await b.agent(name="next")
-        first, second = await _two_jobs_of_one_lock(a)
-        [running] = await a.claim(holder)
-        assert running["job"]["id"] == first["id"]
+        holder, next_agent, second, running = await _first_of_the_lock_leased_on(a, b)
         held = Held(b.co.jobs, "get", after=True)
         monkeypatch.setattr(b.co, "jobs", held)
         slow = asyncio.create_task(b.claim(next_agent))
