@@ -496,7 +496,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         against ``MAX_HEADER_BYTES`` (431 past it, as for headers) and never kept.
         """
         if self._awaiting_headers:
-            HttpToolsProtocol.on_header(self, name, value)  # not super(): once per header
+            # uvicorn's own ``on_header``, inline: a call less for every header of every
+            # request (callgrind: -0.4 % of an enqueue's instructions, -0.1 % of a cycle's).
+            name = name.lower()
+            if name == b"expect" and value.lower() == b"100-continue":
+                self.expect_100_continue = True
+            self.headers.append((name, value))
             return
         self._trailer_bytes += len(name) + len(value) + _HEADER_LINE
         if self._trailer_bytes > MAX_HEADER_BYTES and not self._refused:
