@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
 import threading
@@ -814,3 +815,29 @@ async def test_other_leases_keep_their_heartbeats_while_a_report_is_retried(
     for job_id, result in ((quick, "quick"), (slow_id, "slow")):
         job = await fleet.job(job_id)
         assert (job["status"], job["result"], outcomes(job)) == ("succeeded", result, ["succeeded"])
+
+
+async def test_run_with_signals_puts_back_the_handlers_it_found(fleet: Fleet) -> None:
+    """``run(handle_signals=True)`` answers SIGTERM and SIGINT while it runs, then puts back
+    the handlers that were there before, here "ignore" as ``fleet-agent`` sets them.
+
+    Before, it left both at their defaults: a second SIGTERM landing as ``fleet-agent``
+    finished (after the worker, before the process's end) killed it, exit status -15.
+    """
+    _, token = await fleet.register()
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for sig in before:
+            signal.signal(sig, signal.SIG_IGN)
+        client, _ = fleet.client(token)
+        async with client:
+            worker = Worker(client, {}, wait_seconds=0.1)
+            task = asyncio.create_task(worker.run(handle_signals=True))
+            await asyncio.wait_for(worker.connected.wait(), 10)
+            signal.raise_signal(signal.SIGTERM)  # the loop's handler: stop()
+            await asyncio.wait_for(task, 10)
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import math
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from urllib.parse import urlsplit
@@ -141,6 +142,13 @@ async def _run(args: argparse.Namespace, handlers: dict[str, Handler]) -> None:
             batch_reports=not args.no_batch_reports,
             report_window=args.report_window,
         )
+        # The worker answers SIGTERM and SIGINT while it runs and puts back what was
+        # there before when it ends: here, "ignore", so that a second signal sent as
+        # the agent finishes (a supervisor's, a second Ctrl-C) does not kill it in its
+        # last milliseconds with a signal's exit status instead of 0. Nothing awaits
+        # between these lines, so no signal can arrive while both are ignored.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
         await worker.run(handle_signals=True)
 
 

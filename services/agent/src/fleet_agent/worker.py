@@ -65,6 +65,10 @@ _REPORT_PAUSE = 0.1
 """Seconds between a report's calls once one ran out of retries (it did wait between tries)."""
 
 
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+"""What ``run(handle_signals=True)`` stops on."""
+
+
 class Worker:
     """Runs handlers (by job kind) for claimed jobs, at most ``concurrency`` at a time."""
 
@@ -159,9 +163,12 @@ class Worker:
         retrying through coordinator restarts.
         """
         loop = asyncio.get_running_loop()
-        if handle_signals:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self.stop)
+        # The handlers that were there before are put back when the worker ends: the
+        # loop's removal alone would leave SIGTERM at its default (a signal during the
+        # caller's teardown would then kill the process, exit status -15).
+        previous = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS} if handle_signals else {}
+        for sig in previous:
+            loop.add_signal_handler(sig, self.stop)
         claiming = asyncio.create_task(self._claim_loop())
         reporting = None if self._reporter is None else asyncio.create_task(self._reporter.run())
         try:
@@ -186,9 +193,10 @@ class Worker:
                 reporting.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reporting
-            if handle_signals:
-                for sig in (signal.SIGTERM, signal.SIGINT):
-                    loop.remove_signal_handler(sig)
+            for sig, handler in previous.items():
+                loop.remove_signal_handler(sig)
+                if handler is not None:  # None: set outside Python, nothing to put back
+                    signal.signal(sig, handler)
             self.log.info("agent.stopped", **self.stats)
 
     # -- claiming ---------------------------------------------------------------
