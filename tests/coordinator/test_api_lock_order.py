@@ -36,6 +36,23 @@ async def _complete(api: Api, headers: dict[str, str], lease: dict[str, Any]) ->
     assert r.status_code == 200, r.text
 
 
+async def _claim_held_at_lock_read(
+    api: Api, monkeypatch: pytest.MonkeyPatch, headers: dict[str, str]
+) -> tuple[asyncio.Task[list[dict[str, Any]]], Held]:
+    """A claim of ``headers``' agent, started and held at its read of a lock document.
+
+    Only that claim's read is held: ``api.co.locks`` is put back once it waits, so the
+    caller's next requests run freely. Set the returned ``Held``'s ``release`` to let it on.
+    """
+    held = Held(api.co.locks, "get")
+    monkeypatch.setattr(api.co, "locks", held)
+    claim = asyncio.create_task(api.claim(headers))
+    async with asyncio.timeout(GUARD):
+        await held.entered.wait()
+    monkeypatch.setattr(api.co, "locks", held.inner)
+    return claim, held
+
+
 def _ids(leases: list[dict[str, Any]]) -> list[str]:
     return [lease["job"]["id"] for lease in leases]
 
@@ -56,12 +73,8 @@ async def test_a_claim_racing_the_claim_of_a_locks_older_job_does_not_lease_its_
         younger = await api.enqueue(lock="L")
         api.clock.advance(1)
         lockless = await api.enqueue()
-        held = Held(api.co.locks, "get")
-        monkeypatch.setattr(api.co, "locks", held)
-        slow = asyncio.create_task(api.claim(x))
-        async with asyncio.timeout(GUARD):
-            await held.entered.wait()  # x was handed the older job; its lock read waits
-        monkeypatch.setattr(api.co, "locks", held.inner)
+        # x was handed the older job; its lock read waits.
+        slow, held = await _claim_held_at_lock_read(api, monkeypatch, x)
         calls = count_requests(api, monkeypatch)
         fast = await api.claim(y)
         # The replica hands y no job of the lock x is taking: y never contends for it.
@@ -93,12 +106,8 @@ async def test_a_claim_that_takes_a_lock_after_its_older_job_was_requeued_leaves
         younger = await a.enqueue(lock="L")
         [running] = await b.claim(w)
         assert running["job"]["id"] == older["id"]
-        held = Held(a.co.locks, "get")
-        monkeypatch.setattr(a.co, "locks", held)
-        stale = asyncio.create_task(a.claim(y))
-        async with asyncio.timeout(GUARD):
-            await held.entered.wait()  # y was handed the younger job; its lock read waits
-        monkeypatch.setattr(a.co, "locks", held.inner)
+        # y was handed the younger job; its lock read waits.
+        stale, held = await _claim_held_at_lock_read(a, monkeypatch, y)
         body = {"epoch": running["lease"]["epoch"]}
         r = await b.client.post(f"/v1/jobs/{older['id']}/release", json=body, headers=w)
         assert r.status_code == 200, r.text
