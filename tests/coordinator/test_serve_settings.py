@@ -165,6 +165,19 @@ async def test_whitespace_around_the_admin_token_is_dropped() -> None:
     assert r.status_code == 200, r.text
 
 
+@pytest.mark.parametrize(("token", "warned"), [("adm-token-0123", True), ("a" * 20, False)])
+def test_a_short_admin_token_is_served_with_a_warning_that_never_shows_it(
+    tmp_path: Path, token: str, warned: bool
+) -> None:
+    """Under 20 characters: served (the token works), with one warning giving its length only."""
+    with Served(cwd=tmp_path, admin_token=token) as server:
+        r = httpx.get(f"{server.base_url}/v1/queues", headers=server.admin_headers)
+        assert r.status_code == 200, r.text
+    log = server.log_path.read_text()
+    assert ("coordinator.admin_token.short" in log) is warned, log
+    assert token not in log
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_serve_refuses_a_store_written_with_another_shard_count(
     tmp_path: Path, workers: str

@@ -142,15 +142,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_SETTINGS
+    import structlog
+
     if settings.ensure_admin_token():
         # Printed once, to stdout only; it is never logged.
         print(f"FLEET_ADMIN_TOKEN={settings.admin_token}", flush=True)
+    elif len(settings.admin_token) < WEAK_ADMIN_TOKEN_CHARS:
+        # Said, not refused: a short token is the operator's choice (a test rig, a
+        # laptop), but anyone who can reach the port may guess it, since the API
+        # answers every wrong token the same way at any rate. The length only: the
+        # token itself never reaches a log.
+        structlog.get_logger().warning(
+            "coordinator.admin_token.short",
+            length=len(settings.admin_token),
+            advice=f"use {WEAK_ADMIN_TOKEN_CHARS} or more random characters, or unset"
+            " FLEET_ADMIN_TOKEN to have one generated",
+        )
     # Before the workers start, which inherit the limit; after the token, which is the
     # first line a person (or a script) reads.
     open_files = raise_open_files_limit()
     if open_files is not None:
-        import structlog
-
         before, limit = open_files
         raised = {"raised_from": before} if before != limit else {}
         structlog.get_logger().info("coordinator.open_files", limit=limit, **raised)
@@ -189,6 +200,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         **options,
     )
     return _serve_workers(config)
+
+
+WEAK_ADMIN_TOKEN_CHARS = 20
+"""An admin token shorter than this is warned about at start (a generated one has 43)."""
 
 
 WORKER_HEALTHCHECK_SECONDS = 30
