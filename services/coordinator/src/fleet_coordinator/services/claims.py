@@ -42,7 +42,9 @@ number of claimers on any number of replicas may run these steps at once:
    candidate. Every write is awaited, a failed one too; when the store fails
    (503) after some jobs were leased, the claim stops and answers those.
 6. Give back the reservations of the jobs lost in step 5 (``Ledger.unreserve``),
-   and go again (``_ROUNDS``) while slots and ``max_jobs`` allow.
+   and go again (``_ROUNDS``) while slots and ``max_jobs`` allow, and, once
+   something is leased, while less than a tenth of its lease has passed
+   (``_ANSWER_WITHIN``): leases run from their write, not from the answer.
 7. A claim that leased nothing still shows the agent alive (``Ledger.touch``,
    written rarely).
 
@@ -76,6 +78,15 @@ __all__ = ["claim_jobs", "claim_waiting", "wait_and_claim"]
 
 _ROUNDS = 4
 """Rounds of find → reserve → lease before a claim gives up on a contended queue."""
+
+_ANSWER_WITHIN = 0.1
+"""Once a claim holds leases, it starts no further round past this share of the shortest.
+
+Its leases run from their write, not from the answer: on a loaded store a round
+takes seconds, and a claim that went on filling its slots for ~10 s (seen under
+load in the stress history, with 2 s leases) answered leases already expired, an
+attempt spent on each without the job ever running.
+"""
 
 
 async def claim_jobs(
@@ -113,12 +124,15 @@ async def _claim(
     if shortfall > 0:
         current = await co.ledger.prune(agent, enough=shortfall)
     won: list[JobState] = []
+    answer_by: float | None = None  # set by the first lease: see _ANSWER_WITHIN
     tried: set[str] = set()
     held: set[str] = set()  # locks this claim found held (SPEC 9)
     try:
         for _ in range(_ROUNDS):
             if current is None:
                 break  # deleted meanwhile
+            if answer_by is not None and co.clock.now() >= answer_by:
+                break  # leases in hand and time passing: answer with them
             need = min(max_jobs - len(won), co.ledger.free_slots(current))
             if need <= 0:
                 break
@@ -155,6 +169,9 @@ async def _claim(
                     co, agent.id, _Scope(queues, state.labels), granted, held
                 )
                 won += leased
+                if leased and answer_by is None:
+                    shortest = min(job.lease_seconds for job in leased)
+                    answer_by = co.clock.now() + _ANSWER_WITHIN * shortest
                 if failure is not None:
                     raise failure  # after the jobs leased beside it were counted as won
             finally:
