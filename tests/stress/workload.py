@@ -167,6 +167,8 @@ class Workload:
         """Rounds being checked: no bulk retry touches their jobs any more."""
         self.redriving: dict[str, set[asyncio.Task[None]]] = {}
         """The bulk retries of each round in flight (a round being checked waits for them)."""
+        self.ticks: Counter[str] = Counter()
+        """Operator ticks per running round, since its jobs exist."""
         self._next_agent = 0
         self._quit = asyncio.Event()
         self.http = httpx.AsyncClient(
@@ -596,21 +598,27 @@ class Workload:
             if self.stopped_at is None and self._done():
                 self.stop_enqueue()
                 deadline = min(deadline, self._deadline())
-            busy = False
-            for status in statuses:
-                r = await self.admin_call("GET", f"/v1/jobs?queue={queue}&status={status}&limit=1")
-                busy = busy or bool(r.json()["items"])
-            if not busy:
+            if not await self._any(queue, statuses):
                 return
             await asyncio.sleep(0.2)  # polling the coordinator's state, not synchronising
 
+    async def _any(self, queue: str, statuses: tuple[str, ...]) -> bool:
+        """Whether ``queue`` lists a job in one of ``statuses`` now."""
+        for status in statuses:
+            r = await self.admin_call("GET", f"/v1/jobs?queue={queue}&status={status}&limit=1")
+            if r.json()["items"]:
+                return True
+        return False
+
     async def _finish_round(self, queue: str) -> None:
         history = self.rounds[queue]
+        deadline = self._deadline()
+        if self.plan.operators:
+            await self._redrive_before_check(queue, deadline)
         # No bulk retry may requeue a job of this round once its final state is read:
         # those in flight end first (the checker reads answers, not guesses).
         self.finishing.add(queue)
         await asyncio.gather(*self.redriving.pop(queue, set()), return_exceptions=True)
-        deadline = self._deadline()
         await self._wait_quiet(queue, ("queued", "leased"), deadline)
         final: dict[str, dict[str, Any] | None] = {}
         gate = asyncio.Semaphore(16)
@@ -646,31 +654,75 @@ class Workload:
         for job_id in history.enqueued:
             self.round_of.pop(job_id, None)
         del self.rounds[queue]
+        self.ticks.pop(queue, None)
         self.finishing.discard(queue)
 
     # -- operators ---------------------------------------------------------------------------
 
     async def _operators(self) -> None:
         """Every tick, ``plan.operators`` bulk calls for each running round at once, one per
-        replica: they list the same jobs at the same moment and race for them. A round's
-        first tick once its jobs exist, and every ``plan.cancel_every``-th after, cancels;
-        the others retry (the first: a round may be checked after few ticks, on Cosmos DB)."""
-        ticks: Counter[str] = Counter()  # per round, since its jobs exist
-        every = self.plan.cancel_every
-        while not self.enqueue_stopped.is_set():
-            for queue in [q for q in self.rounds if q not in self.finishing]:
-                if not self.rounds[queue].enqueued:
-                    continue  # its batch is still being enqueued
-                ticks[queue] += 1
-                action = "cancel" if every and ticks[queue] % every == 1 else "retry"
-                calls = {
-                    asyncio.create_task(self._bulk(i % len(self.urls), queue, action))
-                    for i in range(self.plan.operators)
-                }
-                self.redriving.setdefault(queue, set()).update(calls)
-                await asyncio.gather(*calls)
-                self.redriving.get(queue, set()).difference_update(calls)
+        replica: they list the same jobs at the same moment and race for them. While rounds
+        are enqueued, a round's first tick once its jobs exist, and every
+        ``plan.cancel_every``-th after, cancels; the others retry (the first: a round may be
+        checked after few ticks, on Cosmos DB). Once enqueuing stopped, only the rounds no
+        retry has redriven yet are ticked, with retries: each tick waits for its slowest
+        call, and on a loaded machine a short run's ticks could all pass before any of its
+        jobs had failed for good; the drain gets no more work than one redrive."""
+        while True:
+            stopped = self.enqueue_stopped.is_set()
+            for queue in list(self.rounds):
+                # Checked at each round, not once per pass: the ticks before it took time,
+                # and a round being checked must get no call registered after its wait.
+                history = self.rounds.get(queue)
+                if history is None or queue in self.finishing or not history.enqueued:
+                    continue  # checked, being checked, or its batch is still being enqueued
+                if stopped and self.ticks[queue] and _redriven(history):
+                    continue
+                await self._tick(queue, self._action(queue))
             await asyncio.sleep(0.1)  # pacing the operators, not synchronising
+
+    def _action(self, queue: str) -> str:
+        """The call of ``queue``'s next tick: its first, and every ``plan.cancel_every``-th
+        after while rounds are enqueued, cancel; the others retry."""
+        self.ticks[queue] += 1
+        n, every = self.ticks[queue], self.plan.cancel_every
+        if every > 0 and n % every == 1 and (n == 1 or not self.enqueue_stopped.is_set()):
+            return "cancel"
+        return "retry"
+
+    async def _tick(self, queue: str, action: str) -> None:
+        """``plan.operators`` bulk calls of ``action`` for ``queue`` at once, one per replica."""
+        calls = {
+            asyncio.create_task(self._bulk(i % len(self.urls), queue, action))
+            for i in range(self.plan.operators)
+        }
+        self.redriving.setdefault(queue, set()).update(calls)
+        try:
+            await asyncio.gather(*calls)
+        finally:
+            self.redriving.get(queue, set()).difference_update(calls)
+
+    async def _redrive_before_check(self, queue: str, deadline: float) -> None:
+        """The operators' racing retries for ``queue`` once it has a failed job, unless an
+        acknowledged retry (or one in doubt) redrove some job of it already; and its first
+        tick, if no tick reached it yet.
+
+        The backstop of ``_operators`` for a round about to be checked: whether their ticks
+        came after a job of it failed for good was a matter of timing (under load 10 nearly
+        every 4 s Cosmos run redrove nothing). Here the condition is waited on: a failed job
+        listed, or every job ended with none failed (nothing to redrive); at most until
+        ``deadline``.
+        """
+        history = self.rounds[queue]
+        if not self.ticks[queue] and history.enqueued:
+            await self._tick(queue, self._action(queue))  # its first tick (a cancel) too
+        while not _redriven(history) and time.monotonic() < deadline:
+            if await self._any(queue, ("failed",)):
+                await self._tick(queue, "retry")
+            elif not await self._any(queue, ("queued", "leased")):
+                return
+            if not _redriven(history):
+                await asyncio.sleep(0.2)  # polling the coordinator's state, not synchronising
 
     async def _bulk(self, home: int, queue: str, action: str) -> None:
         """One bulk retry of ``queue``'s failed jobs (or a bulk cancel of one of its jobs)
@@ -703,6 +755,11 @@ class Workload:
             else:
                 history.cancel(done, job["status"])
                 self.stats.cancelled += 1
+
+
+def _redriven(history: History) -> bool:
+    """Whether an acknowledged bulk retry requeued a job of the round, or one got no answer."""
+    return bool(history.retries) or history.retries_in_doubt
 
 
 class _CountingTransport(httpx.AsyncBaseTransport):
