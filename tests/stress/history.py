@@ -128,6 +128,11 @@ class History:
     """Every agent's capacity (SPEC 4), when the run gave them all one; None: unchecked."""
     doubtful_claims: Counter[str] = field(default_factory=Counter)
     """Agents with claims whose answer never came (the claim may have leased a job)."""
+    claims_in_doubt: dict[str, float] = field(default_factory=dict)
+    """Agent id → client send time of its earliest claim one try of which got no answer
+    (a batched Worker's client retried it after a read timeout, or gave up): that try
+    may have leased jobs the agent never heard of, from that send on. No crash is needed
+    for that (a loaded machine is enough), so it explains a run in a strict run too."""
     doubtful_tokens: set[str] = field(default_factory=set)
     """Result tokens of completions whose answer never came."""
     doubtful_ends: dict[tuple[str, int], float] = field(default_factory=dict)
@@ -339,11 +344,25 @@ def _check_epochs(
                         f"epoch {epoch} acknowledged to {claim.agent}, run is {agent}'s",
                     )
                 )
-        elif strict or history.doubtful_claims[agent] == 0:
+        elif not _claim_in_doubt(history, agent, _time(run["claimed_at"]), strict):
             found.append(
                 Violation("unknown_claim", job_id, f"run of epoch {epoch} by {agent} never acked")
             )
     return found
+
+
+def _claim_in_doubt(history: History, agent: str, at: float, strict: bool) -> bool:
+    """Whether a claim of ``agent`` whose answer was lost may have leased a run at ``at``.
+
+    One a try of which got no answer (``claims_in_doubt``) may have, from its send on
+    (the server stamped the lease after it got the request; one host clock), in any
+    run. One that never got an answer at all (``doubtful_claims``: a killed replica or
+    agent) may have at any time, in a run with crashes only.
+    """
+    sent = history.claims_in_doubt.get(agent)
+    if sent is not None and sent <= at + TOLERANCE:
+        return True
+    return not strict and history.doubtful_claims[agent] > 0
 
 
 def _lease_end(history: History, claim: Claim, writes: list[Write]) -> float:

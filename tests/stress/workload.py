@@ -29,12 +29,23 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
-from fleet_agent import AgentClient, Claimed, Job, JobFailed, Report, Reported, Worker
+from fleet_agent import (
+    AgentClient,
+    Claimed,
+    CoordinatorUnavailable,
+    Job,
+    JobFailed,
+    Report,
+    Reported,
+    Worker,
+)
 
 from .history import TERMINAL, Bulked, Claim, History, Violation, Write, check, parse_time
 
@@ -103,6 +114,9 @@ class Stats:
     writes_acked: int = 0
     lease_lost: int = 0
     in_doubt: int = 0
+    claims_in_doubt: int = 0
+    """Batched Workers' claims a try of which got no answer (retried after a read timeout,
+    or given up): in doubt, strict run or not (``History.claims_in_doubt``)."""
     agents_killed: int = 0
     agents_deleted: int = 0
     """Killed agents the admin API then deleted (their leases released by the delete)."""
@@ -126,7 +140,8 @@ class Stats:
             f"t={elapsed:6.0f}s claims_seen={self.claims_seen} ({rate:.0f}/s) "
             f"claims_checked={self.claims_checked} "
             f"jobs={self.jobs_checked} rounds={self.rounds} lease_lost={self.lease_lost} "
-            f"in_doubt={self.in_doubt} replicas_killed={self.replicas_killed} "
+            f"in_doubt={self.in_doubt} claims_in_doubt={self.claims_in_doubt} "
+            f"replicas_killed={self.replicas_killed} "
             f"agents_killed={self.agents_killed} agents_deleted={self.agents_deleted} "
             f"retried={self.retried} cancelled={self.cancelled} "
             f"violations={len(self.violations)}"
@@ -155,6 +170,7 @@ class Workload:
         self.rng = random.Random(plan.seed)
         self.run_id = uuid.uuid4().hex[:8]
         self.doubtful_claims: Counter[str] = Counter()
+        self.claims_in_doubt: dict[str, float] = {}
         self.doubtful_tokens: set[str] = set()
         self.rounds: dict[str, History] = {}
         self.round_of: dict[str, History] = {}
@@ -562,6 +578,7 @@ class Workload:
         history = History(
             capacity=self.plan.capacity,
             doubtful_claims=self.doubtful_claims,
+            claims_in_doubt=self.claims_in_doubt,
             doubtful_tokens=self.doubtful_tokens,
         )
         self.rounds[queue] = history  # before any job exists: a claim may come back first
@@ -762,15 +779,42 @@ def _redriven(history: History) -> bool:
     return bool(history.retries) or history.retries_in_doubt
 
 
+@dataclass
+class _Tries:
+    """The tries (first and retries) of one client call."""
+
+    count: int = 0
+
+
+_CALL: ContextVar[_Tries | None] = ContextVar("stress_call", default=None)
+"""The call being made in this context, if a recorded one (``_CountingTransport.call``)."""
+
+
 class _CountingTransport(httpx.AsyncBaseTransport):
-    """Counts the requests (first tries and retries alike) that go out."""
+    """Counts the tries of each recorded call that go out (``call``)."""
 
     def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
         self.inner = inner or httpx.AsyncHTTPTransport()
-        self.sent = 0
+
+    @contextmanager
+    def call(self) -> Iterator[_Tries]:
+        """Count the tries of the call made inside: its own, not those of the client's
+        other calls meanwhile (a Worker's claim beside its reports and heartbeats).
+
+        The client sends each try from the task that made the call, or from a task it
+        starts for the retries, which runs in a copy of that context.
+        """
+        tries = _Tries()
+        token = _CALL.set(tries)
+        try:
+            yield tries
+        finally:
+            _CALL.reset(token)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.sent += 1
+        tries = _CALL.get()
+        if tries is not None:
+            tries.count += 1
         return await self.inner.handle_async_request(request)
 
     async def aclose(self) -> None:
@@ -780,9 +824,10 @@ class _CountingTransport(httpx.AsyncBaseTransport):
 class _RecordingClient(AgentClient):
     """An ``AgentClient`` that records the claims and reports the coordinator acknowledged.
 
-    A claim whose request was retried may have leased jobs on a try whose answer
-    was lost, so it stays *in doubt* for the agent; so does every report and claim
-    of a request that failed.
+    A claim one try of which got no answer (its request retried after a read timeout,
+    or given up) may have leased jobs on that try: it stays *in doubt* for the agent
+    from its send (``History.claims_in_doubt``); so does every report of a request
+    that failed.
     """
 
     def __init__(
@@ -801,15 +846,21 @@ class _RecordingClient(AgentClient):
 
     async def claim(self, **kw: Any) -> list[Claimed]:
         """Claim, recording the leases won."""
-        sent, tries = time.time(), self.counting.sent
+        sent = time.time()
         self.work.doubtful_claims[self.agent.id] += 1
-        claimed = await super().claim(**kw)
+        with self.counting.call() as tries:
+            try:
+                claimed = await super().claim(**kw)
+            except (CoordinatorUnavailable, asyncio.CancelledError):
+                if tries.count:
+                    self._in_doubt(sent)  # a try went out and no answer came back
+                raise
         self._acked(sent, tries, claimed)
         return claimed
 
     async def report(self, reports: Any, **kw: Any) -> Reported:
         """Report, recording the acknowledged writes and the leases won."""
-        sent, tries = time.time(), self.counting.sent
+        sent = time.time()
         claims = kw.get("max_jobs", 0) > 0
         ends = [r for r in reports if r.action != "heartbeat"]
         # The Worker sends an end again in a new call when a call failed (``report_delayed``):
@@ -826,12 +877,18 @@ class _RecordingClient(AgentClient):
                     history.doubtful_ends[key] = sent
         if claims:
             self.work.doubtful_claims[self.agent.id] += 1
-        answer = await super().report(reports, **kw)
+        with self.counting.call() as tries:
+            try:
+                answer = await super().report(reports, **kw)
+            except (CoordinatorUnavailable, asyncio.CancelledError):
+                if claims and tries.count:
+                    self._in_doubt(sent)
+                raise
         acked = time.time()
         # A retried request may have been applied by a try whose answer was lost: the
         # retry then finds the lease gone and answers ``lease_lost`` for a write that
         # landed. Only a first-try answer settles an item that was not ok.
-        first_try = self.counting.sent - tries == 1
+        first_try = tries.count == 1
         for r, item in zip(reports, answer.items, strict=True):
             history = self.work.round_of.get(r.job_id)
             settled = item.ok or (first_try and (r.job_id, r.epoch) not in resent)
@@ -850,14 +907,22 @@ class _RecordingClient(AgentClient):
             self._acked(sent, tries, answer.leases)
         return answer
 
-    def _acked(self, sent: float, tries: int, claimed: list[Claimed]) -> None:
+    def _acked(self, sent: float, tries: _Tries, claimed: list[Claimed]) -> None:
         acked = time.time()
-        if self.counting.sent - tries == 1:
+        if tries.count == 1:
             # Answered on its first try: no lease can have been won unseen.
             self.work.doubtful_claims[self.agent.id] -= 1
+        else:
+            self._in_doubt(sent)  # an earlier try's answer was lost
         for c in claimed:
             item = {
                 "job": c.job.raw,
                 "lease": {"epoch": c.lease.epoch, "expires_at": c.lease.expires_at.isoformat()},
             }
             self.work.record_claim(self.agent, item, sent, acked)
+
+    def _in_doubt(self, sent: float) -> None:
+        """A claim sent at ``sent`` may have leased jobs on a try whose answer was lost."""
+        doubt, agent = self.work.claims_in_doubt, self.agent.id
+        doubt[agent] = min(doubt.get(agent, sent), sent)
+        self.work.stats.claims_in_doubt += 1
