@@ -209,13 +209,24 @@ def check(
     queue_counts: dict[str, dict[str, int]],
     *,
     strict: bool = True,
+    unsettled: frozenset[str] = frozenset(),
 ) -> list[Violation]:
     """Every violation of the invariants in ``history`` against the jobs' final state.
 
     ``final`` maps each enqueued job id to ``GET /v1/jobs/{id}`` (None for 404);
     ``queue_counts`` maps queues to their ``GET /v1/queues`` entry, read while
     the jobs of those queues were quiet. ``strict`` (no crashes in the run)
-    additionally demands that every run of every job was acknowledged.
+    additionally demands that every run of every job was acknowledged, or leased by
+    a claim a try of which got no answer (``History.claims_in_doubt``).
+
+    ``unsettled``: jobs read while still queued or leased, their drain bound passed
+    (the workload reports them ``not_terminal_in_bound``). Agents went on with them
+    after that read, and the history kept recording: an outcome acknowledged after
+    it is not compared with it (``terminal_changed``), nor are the counts read after
+    it (``status_counts``). Compared, they reported a completion or final failure
+    acknowledged "now leased" and counts one off, which looked like a stale read of
+    the job and was not one (2026-12-07: the replicas' logs showed the job leased
+    when read and ended after).
     """
     found: list[Violation] = []
     for job_id in history.enqueued:
@@ -228,10 +239,15 @@ def check(
         found += _check_lost(job_id, job)
         found += _check_epochs(history, job_id, job, claims, strict)
         found += _check_overlaps(history, job_id, claims, writes)
-        found += _check_completion(history, job_id, job, writes)
+        settled = [
+            *_check_completion(history, job_id, job, writes),
+            *_check_cancels(history, job_id, job, claims),
+        ]
+        moving = job_id in unsettled
+        found += [v for v in settled if not (moving and v.kind == "terminal_changed")]
         found += _check_retries(history, job_id, job, claims)
-        found += _check_cancels(history, job_id, job, claims)
-    found += _check_counts(history, final, queue_counts)
+    if unsettled.isdisjoint(history.enqueued):
+        found += _check_counts(history, final, queue_counts)
     found += _check_locks(history)
     found += _check_capacity(history)
     return found
