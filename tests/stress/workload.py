@@ -684,9 +684,10 @@ class Workload:
         are enqueued, a round's first tick once its jobs exist, and every
         ``plan.cancel_every``-th after, cancels; the others retry (the first: a round may be
         checked after few ticks, on Cosmos DB). Once enqueuing stopped, only the rounds no
-        retry has redriven yet are ticked, with retries: each tick waits for its slowest
-        call, and on a loaded machine a short run's ticks could all pass before any of its
-        jobs had failed for good; the drain gets no more work than one redrive."""
+        tick reached yet, or no retry redrove yet, are ticked, with retries after their
+        first tick: each tick waits for its slowest call, and on a loaded machine a short
+        run's ticks could all pass before any of its jobs had failed for good; the drain
+        gets no more work than one redrive (and one cancel)."""
         while True:
             stopped = self.enqueue_stopped.is_set()
             for queue in list(self.rounds):
