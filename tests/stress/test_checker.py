@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -178,6 +180,22 @@ def test_a_run_nobody_acknowledged_is_reported_unless_a_claim_was_in_doubt() -> 
     h.doubtful_claims["z"] += 1
     assert check(h, final, counts, strict=False) == []
     assert "unknown_claim" in _kinds(check(h, final, counts, strict=True))
+
+
+def test_an_outcome_acknowledged_after_a_late_jobs_final_read_is_not_compared_with_it() -> None:
+    """j1 was read still leased when its drain bound passed (the workload reports that), and
+    its completion was acknowledged after the read, the counts read after that: unsettled,
+    neither is compared with the read. Settled, both are reported, and so is any other
+    violation of an unsettled job."""
+    h, final, counts = _good()
+    job = final["j1"]
+    assert job is not None
+    job.update(status="leased", result=None)
+    job["runs"][-1] = _run(2, "b", 102.5, "running", None)
+    assert _kinds(check(h, final, counts)) == {"terminal_changed", "status_counts"}
+    assert check(h, final, counts, unsettled=frozenset({"j1"})) == []
+    h.claim(_claim("j1", 2, "c", 103.5))
+    assert _kinds(check(h, final, counts, unsettled=frozenset({"j1"}))) == {"duplicate_epoch"}
 
 
 def test_status_counts_that_do_not_add_up_are_reported() -> None:
@@ -371,3 +389,99 @@ async def test_a_worker_end_sent_again_after_a_lost_answer_stays_in_doubt() -> N
     }
     counts = {"q": {"queued": 0, "leased": 1, "succeeded": 1, "failed": 0, "cancelled": 0}}
     assert check(h, final, counts) == []
+
+
+def _lost_then(answers: list[httpx.Response]) -> httpx.MockTransport:
+    """A coordinator whose first answer is lost (a read timeout), then answers ``answers``."""
+    calls: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) == 1:
+            raise httpx.ReadTimeout("the answer was lost", request=request)
+        return answers[len(calls) - 2]
+
+    return httpx.MockTransport(answer)
+
+
+def _leased_run(job: str, agent: str, at: float) -> dict[str, dict[str, Any] | None]:
+    """``job`` leased to ``agent`` at ``at`` by a claim the agent never heard of."""
+    run = _run(1, agent, at, "lease_expired", at + LEASE)
+    return {job: {"status": "queued", "attempts": 1, "max_attempts": 3, "runs": [run]}}
+
+
+async def test_a_worker_claim_retried_after_a_lost_answer_stays_in_doubt_in_a_strict_run() -> None:
+    """A batched Worker's claim gets no answer (a read timeout under load: no crash) and its
+    client retries it, answered with nothing: the lost try may have leased j2. The recorder
+    keeps the claim in doubt from its send, so the run of j2 it explains is no
+    ``unknown_claim``, in a strict run too (before: strict runs under load reported it). A
+    run of that agent claimed before the send, or of another agent, still is."""
+    work = Workload(["http://coordinator"], "admin", Plan())
+    h = History(doubtful_claims=work.doubtful_claims, claims_in_doubt=work.claims_in_doubt)
+    transport = _CountingTransport(_lost_then([httpx.Response(200, json={"leases": []})]))
+    client = _RecordingClient(
+        work, _Agent("a", {}, 0), transport, "http://coordinator", "token", retry_timeout=5.0
+    )
+    before = time.time()
+    try:
+        assert await client.claim(max_jobs=1) == []
+    finally:
+        await client.aclose()
+        await work.http.aclose()
+    after = time.time()  # the lost try's lease was stamped between the two
+    h, final, counts = _with(h, _leased_run("j2", "a", after))
+    assert check(h, final, counts, strict=True) == []
+    h, final, counts = _with(h, _leased_run("j2", "a", before - 0.5))
+    assert _kinds(check(h, final, counts, strict=True)) == {"unknown_claim"}
+    h, final, counts = _with(h, _leased_run("j2", "z", after))
+    assert _kinds(check(h, final, counts, strict=True)) == {"unknown_claim"}
+
+
+def _with(
+    doubt: History, job: dict[str, dict[str, Any] | None]
+) -> tuple[History, dict[str, dict[str, Any] | None], dict[str, dict[str, int]]]:
+    """``_good`` with the claims in doubt of ``doubt`` and job j2 as ``job`` has it."""
+    h, final, counts = _good()
+    h.doubtful_claims, h.claims_in_doubt = doubt.doubtful_claims, doubt.claims_in_doubt
+    return h, final | job, counts
+
+
+async def test_a_worker_claim_answered_on_its_first_try_is_settled_beside_retried_calls() -> None:
+    """A Worker's claim answered on its first try is settled, though a report (with no
+    claim) of the same client is retried meanwhile (its tries are the report's): an
+    unacknowledged run of that agent is still ``unknown_claim`` in a strict run and in one
+    with crashes (before: every try of the client counted, the claim stayed in doubt and
+    the agent's unknown runs were excused)."""
+    work = Workload(["http://coordinator"], "admin", Plan())
+    retrying, claimed = asyncio.Event(), asyncio.Event()
+    reports: list[httpx.Request] = []
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/claims":
+            await retrying.wait()  # the report's retry goes out while this claim is under way
+            claimed.set()
+            return httpx.Response(200, json={"leases": []})
+        reports.append(request)
+        if len(reports) == 1:
+            raise httpx.ReadTimeout("the answer was lost", request=request)
+        retrying.set()
+        await claimed.wait()
+        return httpx.Response(200, json={"items": [], "leases": []})
+
+    transport = _CountingTransport(httpx.MockTransport(answer))
+    client = _RecordingClient(
+        work, _Agent("a", {}, 0), transport, "http://coordinator", "token", retry_timeout=5.0
+    )
+    try:
+        report = asyncio.ensure_future(client.report([]))
+        assert await client.claim(max_jobs=1) == []
+        await report
+    finally:
+        await client.aclose()
+        await work.http.aclose()
+    assert len(reports) == 2
+    assert work.doubtful_claims["a"] == 0  # settled
+    h = History(doubtful_claims=work.doubtful_claims, claims_in_doubt=work.claims_in_doubt)
+    h, final, counts = _with(h, _leased_run("j2", "a", time.time()))
+    assert _kinds(check(h, final, counts, strict=True)) == {"unknown_claim"}
+    assert _kinds(check(h, final, counts, strict=False)) == {"unknown_claim"}

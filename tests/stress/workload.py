@@ -29,12 +29,23 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
-from fleet_agent import AgentClient, Claimed, Job, JobFailed, Report, Reported, Worker
+from fleet_agent import (
+    AgentClient,
+    Claimed,
+    CoordinatorUnavailable,
+    Job,
+    JobFailed,
+    Report,
+    Reported,
+    Worker,
+)
 
 from .history import TERMINAL, Bulked, Claim, History, Violation, Write, check, parse_time
 
@@ -103,6 +114,9 @@ class Stats:
     writes_acked: int = 0
     lease_lost: int = 0
     in_doubt: int = 0
+    claims_in_doubt: int = 0
+    """Batched Workers' claims a try of which got no answer (retried after a read timeout,
+    or given up): in doubt, strict run or not (``History.claims_in_doubt``)."""
     agents_killed: int = 0
     agents_deleted: int = 0
     """Killed agents the admin API then deleted (their leases released by the delete)."""
@@ -126,7 +140,8 @@ class Stats:
             f"t={elapsed:6.0f}s claims_seen={self.claims_seen} ({rate:.0f}/s) "
             f"claims_checked={self.claims_checked} "
             f"jobs={self.jobs_checked} rounds={self.rounds} lease_lost={self.lease_lost} "
-            f"in_doubt={self.in_doubt} replicas_killed={self.replicas_killed} "
+            f"in_doubt={self.in_doubt} claims_in_doubt={self.claims_in_doubt} "
+            f"replicas_killed={self.replicas_killed} "
             f"agents_killed={self.agents_killed} agents_deleted={self.agents_deleted} "
             f"retried={self.retried} cancelled={self.cancelled} "
             f"violations={len(self.violations)}"
@@ -155,6 +170,7 @@ class Workload:
         self.rng = random.Random(plan.seed)
         self.run_id = uuid.uuid4().hex[:8]
         self.doubtful_claims: Counter[str] = Counter()
+        self.claims_in_doubt: dict[str, float] = {}
         self.doubtful_tokens: set[str] = set()
         self.rounds: dict[str, History] = {}
         self.round_of: dict[str, History] = {}
@@ -167,6 +183,8 @@ class Workload:
         """Rounds being checked: no bulk retry touches their jobs any more."""
         self.redriving: dict[str, set[asyncio.Task[None]]] = {}
         """The bulk retries of each round in flight (a round being checked waits for them)."""
+        self.ticks: Counter[str] = Counter()
+        """Operator ticks per running round, since its jobs exist."""
         self._next_agent = 0
         self._quit = asyncio.Event()
         self.http = httpx.AsyncClient(
@@ -560,6 +578,7 @@ class Workload:
         history = History(
             capacity=self.plan.capacity,
             doubtful_claims=self.doubtful_claims,
+            claims_in_doubt=self.claims_in_doubt,
             doubtful_tokens=self.doubtful_tokens,
         )
         self.rounds[queue] = history  # before any job exists: a claim may come back first
@@ -596,21 +615,27 @@ class Workload:
             if self.stopped_at is None and self._done():
                 self.stop_enqueue()
                 deadline = min(deadline, self._deadline())
-            busy = False
-            for status in statuses:
-                r = await self.admin_call("GET", f"/v1/jobs?queue={queue}&status={status}&limit=1")
-                busy = busy or bool(r.json()["items"])
-            if not busy:
+            if not await self._any(queue, statuses):
                 return
             await asyncio.sleep(0.2)  # polling the coordinator's state, not synchronising
 
+    async def _any(self, queue: str, statuses: tuple[str, ...]) -> bool:
+        """Whether ``queue`` lists a job in one of ``statuses`` now."""
+        for status in statuses:
+            r = await self.admin_call("GET", f"/v1/jobs?queue={queue}&status={status}&limit=1")
+            if r.json()["items"]:
+                return True
+        return False
+
     async def _finish_round(self, queue: str) -> None:
         history = self.rounds[queue]
+        deadline = self._deadline()
+        if self.plan.operators:
+            await self._redrive_before_check(queue, deadline)
         # No bulk retry may requeue a job of this round once its final state is read:
         # those in flight end first (the checker reads answers, not guesses).
         self.finishing.add(queue)
         await asyncio.gather(*self.redriving.pop(queue, set()), return_exceptions=True)
-        deadline = self._deadline()
         await self._wait_quiet(queue, ("queued", "leased"), deadline)
         final: dict[str, dict[str, Any] | None] = {}
         gate = asyncio.Semaphore(16)
@@ -639,38 +664,85 @@ class Workload:
         listed = (await self.admin_call("GET", "/v1/queues")).json()["items"]
         counts = {q["queue"]: q for q in listed if q["queue"] == queue}
         counts.setdefault(queue, {})
-        self.stats.violations += check(history, final, counts, strict=self.plan.strict)
+        self.stats.violations += check(
+            history, final, counts, strict=self.plan.strict, unsettled=frozenset(late)
+        )
         self.stats.claims_checked += history.claim_count
         self.stats.jobs_checked += len(history.enqueued)
         self.stats.rounds += 1
         for job_id in history.enqueued:
             self.round_of.pop(job_id, None)
         del self.rounds[queue]
+        self.ticks.pop(queue, None)
         self.finishing.discard(queue)
 
     # -- operators ---------------------------------------------------------------------------
 
     async def _operators(self) -> None:
         """Every tick, ``plan.operators`` bulk calls for each running round at once, one per
-        replica: they list the same jobs at the same moment and race for them. A round's
-        first tick once its jobs exist, and every ``plan.cancel_every``-th after, cancels;
-        the others retry (the first: a round may be checked after few ticks, on Cosmos DB)."""
-        ticks: Counter[str] = Counter()  # per round, since its jobs exist
-        every = self.plan.cancel_every
-        while not self.enqueue_stopped.is_set():
-            for queue in [q for q in self.rounds if q not in self.finishing]:
-                if not self.rounds[queue].enqueued:
-                    continue  # its batch is still being enqueued
-                ticks[queue] += 1
-                action = "cancel" if every and ticks[queue] % every == 1 else "retry"
-                calls = {
-                    asyncio.create_task(self._bulk(i % len(self.urls), queue, action))
-                    for i in range(self.plan.operators)
-                }
-                self.redriving.setdefault(queue, set()).update(calls)
-                await asyncio.gather(*calls)
-                self.redriving.get(queue, set()).difference_update(calls)
+        replica: they list the same jobs at the same moment and race for them. While rounds
+        are enqueued, a round's first tick once its jobs exist, and every
+        ``plan.cancel_every``-th after, cancels; the others retry (the first: a round may be
+        checked after few ticks, on Cosmos DB). Once enqueuing stopped, only the rounds no
+        tick reached yet, or no retry redrove yet, are ticked, with retries after their
+        first tick: each tick waits for its slowest call, and on a loaded machine a short
+        run's ticks could all pass before any of its jobs had failed for good; the drain
+        gets no more work than one redrive (and one cancel)."""
+        while True:
+            stopped = self.enqueue_stopped.is_set()
+            for queue in list(self.rounds):
+                # Checked at each round, not once per pass: the ticks before it took time,
+                # and a round being checked must get no call registered after its wait.
+                history = self.rounds.get(queue)
+                if history is None or queue in self.finishing or not history.enqueued:
+                    continue  # checked, being checked, or its batch is still being enqueued
+                if stopped and self.ticks[queue] and _redriven(history):
+                    continue
+                await self._tick(queue, self._action(queue))
             await asyncio.sleep(0.1)  # pacing the operators, not synchronising
+
+    def _action(self, queue: str) -> str:
+        """The call of ``queue``'s next tick: its first, and every ``plan.cancel_every``-th
+        after while rounds are enqueued, cancel; the others retry."""
+        self.ticks[queue] += 1
+        n, every = self.ticks[queue], self.plan.cancel_every
+        if every > 0 and n % every == 1 and (n == 1 or not self.enqueue_stopped.is_set()):
+            return "cancel"
+        return "retry"
+
+    async def _tick(self, queue: str, action: str) -> None:
+        """``plan.operators`` bulk calls of ``action`` for ``queue`` at once, one per replica."""
+        calls = {
+            asyncio.create_task(self._bulk(i % len(self.urls), queue, action))
+            for i in range(self.plan.operators)
+        }
+        self.redriving.setdefault(queue, set()).update(calls)
+        try:
+            await asyncio.gather(*calls)
+        finally:
+            self.redriving.get(queue, set()).difference_update(calls)
+
+    async def _redrive_before_check(self, queue: str, deadline: float) -> None:
+        """The operators' racing retries for ``queue`` once it has a failed job, unless an
+        acknowledged retry (or one in doubt) redrove some job of it already; and its first
+        tick, if no tick reached it yet.
+
+        The backstop of ``_operators`` for a round about to be checked: whether their ticks
+        came after a job of it failed for good was a matter of timing (under load 10 nearly
+        every 4 s Cosmos run redrove nothing). Here the condition is waited on: a failed job
+        listed, or every job ended with none failed (nothing to redrive); at most until
+        ``deadline``.
+        """
+        history = self.rounds[queue]
+        if not self.ticks[queue] and history.enqueued:
+            await self._tick(queue, self._action(queue))  # its first tick (a cancel) too
+        while not _redriven(history) and time.monotonic() < deadline:
+            if await self._any(queue, ("failed",)):
+                await self._tick(queue, "retry")
+            elif not await self._any(queue, ("queued", "leased")):
+                return
+            if not _redriven(history):
+                await asyncio.sleep(0.2)  # polling the coordinator's state, not synchronising
 
     async def _bulk(self, home: int, queue: str, action: str) -> None:
         """One bulk retry of ``queue``'s failed jobs (or a bulk cancel of one of its jobs)
@@ -705,15 +777,47 @@ class Workload:
                 self.stats.cancelled += 1
 
 
+def _redriven(history: History) -> bool:
+    """Whether an acknowledged bulk retry requeued a job of the round, or one got no answer."""
+    return bool(history.retries) or history.retries_in_doubt
+
+
+@dataclass
+class _Tries:
+    """The tries (first and retries) of one client call."""
+
+    count: int = 0
+
+
+_CALL: ContextVar[_Tries | None] = ContextVar("stress_call", default=None)
+"""The call being made in this context, if a recorded one (``_CountingTransport.call``)."""
+
+
 class _CountingTransport(httpx.AsyncBaseTransport):
-    """Counts the requests (first tries and retries alike) that go out."""
+    """Counts the tries of each recorded call that go out (``call``)."""
 
     def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
         self.inner = inner or httpx.AsyncHTTPTransport()
-        self.sent = 0
+
+    @contextmanager
+    def call(self) -> Iterator[_Tries]:
+        """Count the tries of the call made inside: its own, not those of the client's
+        other calls meanwhile (a Worker's claim beside its reports and heartbeats).
+
+        The client sends each try from the task that made the call, or from a task it
+        starts for the retries, which runs in a copy of that context.
+        """
+        tries = _Tries()
+        token = _CALL.set(tries)
+        try:
+            yield tries
+        finally:
+            _CALL.reset(token)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.sent += 1
+        tries = _CALL.get()
+        if tries is not None:
+            tries.count += 1
         return await self.inner.handle_async_request(request)
 
     async def aclose(self) -> None:
@@ -723,9 +827,10 @@ class _CountingTransport(httpx.AsyncBaseTransport):
 class _RecordingClient(AgentClient):
     """An ``AgentClient`` that records the claims and reports the coordinator acknowledged.
 
-    A claim whose request was retried may have leased jobs on a try whose answer
-    was lost, so it stays *in doubt* for the agent; so does every report and claim
-    of a request that failed.
+    A claim one try of which got no answer (its request retried after a read timeout,
+    or given up) may have leased jobs on that try: it stays *in doubt* for the agent
+    from its send (``History.claims_in_doubt``); so does every report of a request
+    that failed.
     """
 
     def __init__(
@@ -744,15 +849,21 @@ class _RecordingClient(AgentClient):
 
     async def claim(self, **kw: Any) -> list[Claimed]:
         """Claim, recording the leases won."""
-        sent, tries = time.time(), self.counting.sent
+        sent = time.time()
         self.work.doubtful_claims[self.agent.id] += 1
-        claimed = await super().claim(**kw)
+        with self.counting.call() as tries:
+            try:
+                claimed = await super().claim(**kw)
+            except (CoordinatorUnavailable, asyncio.CancelledError):
+                if tries.count:
+                    self._in_doubt(sent)  # a try went out and no answer came back
+                raise
         self._acked(sent, tries, claimed)
         return claimed
 
     async def report(self, reports: Any, **kw: Any) -> Reported:
         """Report, recording the acknowledged writes and the leases won."""
-        sent, tries = time.time(), self.counting.sent
+        sent = time.time()
         claims = kw.get("max_jobs", 0) > 0
         ends = [r for r in reports if r.action != "heartbeat"]
         # The Worker sends an end again in a new call when a call failed (``report_delayed``):
@@ -769,12 +880,18 @@ class _RecordingClient(AgentClient):
                     history.doubtful_ends[key] = sent
         if claims:
             self.work.doubtful_claims[self.agent.id] += 1
-        answer = await super().report(reports, **kw)
+        with self.counting.call() as tries:
+            try:
+                answer = await super().report(reports, **kw)
+            except (CoordinatorUnavailable, asyncio.CancelledError):
+                if claims and tries.count:
+                    self._in_doubt(sent)
+                raise
         acked = time.time()
         # A retried request may have been applied by a try whose answer was lost: the
         # retry then finds the lease gone and answers ``lease_lost`` for a write that
         # landed. Only a first-try answer settles an item that was not ok.
-        first_try = self.counting.sent - tries == 1
+        first_try = tries.count == 1
         for r, item in zip(reports, answer.items, strict=True):
             history = self.work.round_of.get(r.job_id)
             settled = item.ok or (first_try and (r.job_id, r.epoch) not in resent)
@@ -793,14 +910,22 @@ class _RecordingClient(AgentClient):
             self._acked(sent, tries, answer.leases)
         return answer
 
-    def _acked(self, sent: float, tries: int, claimed: list[Claimed]) -> None:
+    def _acked(self, sent: float, tries: _Tries, claimed: list[Claimed]) -> None:
         acked = time.time()
-        if self.counting.sent - tries == 1:
+        if tries.count == 1:
             # Answered on its first try: no lease can have been won unseen.
             self.work.doubtful_claims[self.agent.id] -= 1
+        else:
+            self._in_doubt(sent)  # an earlier try's answer was lost
         for c in claimed:
             item = {
                 "job": c.job.raw,
                 "lease": {"epoch": c.lease.epoch, "expires_at": c.lease.expires_at.isoformat()},
             }
             self.work.record_claim(self.agent, item, sent, acked)
+
+    def _in_doubt(self, sent: float) -> None:
+        """A claim sent at ``sent`` may have leased jobs on a try whose answer was lost."""
+        doubt, agent = self.work.claims_in_doubt, self.agent.id
+        doubt[agent] = min(doubt.get(agent, sent), sent)
+        self.work.stats.claims_in_doubt += 1
