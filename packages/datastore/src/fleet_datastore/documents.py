@@ -272,8 +272,30 @@ def validate_patch(spec: ContainerSpec, patch: Any) -> Patch:
     if not sets and not removes:
         raise InvalidRequestError("patch changes nothing")
     nested = False
+    pk, isfinite = spec.partition_key, math.isfinite
     for name, value in sets.items():
-        _check_patch_name(spec, name)
+        # The usual name and value are passed inline, a call less each (a C=1 job's
+        # three patches set 15 fields); anything else takes the checks that say
+        # what is wrong with it, or that it is nested.
+        if (
+            type(name) is not str
+            or not name
+            or name[0] == "_"
+            or "." in name
+            or "/" in name
+            or name == "id"
+            or name == pk
+        ):
+            _check_patch_name(spec, name)
+        kind = type(value)
+        if (
+            kind is str
+            or value is None
+            or kind is bool
+            or (kind is float and isfinite(value))
+            or (kind is int and -MAX_SAFE_INT <= value <= MAX_SAFE_INT)
+        ):
+            continue
         nested = nested or not _plain_scalar(value)
     for name in removes:
         _check_patch_name(spec, name)
