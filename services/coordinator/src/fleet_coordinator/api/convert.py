@@ -83,7 +83,7 @@ def _fields(job: JobState, lease: Any) -> dict[str, Any]:
         "payload": dict(job.payload),
         "traceparent": job.traceparent,
         "priority": job.priority,
-        "status": job.status.value,
+        "status": job.status._value_,  # not .value: a property (domain/statuses.py)
         "attempts": job.attempts,
         "max_attempts": job.max_attempts,
         "run_after": run_after,

@@ -33,16 +33,13 @@ AgentChange = Callable[[AgentState], Patch | None]
 class StoredAgent:
     """An agent document and its decoded state, decoded once per stored version."""
 
-    __slots__ = ("doc", "state")
+    __slots__ = ("doc", "id", "state")
 
     def __init__(self, doc: Document) -> None:
         self.doc = doc
+        # The agent id: an attribute, not a property (a call), read at every step of a claim.
+        self.id = doc.id
         self.state = agent_from_doc(doc.body)
-
-    @property
-    def id(self) -> str:
-        """The agent id."""
-        return self.doc.id
 
 
 class UnknownAgents:

@@ -103,7 +103,7 @@ def _run_to_doc(run: Run) -> dict[str, Any]:
         "epoch": run.epoch,
         "agent_id": run.agent_id,
         "claimed_at": run.claimed_at,
-        "outcome": run.outcome.value,
+        "outcome": run.outcome._value_,
     }
     if run.ended_at is not None:
         doc["ended_at"] = run.ended_at  # not while it runs
@@ -142,7 +142,7 @@ def job_to_doc(
         "payload": dict(job.payload),
         "traceparent": job.traceparent,
         "priority": job.priority,
-        "status": job.status.value,
+        "status": job.status._value_,  # not .value: a property (domain/statuses.py)
         "attempts": job.attempts,
         "max_attempts": job.max_attempts,
         "lease_seconds": job.lease_seconds,
@@ -275,7 +275,7 @@ def job_patch(
     changed: dict[str, Any] = {}
     removed: list[str] = []
     if new.status is not old.status:
-        changed["status"] = new.status.value
+        changed["status"] = new.status._value_
     if new.attempts != old.attempts:
         changed["attempts"] = new.attempts
     if new.run_after != old.run_after:
