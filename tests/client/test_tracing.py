@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -167,6 +168,45 @@ asyncio.run(main())
 """
     )
     assert printed.splitlines()[-1] == "200 0 200 1 ['GET /v1/queues']"  # after the log lines
+
+
+def test_without_an_sdk_the_per_request_check_reads_no_environment() -> None:
+    """No tracer provider set: a request's tracing check costs no ``os.environ`` look-up
+    (OpenTelemetry's own check makes one, an encode and a KeyError, every call)."""
+    printed = run_python(
+        """
+import os
+from fleet_coordinator.tracing import requests_traced
+
+class Counted(dict):
+    looked_up = 0
+    def __contains__(self, key):
+        Counted.looked_up += 1
+        return super().__contains__(key)
+
+os.environ = Counted(os.environ)
+print([requests_traced() for _ in range(3)], Counted.looked_up)
+"""
+    )
+    assert printed == "[False, False, False] 0"
+
+
+def test_a_tracer_provider_named_by_the_environment_traces_requests() -> None:
+    """``OTEL_PYTHON_TRACER_PROVIDER`` names the SDK's provider: OpenTelemetry loads it on
+    first use, and requests are traced from the first one."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from fleet_coordinator.tracing import requests_traced; print(requests_traced())",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={**os.environ, "OTEL_PYTHON_TRACER_PROVIDER": "sdk_tracer_provider"},
+    )
+    assert done.stdout.strip() == "True"
 
 
 def test_without_opentelemetry_the_clients_read_no_trace_context() -> None:

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from fleet_coordinator import Settings, create_app
 from fleet_coordinator.api.limits import RouteRules
-from fleet_coordinator.services import get_job
+from fleet_coordinator.services import agent_docs, get_job
+from fleet_coordinator.store import agent_from_doc
 
 from .conftest import Api
 
@@ -152,6 +153,36 @@ async def test_the_claim_uses_the_capacity_the_reports_freed(api: Api) -> None:
     assert answer["items"][0]["status"] == "succeeded"
     assert [le["job"]["id"] for le in answer["leases"]] == [second["id"]]
     assert answer["leases"][0]["lease"]["epoch"] == 1
+
+
+async def test_a_report_cycle_decodes_its_agent_once(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A C=1 agent's complete-and-claim decodes its agent document once: at the ledger
+    write; the next claim starts from that version, decoded already (``AgentDocs.stored``)."""
+    _, headers = await api.agent(capacity=1)
+    for _ in range(4):
+        await api.enqueue()
+    [lease] = await api.claim(headers)
+    decoded: list[str] = []
+
+    def counted(body: Any) -> Any:
+        decoded.append(body["id"])
+        return agent_from_doc(body)
+
+    monkeypatch.setattr(agent_docs, "agent_from_doc", counted)
+    job_id = lease["job"]["id"]
+    for _ in range(3):
+        answer = await _report(
+            api,
+            headers,
+            items=[{"job_id": job_id, "epoch": 1, "action": "complete"}],
+            claim={"max_jobs": 1},
+        )
+        assert answer["items"][0]["status"] == "succeeded"
+        [lease] = answer["leases"]
+        job_id = lease["job"]["id"]
+    assert len(decoded) == 3, decoded
 
 
 async def test_no_items_and_a_claim_is_a_claim(api: Api) -> None:

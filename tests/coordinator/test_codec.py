@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 from fleet_coordinator.domain import complete
-from fleet_coordinator.store import job_from_doc, job_to_doc, patch_between
+from fleet_coordinator.store import CODEC_KEY, CODEC_STAMP, job_from_doc, job_to_doc, patch_between
 
 from .domain_support import AGENT, LEGACY_DEFAULTS, T0, leased, new_job, ok
 
@@ -30,9 +30,11 @@ def _as_written_before(body: dict[str, object]) -> dict[str, object]:
     assert isinstance(runs, list)
     # The versions that spelled defaults out predate schedules: no ``schedule`` key.
     spelled = {k: v for k, v in LEGACY_DEFAULTS.items() if k != "schedule"}
+    # Nor a codec stamp: that came later still.
+    own = {k: v for k, v in body.items() if k != CODEC_KEY}
     return {
         **spelled,
-        **body,
+        **own,
         "runs": [{"error": None, "ended_at": None, **run} for run in runs],
     }
 
@@ -75,3 +77,4 @@ def test_a_body_written_with_every_field_decodes_the_same_and_sheds_them_on_its_
     patch = patch_between(old, job_to_doc(claimed, "s00"))
     assert set(patch.remove) == LEFT_OUT - {"lease"}  # the lease is set by the claim
     assert "lease" in patch.set
+    assert patch.set[CODEC_KEY] == CODEC_STAMP  # and the stamp: now it is the codec's body

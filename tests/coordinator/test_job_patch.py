@@ -35,7 +35,15 @@ from fleet_coordinator.domain import (
     retry,
 )
 from fleet_coordinator.services.cache import JobStates
-from fleet_coordinator.store import Retention, job_from_doc, job_patch, job_to_doc, patch_between
+from fleet_coordinator.store import (
+    CODEC_KEY,
+    CODEC_STAMP,
+    Retention,
+    job_from_doc,
+    job_patch,
+    job_to_doc,
+    patch_between,
+)
 from fleet_datastore import Document, Patch
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
@@ -331,6 +339,10 @@ def test_any_change_of_any_field_patches_as_the_encoded_bodies_do(
 def unlike_the_codec(draw: st.DrawFn, body: dict[str, Any]) -> dict[str, Any]:
     """``body`` changed as a body of another origin may differ from the codec's own."""
     odd = dict(body)
+    # An older version wrote no stamp; a newer one may write another.
+    del odd[CODEC_KEY]
+    if draw(st.booleans()):
+        odd[CODEC_KEY] = CODEC_STAMP + 1
     if draw(st.booleans()):
         odd = {**LEGACY_DEFAULTS, **odd}
         odd["runs"] = [{"error": None, "ended_at": None, **run} for run in odd["runs"]]
@@ -375,22 +387,60 @@ def test_a_body_of_another_origin_is_patched_the_long_way_and_then_is_the_codecs
     _assert_same(job_patch(written, new, ttl, mid), _reference(written, new, ttl))
 
 
+def _as_read(body: dict[str, Any], cosmos: bool) -> dict[str, Any]:
+    """``body`` as a store gives it back: through JSON (Cosmos DB: whole floats as ints)."""
+    read: dict[str, Any] = orjson.loads(orjson.dumps(body))
+    if not cosmos:
+        return read
+
+    def whole(value: Any) -> Any:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, dict):
+            return {key: whole(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [whole(item) for item in value]
+        return value
+
+    return {key: whole(value) for key, value in read.items()}
+
+
+@EXAMPLES
+@given(job_states(), st.data(), ttls, hashes, st.booleans())
+def test_a_stamped_body_read_from_the_store_patches_from_the_state_it_decodes_to(
+    first: JobState, data: st.DataObject, ttl: Retention | None, request_hash: str, cosmos: bool
+) -> None:
+    """A body with this codec's stamp, written on any replica of this version and read
+    back (a claim's candidate), takes its patch from its decoding (``JobStates.written``):
+    not ``first`` itself, but what the store's JSON gives back, numbers perhaps in
+    another type."""
+    stored = _as_read(_stored(first, request_hash, ttl, cosmos), cosmos)
+    for etag in ("e1", "e2", "e3", "e4"):
+        old = JobStates().written(Document(first.id, SHARD, etag, stored))
+        assert old is not None
+        new = _step(old, data)
+        if new is None:
+            return
+        patch = job_patch(stored, new, ttl, old)
+        _assert_same(patch, _reference(stored, new, ttl))
+        stored = _as_read(_applied(stored, patch), cosmos)
+
+
 JOB = JobState(id="j-1", queue="default", kind="build", payload={"n": 1}, created_at=T0)
 
 
-def _doc(etag: str) -> Document:
-    return Document(JOB.id, SHARD, etag, job_to_doc(JOB, SHARD))
+def _doc(etag: str, **changes: Any) -> Document:
+    return Document(JOB.id, SHARD, etag, {**job_to_doc(JOB, SHARD), **changes})
 
 
-def test_only_what_this_replica_wrote_counts_as_written() -> None:
+def test_only_a_body_with_this_codecs_stamp_counts_as_written() -> None:
     states = JobStates(max_items=2)
     read = _doc("e1")
-    assert states.of(read) == JOB
-    assert states.written(read) is None  # decoded from a read: of unknown origin
+    assert states.written(read) == JOB  # read from the store, written by this version
+    assert states.written(read) is states.of(read)  # decoded once
     wrote = _doc("e2")
     states.remember(wrote, JOB)
     assert states.written(wrote) is JOB
-    assert states.of(wrote) is JOB
-    assert states.written(_doc("e3")) is None  # another version of the same job
-    states.of(_doc("e4"))  # full: cleared, what was written with the rest
-    assert states.written(wrote) is None
+    unstamped = {key: value for key, value in job_to_doc(JOB, SHARD).items() if key != CODEC_KEY}
+    assert states.written(Document(JOB.id, SHARD, "e3", unstamped)) is None  # an older version
+    assert states.written(_doc("e4", **{CODEC_KEY: CODEC_STAMP + 1})) is None  # a newer one

@@ -172,8 +172,15 @@ def _type_ok(kind: FieldType, value: Any) -> bool:
 
 def _check_declared(spec: ContainerSpec, body: Mapping[str, Any]) -> None:
     for name, kind in spec.top_fields.items():
-        if name in body and not _type_ok(kind, body[name]):
-            raise _wrong_type(name, kind, body[name])
+        if name in body:
+            value = body[name]
+            # A string or a float declared as such, the common case, without a call:
+            # a job's create checks nine fields and each of its writes a few.
+            kind_of = type(value)
+            if (kind_of is str and kind == "str") or (kind_of is float and kind == "float"):
+                continue
+            if not _type_ok(kind, value):
+                raise _wrong_type(name, kind, value)
     for path, kind in spec.nested_fields.items():
         if _has_path(body, path):
             value = get_path(body, path)
@@ -203,13 +210,17 @@ def _check_keys(body: Mapping[str, Any]) -> None:
 
 def prepare(spec: ContainerSpec, body: Any) -> PreparedDocument:
     """Validate a whole document body and serialise it; raises before anything is written."""
-    if not isinstance(body, Mapping):
-        raise InvalidRequestError("a document must be a JSON object")
+    if type(body) is not dict:
+        # Any other mapping is checked and encoded as a plain copy; a dict, what every
+        # caller passes, needs no copy to encode (nor the ABC's isinstance check).
+        if not isinstance(body, Mapping):
+            raise InvalidRequestError("a document must be a JSON object")
+        body = dict(body)
     doc_id = check_id(body.get("id"))
     pk = check_partition_key(body.get(spec.partition_key))
     _check_keys(body)
     _check_declared(spec, body)
-    return _finish(spec, doc_id, pk, _encode(dict(body)))
+    return _finish(spec, doc_id, pk, _encode(body))
 
 
 def _finish(spec: ContainerSpec, doc_id: str, pk: str, raw: bytes) -> PreparedDocument:
@@ -255,13 +266,36 @@ def validate_patch(spec: ContainerSpec, patch: Any) -> Patch:
     if not isinstance(patch, Patch):
         raise InvalidRequestError("patch must be a Patch")
     sets, removes = patch.set, patch.remove
-    if not isinstance(sets, Mapping) or not isinstance(removes, tuple):
+    # A dict, as nearly every patch holds, without the ABC's isinstance check.
+    if (type(sets) is not dict and not isinstance(sets, Mapping)) or not isinstance(removes, tuple):
         raise InvalidRequestError("patch.set must be a mapping and patch.remove a tuple")
     if not sets and not removes:
         raise InvalidRequestError("patch changes nothing")
     nested = False
+    pk, isfinite = spec.partition_key, math.isfinite
     for name, value in sets.items():
-        _check_patch_name(spec, name)
+        # The usual name and value are passed inline, a call less each (a C=1 job's
+        # three patches set 15 fields); anything else takes the checks that say
+        # what is wrong with it, or that it is nested.
+        if (
+            type(name) is not str
+            or not name
+            or name[0] == "_"
+            or "." in name
+            or "/" in name
+            or name == "id"
+            or name == pk
+        ):
+            _check_patch_name(spec, name)
+        kind = type(value)
+        if (
+            kind is str
+            or value is None
+            or kind is bool
+            or (kind is float and isfinite(value))
+            or (kind is int and -MAX_SAFE_INT <= value <= MAX_SAFE_INT)
+        ):
+            continue
         nested = nested or not _plain_scalar(value)
     for name in removes:
         _check_patch_name(spec, name)

@@ -134,12 +134,13 @@ def _item_out(item: ReportItem, outcome: ReportOutcome) -> dict[str, Any]:
     error, job = outcome.error, outcome.job
     if error is None and job is not None:
         if item.action != "heartbeat":
-            return {"job_id": outcome.job_id, "ok": True, "status": job.status.value}
+            # ``_value_``, not the ``value`` property (domain/statuses.py).
+            return {"job_id": outcome.job_id, "ok": True, "status": job.status._value_}
         if job.lease is not None:
             return {
                 "job_id": outcome.job_id,
                 "ok": True,
-                "status": job.status.value,
+                "status": job.status._value_,
                 "lease": lease_json(job.lease),
                 "cancel_requested": job.cancel_requested,
             }

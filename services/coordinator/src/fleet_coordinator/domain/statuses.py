@@ -10,6 +10,10 @@ job documents, so the enum values must never be renamed::
       │                 └────lease ends while cancel requested───────▶ cancelled
       └──────────────cancel─────────────────────────────────────────▶ cancelled
     failed / cancelled ──retry──▶ queued
+
+The paths every job takes read a member's string as ``._value_`` (the enum's own
+attribute holding it, a plain read) rather than ``.value``, which in Python 3.11 is
+a property: two Python-level calls on every job write, answer and log line.
 """
 
 from __future__ import annotations

@@ -23,6 +23,9 @@ CATCH_UP_SECONDS = 1.0
 CLOCK_MARGIN_SECONDS = 60.0
 """How far before the last catch-up began the next one reads: replicas' clocks differ."""
 
+DECODED_MAX = 4096
+"""Agents whose last decoded version ``AgentDocs`` keeps (cleared when full)."""
+
 AgentChange = Callable[[AgentState], Patch | None]
 """Decides the patch for an agent as read; None means nothing to write."""
 
@@ -30,16 +33,13 @@ AgentChange = Callable[[AgentState], Patch | None]
 class StoredAgent:
     """An agent document and its decoded state, decoded once per stored version."""
 
-    __slots__ = ("doc", "state")
+    __slots__ = ("doc", "id", "state")
 
     def __init__(self, doc: Document) -> None:
         self.doc = doc
+        # The agent id: an attribute, not a property (a call), read at every step of a claim.
+        self.id = doc.id
         self.state = agent_from_doc(doc.body)
-
-    @property
-    def id(self) -> str:
-        """The agent id."""
-        return self.doc.id
 
 
 class UnknownAgents:
@@ -134,6 +134,27 @@ class AgentDocs:
         self.unknown = unknown or UnknownAgents(enabled=False)
         self.clock = clock or SystemClock()
         self._catching_up: asyncio.Future[None] | None = None
+        self._decoded: dict[str, StoredAgent] = {}
+
+    def stored(self, doc: Document) -> StoredAgent:
+        """``doc`` and its decoded state, decoded once per stored version of the agent.
+
+        A claim starts from the agent document its token's check read from the cache:
+        for a busy agent, the version this replica's last ledger write left, which
+        ``update`` decoded then. An etag names one stored version (every write draws a
+        new one), so the same etag is the same state: a C=1 report cycle decodes its
+        agent once instead of twice.
+        """
+        last = self._decoded.get(doc.id)
+        if last is not None and last.doc.etag == doc.etag:
+            return last
+        return self._keep(StoredAgent(doc))
+
+    def _keep(self, agent: StoredAgent) -> StoredAgent:
+        if len(self._decoded) >= DECODED_MAX:
+            self._decoded.clear()  # bounded, as the agent cache is; the next use decodes
+        self._decoded[agent.id] = agent
+        return agent
 
     async def read_for_token(self, agent_id: str) -> Document | None:
         """``read`` for a token's agent id: an id never found here spends the replica's budget."""
@@ -236,7 +257,7 @@ class AgentDocs:
             result = await self.container.update_if_match(agent.id, agent.id, agent.doc, patch)
             if result.ok and result.document is not None:
                 self.cache.put(result.document)
-                return StoredAgent(result.document)
+                return self._keep(StoredAgent(result.document))
             if result.outcome is Outcome.NOT_FOUND:
                 self.cache.evict(agent.id)
                 return None

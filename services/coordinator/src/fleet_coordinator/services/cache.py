@@ -14,7 +14,7 @@ from collections import OrderedDict
 from fleet_datastore import Document
 
 from ..domain import JobState
-from ..store import job_from_doc
+from ..store import CODEC_KEY, CODEC_STAMP, job_from_doc
 
 __all__ = ["DocCache", "JobStates"]
 
@@ -61,16 +61,17 @@ class JobStates:
     what the lease wrote: ``remember`` records the state a write stored, so the
     next step starts from it. Bounded: cleared when full.
 
-    What this replica wrote is also known to be stored exactly as ``job_to_doc``
-    encodes its state (a write's patch turns any stored body into that), so the
-    next write over it can take its patch from the two states (``written``,
-    ``store.job_patch``); a document read from the store may have been written by
-    another version of the coordinator, and is not.
+    A body stamped with this version's ``CODEC_STAMP`` is known to be stored
+    exactly as ``job_to_doc`` encodes its state (every job write of this version
+    leaves such a body, on this replica or another), so the next write over it can
+    take its patch from the two states (``written``, ``store.job_patch``): a
+    completion over the lease this replica wrote, and a claim over the body its
+    candidate query read. A body without the stamp, or with another version's, may
+    differ from its state's encoding, and is patched the long way.
     """
 
     def __init__(self, max_items: int = 4096) -> None:
         self._items: dict[tuple[str, str], JobState] = {}
-        self._written: dict[tuple[str, str], JobState] = {}
         self._max = max_items
 
     def of(self, doc: Document) -> JobState:
@@ -84,16 +85,15 @@ class JobStates:
 
     def remember(self, doc: Document, state: JobState) -> None:
         """``doc`` was just written from ``state`` (``job_to_doc``): its decoding."""
-        key = (doc.id, doc.etag)
-        self._put(key, state)
-        self._written[key] = state
+        self._put((doc.id, doc.etag), state)
 
     def written(self, doc: Document) -> JobState | None:
-        """The state ``doc`` was written from by this replica (``remember``), else None."""
-        return self._written.get((doc.id, doc.etag))
+        """The state whose exact encoding ``doc``'s body is (stamped by this codec), else None."""
+        if doc.body.get(CODEC_KEY) != CODEC_STAMP:
+            return None
+        return self.of(doc)
 
     def _put(self, key: tuple[str, str], state: JobState) -> None:
         if len(self._items) >= self._max:
             self._items.clear()
-            self._written.clear()  # never more entries than _items
         self._items[key] = state

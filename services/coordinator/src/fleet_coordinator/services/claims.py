@@ -102,7 +102,7 @@ async def claim_jobs(
             if fresh is None:
                 return []
             agent = fresh
-        return await _claim(co, StoredAgent(agent), asked, max_jobs)
+        return await _claim(co, co.agent_docs.stored(agent), asked, max_jobs)
 
 
 async def _claim(

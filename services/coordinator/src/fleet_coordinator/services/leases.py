@@ -56,14 +56,15 @@ async def _ended(co: Coordinator, op: str, agent_id: str, old: JobState, new: Jo
         await lease_ended(co, old, new)
     finally:
         # The end is written: counted and logged even if freeing its lock did not finish.
-        co.metrics.labelled(co.metrics.finished, op, new.status.value).inc()
+        # ``_value_``, not the ``value`` property (domain/statuses.py): every job ends here.
+        co.metrics.labelled(co.metrics.finished, op, new.status._value_).inc()
         _count_end(co, new)
         co.log.info(
             f"coordinator.job.{op}",
             job_id=new.id,
             agent_id=agent_id,
             epoch=old.epoch,
-            status=new.status.value,
+            status=new.status._value_,
         )
         job_span(f"coordinator.job.{op}", new, agent_id, old.epoch)
 

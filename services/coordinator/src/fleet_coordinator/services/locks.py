@@ -133,6 +133,10 @@ async def _read_holder_job(co: Coordinator, job_id: str) -> Document | None:
 
 async def _fence(co: Coordinator, doc: Document) -> Document | None:
     """Change the holder job's etag so that its in-flight lease write can never land."""
+    # Only a queued or leased job is fenced, whose one field holding ``updated_at`` is
+    # that one (a terminal job's ``ended_at`` is another): the body stays exactly the
+    # codec's encoding of its state, as its stamp says (``JobStates.written``), and the
+    # claim's lease write over it may take its patch from the two states.
     result = await co.jobs.update_if_match(
         doc.id, doc.partition_key, doc, Patch(set={"updated_at": co.clock.now()})
     )

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from fleet_datastore import Container, DocumentStore
 
 from .codec import (
+    CODEC_KEY,
+    CODEC_STAMP,
     Retention,
     agent_from_doc,
     agent_to_doc,
@@ -37,6 +39,8 @@ from .specs import (
 
 __all__ = [
     "AGENTS_SPEC",
+    "CODEC_KEY",
+    "CODEC_STAMP",
     "CONTAINER_SPECS",
     "JOBS_SPEC",
     "LAYOUT_ID",

@@ -15,6 +15,14 @@ checks less. With no None inside them, a claim's lease and run need no walk for
 a NaN either (the datastore looks for one only where its JSON holds a ``null``:
 ``fleet_datastore.documents._encode``).
 
+Every job body carries ``codec`` (``CODEC_STAMP``): written only by
+``job_to_doc``, and by every job write of this version (a write over a body of
+another origin goes the long way, which sets it), so a body with this stamp is
+exactly ``job_to_doc`` of the state it decodes to, wherever it was read from, and
+its next write may take its patch from the two states (``job_patch``). A change to
+what ``job_to_doc`` writes must change the stamp:
+``tests/coordinator/test_codec_stamp.py`` pins the encoding to it.
+
 A stored agent adds ``pk`` (its id) and ``kind = "agent"``; its ledger ``held``
 is ``{job_id: {"epoch", "at"}}``.
 """
@@ -30,6 +38,8 @@ from fleet_datastore import Patch
 from ..domain import AgentState, Holding, JobState, JobStatus, Lease, Run, RunOutcome, reap_due_at
 
 __all__ = [
+    "CODEC_KEY",
+    "CODEC_STAMP",
     "Retention",
     "agent_from_doc",
     "agent_to_doc",
@@ -39,6 +49,16 @@ __all__ = [
     "job_to_doc",
     "patch_between",
 ]
+
+
+CODEC_KEY = "codec"
+CODEC_STAMP = 1
+"""The version of ``job_to_doc``'s encoding, stored in every job body it writes (``CODEC_KEY``).
+
+Change it with any change to what ``job_to_doc`` writes for some state (a field
+added, dropped, renamed, defaulted or encoded otherwise): a body stamped by one
+version is then never taken for another's (``JobStates.written``).
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +103,7 @@ def _run_to_doc(run: Run) -> dict[str, Any]:
         "epoch": run.epoch,
         "agent_id": run.agent_id,
         "claimed_at": run.claimed_at,
-        "outcome": run.outcome.value,
+        "outcome": run.outcome._value_,
     }
     if run.ended_at is not None:
         doc["ended_at"] = run.ended_at  # not while it runs
@@ -122,7 +142,7 @@ def job_to_doc(
         "payload": dict(job.payload),
         "traceparent": job.traceparent,
         "priority": job.priority,
-        "status": job.status.value,
+        "status": job.status._value_,  # not .value: a property (domain/statuses.py)
         "attempts": job.attempts,
         "max_attempts": job.max_attempts,
         "lease_seconds": job.lease_seconds,
@@ -141,6 +161,7 @@ def job_to_doc(
         "runs": [_run_to_doc(r) for r in job.runs],
         "runs_dropped": job.runs_dropped,
         "request_hash": request_hash,
+        CODEC_KEY: CODEC_STAMP,
     }
     for key, default in _DEFAULTS:
         if body[key] == default:
@@ -232,16 +253,17 @@ def job_patch(
 
     ``body`` being ``job_to_doc(new, ...)`` with ``stored``'s ``request_hash`` and
     ``ttl``. Pass ``old`` only when ``stored`` is exactly the body of ``old`` (with
-    this ``ttl``; keys starting with "_" aside), as it is for a document this replica
-    wrote (``JobStates.written``). Then the patch comes from comparing ``old`` with
-    ``new`` field by field, without building ``body`` and comparing its ~25 keys: a
-    transition changes a handful of fields, and the rest are the same objects
-    (``domain._replace``). That saves ~45,000 of the ~70,000 instructions a write spent
-    here, ~4 % of a ``--concurrency 1`` job (docs/benchmarks.md). A body of unknown
-    origin (read from the store, perhaps written by an older version with its
-    defaults spelled out or keys since dropped) goes the long way, as does any change
-    to a field no transition makes. tests/coordinator/test_job_patch.py checks that
-    both ways give the same patch over random states, transitions and stored bodies.
+    this ``ttl``; keys starting with "_" aside), as it is for a body with this
+    version's ``CODEC_STAMP`` (``JobStates.written``). Then the patch comes from
+    comparing ``old`` with ``new`` field by field, without building ``body`` and
+    comparing its ~25 keys: a transition changes a handful of fields, and the rest are
+    the same objects (``domain._replace``). That saves ~45,000 of the ~70,000
+    instructions a write spent here, ~4 % of a ``--concurrency 1`` job
+    (docs/benchmarks.md). A body of another origin (written by an older version, with
+    its defaults spelled out, keys since dropped or no stamp) goes the long way, as
+    does any change to a field no transition makes. tests/coordinator/test_job_patch.py
+    checks that both ways give the same patch over random states, transitions and
+    stored bodies.
     """
     if old is None or not _same_settings(old, new):
         # The partition key is never part of a patch: any shard gives the same one.
@@ -253,7 +275,7 @@ def job_patch(
     changed: dict[str, Any] = {}
     removed: list[str] = []
     if new.status is not old.status:
-        changed["status"] = new.status.value
+        changed["status"] = new.status._value_
     if new.attempts != old.attempts:
         changed["attempts"] = new.attempts
     if new.run_after != old.run_after:
