@@ -473,3 +473,24 @@ async def test_a_made_up_session_cookie_is_refused_without_a_store_read(
     api.client.cookies.set("fleet_console", real, path="/ui")
     assert (await api.client.get("/ui/", follow_redirects=False)).status_code == 200
     assert reads.calls == 1
+
+
+async def test_console_integers_are_decimal_digits_as_the_apis_are(api: Api) -> None:
+    """``/ui/failed?retried=5_0`` and a bulk retry ``limit`` of ``+1``, ``1.0`` or 5000 are
+    refused (422, nothing retried); an empty limit is the API's default."""
+    await _signin(api.client)
+    csrf = await _csrf(api)
+    job = await api.enqueue(queue="q")
+    await api.client.post(f"/v1/jobs/{job['id']}/cancel", headers=api.admin)
+    r = await api.client.get("/ui/failed?retried=5_0")
+    assert (r.status_code, "<h1>Refused</h1>" in r.text) == (422, True), r.text
+    for limit in ("+1", "1.0", "1_0", "0", "5000"):
+        form = {"csrf": csrf, "status": "cancelled", "limit": limit}
+        r = await api.client.post("/ui/failed/retry", data=form)
+        assert r.status_code == 422, (limit, r.text)
+        assert "limit" in r.text, r.text
+    assert (await api.job(job["id"]))["status"] == "cancelled"
+    form = {"csrf": csrf, "status": "cancelled", "limit": ""}
+    done = await api.client.post("/ui/failed/retry", data=form, follow_redirects=True)
+    assert 'data-retried="1"' in done.text
+    assert (await api.job(job["id"]))["status"] == "queued"

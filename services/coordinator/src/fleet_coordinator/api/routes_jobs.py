@@ -38,6 +38,7 @@ from .models import (
     JobList,
     JobOut,
 )
+from .queries import DECIMAL
 
 __all__ = ["check_size", "router"]
 
@@ -207,7 +208,7 @@ async def list_all(
     status: JobStatus | None = None,
     kind: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     lock: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[int, Query(ge=1, le=1000), DECIMAL] = 100,
     cursor: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> JobList:
     """A page of jobs, oldest first, each filter served by an index.
