@@ -74,17 +74,34 @@ def _signin_form(request: Request, *, status: int = 200, error: str | None = Non
     return answer
 
 
-def _set_cookie(answer: Response, request: Request, name: str, value: str, *, max_age: int) -> None:
-    # Both cookies of the console: HttpOnly, SameSite=Strict, under /ui only (SPEC).
+def _set_cookie(
+    answer: Response,
+    request: Request,
+    name: str,
+    value: str,
+    *,
+    max_age: int,
+    expires: int | None = None,
+) -> None:
+    # Both cookies of the console: HttpOnly, SameSite=Strict, under /ui only (SPEC),
+    # and so is every header that ends one (``_drop_cookie``).
     answer.set_cookie(
         name,
         value,
         max_age=max_age,
+        expires=expires,
         path="/ui",
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
     )
+
+
+def _drop_cookie(answer: Response, request: Request, name: str) -> None:
+    # With the attributes it was set with: Starlette's delete_cookie defaults to
+    # SameSite=Lax without HttpOnly or Secure, so the console's own answers carried a
+    # weaker cookie header than SPEC's, and over https one without Secure.
+    _set_cookie(answer, request, name, "", max_age=0, expires=0)  # Expires for old clients
 
 
 @router.get("/signin")
@@ -110,7 +127,7 @@ async def signin(request: Request, co: Co) -> Response:
         return _signin_form(request, status=401, error="That is not the admin token.")
     cookie, _ = await start_session(co)
     answer = redirect("/ui/")
-    answer.delete_cookie(SIGNIN_COOKIE, path="/ui")
+    _drop_cookie(answer, request, SIGNIN_COOKIE)
     _set_cookie(answer, request, COOKIE, cookie, max_age=SESSION_SECONDS)
     return answer
 
@@ -121,7 +138,7 @@ async def signout(request: Request, co: Co, session: SessionDep) -> Response:
     require_csrf(session, await read_form(request))
     await end_session(co, session)
     answer = redirect("/ui/signin")
-    answer.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict")
+    _drop_cookie(answer, request, COOKIE)
     return answer
 
 
