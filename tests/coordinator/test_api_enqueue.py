@@ -35,6 +35,60 @@ async def test_same_idempotency_key_with_another_body_is_a_conflict(api: Api) ->
     assert (await api.job(first.json()["id"]))["payload"] == {"a": 1}
 
 
+async def test_a_retry_naming_the_same_instant_at_another_offset_is_the_same_job(
+    api: Api,
+) -> None:
+    """``run_after`` is an instant: the same one written at another UTC offset, or in
+    another form of the same body (defaults spelt out, keys reordered, 30 for 30.0), is
+    a replay (200, the same job), alone or in a batch; another instant is 409."""
+    first = {"kind": "k", "idempotency_key": "at", "run_after": "2030-01-01T00:00:00Z"}
+    created = await api.client.post("/v1/jobs", json=first, headers=api.admin)
+    assert created.status_code == 201, created.text
+    same = [
+        {**first, "run_after": "2030-01-01T01:00:00+01:00"},
+        {**first, "run_after": "2029-12-31T19:00:00.000-05:00"},
+        {**first, "run_after": "2030-01-01T00:00:00+00:00", "queue": "default", "priority": 0},
+    ]
+    for body in same:
+        for path in ("/v1/jobs", "/v1/jobs?via=plain"):
+            r = await api.client.post(path, json=body, headers=api.admin)
+            assert r.status_code == 200, (body, r.text)
+            assert r.json() == created.json()
+        r = await api.client.post("/v1/jobs/batch", json={"jobs": [body]}, headers=api.admin)
+        assert (r.status_code, r.json()["items"]) == (201, [created.json()]), r.text
+    later = {**first, "run_after": "2030-01-01T00:00:00+01:00"}  # an hour earlier, in fact
+    r = await api.client.post("/v1/jobs", json=later, headers=api.admin)
+    assert r.status_code == 409, r.text
+    assert len((await api.client.get("/v1/jobs", headers=api.admin)).json()["items"]) == 1
+
+
+async def test_a_job_keyed_at_an_offset_before_instants_were_compared_still_replays(
+    api: Api,
+) -> None:
+    """A job stored with the hash of its body as sent (``+01:00`` kept), as coordinators
+    before this one stored it, is replayed by the same body, not refused with 409."""
+    import hashlib
+
+    from fleet_coordinator.api.models import JobCreate
+    from fleet_coordinator.services import NewJob, enqueue
+
+    body = {"kind": "k", "idempotency_key": "old", "run_after": "2030-01-01T01:00:00+01:00"}
+    # The hash as those coordinators took it: the validated body, its offset kept.
+    sent_as = JobCreate.model_validate(body).model_dump(mode="json", exclude={"traceparent"})
+    assert sent_as["run_after"] == "2030-01-01T01:00:00+01:00"
+    old_hash = hashlib.sha256(json.dumps(sent_as, sort_keys=True).encode()).hexdigest()
+    new = NewJob(
+        kind="k", payload={}, run_after=1893456000.0, idempotency_key="old", request_hash=old_hash
+    )
+    stored, _ = await enqueue(api.co, new)
+    r = await api.client.post("/v1/jobs", json=body, headers=api.admin)
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == stored.id
+    r = await api.client.post("/v1/jobs/batch", json={"jobs": [body]}, headers=api.admin)
+    assert r.status_code == 201, r.text
+    assert [j["id"] for j in r.json()["items"]] == [stored.id]
+
+
 async def test_batch_creates_every_job_in_order(api: Api) -> None:
     """A valid batch answers 201 with one job per entry, in the order given."""
     jobs = [{"kind": "k", "payload": {"i": i}} for i in range(150)]
@@ -58,7 +112,7 @@ async def test_batch_with_one_invalid_job_enqueues_nothing(api: Api) -> None:
 @pytest.mark.parametrize(
     ("payload", "status", "field"),
     [
-        ('{"x": NaN}', 422, "payload"),  # what json.loads reads, and the route's check refuses
+        ('{"x": 1e400}', 422, "payload"),  # infinite as json.loads reads it: the route refuses
         ('{"x": 9007199254740993}', 422, "payload"),
         ('{"x": "' + "a" * 5000 + '"}', 413, None),  # the fixture's payload limit is 4096
     ],

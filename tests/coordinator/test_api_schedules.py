@@ -75,6 +75,50 @@ async def test_cron_and_timezone_outside_the_spec_are_refused(
 
 
 @pytest.mark.parametrize(
+    ("cron", "named"),
+    [
+        ("*/60 * * * *", "minute field '*/60'"),
+        ("5/60 * * * *", "minute field '5/60'"),
+        ("0 */24 * * *", "hour field '*/24'"),
+        ("0 */25 * * *", "hour field '*/25'"),
+        ("0 0 1-31/31 * *", "day of month field '1-31/31'"),
+        ("0 0 1 */12 *", "month field '*/12'"),
+        ("0 0 * * */7", "day of week field '*/7'"),
+        ("1,*/" + "9" * 150 + " * * * *", "minute field"),
+    ],
+)
+async def test_a_step_past_its_fields_range_is_refused(api: Api, cron: str, named: str) -> None:
+    """``*/60`` minutes or ``*/24`` hours match the field's first value only (once an hour,
+    a day): 422 naming the field and the step, nothing stored; the largest steps pass."""
+    r = await _put(api, "bad", cron=cron)
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["details"]["field"] == "cron", r.text
+    assert named in error["message"], r.text
+    assert "past the field's range" in error["message"], r.text
+    assert (await api.client.get("/v1/schedules/bad", headers=api.admin)).status_code == 404
+    assert (await _put(api, "widest", cron="*/59 */23 */30 */11 */6")).status_code == 201
+
+
+async def test_a_schedule_stored_with_a_step_now_refused_keeps_firing(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``*/60`` schedule stored before steps were checked is listed and fires hourly
+    as before; only a PUT of it is refused."""
+    from fleet_coordinator.domain.cron import CronSchedule
+
+    api.clock.set(START)
+    with monkeypatch.context() as before:  # the check as it was: cronsim's own
+        before.setattr(CronSchedule, "parse_new", CronSchedule.parse)
+        assert (await _put(api, "hourly", cron="*/60 * * * *")).status_code == 201
+    r = await api.client.get("/v1/schedules/hourly", headers=api.admin)
+    assert r.json()["next_run_at"] == "2026-05-04T11:00:00Z"
+    api.clock.set(datetime(2026, 5, 4, 11, 0, 1, tzinfo=UTC).timestamp())
+    assert await fire_due(api.co) == 1
+    assert (await _put(api, "hourly", cron="*/60 * * * *")).status_code == 422
+
+
+@pytest.mark.parametrize(
     ("field", "value"),
     [
         ("idempotency_key", "x"),

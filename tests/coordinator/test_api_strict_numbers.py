@@ -116,3 +116,21 @@ async def test_a_run_after_that_is_not_an_iso_8601_string_is_refused(api: Api) -
     assert r.json()["items"] == []
     job = await api.enqueue(run_after="2030-01-01T00:00:00Z")
     assert job["run_after"].startswith("2030-01-01T00:00:00")
+
+
+NOT_DECIMAL = ("5_0", "+5", "5.0", " 5", "0x5", "\u0665", "9" * 5000)
+"""Text pydantic's lax mode read as an integer (the first four), or that is none."""
+
+
+async def test_a_query_integer_that_is_not_decimal_digits_is_refused(api: Api) -> None:
+    """``GET /v1/jobs?limit=5_0`` (or ``+5``, ``5.0``) is 422 naming ``limit``, not 50 jobs."""
+    for _ in range(2):
+        await api.enqueue()
+    for value in NOT_DECIMAL:
+        r = await api.client.get("/v1/jobs", params={"limit": value}, headers=api.admin)
+        assert r.status_code == 422, (value, r.text)
+        error = r.json()["error"]
+        assert error["code"] == "validation_error", r.text
+        assert [e["loc"] for e in error["details"]["errors"]] == [["query", "limit"]], r.text
+    r = await api.client.get("/v1/jobs", params={"limit": "01"}, headers=api.admin)
+    assert len(r.json()["items"]) == 1  # decimal digits, a leading zero among them, are read

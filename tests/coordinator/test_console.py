@@ -67,6 +67,35 @@ async def test_the_session_cookie_is_secure_under_https(api: Api) -> None:
     assert "Secure" in cookie
 
 
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_every_cookie_header_of_the_console_is_strict_and_http_only(
+    api: Api, scheme: str
+) -> None:
+    """Setting and ending the sign-in and session cookies, each header is HttpOnly,
+    SameSite=Strict, under /ui and Secure over https (ending the sign-in cookie was
+    Starlette's default, SameSite=Lax, and no ending carried Secure)."""
+    transport = httpx.ASGITransport(app=api.app)
+    async with httpx.AsyncClient(transport=transport, base_url=f"{scheme}://test") as client:
+        headers: list[str] = []
+        form = await client.get("/ui/signin")
+        headers += form.headers.get_list("set-cookie")
+        signed = await client.post("/ui/signin", data={"token": ADMIN, "csrf": _hidden(form.text)})
+        headers += signed.headers.get_list("set-cookie")
+        csrf = _hidden((await client.get("/ui/queues")).text)
+        out = await client.post("/ui/signout", data={"csrf": csrf})
+        headers += out.headers.get_list("set-cookie")
+    names = [h.split("=", 1)[0] for h in headers]
+    assert names == ["fleet_signin", "fleet_signin", "fleet_console", "fleet_console"]
+    for header in headers:
+        attributes = [a.strip() for a in header.split(";")[1:]]
+        assert "HttpOnly" in attributes, header
+        assert "SameSite=strict" in attributes, header
+        assert "Path=/ui" in attributes, header
+        assert ("Secure" in attributes) == (scheme == "https"), header
+    ended = [headers[1], headers[3]]
+    assert all("Max-Age=0" in h for h in ended), ended
+
+
 async def test_a_wrong_token_or_a_missing_form_token_signs_nobody_in(api: Api) -> None:
     """A wrong admin token gets 401 and no session; a sign-in without its form token gets 403."""
     wrong = await _signin(api.client, "not-the-token")
@@ -473,3 +502,24 @@ async def test_a_made_up_session_cookie_is_refused_without_a_store_read(
     api.client.cookies.set("fleet_console", real, path="/ui")
     assert (await api.client.get("/ui/", follow_redirects=False)).status_code == 200
     assert reads.calls == 1
+
+
+async def test_console_integers_are_decimal_digits_as_the_apis_are(api: Api) -> None:
+    """``/ui/failed?retried=5_0`` and a bulk retry ``limit`` of ``+1``, ``1.0`` or 5000 are
+    refused (422, nothing retried); an empty limit is the API's default."""
+    await _signin(api.client)
+    csrf = await _csrf(api)
+    job = await api.enqueue(queue="q")
+    await api.client.post(f"/v1/jobs/{job['id']}/cancel", headers=api.admin)
+    r = await api.client.get("/ui/failed?retried=5_0")
+    assert (r.status_code, "<h1>Refused</h1>" in r.text) == (422, True), r.text
+    for limit in ("+1", "1.0", "1_0", "0", "5000"):
+        form = {"csrf": csrf, "status": "cancelled", "limit": limit}
+        r = await api.client.post("/ui/failed/retry", data=form)
+        assert r.status_code == 422, (limit, r.text)
+        assert "limit" in r.text, r.text
+    assert (await api.job(job["id"]))["status"] == "cancelled"
+    form = {"csrf": csrf, "status": "cancelled", "limit": ""}
+    done = await api.client.post("/ui/failed/retry", data=form, follow_redirects=True)
+    assert 'data-retried="1"' in done.text
+    assert (await api.job(job["id"]))["status"] == "queued"

@@ -169,6 +169,13 @@ async def test_a_refusal_pipelined_behind_a_direct_answer_comes_after_it(conn: C
         ),
         pytest.param(_post("/v1/job%73", {"kind": "k"}), 201, id="percent-escape"),
         pytest.param(_post("/v1/jobs/x/cancel", {}), 404, id="not-hot"),
+        pytest.param(_post("/v1/jobs", b'{"kind": "k", "payload": [NaN]}'), 400, id="nan"),
+        pytest.param(
+            # A run of 19 digits sends the body to json.loads, which would read the NaN.
+            _post("/v1/jobs", b'{"kind": "k", "payload": {"s": "1234567890123456789", "n": NaN}}'),
+            400,
+            id="nan-beside-a-long-number",
+        ),
         pytest.param(
             _post("/v1/jobs", {"kind": "k", "payload": "x" * 3_000_000}), 413, id="too-large"
         ),

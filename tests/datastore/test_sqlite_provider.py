@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import json
 import multiprocessing
 import os
 import signal
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -1314,6 +1315,71 @@ def _move_away(path: Path, *, replace: bool) -> None:
     path.rename(path.with_name("moved.db"))
     if replace:
         path.write_bytes(b"")
+
+
+def _move_back(moved: Path, path: Path) -> None:
+    path.unlink(missing_ok=True)
+    moved.rename(path)
+
+
+def _ids(path: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return [row[0] for row in conn.execute('SELECT id FROM "doc_tasks" ORDER BY id')]
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+async def test_writes_are_refused_once_the_ping_finds_the_file_gone(
+    db_path: Path, how: str
+) -> None:
+    """Once a ping has found the file deleted or replaced, every write is 503 and none
+    lands in the old inode (they were acknowledged and lost at the next restart);
+    reads still answer. The file moved back, writes are taken again."""
+    async with store_from_url(_url(db_path)) as store:
+        tasks = await store.create_container_if_not_exists(TASKS)
+        await tasks.create(_task(1))
+        _move_away(db_path, replace=how == "replaced")
+        with pytest.raises(StoreUnavailableError, match="deleted or replaced"):
+            await store.ping()
+        writes: list[Callable[[], Awaitable[object]]] = [
+            lambda: tasks.create(_task(2)),
+            lambda: tasks.upsert(_task(3)),
+            lambda: tasks.replace(_task(1)),
+            lambda: tasks.delete("t0001", "tenant1"),
+            lambda: tasks.batch("tenant1", [UpsertOp(_task(4))]),
+        ]
+        for write in writes:
+            with pytest.raises(StoreUnavailableError, match="deleted or replaced"):
+                await write()
+        assert (await tasks.get("t0001", "tenant1")).id == "t0001"
+        _move_back(db_path.with_name("moved.db"), db_path)
+        await store.ping()
+        await tasks.create(_task(2))
+    assert _ids(db_path) == ["t0001", "t0002"]  # no refused write landed
+
+
+async def test_the_store_finds_its_file_gone_without_a_ping(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nobody asks for readiness: the store's own timer (one stat a FILE_CHECK_SECONDS)
+    finds the file deleted, and writes are refused from then on."""
+    monkeypatch.setattr(sqlite_provider, "FILE_CHECK_SECONDS", 0.01)
+    async with store_from_url(_url(db_path)) as store:
+        tasks = await store.create_container_if_not_exists(TASKS)
+        _move_away(db_path, replace=False)
+        async with asyncio.timeout(10):
+            refused = await _first_refused_write(tasks)
+        assert "deleted or replaced" in str(refused)
+
+
+async def _first_refused_write(tasks: Container) -> StoreUnavailableError:
+    """Write until a write is refused: each is one the store's timer has not seen yet."""
+    for n in itertools.count(2):
+        try:
+            await tasks.create(_task(n))
+        except StoreUnavailableError as exc:
+            return exc
+        await asyncio.sleep(0.01)  # a turn for the timer; what ends the loop is its check
+    raise AssertionError("unreachable")
 
 
 @pytest.mark.parametrize("how", ["deleted", "replaced"])

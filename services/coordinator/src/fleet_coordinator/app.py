@@ -24,7 +24,7 @@ from .api import (
 )
 from .api.direct import DirectAnswers
 from .api.hot import HotPath
-from .api.middleware import GuardMiddleware, HeadAsGet
+from .api.middleware import GuardMiddleware, HeadAsGet, RefuseJsonConstants
 from .api.models import ErrorOut
 from .api.routes_ops import Readiness
 from .console import SECURITY_HEADERS, error_page, install_console
@@ -124,6 +124,9 @@ def create_app(
         # refusals and 500s included, and answers its refusals there with the console's
         # page), the hot path, then the framework's own layers, which only requests the
         # hot path hands on go through.
+        # NaN and the infinities are refused right in front of FastAPI's JSON parser,
+        # the only one that reads them: requests the hot path answers never pay it.
+        framework = RefuseJsonConstants(framework)
         inner = HotPath(framework) if hot_path else framework
         headers = (CONSOLE, SECURITY_HEADERS)
         guard = GuardMiddleware(

@@ -90,6 +90,10 @@ nothing (nearly all) costs one clock read and no statement."""
 WAL_CHECKPOINT_PAGES = 4000
 """WAL pages between automatic checkpoints (SQLite's default is 1000)."""
 
+FILE_CHECK_SECONDS = 1.0
+"""How often an open store checks that its file is still the one at its path (one
+``stat``): once it is not, writes are refused (``SqliteBackend.check_file``)."""
+
 PAGE_SIZE = 2048
 """``PRAGMA page_size`` of a new file (set before its first page is written; a file keeps its own).
 
@@ -656,6 +660,10 @@ class SqliteBackend:
         self._reader: _Worker | None = None
         self._inline: _Inline | None = None
         self._file: tuple[int, int] | None = None  # (device, inode) of the file opened
+        # Why writes are refused while the file at the path is not the one opened (it
+        # was deleted or replaced: ``check_file``), else None; read by every write.
+        self._gone: str | None = None
+        self._watch: asyncio.Task[None] | None = None
 
     def _connect(self, inline: bool = False) -> sqlite3.Connection:
         if self.path != ":memory:":
@@ -717,6 +725,34 @@ class SqliteBackend:
             self._inline = _Inline(conn, writer)
         self._writer, self._reader = writer, reader
         self._file = self._identity()
+        if self._file is not None:
+            self._watch = asyncio.create_task(self._watch_file(), name="fleet-sqlite-file")
+
+    async def _watch_file(self) -> None:
+        """``check_file`` every ``FILE_CHECK_SECONDS`` while the store is open."""
+        while True:
+            await asyncio.sleep(FILE_CHECK_SECONDS)
+            self.check_file()
+
+    def check_file(self) -> None:
+        """Refuse writes while the file at the path is not the one opened (one ``stat``).
+
+        A file deleted (or replaced) under an open store still takes its writes, into
+        an inode nobody can open again: each was acknowledged and lost at the next
+        restart. The check runs on a timer and at every ``ping``, not per write: a
+        ``stat`` per commit would cost more than the rest of a small write's system
+        calls. A write can so be lost for at most ``FILE_CHECK_SECONDS`` after the
+        file goes. Not for good: a file moved back (the same inode) takes writes again.
+        """
+        if self._file is None:
+            return
+        found = self._identity()
+        if found == self._file:
+            self._gone = None
+        else:
+            self._gone = (
+                f"sqlite: {self.path} was deleted or replaced while open; restart to use it"
+            )
 
     def _identity(self) -> tuple[int, int] | None:
         """The file at the path (device, inode); None for ``:memory:`` or no file there."""
@@ -730,6 +766,11 @@ class SqliteBackend:
 
     async def close(self) -> None:
         """Commit the inline writes queued, close every connection; safe to call twice."""
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
         inline, self._inline = self._inline, None
         if inline is not None:
             inline.close()
@@ -743,18 +784,20 @@ class SqliteBackend:
 
         ``SELECT 1`` reads no page, so a damaged or emptied file answered it (``/readyz``
         said ready while every request got 503). A file deleted or replaced while open
-        still takes writes, into the old file, which a restart never sees again.
+        would take writes into the old file, which a restart never sees again: from
+        this check (or the timer's) on, writes are refused (``check_file``).
         """
         await self._r.run(
             lambda conn: conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
         )
-        if self._file is not None and self._identity() != self._file:
-            raise StoreUnavailableError(
-                f"sqlite: {self.path} was deleted or replaced while open; restart to use it"
-            )
+        self.check_file()
+        if self._gone is not None:
+            raise StoreUnavailableError(self._gone)
 
     async def _write(self, fn: Callable[..., T], *args: Any) -> T:
         """A write: inline at the end of this loop turn, else on the writer thread."""
+        if self._gone is not None:
+            raise StoreUnavailableError(self._gone)  # it would be acknowledged, then lost
         if self._inline is not None:
             future = self._inline.write(fn, args)
             if future is not None:

@@ -13,8 +13,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import CoordinatorError
 from ..services import Coordinator
+from .literals import long_integer_at
 
 __all__ = ["ErrorPage", "error_response", "install_error_handlers", "under"]
+
+_LONG_INTEGER = "integer string conversion"
+"""In the message of the ValueError Python's parser raises for an integer past its limit."""
 
 ErrorPage = Callable[[Request, JSONResponse], Response]
 """Answers for an error answer in the SPEC shape, with its status and headers (a page)."""
@@ -82,7 +86,9 @@ def _from_validation_error(request: Request, exc: Exception) -> JSONResponse:
 def _from_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
-    answer = error_response(exc.status_code, code, _unparsed(exc) or str(exc.detail))
+    unparsed = _unparsed(exc)
+    details = None if unparsed is None else _unparsed_details(request, exc)
+    answer = error_response(exc.status_code, code, unparsed or str(exc.detail), details)
     if exc.headers:
         answer.headers.update(exc.headers)
     if exc.status_code == 405:
@@ -104,9 +110,21 @@ def _unparsed(exc: StarletteHTTPException) -> str | None:
     cause = exc.__cause__
     if isinstance(cause, RecursionError):
         return "the body is nested too deeply to parse"
-    if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
+    if isinstance(cause, ValueError) and _LONG_INTEGER in str(cause):
         return "an integer in the body has over 4300 digits: integers must be within ±(2**53-1)"
     return None
+
+
+def _unparsed_details(request: Request, exc: StarletteHTTPException) -> dict[str, Any] | None:
+    """Where the integer of over 4,300 digits is, from the body the guard admitted."""
+    # Imported here: the guard's module imports this one.
+    from .middleware import ADMITTED
+
+    admitted = request.scope.get(ADMITTED)
+    cause = exc.__cause__
+    if admitted is None or not (isinstance(cause, ValueError) and _LONG_INTEGER in str(cause)):
+        return None
+    return long_integer_at(admitted.body)
 
 
 def _allowed(request: Request) -> list[str]:

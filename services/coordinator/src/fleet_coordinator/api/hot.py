@@ -19,7 +19,9 @@ same ``error_response``.
 
 Everything else is handed to FastAPI unchanged, with the body the guard read
 replayed: any other route or method, a body that is empty, not JSON, not
-``application/json`` or invalid for the model. (A missing, unknown or
+``application/json`` or invalid for the model (a body holding ``NaN`` or an
+infinity, which FastAPI's ``json.loads`` would read, is answered 400 on the way:
+``api/literals.py``). (A missing, unknown or
 wrong-role token never gets here: the guard answers it.) Nothing has been
 written at that point, so FastAPI's answer (the 400 or 422 of SPEC.md, in its
 exact shape) is the answer, and the two paths cannot disagree on what a bad
@@ -48,6 +50,7 @@ from ..services import Coordinator
 from .deps import Role, get_coordinator, require_admin, require_agent
 from .errors import error_response
 from .limits import MATCHES_KEPT, REMEMBERED_PATH
+from .literals import refuse_constant
 from .middleware import ADMITTED, Admitted
 
 __all__ = ["HotAnswer", "HotPath", "HotRoutes", "answer_hot"]
@@ -66,7 +69,9 @@ def _loads(raw: bytes) -> Any:
     """
     if _LONG_NUMBER.search(raw) is None:
         return orjson.loads(raw)
-    return json.loads(raw)
+    # NaN and the infinities refused as orjson refuses them: such a body goes on to
+    # its 400 (``middleware.RefuseJsonConstants``), never served as a value.
+    return json.loads(raw, parse_constant=refuse_constant)
 
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]

@@ -16,7 +16,9 @@ request and costs several times a bare endpoint's overhead). For each request:
    chunked or not. No store request, lock or thread is held while a body arrives,
    and the whole body must arrive within ``FLEET_BODY_TIMEOUT_SECONDS`` (else 408).
 4. **Text**: invalid UTF-8 or a lone-surrogate escape is refused (``api/unicode.py``),
-   in the body and in the path's and query's percent-escapes.
+   in the body and in the path's and query's percent-escapes. (``NaN`` and the
+   infinities are refused further in, in front of the parser that reads them:
+   ``RefuseJsonConstants``.)
 5. **Headers**: answers under a given prefix get its headers (the console's security
    headers under ``/ui``: ``app.py``), the guard's own refusals and 500s included; its
    refusals there are answered by the prefix's own error page when one is given (the
@@ -60,6 +62,7 @@ from .deps import Role, authorize
 from .disconnects import may_long_poll, run_until_disconnect
 from .errors import ErrorPage, error_response
 from .limits import REMEMBERED_PATH, RouteRule, RouteRules
+from .literals import NOT_JSON_VALUES, constant_problem
 from .unicode import escapes_problem, unicode_problem
 
 __all__ = [
@@ -70,6 +73,7 @@ __all__ = [
     "Admitted",
     "GuardMiddleware",
     "HeadAsGet",
+    "RefuseJsonConstants",
     "crash_response",
     "guarded_headers",
     "replay_body",
@@ -85,6 +89,9 @@ The guard answers with that refusal instead of deciding again: for an agent
 token, deciding is a store read when the agent is not cached, and a made-up one
 never is (``UnknownAgents``).
 """
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+"""Methods whose routes take a body (FastAPI parses none on the others)."""
 
 SERVED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 """Methods the latency metric is labelled with by name; any other is ``other``."""
@@ -185,6 +192,30 @@ class HeadAsGet:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "HEAD":
             scope = {**scope, "method": "GET"}
+        await self.app(scope, receive, send)
+
+
+class RefuseJsonConstants:
+    """Answer 400 for a body holding ``NaN`` or an infinity, in front of FastAPI's parser.
+
+    FastAPI reads a body with ``json.loads``, which takes those literals that JSON has
+    not (``api/literals.py``). This layer sits right in front of the framework, so only
+    the requests it parses pay the search: the hot path answers its own from orjson's
+    parse, which refuses them, and hands the rest on through here.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in _BODY_METHODS:
+            admitted: Admitted | None = scope.get(ADMITTED)
+            if admitted is not None and admitted.body:
+                details = constant_problem(admitted.body, admitted.content_type)
+                if details is not None:
+                    answer = error_response(400, "bad_request", NOT_JSON_VALUES, details)
+                    await answer(scope, receive, send)
+                    return
         await self.app(scope, receive, send)
 
 

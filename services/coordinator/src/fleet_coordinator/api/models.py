@@ -207,7 +207,8 @@ class ScheduleCreate(_In):
 
     cron: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
         description="minute hour day-of-month month day-of-week: numbers, *, ranges, lists "
-        "and steps only (no seconds, names or @daily)",
+        "and steps only (no seconds, names or @daily; a step within its field's range: "
+        "*/59 minutes at most, */23 hours, */30 days, */11 months, */6 days of the week)",
     )
     timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "UTC"
     job: ScheduledJob

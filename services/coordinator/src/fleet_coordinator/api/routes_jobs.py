@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from datetime import UTC
 from itertools import chain
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Query, Response
+from pydantic import AwareDatetime, TypeAdapter
 
 from ..domain import JobStatus, from_datetime
 from ..errors import PayloadTooLargeError, ValidationFailedError
@@ -38,6 +40,7 @@ from .models import (
     JobList,
     JobOut,
 )
+from .queries import DECIMAL
 
 __all__ = ["check_size", "router"]
 
@@ -131,15 +134,32 @@ def check_size(co: Coordinator, value: Any, what: str) -> None:
         raise ValidationFailedError(f"{what} {problem}", field=what)
 
 
+_INSTANT = TypeAdapter(AwareDatetime)
+"""Dumps an aware time as ``model_dump`` dumps ``run_after`` (UTC as ``...Z``)."""
+
+
+def _digest(dumped: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()
+
+
 def _new_job(co: Coordinator, body: JobCreate) -> NewJob:
     check_size(co, body.payload, "payload")
-    digest = ""
+    digest = as_sent = ""
     if body.idempotency_key is not None:
-        # What a replay under the same key must match (a random id never replays).
-        # The trace context is left out: the same job enqueued again from another
-        # request (a retry of the caller's own work) is a replay, not a conflict.
+        # What a replay under the same key must match (a random id never replays): the
+        # validated body, so defaults spelt out or not, keys in any order and 30 for
+        # 30.0 are one request. The trace context is left out: the same job enqueued
+        # again from another request (a retry of the caller's own work) is a replay.
         dumped = body.model_dump(mode="json", exclude={"traceparent"})
-        digest = hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()
+        digest = _digest(dumped)
+        if body.run_after is not None and body.run_after.utcoffset():
+            # An instant, whatever offset names it: "01:00+01:00" retried as "00:00Z"
+            # is the same job. UTC is what a "Z" or "+00:00" dumps to already, so only
+            # other offsets pay a second hash; the hash as sent stays a replay of jobs
+            # stored before instants were compared (``NewJob.also_replays``).
+            as_sent = digest
+            dumped["run_after"] = _INSTANT.dump_python(body.run_after.astimezone(UTC), mode="json")
+            digest = _digest(dumped)
     return NewJob(
         kind=body.kind,
         payload=body.payload,
@@ -154,6 +174,7 @@ def _new_job(co: Coordinator, body: JobCreate) -> NewJob:
         idempotency_key=body.idempotency_key,
         lock=body.lock,
         request_hash=digest,
+        also_replays=as_sent,
     )
 
 
@@ -207,7 +228,7 @@ async def list_all(
     status: JobStatus | None = None,
     kind: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     lock: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[int, Query(ge=1, le=1000), DECIMAL] = 100,
     cursor: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> JobList:
     """A page of jobs, oldest first, each filter served by an index.

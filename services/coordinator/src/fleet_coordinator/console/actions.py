@@ -16,10 +16,11 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from ..api.deps import Co, is_admin
 from ..api.models import BulkRetryRequest
+from ..api.queries import DECIMAL
 from ..domain import JobStatus
 from ..errors import ConflictError, NotFoundError
 from ..services import (
@@ -52,6 +53,12 @@ QueuePath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 BULK_LIMIT = 1000
 
 
+class _BulkRetryForm(BulkRetryRequest):
+    """The API's bulk retry fields as the failed page's form sends them: the limit as text."""
+
+    limit: Annotated[int, Field(ge=1, le=BULK_LIMIT), DECIMAL] = 100
+
+
 SIGNIN_COOKIE = "fleet_signin"
 
 
@@ -67,17 +74,34 @@ def _signin_form(request: Request, *, status: int = 200, error: str | None = Non
     return answer
 
 
-def _set_cookie(answer: Response, request: Request, name: str, value: str, *, max_age: int) -> None:
-    # Both cookies of the console: HttpOnly, SameSite=Strict, under /ui only (SPEC).
+def _set_cookie(
+    answer: Response,
+    request: Request,
+    name: str,
+    value: str,
+    *,
+    max_age: int,
+    expires: int | None = None,
+) -> None:
+    # Both cookies of the console: HttpOnly, SameSite=Strict, under /ui only (SPEC),
+    # and so is every header that ends one (``_drop_cookie``).
     answer.set_cookie(
         name,
         value,
         max_age=max_age,
+        expires=expires,
         path="/ui",
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
     )
+
+
+def _drop_cookie(answer: Response, request: Request, name: str) -> None:
+    # With the attributes it was set with: Starlette's delete_cookie defaults to
+    # SameSite=Lax without HttpOnly or Secure, so the console's own answers carried a
+    # weaker cookie header than SPEC's, and over https one without Secure.
+    _set_cookie(answer, request, name, "", max_age=0, expires=0)  # Expires for old clients
 
 
 @router.get("/signin")
@@ -103,7 +127,7 @@ async def signin(request: Request, co: Co) -> Response:
         return _signin_form(request, status=401, error="That is not the admin token.")
     cookie, _ = await start_session(co)
     answer = redirect("/ui/")
-    answer.delete_cookie(SIGNIN_COOKIE, path="/ui")
+    _drop_cookie(answer, request, SIGNIN_COOKIE)
     _set_cookie(answer, request, COOKIE, cookie, max_age=SESSION_SECONDS)
     return answer
 
@@ -114,7 +138,7 @@ async def signout(request: Request, co: Co, session: SessionDep) -> Response:
     require_csrf(session, await read_form(request))
     await end_session(co, session)
     answer = redirect("/ui/signin")
-    answer.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict")
+    _drop_cookie(answer, request, COOKIE)
     return answer
 
 
@@ -153,19 +177,19 @@ async def failed_retry(request: Request, co: Co, session: SessionDep) -> Respons
     form = await read_form(request)
     require_csrf(session, form)
     status = JobStatus.CANCELLED if form.get("status") == "cancelled" else JobStatus.FAILED
-    try:
-        limit = min(max(int(form.get("limit", "100")), 1), BULK_LIMIT)
-    except ValueError:
-        limit = 100
     match = JobFilter(queue=form.get("queue") or None, kind=form.get("kind") or None)
-    filters = {"queue": match.queue, "kind": match.kind, "status": status.value}
+    # A limit left empty is the API's default; any other is read as a query integer is
+    # (decimal digits only: ``5_0``, ``+5`` or ``5.0`` are not read as numbers) and
+    # bounded as the API's (``5000`` is refused, no longer clamped to 1000 unseen).
+    text = form.get("limit") or "100"
+    filters = {"queue": match.queue, "kind": match.kind, "status": status.value, "limit": text}
     try:
-        BulkRetryRequest.model_validate(filters)
+        request_fields = _BulkRetryForm.model_validate(filters)
     except ValidationError as exc:
         # What the API's bulk retry refuses is refused here too (422, nothing retried):
         # such a filter matched no job, and the failed page it redirected to refused it.
         raise RequestValidationError(exc.errors()) from exc
-    done = await bulk_retry(co, match, status, limit)
+    done = await bulk_retry(co, match, status, request_fields.limit)
     query = {k: v for k, v in (("queue", match.queue), ("kind", match.kind)) if v}
     query["status"] = status.value
     query["retried"] = str(len(done))

@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from ..api.convert import agent_out
 from ..api.deps import Co
+from ..api.queries import DECIMAL
 from ..domain import JobStatus
 from ..errors import BadRequestError, NotFoundError
 from ..services import get_job, list_agents, list_jobs, queue_stats
@@ -155,7 +156,7 @@ async def failed(
     kind: Text = None,
     status: Text = None,
     cursor: Annotated[str | None, Query(max_length=4096)] = None,
-    retried: Annotated[int | None, Query(ge=0)] = None,
+    retried: Annotated[int | None, Query(ge=0), DECIMAL] = None,
 ) -> Response:
     """Failed (or cancelled) jobs, oldest first, with a bulk retry of the same filter."""
     which = "cancelled" if status == "cancelled" else "failed"

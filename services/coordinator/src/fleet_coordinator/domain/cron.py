@@ -28,6 +28,10 @@ __all__ = ["CronError", "CronSchedule"]
 
 _ITEM = r"(\*|\d+(-\d+)?)(/\d+)?"
 _FIELD = re.compile(rf"^{_ITEM}(,{_ITEM})*$")
+_STEP = re.compile(r"/(\d+)")
+_SPANS = (("minute", 59), ("hour", 23), ("day of month", 30), ("month", 11), ("day of week", 6))
+"""Each field's name and its largest useful step: its last value minus its first (the
+days of the week are 0..6; 7 is Sunday again)."""
 _SEARCH = 5_000
 """Wall-clock occurrences one search looks at (more than a year of an hourly cron)."""
 
@@ -75,6 +79,26 @@ class CronSchedule:
         except CronSimError as exc:
             raise CronError(f"cron {expr!r}: {exc}") from exc
         return cls(" ".join(fields), zone)
+
+    @classmethod
+    def parse_new(cls, expr: str, timezone: str) -> CronSchedule:
+        """``parse``, refusing also a step past its field's range: a schedule being stored.
+
+        ``*/60`` in the minute field (or ``*/24`` in the hour's) matches the first value
+        only, once an hour (a day): never what its author meant by "every 60 minutes",
+        and cronsim takes it silently. Schedules already stored are read with ``parse``,
+        so one stored before this check keeps firing as it did.
+        """
+        parsed = cls.parse(expr, timezone)
+        for (name, span), field in zip(_SPANS, parsed.expr.split(), strict=True):
+            for step in _STEP.findall(field):
+                # Compared as text first: a step of thousands of digits is not converted.
+                if len(step.lstrip("0")) > 2 or int(step) > span:
+                    raise CronError(
+                        f"cron {name} field {field!r}: a step must be 1 to {span}; "
+                        f"/{step} is past the field's range and would match its first value only"
+                    )
+        return parsed
 
     def _wall(self, t: Timestamp) -> datetime:
         return datetime.fromtimestamp(t, self.zone).replace(tzinfo=None, second=0, microsecond=0)

@@ -51,6 +51,9 @@ class NewJob:
     lock: str | None = None
     schedule: str | None = None
     request_hash: str = ""
+    also_replays: str = ""
+    """Another hash a stored job's may be for this request to replay it (empty: none):
+    the body's as sent, where coordinators before this one did not hash it normalized."""
 
 
 def _build(
@@ -90,10 +93,11 @@ async def _remember_queue(co: Coordinator, queue: str, now: float) -> None:
     co.known_queues.add(queue)
 
 
-def _replayed(state: JobState, stored: dict[str, Any], request_hash: str) -> JobState:
+def _replayed(state: JobState, stored: dict[str, Any], new: NewJob) -> JobState:
     # The id exists: it came from this idempotency key. Same body → the same job (200);
     # a different body under the same key → 409, and nothing is written.
-    if stored.get("request_hash", "") != request_hash:
+    found = stored.get("request_hash", "")
+    if found != new.request_hash and not (new.also_replays and found == new.also_replays):
         raise ConflictError(
             "idempotency_key was already used with a different body",
             code="idempotency_conflict",
@@ -102,15 +106,17 @@ def _replayed(state: JobState, stored: dict[str, Any], request_hash: str) -> Job
     return job_from_doc(stored)
 
 
-async def _replay(co: Coordinator, state: JobState, request_hash: str) -> JobState:
-    return _replayed(state, (await read_job(co, state.id)).body, request_hash)
+async def _replay(co: Coordinator, state: JobState, new: NewJob) -> JobState:
+    return _replayed(state, (await read_job(co, state.id)).body, new)
 
 
-async def _create(co: Coordinator, state: JobState, body: dict[str, Any]) -> tuple[JobState, bool]:
+async def _create(
+    co: Coordinator, new: NewJob, state: JobState, body: dict[str, Any]
+) -> tuple[JobState, bool]:
     try:
         co.job_cache.put(await co.jobs.create(body))
     except AlreadyExistsError:
-        return await _replay(co, state, str(body.get("request_hash", ""))), False
+        return await _replay(co, state, new), False
     return state, True
 
 
@@ -120,7 +126,7 @@ async def enqueue(co: Coordinator, new: NewJob) -> tuple[JobState, bool]:
     if new.idempotency_key is None:
         # Never refused: the marker first, so no job exists in a queue that is not listed.
         await _remember_queue(co, new.queue, now)
-    state, created = await _create(co, *_build(co, new, now))
+    state, created = await _create(co, new, *_build(co, new, now))
     if created:
         co.metrics.labelled(co.metrics.enqueued, state.queue).inc()
         co.throughput.add(Event.ENQUEUED, now)
@@ -175,10 +181,10 @@ async def enqueue_batch(co: Coordinator, jobs: Sequence[NewJob]) -> list[JobStat
         # Only batches with keys pay this read; a keyless job's random id is new.
         stored = await _stored(co, [built[i][1] for i in keyed])
         for i in keyed:
-            state, body = built[i]
+            state = built[i][0]
             found = stored.get(state.id)
             if found is not None:
-                result[i] = _replayed(state, found, str(body.get("request_hash", "")))
+                result[i] = _replayed(state, found, jobs[i])
                 created[i] = False
                 landed[i] = True
     # After the check, so that a 409 writes nothing (no queue marker either).
@@ -206,7 +212,7 @@ async def enqueue_batch(co: Coordinator, jobs: Sequence[NewJob]) -> list[JobStat
         # fills a batch alone: create them one by one.
         for i in chunk:
             try:
-                result[i], created[i] = await _create(co, built[i][0], built[i][1])
+                result[i], created[i] = await _create(co, jobs[i], built[i][0], built[i][1])
             except ConflictError as exc:
                 # Step 1 found the key free; a concurrent request used it since, with
                 # another body. Still the 409 it is (not a 503: the store is fine), but

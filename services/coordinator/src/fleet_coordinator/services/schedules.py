@@ -183,7 +183,7 @@ async def put_schedule(
     owing the occurrence already due in the old form.
     """
     try:
-        CronSchedule.parse(cron, timezone)
+        CronSchedule.parse_new(cron, timezone)
     except CronError as exc:
         raise ValidationFailedError(str(exc), field=exc.field) from exc
     key = schedule_id(name)
