@@ -1382,6 +1382,71 @@ async def _first_refused_write(tasks: Container) -> StoreUnavailableError:
     raise AssertionError("unreachable")
 
 
+def _hold_write_lock(path: Path) -> sqlite3.Connection:
+    """Another connection (another process, for SQLite's locks) taking the write lock."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    return conn
+
+
+def _let_go(conn: sqlite3.Connection) -> None:
+    conn.execute("ROLLBACK")
+    conn.close()
+
+
+async def test_the_ping_fails_once_another_connection_held_the_write_lock_too_long(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ping read through the lock (WAL readers never wait), so ``/readyz`` said ready
+    while every write failed on it. Now a ping finding the lock taken, and taken at every
+    ping for ``LOCK_HELD_SECONDS`` (a write's busy timeout), fails; a lock held briefly,
+    or let go, does not."""
+    async with store_from_url(_url(db_path)) as store:
+        tasks = await store.create_container_if_not_exists(TASKS)
+        other = _hold_write_lock(db_path)
+        try:
+            await store.ping()  # taken just now: writes are waiting, not failing
+            monkeypatch.setattr(sqlite_provider, "LOCK_HELD_SECONDS", 0.0)
+            with pytest.raises(StoreUnavailableError, match="write lock"):
+                await store.ping()
+        finally:
+            _let_go(other)
+        await store.ping()
+        await tasks.create(_task(1))  # the ping's own try of the lock left nothing held
+
+
+async def test_the_ping_fails_after_a_write_found_the_disk_full(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write failing with SQLITE_FULL (here the file may not grow, as on a full disk)
+    makes the pings of the next ``FULL_SECONDS`` fail; a success costs nothing to record."""
+    monkeypatch.setattr(sqlite_provider, "INLINE", False)  # every write on the writer's connection
+    async with store_from_url(_url(db_path)) as store:
+        tasks = await store.create_container_if_not_exists(TASKS)
+        await store.ping()
+        backend = store.backend
+        assert isinstance(backend, SqliteBackend)
+        await backend._w.run(lambda conn: conn.execute("PRAGMA max_page_count = 1").fetchall())
+        with pytest.raises(StoreUnavailableError, match="full"):
+            await tasks.create(_task(1, blob="x" * 50_000))
+        with pytest.raises(StoreUnavailableError, match="disk full"):
+            await store.ping()
+        monkeypatch.setattr(sqlite_provider, "FULL_SECONDS", 0.0)
+        await store.ping()  # the failure is past: ready, until a write fails again
+
+
+async def test_the_ping_fails_when_the_disk_has_nearly_no_space_left(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Free space under ``MIN_FREE_BYTES`` on the file's disk (``statvfs``; here the
+    bound raised past what the test's disk has) fails the ping before any write does."""
+    async with store_from_url(_url(db_path)) as store:
+        await store.ping()
+        monkeypatch.setattr(sqlite_provider, "MIN_FREE_BYTES", 1 << 62)
+        with pytest.raises(StoreUnavailableError, match="bytes free"):
+            await store.ping()
+
+
 @pytest.mark.parametrize("how", ["deleted", "replaced"])
 async def test_the_ping_fails_once_the_file_is_deleted_or_replaced_while_open(
     db_path: Path, how: str

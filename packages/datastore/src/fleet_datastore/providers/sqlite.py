@@ -90,6 +90,20 @@ nothing (nearly all) costs one clock read and no statement."""
 WAL_CHECKPOINT_PAGES = 4000
 """WAL pages between automatic checkpoints (SQLite's default is 1000)."""
 
+MIN_FREE_BYTES = 1 << 20
+"""Free space (for the process's user) under which ``ping`` says the disk is full: SQLite
+fails a commit that cannot grow the WAL (SQLITE_FULL), and a megabyte is a few hundred
+job writes at most."""
+
+FULL_SECONDS = 10.0
+"""How long after a write failed with SQLITE_FULL ``ping`` still fails (the write path
+records the failure only: a success costs nothing). What ``statvfs`` does not see, a
+quota or ``PRAGMA max_page_count``, so shows for this long after each failed write."""
+
+LOCK_HELD_SECONDS = BUSY_TIMEOUT_SECONDS
+"""How long ``ping`` may find the write lock taken by another connection, at every
+ping, before it fails: as long as a write waits for it before failing (503)."""
+
 FILE_CHECK_SECONDS = 1.0
 """How often an open store checks that its file is still the one at its path (one
 ``stat``): once it is not, writes are refused (``SqliteBackend.check_file``)."""
@@ -646,6 +660,33 @@ def _parse_path(path: str) -> tuple[str, str]:
     return path, synchronous
 
 
+def _is_full(exc: sqlite3.Error) -> bool:
+    """Whether SQLite said the database or the disk is full (SQLITE_FULL)."""
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_FULL
+
+
+def _read_and_try_the_lock(conn: sqlite3.Connection) -> bool:
+    """Read the schema's first row; whether the write lock was free (taken and let go).
+
+    ``BEGIN IMMEDIATE`` with no wait takes the lock a writer needs and ``ROLLBACK``
+    lets it go at once, writing nothing. The reader's connection does it, whose
+    busy timeout is set to 0 for the try: a reader never waits for the lock.
+    """
+    conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) != sqlite3.SQLITE_BUSY:
+            raise
+        return False
+    else:
+        conn.execute("ROLLBACK")
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {math.floor(BUSY_TIMEOUT_SECONDS * 1000)}")
+    return True
+
+
 class SqliteBackend:
     """A ``Backend`` on one SQLite file, safe to share between threads and processes."""
 
@@ -664,6 +705,8 @@ class SqliteBackend:
         # was deleted or replaced: ``check_file``), else None; read by every write.
         self._gone: str | None = None
         self._watch: asyncio.Task[None] | None = None
+        self._full_at = -math.inf  # when a write last failed with SQLITE_FULL (monotonic)
+        self._locked_since: float | None = None  # since when ``ping`` finds the lock taken
 
     def _connect(self, inline: bool = False) -> sqlite3.Connection:
         if self.path != ":memory:":
@@ -780,29 +823,68 @@ class SqliteBackend:
             await worker.close()
 
     async def ping(self) -> None:
-        """Read the schema's first row, and check the file opened is still the one at the path.
+        """Fail where writes would: the file, the write lock, the disk (docs/operations.md).
 
-        ``SELECT 1`` reads no page, so a damaged or emptied file answered it (``/readyz``
-        said ready while every request got 503). A file deleted or replaced while open
-        would take writes into the old file, which a restart never sees again: from
-        this check (or the timer's) on, writes are refused (``check_file``).
+        - The schema's first row is read: ``SELECT 1`` reads no page, so a damaged or
+          emptied file answered it (``/readyz`` said ready while every request got 503).
+        - The file opened is still the one at the path: one deleted or replaced while
+          open would take writes into the old file, which a restart never sees again;
+          from this check (or the timer's) on, writes are refused (``check_file``).
+        - The write lock: a read goes through it (WAL), so a lock held by another
+          process for minutes left the store "ready" while every write failed.
+        - The disk: ``statvfs``, and a write that failed with SQLITE_FULL recently.
+
+        Four statements, a ``stat`` and a ``statvfs``, at most once a second per replica
+        (``/readyz`` shares one ping a second); nothing is added to a write but the
+        failure path's check of its cause.
         """
-        await self._r.run(
-            lambda conn: conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
-        )
+        lock_free = await self._r.run(_read_and_try_the_lock)
         self.check_file()
         if self._gone is not None:
             raise StoreUnavailableError(self._gone)
+        # 1. The write lock: taken by another connection now and at every ping since
+        #    more than a write's busy timeout ago, so writes are failing (503).
+        now = time.monotonic()
+        if lock_free:
+            self._locked_since = None
+        else:
+            if self._locked_since is None:
+                self._locked_since = now
+            since = self._locked_since
+            if now - since >= LOCK_HELD_SECONDS:
+                raise StoreUnavailableError(
+                    f"sqlite: another connection has held the write lock of {self.path} "
+                    f"for {now - since:.0f} s at least"
+                )
+        # 2. The disk: nearly no space left, or a write failed for it a moment ago.
+        if now - self._full_at < FULL_SECONDS:
+            raise StoreUnavailableError(f"sqlite: a write to {self.path} found the disk full")
+        if self.path != ":memory:" and hasattr(os, "statvfs"):  # not on Windows
+            try:
+                disk = os.statvfs(Path(self.path).parent)
+            except OSError:
+                return  # the directory went: ``check_file`` has said so already
+            if disk.f_bavail * disk.f_frsize < MIN_FREE_BYTES:
+                raise StoreUnavailableError(
+                    f"sqlite: the disk holding {self.path} has under {MIN_FREE_BYTES} bytes free"
+                )
 
     async def _write(self, fn: Callable[..., T], *args: Any) -> T:
         """A write: inline at the end of this loop turn, else on the writer thread."""
         if self._gone is not None:
             raise StoreUnavailableError(self._gone)  # it would be acknowledged, then lost
-        if self._inline is not None:
-            future = self._inline.write(fn, args)
-            if future is not None:
-                return await future
-        return await self._w.write(fn, *args)
+        try:
+            if self._inline is not None:
+                future = self._inline.write(fn, args)
+                if future is not None:
+                    return await future
+            return await self._w.write(fn, *args)
+        except StoreUnavailableError as exc:
+            # For ``ping``: a full disk shows only when a write fails for it.
+            cause = exc.__cause__
+            if isinstance(cause, sqlite3.Error) and _is_full(cause):
+                self._full_at = time.monotonic()
+            raise
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         """A short read: inline, else (lock taken, over budget, another thread) on the reader."""

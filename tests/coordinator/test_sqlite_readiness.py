@@ -1,8 +1,12 @@
-"""A SQLite file deleted under a running coordinator: not ready, and no write acknowledged."""
+"""SQLite under a running coordinator: a file deleted, a write lock held elsewhere."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+
+import pytest
+from fleet_datastore.providers import sqlite as sqlite_provider
 
 from .conftest import Api
 
@@ -33,3 +37,25 @@ async def test_once_the_file_is_deleted_enqueues_are_503_not_acknowledged(
     r = await api.client.post("/v1/claims", json={}, headers=agent)
     assert r.status_code == 503, r.text
     assert (await api.job(job["id"]))["status"] == "queued"
+
+
+def _hold_write_lock(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    return conn
+
+
+async def test_readyz_is_503_while_another_process_holds_the_write_lock_too_long(
+    api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write lock held elsewhere past a write's busy timeout (here 0 s): writes fail,
+    and ``/readyz`` says so (it read through the lock and said ready)."""
+    monkeypatch.setattr(sqlite_provider, "LOCK_HELD_SECONDS", 0.0)
+    other = _hold_write_lock(tmp_path / "fleet.db")
+    try:
+        r = await api.client.get("/readyz")
+        assert r.status_code == 503, r.text
+        assert r.json()["error"]["details"] == {"store": "StoreUnavailableError"}
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
