@@ -123,7 +123,7 @@ while type(layer).__name__ != "ServerErrorMiddleware":
 print(tracing.TRACING, outer, [m.cls.__name__ for m in app.user_middleware])
 """
     )
-    assert printed == "False ['HeadAsGet', 'GuardMiddleware', 'HotPath'] []"
+    assert printed == "False ['HeadAsGet', 'GuardMiddleware', 'HotPath', 'RefuseJsonConstants'] []"
 
 
 def test_with_the_extra_but_no_sdk_requests_skip_the_middleware() -> None:
