@@ -76,18 +76,20 @@ def _fields(job: JobState, lease: Any) -> dict[str, Any]:
     created = to_datetime(job.created_at)
     run_after = created if job.run_after == job.created_at else to_datetime(job.run_after)
     updated = created if job.updated_at == job.created_at else to_datetime(job.updated_at)
+    # The job's own dicts, encoded as they are (no copy); another mapping becomes one.
+    payload, requires = job.payload, job.requires
     return {
         "id": job.id,
         "queue": job.queue,
         "kind": job.kind,
-        "payload": dict(job.payload),
+        "payload": payload if type(payload) is dict else dict(payload),
         "traceparent": job.traceparent,
         "priority": job.priority,
         "status": job.status._value_,  # not .value: a property (domain/statuses.py)
         "attempts": job.attempts,
         "max_attempts": job.max_attempts,
         "run_after": run_after,
-        "requires": dict(job.requires),
+        "requires": requires if type(requires) is dict else dict(requires),
         "cancel_requested": job.cancel_requested,
         "result": job.result,
         "last_error": job.last_error,

@@ -134,12 +134,16 @@ def job_to_doc(
     job: JobState, shard: str, request_hash: str = "", ttl: Retention | None = None
 ) -> dict[str, Any]:
     """The stored body of ``job`` in partition ``shard``; ``ttl`` where the store expires jobs."""
+    # A job's payload and requirements are its own dicts (``domain.enqueue`` copies
+    # them): the body holds them as they are, for the store to encode, and the store
+    # keeps its own copy (its JSON read back). Another mapping is copied into a dict.
+    payload, requires = job.payload, job.requires
     body: dict[str, Any] = {
         "id": job.id,
         "pk": shard,
         "queue": job.queue,
         "kind": job.kind,
-        "payload": dict(job.payload),
+        "payload": payload if type(payload) is dict else dict(payload),
         "traceparent": job.traceparent,
         "priority": job.priority,
         "status": job.status._value_,  # not .value: a property (domain/statuses.py)
@@ -148,7 +152,7 @@ def job_to_doc(
         "lease_seconds": job.lease_seconds,
         "timeout_seconds": job.timeout_seconds,
         "run_after": job.run_after,
-        "requires": dict(job.requires),
+        "requires": requires if type(requires) is dict else dict(requires),
         "idempotency_key": job.idempotency_key,
         "lock": job.lock or "",
         "cancel_requested": job.cancel_requested,
