@@ -26,10 +26,11 @@ by ``created_at``, id and shard (``docs/datastore.md``, *One query per value*).
 Each at-rest status is read from the listing index with ``status`` its other
 filters lead, and ``leased`` from the leased jobs' own index, the store checking
 queue and kind on those few jobs. So no listing index leaves ``status`` out: each
-would cost every enqueue one more B-tree insert (four of them ~10 % of a served
-enqueue's CPU on SQLite), for listings that are far rarer than enqueues. A page
-reads up to ``limit + 1`` jobs of each of the five statuses instead of
-``limit + 1`` in all.
+would cost every enqueue one more B-tree insert (the four there were took ~10 %
+of a served enqueue's CPU on SQLite), for listings that are far rarer than
+enqueues. A page reads up to ``limit + 1`` jobs of each of the five statuses
+instead of ``limit + 1`` in all (a page of 100 on SQLite: 1.4 to 3 ms instead of
+0.2 ms, ``docs/architecture.md``).
 
 A lock listing asks the store for the lock alone: with more equalities a
 store's planner may prefer a wider index (SQLite picks the one matching the
@@ -89,7 +90,7 @@ def _narrowed(match: JobFilter) -> bool:
 
 
 def listing_query(match: JobFilter, limit: int, continuation: str | None = None) -> Query:
-    """The store query of a listing: the lock, or the leased status, alone (see above)."""
+    """The store query of a listing: the lock or leased status alone, or split by status."""
     where: list[Filter] = []
     if match.lock is not None:
         where.append(eq("lock", match.lock))
