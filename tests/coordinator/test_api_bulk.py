@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from fleet_coordinator import create_app
+from fleet_coordinator.domain import JobStatus
 from fleet_coordinator.store import JOBS_SPEC
 from fleet_coordinator.store.listing import JobFilter, listing_query
 from fleet_datastore import Patch, Query
@@ -21,7 +22,7 @@ from fleet_datastore.continuation import encode, position
 from fleet_datastore.model import allowed
 from fleet_datastore.providers.memory import MemoryBackend
 from fleet_datastore.providers.sqlite_sql import query_branches, schema_sql
-from fleet_datastore.query import plan_query, plan_shape
+from fleet_datastore.query import QueryPlan, plan_query, plan_shape, split_plans
 from structlog.testing import capture_logs
 
 from .conftest import Api
@@ -254,13 +255,42 @@ async def test_leased_jobs_are_listed_and_counted_with_every_other_filter(api: A
     assert await listed("status=succeeded") == [ids[0]]
 
 
-def eq_fields(query: Query) -> list[str]:
-    """The fields a query compares for equality."""
-    return [f.field for f in query.where if f.op == "eq"]
+def eq_fields(plan: QueryPlan) -> list[str]:
+    """The fields a store query compares for equality."""
+    return [f.field for f in plan.where if f.op == "eq"]
+
+
+def store_plans(query: Query) -> list[QueryPlan]:
+    """The plans a listing query reaches the provider as: one per status when split."""
+    plan = plan_query(JOBS_SPEC, query)
+    return split_plans(plan) if plan.split is not None else [plan]
+
+
+def sought(plan: QueryPlan) -> set[str]:
+    """The equalities an index serving ``plan`` leads with.
+
+    Leased jobs have an index of their own (``status, created_at`` over them only):
+    a query for them seeks the status alone, queue and kind checked on its few jobs.
+    """
+    values = {f.field: f.value for f in plan.where if f.op == "eq"}
+    if values.get("status") == "leased":
+        return {"status"}
+    return set(values)
 
 
 STATUSES = [None, "queued", "leased", "failed"]
 """Listed statuses: none, one the claim moves a job out of, the leased one, a terminal one."""
+
+
+def test_a_listing_without_a_status_is_one_store_query_per_status() -> None:
+    """Each status's query is an equality a partial listing index serves, merged by the store."""
+    query = listing_query(JobFilter(queue="q"), 50)
+    assert query.split_in == "status"
+    plans = store_plans(query)
+    assert [dict((f.field, f.value) for f in p.where)["status"] for p in plans] == [
+        s.value for s in JobStatus
+    ]
+    assert all(f.op == "eq" for p in plans for f in p.where)
 
 
 @pytest.mark.parametrize("queue", [None, "q"])
@@ -272,18 +302,20 @@ def test_the_memory_provider_walks_an_index_led_by_exactly_the_listing_filters(
 ) -> None:
     """The first index whose leading fields the equalities cover (memory's choice) has no others."""
     query = listing_query(JobFilter(queue=queue, status=status, kind=kind, lock=lock), 50)
-    wanted = set(eq_fields(query))
-    values = {f.field: f.value for f in query.where}
-    for index in JOBS_SPEC.indexes:
-        names = [name for name, _ in index.fields]
-        if names[-1] != "created_at":
-            continue
-        if any(values.get(name) not in allowed(cond) for name, cond in index.where):
-            continue  # a partial index without this listing's jobs: memory skips it too
-        if set(names[:-1]) <= wanted:
-            assert set(names[:-1]) == wanted, (names, wanted)
-            return
-    raise AssertionError(f"no index serves {wanted}")
+    for plan in store_plans(query):
+        wanted = set(eq_fields(plan))
+        values = {f.field: f.value for f in plan.where}
+        for index in JOBS_SPEC.indexes:
+            names = [name for name, _ in index.fields]
+            if names[-1] != "created_at":
+                continue
+            if any(values.get(name) not in allowed(cond) for name, cond in index.where):
+                continue  # a partial index without this listing's jobs: memory skips it too
+            if set(names[:-1]) <= wanted:
+                assert set(names[:-1]) == sought(plan), (names, wanted)
+                break
+        else:
+            raise AssertionError(f"no index serves {wanted}")
 
 
 @pytest.mark.parametrize("queue", [None, "q"])
@@ -293,7 +325,11 @@ def test_the_memory_provider_walks_an_index_led_by_exactly_the_listing_filters(
 def test_every_listing_filter_combination_is_an_index_seek_on_sqlite(
     tmp_path: Path, queue: str | None, status: str | None, kind: str | None, lock: str | None
 ) -> None:
-    """Every combination of GET /v1/jobs filters, first page or later, seeks an index: no sort."""
+    """Every combination of GET /v1/jobs filters, first page or later, seeks an index: no sort.
+
+    A listing without a status is one query per status (``split_in``): each seeks
+    the index of its status, the leased one the leased jobs' own.
+    """
     spec = JOBS_SPEC
     match = JobFilter(queue=queue, status=status, kind=kind, lock=lock)
     first = listing_query(match, 50)
@@ -306,14 +342,18 @@ def test_every_listing_filter_combination_is_an_index_seek_on_sqlite(
         for statement in schema_sql(spec):
             conn.execute(statement)
         for query in (first, listing_query(match, 50, after)):
-            for branch in query_branches(spec, plan_query(spec, query)):
-                rows = conn.execute(f"EXPLAIN QUERY PLAN {branch.sql}", branch.params).fetchall()
-                text = " | ".join(str(row[3]) for row in rows)
-                assert "USING INDEX" in text or "USING COVERING INDEX" in text, text
-                assert "TEMP B-TREE" not in text, text
-                # The index seeks on exactly the listing's equalities (the lock alone for a lock).
-                sought = set(re.findall(r"f_(\w+)=\?", text)) - {"created__at"}
-                assert sorted(sought) == sorted(eq_fields(first)), text
+            for each in store_plans(query):
+                for branch in query_branches(spec, each):
+                    rows = conn.execute(
+                        f"EXPLAIN QUERY PLAN {branch.sql}", branch.params
+                    ).fetchall()
+                    text = " | ".join(str(row[3]) for row in rows)
+                    assert "USING INDEX" in text or "USING COVERING INDEX" in text, text
+                    assert "TEMP B-TREE" not in text, text
+                    # The index seeks on exactly the listing's equalities (the lock alone
+                    # for a lock, the status alone for leased jobs).
+                    found = set(re.findall(r"f_(\w+)=\?", text)) - {"created__at"}
+                    assert found == sought(each), text
 
 
 async def test_a_bulk_call_cut_short_by_the_store_wakes_and_logs_for_the_jobs_it_changed(

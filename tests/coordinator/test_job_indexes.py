@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from fleet_coordinator.domain import TERMINAL_STATUSES, JobStatus
 from fleet_coordinator.store import JOBS_SPEC
-from fleet_datastore import Query, eq, gt, in_, le, store_from_url
+from fleet_coordinator.store.listing import JobFilter, list_page
+from fleet_datastore import Index, Query, eq, gt, in_, le, store_from_url
 from fleet_datastore.continuation import encode, position
 from fleet_datastore.providers.sqlite_sql import count_sql, query_branches, schema_sql
 from fleet_datastore.query import plan_query, plan_shape
@@ -230,3 +231,82 @@ def test_a_queue_count_by_status_seeks_an_index_of_jobs_in_that_status(
     assert text.startswith("SEARCH"), text
     used = text.split(" INDEX ", 1)[1].split(" ", 1)[0]
     assert f"f_status = '{status}'" in partial.get(used, ""), text
+
+
+STATUS_LESS_LISTING_INDEXES = (
+    Index.of("queue", "kind", "created_at", per_partition=False),
+    Index.of("queue", "created_at", per_partition=False),
+    Index.of("kind", "created_at", per_partition=False),
+    Index.of("created_at", per_partition=False),
+)
+"""The listing indexes without ``status`` that earlier versions declared (store/listing.py)."""
+
+
+def _jobs_indexes(path: Path) -> list[str]:
+    with sqlite3.connect(path) as conn:
+        found = [
+            str(sql)
+            for (sql,) in conn.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'doc_jobs'"
+            )
+            if sql is not None
+        ]
+    conn.close()
+    return found
+
+
+async def test_a_jobs_file_with_the_status_less_listing_indexes_drops_them_on_open(
+    tmp_path: Path,
+) -> None:
+    """A file made when listings without a status had indexes of their own loses them.
+
+    Every enqueue paid a B-tree insert into each; listings without a status now
+    merge one query per status. The jobs stay, and are listed as before.
+    """
+    old = dataclasses.replace(JOBS_SPEC, indexes=JOBS_SPEC.indexes + STATUS_LESS_LISTING_INDEXES)
+    path = tmp_path / "jobs.db"
+    url = f"sqlite:///{path}"
+    bodies: list[dict[str, Any]] = [
+        {
+            "id": f"j{i:03d}",
+            "pk": f"s{i % 4}",
+            "queue": "qr"[i % 2],
+            "status": ("queued", "leased", "succeeded", "cancelled")[i % 4],
+            "priority": 0,
+            "created_at": float(i // 3),
+            "run_after": 0.0,
+            "kind": "k",
+            "lock": "",
+            **({"due_at": 100.0} if i % 4 == 1 else {}),
+            **({"ended_at": 50.0} if i % 4 >= 2 else {}),
+        }
+        for i in range(40)
+    ]
+    async with store_from_url(url) as store:
+        jobs = await store.create_container_if_not_exists(old)
+        for body in bodies:
+            await jobs.create(body)
+    before = _jobs_indexes(path)
+    assert len(before) == len(_jobs_indexes_wanted()) + len(STATUS_LESS_LISTING_INDEXES)
+    async with store_from_url(url) as store:
+        jobs = await store.create_container_if_not_exists(JOBS_SPEC)
+        listed = []
+        cursor = None
+        while True:
+            docs, cursor = await list_page(jobs, JobFilter(queue="r"), limit=3, continuation=cursor)
+            listed += [d.id for d in docs]
+            if cursor is None:
+                break
+    expected = sorted(
+        (b for b in bodies if b["queue"] == "r"), key=lambda b: (b["created_at"], b["id"], b["pk"])
+    )
+    assert listed == [b["id"] for b in expected]
+    assert sorted(_jobs_indexes(path)) == sorted(_jobs_indexes_wanted())
+
+
+def _jobs_indexes_wanted() -> list[str]:
+    return [
+        sql.replace(" IF NOT EXISTS", "")
+        for sql in schema_sql(JOBS_SPEC)[1:]
+        if sql.startswith("CREATE INDEX")  # not the size trigger
+    ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+import heapq
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .backend import Backend, PreparedOp
@@ -20,8 +22,8 @@ from .batch import (
 from .continuation import encode, position
 from .documents import check_id, check_partition_key, prepare, validate_patch
 from .errors import BatchTooLargeError, InvalidRequestError
-from .model import ContainerSpec, Document, Patch, UpdateResult
-from .query import Page, Query, plan_query, plan_shape
+from .model import ASC, ContainerSpec, Direction, Document, Patch, UpdateResult
+from .query import Page, Query, QueryPlan, plan_query, plan_shape, split_plans
 
 __all__ = ["Container"]
 
@@ -30,6 +32,34 @@ def _check_etag(etag: Any) -> str | None:
     if etag is not None and (not isinstance(etag, str) or not etag):
         raise InvalidRequestError("etag must be a non-empty string or None")
     return etag
+
+
+class _Descending:
+    """A sort value compared the other way round, for a descending sort key."""
+
+    __slots__ = ("v",)
+
+    def __init__(self, v: Any) -> None:
+        self.v = v
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Descending) and self.v == other.v
+
+    def __lt__(self, other: _Descending) -> bool:
+        return bool(other.v < self.v)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _order_key(sort: tuple[tuple[str, Direction], ...]) -> Callable[[Document], tuple[Any, ...]]:
+    """The key ordering documents as a query sorted by ``sort`` returns them."""
+    directions = [d == ASC for _, d in sort]
+
+    def key(doc: Document) -> tuple[Any, ...]:
+        values = position(sort, doc.body)
+        return tuple(v if up else _Descending(v) for v, up in zip(values, directions, strict=True))
+
+    return key
 
 
 class Container:
@@ -125,13 +155,38 @@ class Container:
     async def query(self, query: Query) -> Page:
         """One page of matching documents and a continuation token for the next, if any."""
         plan = plan_query(self.spec, query)
-        docs = await self._backend.query(self.spec, plan)
+        if plan.split is None:
+            docs = await self._backend.query(self.spec, plan)
+        else:
+            docs = await self._merged(plan)
         if plan.limit is not None and len(docs) > plan.limit:
             docs = docs[: plan.limit]
             # The position now (bodies are the caller's to keep); the token if it is read.
             key = position(plan.sort, docs[-1].body)
             return Page(docs, make=lambda: encode(plan_shape(plan), key))
         return Page(docs, None)
+
+    async def _merged(self, plan: QueryPlan) -> list[Document]:
+        """``plan`` answered one value of its split ``in_`` at a time, merged in its order.
+
+        Every value's query resumes from the same position and reads up to
+        ``plan.fetch`` documents, so the first ``plan.fetch`` of the merge are the
+        plan's. The values' queries are not one snapshot: a document that changed
+        value between two of them is kept once.
+        """
+        plans = split_plans(plan)
+        parts = await asyncio.gather(*(self._backend.query(self.spec, p) for p in plans))
+        out: list[Document] = []
+        seen: set[tuple[str, str]] = set()
+        for doc in heapq.merge(*parts, key=_order_key(plan.sort)):
+            ident = (doc.id, doc.partition_key)
+            if ident in seen:
+                continue
+            seen.add(ident)
+            out.append(doc)
+            if plan.fetch is not None and len(out) >= plan.fetch:
+                break
+        return out
 
     async def count(self, query: Query | None = None) -> int:
         """How many documents match the query's filters (order, limit and continuation ignored)."""

@@ -9,12 +9,20 @@ Every provider evaluates a query the same way:
   ``id`` then the partition key break ties (ascending, or descending for a
   reversed index), so the order is total, pages are deterministic and
   continuations are keyset positions, not offsets.
+
+A query may ask (``split_in``) for its ``in_`` filter on one field to be answered
+as one query per value, each with an equality there, every one resuming from the
+same keyset position and all merged in the query's order (``Container.query``).
+Each is then a plain equality query a provider serves from an index, possibly a
+partial one holding only that value, where the ``in_`` itself could not be: SQLite
+sorts the matches of an ``in_`` on an index's middle field (a TEMP B-TREE), and
+partial indexes of different values are different indexes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from .continuation import decode, shape_of
@@ -37,6 +45,7 @@ __all__ = [
     "lt",
     "plan_query",
     "plan_shape",
+    "split_plans",
     "MAX_IN_VALUES",
     "MAX_LIMIT",
 ]
@@ -88,13 +97,20 @@ def ge(path: str, value: Scalar) -> Filter:
 
 @dataclass(frozen=True, slots=True)
 class Query:
-    """A portable query: ``Query(where=[eq("status", "queued")], order_by=["-priority"])``."""
+    """A portable query: ``Query(where=[eq("status", "queued")], order_by=["-priority"])``.
+
+    ``split_in`` names the field of one ``in_`` filter to answer as one query per
+    value, merged in the query's order (see the module docstring): the same
+    documents, pages and continuations as without it, each read from an equality's
+    index.
+    """
 
     where: Sequence[Filter] = ()
     order_by: Sequence[str] = ()
     limit: int | None = None
     partition_key: str | None = None
     continuation: str | None = None
+    split_in: str | None = None
 
 
 class Page:
@@ -152,6 +168,8 @@ class QueryPlan:
     limit: int | None
     after: tuple[Any, ...] | None = None
     explicit_order: bool = False
+    split: str | None = None
+    """The field of the ``in_`` filter answered one value at a time (``split_plans``)."""
     shape: str = field(default="", compare=False)
     """The digest tokens carry (``continuation.shape_of``); "" until a token was read."""
 
@@ -275,6 +293,12 @@ def plan_query(spec: ContainerSpec, query: Query) -> QueryPlan:
     pk = query.partition_key
     if pk is not None and (not isinstance(pk, str) or not pk):
         raise InvalidRequestError("partition_key must be a non-empty string")
+    split = query.split_in
+    if split is not None and (
+        not isinstance(split, str)
+        or sum(1 for f in where if f.field == split and f.op == "in") != 1
+    ):
+        raise InvalidRequestError(f"split_in {split!r} needs exactly one 'in' filter on it")
     sort = _sort_for(spec, query.order_by)
     # The shape is only needed to resume or hand out a token: a digest costs ~5 µs, and
     # most queries (every claim's first page) read no token.
@@ -291,8 +315,31 @@ def plan_query(spec: ContainerSpec, query: Query) -> QueryPlan:
         limit=limit,
         after=after,
         explicit_order=bool(query.order_by),
+        split=split,
         shape=shape,
     )
+
+
+def split_plans(plan: QueryPlan) -> list[QueryPlan]:
+    """The plans answering ``plan``'s split ``in_`` filter, one equality per value.
+
+    Each keeps the rest of ``plan``: its other filters, order, limit and keyset
+    position, so every one resumes strictly after the same document, whichever
+    value that document had then or has now. A continuation is read and made for
+    ``plan`` (its shape holds the ``in_`` filter), never for one of these.
+    """
+    at = next(i for i, f in enumerate(plan.where) if f.field == plan.split and f.op == "in")
+    split = plan.where[at]
+    assert isinstance(split.value, tuple)
+    return [
+        replace(
+            plan,
+            where=(*plan.where[:at], Filter(split.field, "eq", value), *plan.where[at + 1 :]),
+            split=None,
+            shape="",
+        )
+        for value in dict.fromkeys(split.value)  # each value once, in the order given
+    ]
 
 
 def plan_shape(plan: QueryPlan) -> str:

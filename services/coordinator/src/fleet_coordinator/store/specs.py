@@ -7,24 +7,25 @@ conditional write. Top-level copies of what queries filter on:
 * ``queue, status, -priority, created_at`` (+ ``run_after`` as a filter): the claim query;
 * ``status, due_at``: the reaper (``due_at`` = min(lease expiry, attempt deadline),
   present only while leased);
-* ``queue, status, created_at`` / ``status, created_at`` / ``created_at``: listing
-  and the oldest queued job of a queue;
-* ``queue, created_at``, ``kind, created_at``, ``kind, status, created_at``,
-  ``queue, kind, created_at``, ``queue, kind, status, created_at`` and
-  ``lock, created_at``: ``GET /v1/jobs`` filtered by kind, lock or queue alone and
-  the bulk calls (``store/listing.py`` builds the queries; a listing by lock
-  reads the lock's jobs and checks the other filters on them);
+* ``queue, status, created_at`` / ``status, created_at``: listing and the oldest
+  queued job of a queue;
+* ``kind, status, created_at``, ``queue, kind, status, created_at`` and
+  ``lock, created_at``: ``GET /v1/jobs`` filtered by kind or lock, and the bulk
+  calls (``store/listing.py`` builds the queries; a listing by lock reads the
+  lock's jobs and checks the other filters on them). A listing without a status
+  reads these one status at a time and merges them (``split_in``), so no listing
+  index leaves ``status`` out: each would be one more B-tree insert per enqueue;
 * ``status, lock, -priority, created_at``: claims reaching past lock-blocked jobs;
 * ``status, ended_at``: retention on memory and SQLite (``ended_at`` is present only
   on terminal jobs; on Cosmos DB their ``ttl`` field does the same work).
 
-``kind`` and ``lock`` never change after enqueue, so the indexes without
-``status`` cost a job write only when it is created; the listing ones with
-``status`` move on every status change. The claim, reaper and retention indexes are
-partial (memory and SQLite): the claim ones hold only queued jobs, the reaper's only
-leased ones (``due_at``) and the retention one only terminal ones (``ended_at``),
-so a job's claim or completion moves each of them at most once, and its enqueue
-skips the last two (``docs/architecture.md``).
+``lock`` never changes after enqueue, so its index costs a job write only when it
+is created; the listing ones with ``status`` move on every status change. The
+claim, reaper and retention indexes are partial (memory and SQLite): the claim
+ones hold only queued jobs, the reaper's only leased ones (``due_at``) and the
+retention one only terminal ones (``ended_at``), so a job's claim or completion
+moves each of them at most once, and its enqueue skips the last two
+(``docs/architecture.md``).
 
 ``agents`` (partition key ``pk`` = the agent id, so a token's point read needs
 only the id embedded in the token) holds agent documents (``kind = "agent"``)
@@ -85,17 +86,14 @@ JOBS_SPEC = ContainerSpec(
         # index whose leading fields the query's equalities cover (store/listing.py).
         # Those with ``status`` leave leased jobs out, so a claim only takes a job out
         # of them and its end only puts it back, instead of moving it twice; the
-        # leased jobs, few by nature, have an index of their own.
+        # leased jobs, few by nature, have an index of their own. None leaves
+        # ``status`` out: a listing without one merges one query per status.
         Index.of("queue", "kind", "status", "created_at", per_partition=False, where=_AT_REST),
         Index.of("queue", "status", "created_at", per_partition=False, where=_AT_REST),
-        Index.of("queue", "kind", "created_at", per_partition=False),
         Index.of("kind", "status", "created_at", per_partition=False, where=_AT_REST),
         Index.of("lock", "created_at", per_partition=False),
-        Index.of("queue", "created_at", per_partition=False),
-        Index.of("kind", "created_at", per_partition=False),
         Index.of("status", "created_at", per_partition=False, where=_AT_REST),
         Index.of("status", "created_at", per_partition=False, where=_LEASED),
-        Index.of("created_at", per_partition=False),
         # Claims reaching past jobs whose lock is held: lockless jobs (lock = "") in
         # claim order, and the head of each next lock (services/locks.py).
         Index.of("status", "lock", "-priority", "created_at", per_partition=False, where=_QUEUED),
