@@ -249,8 +249,12 @@ def _resolve_sort(
     )
 
 
-def plan_query(spec: ContainerSpec, query: Query) -> QueryPlan:
-    """Validate ``query`` against ``spec`` and resolve its ordering and continuation."""
+def plan_query(spec: ContainerSpec, query: Query, *, counting: bool = False) -> QueryPlan:
+    """Validate ``query`` against ``spec`` and resolve its ordering and continuation.
+
+    ``counting``: the plan of a count, which has no order, so a container without
+    ``id_order`` may count across partitions.
+    """
     where = tuple(query.where)
     for f in where:
         if not isinstance(f, Filter):
@@ -276,6 +280,11 @@ def plan_query(spec: ContainerSpec, query: Query) -> QueryPlan:
     if pk is not None and (not isinstance(pk, str) or not pk):
         raise InvalidRequestError("partition_key must be a non-empty string")
     sort = _sort_for(spec, query.order_by)
+    if not spec.id_order and pk is None and not counting and sort[0][0] == "id":
+        raise InvalidRequestError(
+            f"{spec.name!r} keeps no id order across partitions (ContainerSpec.id_order): "
+            "give the query an order_by of a declared index, or a partition_key"
+        )
     # The shape is only needed to resume or hand out a token: a digest costs ~5 µs, and
     # most queries (every claim's first page) read no token.
     shape = ""
