@@ -24,6 +24,7 @@ from fleet_coordinator import Settings, create_app
 from fleet_coordinator.api.deps import Role
 from fleet_coordinator.api.limits import RouteRules
 from fleet_coordinator.services import Coordinator
+from fleet_coordinator.store import every_job
 from fleet_datastore import Query
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -257,9 +258,11 @@ class Served:
 
         async def snapshot() -> dict[str, str | None]:
             found: dict[str, str | None] = {}
-            for container in (co.containers.jobs, co.containers.agents):
-                page = await container.query(Query(limit=10_000))
-                found.update({f"{container.name}/{d.id}": d.etag for d in page.items})
+            jobs, agents = co.containers.jobs, co.containers.agents
+            for container, queries in ((jobs, every_job(10_000)), (agents, [Query(limit=10_000)])):
+                for query in queries:
+                    page = await container.query(query)
+                    found.update({f"{container.name}/{d.id}": d.etag for d in page.items})
             return found
 
         assert self.client.portal is not None

@@ -40,7 +40,8 @@ async def test_a_copy_of_large_documents_is_whole() -> None:
     async with store_from_url("memory://") as source, store_from_url("memory://") as target:
         jobs = await source.create_container_if_not_exists(JOBS_SPEC)
         for i in range(4):
-            await jobs.create({"id": f"j{i}", "pk": "s0", "blob": blob})
+            body = {"status": ("queued", "succeeded")[i % 2], "created_at": float(i)}
+            await jobs.create({"id": f"j{i}", "pk": "s0", "blob": blob, **body})
         counts = await copy_store(source, target, job_shards=1)
         assert counts["jobs"] == 4
         copied = await target.create_container_if_not_exists(JOBS_SPEC)

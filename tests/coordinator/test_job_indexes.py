@@ -1,4 +1,4 @@
-"""The jobs container's indexes: every claim, reaper and retention query seeks one (SQLite).
+"""The jobs container's indexes: every claim, reaper, retention and lock query seeks one (SQLite).
 
 The claim indexes hold only queued jobs and the reaper and retention ones only
 leased and terminal jobs (partial indexes, ``store/specs.py``); these tests check
@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 from fleet_coordinator.domain import TERMINAL_STATUSES, JobStatus
+from fleet_coordinator.services.locks import head_query
 from fleet_coordinator.store import JOBS_SPEC
-from fleet_coordinator.store.listing import JobFilter, list_page
-from fleet_datastore import Index, Query, eq, gt, in_, le, store_from_url
+from fleet_coordinator.store.listing import JobFilter, list_page, listing_query
+from fleet_datastore import Index, InvalidRequestError, Query, eq, gt, in_, le, store_from_url
 from fleet_datastore.continuation import encode, position
 from fleet_datastore.providers.sqlite_sql import count_sql, query_branches, schema_sql
 from fleet_datastore.query import plan_query, plan_shape
@@ -53,6 +54,8 @@ QUERIES = {
         order_by=["lock", *CLAIM],
         limit=1,
     ),
+    # store/listing.py: a lock's jobs, whatever the other filters
+    "lock listing": listing_query(JobFilter(lock="L", queue="q", status="failed"), 50),
     # services/reaper.py
     "reaper": Query(
         where=[eq("status", "leased"), le("due_at", NOW)], order_by=["due_at"], limit=200
@@ -103,23 +106,23 @@ def test_each_partial_jobs_index_holds_only_the_jobs_its_queries_return(tmp_path
     """Queued jobs in the claim indexes, leased ones in the reaper's, ended ones in retention's.
 
     The listing indexes with ``status`` hold every job but the leased ones, which
-    have their own listing index.
+    have their own listing index; the lock listing index holds only jobs with a lock.
     """
     conn = sqlite3.connect(tmp_path / "sizes.db")
     for statement in schema_sql(JOBS_SPEC):
         conn.execute(statement)
     rows = [
-        ("queued", None, None),
-        ("queued", None, None),
-        ("leased", 5.0, None),
-        ("succeeded", None, 7.0),
-        ("failed", None, 8.0),
-        ("cancelled", None, 9.0),
+        ("queued", None, None, ""),
+        ("queued", None, None, "L"),
+        ("leased", 5.0, None, "L"),
+        ("succeeded", None, 7.0, ""),
+        ("failed", None, 8.0, ""),
+        ("cancelled", None, 9.0, ""),
     ]
     conn.executemany(
         'INSERT INTO "doc_jobs" (pk, id, etag, body, f_queue, f_status, f_priority, '
         "f_created__at, f_run__after, f_due__at, f_ended__at, f_kind, f_lock) "
-        "VALUES ('s', ?, 'e', '{}', 'q', ?, 0, 1.0, 0.0, ?, ?, 'k', '')",
+        "VALUES ('s', ?, 'e', '{}', 'q', ?, 0, 1.0, 0.0, ?, ?, 'k', ?)",
         [(f"j{i}", *row) for i, row in enumerate(rows)],
     )
     conn.commit()
@@ -131,7 +134,7 @@ def test_each_partial_jobs_index_holds_only_the_jobs_its_queries_return(tmp_path
     ):
         sizes[str(sql).split(" WHERE ", 1)[1]] = int(str(stats.get(name, "0")).split()[0])
     conn.close()
-    queued = sum(1 for status, _, _ in rows if status == JobStatus.QUEUED.value)
+    queued = sum(1 for status, *_ in rows if status == JobStatus.QUEUED.value)
     at_rest = " OR ".join(
         f"f_status = '{s}'" for s in ("cancelled", "failed", "queued", "succeeded")
     )
@@ -141,14 +144,20 @@ def test_each_partial_jobs_index_holds_only_the_jobs_its_queries_return(tmp_path
         "f_status IS NOT NULL AND f_ended__at IS NOT NULL": 3,
         f"({at_rest})": len(rows) - 1,  # the four listing indexes with status: all but leased
         "f_status = 'leased'": 1,  # the leased jobs' listing index
+        "f_lock <> ''": 2,  # the lock listing index: only the jobs with a lock
     }
 
 
 async def test_a_jobs_file_with_the_full_indexes_migrates_on_open(tmp_path: Path) -> None:
-    """A file written with the earlier full indexes opens with the partial ones; answers agree."""
+    """A file written with the earlier full indexes opens with the partial ones; answers agree.
+
+    The earlier layout also had the ``(id, pk)`` index of the id order, which the jobs
+    container no longer keeps (``JOBS_SPEC.id_order``): opening drops it.
+    """
     full = dataclasses.replace(
         JOBS_SPEC,
         indexes=tuple(dataclasses.replace(i, where=(), sparse=False) for i in JOBS_SPEC.indexes),
+        id_order=True,
     )
     url = f"sqlite:///{tmp_path / 'jobs.db'}"
     bodies: list[dict[str, Any]] = [
@@ -161,7 +170,7 @@ async def test_a_jobs_file_with_the_full_indexes_migrates_on_open(tmp_path: Path
             "created_at": float(i),
             "run_after": 0.0,
             "kind": "k",
-            "lock": "",
+            "lock": "L" if i % 5 == 0 else "",
             **({"due_at": 100.0 + i} if i % 3 == 1 else {}),
             **({"ended_at": 50.0 + i} if i % 3 == 2 else {}),
         }
@@ -188,6 +197,8 @@ async def test_a_jobs_file_with_the_full_indexes_migrates_on_open(tmp_path: Path
             d["id"] for d in bodies if d["status"] == "leased" and d["due_at"] <= 130.0
         ]
         assert await jobs.count(Query(where=[eq("status", "succeeded")])) == 20
+        locked = await jobs.query(listing_query(JobFilter(lock="L"), 100))
+        assert [d.id for d in locked.items] == [d["id"] for d in bodies if d["lock"] == "L"]
     with sqlite3.connect(tmp_path / "jobs.db") as conn:
         indexes = [
             str(sql)
@@ -203,6 +214,42 @@ async def test_a_jobs_file_with_the_full_indexes_migrates_on_open(tmp_path: Path
         if sql.startswith("CREATE INDEX")  # not the size trigger
     ]
     assert sorted(indexes) == sorted(wanted)  # the old full ones dropped
+    assert not [sql for sql in indexes if sql.endswith("(id, pk)")]  # and the id order's
+
+
+def test_a_new_jobs_table_has_no_id_order_index_and_a_lock_index_of_locked_jobs_only() -> None:
+    """Two B-trees fewer for each job insert: no ``(id, pk)``, and no lockless job by lock.
+
+    Every query of jobs names an order or a shard (``JOBS_SPEC.id_order``), and a
+    listing by lock never asks for the lockless jobs' lock ``""`` (the API refuses
+    an empty lock name), so neither index is read for anything the others cannot do.
+    """
+    statements = schema_sql(JOBS_SPEC)
+    assert not [s for s in statements if "(id, pk)" in s]
+    lock_index = [s for s in statements if '"doc_jobs" (f_lock ASC' in s]
+    assert len(lock_index) == 1, lock_index
+    assert lock_index[0].endswith(" WHERE f_lock <> ''"), lock_index
+    with pytest.raises(InvalidRequestError, match="id_order"):
+        plan_query(JOBS_SPEC, Query(limit=10))
+    conn = sqlite3.connect(":memory:")
+    for statement in statements:
+        conn.execute(statement)
+
+    def plan_of(query: Query) -> str:
+        (branch,) = query_branches(JOBS_SPEC, plan_query(JOBS_SPEC, query))
+        rows = conn.execute(f"EXPLAIN QUERY PLAN {branch.sql}", branch.params).fetchall()
+        text = " | ".join(str(row[3]) for row in rows)
+        assert text.startswith("SEARCH"), text
+        assert "TEMP B-TREE" not in text, text
+        return text
+
+    # A lock listing seeks the lock's jobs in the partial index (not a walk of another).
+    listing = plan_of(listing_query(JobFilter(lock="L", queue="q"), 50))
+    name = lock_index[0].split('"')[1]
+    assert f"INDEX {name} (f_lock=?" in listing, listing
+    # A claim of one lock's head still seeks the claim index of locks, not the lock listing's.
+    assert "(f_status=? AND f_lock=?" in plan_of(head_query("L", ["q"], NOW))
+    conn.close()
 
 
 @pytest.mark.parametrize("status", [s.value for s in JobStatus])
@@ -215,7 +262,7 @@ def test_a_queue_count_by_status_seeks_an_index_of_jobs_in_that_status(
     capacity), never the queue's whole history through ``queue, created_at``.
     """
     query = Query(where=[eq("queue", "q"), eq("status", status)])
-    compiled = count_sql(JOBS_SPEC, plan_query(JOBS_SPEC, query))
+    compiled = count_sql(JOBS_SPEC, plan_query(JOBS_SPEC, query, counting=True))
     with sqlite3.connect(tmp_path / "count.db") as conn:
         for statement in schema_sql(JOBS_SPEC):
             conn.execute(statement)

@@ -19,6 +19,7 @@ from fleet_datastore import (
     DocumentStore,
     Index,
     InvalidRequestError,
+    Not,
     Patch,
     PatchOp,
     Query,
@@ -27,9 +28,10 @@ from fleet_datastore import (
     le,
     store_from_url,
 )
+from fleet_datastore.continuation import encode, position
 from fleet_datastore.providers.memory import MemoryBackend
 from fleet_datastore.providers.sqlite_sql import query_branches, schema_sql
-from fleet_datastore.query import plan_query
+from fleet_datastore.query import plan_query, plan_shape
 
 from .test_contract_query import all_pages
 
@@ -254,3 +256,88 @@ async def test_the_memory_provider_keeps_only_matching_entries_in_a_partial_inde
         sum(1 for d in docs if d["status"] in ("queued", "done")),
         len(docs),
     ]
+
+
+OWNED = ContainerSpec(
+    name="owned",
+    partition_key="queue",
+    fields={"owner": "str", "status": "str", "created_at": "float"},
+    indexes=(
+        # The documents with an owner: "" (none) is never asked for by this index.
+        Index.of("owner", "created_at", per_partition=False, where={"owner": Not("")}),
+        Index.of("status", "owner", "created_at"),
+    ),
+)
+
+
+async def _owned(store: DocumentStore) -> Container:
+    """Owned and ownerless docs, moved into and out of the ``Not("")`` index by every write."""
+    c = await store.create_container_if_not_exists(OWNED)
+    for i in range(12):
+        owner = ("", "a", "b")[i % 3]
+        await c.create({**_doc(i, "queued"), "owner": owner})
+    await c.create(_doc(12, "queued"))  # no owner at all: out of the index too
+    d = await c.get("d00", "q0")  # "" -> "a": joins
+    assert (await c.update_if_match(d.id, "q0", d, Patch(set={"owner": "a"}))).ok
+    d = await c.get("d01", "q1")  # "a" -> "": leaves
+    assert (await c.update_if_match(d.id, "q1", d, Patch(set={"owner": ""}))).ok
+    await c.replace({**_doc(2, "queued"), "owner": "a"})  # "b" -> "a": moves within
+    await c.upsert({**_doc(4, "queued"), "owner": ""})  # "a" -> "": leaves
+    await c.batch("q2", [PatchOp("d05", Patch(remove=("owner",))), DeleteOp("d08")])
+    return c
+
+
+async def test_a_not_condition_serves_every_other_value_and_leaves_none_out(
+    store: DocumentStore,
+) -> None:
+    """``where={"owner": Not("")}``: each owner's docs, paged; the ownerless ones still found."""
+    c = await _owned(store)
+    docs = [d.body for p in await all_pages(c, Query(limit=100)) for d in p.items]
+    for owner in ("a", "b", "", "nobody"):
+        want = sorted((d for d in docs if d.get("owner") == owner), key=lambda d: d["created_at"])
+        query = Query(where=[eq("owner", owner)], order_by=["created_at"], limit=2)
+        assert await _ids(c, query) == [d["id"] for d in want], owner
+        assert await c.count(Query(where=[eq("owner", owner)])) == len(want)
+        with_status = [eq("owner", owner), eq("status", "queued")]
+        query = Query(where=with_status, order_by=["created_at"], limit=2)
+        assert await _ids(c, query) == [d["id"] for d in want], owner
+
+
+async def test_the_memory_provider_keeps_no_entry_a_not_condition_leaves_out() -> None:
+    """Memory's ``Not("")`` index holds only documents with an owner other than ``""``."""
+    async with store_from_url("memory://") as store:
+        c = await _owned(store)
+        docs = [d.body for d in (await c.query(Query(limit=100))).items]
+        backend = c._backend
+        assert isinstance(backend, MemoryBackend)
+        sizes = [len(entries) for _, entries in backend._tables[OWNED.name].indexes]
+    assert sizes == [sum(1 for d in docs if d.get("owner") not in (None, "")), len(docs)]
+
+
+def test_sqlite_seeks_a_not_condition_for_any_other_value_and_never_for_that_one() -> None:
+    """``Not("")`` is ``owner <> ''``: a query writes that term beside ``owner = ?`` to seek it."""
+    conn = sqlite3.connect(":memory:")
+    for statement in schema_sql(OWNED):
+        conn.execute(statement)
+    (name,) = [n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE sql LIKE '%<>%'")]
+    sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", (name,)).fetchone()[0]
+    assert sql.endswith("WHERE f_owner <> ''"), sql
+    for owner, wanted in (("a", True), ("it's", True), ("", False)):
+        query = Query(where=[eq("owner", owner)], order_by=["created_at"], limit=5)
+        plan = plan_query(OWNED, query)
+        page = encode(
+            plan_shape(plan), position(plan.sort, {"created_at": 1.0, "id": "d", "queue": "q"})
+        )
+        for q in (query, Query(where=query.where, order_by=query.order_by, continuation=page)):
+            for branch in query_branches(OWNED, plan_query(OWNED, q)):
+                rows = conn.execute(f"EXPLAIN QUERY PLAN {branch.sql}", branch.params).fetchall()
+                text = " | ".join(str(row[3]) for row in rows)
+                assert (f"INDEX {name} " in text) is wanted, (owner, text)
+                assert "TEMP B-TREE" not in text or not wanted, text
+    conn.close()
+
+
+def test_a_not_condition_of_the_wrong_type_is_refused() -> None:
+    """``Not(v)`` names a value of the field's declared type, as any condition does."""
+    with pytest.raises(InvalidRequestError):
+        ContainerSpec(name="x", fields={"a": "str"}, indexes=(Index.of("a", where={"a": Not(1)}),))

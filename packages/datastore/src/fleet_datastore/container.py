@@ -191,5 +191,7 @@ class Container:
     async def count(self, query: Query | None = None) -> int:
         """How many documents match the query's filters (order, limit and continuation ignored)."""
         q = query or Query()
-        plan = plan_query(self.spec, Query(where=q.where, partition_key=q.partition_key))
+        plan = plan_query(
+            self.spec, Query(where=q.where, partition_key=q.partition_key), counting=True
+        )
         return await self._backend.count(self.spec, plan)

@@ -17,7 +17,9 @@ __all__ = [
     "FieldType",
     "Index",
     "ContainerSpec",
+    "Not",
     "Outcome",
+    "admits",
     "allowed",
     "Patch",
     "UpdateResult",
@@ -32,8 +34,21 @@ DESC: Direction = "desc"
 Scalar = str | int | float | bool
 """A declared field's value."""
 
-Condition = Scalar | tuple[Scalar, ...]
-"""A partial index's condition on one field: that value, or any one of several."""
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    """A partial index's condition on one field: present and any value but this one.
+
+    ``Index.of("lock", "created_at", where={"lock": Not("")})`` leaves out the
+    documents whose ``lock`` is ``""`` (or absent); a query uses the index only with
+    an ``eq`` filter on ``lock`` to another value.
+    """
+
+    value: Scalar
+
+
+Condition = Scalar | tuple[Scalar, ...] | Not
+"""A partial index's condition on one field: that value, any one of several, or ``Not`` one."""
 
 FieldType = Literal["str", "int", "float", "bool"]
 """The type a declared field holds; ``float`` fields accept any JSON number."""
@@ -59,13 +74,22 @@ class Document(NamedTuple):
 
 
 def allowed(condition: Condition) -> tuple[Scalar, ...]:
-    """The values a partial index's condition on a field lets in."""
+    """The values an equality condition on a field lets in (``Not`` lets in all but one)."""
+    if isinstance(condition, Not):
+        raise TypeError("a Not condition lets in every value but one")
     return condition if isinstance(condition, tuple) else (condition,)
 
 
-def _condition(value: Scalar | Iterable[Scalar]) -> Condition:
+def admits(condition: Condition, value: object) -> bool:
+    """Whether a field holding ``value`` (None: absent) meets a partial index's condition."""
+    if isinstance(condition, Not):
+        return value is not None and value != condition.value
+    return value in allowed(condition)
+
+
+def _condition(value: Scalar | Iterable[Scalar] | Not) -> Condition:
     """One value as is; several as a sorted tuple, so equal conditions compare (and name) equal."""
-    if isinstance(value, str | int | float | bool):
+    if isinstance(value, str | int | float | bool | Not):
         return value
     values = tuple(sorted(set(value), key=repr))
     return values[0] if len(values) == 1 else values  # () is refused by ContainerSpec
@@ -94,8 +118,9 @@ class Index:
     ``False`` for indexes only cross-partition queries use."""
     where: tuple[tuple[str, Condition], ...] = ()
     """A partial index: only documents whose fields equal these values (or one of a
-    field's several values) are in it, and only queries with ``eq`` filters on such
-    values use it (others use another index or, failing that, scan). A write that
+    field's several values, or, for a ``Not`` condition, hold any value but that one)
+    are in it, and only queries with ``eq`` filters on such values use it (others use
+    another index or, failing that, scan). A write that
     moves a document neither into nor out of it nor within it leaves it alone.
     Memory and SQLite; Cosmos DB indexes every document anyway and ignores it."""
     sparse: bool = False
@@ -109,13 +134,14 @@ class Index:
         cls,
         *specs: str,
         per_partition: bool = True,
-        where: Mapping[str, Scalar | Iterable[Scalar]] | None = None,
+        where: Mapping[str, Scalar | Iterable[Scalar] | Not] | None = None,
         sparse: bool = False,
     ) -> Index:
         """Build an index from field names, ``-name`` meaning descending.
 
         ``where={"status": "queued"}`` makes it partial (see ``Index.where``), and
-        ``where={"status": ("queued", "failed")}`` lets in either value;
+        ``where={"status": ("queued", "failed")}`` lets in either value and
+        ``where={"lock": Not("")}`` every value but ``""``;
         ``sparse=True`` keeps out documents lacking one of its fields.
         """
         only = tuple(sorted((name, _condition(v)) for name, v in (where or {}).items()))
@@ -150,6 +176,13 @@ class ContainerSpec:
     """Cosmos DB only: the container's default time to live in seconds (-1: on, and a
     document expires only if its own ``ttl`` field says so; None: off). Memory and
     SQLite keep every document until it is deleted (``DocumentStore.expires_documents``)."""
+    id_order: bool = True
+    """Serve a query without ``order_by`` (the default order, by ``id``) across the
+    partitions. SQLite keeps an ``(id, pk)`` index for it, one more B-tree each
+    insert and delete updates. False: no such index, and ``plan_query`` refuses such
+    a query unless it names a partition (the primary key serves the order inside
+    one); a count is never ordered, so it is allowed either way. Every provider
+    applies the same rule."""
     declared_roots: frozenset[str] = field(init=False, repr=False, compare=False)
     top_fields: Mapping[str, FieldType] = field(init=False, repr=False, compare=False)
     """The declared fields that are top-level names (validated by a key look-up)."""
@@ -192,7 +225,7 @@ class ContainerSpec:
                 declared = self.field_type(name)
                 if declared is None:
                     raise InvalidRequestError(f"index condition field {name!r} is not declared")
-                values = allowed(value)
+                values = (value.value,) if isinstance(value, Not) else allowed(value)
                 if not values or not all(of_type(v, declared) for v in values):
                     raise InvalidRequestError(f"index condition {name!r}: not a {declared}")
         if self.default_ttl is not None and (self.default_ttl == 0 or self.default_ttl < -1):

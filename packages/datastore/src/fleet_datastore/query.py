@@ -267,8 +267,12 @@ def _resolve_sort(
     )
 
 
-def plan_query(spec: ContainerSpec, query: Query) -> QueryPlan:
-    """Validate ``query`` against ``spec`` and resolve its ordering and continuation."""
+def plan_query(spec: ContainerSpec, query: Query, *, counting: bool = False) -> QueryPlan:
+    """Validate ``query`` against ``spec`` and resolve its ordering and continuation.
+
+    ``counting``: the plan of a count, which has no order, so a container without
+    ``id_order`` may count across partitions.
+    """
     where = tuple(query.where)
     for f in where:
         if not isinstance(f, Filter):
@@ -300,6 +304,11 @@ def plan_query(spec: ContainerSpec, query: Query) -> QueryPlan:
     ):
         raise InvalidRequestError(f"split_in {split!r} needs exactly one 'in' filter on it")
     sort = _sort_for(spec, query.order_by)
+    if not spec.id_order and pk is None and not counting and sort[0][0] == "id":
+        raise InvalidRequestError(
+            f"{spec.name!r} keeps no id order across partitions (ContainerSpec.id_order): "
+            "give the query an order_by of a declared index, or a partition_key"
+        )
     # The shape is only needed to resume or hand out a token: a digest costs ~5 µs, and
     # most queries (every claim's first page) read no token.
     shape = ""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from fleet_datastore import (
     MAX_BATCH_OPERATIONS,
     BatchTooLargeError,
     Container,
+    ContainerSpec,
     CosmosConfig,
     DatastoreError,
     DocumentStore,
@@ -36,7 +38,15 @@ from fleet_datastore import (
 
 from .cli import settings_or_exit
 from .settings import Settings
-from .store import AGENTS_SPEC, CONTAINER_SPECS, JOBS_SPEC, LAYOUT_ID, layout_doc, shard_of
+from .store import (
+    AGENTS_SPEC,
+    CONTAINER_SPECS,
+    JOBS_SPEC,
+    LAYOUT_ID,
+    every_job,
+    layout_doc,
+    shard_of,
+)
 
 __all__ = ["copy_store", "main"]
 
@@ -52,24 +62,10 @@ async def copy_store(
         src = await source.create_container_if_not_exists(spec)
         dst = await target.create_container_if_not_exists(spec)
         copied = 0
-        query = Query(limit=PAGE)
-        while True:
-            page = await src.query(query)
-            by_partition: dict[str, list[dict[str, Any]]] = defaultdict(list)
-            for doc in page.items:
-                body = dict(doc.body)
-                if spec is JOBS_SPEC:
-                    body[spec.partition_key] = shard_of(doc.id, job_shards)
-                elif spec is AGENTS_SPEC and doc.id == LAYOUT_ID:
-                    continue  # the source's shard count: the target's is written below
-                by_partition[body[spec.partition_key]].append(body)
-            for partition, bodies in sorted(by_partition.items()):
-                for start in range(0, len(bodies), MAX_BATCH_OPERATIONS):
-                    await _upsert(dst, partition, bodies[start : start + MAX_BATCH_OPERATIONS])
-            copied += len(page.items)
-            if page.continuation is None:
-                break
-            query = Query(limit=PAGE, continuation=page.continuation)
+        # The jobs have no id order across shards (``JOBS_SPEC.id_order``): a status at a time.
+        queries = every_job(PAGE) if spec is JOBS_SPEC else [Query(limit=PAGE)]
+        for query in queries:
+            copied += await _copy(src, dst, spec, job_shards, query)
         if spec is AGENTS_SPEC:
             # Last, once the jobs are where it says: a coordinator started on the target
             # with another FLEET_JOB_SHARDS refuses to (a store from before the record
@@ -77,6 +73,30 @@ async def copy_store(
             await dst.upsert(layout_doc(job_shards))
         counts[spec.name] = copied
     return counts
+
+
+async def _copy(
+    src: Container, dst: Container, spec: ContainerSpec, job_shards: int, query: Query
+) -> int:
+    """Upsert every document ``query`` lists, page by page; return how many it listed."""
+    copied = 0
+    while True:
+        page = await src.query(query)
+        by_partition: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for doc in page.items:
+            body = dict(doc.body)
+            if spec is JOBS_SPEC:
+                body[spec.partition_key] = shard_of(doc.id, job_shards)
+            elif spec is AGENTS_SPEC and doc.id == LAYOUT_ID:
+                continue  # the source's shard count: the target's is written after
+            by_partition[body[spec.partition_key]].append(body)
+        for partition, bodies in sorted(by_partition.items()):
+            for start in range(0, len(bodies), MAX_BATCH_OPERATIONS):
+                await _upsert(dst, partition, bodies[start : start + MAX_BATCH_OPERATIONS])
+        copied += len(page.items)
+        if page.continuation is None:
+            return copied
+        query = dataclasses.replace(query, continuation=page.continuation)
 
 
 async def _upsert(dst: Container, partition: str, bodies: list[dict[str, Any]]) -> None:

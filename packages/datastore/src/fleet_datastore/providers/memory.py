@@ -42,7 +42,7 @@ from ..model import (
     Index,
     Patch,
     UpdateResult,
-    allowed,
+    admits,
 )
 from ..query import Filter, QueryPlan
 from .memory_index import (
@@ -142,7 +142,7 @@ def _roots(index: Index) -> frozenset[str]:
 def _entry(index: Index, body: dict[str, Any], doc_id: str, pk: str) -> tuple[Any, ...] | None:
     """The document's entry in ``index``, or None when a partial index leaves it out."""
     for name, condition in index.where:
-        if get_path(body, name) not in allowed(condition):
+        if not admits(condition, get_path(body, name)):
             return None
     key = entry_key(index.fields, body, doc_id, pk)
     if index.sparse and any(k is MISSING or k is MISSING_LAST for k in key):
@@ -151,10 +151,13 @@ def _entry(index: Index, body: dict[str, Any], doc_id: str, pk: str) -> tuple[An
 
 
 def _serves(index: Index, equal: dict[str, Filter]) -> bool:
-    """True when the equality filters imply a partial index's conditions (as SQLite judges)."""
+    """True when the equality filters imply a partial index's conditions (as SQLite judges).
+
+    A ``Not("v")`` condition is implied by an ``eq`` filter to another value.
+    """
     for name, condition in index.where:
         f = equal.get(name)
-        if f is None or f.op != "eq" or f.value not in allowed(condition):
+        if f is None or f.op != "eq" or not admits(condition, f.value):
             return False
     return True
 

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from ..errors import InvalidRequestError
-from ..model import ContainerSpec, Index, Patch, Scalar, allowed
+from ..model import ContainerSpec, Index, Not, Patch, Scalar, allowed
 from ..query import Filter, QueryPlan
 
 __all__ = [
@@ -115,7 +115,10 @@ class _Layout(NamedTuple):
     by_root: dict[str, tuple[tuple[str, tuple[str, ...]], ...]]
     """Top-level key → (column, path steps) of the declared fields under it."""
     conditions: frozenset[str]
-    """Fields a partial index's ``where`` names: their equality filters are written inline."""
+    """Fields a partial index's ``where`` names with values: their equality filters are
+    written inline."""
+    excluded: dict[str, tuple[Scalar, ...]]
+    """Field → the values a partial index's ``Not`` condition on it leaves out."""
     tops: tuple[str, ...] | None
     """Every declared field's name when all are top-level (the common case), else None."""
 
@@ -138,13 +141,23 @@ def _layout(spec: ContainerSpec) -> _Layout:
         tuple(field_column(p) for p in paths),
         steps,
         {root: tuple(cols) for root, cols in by_root.items()},
-        frozenset(name for index in spec.indexes for name, _ in index.where),
+        frozenset(n for index in spec.indexes for n, c in index.where if not isinstance(c, Not)),
+        _excluded(spec),
         tuple(paths) if all(len(parts) == 1 for parts in steps) else None,
     )
     if len(_LAYOUTS) >= 256:
         _LAYOUTS.clear()
     _LAYOUTS[id(spec)] = (spec, layout)
     return layout
+
+
+def _excluded(spec: ContainerSpec) -> dict[str, tuple[Scalar, ...]]:
+    out: dict[str, tuple[Scalar, ...]] = {}
+    for index in spec.indexes:
+        for name, condition in index.where:
+            if isinstance(condition, Not) and condition.value not in out.get(name, ()):
+                out[name] = (*out.get(name, ()), condition.value)
+    return out
 
 
 def _value_at(node: Any, steps: tuple[str, ...]) -> Any:
@@ -225,10 +238,15 @@ def partial_where(spec: ContainerSpec, index: Index) -> str:
     re-plans the statement when its value changes), ``(col = 'a' OR col = 'b')``
     by either equality, a ``col IS NOT NULL`` term by
     any comparison on the column, which the query compiler always emits for a
-    filtered or sorted field.
+    filtered or sorted field. A ``Not`` condition is ``col <> 'v'``, which only that
+    very term implies: the query compiler adds it beside an ``eq`` filter on the
+    column to another value (``_implied``).
     """
     terms: list[str] = []
     for name, condition in index.where:
+        if isinstance(condition, Not):
+            terms.append(f"{column(spec, name)} <> {_literal(condition.value)}")
+            continue
         col, values = column(spec, name), allowed(condition)
         ors = " OR ".join(f"{col} = {_literal(v)}" for v in values)
         # Several values as OR terms, not IN: SQLite sees that ``col = 'v'`` implies
@@ -246,7 +264,7 @@ def partial_where(spec: ContainerSpec, index: Index) -> str:
 
 def _indexes(spec: ContainerSpec) -> list[tuple[str, str]]:
     """(name, CREATE INDEX statement) of every index the spec asks for."""
-    out = [_index_sql(spec, "id", ["id", "pk"])]
+    out = [_index_sql(spec, "id", ["id", "pk"])] if spec.id_order else []
     for index in spec.indexes:
         cols = [f"{column(spec, n)} {d.upper()}" for n, d in index.fields]
         used = {column(spec, n) for n in index.names}
@@ -307,7 +325,9 @@ def schema_sql(spec: ContainerSpec) -> list[str]:
     ``(pk, fields..., id)`` serves the same query inside one partition without
     walking the other partitions' entries.
     An update touches an index only when it assigns one of the index's columns;
-    ``(id, pk)`` serves the default id order and is never touched by an update.
+    ``(id, pk)`` serves the default id order across partitions and is never touched
+    by an update (a spec without ``id_order`` has none: the primary key serves the
+    id order inside one partition, the only one its queries may ask for).
     The field columns have no declared type (no affinity), so they hold exactly
     what ``json_extract`` would return: integers stay integers, reals reals.
     """
@@ -402,11 +422,32 @@ def _where(
     for f in plan.where:
         cond = _filter(spec, f, params)
         conds.append("+" + cond if f.field in pinned and f.op not in ("eq", "in") else cond)
+    conds += _implied(spec, plan.where)
     if plan.explicit_order:
         skip = {*compared, *(f.field for f in plan.where)}
         cols = (column(spec, n) for n, _ in plan.sort if n not in skip)
         conds += [f"{c} IS NOT NULL" for c in cols if c not in ("id", "pk")]
     return conds, params
+
+
+def _implied(spec: ContainerSpec, where: Sequence[Filter]) -> list[str]:
+    """``col <> 'v'`` beside each ``eq`` filter on ``col`` to another value than ``v``.
+
+    The filter implies it, but SQLite proves a query's WHERE implies a partial
+    index's only term by term (``partial_where``): written out, it lets the query
+    use an index whose ``Not("v")`` condition leaves out the documents holding
+    ``v``. A literal, so the statement text does not change with the filter's value.
+    """
+    excluded = _layout(spec).excluded
+    if not excluded:
+        return []
+    return [
+        f"{column(spec, f.field)} <> {_literal(v)}"
+        for f in where
+        if f.op == "eq" and f.field in excluded
+        for v in excluded[f.field]
+        if f.value != v
+    ]
 
 
 def _filter(spec: ContainerSpec, f: Filter, params: list[Any]) -> str:

@@ -18,7 +18,7 @@ from .codec import (
     job_to_doc,
     patch_between,
 )
-from .layout import LAYOUT_ID, STORE_PARTITION, layout_doc, settle_job_shards
+from .layout import LAYOUT_ID, STORE_PARTITION, every_job, layout_doc, settle_job_shards
 from .shards import (
     OCCURRENCE_KEY_PREFIX,
     is_valid_id,
@@ -53,6 +53,7 @@ __all__ = [
     "Retention",
     "agent_from_doc",
     "agent_to_doc",
+    "every_job",
     "held_to_doc",
     "is_valid_id",
     "job_from_doc",

@@ -9,20 +9,28 @@ markers or sessions reads; its id holds a ``.``, which no agent id does, so no t
 can name it. ``copy_store`` writes the target's.
 
 Cost: one point read per start. A store without the record (new, or written before
-the record existed) also costs a query of at most ``SAMPLE`` jobs and one create,
-once.
+the record existed) also costs a query of at most ``SAMPLE`` jobs a status and one
+create, once.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fleet_datastore import AlreadyExistsError, Container, Document, NotFoundError, Query
+from fleet_datastore import AlreadyExistsError, Container, Document, NotFoundError, Query, eq
 
+from ..domain import JobStatus
 from ..settings import SettingError
 from .shards import shard_of
 
-__all__ = ["LAYOUT_ID", "SAMPLE", "STORE_PARTITION", "layout_doc", "settle_job_shards"]
+__all__ = [
+    "LAYOUT_ID",
+    "SAMPLE",
+    "STORE_PARTITION",
+    "every_job",
+    "layout_doc",
+    "settle_job_shards",
+]
 
 STORE_PARTITION = "store"
 """The partition of the store's own record in ``agents``."""
@@ -35,6 +43,20 @@ _MOST_SHARDS = 256
 """The largest ``FLEET_JOB_SHARDS`` (``settings.py``): the values a sample is tried with."""
 
 _COPY = 'copy the store to change it (docs/cosmos.md, "Changing the shard count")'
+
+
+def every_job(limit: int) -> list[Query]:
+    """Queries that together list every job once: one a status, oldest first.
+
+    The jobs container keeps no id order across its shards (``JOBS_SPEC.id_order``),
+    so a query of all jobs names an order an index serves: every job has a status
+    and a ``created_at``, and the ``status, created_at`` listing indexes (one of the
+    jobs at rest, one of the leased) hold them all on every provider.
+    """
+    return [
+        Query(where=[eq("status", status.value)], order_by=["created_at"], limit=limit)
+        for status in JobStatus
+    ]
 
 
 def layout_doc(job_shards: int) -> dict[str, Any]:
@@ -57,7 +79,11 @@ async def settle_job_shards(agents: Container, jobs: Container, configured: int)
         return
     # 2. No record: a new store, or one from before the record existed, whose jobs
     #    must already be where ``configured`` puts them.
-    _check_sample((await jobs.query(Query(limit=SAMPLE))).items, configured)
+    sample: list[Document] = []
+    for query in every_job(SAMPLE):
+        if len(sample) < SAMPLE:
+            sample += (await jobs.query(query)).items
+    _check_sample(sample[:SAMPLE], configured)
     # 3. Create it. Replicas starting together on a new store race here: one create
     #    wins, and the others compare with the winner's, so all agree or stop.
     try:

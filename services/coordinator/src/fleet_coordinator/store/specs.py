@@ -27,6 +27,11 @@ retention one only terminal ones (``ended_at``), so a job's claim or completion
 moves each of them at most once, and its enqueue skips the last two
 (``docs/architecture.md``).
 
+Two B-trees are not there for a job insert to update on SQLite: the ``lock,
+created_at`` index holds only jobs with a lock (a listing never asks for lock
+``""``), and there is no ``(id, pk)`` index (``id_order=False``: every jobs query
+names an order or a shard; ``layout.every_job`` reads all jobs a status at a time).
+
 ``agents`` (partition key ``pk`` = the agent id, so a token's point read needs
 only the id embedded in the token) holds agent documents (``kind = "agent"``)
 and one marker per known queue (``kind = "queue"``, partition ``queues``), which
@@ -35,7 +40,7 @@ also carries the queue's ``paused`` flag (``services/pauses.py``).
 
 from __future__ import annotations
 
-from fleet_datastore import ContainerSpec, Index
+from fleet_datastore import ContainerSpec, Index, Not
 
 from ..domain import JobStatus
 
@@ -91,7 +96,8 @@ JOBS_SPEC = ContainerSpec(
         Index.of("queue", "kind", "status", "created_at", per_partition=False, where=_AT_REST),
         Index.of("queue", "status", "created_at", per_partition=False, where=_AT_REST),
         Index.of("kind", "status", "created_at", per_partition=False, where=_AT_REST),
-        Index.of("lock", "created_at", per_partition=False),
+        # Only the jobs with a lock: a listing never asks for lock "" (the lockless).
+        Index.of("lock", "created_at", per_partition=False, where={"lock": Not("")}),
         Index.of("status", "created_at", per_partition=False, where=_AT_REST),
         Index.of("status", "created_at", per_partition=False, where=_LEASED),
         # Claims reaching past jobs whose lock is held: lockless jobs (lock = "") in
@@ -102,6 +108,8 @@ JOBS_SPEC = ContainerSpec(
     ),
     # Cosmos DB: time to live on, and only terminal jobs carry a ``ttl`` (retention).
     default_ttl=-1,
+    # Every jobs query names an order or a shard: no (id, pk) index to update (SQLite).
+    id_order=False,
 )
 
 AGENTS_SPEC = ContainerSpec(
