@@ -376,6 +376,7 @@ async def test_a_jobs_lock_is_shown_escaped_on_its_page_and_in_job_lists(api: Ap
     await _signin(api.client)
     lock = f'db&"{INJECTION}'
     locked = await api.enqueue(queue="locks", lock=lock, max_attempts=1)
+    api.clock.advance(1)  # older than ``free``, so the claim below takes ``locked``
     free = await api.enqueue(queue="locks")
     shown = "db&amp;&#34;&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;"
     link = "/ui/jobs?lock=db%26%22%3Cscript%3Ealert%28%22x%22%29%3C%2Fscript%3E"
@@ -389,10 +390,12 @@ async def test_a_jobs_lock_is_shown_escaped_on_its_page_and_in_job_lists(api: Ap
     assert listing.count('<td class="lock"></td>') == 1  # the job without a lock
     assert "<script>alert" not in listing
     _, headers = await api.agent()
-    await api.claim(headers, queues=["locks"])
-    await api.client.post(
+    (lease,) = await api.claim(headers, queues=["locks"])
+    assert lease["job"]["id"] == locked["id"]
+    r = await api.client.post(
         f"/v1/jobs/{locked['id']}/fail", json={"epoch": 1, "error": "x"}, headers=headers
     )
+    assert r.status_code == 200, r.text
     failed = (await api.client.get("/ui/failed", params={"queue": "locks"})).text
     assert f'<td class="lock"><a href="{link}">{shown}</a></td>' in failed
 
