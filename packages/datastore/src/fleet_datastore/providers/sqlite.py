@@ -607,8 +607,8 @@ class _Inline:
         """A lone insert as its own transaction (SQLite's autocommit); None: hand it over.
 
         Its one statement takes the write lock, writes and commits, as ``BEGIN
-        IMMEDIATE``, the insert and ``COMMIT`` did in three statements (~14k
-        instructions a one-call enqueue, 1.7 %: docs/benchmarks.md, "Twenty-fourth
+        IMMEDIATE``, the insert and ``COMMIT`` did in three statements (~15.8k
+        instructions a one-call enqueue, 1.9 %: docs/benchmarks.md, "Twenty-fourth
         session"); the same file locks and WAL frames. It runs outside the step
         budget: its commit happens inside the statement, and SQLite may call the
         progress handler after that, so an interrupt could report a written document
