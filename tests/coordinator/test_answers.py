@@ -14,12 +14,14 @@ import dataclasses
 from typing import Any
 
 import orjson
+import pytest
 from fleet_coordinator import domain
 from fleet_coordinator.api.convert import Answer, job_json, lease_json
 from fleet_coordinator.api.models import JobItems, JobOut, LeaseOut, ReportItemOut
 from fleet_coordinator.domain import JobState
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from starlette.responses import Response
 
 _JSON_SCALARS = (
     st.none()
@@ -146,3 +148,17 @@ def test_an_answer_keeps_its_status_and_says_it_is_json() -> None:
     assert answer.status_code == 201
     assert dict(answer.raw_headers)[b"content-type"] == b"application/json"
     assert orjson.loads(answer.body) == {"items": []}
+
+
+@pytest.mark.parametrize("status", [200, 201, 204, 304])
+def test_an_answer_is_what_starlettes_json_response_of_its_bytes_would_be(status: int) -> None:
+    """``Answer`` sets its attributes itself: the same status, body, headers (in order)
+    and background as Starlette's ``Response`` built from the same bytes."""
+    content = {"id": "j1", "payload": {"é": [1, 2.5, None]}}
+    answer = Answer(content, status_code=status)
+    starlette = Response(orjson.dumps(content), status, media_type="application/json")
+    assert answer.status_code == starlette.status_code
+    assert answer.body == starlette.body
+    assert answer.raw_headers == starlette.raw_headers
+    assert answer.background is starlette.background is None
+    assert answer.headers == starlette.headers

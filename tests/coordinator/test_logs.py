@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import structlog
@@ -166,3 +167,53 @@ async def test_on_a_terminal_a_clients_text_is_shown_not_acted_on() -> None:
     assert "\x1b[2J" not in text
     assert "\x9b" not in text
     assert "\u202e" not in text
+
+
+def test_a_json_line_is_what_structlogs_exception_formatter_and_json_renderer_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The one renderer of JSON lines writes what ``format_exc_info`` followed by
+    ``JSONRenderer`` wrote: the same keys in the same order, an event with
+    ``exc_info`` given its ``exception`` text, one without left as it is."""
+    monkeypatch.setattr(time, "time_ns", lambda: 1_764_963_029_257_273_000)
+    spy = _Spy()
+    configure_logging(file=spy)
+    log = structlog.get_logger("fleet_coordinator")
+    try:
+        log.info("coordinator.job.enqueued", job_id="j1", queue="default")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("coordinator.defect", path="/v1/jobs")
+        log.warning("coordinator.odd", value=b"bytes", exc_info=False)
+    finally:
+        structlog.reset_defaults()
+    stock: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        utc_timestamp,
+        structlog.processors.format_exc_info,
+        structlog.processors.JSONRenderer(serializer=lambda e, **_: json.dumps(e, default=str)),
+    ]
+    lines = spy.getvalue().splitlines()
+    cases: list[tuple[str, str, dict[str, Any]]] = [
+        ("info", "coordinator.job.enqueued", {"job_id": "j1", "queue": "default"}),
+        ("exception", "coordinator.defect", {"path": "/v1/jobs"}),
+        ("warning", "coordinator.odd", {"value": b"bytes", "exc_info": False}),
+    ]
+    expected = []
+    for method, event, kw in cases:
+        rendered: Any = {**kw, "event": event}
+        if method == "exception":
+            rendered["exc_info"] = (ValueError, ValueError("boom"), None)
+        for processor in stock:
+            rendered = processor(None, method, rendered)
+        expected.append(rendered)
+    assert len(lines) == 3
+    for line, want in zip(lines, expected, strict=True):
+        got, wanted = json.loads(line), json.loads(str(want))
+        assert list(got) == list(wanted)
+        if "exception" in wanted:
+            assert got["exception"].endswith("ValueError: boom")
+            got["exception"] = wanted["exception"] = ""
+        assert got == wanted

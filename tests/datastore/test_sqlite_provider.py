@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 from fleet_datastore import (
+    AlreadyExistsError,
     BatchError,
     Container,
     ContainerSpec,
@@ -628,7 +629,77 @@ async def test_a_call_past_its_budget_moves_to_a_worker_and_runs_once(
         assert (await container.get(doc.id, doc.partition_key)).body["n"] == 1
         page = await container.query(Query(where=[eq("status", "queued")], limit=10))
         assert sorted(d.id for d in page.items) == ["t0001", "t0003"]
-        assert handed.count(True) >= 4  # each inline attempt above: 2 commits, a get, a query
+        # Each inline attempt above but the lone create (outside the budget: its commit
+        # is inside its statement): the gathered commit, a get, a query.
+        assert handed.count(True) >= 3
+        assert not _inline(store)._conn.in_transaction
+
+
+def _statements(store: DocumentStore) -> list[str]:
+    """The statements the inline connection runs from now on, as SQLite traces them."""
+    seen: list[str] = []
+    _inline(store)._conn.set_trace_callback(seen.append)
+    return seen
+
+
+async def test_a_lone_insert_commits_as_its_own_statement_and_a_turns_writes_together(
+    db_path: Path,
+) -> None:
+    """An insert alone in its turn is one statement (SQLite's autocommit), durable at
+    once for another connection; writes of one turn still share ``BEGIN IMMEDIATE``."""
+    async with store_from_url(_url(db_path)) as store:
+        container = await store.create_container_if_not_exists(TASKS)
+        seen = _statements(store)
+        created = await container.create(_task(1))
+        assert [s.split()[0] for s in seen] == ["INSERT"]
+        other = sqlite3.connect(db_path)
+        try:
+            [(etag,)] = other.execute("SELECT etag FROM doc_tasks WHERE id = 't0001'").fetchall()
+        finally:
+            other.close()
+        assert etag == created.etag
+        seen.clear()
+        await asyncio.gather(container.create(_task(2)), container.create(_task(3)))
+        assert [s.split()[0] for s in seen] == ["BEGIN", "INSERT", "INSERT", "COMMIT"]
+        assert not _inline(store)._conn.in_transaction
+
+
+async def test_a_lone_insert_refused_or_out_of_budget_leaves_nothing_open(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A zero step budget does not interrupt a lone insert (its commit is inside its
+    statement), and an existing id is AlreadyExistsError: neither leaves a transaction
+    open, and one copy is stored."""
+    monkeypatch.setattr(sqlite_provider, "INLINE_BUDGET_STEPS", 0)
+    monkeypatch.setattr(sqlite_provider, "INLINE_STEP_INSTRUCTIONS", 1)
+    async with store_from_url(_url(db_path)) as store:
+        container = await store.create_container_if_not_exists(TASKS)
+        seen = _statements(store)
+        await container.create(_task(1))
+        assert [s.split()[0] for s in seen] == ["INSERT"]  # run inline, not handed over
+        with pytest.raises(AlreadyExistsError):
+            await container.create(_task(1))
+        assert not _inline(store)._conn.in_transaction
+        assert await container.count(Query()) == 1
+
+
+async def test_a_lone_insert_finding_the_lock_taken_lands_once_through_the_writer(
+    db_path: Path,
+) -> None:
+    """Another connection's write lock fails the autocommit insert before it writes;
+    the writer thread waits for the lock and writes it once, the loop turning."""
+    async with store_from_url(_url(db_path)) as store:
+        container = await store.create_container_if_not_exists(TASKS)
+        holder = sqlite3.connect(db_path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        write = asyncio.ensure_future(container.create(_task(7)))
+        for _ in range(10):
+            await asyncio.sleep(0.005)
+            assert not write.done()
+        holder.execute("COMMIT")
+        holder.close()
+        assert (await write).id == "t0007"
+        assert await container.count(Query()) == 1
         assert not _inline(store)._conn.in_transaction
 
 

@@ -30,8 +30,19 @@ def _write_what_is_held() -> None:
             logger.flush()
 
 
-def _dumps(event: object, **_: object) -> str:
-    # orjson: several times faster than json.dumps on every state change.
+_format_exc_info = structlog.processors.format_exc_info
+
+
+def _json_line(logger: WrappedLogger, name: str, event: EventDict) -> str:
+    """``format_exc_info`` then ``JSONRenderer`` with orjson, as one processor.
+
+    orjson: several times faster than ``json.dumps`` on every state change. The two
+    processors in one: a call less per event, and the exception formatter only runs
+    for an event that carries ``exc_info`` (it changes nothing in any other), ~0.6 µs
+    of an event's ~5 (docs/benchmarks.md, "Twenty-fourth session").
+    """
+    if "exc_info" in event:
+        event = _format_exc_info(logger, name, event)
     return orjson.dumps(event, default=str).decode()
 
 
@@ -191,10 +202,7 @@ def configure_logging(level: int = logging.INFO, file: TextIO | None = None) -> 
             structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback),
         ]
         if out.isatty()
-        else [
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(serializer=_dumps),
-        ]
+        else [_json_line]
     )
     # Records of the standard library's loggers (uvicorn's own warnings, a library's)
     # become the same lines, rendered by the same processors, instead of plain text.

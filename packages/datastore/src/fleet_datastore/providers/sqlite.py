@@ -385,6 +385,9 @@ INLINE_CHECKPOINT_COMMITS = 500
 connection never checkpoints itself: a checkpoint writes pages and syncs files)."""
 
 _BUSY_OR_INTERRUPTED = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_INTERRUPT)
+_AUTOCOMMIT: frozenset[Callable[..., Any]] = frozenset({stmt.insert, stmt.upsert})
+"""Writes of one statement that read nothing after it: alone in their turn, each runs as
+its own transaction (``_Inline._autocommit``); ``update_if_match`` reads after a miss."""
 _Write = tuple["asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]
 
 
@@ -411,7 +414,8 @@ class _Inline:
     too, so the loop is never held long. Writes made in one turn of the loop (an
     ``asyncio.gather`` of them) are queued until the end of that turn
     (``call_soon``) and committed together, each in its own savepoint, as the
-    writer thread's group commit does. The lock keeps the connection to one
+    writer thread's group commit does; an insert alone in its turn commits as its
+    own statement (``_autocommit``). The lock keeps the connection to one
     thread at a time (a store used from loops on two threads: the other one's
     calls go to the workers); every call, inline or not, ends with no
     transaction open, and nothing awaits inside one.
@@ -557,6 +561,8 @@ class _Inline:
     def _commit(self, writes: list[_Write]) -> list[tuple[bool, Any]] | None:
         """Run the writes in one transaction; None if it could not start or ran out of budget."""
         conn, alone = self._conn, len(writes) == 1
+        if alone and writes[0][1] in _AUTOCOMMIT:
+            return self._autocommit(writes[0][1], writes[0][2])
         self._steps = 0
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -594,6 +600,33 @@ class _Inline:
                 raise
             return [(False, exc)] * len(writes)
         return outcomes
+
+    def _autocommit(
+        self, fn: Callable[..., Any], args: tuple[Any, ...]
+    ) -> list[tuple[bool, Any]] | None:
+        """A lone insert as its own transaction (SQLite's autocommit); None: hand it over.
+
+        Its one statement takes the write lock, writes and commits, as ``BEGIN
+        IMMEDIATE``, the insert and ``COMMIT`` did in three statements (~15.8k
+        instructions a one-call enqueue, 1.9 %: docs/benchmarks.md, "Twenty-fourth
+        session"); the same file locks and WAL frames. It runs outside the step
+        budget: its commit happens inside the statement, and SQLite may call the
+        progress handler after that, so an interrupt could report a written document
+        as failed and redo it on the writer thread ("Eighteenth session"). One row's
+        insert is bounded, as the ``COMMIT`` it replaces, also unbudgeted, was. The
+        lock taken elsewhere (busy timeout 0) fails it at once, before it writes
+        anything: it goes to the writer thread. A refused insert (the id exists, the
+        size trigger) changed nothing, and no transaction is left open either way.
+        """
+        conn = self._conn
+        try:
+            return [(True, fn(conn, *args))]
+        except Exception as exc:
+            if conn.in_transaction:  # a failed statement ends its own; never left open
+                conn.execute("ROLLBACK")
+            if _hand_over(exc):
+                return None
+            return [(False, exc)]
 
     def close(self) -> None:
         """Commit what is queued, then close the connection."""

@@ -43,7 +43,20 @@ class Answer(Response):
 
     def __init__(self, content: Any, status_code: int = 200) -> None:
         # OPT_UTC_Z: aware UTC datetimes end in "Z", as pydantic writes them.
-        super().__init__(orjson.dumps(content, option=orjson.OPT_UTC_Z), status_code)
+        body = orjson.dumps(content, option=orjson.OPT_UTC_Z)
+        if status_code < 200 or status_code in (204, 304):
+            super().__init__(body, status_code)  # no content-length: Starlette's rule
+            return
+        # Starlette's ``__init__`` for these arguments, without its generic steps (the
+        # body's type checks, the header rules for given headers and text types): the
+        # same attributes and headers, in its order (``tests/coordinator/test_answers.py``).
+        self.status_code = status_code
+        self.background = None
+        self.body = body
+        self.raw_headers = [
+            (b"content-length", str(len(body)).encode()),
+            (b"content-type", b"application/json"),
+        ]
 
 
 def lease_json(lease: Lease) -> dict[str, Any]:

@@ -41,6 +41,7 @@ class Notifier:
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self._waiting = 0  # waiters on ``_event`` now: with none, a wake has nobody to wake
         self._tick: asyncio.TimerHandle | None = None
         self.generation = 0
         """Counts notifications, so a waiter can tell it missed one while it was busy."""
@@ -53,8 +54,11 @@ class Notifier:
         self._wake()
 
     def _wake(self) -> None:
-        self._event.set()
-        self._event = asyncio.Event()
+        # Every enqueue notifies, and nearly always nobody waits: the event stays as it
+        # is (unset) for the next waiter, without a new one made each time.
+        if self._waiting:
+            self._event.set()
+            self._event, self._waiting = asyncio.Event(), 0
 
     def _on_tick(self) -> None:
         self._tick = None
@@ -74,10 +78,14 @@ class Notifier:
         if self._tick is None:
             self._tick = asyncio.get_running_loop().call_later(interval, self._on_tick)
         event = self._event
+        self._waiting += 1
         try:
             await asyncio.wait_for(event.wait(), seconds)
         except TimeoutError:
             return False
+        finally:
+            if self._event is event:  # a wake that came meanwhile counted it out already
+                self._waiting -= 1
         return not self.closing
 
     def shut(self) -> None:
