@@ -15,12 +15,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 from fleet_coordinator.api.routes_jobs import _unportable
 
 from tests.support.served import Served
+
+if TYPE_CHECKING:
+    from _typeshed import TraceFunction
 
 STALL_LIMIT = 4.0
 """Seconds the replica may take to answer ``/healthz`` meanwhile (the old code: > 20)."""
@@ -87,7 +91,7 @@ def _python_lines(run: Callable[[], object]) -> int:
     time, so a loaded host cannot make it flaky, and what C does costs none."""
     lines = 0
 
-    def trace(frame: FrameType, event: str, arg: object) -> Callable[..., object]:
+    def trace(frame: FrameType, event: str, arg: Any) -> TraceFunction:
         nonlocal lines
         if event == "line":
             lines += 1
