@@ -37,6 +37,7 @@ from fleet_datastore import (
 )
 
 from .cli import settings_or_exit
+from .errors import CoordinatorError
 from .settings import Settings
 from .store import (
     AGENTS_SPEC,
@@ -48,9 +49,19 @@ from .store import (
     shard_of,
 )
 
-__all__ = ["copy_store", "main"]
+__all__ = ["CopyIncompleteError", "copy_store", "main"]
 
 PAGE = 1_000
+
+
+class CopyIncompleteError(CoordinatorError):
+    """The source holds documents the copy did not list: it is not a whole copy.
+
+    ``main`` reports it as it does a store failure: one line on stderr and exit 1
+    (the copy is upserts, so a rerun once every coordinator is stopped is harmless).
+    """
+
+    code = "copy_incomplete"
 
 
 async def copy_store(
@@ -66,6 +77,15 @@ async def copy_store(
         queries = every_job(PAGE) if spec is JOBS_SPEC else [Query(limit=PAGE)]
         for query in queries:
             copied += await _copy(src, dst, spec, job_shards, query)
+        stored = await src.count()
+        if copied != stored:
+            # The jobs are read a status at a time, so a job without a status or a
+            # created_at (or one written meanwhile by a coordinator still running) would
+            # be left out silently: say so instead of reporting a complete copy.
+            raise CopyIncompleteError(
+                f"{spec.name}: {copied} documents listed and copied, but the source holds "
+                f"{stored}; is a coordinator still running on it?"
+            )
         if spec is AGENTS_SPEC:
             # Last, once the jobs are where it says: a coordinator started on the target
             # with another FLEET_JOB_SHARDS refuses to (a store from before the record
@@ -132,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = settings_or_exit("python -m fleet_coordinator.copy_store")
     try:
         counts = asyncio.run(_run(args.source, args.target, settings))
-    except DatastoreError as exc:
+    except (DatastoreError, CopyIncompleteError) as exc:
         print(f"copy failed: {exc}", file=sys.stderr)
         return 1
     for name, count in counts.items():
