@@ -199,15 +199,7 @@ async def test_a_jobs_file_with_the_full_indexes_migrates_on_open(tmp_path: Path
         assert await jobs.count(Query(where=[eq("status", "succeeded")])) == 20
         locked = await jobs.query(listing_query(JobFilter(lock="L"), 100))
         assert [d.id for d in locked.items] == [d["id"] for d in bodies if d["lock"] == "L"]
-    with sqlite3.connect(tmp_path / "jobs.db") as conn:
-        indexes = [
-            str(sql)
-            for (sql,) in conn.execute(
-                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'doc_jobs'"
-            )
-            if sql is not None
-        ]
-    conn.close()
+    indexes = _jobs_indexes(tmp_path / "jobs.db")
     wanted = [
         sql.replace(" IF NOT EXISTS", "")
         for sql in schema_sql(JOBS_SPEC)[1:]
