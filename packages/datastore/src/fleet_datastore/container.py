@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .backend import Backend, PreparedOp
@@ -34,21 +35,16 @@ def _check_etag(etag: Any) -> str | None:
     return etag
 
 
+@dataclass(slots=True)
 class _Descending:
-    """A sort value compared the other way round, for a descending sort key."""
+    """A sort value compared the other way round, for a descending sort key.
 
-    __slots__ = ("v",)
+    The dataclass gives ``__eq__`` on the value (and, being mutable, no hash)."""
 
-    def __init__(self, v: Any) -> None:
-        self.v = v
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Descending) and self.v == other.v
+    v: Any
 
     def __lt__(self, other: _Descending) -> bool:
         return bool(other.v < self.v)
-
-    __hash__ = None  # type: ignore[assignment]
 
 
 def _order_key(sort: tuple[tuple[str, Direction], ...]) -> Callable[[Document], tuple[Any, ...]]:
