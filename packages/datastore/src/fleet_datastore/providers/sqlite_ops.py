@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -35,6 +36,7 @@ from .sqlite_sql import (
     field_columns,
     field_values,
     index_names,
+    insert_sql,
     patch_columns,
     patch_sql,
     query_branches,
@@ -60,8 +62,28 @@ __all__ = [
 ]
 
 
+_ETAGS_AHEAD = 64
+"""Etags drawn from the OS at once: one ``os.urandom`` call was ~1.5 µs of every write."""
+
+_etags: deque[str] = deque()
+# A forked child must not hand out the etags its parent will: etags are unique
+# across processes (docs/datastore.md), and a compare-and-swap relies on it.
+os.register_at_fork(after_in_child=_etags.clear)
+
+
+def _draw(count: int) -> list[str]:
+    """``count`` fresh etags, 8 random bytes each as hex, from one ``os.urandom`` call."""
+    text = os.urandom(8 * count).hex()
+    return [text[i : i + 16] for i in range(0, 16 * count, 16)]
+
+
 def _etag() -> str:
-    return os.urandom(8).hex()
+    """A fresh etag; ``popleft`` is atomic, so threads never share one."""
+    while True:
+        try:
+            return _etags.popleft()
+        except IndexError:
+            _etags.extend(_draw(_ETAGS_AHEAD))
 
 
 @contextmanager
@@ -151,19 +173,6 @@ def _etag_of(conn: sqlite3.Connection, spec: ContainerSpec, doc_id: str, pk: str
 
 
 @lru_cache(maxsize=256)
-def _insert_text(name: str, cols: tuple[str, ...], upsert: bool) -> str:
-    names = "".join(f", {c}" for c in cols)
-    marks = ", ?" * len(cols)
-    sql = f"INSERT INTO {name} (pk, id, etag, body{names}) VALUES (?, ?, ?, ?{marks}) "
-    if not upsert:
-        return sql + "ON CONFLICT DO NOTHING"
-    sets = "".join(f", {c} = excluded.{c}" for c in cols)
-    return (
-        sql + f"ON CONFLICT (pk, id) DO UPDATE SET etag = excluded.etag, body = excluded.body{sets}"
-    )
-
-
-@lru_cache(maxsize=256)
 def _replace_text(name: str, cols: tuple[str, ...], with_etag: bool) -> str:
     sets = "".join(f", {c} = ?" for c in cols)
     cond = " AND etag = ?" if with_etag else ""
@@ -173,9 +182,8 @@ def _replace_text(name: str, cols: tuple[str, ...], with_etag: bool) -> str:
 def insert(conn: sqlite3.Connection, spec: ContainerSpec, doc: PreparedDocument) -> Document:
     """Insert a new document; AlreadyExistsError if its id is taken in its partition."""
     etag = _etag()
-    sql = _insert_text(table(spec), field_columns(spec), False)
     params = (doc.partition_key, doc.id, etag, doc.raw, *field_values(spec, doc.body))
-    if conn.execute(sql, params).rowcount == 0:
+    if conn.execute(insert_sql(spec, upsert=False), params).rowcount == 0:
         raise AlreadyExistsError(f"document {doc.id!r} already exists")
     return Document(doc.id, doc.partition_key, etag, doc.body)
 
@@ -183,8 +191,8 @@ def insert(conn: sqlite3.Connection, spec: ContainerSpec, doc: PreparedDocument)
 def upsert(conn: sqlite3.Connection, spec: ContainerSpec, doc: PreparedDocument) -> Document:
     """Insert or overwrite a document."""
     etag = _etag()
-    sql = _insert_text(table(spec), field_columns(spec), True)
-    conn.execute(sql, (doc.partition_key, doc.id, etag, doc.raw, *field_values(spec, doc.body)))
+    params = (doc.partition_key, doc.id, etag, doc.raw, *field_values(spec, doc.body))
+    conn.execute(insert_sql(spec, upsert=True), params)
     return Document(doc.id, doc.partition_key, etag, doc.body)
 
 
@@ -358,17 +366,63 @@ def _batch_op(
     raise InvalidRequestError(f"not a batch operation: {op!r}")
 
 
+def _creates(
+    conn: sqlite3.Connection, spec: ContainerSpec, docs: list[PreparedDocument], first: int
+) -> list[Document]:
+    """Insert consecutive creates of a batch with one ``executemany``, as ``insert`` each.
+
+    A taken id writes nothing for its row (``ON CONFLICT DO NOTHING``), so the row
+    count falls short; then the first create whose row is not its own (another
+    etag: stored before, or by an earlier create of the same id) is the one the
+    per-row path stops at, and the BatchError names it. The caller's transaction
+    undoes the rows written meanwhile.
+    """
+    etags = _draw(len(docs))
+    rows = [
+        (doc.partition_key, doc.id, etag, doc.raw, *field_values(spec, doc.body))
+        for doc, etag in zip(docs, etags, strict=True)
+    ]
+    if conn.executemany(insert_sql(spec, upsert=False), rows).rowcount != len(rows):
+        seen: set[str] = set()
+        for offset, (doc, etag) in enumerate(zip(docs, etags, strict=True)):
+            if doc.id in seen or _etag_of(conn, spec, doc.id, doc.partition_key) != etag:
+                error = AlreadyExistsError(f"document {doc.id!r} already exists")
+                raise BatchError(first + offset, error)
+            seen.add(doc.id)
+        # Only an etag drawn twice gets here (2**-64 a pair); say so, write nothing.
+        raise DatastoreError("sqlite: a batch's creates wrote fewer rows than they hold")
+    return [
+        Document(doc.id, doc.partition_key, etag, doc.body)
+        for doc, etag in zip(docs, etags, strict=True)
+    ]
+
+
 def batch(
     conn: sqlite3.Connection, spec: ContainerSpec, pk: str, ops: Sequence[PreparedOp]
 ) -> list[Document | None]:
-    """Run every operation in one IMMEDIATE transaction; on failure BatchError, nothing written."""
+    """Run every operation in one IMMEDIATE transaction; on failure BatchError, nothing written.
+
+    Consecutive creates (a batch enqueue holds nothing else) are one ``executemany``.
+    """
     results: list[Document | None] = []
+    count = len(ops)
     with _immediate(conn):
-        for index, (op, doc) in enumerate(ops):
+        index = 0
+        while index < count:
+            end = index
+            while end < count and type(ops[end][0]) is CreateOp and ops[end][1] is not None:
+                end += 1
+            if end - index > 1:
+                docs = [doc for _, doc in ops[index:end] if doc is not None]
+                results += _creates(conn, spec, docs, index)
+                index = end
+                continue
+            op, doc = ops[index]
             try:
                 results.append(_batch_op(conn, spec, pk, op, doc))
             except DatastoreError as exc:
                 raise BatchError(index, exc) from exc
+            index += 1
     return results
 
 

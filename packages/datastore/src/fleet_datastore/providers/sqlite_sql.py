@@ -34,6 +34,7 @@ __all__ = [
     "field_column",
     "field_columns",
     "field_values",
+    "insert_sql",
     "index_names",
     "patch_columns",
     "patch_sql",
@@ -121,6 +122,12 @@ class _Layout(NamedTuple):
     """Field → the values a partial index's ``Not`` condition on it leaves out."""
     tops: tuple[str, ...] | None
     """Every declared field's name when all are top-level (the common case), else None."""
+    plain: tuple[str, ...] | None
+    """``tops`` when none of them is declared ``bool``: their values bind as they are."""
+    insert: str
+    """The INSERT of a whole document that writes nothing when its id is taken."""
+    upsert: str
+    """The INSERT of a whole document that overwrites one with its id."""
 
 
 _LAYOUTS: dict[int, tuple[ContainerSpec, _Layout]] = {}
@@ -137,18 +144,45 @@ def _layout(spec: ContainerSpec) -> _Layout:
     by_root: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
     for path, parts in zip(paths, steps, strict=True):
         by_root.setdefault(parts[0], []).append((field_column(path), parts))
+    columns = tuple(field_column(p) for p in paths)
+    tops = tuple(paths) if all(len(parts) == 1 for parts in steps) else None
     layout = _Layout(
-        tuple(field_column(p) for p in paths),
+        columns,
         steps,
         {root: tuple(cols) for root, cols in by_root.items()},
         frozenset(n for index in spec.indexes for n, c in index.where if not isinstance(c, Not)),
         _excluded(spec),
-        tuple(paths) if all(len(parts) == 1 for parts in steps) else None,
+        tops,
+        None if tops is None or "bool" in (spec.fields[p] for p in tops) else tops,
+        _insert_text(table(spec), columns, upsert=False),
+        _insert_text(table(spec), columns, upsert=True),
     )
     if len(_LAYOUTS) >= 256:
         _LAYOUTS.clear()
     _LAYOUTS[id(spec)] = (spec, layout)
     return layout
+
+
+def _insert_text(name: str, cols: tuple[str, ...], *, upsert: bool) -> str:
+    names = "".join(f", {c}" for c in cols)
+    marks = ", ?" * len(cols)
+    sql = f"INSERT INTO {name} (pk, id, etag, body{names}) VALUES (?, ?, ?, ?{marks}) "
+    if not upsert:
+        return sql + "ON CONFLICT DO NOTHING"
+    sets = "".join(f", {c} = excluded.{c}" for c in cols)
+    return (
+        sql + f"ON CONFLICT (pk, id) DO UPDATE SET etag = excluded.etag, body = excluded.body{sets}"
+    )
+
+
+def insert_sql(spec: ContainerSpec, *, upsert: bool) -> str:
+    """The INSERT of a whole document (``pk, id, etag, body`` then ``field_values``).
+
+    Without ``upsert`` it writes nothing when the id is taken (its row count says so);
+    with it, it overwrites that document.
+    """
+    layout = _layout(spec)
+    return layout.upsert if upsert else layout.insert
 
 
 def _excluded(spec: ContainerSpec) -> dict[str, tuple[Scalar, ...]]:
@@ -179,6 +213,8 @@ def field_values(spec: ContainerSpec, body: Mapping[str, Any]) -> list[Any]:
     if not isinstance(body, dict):
         body = dict(body)
     layout = _layout(spec)
+    if layout.plain is not None:
+        return list(map(body.get, layout.plain))
     if layout.tops is not None:
         # One look-up a field instead of a walk (a job's insert has nine of them).
         return [int(v) if v is True or v is False else v for v in map(body.get, layout.tops)]
