@@ -194,6 +194,58 @@ async def test_batch_of_creates_only_with_one_id_taken_names_it_and_writes_nothi
     assert await snapshot(jobs) == before
 
 
+@pytest.mark.parametrize("where", ["stored", "earlier_in_batch"])
+async def test_batch_of_many_creates_names_the_37th_and_writes_nothing(
+    jobs: Container, where: str
+) -> None:
+    """The 37th of 60 creates meets a taken id: BatchError names index 37, nothing is written.
+
+    SQLite inserts a run of creates with one statement; the index must still be the
+    first create whose id was taken, whether stored before or by an earlier create.
+    """
+    if where == "stored":
+        await jobs.create(job("m37", status="stored"))
+    before = await snapshot(jobs)
+    ops: list[BatchOp] = [CreateOp(job(f"m{i:02}")) for i in range(60)]
+    if where == "earlier_in_batch":
+        ops[37] = CreateOp(job("m05", status="again"))
+        ops[50] = CreateOp(job("m05", status="third"))
+    with pytest.raises(BatchError) as caught:
+        await jobs.batch("q1", ops)
+    assert caught.value.index == 37
+    assert isinstance(caught.value.cause, AlreadyExistsError)
+    assert await snapshot(jobs) == before
+
+
+async def test_batch_creates_around_other_operations_name_the_failing_create(
+    jobs: Container,
+) -> None:
+    """Runs of creates split by another operation: the failing create's index, nothing written."""
+    await jobs.create(job("old", status="stored"))
+    await jobs.create(job("x2", status="stored"))
+    before = await snapshot(jobs)
+    ops: list[BatchOp] = [
+        CreateOp(job("x0")),
+        CreateOp(job("x1")),
+        ReadOp("old"),
+        CreateOp(job("x3")),
+        CreateOp(job("x2")),
+        CreateOp(job("x4")),
+    ]
+    with pytest.raises(BatchError) as caught:
+        await jobs.batch("q1", ops)
+    assert caught.value.index == 4
+    assert isinstance(caught.value.cause, AlreadyExistsError)
+    assert await snapshot(jobs) == before
+    results = await jobs.batch("q1", [op for i, op in enumerate(ops) if i != 4])
+    assert [doc.id if doc else None for doc in results] == ["x0", "x1", "old", "x3", "x4"]
+    etags = {doc.id: doc.etag for doc in results if doc is not None}
+    assert len(set(etags.values())) == len(etags)
+    for doc in results:
+        assert doc is not None
+        assert (await jobs.get(doc.id, "q1")) == doc
+
+
 async def test_batch_of_the_maximum_size_succeeds(jobs: Container) -> None:
     """A batch of exactly MAX_BATCH_OPERATIONS operations is accepted."""
     ops: list[BatchOp] = [CreateOp(job(f"d{i:03}")) for i in range(MAX_BATCH_OPERATIONS)]

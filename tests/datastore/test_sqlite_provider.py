@@ -1531,3 +1531,24 @@ async def test_the_ping_fails_once_the_file_is_deleted_or_replaced_while_open(
         _move_away(db_path, replace=how == "replaced")
         with pytest.raises(StoreUnavailableError, match="deleted or replaced"):
             await store.ping()
+
+
+def test_a_forked_child_draws_etags_of_its_own() -> None:
+    """Etags are drawn ahead; a forked child must not hand out the ones its parent will."""
+    from fleet_datastore.providers import sqlite_ops
+
+    sqlite_ops._etag()  # the parent now holds etags drawn ahead
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's own exit code is checked below
+        try:
+            os.write(write, "".join(sqlite_ops._etag() for _ in range(3)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        theirs = pipe.read()
+    assert os.waitpid(child, 0)[1] == 0
+    ours = "".join(sqlite_ops._etag() for _ in range(3))
+    assert len(theirs) == len(ours) == 48
+    assert theirs != ours
