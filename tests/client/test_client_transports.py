@@ -24,6 +24,7 @@ from fleet_client import (
     CoordinatorUnavailable,
     FleetClient,
     FleetError,
+    JobDetail,
     NotFound,
     ServerError,
     SyncFleetClient,
@@ -406,3 +407,27 @@ def test_list_jobs_page_takes_page_size_as_list_jobs_does_and_limit_still(
     assert [page.items for page in pages] == [[], []]
     queries = [parse_qs(urlsplit(path).query) for _, path, _, _ in scripted.seen]
     assert queries == [{"queue": ["q"], "limit": ["7"]}, {"limit": ["3"]}]
+
+
+def test_one_connection_reads_answer_after_answer_each_whole(scripted: Scripted) -> None:
+    """The sync client's parser serves its connection's every answer: each read anew (no
+    body, status or header of the one before), errors and all, over one connection."""
+    later = {**JOB, "id": "j2", "payload": {"n": 1}}
+    scripted.answers += [
+        ok(JOB),
+        error(404, "not_found"),
+        ok(later),
+        error(409, "conflict", {"X-Extra": "1"}),
+        ok({"items": [JOB, later]}),
+        ok(JOB),
+    ]
+    with SyncFleetClient(scripted.url, "admin-token") as client:
+        assert client.get_job("j1").id == "j1"
+        with pytest.raises(NotFound, match="404 not_found"):
+            client.get_job("j0")
+        assert client.get_job("j2") == JobDetail.model_validate(later)
+        with pytest.raises(Conflict, match="409 conflict"):
+            client.cancel_job("j1")
+        assert [job.id for job in client.cancel_jobs(queue="q")] == ["j1", "j2"]
+        assert client.get_job("j1") == JobDetail.model_validate(JOB)
+    assert len(set(scripted.ports)) == 1

@@ -217,13 +217,14 @@ import sys
 sys.modules["opentelemetry"] = None  # the otel extras not installed
 from fleet_wire import TRACING, current_traceparent
 from fleet_client import JobSpec
-from fleet_client.calls import _with_trace
+from fleet_client import calls
 import fleet_agent
 spec = JobSpec(kind="k")
-print(TRACING, current_traceparent(), _with_trace(spec) is spec)
+call = calls.enqueue(spec)
+print(TRACING, current_traceparent(), calls.trace_headers(), call.trace, call.body)
 """
     )
-    assert printed == "False None True"
+    assert printed == "False None None None {'kind': 'k', 'payload': {}}"
 
 
 def test_an_agent_opens_no_run_span_without_an_sdk_or_a_parent() -> None:

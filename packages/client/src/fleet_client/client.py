@@ -303,7 +303,10 @@ class FleetClient:
 
     async def _once(self, call: Call[Any]) -> httpx.Response:
         headers: dict[str, str] = {}
-        inject_traceparent(headers)  # the coordinator's server span joins the caller's trace
+        if call.trace is None:
+            inject_traceparent(headers)  # the coordinator's server span joins the caller's trace
+        else:
+            headers.update(call.trace)  # taken once, as the call was built (same task)
         # The encoder both clients and the agent share: the same bytes, and the
         # same refusals (NaN, ±∞, a lone surrogate), whichever client sends.
         content = body_bytes(call)

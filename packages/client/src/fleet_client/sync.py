@@ -19,7 +19,7 @@ from typing import Any, TypeVar, Unpack
 from urllib.parse import urlencode, urlsplit
 
 import stamina
-from fleet_wire import Answer, inject_traceparent, transport_errors
+from fleet_wire import Answer, inject_traceparent
 
 from . import calls
 from .calls import (
@@ -245,14 +245,21 @@ class SyncFleetClient:
 
     def _once(self, call: Call[Any]) -> Answer:
         headers = dict(self._headers)
-        inject_traceparent(headers)  # the caller's thread: its trace context
+        if call.trace is None:
+            inject_traceparent(headers)  # the caller's thread: its trace context
+        else:
+            headers.update(call.trace)  # taken once, as the call was built (same thread)
         body = body_bytes(call)
         if body is not None:
             headers["Content-Type"] = "application/json"
         url = self._prefix + call.path
         if call.params:
             url += "?" + urlencode(call.params)
-        with transport_errors(self._shown_url, CoordinatorUnavailable):
+        try:
             answer = self._connections.request(call.method, url, body, headers)
+        except ConnectionError as exc:  # what ``transport_errors`` says, without its generator
+            reason = str(exc) or type(exc).__name__
+            message = f"cannot reach the coordinator at {self._shown_url}: {reason}"
+            raise CoordinatorUnavailable(message) from exc
         raise_for_answer(answer)
         return answer
