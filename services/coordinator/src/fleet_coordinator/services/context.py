@@ -6,6 +6,7 @@ import asyncio
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import structlog
 from fleet_datastore import NotFoundError
@@ -26,7 +27,35 @@ from .throughput import Throughput
 from .unavailable import UnavailableAnswers
 from .waves import Waves
 
-__all__ = ["Coordinator", "KnownQueues", "Notifier"]
+__all__ = ["Coordinator", "FirstUseLog", "KnownQueues", "Notifier"]
+
+
+class FirstUseLog:
+    """structlog's lazy logger, its methods kept once structlog keeps its logger.
+
+    ``structlog.get_logger`` returns a lazy proxy: every ``co.log.info(...)`` goes
+    through its ``__getattr__`` and ``bind`` to the logger it assembled on first use
+    (``cache_logger_on_first_use``, as ``configure_logging`` sets it), ~1 µs an event
+    on this host. Once the proxy keeps its logger (its ``bind`` replaced by the kept
+    one's, as structlog does it), what it answers for a name never changes, so it is
+    kept here and read as a plain attribute. Until then, and for good when structlog
+    is configured not to keep loggers, every look-up goes to the proxy, which
+    assembles a logger from the configuration of that moment.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._proxy: Any = structlog.get_logger(name)
+
+    def __getattr__(self, name: str) -> Any:
+        proxy = self._proxy
+        found = getattr(proxy, name)
+        if "bind" in vars(proxy):  # the proxy keeps its logger: the same answer from now on
+            setattr(self, name, found)
+        return found
+
+
+def _first_use_log() -> structlog.typing.FilteringBoundLogger:
+    return cast("structlog.typing.FilteringBoundLogger", FirstUseLog("fleet_coordinator"))
 
 
 class Notifier:
@@ -144,9 +173,7 @@ class Coordinator:
     backoff: BackoffPolicy = DEFAULT_BACKOFF
     rng: random.Random = field(default_factory=random.Random)
     notifier: Notifier = field(default_factory=Notifier)
-    log: structlog.typing.FilteringBoundLogger = field(
-        default_factory=lambda: structlog.get_logger("fleet_coordinator")
-    )
+    log: structlog.typing.FilteringBoundLogger = field(default_factory=_first_use_log)
     jobs: GuardedContainer = field(init=False)
     agents: GuardedContainer = field(init=False)
     locks: GuardedContainer = field(init=False)
