@@ -28,7 +28,7 @@ from ..services import (
 )
 from ..services.context import Coordinator
 from ..store.listing import JobFilter
-from .convert import Answer, job_detail_out, job_json, job_out
+from .convert import Answer, job_detail_out, job_json, job_jsons, job_out
 from .deps import AdminAuth, Co
 from .models import (
     BatchCreate,
@@ -242,7 +242,7 @@ async def create_jobs(body: BatchCreate, co: Co) -> Response:
                     index=index,
                 )
     jobs = await enqueue_batch(co, new)
-    return Answer({"items": [job_json(j) for j in jobs]}, status_code=201)
+    return Answer({"items": job_jsons(jobs)}, status_code=201)
 
 
 @router.get("/jobs")
