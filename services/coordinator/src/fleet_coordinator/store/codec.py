@@ -37,7 +37,17 @@ from typing import Any
 
 from fleet_datastore import Patch
 
-from ..domain import AgentState, Holding, JobState, JobStatus, Lease, Run, RunOutcome, reap_due_at
+from ..domain import (
+    AgentState,
+    Holding,
+    JobState,
+    JobStatus,
+    Lease,
+    Run,
+    RunOutcome,
+    constructor,
+    reap_due_at,
+)
 
 __all__ = [
     "CODEC_KEY",
@@ -177,12 +187,18 @@ def job_to_doc(
     return body
 
 
+_job_state = constructor(JobState)
+_lease = constructor(Lease)
+_run = constructor(Run)
+"""The classes' calls at a third of the cost (``domain/_replace.py``): every job read is decoded."""
+
+
 def job_from_doc(body: dict[str, Any]) -> JobState:
     """The domain value of a stored job body."""
     lease_doc = body.get("lease")
     lease = None
     if lease_doc:
-        lease = Lease(
+        lease = _lease(
             agent_id=lease_doc["agent_id"],
             run_id=lease_doc["run_id"],
             epoch=int(lease_doc["epoch"]),
@@ -191,7 +207,7 @@ def job_from_doc(body: dict[str, Any]) -> JobState:
             deadline=None if lease_doc.get("deadline") is None else float(lease_doc["deadline"]),
         )
     runs = tuple(
-        Run(
+        _run(
             run_id=r["run_id"],
             epoch=int(r["epoch"]),
             agent_id=r["agent_id"],
@@ -204,7 +220,7 @@ def job_from_doc(body: dict[str, Any]) -> JobState:
         for r in body.get("runs", [])
     )
     timeout = body.get("timeout_seconds")
-    return JobState(
+    return _job_state(
         id=body["id"],
         queue=body["queue"],
         kind=body["kind"],
