@@ -133,6 +133,42 @@ async def test_a_batch_refusing_a_payload_names_the_job(
     assert (await api.client.get("/v1/jobs", headers=api.admin)).json()["items"] == []
 
 
+_BEYOND = "payload holds an integer beyond ±(2**53-1)"
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "message"),
+    [
+        ({"t": True, "n": None, "i": 0, "s": ""}, 201, None),
+        ({"x": 2**53 - 1, "y": -(2**53 - 1)}, 201, None),
+        ({"x": 2**53}, 422, _BEYOND),
+        ({"x": -(2**53)}, 422, _BEYOND),
+        ({"x": 2**63}, 422, _BEYOND),
+        ({"x": 2**64}, 422, _BEYOND),  # past what orjson encodes at all
+        ({"s": "a" * 4088}, 201, None),  # 4,096 bytes encoded: the fixture's limit
+        ({"s": "a" * 4089}, 413, "payload is 4097 bytes; the limit is 4096"),
+        # Over the limit and unportable: the size is measured first (check_size).
+        ({"s": "a" * 5000, "x": 2**53}, 413, "payload is 5029 bytes; the limit is 4096"),
+        ({"x": 1.5, "s": "a" * 4000}, 201, None),
+    ],
+)
+async def test_a_flat_payload_is_checked_as_any_other(
+    api: Api, payload: dict[str, Any], status: int, message: str | None
+) -> None:
+    """A flat object of strings, integers, flags and nulls is checked on a short path
+    (``routes_jobs.check_size``); its limits and errors are those of any payload."""
+    r = await api.client.post("/v1/jobs", json={"kind": "k", "payload": payload}, headers=api.admin)
+    assert r.status_code == status, r.text
+    if message is not None:
+        assert r.json()["error"]["message"] == message
+    batch = {"jobs": [{"kind": "k"}, {"kind": "k", "payload": payload}]}
+    r = await api.client.post("/v1/jobs/batch", json=batch, headers=api.admin)
+    assert r.status_code == status, r.text
+    if message is not None:
+        assert r.json()["error"]["message"] == f"jobs[1]: {message}"
+        assert r.json()["error"]["details"]["index"] == 1
+
+
 async def test_a_batch_repeating_an_idempotency_key_names_both_jobs(api: Api) -> None:
     """A key used twice in one batch names the repeat and the first use; it used to say
     only that keys repeat, leaving the caller to search a thousand jobs."""

@@ -21,7 +21,7 @@ LEFT_OUT = {
     "runs_dropped",
     "request_hash",
 }
-"""What a plain job at its defaults leaves out of its body (store/codec.py: _DEFAULTS)."""
+"""What a plain job at its defaults leaves out of its body (store/codec.py: job_to_doc)."""
 
 
 def _as_written_before(body: dict[str, object]) -> dict[str, object]:

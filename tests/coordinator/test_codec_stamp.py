@@ -169,3 +169,15 @@ def test_every_pinned_encoding_decodes_to_its_state() -> None:
     for _ in range(4):
         for state in STATES:
             assert job_from_doc(next(bodies)) == state
+
+
+STORED_ORDER = "76671dab3682580e5df2cf72d3c9846d17cf42baef93111e1c4cc326026f2c4a"
+"""The hash of the same encodings with their keys in the order ``job_to_doc`` puts them."""
+
+
+def test_the_keys_keep_the_order_stored_bodies_have() -> None:
+    # Not part of the stamp (a body means the same in any order), but it is the stored
+    # JSON, and ``job_patch`` adds keys in this order: a rewrite of job_to_doc for speed
+    # must put every key where it was.
+    digest = hashlib.sha256(orjson.dumps(_encodings())).hexdigest()
+    assert digest == STORED_ORDER

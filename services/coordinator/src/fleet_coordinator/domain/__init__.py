@@ -7,6 +7,7 @@ service layer joins these to the datastore with conditional writes; see
 docs/domain.md for the state machine and the attempt rules.
 """
 
+from ._replace import constructor
 from .agent import RESERVATION_GRACE, AgentState, Holding, is_stale
 from .backoff import DEFAULT_BACKOFF, BackoffPolicy, RandomSource
 from .clock import Clock, ManualClock, SystemClock, Timestamp, from_datetime, to_datetime
@@ -53,6 +54,7 @@ __all__ = [
     "cancel",
     "claim",
     "claim_rejection",
+    "constructor",
     "complete",
     "enqueue",
     "fail",

@@ -22,7 +22,14 @@ from fleet_datastore import (
 from .. import domain
 from ..domain import JobState
 from ..errors import BadRequestError, ConflictError
-from ..store import QUEUES_PARTITION, job_from_doc, job_id_for_key, job_to_doc, new_id
+from ..store import (
+    QUEUES_PARTITION,
+    job_from_doc,
+    job_id_for_key,
+    job_to_doc,
+    new_id,
+    new_ids,
+)
 from ..store.listing import JobFilter, list_page
 from .context import Coordinator
 from .throughput import Event
@@ -33,9 +40,14 @@ __all__ = ["NewJob", "cancel_job", "enqueue", "enqueue_batch", "get_job", "list_
 _BATCH_CHUNK = 100
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class NewJob:
-    """A validated job to enqueue, and the hash of the request body that described it."""
+    """A validated job to enqueue, and the hash of the request body that described it.
+
+    Never changed once built, though not frozen: a frozen dataclass's ``__init__``
+    stores each of these 15 fields with ``object.__setattr__``, ~2 µs of every job
+    of a batch (a plain one assigns them).
+    """
 
     kind: str
     payload: Mapping[str, Any]
@@ -57,9 +69,12 @@ class NewJob:
 
 
 def _build(
-    co: Coordinator, new: NewJob, now: float, order: int = 0
+    co: Coordinator, new: NewJob, now: float, order: int = 0, fresh_id: str = ""
 ) -> tuple[JobState, dict[str, Any]]:
-    job_id = job_id_for_key(new.idempotency_key) if new.idempotency_key else new_id()
+    """The job ``new`` describes and its stored body; ``fresh_id`` (else a new one) if keyless."""
+    # A keyed job's id derives from its key: the job is the key's record.
+    key = new.idempotency_key
+    job_id = job_id_for_key(key) if key else fresh_id or new_id()
     state = domain.enqueue(
         job_id=job_id,
         kind=new.kind,
@@ -170,8 +185,9 @@ async def enqueue_batch(co: Coordinator, jobs: Sequence[NewJob]) -> list[JobStat
        creates the rest, so each job of the batch exists once.
     """
     now = co.clock.now()
+    ids = new_ids(len(jobs))  # one clock read and one os.urandom for the batch
     built: list[tuple[JobState, dict[str, Any]]] = [
-        _build(co, new, now, i) for i, new in enumerate(jobs)
+        _build(co, new, now, i, ids[i]) for i, new in enumerate(jobs)
     ]
     result: list[JobState] = [state for state, _ in built]
     created = [True] * len(built)

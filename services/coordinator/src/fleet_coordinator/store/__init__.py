@@ -25,6 +25,7 @@ from .shards import (
     job_id_for_key,
     lock_id,
     new_id,
+    new_ids,
     schedule_id,
     shard_of,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "layout_doc",
     "lock_id",
     "new_id",
+    "new_ids",
     "open_containers",
     "patch_between",
     "schedule_id",

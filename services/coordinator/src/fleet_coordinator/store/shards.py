@@ -21,6 +21,7 @@ __all__ = [
     "job_id_for_key",
     "lock_id",
     "new_id",
+    "new_ids",
     "schedule_id",
     "shard_of",
 ]
@@ -51,6 +52,18 @@ def new_id() -> str:
     return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
+def new_ids(count: int) -> list[str]:
+    """``count`` fresh ids as ``new_id`` makes them, from one clock read and one ``os.urandom``.
+
+    For a batch enqueue, where a call of each per id cost ~1.5 µs a job. The ids share
+    their millisecond, as ids made within one do; each still has its own 80 random
+    bits, so they stay distinct from each other and from every other replica's.
+    """
+    stamp = f"{time.time_ns() // 1_000_000:012x}"
+    noise = os.urandom(10 * count).hex()
+    return [stamp + noise[start : start + 20] for start in range(0, 20 * count, 20)]
+
+
 def job_id_for_key(idempotency_key: str) -> str:
     """The deterministic job id for an idempotency key."""
     return "k" + hashlib.blake2b(idempotency_key.encode(), digest_size=16).hexdigest()
@@ -66,9 +79,14 @@ def schedule_id(name: str) -> str:
     return "c" + hashlib.blake2b(name.encode(), digest_size=16).hexdigest()
 
 
+_SHARD_NAMES = tuple(f"s{index:02d}" for index in range(256))
+"""The partition keys of the first 256 shards (``job_shards`` is at most 256), made once."""
+
+
 def shard_of(doc_id: str, shards: int) -> str:
     """The partition key of a job id: ``s00`` … ``s{shards-1}``, stable across processes."""
-    return f"s{zlib.crc32(doc_id.encode()) % shards:02d}"
+    index = zlib.crc32(doc_id.encode()) % shards
+    return _SHARD_NAMES[index] if index < 256 else f"s{index:02d}"
 
 
 def is_valid_id(doc_id: str) -> bool:
