@@ -45,6 +45,7 @@ __all__ = [
     "LeaseOut",
     "QueueList",
     "QueueStatsOut",
+    "READ_FROM_JSON",
     "ReleaseRequest",
     "ReportError",
     "ReportItem",
@@ -239,6 +240,18 @@ class BatchCreate(_In):
     """Jobs to enqueue all together."""
 
     jobs: list[JobCreate] = Field(min_length=1, max_length=1000)
+
+
+READ_FROM_JSON: frozenset[type[BaseModel]] = frozenset({JobCreate, BatchCreate})
+"""Bodies the hot path validates from their bytes (``api/hot.py``'s ``_validate``).
+
+Only models whose every field reads a JSON value as pydantic's Python mode reads the
+value ``json.loads`` makes of it: strings, integers, floats, flags, nulls, lists and
+objects into ``str``, ``int``, ``float``, ``bool``, dicts, lists and ``Any``, and a time
+from a string. Not a strict field of a type JSON has no literal for (an enum, a tuple,
+a date, a UUID): JSON mode takes its string or list, Python mode only the type itself.
+Checked for these by ``tests/coordinator/test_hot_from_json.py``.
+"""
 
 
 class LeaseOut(BaseModel):
