@@ -25,7 +25,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
-__all__ = ["constructor", "replace"]
+__all__ = ["constructor", "draft", "replace"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -89,6 +89,20 @@ def _twin(cls: type[Any]) -> type[Any]:
     trial: Any = object.__new__(twin)
     trial.__class__ = cls
     return twin
+
+
+def draft(cls: type[Any]) -> type[Any]:
+    """A mutable class of ``cls``'s layout: fill an instance's every field, then set its
+    ``__class__`` to ``cls`` to make it the frozen value.
+
+    For a builder whose callers pass many keyword arguments already: a call of
+    ``constructor``'s function with 16 of them cost ~2 µs on a slow host (CPython
+    matching each name), as much as the rest of the value's build. A field left
+    unset raises ``AttributeError`` when read; equality with the class's own call
+    is the builder's test (``tests/coordinator/test_domain_replace.py``).
+    """
+    _fields(cls)
+    return _twin(cls)
 
 
 def constructor(cls: Callable[P, T]) -> Callable[P, T]:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._changes import moved
-from ._replace import constructor
+from ._replace import draft
 from .clock import Timestamp
 from .job import JobState
 from .rejections import Rejected, Rejection
@@ -18,8 +18,10 @@ from .statuses import JobStatus
 
 __all__ = ["cancel", "enqueue", "retry"]
 
-_job_state = constructor(JobState)
-"""``JobState(...)`` at a third of the cost: every enqueued job is built here (``_replace.py``)."""
+_JobDraft = draft(JobState)
+"""A ``JobState`` being built, field by field: every enqueued job is built here, where
+the class's call cost ~46,000 instructions and ``constructor``'s, taking its fields as
+keyword arguments, ~30,000 (``_replace.py``)."""
 
 
 def enqueue(
@@ -51,26 +53,35 @@ def enqueue(
         raise ValueError("lease_seconds must be positive")
     if timeout_seconds is not None and timeout_seconds <= 0:
         raise ValueError("timeout_seconds must be positive")
-    return _job_state(
-        id=job_id,
-        queue=queue,
-        kind=kind,
-        # Copies, so a caller who later mutates its dicts cannot change this value.
-        payload=dict(payload),
-        traceparent=traceparent,
-        priority=priority,
-        status=JobStatus.QUEUED,
-        max_attempts=max_attempts,
-        lease_seconds=lease_seconds,
-        timeout_seconds=timeout_seconds,
-        run_after=now if run_after is None else run_after,
-        requires=dict(requires or {}),
-        idempotency_key=idempotency_key,
-        lock=lock,
-        schedule=schedule,
-        created_at=now,
-        updated_at=now,
-    )
+    job: Any = _JobDraft()
+    job.id = job_id
+    job.queue = queue
+    job.kind = kind
+    job.payload = dict(payload)  # copies: a caller mutating its dicts cannot change the job
+    job.traceparent = traceparent
+    job.priority = priority
+    job.status = JobStatus.QUEUED
+    job.attempts = 0
+    job.max_attempts = max_attempts
+    job.lease_seconds = lease_seconds
+    job.timeout_seconds = timeout_seconds
+    job.run_after = now if run_after is None else run_after
+    job.requires = dict(requires or {})
+    job.idempotency_key = idempotency_key
+    job.lock = lock
+    job.schedule = schedule
+    job.cancel_requested = False
+    job.result = None
+    job.last_error = None
+    job.created_at = now
+    job.updated_at = now
+    job.lease = None
+    job.epoch = 0
+    job.runs = ()
+    job.runs_dropped = 0
+    job.__class__ = JobState  # every field set: now the frozen value
+    built: JobState = job
+    return built
 
 
 def cancel(job: JobState, now: Timestamp) -> JobState | Rejected:
