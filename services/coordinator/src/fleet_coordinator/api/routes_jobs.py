@@ -184,21 +184,25 @@ def _new_job(co: Coordinator, body: JobCreate) -> NewJob:
             as_sent = digest
             dumped["run_after"] = _INSTANT.dump_python(body.run_after.astimezone(UTC), mode="json")
             digest = _digest(dumped)
+    # By position, in NewJob's order (its docstring says why): kind, payload,
+    # traceparent, queue, priority, max_attempts, lease_seconds, timeout_seconds,
+    # run_after, requires, idempotency_key, lock, schedule, request_hash, also_replays.
     return NewJob(
-        kind=body.kind,
-        payload=body.payload,
-        traceparent=body.traceparent,
-        queue=body.queue,
-        priority=body.priority,
-        max_attempts=body.max_attempts,
-        lease_seconds=body.lease_seconds,
-        timeout_seconds=body.timeout_seconds,
-        run_after=None if body.run_after is None else from_datetime(body.run_after),
-        requires=body.requires,
-        idempotency_key=body.idempotency_key,
-        lock=body.lock,
-        request_hash=digest,
-        also_replays=as_sent,
+        body.kind,
+        body.payload,
+        body.traceparent,
+        body.queue,
+        body.priority,
+        body.max_attempts,
+        body.lease_seconds,
+        body.timeout_seconds,
+        None if body.run_after is None else from_datetime(body.run_after),
+        body.requires,
+        body.idempotency_key,
+        body.lock,
+        None,  # no schedule: a schedule's jobs are enqueued by the scheduler
+        digest,
+        as_sent,
     )
 
 
