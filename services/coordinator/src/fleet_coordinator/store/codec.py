@@ -38,6 +38,7 @@ from typing import Any
 from fleet_datastore import Patch
 
 from ..domain import (
+    TERMINAL_STATUSES,
     AgentState,
     Holding,
     JobState,
@@ -165,10 +166,11 @@ def job_to_doc(
         body["last_error"] = job.last_error
     body["created_at"] = job.created_at
     body["updated_at"] = job.updated_at
-    if job.lease is not None:
-        body["lease"] = _lease_to_doc(job.lease)
+    lease, runs = job.lease, job.runs
+    if lease is not None:
+        body["lease"] = _lease_to_doc(lease)
     body["epoch"] = job.epoch
-    body["runs"] = [_run_to_doc(r) for r in job.runs]
+    body["runs"] = [_run_to_doc(r) for r in runs] if runs else []
     if job.runs_dropped:
         body["runs_dropped"] = job.runs_dropped
     if request_hash:
@@ -176,10 +178,11 @@ def job_to_doc(
     body[CODEC_KEY] = CODEC_STAMP
     if job.schedule is not None:
         body["schedule"] = job.schedule
-    due = reap_due_at(job)
-    if due is not None:
-        body["due_at"] = due
-    if job.is_terminal:
+    if lease is not None:  # else no reaper's time: ``reap_due_at`` needs a lease
+        due = reap_due_at(job)
+        if due is not None:
+            body["due_at"] = due
+    if job.status in TERMINAL_STATUSES:  # ``job.is_terminal``, without the property's call
         # A terminal job changes again only through retry, which drops both fields.
         body["ended_at"] = job.updated_at
         if ttl is not None:
