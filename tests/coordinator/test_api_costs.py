@@ -18,6 +18,7 @@ _METHODS = (
     "query",
     "count",
     "batch",
+    "batch_etags",
     "delete",
     "replace",
     "upsert",
@@ -103,14 +104,14 @@ async def test_a_batch_checks_its_keys_with_one_query_a_shard_and_keyless_jobs_w
     r = await api.client.post("/v1/jobs/batch", json={"jobs": jobs}, headers=api.admin)
     assert r.status_code == 201
     shards = api.co.settings.job_shards
-    assert set(calls) == {"jobs.batch"}, calls
-    assert shards <= calls["jobs.batch"] <= 2 * shards
+    assert set(calls) == {"jobs.batch_etags"}, calls
+    assert shards <= calls["jobs.batch_etags"] <= 2 * shards
     calls.clear()
     keyed = [{"kind": "k", "idempotency_key": f"c-{i}"} for i in range(100)]
     r = await api.client.post("/v1/jobs/batch", json={"jobs": keyed}, headers=api.admin)
     assert r.status_code == 201
-    assert set(calls) == {"jobs.query", "jobs.batch"}, calls
-    assert calls["jobs.query"] == calls["jobs.batch"] <= shards
+    assert set(calls) == {"jobs.query", "jobs.batch_etags"}, calls
+    assert calls["jobs.query"] == calls["jobs.batch_etags"] <= shards
 
 
 async def test_idle_long_polls_of_a_replica_share_their_re_queries(

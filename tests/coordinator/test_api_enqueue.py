@@ -231,7 +231,7 @@ async def test_a_key_taken_while_a_batch_is_written_is_a_409_a_retry_completes_o
     from fleet_coordinator.services import NewJob, enqueue
 
     store = api.co.jobs.inner
-    batch = store.batch
+    batch = store.batch_etags
     taken = asyncio.Event()
     first = [True]
 
@@ -249,7 +249,7 @@ async def test_a_key_taken_while_a_batch_is_written_is_a_409_a_retry_completes_o
     jobs: list[dict[str, Any]] = [{"kind": "free", "payload": {"i": i}} for i in range(40)]
     jobs += [{"kind": "keyed", "idempotency_key": f"key-{i}"} for i in range(40)]
     jobs.append({"kind": "keyed", "idempotency_key": "race"})
-    monkeypatch.setattr(store, "batch", a_concurrent_enqueue_takes_the_key_first)
+    monkeypatch.setattr(store, "batch_etags", a_concurrent_enqueue_takes_the_key_first)
     r = await api.client.post("/v1/jobs/batch", json={"jobs": jobs}, headers=api.admin)
     monkeypatch.undo()
     assert r.status_code == 409, r.text
@@ -394,7 +394,7 @@ async def test_jobs_a_failed_batch_wrote_are_counted_logged_and_announced(
     from fleet_datastore import StoreUnavailableError
 
     store = api.co.jobs.inner
-    batch = store.batch
+    batch = store.batch_etags
     calls = 0
 
     async def only_the_first_lands(*args: Any) -> Any:
@@ -405,7 +405,7 @@ async def test_jobs_a_failed_batch_wrote_are_counted_logged_and_announced(
         return await batch(*args)
 
     jobs = [{"kind": "k", "idempotency_key": f"p-{i}"} for i in range(40)]
-    monkeypatch.setattr(store, "batch", only_the_first_lands)
+    monkeypatch.setattr(store, "batch_etags", only_the_first_lands)
     generation = api.co.notifier.generation
     with capture_logs() as logs:
         r = await api.client.post("/v1/jobs/batch", json={"jobs": jobs}, headers=api.admin)

@@ -14,6 +14,7 @@ sent once: a lost answer could hide a write that landed.
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -313,7 +314,19 @@ def _job_body(body: bytes) -> Job:
 
 
 def _jobs_body(body: bytes) -> list[Job]:
-    return _read_alike(_JobItems.model_validate_json(body).items)
+    # The collector paused while up to 1,000 jobs are built (~5,000 tracked objects,
+    # none in a cycle): its young and full collections were ~30 % of the parse here.
+    # The parse holds the GIL throughout, so no other thread runs while it is off; it is
+    # turned back on only if it was on.
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        items = _JobItems.model_validate_json(body).items
+    finally:
+        if paused:
+            gc.enable()
+    return _read_alike(items)
 
 
 _QUEUES = TypeAdapter(list[QueueStats])

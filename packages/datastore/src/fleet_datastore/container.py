@@ -118,6 +118,23 @@ class Container:
         The documents it creates, replaces or upserts may hold ``MAX_BATCH_BYTES``
         together (``BatchTooLargeError``, nothing written).
         """
+        prepared = self._prepared(partition_key, ops, True)
+        return await self._backend.batch(self.spec, partition_key, prepared)
+
+    async def batch_etags(self, partition_key: str, ops: Sequence[BatchOp]) -> list[str | None]:
+        """``batch``, answering only each operation's etag (None for a delete).
+
+        The same checks, errors and all-or-nothing write; what it saves is each
+        written body read back into a document nobody reads (a batch enqueue's).
+        """
+        prepared = self._prepared(partition_key, ops, False)
+        done = await self._backend.batch(self.spec, partition_key, prepared)
+        return [None if doc is None else doc.etag for doc in done]
+
+    def _prepared(
+        self, partition_key: str, ops: Sequence[BatchOp], owned: bool
+    ) -> list[PreparedOp]:
+        """``ops`` checked and their bodies prepared (``owned``: see ``PreparedDocument``)."""
         check_partition_key(partition_key)
         if not isinstance(ops, Sequence) or not 1 <= len(ops) <= MAX_BATCH_OPERATIONS:
             raise InvalidRequestError(f"a batch holds 1..{MAX_BATCH_OPERATIONS} operations")
@@ -127,7 +144,7 @@ class Container:
         for op in ops:
             # A create, all a batch enqueue holds, without the union's isinstance checks.
             if type(op) is CreateOp or isinstance(op, CreateOp | ReplaceOp | UpsertOp):
-                doc = prepare(spec, op.body)
+                doc = prepare(spec, op.body, owned)
                 if doc.partition_key != partition_key:
                     raise InvalidRequestError("every batch document must be in the batch partition")
                 size += doc.size
@@ -148,7 +165,7 @@ class Container:
                 f"the batch's documents hold {size} bytes together; a batch may carry "
                 f"{MAX_BATCH_BYTES}: split it"
             )
-        return await self._backend.batch(self.spec, partition_key, prepared)
+        return prepared
 
     async def query(self, query: Query) -> Page:
         """One page of matching documents and a continuation token for the next, if any."""

@@ -41,6 +41,16 @@ class PreparedDocument(NamedTuple):
     body: dict[str, Any]
     raw: str
     size: int  # bytes of ``raw`` as UTF-8
+    owned: bool = True
+    """``body`` is the store's own, ``raw`` read back. False (``prepare(..., owned=False)``,
+    for a write whose answer is dropped): a shallow copy of the caller's body, its
+    top-level values (every declared field's, none of them nested) taken when it was
+    prepared, its objects and arrays the caller's; a provider that keeps the body or
+    hands it on asks ``own_body()``."""
+
+    def own_body(self) -> dict[str, Any]:
+        """``body`` as the store's own: itself if owned, else ``raw`` read back."""
+        return self.body if self.owned else orjson.loads(self.raw)
 
 
 def _encode(value: Any) -> bytes:
@@ -114,6 +124,10 @@ def loads(raw: str | bytes) -> Any:
 
 def check_id(doc_id: Any) -> str:
     """Return ``doc_id`` if Cosmos DB would accept it as an id, else raise."""
+    # Letters and digits only (a job's id: 32 hex digits), accepted in one call: no such
+    # character is a control character, a space or one of the four refused below.
+    if type(doc_id) is str and len(doc_id) <= MAX_ID_LENGTH and doc_id.isalnum():
+        return doc_id
     if not isinstance(doc_id, str) or not doc_id:
         raise InvalidRequestError("id must be a non-empty string")
     if len(doc_id) > MAX_ID_LENGTH:
@@ -208,8 +222,12 @@ def _check_keys(body: Mapping[str, Any]) -> None:
                 raise InvalidRequestError(f"top-level field {key!r} may not start with '_'")
 
 
-def prepare(spec: ContainerSpec, body: Any) -> PreparedDocument:
-    """Validate a whole document body and serialise it; raises before anything is written."""
+def prepare(spec: ContainerSpec, body: Any, owned: bool = True) -> PreparedDocument:
+    """Validate a whole document body and serialise it; raises before anything is written.
+
+    ``owned=False`` (a write whose answer is dropped) skips reading the JSON back for
+    a spec without nested declared fields: see ``PreparedDocument.owned``.
+    """
     if type(body) is not dict:
         # Any other mapping is checked and encoded as a plain copy; a dict, what every
         # caller passes, needs no copy to encode (nor the ABC's isinstance check).
@@ -220,15 +238,15 @@ def prepare(spec: ContainerSpec, body: Any) -> PreparedDocument:
     pk = check_partition_key(body.get(spec.partition_key))
     _check_keys(body)
     _check_declared(spec, body)
-    return _finish(spec, doc_id, pk, _encode(body))
-
-
-def _finish(spec: ContainerSpec, doc_id: str, pk: str, raw: bytes) -> PreparedDocument:
+    raw = _encode(body)
     if len(raw) > spec.max_document_bytes:
         raise DocumentTooLargeError(
             f"document {doc_id!r} is larger than {spec.max_document_bytes} bytes"
         )
-    return PreparedDocument(doc_id, pk, orjson.loads(raw), raw.decode(), len(raw))
+    if owned or spec.nested_fields:
+        return PreparedDocument(doc_id, pk, orjson.loads(raw), raw.decode(), len(raw))
+    # Reading the JSON back was ~14k instructions of a batch-enqueued job's ~300k.
+    return PreparedDocument(doc_id, pk, body.copy(), raw.decode(), len(raw), False)
 
 
 def _plain_scalar(value: Any) -> bool:

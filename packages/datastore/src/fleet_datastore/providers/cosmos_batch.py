@@ -37,13 +37,14 @@ async def plan_batch(
             raise BatchError(index, exc) from None
         if isinstance(op, CreateOp | UpsertOp | ReplaceOp):
             assert doc is not None  # Container prepares every body
+            body = doc.own_body()  # the SDK writes it after this call's awaits
             if isinstance(op, CreateOp):
-                plan.append(("create", (doc.body,), {}))
+                plan.append(("create", (body,), {}))
             elif isinstance(op, UpsertOp):
-                plan.append(("upsert", (doc.body,), {}))
+                plan.append(("upsert", (body,), {}))
             else:
-                plan.append(("replace", (doc.id, doc.body), if_match(op.etag)))
-            written[doc.id] = doc.body
+                plan.append(("replace", (doc.id, body), if_match(op.etag)))
+            written[doc.id] = body
         elif isinstance(op, DeleteOp):
             plan.append(("delete", (op.id,), if_match(op.etag)))
             written[op.id] = None

@@ -178,7 +178,7 @@ def _out(key: tuple[str, str], stored: _Stored) -> Document:
 
 
 def _stored(doc: PreparedDocument) -> _Stored:
-    return _Stored(doc.body, doc.raw, f'"m{next(_etags):x}"')
+    return _Stored(doc.own_body(), doc.raw, f'"m{next(_etags):x}"')
 
 
 class MemoryBackend:

@@ -150,6 +150,16 @@ class GuardedContainer:
                 raise
             raise error from exc
 
+    async def batch_etags(self, partition_key: str, ops: Sequence[BatchOp]) -> list[str | None]:
+        """``Container.batch_etags``."""
+        try:
+            return await self.inner.batch_etags(partition_key, ops)
+        except DatastoreError as exc:
+            error = _failure(exc)
+            if error is None:
+                raise
+            raise error from exc
+
     async def query(self, query: Query) -> Page:
         """``Container.query``."""
         try:

@@ -211,7 +211,9 @@ async def enqueue_batch(co: Coordinator, jobs: Sequence[NewJob]) -> list[JobStat
 
     async def write(shard: str, chunk: list[int]) -> None:
         try:
-            await co.jobs.batch(shard, [CreateOp(built[i][1]) for i in chunk])
+            # Etags only: the documents written are not read back (``job_cache`` is the
+            # one-call enqueue's).
+            await co.jobs.batch_etags(shard, [CreateOp(built[i][1]) for i in chunk])
         except BatchTooLargeError:
             # Large payloads: more than one batch request may carry (2 MB on Cosmos DB).
             # Halves until they fit; a job too large for a batch alone is created alone.
