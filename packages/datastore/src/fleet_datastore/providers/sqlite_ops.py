@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
@@ -36,6 +36,7 @@ from .sqlite_sql import (
     field_columns,
     field_values,
     index_names,
+    insert_rows_sql,
     insert_sql,
     patch_columns,
     patch_sql,
@@ -117,9 +118,11 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
 
 
 def run_group(
-    conn: sqlite3.Connection, calls: Sequence[tuple[Callable[..., Any], tuple[Any, ...]]]
+    conn: sqlite3.Connection, calls: Iterable[tuple[Callable[..., Any], tuple[Any, ...]]]
 ) -> list[tuple[bool, Any]]:
     """Run ``fn(conn, *args)`` for each call in one transaction: a group commit.
+
+    ``calls`` may still be arriving while the first run (a stream: ``sqlite.py``).
 
     Each call runs in its own savepoint (a ``ONE_STATEMENT`` write: in its one
     statement), so a call that fails leaves no trace and the others still commit;
@@ -366,11 +369,18 @@ def _batch_op(
     raise InvalidRequestError(f"not a batch operation: {op!r}")
 
 
+ROWS_PER_INSERT = 100
+"""Most rows of one multi-row INSERT of ``_creates`` (a batch holds 100 operations at most)."""
+
+
 def _creates(
     conn: sqlite3.Connection, spec: ContainerSpec, docs: list[PreparedDocument], first: int
 ) -> list[Document]:
-    """Insert consecutive creates of a batch with one ``executemany``, as ``insert`` each.
+    """Insert consecutive creates of a batch, as ``insert`` each, in multi-row INSERTs.
 
+    Up to ``ROWS_PER_INSERT`` rows a statement (``insert_rows_sql``): one bind and one
+    ``sqlite3_step``, run with the GIL released, for all of them (the writer thread's
+    B-tree work then overlaps the event loop's Python: ``sqlite.py``).
     A taken id writes nothing for its row (``ON CONFLICT DO NOTHING``), so the row
     count falls short; then the first create whose row is not its own (another
     etag: stored before, or by an earlier create of the same id) is the one the
@@ -378,11 +388,17 @@ def _creates(
     undoes the rows written meanwhile.
     """
     etags = _draw(len(docs))
-    rows = [
-        (doc.partition_key, doc.id, etag, doc.raw, *field_values(spec, doc.body))
+    params = [
+        value
         for doc, etag in zip(docs, etags, strict=True)
+        for value in (doc.partition_key, doc.id, etag, doc.raw, *field_values(spec, doc.body))
     ]
-    if conn.executemany(insert_sql(spec, upsert=False), rows).rowcount != len(rows):
+    width, written = len(params) // len(docs), 0
+    for start in range(0, len(docs), ROWS_PER_INSERT):
+        rows = min(ROWS_PER_INSERT, len(docs) - start)
+        sql = insert_rows_sql(spec, rows)
+        written += conn.execute(sql, params[start * width : (start + rows) * width]).rowcount
+    if written != len(docs):
         seen: set[str] = set()
         for offset, (doc, etag) in enumerate(zip(docs, etags, strict=True)):
             if doc.id in seen or _etag_of(conn, spec, doc.id, doc.partition_key) != etag:
@@ -402,7 +418,7 @@ def batch(
 ) -> list[Document | None]:
     """Run every operation in one IMMEDIATE transaction; on failure BatchError, nothing written.
 
-    Consecutive creates (a batch enqueue holds nothing else) are one ``executemany``.
+    Consecutive creates (a batch enqueue holds nothing else) are one multi-row INSERT.
     """
     results: list[Document | None] = []
     count = len(ops)
