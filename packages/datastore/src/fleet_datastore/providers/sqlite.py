@@ -658,7 +658,7 @@ class _Inline:
         try:
             for _, fn, args in writes:
                 # A lone write, or one of one statement, needs no savepoint: see run_group.
-                guarded = not alone and fn not in stmt.ONE_STATEMENT
+                guarded = not alone and fn not in stmt.SELF_UNDOING
                 if guarded:
                     conn.execute("SAVEPOINT fleet_call")
                 try:

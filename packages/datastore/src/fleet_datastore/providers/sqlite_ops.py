@@ -124,18 +124,18 @@ def run_group(
 
     ``calls`` may still be arriving while the first run (a stream: ``sqlite.py``).
 
-    Each call runs in its own savepoint (a ``ONE_STATEMENT`` write: in its one
-    statement), so a call that fails leaves no trace and the others still commit;
-    every call is as conditional as when run alone (the whole group holds the write
-    lock). Nothing is reported before the COMMIT, and if the COMMIT fails (or SQLite
-    abandons the transaction) every call fails. ``translate`` is applied by the
+    Each call runs in its own savepoint (a ``SELF_UNDOING`` write: alone), so a call
+    that fails leaves no trace and the others still commit; every call is as
+    conditional as when run alone (the whole group holds the write lock). Nothing is
+    reported before the COMMIT, and if the COMMIT fails (or SQLite abandons the
+    transaction) every call fails. ``translate`` is applied by the
     caller, around each call's outcome.
     """
     outcomes: list[tuple[bool, Any]] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
         for fn, args in calls:
-            guarded = fn not in ONE_STATEMENT
+            guarded = fn not in SELF_UNDOING
             if guarded:
                 conn.execute("SAVEPOINT fleet_call")
             try:
@@ -379,13 +379,12 @@ def _creates(
     """Insert consecutive creates of a batch, as ``insert`` each, in multi-row INSERTs.
 
     Up to ``ROWS_PER_INSERT`` rows a statement (``insert_rows_sql``): one bind and one
-    ``sqlite3_step``, run with the GIL released, for all of them (the writer thread's
-    B-tree work then overlaps the event loop's Python: ``sqlite.py``).
-    A taken id writes nothing for its row (``ON CONFLICT DO NOTHING``), so the row
-    count falls short; then the first create whose row is not its own (another
-    etag: stored before, or by an earlier create of the same id) is the one the
+    ``sqlite3_step``, run with the GIL released, for all of them (on the writer thread
+    that work overlaps the event loop's Python: ``sqlite.py``, ``_Inline``). A taken id
+    (stored before, or by an earlier create of the same id) fails the statement, which
+    SQLite undoes whole; the first create of it whose id is taken is the one the
     per-row path stops at, and the BatchError names it. The caller's transaction
-    undoes the rows written meanwhile.
+    undoes the earlier statements' rows, if any.
     """
     etags = _draw(len(docs))
     params = [
@@ -393,24 +392,50 @@ def _creates(
         for doc, etag in zip(docs, etags, strict=True)
         for value in (doc.partition_key, doc.id, etag, doc.raw, *field_values(spec, doc.body))
     ]
-    width, written = len(params) // len(docs), 0
+    width = len(params) // len(docs)
     for start in range(0, len(docs), ROWS_PER_INSERT):
         rows = min(ROWS_PER_INSERT, len(docs) - start)
-        sql = insert_rows_sql(spec, rows)
-        written += conn.execute(sql, params[start * width : (start + rows) * width]).rowcount
-    if written != len(docs):
-        seen: set[str] = set()
-        for offset, (doc, etag) in enumerate(zip(docs, etags, strict=True)):
-            if doc.id in seen or _etag_of(conn, spec, doc.id, doc.partition_key) != etag:
-                error = AlreadyExistsError(f"document {doc.id!r} already exists")
-                raise BatchError(first + offset, error)
-            seen.add(doc.id)
-        # Only an etag drawn twice gets here (2**-64 a pair); say so, write nothing.
-        raise DatastoreError("sqlite: a batch's creates wrote fewer rows than they hold")
+        try:
+            conn.execute(
+                insert_rows_sql(spec, rows), params[start * width : (start + rows) * width]
+            )
+        except sqlite3.IntegrityError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+                raise
+            raise _taken(conn, spec, docs, start, first) from exc
     return [
         Document(doc.id, doc.partition_key, etag, doc.body)
         for doc, etag in zip(docs, etags, strict=True)
     ]
+
+
+def _taken(
+    conn: sqlite3.Connection,
+    spec: ContainerSpec,
+    docs: list[PreparedDocument],
+    start: int,
+    first: int,
+) -> DatastoreError:
+    """The BatchError of the first create from ``start`` on whose id was taken when it ran.
+
+    The rows of ``docs[:start]`` are written (earlier statements): their ids count as
+    taken by an earlier create, not as stored before.
+    """
+    seen = {doc.id for doc in docs[:start]}
+    for offset in range(start, len(docs)):
+        doc = docs[offset]
+        if doc.id in seen or _etag_of(conn, spec, doc.id, doc.partition_key) is not None:
+            error = AlreadyExistsError(f"document {doc.id!r} already exists")
+            return BatchError(first + offset, error)
+        seen.add(doc.id)
+    return DatastoreError("sqlite: a batch's creates were refused with their ids free")
+
+
+def _one_insert(ops: Sequence[PreparedOp]) -> bool:
+    """Whether ``ops`` are creates only, few enough for one statement of ``_creates``."""
+    return len(ops) <= ROWS_PER_INSERT and all(
+        type(op) is CreateOp and doc is not None for op, doc in ops
+    )
 
 
 def batch(
@@ -418,8 +443,12 @@ def batch(
 ) -> list[Document | None]:
     """Run every operation in one IMMEDIATE transaction; on failure BatchError, nothing written.
 
-    Consecutive creates (a batch enqueue holds nothing else) are one multi-row INSERT.
+    Consecutive creates (a batch enqueue holds nothing else) are one multi-row INSERT;
+    inside a transaction a batch of creates alone is that statement, with no savepoint.
     """
+    if conn.in_transaction and _one_insert(ops):
+        # One statement, which SQLite undoes whole if it fails: no savepoint needed.
+        return list(_creates(conn, spec, [doc for _, doc in ops if doc is not None], 0))
     results: list[Document | None] = []
     count = len(ops)
     with _immediate(conn):
@@ -440,6 +469,11 @@ def batch(
                 raise BatchError(index, exc) from exc
             index += 1
     return results
+
+
+SELF_UNDOING: frozenset[Callable[..., Any]] = ONE_STATEMENT | {batch}
+"""Writes that leave nothing behind when they fail: a group runs them without a savepoint
+of their own (``batch`` undoes itself: its own savepoint, or one statement)."""
 
 
 def query(conn: sqlite3.Connection, spec: ContainerSpec, plan: QueryPlan) -> list[Document]:

@@ -187,11 +187,11 @@ def insert_sql(spec: ContainerSpec, *, upsert: bool) -> str:
 
 
 def insert_rows_sql(spec: ContainerSpec, rows: int) -> str:
-    """``insert_sql`` (no upsert) of ``rows`` documents in one statement: ``VALUES (…), (…), …``.
+    """The INSERT of ``rows`` whole documents in one statement: ``VALUES (…), (…), …``.
 
-    One ``sqlite3_step`` does every row's B-tree work, with the GIL released throughout
-    (``executemany`` takes the GIL back after each row); as in ``executemany``, a row
-    whose id is taken writes nothing and the others are written.
+    One bind and one ``sqlite3_step``, run with the GIL released, do every row's B-tree
+    work (``executemany`` takes the GIL back after each row). No ``ON CONFLICT``: a
+    taken id fails the statement, and SQLite undoes all of its rows (ABORT).
     """
     return _rows_text(_layout(spec).insert, rows)
 
@@ -199,8 +199,8 @@ def insert_rows_sql(spec: ContainerSpec, rows: int) -> str:
 @lru_cache(maxsize=256)
 def _rows_text(insert: str, rows: int) -> str:
     head, _, rest = insert.partition(" VALUES ")
-    row, _, tail = rest.partition(" ON CONFLICT ")
-    return f"{head} VALUES {', '.join([row] * rows)} ON CONFLICT {tail}"
+    row = rest.partition(" ON CONFLICT ")[0]
+    return f"{head} VALUES {', '.join([row] * rows)}"
 
 
 def _excluded(spec: ContainerSpec) -> dict[str, tuple[Scalar, ...]]:
