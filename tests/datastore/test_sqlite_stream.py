@@ -34,6 +34,7 @@ JOBS = ContainerSpec(
 )
 SIZE = 60
 TAKEN = 36  # the 37th create of the second batch
+LATE = 57  # in its second INSERT (56 rows, then 4): the first one's rows are deleted again
 
 
 def _job(pk: str, i: int) -> dict[str, Any]:
@@ -69,8 +70,9 @@ async def _streamed_turn(
     return results
 
 
+@pytest.mark.parametrize("taken", [TAKEN, LATE])
 async def test_a_streamed_batch_meeting_a_taken_id_writes_nothing_and_the_others_land(
-    tmp_path: Path,
+    tmp_path: Path, taken: int
 ) -> None:
     """The second batch's 37th create of 60 meets a stored id while the other batches run
     in the same transaction: that batch fails naming it, none of its rows is written, and
@@ -78,14 +80,14 @@ async def test_a_streamed_batch_meeting_a_taken_id_writes_nothing_and_the_others
     path = tmp_path / "s.db"
     async with store_from_url(f"sqlite:///{path}") as store:
         jobs = await store.create_container_if_not_exists(JOBS)
-        stored = await jobs.create(_job("b", TAKEN))
+        stored = await jobs.create(_job("b", taken))
         batches = _batches(["a", "b", "c", "d"])
         results = await _streamed_turn(store, jobs, batches, jobs.create(_job("e", 1)))
     failed = results[1]
     assert isinstance(failed, BatchError)
-    assert failed.index == TAKEN
+    assert failed.index == taken
     assert isinstance(failed.cause, AlreadyExistsError)
-    assert repr(f"b-{TAKEN:03d}") in str(failed.cause)
+    assert repr(f"b-{taken:03d}") in str(failed.cause)
     rows = _rows(path)
     assert {doc_id for pk, doc_id in rows if pk == "b"} == {stored.id}
     assert rows["b", stored.id][0] == stored.etag
@@ -103,18 +105,19 @@ async def test_a_streamed_batch_meeting_a_taken_id_writes_nothing_and_the_others
     assert len(set(etags)) == len(etags)
 
 
+@pytest.mark.parametrize("taken", [TAKEN, LATE])
 async def test_a_streamed_batch_repeating_an_id_of_its_own_names_the_repeat(
-    tmp_path: Path,
+    tmp_path: Path, taken: int
 ) -> None:
     """A create repeating an earlier create's id of the same batch is the one named."""
     path = tmp_path / "s.db"
     async with store_from_url(f"sqlite:///{path}") as store:
         jobs = await store.create_container_if_not_exists(JOBS)
         batches = _batches(["a", "b"])
-        batches[1][TAKEN] = CreateOp(_job("b", 3))
+        batches[1][taken] = CreateOp(_job("b", 3))
         results = await _streamed_turn(store, jobs, batches)
     assert isinstance(results[1], BatchError)
-    assert results[1].index == TAKEN
+    assert results[1].index == taken
     assert not [key for key in _rows(path) if key[0] == "b"]
     assert len(results[0]) == SIZE
 
