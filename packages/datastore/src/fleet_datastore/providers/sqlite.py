@@ -28,6 +28,18 @@
   back and redone on a worker, so the loop never waits. Counts and large or
   unbounded queries stay on the reader thread. A lock keeps each inline call to
   one thread; the workers' connections never leave their threads.
+- A loop turn whose first write is a batch of ``STREAM_MIN_OPS`` operations or more
+  (a batch enqueue's chunks, ``asyncio.gather``-ed) is streamed instead: each of
+  the turn's writes goes to the writer thread as it is made, and the writer runs
+  them as one group (``sqlite_ops.run_group``: one transaction, each write all or
+  nothing on its own, one COMMIT once the turn has ended and the last has run;
+  ``_Inline._start_stream``). A batch's creates are multi-row INSERTs
+  (``sqlite_ops._creates``), whose B-tree work runs in one ``sqlite3_step`` with the
+  GIL released, so the writer's SQLite work on one chunk overlaps the loop's Python
+  building and checking the next. (``executemany`` would take the GIL back after
+  every row, waiting up to the 5 ms switch interval behind the loop each time.)
+  The overlap needs a second core: on a host whose cores are busy it costs a little
+  (docs/benchmarks.md, "Twenty-sixth session"); ``STREAM = False`` turns it off.
 - A new file gets ``PRAGMA page_size = PAGE_SIZE`` (2048): a commit writes each
   page it dirtied to the WAL, and a job write dirties a page per index it
   touches, so smaller pages make commits cheaper. An existing file keeps its own.
