@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
@@ -36,6 +36,7 @@ from .sqlite_sql import (
     field_columns,
     field_values,
     index_names,
+    insert_rows_sql,
     insert_sql,
     patch_columns,
     patch_sql,
@@ -117,22 +118,24 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
 
 
 def run_group(
-    conn: sqlite3.Connection, calls: Sequence[tuple[Callable[..., Any], tuple[Any, ...]]]
+    conn: sqlite3.Connection, calls: Iterable[tuple[Callable[..., Any], tuple[Any, ...]]]
 ) -> list[tuple[bool, Any]]:
     """Run ``fn(conn, *args)`` for each call in one transaction: a group commit.
 
-    Each call runs in its own savepoint (a ``ONE_STATEMENT`` write: in its one
-    statement), so a call that fails leaves no trace and the others still commit;
-    every call is as conditional as when run alone (the whole group holds the write
-    lock). Nothing is reported before the COMMIT, and if the COMMIT fails (or SQLite
-    abandons the transaction) every call fails. ``translate`` is applied by the
+    ``calls`` may still be arriving while the first run (a stream: ``sqlite.py``).
+
+    Each call runs in its own savepoint (a ``SELF_UNDOING`` write: alone), so a call
+    that fails leaves no trace and the others still commit; every call is as
+    conditional as when run alone (the whole group holds the write lock). Nothing is
+    reported before the COMMIT, and if the COMMIT fails (or SQLite abandons the
+    transaction) every call fails. ``translate`` is applied by the
     caller, around each call's outcome.
     """
     outcomes: list[tuple[bool, Any]] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
         for fn, args in calls:
-            guarded = fn not in ONE_STATEMENT
+            guarded = fn not in SELF_UNDOING
             if guarded:
                 conn.execute("SAVEPOINT fleet_call")
             try:
@@ -366,35 +369,95 @@ def _batch_op(
     raise InvalidRequestError(f"not a batch operation: {op!r}")
 
 
+ROWS_STEP = 8
+"""A multi-row INSERT of ``_creates`` holds a multiple of this many rows, or fewer: a batch
+of n creates is at most two statements, and a connection prepares a few dozen texts in all
+(preparing a 64-row INSERT costs about as much as running it; each text is prepared once
+and cached per connection, where every size up to 100 would each be prepared)."""
+
+ROWS_MAX = 96
+"""Most rows of one multi-row INSERT of ``_creates`` (a multiple of ``ROWS_STEP``)."""
+
+
+def _pieces(count: int) -> Iterator[int]:
+    """The row counts of the INSERTs of ``count`` creates: multiples of ROWS_STEP, then the rest."""
+    while count >= ROWS_STEP:
+        rows = min(ROWS_MAX, count - count % ROWS_STEP)
+        yield rows
+        count -= rows
+    if count:
+        yield count
+
+
 def _creates(
     conn: sqlite3.Connection, spec: ContainerSpec, docs: list[PreparedDocument], first: int
 ) -> list[Document]:
-    """Insert consecutive creates of a batch with one ``executemany``, as ``insert`` each.
+    """Insert consecutive creates of a batch, as ``insert`` each, all or none of them.
 
-    A taken id writes nothing for its row (``ON CONFLICT DO NOTHING``), so the row
-    count falls short; then the first create whose row is not its own (another
-    etag: stored before, or by an earlier create of the same id) is the one the
-    per-row path stops at, and the BatchError names it. The caller's transaction
-    undoes the rows written meanwhile.
+    In multi-row INSERTs (``insert_rows_sql``, ``_pieces``): one bind and one
+    ``sqlite3_step``, run with the GIL released, for each; on the writer thread that
+    work overlaps the event loop's Python (``sqlite.py``, ``_Inline``). A taken id
+    (stored before, or by an earlier create of the same id) fails its statement, which
+    SQLite undoes whole; the first create of it whose id is taken is the one the
+    per-row path stops at, and the BatchError names it. The rows of the earlier
+    statement, if any, are deleted again, so no savepoint is needed around a call.
     """
     etags = _draw(len(docs))
-    rows = [
-        (doc.partition_key, doc.id, etag, doc.raw, *field_values(spec, doc.body))
+    params = [
+        value
         for doc, etag in zip(docs, etags, strict=True)
+        for value in (doc.partition_key, doc.id, etag, doc.raw, *field_values(spec, doc.body))
     ]
-    if conn.executemany(insert_sql(spec, upsert=False), rows).rowcount != len(rows):
-        seen: set[str] = set()
-        for offset, (doc, etag) in enumerate(zip(docs, etags, strict=True)):
-            if doc.id in seen or _etag_of(conn, spec, doc.id, doc.partition_key) != etag:
-                error = AlreadyExistsError(f"document {doc.id!r} already exists")
-                raise BatchError(first + offset, error)
-            seen.add(doc.id)
-        # Only an etag drawn twice gets here (2**-64 a pair); say so, write nothing.
-        raise DatastoreError("sqlite: a batch's creates wrote fewer rows than they hold")
+    width, done = len(params) // len(docs), 0
+    try:
+        for rows in _pieces(len(docs)):
+            sql = insert_rows_sql(spec, rows)
+            conn.execute(sql, params[done * width : (done + rows) * width])
+            done += rows
+    except sqlite3.Error as exc:
+        error: BaseException = exc
+        if (
+            isinstance(exc, sqlite3.IntegrityError)
+            and exc.sqlite_errorcode == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+        ):
+            error = _taken(conn, spec, docs, done, first)
+        if done and conn.in_transaction:
+            # This transaction wrote those rows: nobody else has seen them.
+            sql = f"DELETE FROM {table(spec)} WHERE pk = ? AND id = ?"
+            conn.executemany(sql, [(doc.partition_key, doc.id) for doc in docs[:done]])
+        if error is exc:
+            raise
+        raise error from exc
     return [
         Document(doc.id, doc.partition_key, etag, doc.body)
         for doc, etag in zip(docs, etags, strict=True)
     ]
+
+
+def _taken(
+    conn: sqlite3.Connection,
+    spec: ContainerSpec,
+    docs: list[PreparedDocument],
+    start: int,
+    first: int,
+) -> DatastoreError:
+    """The BatchError of the first create from ``start`` on whose id was taken when it ran.
+
+    The rows of ``docs[:start]`` are written (earlier statements): their ids count as
+    taken by an earlier create, not as stored before.
+    """
+    seen = {doc.id for doc in docs[:start]}
+    for offset in range(start, len(docs)):
+        doc = docs[offset]
+        if doc.id in seen or _etag_of(conn, spec, doc.id, doc.partition_key) is not None:
+            error = AlreadyExistsError(f"document {doc.id!r} already exists")
+            return BatchError(first + offset, error)
+        seen.add(doc.id)
+    return DatastoreError("sqlite: a batch's creates were refused with their ids free")
+
+
+def _creates_only(ops: Sequence[PreparedOp]) -> bool:
+    return all(type(op) is CreateOp and doc is not None for op, doc in ops)
 
 
 def batch(
@@ -402,8 +465,12 @@ def batch(
 ) -> list[Document | None]:
     """Run every operation in one IMMEDIATE transaction; on failure BatchError, nothing written.
 
-    Consecutive creates (a batch enqueue holds nothing else) are one ``executemany``.
+    Consecutive creates (a batch enqueue holds nothing else) are multi-row INSERTs
+    (``_creates``); inside a transaction a batch of creates alone needs no savepoint.
     """
+    if conn.in_transaction and _creates_only(ops):
+        # All or none by itself (``_creates``): no savepoint needed.
+        return list(_creates(conn, spec, [doc for _, doc in ops if doc is not None], 0))
     results: list[Document | None] = []
     count = len(ops)
     with _immediate(conn):
@@ -424,6 +491,11 @@ def batch(
                 raise BatchError(index, exc) from exc
             index += 1
     return results
+
+
+SELF_UNDOING: frozenset[Callable[..., Any]] = ONE_STATEMENT | {batch}
+"""Writes that leave nothing behind when they fail: a group runs them without a savepoint
+of their own (``batch`` undoes itself: its own savepoint, or ``_creates``)."""
 
 
 def query(conn: sqlite3.Connection, spec: ContainerSpec, plan: QueryPlan) -> list[Document]:

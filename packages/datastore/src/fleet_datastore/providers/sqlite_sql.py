@@ -34,6 +34,7 @@ __all__ = [
     "field_column",
     "field_columns",
     "field_values",
+    "insert_rows_sql",
     "insert_sql",
     "index_names",
     "patch_columns",
@@ -183,6 +184,23 @@ def insert_sql(spec: ContainerSpec, *, upsert: bool) -> str:
     """
     layout = _layout(spec)
     return layout.upsert if upsert else layout.insert
+
+
+def insert_rows_sql(spec: ContainerSpec, rows: int) -> str:
+    """The INSERT of ``rows`` whole documents in one statement: ``VALUES (…), (…), …``.
+
+    One bind and one ``sqlite3_step``, run with the GIL released, do every row's B-tree
+    work (``executemany`` takes the GIL back after each row). No ``ON CONFLICT``: a
+    taken id fails the statement, and SQLite undoes all of its rows (ABORT).
+    """
+    return _rows_text(_layout(spec).insert, rows)
+
+
+@lru_cache(maxsize=256)
+def _rows_text(insert: str, rows: int) -> str:
+    head, _, rest = insert.partition(" VALUES ")
+    row = rest.partition(" ON CONFLICT ")[0]
+    return f"{head} VALUES {', '.join([row] * rows)}"
 
 
 def _excluded(spec: ContainerSpec) -> dict[str, tuple[Scalar, ...]]:

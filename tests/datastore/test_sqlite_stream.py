@@ -1,0 +1,202 @@
+"""The SQLite provider's streamed turns: a loop turn begun by a large batch hands its writes
+to the writer thread as they are made (``_Inline._start_stream``), one transaction for the
+turn, each write all or nothing on its own, committed once the turn has ended."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fleet_datastore import (
+    AlreadyExistsError,
+    BatchError,
+    Container,
+    ContainerSpec,
+    CreateOp,
+    Document,
+    DocumentStore,
+    Index,
+    Patch,
+    StoreUnavailableError,
+    store_from_url,
+)
+from fleet_datastore.providers import sqlite as sqlite_provider
+from fleet_datastore.providers.sqlite import SqliteBackend
+
+JOBS = ContainerSpec(
+    name="jobs",
+    partition_key="pk",
+    fields={"status": "str", "priority": "int", "created_at": "float"},
+    indexes=(Index.of("status", "-priority", "created_at"),),
+)
+SIZE = 60
+TAKEN = 36  # the 37th create of the second batch
+LATE = 57  # in its second INSERT (56 rows, then 4): the first one's rows are deleted again
+
+
+def _job(pk: str, i: int) -> dict[str, Any]:
+    return {"id": f"{pk}-{i:03d}", "pk": pk, "status": "queued", "priority": i % 3, "created_at": i}
+
+
+def _inline(store: DocumentStore) -> Any:
+    backend = store.backend
+    assert isinstance(backend, SqliteBackend)
+    assert backend._inline is not None
+    return backend._inline
+
+
+def _rows(path: Path) -> dict[tuple[str, str], tuple[str, str]]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT pk, id, etag, body FROM doc_jobs").fetchall()
+    return {(pk, doc_id): (etag, body) for pk, doc_id, etag, body in rows}
+
+
+def _batches(pks: list[str]) -> list[list[CreateOp]]:
+    return [[CreateOp(_job(pk, i)) for i in range(SIZE)] for pk in pks]
+
+
+async def _streamed_turn(
+    store: DocumentStore, jobs: Container, batches: list[list[CreateOp]], *extra: Any
+) -> list[Any]:
+    """The batches (then ``extra`` awaitables) made in one turn; checks that it streamed."""
+    calls = [asyncio.ensure_future(jobs.batch(ops[0].body["pk"], ops)) for ops in batches]
+    calls += [asyncio.ensure_future(call) for call in extra]
+    await asyncio.sleep(0)  # every call has made its write; the turn ends after this
+    assert len(_inline(store)._streamed) == len(calls)  # all went to the writer, in one stream
+    results: list[Any] = await asyncio.gather(*calls, return_exceptions=True)
+    return results
+
+
+@pytest.mark.parametrize("taken", [TAKEN, LATE])
+async def test_a_streamed_batch_meeting_a_taken_id_writes_nothing_and_the_others_land(
+    tmp_path: Path, taken: int
+) -> None:
+    """The second batch's 37th create of 60 meets a stored id while the other batches run
+    in the same transaction: that batch fails naming it, none of its rows is written, and
+    every other batch and the lone create of the turn land with their own documents."""
+    path = tmp_path / "s.db"
+    async with store_from_url(f"sqlite:///{path}") as store:
+        jobs = await store.create_container_if_not_exists(JOBS)
+        stored = await jobs.create(_job("b", taken))
+        batches = _batches(["a", "b", "c", "d"])
+        results = await _streamed_turn(store, jobs, batches, jobs.create(_job("e", 1)))
+    failed = results[1]
+    assert isinstance(failed, BatchError)
+    assert failed.index == taken
+    assert isinstance(failed.cause, AlreadyExistsError)
+    assert repr(f"b-{taken:03d}") in str(failed.cause)
+    rows = _rows(path)
+    assert {doc_id for pk, doc_id in rows if pk == "b"} == {stored.id}
+    assert rows["b", stored.id][0] == stored.etag
+    for ops, docs in zip(batches, results[:-1], strict=True):
+        if ops is batches[1]:
+            continue
+        assert [d.id for d in docs] == [op.body["id"] for op in ops]
+        for op, doc in zip(ops, docs, strict=True):
+            assert rows[doc.partition_key, doc.id][0] == doc.etag
+            assert doc.body == op.body
+    lone = results[-1]
+    assert isinstance(lone, Document)
+    assert rows["e", lone.id][0] == lone.etag
+    etags = [etag for etag, _ in rows.values()]
+    assert len(set(etags)) == len(etags)
+
+
+@pytest.mark.parametrize("taken", [TAKEN, LATE])
+async def test_a_streamed_batch_repeating_an_id_of_its_own_names_the_repeat(
+    tmp_path: Path, taken: int
+) -> None:
+    """A create repeating an earlier create's id of the same batch is the one named."""
+    path = tmp_path / "s.db"
+    async with store_from_url(f"sqlite:///{path}") as store:
+        jobs = await store.create_container_if_not_exists(JOBS)
+        batches = _batches(["a", "b"])
+        batches[1][taken] = CreateOp(_job("b", 3))
+        results = await _streamed_turn(store, jobs, batches)
+    assert isinstance(results[1], BatchError)
+    assert results[1].index == taken
+    assert not [key for key in _rows(path) if key[0] == "b"]
+    assert len(results[0]) == SIZE
+
+
+async def test_a_stream_waiting_for_the_lock_lets_later_writes_queue_and_all_land_once(
+    tmp_path: Path,
+) -> None:
+    """Another connection holds the write lock: the stream waits on the writer thread, the
+    loop keeps turning, and writes of later turns (which find the lock taken) queue behind
+    it; once the lock is let go, each write lands once, in order."""
+    path = tmp_path / "s.db"
+    async with store_from_url(f"sqlite:///{path}") as store:
+        jobs = await store.create_container_if_not_exists(JOBS)
+        first = await jobs.create(_job("x", 1))
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        turn = asyncio.ensure_future(_streamed_turn(store, jobs, _batches(["a", "b"])))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        later = asyncio.gather(
+            jobs.create(_job("y", 1)),
+            jobs.update_if_match(first.id, "x", first, Patch(set={"n": 1})),
+        )
+        for _ in range(5):  # the loop turns while every write waits
+            await asyncio.sleep(0)
+            assert not turn.done()
+            assert not later.done()
+        holder.execute("COMMIT")
+        holder.close()
+        batched = await turn
+        created, updated = await later
+        assert all(len(docs) == SIZE for docs in batched)
+        assert created.id == "y-001"
+        assert updated.ok  # run once: a second run would have found another etag
+        assert not _inline(store)._conn.in_transaction
+    assert len(_rows(path)) == 2 * SIZE + 2
+
+
+async def test_a_stream_that_cannot_get_the_lock_fails_every_write_of_its_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock held past the busy timeout: every write of the streamed turn is 503, none
+    is written, and the next turn writes again."""
+    monkeypatch.setattr(sqlite_provider, "BUSY_TIMEOUT_SECONDS", 0.2)
+    path = tmp_path / "s.db"
+    async with store_from_url(f"sqlite:///{path}") as store:
+        jobs = await store.create_container_if_not_exists(JOBS)
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            results = await _streamed_turn(
+                store, jobs, _batches(["a", "b"]), jobs.create(_job("c", 1))
+            )
+        finally:
+            holder.close()
+        assert all(isinstance(r, StoreUnavailableError) for r in results)
+        assert not _rows(path)
+        again = await _streamed_turn(store, jobs, _batches(["a"]))
+        assert len(again[0]) == SIZE
+    assert len(_rows(path)) == SIZE
+
+
+async def test_streamed_and_inline_turns_store_the_same_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same batches stored through a stream and inline give the same bodies and columns."""
+    stored = []
+    for stream in (True, False):
+        monkeypatch.setattr(sqlite_provider, "STREAM", stream)
+        path = tmp_path / f"{stream}.db"
+        async with store_from_url(f"sqlite:///{path}") as store:
+            jobs = await store.create_container_if_not_exists(JOBS)
+            await asyncio.gather(
+                *(jobs.batch(ops[0].body["pk"], ops) for ops in _batches(["a", "b"]))
+            )
+        with sqlite3.connect(path) as conn:
+            stored.append(conn.execute("SELECT * FROM doc_jobs ORDER BY rowid").fetchall())
+    (streamed, inline) = stored
+    etag = 2  # pk, id, etag, body, columns...: only the etags differ
+    assert [r[:etag] + r[etag + 1 :] for r in streamed] == [
+        r[:etag] + r[etag + 1 :] for r in inline
+    ]
