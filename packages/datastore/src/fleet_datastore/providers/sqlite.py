@@ -28,18 +28,6 @@
   back and redone on a worker, so the loop never waits. Counts and large or
   unbounded queries stay on the reader thread. A lock keeps each inline call to
   one thread; the workers' connections never leave their threads.
-- A loop turn whose first write is a batch of ``STREAM_MIN_OPS`` operations or more
-  (a batch enqueue's chunks, ``asyncio.gather``-ed) is streamed instead: each of
-  the turn's writes goes to the writer thread as it is made, and the writer runs
-  them as one group (``sqlite_ops.run_group``: one transaction, each write all or
-  nothing on its own, one COMMIT once the turn has ended and the last has run;
-  ``_Inline._start_stream``). A batch's creates are multi-row INSERTs
-  (``sqlite_ops._creates``), whose B-tree work runs in one ``sqlite3_step`` with the
-  GIL released, so the writer's SQLite work on one chunk overlaps the loop's Python
-  building and checking the next. (``executemany`` would take the GIL back after
-  every row, waiting up to the 5 ms switch interval behind the loop each time.)
-  The overlap needs a second core: on a host whose cores are busy it costs a little
-  (docs/benchmarks.md, "Twenty-sixth session"); ``STREAM = False`` turns it off.
 - A new file gets ``PRAGMA page_size = PAGE_SIZE`` (2048): a commit writes each
   page it dirtied to the WAL, and a job write dirties a page per index it
   touches, so smaller pages make commits cheaper. An existing file keeps its own.
@@ -396,62 +384,11 @@ INLINE_CHECKPOINT_COMMITS = 500
 """Inline write commits between two checkpoints queued to the writer thread (the inline
 connection never checkpoints itself: a checkpoint writes pages and syncs files)."""
 
-STREAM_MIN_OPS = 32
-"""Fewest operations of a batch that, first written in its loop turn, starts a stream: the
-turn's writes then run on the writer thread as they are made, their SQLite work overlapping
-the loop's Python (``_Inline``). A smaller batch, or a turn begun by another write, is
-committed inline at the end of the turn as before."""
-
-STREAM = True
-"""Start streams at all (``STREAM_MIN_OPS``); off, every turn's writes commit inline."""
-
 _BUSY_OR_INTERRUPTED = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_INTERRUPT)
 _AUTOCOMMIT: frozenset[Callable[..., Any]] = frozenset({stmt.insert, stmt.upsert})
 """Writes of one statement that read nothing after it: alone in their turn, each runs as
 its own transaction (``_Inline._autocommit``); ``update_if_match`` reads after a miss."""
 _Write = tuple["asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]
-_Call = tuple[Callable[..., Any], tuple[Any, ...]]
-
-
-def _streamed(source: queue.SimpleQueue[_Call | None]) -> Iterator[_Call]:
-    """The calls put in ``source`` up to its end (None), as the writer thread takes them.
-
-    The loop ends a stream at the end of the turn that began it (``_Inline.flush``); one
-    left unended that long (a loop stopped mid-turn) fails, and its transaction rolls back.
-    """
-    while True:
-        try:
-            call = source.get(timeout=BUSY_TIMEOUT_SECONDS)
-        except queue.Empty:
-            raise StoreUnavailableError("sqlite: a stream of writes was never ended") from None
-        if call is None:
-            return
-        yield call
-
-
-def _run_stream(conn: sqlite3.Connection, source: queue.SimpleQueue[_Call | None]) -> Any:
-    """The writer thread's side of a stream: its calls in one transaction, as a group."""
-    return stmt.run_group(conn, _streamed(source))
-
-
-def _streams(fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
-    """Whether a write, the first of its turn, starts a stream (``STREAM_MIN_OPS``)."""
-    return STREAM and fn is stmt.batch and len(args[2]) >= STREAM_MIN_OPS
-
-
-def _settle_stream(writes: list[_Write], done: asyncio.Future[list[tuple[bool, Any]]]) -> None:
-    """Each write of a stream gets its outcome once the writer committed them (or failed all)."""
-    if done.cancelled():
-        failed: BaseException = StoreUnavailableError("sqlite: the stream of writes was cancelled")
-        outcomes = [(False, failed)] * len(writes)
-    elif (exc := done.exception()) is not None:
-        outcomes = [(False, exc)] * len(writes)
-    else:
-        outcomes = done.result()
-    for (future, _, _), (ok, value) in zip(writes, outcomes, strict=True):
-        if not ok and not isinstance(value, DatastoreError):
-            value = _translate(value)
-        _settle(future, ok, value)
 
 
 def _hand_over(exc: BaseException) -> bool:
@@ -492,8 +429,6 @@ class _Inline:
         self._armed = False
         self._queued: list[_Write] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stream: queue.SimpleQueue[_Call | None] | None = None  # this turn's, if any
-        self._streamed: list[_Write] = []  # the writes put in it
         self._commits = 0
         self._checkpointing = False  # a checkpoint is handed to the writer thread
         self._restarting = False  # ... and it is the RESTART: inline writes queue behind it
@@ -550,52 +485,21 @@ class _Inline:
         if not self._lock.acquire(blocking=False):
             return None  # another thread is using the connection: never wait on the loop
         try:
-            if (self._queued or self._stream is not None) and self._loop is not loop:
+            if self._queued and self._loop is not loop:
                 return None
+            if not self._queued:
+                self._loop = loop
+                loop.call_soon(self.flush)
             future: asyncio.Future[T] = loop.create_future()
-            if self._stream is not None:
-                self._stream.put((fn, args))
-                self._streamed.append((future, fn, args))
-            elif not self._queued and _streams(fn, args):
-                self._start_stream(loop, (future, fn, args))
-            else:
-                if not self._queued:
-                    self._loop = loop
-                    loop.call_soon(self.flush)
-                self._queued.append((future, fn, args))
+            self._queued.append((future, fn, args))
         finally:
             self._lock.release()
         return future
-
-    def _start_stream(self, loop: asyncio.AbstractEventLoop, first: _Write) -> None:
-        """Hand the writer thread this turn's writes as they are made, from ``first`` on.
-
-        The loop's Python between two writes (building and checking the next batch's
-        documents) then overlaps SQLite's work on the previous one, which runs with the
-        GIL released (one multi-row INSERT a batch: ``sqlite_ops._creates``). The writer
-        runs them as a group commit does (``sqlite_ops.run_group``): one transaction,
-        each write in its own savepoint, committed once the turn has ended (``flush``)
-        and the last has run; every caller learns its outcome after that COMMIT. The
-        writer's connection waits for the lock (busy timeout, from now), so nothing is
-        ever handed over or redone, and no step budget applies: the loop never waits.
-        """
-        source: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
-        source.put(first[1:])
-        self._stream, self._streamed, self._loop = source, [first], loop
-        loop.call_soon(self.flush)
-        done: asyncio.Future[list[tuple[bool, Any]]] = loop.create_future()
-        done.add_done_callback(functools.partial(_settle_stream, self._streamed))
-        deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
-        self._writer.hand(loop, done, _run_stream, (source,), deadline, groupable=False)
 
     def flush(self) -> None:
         """Commit the queued writes together, or hand them to the writer thread."""
         self._lock.acquire()  # at most one other thread's inline call, within its budget
         try:
-            if self._stream is not None:  # the turn's writes went to the writer: end them
-                self._stream.put(None)
-                self._stream, self._streamed, self._loop = None, [], None
-                return
             queued, self._queued, loop = self._queued, [], self._loop
             self._loop = None
             writes = [w for w in queued if not w[0].done()]  # a cancelled caller's is not run
@@ -670,7 +574,7 @@ class _Inline:
         try:
             for _, fn, args in writes:
                 # A lone write, or one of one statement, needs no savepoint: see run_group.
-                guarded = not alone and fn not in stmt.SELF_UNDOING
+                guarded = not alone and fn not in stmt.ONE_STATEMENT
                 if guarded:
                     conn.execute("SAVEPOINT fleet_call")
                 try:

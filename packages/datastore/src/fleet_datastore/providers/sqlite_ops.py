@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
@@ -118,24 +118,22 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
 
 
 def run_group(
-    conn: sqlite3.Connection, calls: Iterable[tuple[Callable[..., Any], tuple[Any, ...]]]
+    conn: sqlite3.Connection, calls: Sequence[tuple[Callable[..., Any], tuple[Any, ...]]]
 ) -> list[tuple[bool, Any]]:
     """Run ``fn(conn, *args)`` for each call in one transaction: a group commit.
 
-    ``calls`` may still be arriving while the first run (a stream: ``sqlite.py``).
-
-    Each call runs in its own savepoint (a ``SELF_UNDOING`` write: alone), so a call
-    that fails leaves no trace and the others still commit; every call is as
-    conditional as when run alone (the whole group holds the write lock). Nothing is
-    reported before the COMMIT, and if the COMMIT fails (or SQLite abandons the
-    transaction) every call fails. ``translate`` is applied by the
+    Each call runs in its own savepoint (a ``ONE_STATEMENT`` write: in its one
+    statement), so a call that fails leaves no trace and the others still commit;
+    every call is as conditional as when run alone (the whole group holds the write
+    lock). Nothing is reported before the COMMIT, and if the COMMIT fails (or SQLite
+    abandons the transaction) every call fails. ``translate`` is applied by the
     caller, around each call's outcome.
     """
     outcomes: list[tuple[bool, Any]] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
         for fn, args in calls:
-            guarded = fn not in SELF_UNDOING
+            guarded = fn not in ONE_STATEMENT
             if guarded:
                 conn.execute("SAVEPOINT fleet_call")
             try:
@@ -395,12 +393,12 @@ def _creates(
     """Insert consecutive creates of a batch, as ``insert`` each, all or none of them.
 
     In multi-row INSERTs (``insert_rows_sql``, ``_pieces``): one bind and one
-    ``sqlite3_step``, run with the GIL released, for each; on the writer thread that
-    work overlaps the event loop's Python (``sqlite.py``, ``_Inline``). A taken id
-    (stored before, or by an earlier create of the same id) fails its statement, which
-    SQLite undoes whole; the first create of it whose id is taken is the one the
-    per-row path stops at, and the BatchError names it. The rows of the earlier
-    statement, if any, are deleted again, so no savepoint is needed around a call.
+    ``sqlite3_step`` for up to ``ROWS_MAX`` rows instead of one each (~5 % fewer
+    instructions a batch-enqueued job: docs/benchmarks.md, "Twenty-sixth session"). A
+    taken id (stored before, or by an earlier create of the same id) fails its
+    statement, which SQLite undoes whole; the first create of it whose id is taken is
+    the one the per-row path stops at, and the BatchError names it. The rows of an
+    earlier statement are undone by the caller's transaction (``batch``'s savepoint).
     """
     etags = _draw(len(docs))
     params = [
@@ -414,20 +412,10 @@ def _creates(
             sql = insert_rows_sql(spec, rows)
             conn.execute(sql, params[done * width : (done + rows) * width])
             done += rows
-    except sqlite3.Error as exc:
-        error: BaseException = exc
-        if (
-            isinstance(exc, sqlite3.IntegrityError)
-            and exc.sqlite_errorcode == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
-        ):
-            error = _taken(conn, spec, docs, done, first)
-        if done and conn.in_transaction:
-            # This transaction wrote those rows: nobody else has seen them.
-            sql = f"DELETE FROM {table(spec)} WHERE pk = ? AND id = ?"
-            conn.executemany(sql, [(doc.partition_key, doc.id) for doc in docs[:done]])
-        if error is exc:
-            raise
-        raise error from exc
+    except sqlite3.IntegrityError as exc:
+        if exc.sqlite_errorcode != sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+            raise  # another constraint (the size trigger): as a lone insert raises it
+        raise _taken(conn, spec, docs, done, first) from exc
     return [
         Document(doc.id, doc.partition_key, etag, doc.body)
         for doc, etag in zip(docs, etags, strict=True)
@@ -456,21 +444,14 @@ def _taken(
     return DatastoreError("sqlite: a batch's creates were refused with their ids free")
 
 
-def _creates_only(ops: Sequence[PreparedOp]) -> bool:
-    return all(type(op) is CreateOp and doc is not None for op, doc in ops)
-
-
 def batch(
     conn: sqlite3.Connection, spec: ContainerSpec, pk: str, ops: Sequence[PreparedOp]
 ) -> list[Document | None]:
     """Run every operation in one IMMEDIATE transaction; on failure BatchError, nothing written.
 
     Consecutive creates (a batch enqueue holds nothing else) are multi-row INSERTs
-    (``_creates``); inside a transaction a batch of creates alone needs no savepoint.
+    (``_creates``).
     """
-    if conn.in_transaction and _creates_only(ops):
-        # All or none by itself (``_creates``): no savepoint needed.
-        return list(_creates(conn, spec, [doc for _, doc in ops if doc is not None], 0))
     results: list[Document | None] = []
     count = len(ops)
     with _immediate(conn):
@@ -491,11 +472,6 @@ def batch(
                 raise BatchError(index, exc) from exc
             index += 1
     return results
-
-
-SELF_UNDOING: frozenset[Callable[..., Any]] = ONE_STATEMENT | {batch}
-"""Writes that leave nothing behind when they fail: a group runs them without a savepoint
-of their own (``batch`` undoes itself: its own savepoint, or ``_creates``)."""
 
 
 def query(conn: sqlite3.Connection, spec: ContainerSpec, plan: QueryPlan) -> list[Document]:

@@ -189,9 +189,9 @@ def insert_sql(spec: ContainerSpec, *, upsert: bool) -> str:
 def insert_rows_sql(spec: ContainerSpec, rows: int) -> str:
     """The INSERT of ``rows`` whole documents in one statement: ``VALUES (…), (…), …``.
 
-    One bind and one ``sqlite3_step``, run with the GIL released, do every row's B-tree
-    work (``executemany`` takes the GIL back after each row). No ``ON CONFLICT``: a
-    taken id fails the statement, and SQLite undoes all of its rows (ABORT).
+    One bind and one ``sqlite3_step`` do every row's work (``executemany`` binds and
+    steps each row from Python). No ``ON CONFLICT``: a taken id fails the statement,
+    and SQLite undoes all of its rows (ABORT).
     """
     return _rows_text(_layout(spec).insert, rows)
 

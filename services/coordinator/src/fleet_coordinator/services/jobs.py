@@ -188,17 +188,13 @@ async def enqueue_batch(co: Coordinator, jobs: Sequence[NewJob]) -> list[JobStat
     """
     now = co.clock.now()
     ids = new_ids(len(jobs))  # one clock read and one os.urandom for the batch
+    built: list[tuple[JobState, dict[str, Any]]] = [
+        _build(co, new, now, i, ids[i]) for i, new in enumerate(jobs)
+    ]
+    result: list[JobState] = [state for state, _ in built]
+    created = [True] * len(built)
+    landed = [False] * len(built)  # written (or found, replayed) in the store
     keyed = [i for i, new in enumerate(jobs) if new.idempotency_key]
-    # Keyed jobs are built now: their ids derive from their keys, and step 1 reads them.
-    # A keyless job is built by the write of its chunk, just before the chunk goes to the
-    # store, so that on SQLite building the next chunk overlaps the store's work on this
-    # one (a streamed turn: fleet_datastore.providers.sqlite).
-    built: dict[int, tuple[JobState, dict[str, Any]]] = {
-        i: _build(co, jobs[i], now, i, ids[i]) for i in keyed
-    }
-    result: dict[int, JobState] = {i: state for i, (state, _) in built.items()}
-    created = [True] * len(jobs)
-    landed = [False] * len(jobs)  # written (or found, replayed) in the store
     if keyed:
         # Only batches with keys pay this read; a keyless job's random id is new.
         stored = await _stored(co, [built[i][1] for i in keyed])
@@ -214,10 +210,6 @@ async def enqueue_batch(co: Coordinator, jobs: Sequence[NewJob]) -> list[JobStat
         await _remember_queue(co, queue, now)
 
     async def write(shard: str, chunk: list[int]) -> None:
-        for i in chunk:
-            if i not in built:
-                built[i] = _build(co, jobs[i], now, i, ids[i])
-                result[i] = built[i][0]
         try:
             # Etags only: the documents written are not read back (``job_cache`` is the
             # one-call enqueue's).
@@ -265,8 +257,7 @@ async def enqueue_batch(co: Coordinator, jobs: Sequence[NewJob]) -> list[JobStat
                 continue
             by_shard: dict[str, list[int]] = defaultdict(list)
             for i in phase:
-                # A keyless job's id is ``ids[i]`` (``_build``), whose shard it is in.
-                by_shard[built[i][1]["pk"] if i in built else co.shard(ids[i])].append(i)
+                by_shard[built[i][1]["pk"]].append(i)
             # A phase's batches go out together: one round trip of latency on Cosmos,
             # one group commit on SQLite. All are waited for; then any failure fails
             # the request (503) before the next phase writes anything.
@@ -286,16 +277,14 @@ async def enqueue_batch(co: Coordinator, jobs: Sequence[NewJob]) -> list[JobStat
         # and announced now, since the retry that creates the rest only replays them.
         if any(landed):
             fresh = [
-                result[i]
-                for i, (new, done) in enumerate(zip(created, landed, strict=True))
-                if new and done
+                s for s, new, done in zip(result, created, landed, strict=True) if new and done
             ]
             for queue, count in Counter(s.queue for s in fresh).items():
                 co.metrics.enqueued.labels(queue).inc(count)  # once per queue, not per job
             co.throughput.add(Event.ENQUEUED, now, len(fresh))
             co.log.info("coordinator.job.batch_enqueued", count=sum(landed), created=len(fresh))
             co.notifier.notify()
-    return [result[i] for i in range(len(jobs))]
+    return result
 
 
 async def get_job(co: Coordinator, job_id: str) -> JobState:
